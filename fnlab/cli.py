@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         # user errors: a clear message, no stack trace
         print(f"fnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
