@@ -1,0 +1,328 @@
+"""Similarities and exact (or approximate) top-k retrieval, chunked and device-aware.
+
+Everything in fnlab that ranks candidates for a query (evaluation recall, the false-negative
+scan, kNN graphs for UMAP) goes through :func:`topk`. Similarities are inner products; on
+L2-normalised rows (:func:`normalize`) they are cosine similarities, as in FNE (Li et al.,
+ACM MM 2023, Sec. 3), which scores image-text pairs by the cosine of their embeddings.
+
+Two backends give the same exact result (up to the order of tied scores):
+
+- ``"faiss"`` (default): ``faiss.IndexFlatIP``, exhaustive inner-product search on CPU with
+  BLAS; or any prebuilt faiss index passed as ``index=`` (see :func:`build_index` for the
+  approximate HNSW / IVF options, meant for millions of candidates).
+- ``"torch"``: chunked ``queries @ keys.T`` followed by ``torch.topk``, on CUDA when present.
+
+Memory is bounded by the keys plus one chunk: the ``[Nq, Nk]`` matrix is never formed.
+
+Labelled positives are left out of the ranking with ``exclude``: a sparse ``[Nq, Nk]`` matrix
+(or one array of key indices per query). The faiss backend searches ``k + m`` neighbours,
+where ``m`` is the largest number of excluded keys of any query in the chunk, and filters;
+the torch backend sets excluded similarities to ``-inf`` before ``topk``. Rows with fewer
+than ``k`` remaining candidates are padded with score ``-inf`` and index ``-1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+Backend = Literal["faiss", "torch"]
+IndexKind = Literal["flat", "hnsw", "ivf"]
+
+DEFAULT_CHUNK_SIZE = 4096
+
+__all__ = [
+    "normalize",
+    "similarity_matrix",
+    "topk",
+    "build_index",
+    "as_exclude_matrix",
+    "DEFAULT_CHUNK_SIZE",
+]
+
+
+def normalize(x: np.ndarray | torch.Tensor, *, eps: float = 1e-12) -> np.ndarray | torch.Tensor:
+    """L2-normalise the rows of ``x`` (``[N, d]``), numpy or torch; returns the same type.
+
+    Rows of norm below ``eps`` are divided by ``eps`` (they stay near zero rather than
+    becoming NaN). Integer and float16 numpy input comes back float32; torch keeps its dtype
+    (float16 is computed in float32 and cast back).
+
+    Example:
+        >>> normalize(np.array([[3.0, 4.0]], dtype=np.float32))
+        array([[0.6, 0.8]], dtype=float32)
+    """
+    if isinstance(x, torch.Tensor):
+        work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        if not work.is_floating_point():
+            work = work.float()
+        out = work / work.norm(dim=-1, keepdim=True).clamp_min(eps)
+        return out.to(x.dtype) if x.is_floating_point() else out
+    arr = np.asarray(x)
+    if arr.dtype != np.float64:
+        arr = arr.astype(np.float32, copy=False)
+    norms = np.linalg.norm(arr, axis=-1, keepdims=True)
+    return arr / np.maximum(norms, eps).astype(arr.dtype)
+
+
+def similarity_matrix(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *,
+                      normalized: bool = True) -> torch.Tensor:
+    """Full similarity matrix ``[Na, Nb]`` (float32 tensor on ``a``'s device). For small inputs only.
+
+    Args:
+        a: ``[Na, d]``; b: ``[Nb, d]``.
+        normalized: rows are already unit length; if False they are normalised first (cosine).
+    """
+    ta = _as_float_tensor(a, "a")
+    tb = _as_float_tensor(b, "b").to(ta.device)
+    _check_pair(ta.shape, tb.shape, "a", "b")
+    if not normalized:
+        ta, tb = normalize(ta), normalize(tb)
+    return ta @ tb.T
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_float_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [N, d], got shape {tuple(t.shape)}")
+    return t.float() if t.dtype != torch.float32 else t
+
+
+def _as_float32_numpy(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array [N, d], got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_pair(qshape: Sequence[int], kshape: Sequence[int], qname: str, kname: str) -> None:
+    if qshape[1] != kshape[1]:
+        raise ValueError(
+            f"dimension mismatch: {qname} has d={qshape[1]} but {kname} has d={kshape[1]}; "
+            "both must be embeddings of the same size"
+        )
+
+
+def as_exclude_matrix(exclude: sp.spmatrix | Sequence[np.ndarray] | None, n_queries: int,
+                      n_keys: int) -> sp.csr_matrix | None:
+    """Turn ``exclude`` (sparse ``[Nq, Nk]`` or one index array per query) into a canonical CSR.
+
+    Raises:
+        ValueError: wrong shape, wrong length, or key indices outside ``[0, n_keys)``.
+    """
+    if exclude is None:
+        return None
+    if sp.issparse(exclude):
+        if exclude.shape != (n_queries, n_keys):
+            raise ValueError(f"exclude has shape {exclude.shape}, expected ({n_queries}, {n_keys}) = [Nq, Nk]")
+        mat = sp.csr_matrix(exclude, dtype=bool, copy=True)
+    else:
+        rows = list(exclude)
+        if len(rows) != n_queries:
+            raise ValueError(f"exclude has {len(rows)} rows, expected one array of key indices per query ({n_queries})")
+        lengths = np.array([len(np.atleast_1d(r)) for r in rows], dtype=np.int64)
+        cols = (np.concatenate([np.atleast_1d(np.asarray(r, dtype=np.int64)) for r in rows])
+                if lengths.sum() else np.zeros(0, dtype=np.int64))
+        if cols.size and (cols.min() < 0 or cols.max() >= n_keys):
+            raise ValueError(f"exclude holds key indices outside [0, {n_keys}) (min {cols.min()}, max {cols.max()})")
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        mat = sp.csr_matrix((np.ones(cols.size, dtype=bool), cols, indptr), shape=(n_queries, n_keys))
+    mat.sum_duplicates()
+    mat.eliminate_zeros()
+    mat.sort_indices()
+    return mat
+
+
+def _filter_excluded(scores: np.ndarray, idx: np.ndarray, excl_rows: sp.csr_matrix,
+                     k: int, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop excluded (row, key) pairs from a ``[B, k']`` result and keep the first ``k`` per row."""
+    b = scores.shape[0]
+    valid = idx >= 0
+    if excl_rows.nnz:
+        row_of = np.repeat(np.arange(b, dtype=np.int64), np.diff(excl_rows.indptr))
+        excl_keys = row_of * n_keys + excl_rows.indices.astype(np.int64)  # sorted: CSR rows, sorted cols
+        cand_keys = np.arange(b, dtype=np.int64)[:, None] * n_keys + np.where(valid, idx, 0)
+        pos = np.searchsorted(excl_keys, cand_keys)
+        pos = np.minimum(pos, excl_keys.size - 1)
+        valid &= excl_keys[pos] != cand_keys
+    # stable sort puts valid entries first, keeping their score order
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
+    out_s = np.take_along_axis(scores, order, axis=1)
+    out_i = np.take_along_axis(idx, order, axis=1)
+    keep = np.take_along_axis(valid, order, axis=1)
+    out_s = np.where(keep, out_s, -np.inf).astype(np.float32)
+    out_i = np.where(keep, out_i, -1).astype(np.int64)
+    if out_s.shape[1] < k:  # fewer keys than k: pad
+        pad = k - out_s.shape[1]
+        out_s = np.concatenate([out_s, np.full((b, pad), -np.inf, np.float32)], axis=1)
+        out_i = np.concatenate([out_i, np.full((b, pad), -1, np.int64)], axis=1)
+    return out_s, out_i
+
+
+# --------------------------------------------------------------------------- indexes
+def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *, hnsw_m: int = 32,
+                ef_construction: int = 80, ef_search: int = 128, nlist: int | None = None,
+                nprobe: int = 16, seed: int = 0):
+    """Build a faiss inner-product index over ``keys`` ``[Nk, d]`` (float32 copy).
+
+    Args:
+        kind: ``"flat"`` exact (``IndexFlatIP``); ``"hnsw"`` approximate graph index
+            (``IndexHNSWFlat`` with inner-product metric, ``hnsw_m`` links, ``ef_search``);
+            ``"ivf"`` approximate inverted lists (``IndexIVFFlat`` with ``nlist`` k-means cells,
+            default ``~4 sqrt(Nk)``, searching ``nprobe`` of them; trained with ``seed``).
+
+    Returns:
+        a faiss index holding the keys, usable as ``topk(..., index=...)``.
+
+    Raises:
+        ValueError: unknown kind or empty keys.
+    """
+    import faiss
+
+    arr = _as_float32_numpy(keys, "keys")
+    n, d = arr.shape
+    if n == 0:
+        raise ValueError("keys is empty: cannot build an index over 0 candidates")
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+    elif kind == "ivf":
+        cells = nlist if nlist is not None else int(4 * np.sqrt(n))
+        cells = int(max(1, min(cells, n // 39 if n >= 39 else 1)))  # faiss wants >= 39 points per cell
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        train = arr if n <= 256 * cells else arr[np.sort(rng.choice(n, 256 * cells, replace=False))]
+        index.train(train)
+        index.nprobe = min(nprobe, cells)
+    else:
+        raise ValueError(f"unknown index kind {kind!r}: expected one of 'flat', 'hnsw', 'ivf'")
+    index.add(arr)
+    return index
+
+
+# --------------------------------------------------------------------------- top-k
+def topk(queries: np.ndarray | torch.Tensor, keys: np.ndarray | torch.Tensor | None, k: int, *,
+         exclude: sp.spmatrix | Sequence[np.ndarray] | None = None, backend: Backend = "faiss",
+         chunk_size: int = DEFAULT_CHUNK_SIZE, index=None, device: str | torch.device = "auto",
+         progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` keys of every query by inner product, leaving out excluded pairs.
+
+    Args:
+        queries: ``[Nq, d]`` float (numpy or torch; float16/32/64). Not normalised here:
+            call :func:`normalize` first for cosine similarity.
+        keys: ``[Nk, d]`` float, or ``None`` when ``index`` is given.
+        k: neighbours per query (``k > Nk`` is allowed; the rest is padding).
+        exclude: pairs removed from the ranking (labelled positives): sparse ``[Nq, Nk]`` or one
+            array of key indices per query.
+        backend: ``"faiss"`` (exact ``IndexFlatIP``, or ``index``) or ``"torch"`` (chunked matmul).
+        chunk_size: queries per chunk; memory is ``O(Nk d + chunk_size * Nk)`` for torch and
+            ``O(Nk d + chunk_size * (k + max excluded))`` for faiss.
+        index: a prebuilt faiss index over the keys (:func:`build_index`); faiss backend only.
+        device: torch backend only: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``.
+        progress: called with the number of queries done after each chunk.
+
+    Returns:
+        ``(scores, indices)``: numpy ``[Nq, k]`` float32 in decreasing order and ``[Nq, k]``
+        int64; padding is ``-inf`` / ``-1``. Tied scores may come in either order.
+
+    Raises:
+        ValueError: shapes or dimensions disagree, ``k < 1``, unknown backend, bad ``exclude``.
+
+    Example:
+        >>> q = normalize(np.eye(3, dtype=np.float32)); s, i = topk(q, q, 1, exclude=[[0], [1], [2]])
+        >>> i.shape, bool((i[:, 0] != np.arange(3)).all())
+        ((3, 1), True)
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if backend not in ("faiss", "torch"):
+        raise ValueError(f"unknown backend {backend!r}: expected 'faiss' or 'torch'")
+    if keys is None and index is None:
+        raise ValueError("give keys or a prebuilt index")
+    if index is not None and backend != "faiss":
+        raise ValueError("index= is a faiss index: use backend='faiss'")
+    if backend == "faiss":
+        return _topk_faiss(queries, keys, k, exclude, chunk_size, index, progress)
+    return _topk_torch(queries, keys, k, exclude, chunk_size, device, progress)
+
+
+def _topk_faiss(queries, keys, k, exclude, chunk_size, index, progress):
+    import faiss
+
+    q = _as_float32_numpy(queries, "queries")
+    if index is None:
+        kk = _as_float32_numpy(keys, "keys")
+        _check_pair(q.shape, kk.shape, "queries", "keys")
+        index = faiss.IndexFlatIP(kk.shape[1])
+        if kk.shape[0]:
+            index.add(kk)
+    elif q.shape[1] != index.d:
+        raise ValueError(f"dimension mismatch: queries have d={q.shape[1]} but the index has d={index.d}")
+    nq, nk = q.shape[0], int(index.ntotal)
+    excl = as_exclude_matrix(exclude, nq, nk)
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    indices = np.full((nq, k), -1, dtype=np.int64)
+    if nk == 0:
+        return scores, indices
+    for start in range(0, nq, chunk_size):
+        stop = min(start + chunk_size, nq)
+        rows = excl[start:stop] if excl is not None else None
+        extra = int(np.diff(rows.indptr).max()) if rows is not None and rows.nnz else 0
+        search_k = min(k + extra, nk)
+        s, i = index.search(q[start:stop], search_k)
+        if rows is not None and rows.nnz or search_k < k or (i < 0).any():
+            s, i = _filter_excluded(s, i, rows if rows is not None else sp.csr_matrix((stop - start, nk), dtype=bool),
+                                    k, nk)
+        scores[start:stop], indices[start:stop] = s[:, :k], i[:, :k]
+        if progress is not None:
+            progress(stop - start)
+    return scores, indices
+
+
+def _topk_torch(queries, keys, k, exclude, chunk_size, device, progress):
+    from fnlab.device import resolve_device
+
+    dev = resolve_device(device)
+    q = _as_float_tensor(queries, "queries")
+    kt = _as_float_tensor(keys, "keys").to(dev)
+    _check_pair(q.shape, kt.shape, "queries", "keys")
+    nq, nk = q.shape[0], kt.shape[0]
+    excl = as_exclude_matrix(exclude, nq, nk)
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    indices = np.full((nq, k), -1, dtype=np.int64)
+    if nk == 0:
+        return scores, indices
+    kk = min(k, nk)
+    with torch.no_grad():
+        for start in range(0, nq, chunk_size):
+            stop = min(start + chunk_size, nq)
+            sims = q[start:stop].to(dev) @ kt.T  # [B, Nk]
+            if excl is not None:
+                rows = excl[start:stop]
+                if rows.nnz:
+                    r = np.repeat(np.arange(stop - start), np.diff(rows.indptr))
+                    sims[torch.from_numpy(r).to(dev), torch.from_numpy(rows.indices.astype(np.int64)).to(dev)] = -torch.inf
+            s, i = torch.topk(sims, kk, dim=1)
+            s_np = s.cpu().numpy().astype(np.float32)
+            i_np = i.cpu().numpy().astype(np.int64)
+            i_np[~np.isfinite(s_np)] = -1  # excluded entries that had to fill the top-k
+            s_np[i_np < 0] = -np.inf
+            scores[start:stop, :kk], indices[start:stop, :kk] = s_np, i_np
+            if progress is not None:
+                progress(stop - start)
+    return scores, indices
