@@ -1,0 +1,18 @@
+"""Small encoders and the dual encoder (FNE, Li et al., ACM MM 2023, uses a dual encoder
+with L2-normalised outputs compared by inner product)."""
+
+from fnlab.models.dual import (
+    DualEncoder,
+    build_dual_encoder,
+    dual_encoder_from_spec,
+    encode_side,
+    momentum_copy,
+    momentum_update,
+    to_tensor,
+)
+from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
+
+__all__ = [
+    "DualEncoder", "FeatureMLP", "PixelCNN", "TokenEncoder", "build_dual_encoder", "dual_encoder_from_spec",
+    "encode_side", "l2_normalize", "momentum_copy", "momentum_update", "to_tensor",
+]

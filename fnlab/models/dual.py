@@ -1,0 +1,179 @@
+"""The dual encoder: one encoder per side, L2-normalised outputs, cosine similarity.
+
+``build_dual_encoder(dataset, dim=...)`` picks the encoders from the dataset's
+``a_kind`` (``pixels`` -> :class:`PixelCNN`, ``features`` -> :class:`FeatureMLP`) and
+``b_kind`` (``tokens`` -> :class:`TokenEncoder`, ``features`` -> :class:`FeatureMLP`).
+The model's :attr:`DualEncoder.spec` is a plain dict from which
+:func:`dual_encoder_from_spec` rebuilds the same architecture (to reload ``model.pt``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
+
+
+class DualEncoder(nn.Module):
+    """Two encoders mapping side A (images) and side B (captions) into one unit sphere.
+
+    Args:
+        encoder_a: module ``[N, ...] -> [N, dim]`` for side A.
+        encoder_b: module ``[N, ...] -> [N, dim]`` for side B.
+        spec: the dict :func:`dual_encoder_from_spec` rebuilds this model from (optional).
+
+    Example:
+        >>> from fnlab.models.encoders import FeatureMLP
+        >>> m = DualEncoder(FeatureMLP(8, 4), FeatureMLP(6, 4))
+        >>> m.encode_a(torch.randn(3, 8)).norm(dim=1)
+        tensor([1.0000, 1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
+    """
+
+    def __init__(self, encoder_a: nn.Module, encoder_b: nn.Module, spec: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.encoder_a = encoder_a
+        self.encoder_b = encoder_b
+        self.spec = dict(spec or {})
+
+    def encode_a(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Side-A inputs ``[N, ...]`` -> unit vectors ``[N, dim]``."""
+        return l2_normalize(self.encoder_a(inputs))
+
+    def encode_b(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Side-B inputs ``[N, ...]`` -> unit vectors ``[N, dim]``."""
+        return l2_normalize(self.encoder_b(inputs))
+
+    def forward(self, inputs_a: torch.Tensor, inputs_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_a(inputs_a), self.encode_b(inputs_b)
+
+
+def _spec_for(dataset: Any, dim: int, text_encoder: str, width: int, hidden: int) -> dict[str, Any]:
+    where = f"dataset {getattr(dataset, 'name', '?')!r} split {getattr(dataset, 'split', '?')!r}"
+    spec: dict[str, Any] = {"dim": int(dim), "a_kind": dataset.a_kind, "b_kind": dataset.b_kind,
+                            "width": int(width), "hidden": int(hidden), "text_encoder": text_encoder}
+    a = dataset.a_inputs
+    if a is None:
+        raise ValueError(f"{where}: field 'a_inputs' is missing; a dual encoder needs side-A inputs")
+    if dataset.a_kind == "pixels":
+        if a.ndim == 3:
+            spec.update(in_channels=1, image_size=[int(a.shape[1]), int(a.shape[2])])
+        elif a.ndim == 4:
+            spec.update(in_channels=int(a.shape[1]), image_size=[int(a.shape[2]), int(a.shape[3])])
+        else:
+            raise ValueError(f"{where}: field 'a_inputs' must be pixels [N, C, H, W], got shape {a.shape}")
+    elif dataset.a_kind == "features":
+        spec.update(a_dim=int(a.shape[-1]))
+    else:
+        raise ValueError(f"{where}: field 'a_kind' must be 'pixels' or 'features', got {dataset.a_kind!r}")
+    b = dataset.b_inputs
+    if b is None:
+        raise ValueError(f"{where}: field 'b_inputs' is missing; a dual encoder needs side-B inputs")
+    if dataset.b_kind == "tokens":
+        vocab = len(dataset.vocab) if dataset.vocab is not None else 0
+        spec.update(vocab_size=max(vocab, int(b.max()) + 1 if b.size else 2, 2))
+    elif dataset.b_kind == "features":
+        spec.update(b_dim=int(b.shape[-1]))
+    else:
+        raise ValueError(f"{where}: field 'b_kind' must be 'tokens' or 'features', got {dataset.b_kind!r}")
+    return spec
+
+
+def dual_encoder_from_spec(spec: dict[str, Any]) -> DualEncoder:
+    """Rebuild the architecture described by ``DualEncoder.spec`` (weights are not included)."""
+    try:
+        dim = int(spec["dim"])
+        if spec["a_kind"] == "pixels":
+            enc_a: nn.Module = PixelCNN(int(spec["in_channels"]), tuple(spec["image_size"]), dim=dim,
+                                        width=int(spec.get("width", 32)))
+        else:
+            enc_a = FeatureMLP(int(spec["a_dim"]), dim=dim, hidden=int(spec.get("hidden", 256)))
+        if spec["b_kind"] == "tokens":
+            enc_b: nn.Module = TokenEncoder(int(spec["vocab_size"]), dim=dim, kind=spec.get("text_encoder", "gru"))
+        else:
+            enc_b = FeatureMLP(int(spec["b_dim"]), dim=dim, hidden=int(spec.get("hidden", 256)))
+    except KeyError as err:
+        raise ValueError(f"model spec is missing field {err.args[0]!r}") from err
+    return DualEncoder(enc_a, enc_b, spec=spec)
+
+
+def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "gru", width: int = 32,
+                       hidden: int = 256) -> DualEncoder:
+    """A :class:`DualEncoder` suited to ``dataset`` (a :class:`fnlab.data.base.MatchingDataset`).
+
+    Args:
+        dataset: supplies ``a_kind``/``b_kind``, input shapes and the vocabulary size.
+        dim: size of the joint embedding.
+        text_encoder: ``"gru"`` or ``"bag"`` for token inputs.
+        width: first conv width of the pixel CNN.
+        hidden: hidden width of the feature MLPs.
+
+    Raises:
+        ValueError: inputs missing or of an unknown kind (message names the field).
+    """
+    if dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+    return dual_encoder_from_spec(_spec_for(dataset, dim, text_encoder, width, hidden))
+
+
+def momentum_copy(model: nn.Module) -> nn.Module:
+    """A frozen deep copy of ``model`` for a momentum (EMA) encoder (MoCo; FNE Sec. 3.3)."""
+    twin = copy.deepcopy(model)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def momentum_update(online: nn.Module, twin: nn.Module, momentum: float) -> None:
+    """``theta_twin <- m theta_twin + (1 - m) theta_online`` for parameters; buffers are copied."""
+    for p, q in zip(online.parameters(), twin.parameters(), strict=True):
+        q.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
+    for b, c in zip(online.buffers(), twin.buffers(), strict=True):
+        c.copy_(b)
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def to_tensor(inputs: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Dataset inputs as a tensor on ``device`` (uint8 pixels and int64 tokens keep their dtype)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    arr = np.ascontiguousarray(inputs)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return torch.from_numpy(arr).to(device)
+
+
+@torch.no_grad()
+def encode_side(model: DualEncoder, inputs: np.ndarray | torch.Tensor, side: str, *,
+                batch_size: int = 512, device: torch.device | str | None = None) -> np.ndarray:
+    """Encode all inputs of one side in eval mode: ``[N, ...] -> float32 [N, dim]`` unit rows.
+
+    Args:
+        side: ``"a"`` or ``"b"``.
+    """
+    if side not in ("a", "b"):
+        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    fn = model.encode_a if side == "a" else model.encode_b
+    out = []
+    try:
+        for sl in batches(len(inputs), batch_size):
+            out.append(fn(to_tensor(inputs[sl], device)).float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return np.zeros((0, int(model.spec.get("dim", 0))), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
