@@ -1,0 +1,439 @@
+"""Plotly figure builders for fnlab: data in, figure out.
+
+Every function takes plain arrays / DataFrames / dicts and returns a
+:class:`plotly.graph_objects.Figure`. Nothing here imports streamlit, and nothing here
+computes what the engine computes (posteriors, weights, scans): callers pass results in.
+
+Colours follow the Okabe-Ito palette (readable for colour-blind viewers):
+labelled positive = bluish green, ground-truth false negative = vermillion,
+true negative = blue, unknown ground truth = grey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# ----------------------------------------------------------------- colours
+POSITIVE = "labelled positive"
+FALSE_NEGATIVE = "false negative"
+TRUE_NEGATIVE = "true negative"
+UNKNOWN = "negative (no ground truth)"
+
+STATUS_COLORS: dict[str, str] = {
+    POSITIVE: "#009E73",
+    FALSE_NEGATIVE: "#D55E00",
+    TRUE_NEGATIVE: "#0072B2",
+    UNKNOWN: "#8C8C8C",
+}
+STATUS_ORDER = [POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, UNKNOWN]
+# Okabe-Ito, then a few extra distinct colours for many categories.
+PALETTE = [
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+    "#8C564B", "#7F7F7F", "#17BECF", "#BCBD22",
+]
+TEMPLATE = "plotly_white"
+
+
+def _layout(fig: go.Figure, *, title: str | None, xaxis: str | None = None, yaxis: str | None = None,
+            height: int | None = None) -> go.Figure:
+    fig.update_layout(template=TEMPLATE, title=title, margin=dict(l=60, r=20, t=60 if title else 30, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    if height:
+        fig.update_layout(height=height)
+    if xaxis is not None:
+        fig.update_xaxes(title_text=xaxis)
+    if yaxis is not None:
+        fig.update_yaxes(title_text=yaxis)
+    return fig
+
+
+def _np(x) -> np.ndarray:
+    """Array from numpy / torch / list, float64, flattened."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def _normal_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+
+
+def status_labels(positive: np.ndarray, false_negative: np.ndarray | None) -> np.ndarray:
+    """Ground-truth status string per candidate from boolean masks.
+
+    ``false_negative`` is ``None`` when the dataset has no ground truth: negatives are then
+    labelled :data:`UNKNOWN`.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    out = np.full(positive.shape, UNKNOWN if false_negative is None else TRUE_NEGATIVE, dtype=object)
+    if false_negative is not None:
+        out[np.asarray(false_negative, dtype=bool)] = FALSE_NEGATIVE
+    out[positive] = POSITIVE
+    return out
+
+
+# ------------------------------------------------------------ distributions
+def similarity_histogram(
+    pos_sims,
+    neg_sims,
+    *,
+    fn_sims=None,
+    fit: Mapping[str, float] | None = None,
+    bins: int = 60,
+    title: str | None = "Similarity distributions",
+    marker: float | None = None,
+) -> go.Figure:
+    """Density histograms of labelled-positive and negative similarities.
+
+    Args:
+        pos_sims: similarities of labelled positive pairs.
+        neg_sims: similarities of negatives (all unlabelled candidates).
+        fn_sims: optional similarities of ground-truth false negatives (a subset of the negatives),
+            drawn as a third histogram so the overlap with the positive mode is visible.
+        fit: optional ``{"pos_mean", "pos_std", "neg_mean", "neg_std"}`` of fitted Gaussians,
+            drawn as density curves.
+        marker: optional x position (e.g. a query's positive similarity) drawn as a vertical line.
+    """
+    pos, neg = _np(pos_sims), _np(neg_sims)
+    if pos.size == 0 and neg.size == 0:
+        raise ValueError("similarity_histogram needs at least one similarity")
+    everything = np.concatenate([pos, neg] + ([_np(fn_sims)] if fn_sims is not None else []))
+    lo, hi = float(np.nanmin(everything)), float(np.nanmax(everything))
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.05, hi + 0.05
+    xbins = dict(start=lo, end=hi, size=(hi - lo) / bins)
+    fig = go.Figure()
+    for name, vals, colour in (
+        ("negatives", neg, STATUS_COLORS[TRUE_NEGATIVE]),
+        ("labelled positives", pos, STATUS_COLORS[POSITIVE]),
+    ):
+        if vals.size:
+            fig.add_histogram(x=vals, name=f"{name} (n={vals.size:,})", histnorm="probability density",
+                              xbins=xbins, marker_color=colour, opacity=0.55)
+    if fn_sims is not None and _np(fn_sims).size:
+        fns = _np(fn_sims)
+        fig.add_histogram(x=fns, name=f"ground-truth false negatives (n={fns.size:,})",
+                          histnorm="probability density", xbins=xbins,
+                          marker_color=STATUS_COLORS[FALSE_NEGATIVE], opacity=0.75)
+    if fit:
+        xs = np.linspace(lo, hi, 300)
+        fig.add_scatter(x=xs, y=_normal_pdf(xs, fit["pos_mean"], fit["pos_std"]), mode="lines",
+                        name="fitted positive density", line=dict(color=STATUS_COLORS[POSITIVE], width=3))
+        fig.add_scatter(x=xs, y=_normal_pdf(xs, fit["neg_mean"], fit["neg_std"]), mode="lines",
+                        name="fitted negative density",
+                        line=dict(color=STATUS_COLORS[TRUE_NEGATIVE], width=3, dash="dash"))
+    if marker is not None:
+        fig.add_vline(x=float(marker), line=dict(color="black", dash="dot"), annotation_text="positive")
+    fig.update_layout(barmode="overlay")
+    return _layout(fig, title=title, xaxis="cosine similarity", yaxis="density")
+
+
+def posterior_curve(
+    curves: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    *,
+    s_range: tuple[float, float] = (-0.2, 1.0),
+    prior: float | None = None,
+    fn_points: tuple[np.ndarray, np.ndarray] | None = None,
+    pos_mean: float | None = None,
+    margin: float | None = None,
+    title: str | None = "P(false negative | similarity)",
+) -> go.Figure:
+    """P(FN | s) of one or more estimators over a similarity range.
+
+    Args:
+        curves: name -> function mapping a similarity array to probabilities.
+        prior: the prior P(pos), drawn as a horizontal reference line.
+        fn_points: optional ``(similarities, is_false_negative)`` ground truth, drawn as a rug of
+            points at y = 1 (false negative) and y = 0 (true negative).
+        pos_mean, margin: FNE's cut-down: weights are zero below ``pos_mean - margin`` (shaded).
+    """
+    xs = np.linspace(s_range[0], s_range[1], 400)
+    fig = go.Figure()
+    if pos_mean is not None and margin is not None:
+        fig.add_vrect(x0=s_range[0], x1=pos_mean - margin, fillcolor="#cccccc", opacity=0.3, line_width=0,
+                      annotation_text="FNE cut-down (weight 0)", annotation_position="top left")
+    for i, (name, fn) in enumerate(curves.items()):
+        ys = _np(fn(xs))
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=name, line=dict(width=3, color=PALETTE[i % len(PALETTE)]))
+    if fn_points is not None:
+        s, is_fn = _np(fn_points[0]), np.asarray(fn_points[1], dtype=bool).ravel()
+        rng = np.random.default_rng(0)
+        jitter = rng.uniform(-0.03, 0.03, size=s.size)
+        for mask, yv, name, status in ((~is_fn, 0.0, "true negatives (ground truth)", TRUE_NEGATIVE),
+                                       (is_fn, 1.0, "false negatives (ground truth)", FALSE_NEGATIVE)):
+            if mask.any():
+                fig.add_scatter(x=s[mask], y=yv + jitter[mask], mode="markers", name=name, opacity=0.5,
+                                marker=dict(size=5, color=STATUS_COLORS[status]))
+    if prior is not None:
+        fig.add_hline(y=float(prior), line=dict(color="black", dash="dot"),
+                      annotation_text=f"prior P(pos) = {prior:.2g}", annotation_position="bottom right")
+    fig.update_yaxes(range=[-0.05, 1.05])
+    return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative | s)")
+
+
+def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
+    """Equal-width calibration bins: ``bin_mid, mean_predicted, observed_rate, count``; empty bins dropped."""
+    p, y = _np(probs), _np(labels)
+    if p.shape != y.shape:
+        raise ValueError(f"probs and labels differ in size: {p.size} vs {y.size}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            rows.append({"bin_mid": (edges[b] + edges[b + 1]) / 2, "mean_predicted": float(p[m].mean()),
+                         "observed_rate": float(y[m].mean()), "count": int(m.sum())})
+    return pd.DataFrame(rows, columns=["bin_mid", "mean_predicted", "observed_rate", "count"])
+
+
+def reliability_diagram(
+    estimators: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    n_bins: int = 10,
+    title: str | None = "Reliability diagram",
+) -> go.Figure:
+    """Observed false-negative rate against predicted P(FN), one line per estimator.
+
+    Args:
+        estimators: name -> ``(predicted probabilities, ground-truth 0/1 labels)``.
+    """
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                    line=dict(color="#555555", dash="dash"))
+    for i, (name, (p, y)) in enumerate(estimators.items()):
+        bins = reliability_bins(p, y, n_bins=n_bins)
+        fig.add_scatter(x=bins["mean_predicted"], y=bins["observed_rate"], mode="lines+markers", name=name,
+                        marker=dict(size=np.clip(np.sqrt(bins["count"].to_numpy()) * 1.5, 6, 22)),
+                        line=dict(color=PALETTE[i % len(PALETTE)], width=2),
+                        customdata=bins["count"], hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}"
+                        "<br>%{customdata} pairs<extra></extra>")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, title=title, xaxis="predicted P(false negative)", yaxis="observed false-negative rate")
+
+
+# ----------------------------------------------------------------- samplers
+def sampler_weight_bars(
+    weights: Mapping[str, np.ndarray],
+    status: Sequence[str],
+    *,
+    similarities: np.ndarray | None = None,
+    hover: Sequence[str] | None = None,
+    title: str | None = "Sampling probability per ranked candidate",
+) -> go.Figure:
+    """One bar chart per sampler: the (normalised) weight on each ranked candidate, coloured by status.
+
+    Args:
+        weights: sampler name -> ``[M]`` non-negative weights over the candidates, ranked by similarity
+            (rank 1 = most similar). Each row is normalised to sum to one (sampling probability).
+        status: ``[M]`` ground-truth status strings (see :func:`status_labels`).
+        similarities: optional ``[M]`` similarities shown on hover.
+        hover: optional ``[M]`` texts (captions, item names) shown on hover.
+    """
+    if not weights:
+        raise ValueError("sampler_weight_bars needs at least one sampler")
+    status = np.asarray(status, dtype=object)
+    names = list(weights)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.06 if len(names) < 6 else 0.03,
+                        subplot_titles=names)
+    ranks = np.arange(1, status.size + 1)
+    sims = _np(similarities) if similarities is not None else None
+    hover_arr = np.asarray(hover, dtype=object) if hover is not None else None
+    for r, name in enumerate(names, start=1):
+        w = _np(weights[name])
+        if w.size != status.size:
+            raise ValueError(f"sampler {name!r}: {w.size} weights for {status.size} candidates")
+        total = w.sum()
+        prob = w / total if total > 0 else w
+        for st in STATUS_ORDER:
+            m = status == st
+            if not m.any():
+                continue
+            custom = np.stack([sims[m] if sims is not None else np.full(m.sum(), np.nan),
+                               hover_arr[m] if hover_arr is not None else np.full(m.sum(), "")], axis=1)
+            fig.add_bar(x=ranks[m], y=prob[m], name=st, legendgroup=st, showlegend=r == 1,
+                        marker_color=STATUS_COLORS[st], customdata=custom,
+                        hovertemplate="rank %{x}<br>P(sampled) %{y:.3f}<br>similarity %{customdata[0]:.3f}"
+                                      "<br>%{customdata[1]}<extra>" + st + "</extra>", row=r, col=1)
+        fig.update_yaxes(title_text="P(sampled)", row=r, col=1, rangemode="tozero")
+    fig.update_xaxes(title_text="candidate rank (1 = most similar to the query)", row=len(names), col=1)
+    fig.update_layout(bargap=0.1)
+    return _layout(fig, title=title, height=max(300, 190 * len(names) + 90))
+
+
+def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardness vs false-negative risk") -> go.Figure:
+    """One point per sampler: x = hardness (mean similarity of sampled negatives), y = FN risk.
+
+    Args:
+        summary: columns ``sampler``, ``hardness``, ``fn_risk`` (share of sampled negatives that are
+            truly relevant, or expected share under the posterior when no ground truth exists).
+    """
+    missing = {"sampler", "hardness", "fn_risk"} - set(summary.columns)
+    if missing:
+        raise ValueError(f"hardness_risk_scatter: summary lacks columns {sorted(missing)}")
+    fig = go.Figure()
+    for i, row in enumerate(summary.itertuples(index=False)):
+        fig.add_scatter(x=[row.hardness], y=[row.fn_risk], mode="markers+text", name=str(row.sampler),
+                        text=[str(row.sampler)], textposition="top center",
+                        marker=dict(size=16, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
+                        hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_layout(showlegend=False)
+    return _layout(fig, title=title, xaxis="hardness: mean similarity of sampled negatives",
+                   yaxis="false-negative risk: share of sampled negatives truly relevant")
+
+
+def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,
+                         title: str | None = "Top candidates") -> go.Figure:
+    """Ranked candidates of one query: bars of similarity coloured by status, posterior as a line.
+
+    Args:
+        table: columns ``rank``, ``similarity``, ``status`` and optionally ``p_false_negative``, ``label``.
+        threshold: suspect threshold on the posterior, drawn as a dotted line.
+    """
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for st in STATUS_ORDER:
+        m = table["status"] == st
+        if m.any():
+            sub = table[m]
+            fig.add_bar(x=sub["rank"], y=sub["similarity"], name=st, marker_color=STATUS_COLORS[st],
+                        hovertext=sub["label"] if "label" in sub else None, secondary_y=False)
+    if "p_false_negative" in table:
+        fig.add_scatter(x=table["rank"], y=table["p_false_negative"], mode="lines+markers", name="P(false negative)",
+                        line=dict(color="black", width=2), secondary_y=True)
+        fig.update_yaxes(title_text="P(false negative)", range=[0, 1.02], secondary_y=True)
+        if threshold is not None:
+            fig.add_hline(y=threshold, line=dict(color="black", dash="dot"), secondary_y=True)
+    fig.update_yaxes(title_text="similarity", secondary_y=False)
+    return _layout(fig, title=title, xaxis="rank")
+
+
+# ------------------------------------------------------------------ training
+def training_curves(
+    metrics: Mapping[str, pd.DataFrame],
+    *,
+    columns: Sequence[str] = ("loss", "val_rsum", "sampled_fn_rate"),
+    title: str | None = "Training curves",
+) -> go.Figure:
+    """Per-epoch metrics of one or more runs, one panel per metric, one colour per run.
+
+    Args:
+        metrics: run name -> DataFrame with an ``epoch`` column and metric columns.
+    """
+    labels = {"loss": "loss", "val_rsum": "validation rSum", "sampled_fn_rate": "FN rate of sampled negatives"}
+    cols = [c for c in columns if any(c in df.columns for df in metrics.values())] or list(columns)
+    fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[labels.get(c, c) for c in cols],
+                        horizontal_spacing=0.08)
+    for i, (run, df) in enumerate(metrics.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        x = df["epoch"] if "epoch" in df else np.arange(1, len(df) + 1)
+        for j, c in enumerate(cols, start=1):
+            if c in df.columns and df[c].notna().any():
+                fig.add_scatter(x=x, y=df[c], mode="lines+markers", name=run, legendgroup=run,
+                                showlegend=j == 1, line=dict(color=colour, width=2), row=1, col=j)
+        for j in range(1, len(cols) + 1):
+            fig.update_xaxes(title_text="epoch", row=1, col=j)
+    if "sampled_fn_rate" in cols:
+        fig.update_yaxes(tickformat=".0%", row=1, col=cols.index("sampled_fn_rate") + 1)
+    return _layout(fig, title=title, height=360)
+
+
+def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = None,
+                        title: str | None = "Runs compared") -> go.Figure:
+    """Grouped bars: one group per metric, one bar per run.
+
+    Args:
+        table: one row per run, a ``run`` column and numeric metric columns.
+        metrics: which columns to show (default: every numeric column).
+    """
+    if "run" not in table.columns:
+        raise ValueError("run_comparison_bars: table needs a 'run' column")
+    metrics = list(metrics) if metrics is not None else [
+        c for c in table.columns if c != "run" and pd.api.types.is_numeric_dtype(table[c])]
+    if not metrics:
+        raise ValueError("run_comparison_bars: no numeric metric columns to show")
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.05)
+    for j, m in enumerate(metrics, start=1):
+        fig.add_bar(x=table["run"].astype(str), y=table[m], marker_color=[PALETTE[i % len(PALETTE)] for i in
+                                                                         range(len(table))],
+                    showlegend=False, name=m, text=table[m].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
+                    textposition="outside", row=1, col=j)
+        fig.update_xaxes(tickangle=-30, row=1, col=j)
+    return _layout(fig, title=title, height=380)
+
+
+# ---------------------------------------------------------------- embeddings
+def embedding_scatter(
+    coords: np.ndarray,
+    *,
+    color: Sequence,
+    row_ids: Sequence[int] | None = None,
+    hover: Sequence[str] | None = None,
+    symbol: Sequence[str] | None = None,
+    color_name: str = "colour",
+    highlight: Sequence[int] | None = None,
+    title: str | None = "Embedding map (UMAP)",
+) -> go.Figure:
+    """2-D scatter of embeddings, one trace per colour value, ``custom_data[0]`` = row id, lasso drag.
+
+    Args:
+        coords: ``[N, 2]`` projected coordinates.
+        color: ``[N]`` category per point (strings or ints); numeric with more than 20 values is drawn as a
+            continuous colour scale in one trace.
+        row_ids: ``[N]`` ids returned by selections (default ``0..N-1``); read back with
+            :func:`fnlab.projection.selection_to_ids`.
+        hover: ``[N]`` hover texts (captions, item names).
+        symbol: ``[N]`` marker symbol groups (e.g. modality) shown as circle / diamond.
+        highlight: row ids to ring in black (the selected point, its neighbours).
+    """
+    xy = np.asarray(coords, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"coords must be [N, 2], got {xy.shape}")
+    n = xy.shape[0]
+    ids = np.arange(n) if row_ids is None else np.asarray(row_ids)
+    colour = pd.Series(list(color)) if len(color) == n else None
+    if colour is None:
+        raise ValueError(f"color has {len(color)} values for {n} points")
+    texts = np.asarray(hover, dtype=object) if hover is not None else np.asarray([str(i) for i in ids], dtype=object)
+    symbols = np.asarray(symbol, dtype=object) if symbol is not None else None
+    symbol_map = {}
+    if symbols is not None:
+        for i, v in enumerate(pd.unique(symbols)):
+            symbol_map[v] = ["circle", "diamond", "square", "x", "triangle-up"][i % 5]
+    fig = go.Figure()
+    hovertemplate = "%{text}<br>id %{customdata[0]}<extra>%{fullData.name}</extra>"
+    continuous = pd.api.types.is_float_dtype(colour) and colour.nunique() > 20
+    if continuous:
+        fig.add_scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=color_name, text=texts,
+                          customdata=ids.reshape(-1, 1), hovertemplate=hovertemplate,
+                          marker=dict(size=6, color=colour.to_numpy(), colorscale="Viridis", showscale=True,
+                                      colorbar=dict(title=color_name),
+                                      symbol=[symbol_map[s] for s in symbols] if symbols is not None else None))
+    else:
+        values = colour.astype(str).to_numpy()
+        cats = list(pd.unique(values))
+        cats.sort(key=lambda c: (STATUS_ORDER.index(c) if c in STATUS_ORDER else 99, c))
+        for i, cat in enumerate(cats):
+            m = values == cat
+            col = STATUS_COLORS.get(cat, PALETTE[i % len(PALETTE)])
+            fig.add_scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=cat, text=texts[m],
+                              customdata=ids[m].reshape(-1, 1), hovertemplate=hovertemplate,
+                              marker=dict(size=6, color=col, opacity=0.8,
+                                          symbol=[symbol_map[s] for s in symbols[m]] if symbols is not None else None))
+    if highlight is not None and len(highlight):
+        pos = {int(v): k for k, v in enumerate(ids)}
+        hl = [pos[int(h)] for h in highlight if int(h) in pos]
+        if hl:
+            fig.add_scattergl(x=xy[hl, 0], y=xy[hl, 1], mode="markers", name="selected / neighbours",
+                              text=texts[hl], customdata=ids[hl].reshape(-1, 1), hovertemplate=hovertemplate,
+                              marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=2, color="black")))
+    fig.update_layout(dragmode="lasso", legend_title_text=color_name)
+    fig.update_xaxes(showticklabels=False, title_text="UMAP 1")
+    fig.update_yaxes(showticklabels=False, title_text="UMAP 2")
+    return _layout(fig, title=title, height=600)

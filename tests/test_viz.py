@@ -1,0 +1,131 @@
+"""fnlab.viz: each builder returns a figure holding the data it was given, with labelled axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from fnlab import viz
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def test_similarity_histogram_with_fit_and_fn():
+    r = _rng()
+    pos, neg, fn = r.normal(0.7, 0.1, 50), r.normal(0.1, 0.1, 500), r.normal(0.65, 0.1, 7)
+    fit = {"pos_mean": 0.7, "pos_std": 0.1, "neg_mean": 0.1, "neg_std": 0.1}
+    fig = viz.similarity_histogram(pos, neg, fn_sims=fn, fit=fit, marker=0.7)
+    assert isinstance(fig, go.Figure)
+    hists = [t for t in fig.data if t.type == "histogram"]
+    assert len(hists) == 3
+    assert sum(len(t.x) for t in hists) == 557
+    curves = [t for t in fig.data if t.type == "scatter"]
+    assert len(curves) == 2
+    # The fitted positive density peaks at its mean.
+    xs, ys = np.asarray(curves[0].x), np.asarray(curves[0].y)
+    assert abs(xs[np.argmax(ys)] - 0.7) < 0.02
+    assert fig.layout.xaxis.title.text == "cosine similarity"
+    with pytest.raises(ValueError):
+        viz.similarity_histogram([], [])
+
+
+def test_posterior_curve_and_prior():
+    curves = {"sigmoid": lambda s: 1 / (1 + np.exp(-(s - 0.5) * 20))}
+    fig = viz.posterior_curve(curves, prior=1e-4, fn_points=(np.array([0.2, 0.8]), np.array([0, 1])),
+                              pos_mean=0.7, margin=0.2)
+    line = fig.data[0]
+    assert line.name == "sigmoid"
+    assert np.all(np.diff(np.asarray(line.y)) >= 0)  # monotone input stays monotone
+    assert {t.name for t in fig.data[1:]} == {"true negatives (ground truth)", "false negatives (ground truth)"}
+    assert fig.layout.yaxis.title.text == "P(false negative | s)"
+
+
+def test_reliability_bins_match_slow_reference():
+    r = _rng()
+    p = r.uniform(size=400)
+    y = (r.uniform(size=400) < p).astype(int)
+    bins = viz.reliability_bins(p, y, n_bins=5)
+    for row in bins.itertuples():
+        lo = row.bin_mid - 0.1
+        m = (p >= lo) & ((p < lo + 0.2) | (lo + 0.2 >= 1.0))
+        assert row.count == m.sum()
+        assert row.observed_rate == pytest.approx(y[m].mean())
+    assert bins["count"].sum() == 400
+    fig = viz.reliability_diagram({"gaussian": (p, y)}, n_bins=5)
+    assert fig.data[0].name == "perfect calibration"
+    assert len(fig.data[1].x) == len(bins)
+    with pytest.raises(ValueError):
+        viz.reliability_bins([0.1, 0.2], [1])
+
+
+def test_status_labels_and_weight_bars():
+    pos = np.array([False, True, False, False])
+    fn = np.array([True, False, False, False])
+    status = viz.status_labels(pos, fn)
+    assert list(status) == [viz.FALSE_NEGATIVE, viz.POSITIVE, viz.TRUE_NEGATIVE, viz.TRUE_NEGATIVE]
+    assert list(viz.status_labels(pos, None)) == [viz.UNKNOWN, viz.POSITIVE, viz.UNKNOWN, viz.UNKNOWN]
+    w = {"hardest": np.array([1.0, 0, 0, 0]), "random": np.array([1.0, 0, 1, 2])}
+    fig = viz.sampler_weight_bars(w, status, similarities=np.array([0.9, 0.8, 0.5, 0.1]), hover=list("abcd"))
+    bars = [t for t in fig.data if t.type == "bar"]
+    # Probabilities per sampler sum to one and each bar carries its status colour.
+    for axis in ("y", "y2"):
+        total = sum(sum(t.y) for t in bars if t.yaxis == axis)
+        assert total == pytest.approx(1.0)
+    fn_bar = [t for t in bars if t.name == viz.FALSE_NEGATIVE and t.yaxis == "y2"][0]
+    assert fn_bar.marker.color == viz.STATUS_COLORS[viz.FALSE_NEGATIVE]
+    assert list(fn_bar.y) == pytest.approx([0.25])
+    with pytest.raises(ValueError):
+        viz.sampler_weight_bars({"x": np.ones(3)}, status)
+
+
+def test_hardness_risk_scatter():
+    df = pd.DataFrame({"sampler": ["hardest", "fne"], "hardness": [0.8, 0.6], "fn_risk": [0.4, 0.05]})
+    fig = viz.hardness_risk_scatter(df)
+    assert [t.name for t in fig.data] == ["hardest", "fne"]
+    assert fig.data[0].x[0] == 0.8 and fig.data[1].y[0] == 0.05
+    with pytest.raises(ValueError):
+        viz.hardness_risk_scatter(df.drop(columns="fn_risk"))
+
+
+def test_training_curves_and_comparison():
+    m = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "val_rsum": [100, 200], "sampled_fn_rate": [0.3, 0.2]})
+    fig = viz.training_curves({"a": m, "b": m.assign(loss=[2.0, 1.0])})
+    assert len(fig.data) == 6
+    assert sum(t.showlegend for t in fig.data) == 2
+    t = pd.DataFrame({"run": ["a", "b"], "rsum": [300.0, 310.0], "name": ["x", "y"]})
+    fig = viz.run_comparison_bars(t)
+    assert len(fig.data) == 1 and list(fig.data[0].y) == [300.0, 310.0]
+    with pytest.raises(ValueError):
+        viz.run_comparison_bars(t.drop(columns="run"))
+
+
+def test_similarity_rank_bars():
+    t = pd.DataFrame({"rank": [1, 2, 3], "similarity": [0.9, 0.8, 0.7],
+                      "status": [viz.FALSE_NEGATIVE, viz.POSITIVE, viz.TRUE_NEGATIVE],
+                      "p_false_negative": [0.9, 0.5, 0.1]})
+    fig = viz.similarity_rank_bars(t, threshold=0.5)
+    assert {t.name for t in fig.data} == {viz.FALSE_NEGATIVE, viz.POSITIVE, viz.TRUE_NEGATIVE, "P(false negative)"}
+
+
+def test_embedding_scatter_custom_data_and_lasso():
+    r = _rng()
+    xy = r.normal(size=(30, 2))
+    colour = ["image"] * 10 + ["caption"] * 20
+    ids = np.arange(100, 130)
+    fig = viz.embedding_scatter(xy, color=colour, row_ids=ids, hover=[f"p{i}" for i in range(30)],
+                                symbol=colour, highlight=[105, 999])
+    assert fig.layout.dragmode == "lasso"
+    got = sorted(int(c[0]) for t in fig.data[:2] for c in t.customdata)
+    assert got == list(ids)
+    assert fig.data[-1].name == "selected / neighbours" and int(fig.data[-1].customdata[0][0]) == 105
+    # Continuous colour: one trace with a colour scale.
+    fig = viz.embedding_scatter(xy, color=r.uniform(size=30).tolist())
+    assert len(fig.data) == 1 and fig.data[0].marker.showscale
+    with pytest.raises(ValueError):
+        viz.embedding_scatter(xy[:, :1], color=colour)
+    with pytest.raises(ValueError):
+        viz.embedding_scatter(xy, color=colour[:3])
