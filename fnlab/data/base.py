@@ -64,6 +64,8 @@ class MatchingDataset:
         b_meta: one row per B item, for display; column ``text`` where captions exist.
         vocab: token strings for ``b_inputs`` (index 0 is padding, 1 unknown) when tokens.
         a_ids, b_ids: ``[n_a]``, ``[n_b]`` int64 ids of the items in the full dataset.
+        spec: how to rebuild the dataset, ``{"name", "root", "options"}`` (set by
+            :func:`fnlab.data.load`; ``fnlab.data.spec_of`` reads it), or ``None``.
     """
 
     name: str
@@ -79,6 +81,7 @@ class MatchingDataset:
     vocab: list[str] | None = None
     a_ids: np.ndarray | None = None
     b_ids: np.ndarray | None = None
+    spec: dict | None = None
 
     def __post_init__(self) -> None:
         self.b_to_a = np.asarray(self.b_to_a, dtype=np.int64)

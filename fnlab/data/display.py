@@ -1,0 +1,91 @@
+"""Display helpers: an A item as an RGB array or a PNG data URI, a B item as text.
+
+No streamlit here: the app passes these values to ``st.image`` or an ``ImageColumn``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+
+from fnlab.data.base import MatchingDataset
+from fnlab.data.text import decode
+
+
+def _to_hwc_uint8(arr: np.ndarray) -> np.ndarray:
+    """``[C, H, W]`` or ``[H, W]`` or ``[H, W, C]`` pixels (uint8 or floats in [0, 1]) -> ``[H, W, 3]`` uint8."""
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"expected pixels [C, H, W], got shape {a.shape}")
+    if a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)
+    elif a.shape[0] in (1, 3, 4) and a.shape[-1] in (1, 3, 4) and a.shape[0] <= a.shape[-1]:
+        a = np.moveaxis(a, 0, -1)
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(np.asarray(a, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def image_array(ds: MatchingDataset, i: int) -> np.ndarray | None:
+    """A item ``i`` as ``[H, W, 3]`` uint8, from its pixels or its ``image_path``; ``None`` if neither."""
+    if ds.a_kind == "pixels" and ds.a_inputs is not None:
+        return _to_hwc_uint8(ds.a_inputs[int(i)])
+    if "image_path" in ds.a_meta.columns:
+        path = ds.a_meta["image_path"].iloc[int(i)]
+        if isinstance(path, str) and path and Path(path).is_file():
+            from PIL import Image
+
+            try:
+                with Image.open(path) as im:
+                    return np.asarray(im.convert("RGB"))
+            except OSError:
+                return None
+    return None
+
+
+def image_png(ds: MatchingDataset, i: int, size: int = 64) -> bytes | None:
+    """PNG bytes of A item ``i`` scaled so its longer side is ``size`` pixels (nearest for small images)."""
+    arr = image_array(ds, i)
+    if arr is None:
+        return None
+    from PIL import Image
+
+    im = Image.fromarray(arr)
+    scale = size / max(im.size)
+    new = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+    resample = Image.NEAREST if scale >= 1 else Image.BILINEAR
+    buf = io.BytesIO()
+    im.resize(new, resample).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_data_uri(ds: MatchingDataset, i: int, size: int = 64) -> str | None:
+    """``data:image/png;base64,...`` of A item ``i`` (for ``st.column_config.ImageColumn``), or ``None``."""
+    png = image_png(ds, i, size)
+    if png is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def caption(ds: MatchingDataset, j: int) -> str:
+    """Text of B item ``j``: its caption, else its decoded tokens, else ``"query <id>"``."""
+    j = int(j)
+    if "text" in ds.b_meta.columns:
+        return str(ds.b_meta["text"].iloc[j])
+    if ds.b_kind == "tokens" and ds.vocab is not None and ds.b_inputs is not None:
+        return decode(ds.b_inputs[j], ds.vocab)
+    return f"query {int(ds.b_ids[j])}"
+
+
+def a_label(ds: MatchingDataset, i: int) -> str:
+    """A short label of A item ``i``: its ``label`` column, else ``"item <id>"``."""
+    if "label" in ds.a_meta.columns:
+        return str(ds.a_meta["label"].iloc[int(i)])
+    return f"item {int(ds.a_ids[int(i)])}"
