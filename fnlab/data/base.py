@@ -172,6 +172,9 @@ class MatchingDataset:
             labelled = self.labelled_matrix()
             if (labelled.multiply(self.relevance)).nnz != self.n_b:
                 raise DatasetError(f"{where}: field 'relevance' must include every labelled pair")
+        for fname, ids, n in (("a_ids", self.a_ids, n_a), ("b_ids", self.b_ids, self.n_b)):
+            if np.asarray(ids).shape != (n,):
+                raise DatasetError(f"{where}: field {fname!r} has shape {np.asarray(ids).shape}, expected ({n},)")
         if len(self.a_meta) not in (0, n_a):
             raise DatasetError(f"{where}: field 'a_meta' has {len(self.a_meta)} rows, expected {n_a}")
         if len(self.b_meta) not in (0, self.n_b):

@@ -1,0 +1,120 @@
+"""``fnlab data``: list datasets, print their false-negative statistics, write the sample data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+_DESCRIPTIONS = {
+    "shapes": ("generated 32x32 images of 1-2 objects, 5 captions of varying specificity", True),
+    "digits": ("scikit-learn handwritten digits with template captions ('an odd digit')", True),
+    "precomp": ("VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt", False),
+    "pairs": ("your own pairs table + .npy embeddings: --root with pairs.csv|parquet, a.npy, b.npy", None),
+}
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ValueError(f"--option {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("data", help="datasets: list, info, make-sample",
+                              description="List datasets, show their false-negative statistics, write sample data.")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p_list = sub.add_parser("list", help="list the datasets fnlab can load",
+                            description="List the dataset names fnlab.data.load accepts.")
+    p_list.add_argument("--json", action="store_true", help="print a JSON list")
+    p_list.set_defaults(func=run_list)
+
+    p_info = sub.add_parser(
+        "info", help="items, labelled/relevant pairs and false negatives per query",
+        description="Items per side, labelled pairs, relevant pairs, false negatives per query (mean, max) and "
+        "the share of queries (side-B items) with at least one. Ground-truth values are null without relevance.",
+    )
+    p_info.add_argument("name", metavar="NAME", help="shapes, digits, precomp, pairs, or a saved dataset folder")
+    p_info.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
+                        help="which split (default: train)")
+    p_info.add_argument("--root", default=None, help="data folder (precomp, pairs)")
+    p_info.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="loader option, e.g. -o genericness=0.5 (repeatable)")
+    p_info.add_argument("--json", action="store_true", help="print one JSON object")
+    p_info.set_defaults(func=run_info)
+
+    p_make = sub.add_parser(
+        "make-sample", help="write the small sample datasets (sample_data/shapes)",
+        description="Regenerate the sample data the app opens on: OUT/shapes (a saved shapes dataset).",
+    )
+    p_make.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
+    p_make.add_argument("--n-train", type=int, default=1000, help="training images (default: 1000)")
+    p_make.add_argument("--n-val", type=int, default=200, help="validation images (default: 200)")
+    p_make.add_argument("--n-test", type=int, default=200, help="test images (default: 200)")
+    p_make.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p_make.set_defaults(func=run_make_sample)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from fnlab.data import available
+
+    rows = []
+    for name in available():
+        desc, gt = _DESCRIPTIONS.get(name, ("", None))
+        rows.append({"name": name, "ground_truth": {True: "yes", False: "no", None: "optional"}[gt],
+                     "description": desc})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'name':<9} {'ground truth':<13} description")
+    for r in rows:
+        print(f"{r['name']:<9} {r['ground_truth']:<13} {r['description']}")
+    print("Also: a folder holding a saved dataset (dataset.json), e.g. sample_data/shapes.")
+    return 0
+
+
+def info_dict(name: str, split: str = "train", root: str | None = None, options: dict | None = None) -> dict:
+    """The ``fnlab data info --json`` object."""
+    from fnlab.data import load
+
+    ds = load(name, split=split, root=root, **(options or {}))
+    out = {"dataset": name, "split": split, **ds.stats().as_dict()}
+    out["a_kind"], out["b_kind"] = ds.a_kind, ds.b_kind
+    return out
+
+
+def run_info(args: argparse.Namespace) -> int:
+    options = dict(_parse_option(o) for o in args.option)
+    info = info_dict(args.name, args.split, args.root, options)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    labels = {
+        "items_a": "items, side A (images)", "items_b": "items, side B (captions/queries)",
+        "labelled_pairs": "labelled pairs", "relevant_pairs": "relevant pairs (ground truth)",
+        "fn_per_query_mean": "false negatives per query, mean", "fn_per_query_max": "false negatives per query, max",
+        "share_queries_with_fn": "share of queries with >= 1 false negative",
+    }
+    print(f"dataset {info['dataset']}, split {info['split']} (A: {info['a_kind']}, B: {info['b_kind']})")
+    for key, label in labels.items():
+        v = info[key]
+        text = "n/a (no ground truth)" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        print(f"  {label:<44} {text}")
+    return 0
+
+
+def run_make_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fnlab.data import load
+    from fnlab.data.io import save_dataset
+
+    ds = load("shapes", split="all", n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed)
+    folder = save_dataset(ds, Path(args.out) / "shapes")
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    print(f"wrote {folder} ({ds.n_a} images, {ds.n_b} captions, {size / 1e6:.1f} MB)")
+    return 0
