@@ -1,0 +1,211 @@
+"""The sampler base class: the shared work of every negative sampler.
+
+A sampler turns each anchor's similarity row into non-negative weights over the candidate
+pool and draws negatives from them (pytorch-metric-learning calls this a *miner*; see its
+``miners/base_miner.py`` and ``distance_weighted_miner.py``). A subclass writes only
+:meth:`Sampler._weights`; the base class
+
+* runs without gradients on detached inputs,
+* checks shapes, dtypes and devices, with errors naming the argument,
+* zeroes labelled positives (and anything else :meth:`Sampler._blocked` returns),
+* gives a row whose weights are all zero a one-hot weight on its hardest allowed candidate
+  (FNE's fallback, Li et al., ACM MM 2023, official ``choice_negative``),
+* checks the output (finite, non-negative, exactly zero on positives),
+* draws indices with ``torch.multinomial`` and an optional generator.
+
+Everything is vectorised over rows and runs on the device of ``sims`` (CPU or CUDA).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from .registry import ParamSpec
+
+
+def check_inputs(sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+                 *, where: str = "sampler") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate and normalise sampler inputs.
+
+    Args:
+        sims: ``[B, M]`` floating anchor-to-pool similarities.
+        pos_sims: ``[B]`` (or ``[B, 1]``) each anchor's labelled-positive similarity.
+        positive_mask: ``[B, M]`` bool, true on labelled positives.
+
+    Returns:
+        ``(sims [B, M] float32|float64, pos_sims [B], positive_mask [B, M] bool)``, detached.
+
+    Raises:
+        ValueError: a wrong shape, dtype, device, or NaN in ``sims``/``pos_sims``.
+    """
+    if not isinstance(sims, torch.Tensor) or sims.ndim != 2 or not sims.is_floating_point():
+        got = tuple(sims.shape) if isinstance(sims, torch.Tensor) else type(sims).__name__
+        raise ValueError(f"{where}: 'sims' must be a 2-D floating tensor [B, M], got {got}")
+    b, m = sims.shape
+    if m == 0:
+        raise ValueError(f"{where}: 'sims' has an empty pool (M = 0)")
+    if not isinstance(pos_sims, torch.Tensor):
+        raise ValueError(f"{where}: 'pos_sims' must be a tensor [B], got {type(pos_sims).__name__}")
+    if pos_sims.ndim == 2 and pos_sims.shape[1] == 1:
+        pos_sims = pos_sims[:, 0]
+    if pos_sims.shape != (b,):
+        raise ValueError(f"{where}: 'pos_sims' must have shape [B] = [{b}], got {tuple(pos_sims.shape)}")
+    if not isinstance(positive_mask, torch.Tensor) or positive_mask.dtype != torch.bool:
+        raise ValueError(f"{where}: 'positive_mask' must be a bool tensor [B, M]")
+    if positive_mask.shape != sims.shape:
+        raise ValueError(
+            f"{where}: 'positive_mask' must have the shape of 'sims' {tuple(sims.shape)}, "
+            f"got {tuple(positive_mask.shape)}"
+        )
+    for name, t in (("pos_sims", pos_sims), ("positive_mask", positive_mask)):
+        if t.device != sims.device:
+            raise ValueError(f"{where}: '{name}' is on {t.device} but 'sims' is on {sims.device}")
+    sims = sims.detach()
+    if sims.dtype not in (torch.float32, torch.float64):
+        sims = sims.float()
+    pos_sims = pos_sims.detach().to(sims.dtype)
+    if torch.isnan(sims).any() or torch.isnan(pos_sims).any():
+        raise ValueError(f"{where}: 'sims' or 'pos_sims' contains NaN")
+    return sims, pos_sims, positive_mask
+
+
+def hardest_index(sims: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+    """``[B]`` index of the most similar candidate not in ``blocked`` (first index if all blocked)."""
+    return sims.masked_fill(blocked, float("-inf")).argmax(dim=1)
+
+
+def topk_mask(sims: torch.Tensor, blocked: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B, M]`` bool: the ``k`` most similar candidates per row among the non-blocked ones.
+
+    Rows with fewer than ``k`` allowed candidates get all of them.
+    """
+    m = sims.shape[1]
+    k = min(int(k), m)
+    masked = sims.masked_fill(blocked, float("-inf"))
+    idx = masked.topk(k, dim=1).indices
+    out = torch.zeros_like(blocked)
+    out.scatter_(1, idx, True)
+    return out & ~blocked
+
+
+def rank_among_allowed(sims: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+    """``[B, M]`` long: 0-based rank by descending similarity among non-blocked candidates.
+
+    Blocked candidates rank after every allowed one. Ties are broken by a stable sort.
+    """
+    masked = sims.masked_fill(blocked, float("-inf"))
+    order = masked.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ar = torch.arange(sims.shape[1], device=sims.device).expand_as(order)
+    ranks.scatter_(1, order, ar)
+    return ranks
+
+
+class Sampler:
+    """Base class of negative samplers. Subclasses implement :meth:`_weights`.
+
+    Call :meth:`weights` for the weight matrix and :meth:`sample` to draw negatives.
+    Samplers hold parameters only, no state, unless documented (``fne`` holds a posterior,
+    ``oracle`` may hold a relevance mask).
+    """
+
+    name: ClassVar[str] = "base"
+    PARAMS: ClassVar[tuple[ParamSpec, ...]] = ()
+    #: whether this sampler needs ground truth (``relevant_mask``) at call time.
+    needs_relevance: ClassVar[bool] = False
+
+    # --------------------------------------------------------------- subclass API
+    def _weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+                 **context: Any) -> torch.Tensor:
+        """Raw ``[B, M]`` non-negative weights; the base zeroes blocked entries afterwards."""
+        raise NotImplementedError
+
+    def _blocked(self, sims: torch.Tensor, positive_mask: torch.Tensor, **context: Any) -> torch.Tensor:
+        """``[B, M]`` bool: candidates that must get zero weight (default: labelled positives)."""
+        return positive_mask
+
+    # ---------------------------------------------------------------- public API
+    def weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+                **context: Any) -> torch.Tensor:
+        """Sampling weights over the pool.
+
+        Args:
+            sims: ``[B, M]`` anchor-to-pool similarities.
+            pos_sims: ``[B]`` each anchor's labelled-positive similarity.
+            positive_mask: ``[B, M]`` bool, true on labelled positives.
+            **context: sampler-specific call-time inputs (``relevant_mask`` for ``oracle``).
+
+        Returns:
+            ``[B, M]`` float tensor on the device of ``sims``: finite, ``>= 0``, exactly 0 where
+            ``positive_mask`` is true. A row whose weights all vanish gets weight 1 on its
+            hardest allowed candidate; a row with no non-positive candidate stays all zero.
+
+        Raises:
+            ValueError: bad shapes, dtypes, devices or NaN (the message names the argument).
+        """
+        with torch.no_grad():
+            sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
+            blocked = self._blocked(sims, positive_mask, **context) | positive_mask
+            w = self._weights(sims, pos_sims, positive_mask, **context)
+            if w.shape != sims.shape:
+                raise RuntimeError(f"sampler {self.name!r} returned weights of shape {tuple(w.shape)}, "
+                                   f"expected {tuple(sims.shape)}")
+            w = w.to(sims.dtype).masked_fill(blocked, 0.0)
+            empty = w.sum(dim=1) <= 0
+            if bool(empty.any()):
+                # Hardest allowed candidate; where everything is blocked, the hardest non-positive.
+                has_allowed = (~blocked).any(dim=1)
+                fb_block = torch.where(has_allowed[:, None], blocked, positive_mask)
+                idx = hardest_index(sims, fb_block)
+                ok = empty & (~fb_block).gather(1, idx[:, None])[:, 0]
+                w[ok, idx[ok]] = 1.0
+            if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+                raise RuntimeError(f"sampler {self.name!r} produced negative or non-finite weights")
+            return w
+
+    def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+               k: int = 1, generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
+        """Draw ``k`` negatives per anchor from :meth:`weights` with ``torch.multinomial``.
+
+        Rows with at least ``k`` non-zero weights are drawn without replacement (``k``
+        distinct negatives); rows with fewer are drawn with replacement. A row with no
+        non-positive candidate at all (every weight zero) returns its most similar candidate,
+        which is then a positive: callers can spot it with ``positive_mask``.
+
+        Args:
+            k: negatives per anchor.
+            generator: a ``torch.Generator`` on the device of ``sims``, for reproducibility.
+
+        Returns:
+            ``LongTensor[B, k]`` of pool indices.
+        """
+        if int(k) < 1:
+            raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
+        w = self.weights(sims, pos_sims, positive_mask, **context)
+        return self._draw(w, sims, int(k), generator)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{p.name}={getattr(self, p.name, None)!r}" for p in self.PARAMS)
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _draw(w: torch.Tensor, sims: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+        w = w.float() if w.dtype == torch.float64 else w
+        nonzero = (w > 0).sum(dim=1)
+        dead = nonzero == 0
+        if bool(dead.any()):
+            w = w.clone()
+            w[dead, sims[dead].argmax(dim=1)] = 1.0
+            nonzero = torch.where(dead, torch.ones_like(nonzero), nonzero)
+        if k == 1:
+            return torch.multinomial(w, 1, generator=generator)
+        enough = nonzero >= k
+        if bool(enough.all()):
+            return torch.multinomial(w, k, replacement=False, generator=generator)
+        out = torch.multinomial(w, k, replacement=True, generator=generator)
+        if bool(enough.any()):
+            out[enough] = torch.multinomial(w[enough], k, replacement=False, generator=generator)
+        return out

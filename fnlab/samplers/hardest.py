@@ -1,0 +1,43 @@
+"""Hardest negatives (VSE++ max-violation, Faghri et al., BMVC 2018)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Sampler, topk_mask
+from .registry import ParamSpec, register
+
+
+@register("hardest")
+class HardestSampler(Sampler):
+    """Weight 1 on the ``top_k`` most similar non-positive candidates, 0 elsewhere.
+
+    With ``top_k=1`` (default) this is VSE++'s max-violating negative, and :meth:`sample`
+    returns the ``k`` hardest non-positives, most similar first (deterministic; the
+    generator is not used). With ``top_k > 1`` it draws ``k`` of the ``top_k`` hardest
+    uniformly (without replacement where possible).
+
+    Args:
+        top_k: how many of the hardest candidates share the weight.
+    """
+
+    PARAMS = (ParamSpec("top_k", 1, 1, 200, "how many of the hardest negatives share the weight", integer=True),)
+
+    def __init__(self, top_k: int = 1) -> None:
+        if int(top_k) < 1:
+            raise ValueError(f"hardest: 'top_k' must be >= 1, got {top_k}")
+        self.top_k = int(top_k)
+
+    def _weights(self, sims, pos_sims, positive_mask, **context):
+        return topk_mask(sims, positive_mask, self.top_k).to(sims.dtype)
+
+    def sample(self, sims, pos_sims, positive_mask, k=1, generator=None, **context):
+        """``[B, k]``: the ``k`` hardest non-positives (``top_k == 1``) or ``k`` draws from the top_k."""
+        if self.top_k > 1:
+            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator)
+        if int(k) < 1:
+            raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
+        self.weights(sims, pos_sims, positive_mask)  # input checks
+        with torch.no_grad():
+            masked = sims.detach().masked_fill(positive_mask, float("-inf"))
+            return masked.topk(min(int(k), sims.shape[1]), dim=1).indices

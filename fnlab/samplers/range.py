@@ -1,0 +1,86 @@
+"""Range / margin mining, as sentence-transformers' ``mine_hard_negatives``."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Sampler, rank_among_allowed
+from .registry import ParamSpec, register
+
+
+@register("range")
+class RangeSampler(Sampler):
+    """Eligible candidates by rank window, score bounds and margins; "top" or "random".
+
+    A candidate (never a labelled positive) is eligible when all hold:
+
+    * its rank among the non-positive candidates (0 = most similar) lies in
+      ``[range_min, range_max)`` (``range_max=None``: no upper bound);
+    * ``min_score <= s <= max_score`` where set;
+    * absolute margin ``margin``: dropped if ``s + margin > s+``;
+    * relative margin ``relative_margin``: dropped if ``s > s+ * (1 - relative_margin)``.
+
+    ``strategy="top"`` puts weight 1 on the ``num_negatives`` most similar eligible
+    candidates; ``"random"`` puts weight 1 on every eligible candidate. A row with none
+    eligible falls back to its hardest non-positive.
+
+    Args:
+        range_min, range_max: rank window (defaults 0 and None).
+        min_score, max_score: similarity bounds (None = off).
+        margin: absolute margin (None = off).
+        relative_margin: relative margin in [0, 1) (None = off).
+        strategy: ``"top"`` or ``"random"``.
+        num_negatives: weighted candidates per row for ``"top"`` (1).
+    """
+
+    PARAMS = (
+        ParamSpec("range_min", 0, 0, 1000, "skip this many most-similar candidates", integer=True),
+        ParamSpec("range_max", None, 1, 2000, "consider ranks below this (None: all)", integer=True, optional=True),
+        ParamSpec("min_score", None, -1.0, 1.0, "drop candidates below this similarity", optional=True),
+        ParamSpec("max_score", None, -1.0, 1.0, "drop candidates above this similarity", optional=True),
+        ParamSpec("margin", None, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True),
+        ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ (1 - r)", optional=True),
+        ParamSpec("num_negatives", 1, 1, 100, "candidates kept per anchor with strategy 'top'", integer=True),
+    )
+
+    def __init__(self, range_min: int = 0, range_max: int | None = None, min_score: float | None = None,
+                 max_score: float | None = None, margin: float | None = None,
+                 relative_margin: float | None = None, strategy: str = "top", num_negatives: int = 1) -> None:
+        if strategy not in ("top", "random"):
+            raise ValueError(f"range: 'strategy' must be 'top' or 'random', got {strategy!r}")
+        if int(range_min) < 0 or (range_max is not None and int(range_max) <= int(range_min)):
+            raise ValueError(f"range: need 0 <= range_min < range_max, got {range_min}, {range_max}")
+        if relative_margin is not None and not 0 <= relative_margin < 1:
+            raise ValueError(f"range: 'relative_margin' must lie in [0, 1), got {relative_margin}")
+        if int(num_negatives) < 1:
+            raise ValueError(f"range: 'num_negatives' must be >= 1, got {num_negatives}")
+        self.range_min = int(range_min)
+        self.range_max = None if range_max is None else int(range_max)
+        self.min_score, self.max_score = min_score, max_score
+        self.margin, self.relative_margin = margin, relative_margin
+        self.strategy, self.num_negatives = strategy, int(num_negatives)
+
+    def eligible(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, M]`` bool: candidates passing the window, score bounds and margins."""
+        ranks = rank_among_allowed(sims, positive_mask)
+        ok = ~positive_mask & (ranks >= self.range_min)
+        if self.range_max is not None:
+            ok &= ranks < self.range_max
+        p = pos_sims[:, None]
+        if self.min_score is not None:
+            ok &= sims >= self.min_score
+        if self.max_score is not None:
+            ok &= sims <= self.max_score
+        if self.margin is not None:
+            ok &= ~(sims + self.margin > p)
+        if self.relative_margin is not None:
+            ok &= ~(sims > p * (1 - self.relative_margin))
+        return ok
+
+    def _weights(self, sims, pos_sims, positive_mask, **context):
+        ok = self.eligible(sims, pos_sims, positive_mask)
+        if self.strategy == "random":
+            return ok.to(sims.dtype)
+        # "top": the num_negatives most similar eligible candidates.
+        ranks = rank_among_allowed(sims, ~ok)
+        return (ok & (ranks < self.num_negatives)).to(sims.dtype)

@@ -1,0 +1,29 @@
+"""Semi-hard negatives (FaceNet, Schroff et al., CVPR 2015)."""
+
+from __future__ import annotations
+
+from .base import Sampler
+from .registry import ParamSpec, register
+
+
+@register("semihard")
+class SemiHardSampler(Sampler):
+    """Weight 1 on negatives less similar than the positive but inside the margin.
+
+    Eligible: ``s+ - margin < s < s+``. A row with no eligible candidate falls back to its
+    hardest non-positive (the base-class fallback).
+
+    Args:
+        margin: the triplet margin (0.2 as in VSE++).
+    """
+
+    PARAMS = (ParamSpec("margin", 0.2, 0.0, 1.0, "semi-hard window: s+ - margin < s < s+"),)
+
+    def __init__(self, margin: float = 0.2) -> None:
+        if margin < 0:
+            raise ValueError(f"semihard: 'margin' must be >= 0, got {margin}")
+        self.margin = float(margin)
+
+    def _weights(self, sims, pos_sims, positive_mask, **context):
+        p = pos_sims[:, None]
+        return ((sims > p - self.margin) & (sims < p)).to(sims.dtype)
