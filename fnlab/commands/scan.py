@@ -1,0 +1,168 @@
+"""``fnlab scan``: suspected false negatives in your own embeddings, written to a file.
+
+Example::
+
+    fnlab scan --queries caps.npy --candidates imgs.npy --positives pairs.csv --out suspects.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+DESCRIPTION = """\
+For every query, rank all candidates by cosine similarity, leave out its labelled positives and keep
+the top-k; each kept pair gets the posterior probability that it is a false negative (a true match
+that is not labelled), from Gaussians fitted on this data (FNE, ACM MM 2023) with the prior estimated
+from the data unless --prior is given. Exact faiss inner-product search, queries in chunks: memory
+stays bounded by the embeddings plus one chunk.
+
+Inputs: --queries Q.npy [Nq, d] and --candidates C.npy [Nc, d] (float16/32/64, no pickles) and
+--positives P.csv|P.parquet with integer columns 'query' and 'candidate' (rows of Q and C; several
+per query allowed); or --dataset-dir DIR, a 'pairs' dataset folder (its labelled pairs, and its
+features where --queries/--candidates are not given; adds an is_relevant column where it has ground
+truth). Output columns: query, candidate, rank, similarity, positive_similarity, p_false_negative.
+The summary is printed and written beside the output as <out>.summary.json."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scan", help="flag suspected false negatives in your own embeddings",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--queries", metavar="Q.npy", help="query embeddings [Nq, d] (captions, queries)")
+    p.add_argument("--candidates", metavar="C.npy", help="candidate embeddings [Nc, d] (images, documents)")
+    p.add_argument("--positives", metavar="P.csv", help="labelled pairs: integer columns query, candidate")
+    p.add_argument("--dataset-dir", metavar="DIR", help="a 'pairs' dataset folder instead of --positives")
+    p.add_argument("--split", default="all", help="split of --dataset-dir to scan (default: all)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output table (suspects.parquet)")
+    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default=None,
+                   help="output format (default: from the extension of --out, else parquet)")
+    p.add_argument("--top-k", type=int, default=50, help="candidates kept per query (default 50)")
+    p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
+    p.add_argument("--estimator", default="gaussian", help="posterior estimator (default gaussian)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
+    p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
+                   help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")
+    p.add_argument("--chunk-size", type=int, default=None, help="queries per search chunk")
+    p.add_argument("--negative-sample", type=int, default=100_000,
+                   help="random non-positive pairs used to fit the negative distribution and the prior")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
+    p.add_argument("--no-normalize", action="store_true", help="use raw inner products (inputs already unit length)")
+    p.add_argument("--triplets", metavar="FILE", default=None,
+                   help="also write (anchor, positive, negative) triplets with suspects removed "
+                        "(sentence-transformers triplet layout, indices and scores)")
+    p.add_argument("--suspect-threshold", type=float, default=0.5,
+                   help="negatives with p_false_negative above this are left out of --triplets (default 0.5)")
+    p.add_argument("--num-negatives", type=int, default=3, help="negatives per labelled pair in --triplets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    p.set_defaults(func=run)
+
+
+def _format_of(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    ext = path.suffix.lower().lstrip(".")
+    return {"csv": "csv", "jsonl": "jsonl", "json": "jsonl"}.get(ext, "parquet")
+
+
+def _summary_lines(s: dict) -> list[str]:
+    post = s.get("posterior", {})
+    lines = [
+        f"queries scanned        {s['queries_scanned']:,} (candidates {s['candidates']:,}, d={s['dim']}, top-k {s['top_k']})",
+        f"rows written           {s['rows']:,}",
+        f"queries w/o positive   {s['queries_without_positive']:,}"
+        + (" (scanned; same global posterior, positive_similarity NaN)" if s["queries_without_positive"] else ""),
+        f"suspects p > 0.5       {s['suspects_above_0.5']:,} (in {s['queries_with_suspect_above_0.5']:,} queries)",
+        f"suspects p > 0.9       {s['suspects_above_0.9']:,}",
+        "posterior              " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in post.items()),
+        f"prior                  {s['prior_method']}",
+        f"seconds                {s['seconds']['total']:.2f} (search {s['seconds']['search']:.2f}, "
+        f"fit {s['seconds']['fit']:.2f})",
+    ]
+    if s.get("precision_above_0.5") is not None or s.get("relevant_in_top_k") is not None:
+        lines.append(f"ground truth           relevant in top-k {s.get('relevant_in_top_k')}, "
+                     f"precision@0.5 {s.get('precision_above_0.5')}, recall@0.5 {s.get('fn_recall_above_0.5_in_top_k')}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from fnlab import scan as scanmod
+
+    out = Path(args.out)
+    fmt = _format_of(out, args.format)
+    summary_path = out.with_name(out.name + ".summary.json") if not out.suffix else out.with_suffix(".summary.json")
+    prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
+    kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, device=args.device,
+              chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
+              progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", scanmod.ScanWarning)
+        if args.dataset_dir:
+            if args.positives:
+                raise ValueError("give either --positives or --dataset-dir, not both")
+            import fnlab.data
+
+            ds = fnlab.data.load("pairs", root=args.dataset_dir, split=args.split)
+            emb_b = _embeddings(args.queries, "queries", ds.b_inputs if ds.b_kind == "features" else None,
+                                f"{args.dataset_dir} (B features)")
+            emb_a = _embeddings(args.candidates, "candidates", ds.a_inputs if ds.a_kind == "features" else None,
+                                f"{args.dataset_dir} (A features)")
+            names = {"queries": args.queries or f"{args.dataset_dir} B features",
+                     "candidates": args.candidates or f"{args.dataset_dir} A features",
+                     "positives": f"{args.dataset_dir} pairs"}
+            result = scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw)
+        else:
+            missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
+                                      ("--positives", args.positives)) if not v]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)} (or give --dataset-dir)")
+            q = scanmod.load_embeddings(args.queries, "queries")
+            c = scanmod.load_embeddings(args.candidates, "candidates")
+            pos = scanmod.load_positives(args.positives)
+            names = {"queries": args.queries, "candidates": args.candidates, "positives": args.positives}
+            result = scanmod.scan(q, c, pos, names=names, **kw)
+    for w in caught:
+        if issubclass(w.category, scanmod.ScanWarning):
+            print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
+
+    written = []
+    try:
+        written.append(scanmod.write_table(result.table, out, fmt))
+        if args.triplets:
+            trip = scanmod.triplets(result, threshold=args.suspect_threshold, num_negatives=args.num_negatives)
+            tpath = Path(args.triplets)
+            written.append(scanmod.write_table(trip, tpath, _format_of(tpath, None)))
+            result.summary["triplets"] = {"path": str(tpath), "rows": int(len(trip)),
+                                          "suspect_threshold": args.suspect_threshold,
+                                          "num_negatives": args.num_negatives}
+        result.summary["output"] = {"path": str(out), "format": fmt}
+        written.append(scanmod.write_json(result.summary, summary_path))
+    except BaseException:
+        for p in written:  # all or nothing: no partial set of outputs
+            p.unlink(missing_ok=True)
+        raise
+    if not args.quiet:
+        for line in _summary_lines(result.summary):
+            print(line)
+        print(f"wrote {out} ({fmt}) and {summary_path}" + (f" and {args.triplets}" if args.triplets else ""))
+    return 0
+
+
+def _float(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag}: expected 'auto' or a number in (0, 1), got {text!r}") from None
+
+
+def _embeddings(path: str | None, field: str, fallback, where: str):
+    from fnlab import scan as scanmod
+
+    if path:
+        return scanmod.load_embeddings(path, field)
+    if fallback is None:
+        raise ValueError(f"{where}: the dataset holds no features for the {field}; give --{field} FILE.npy")
+    return fallback

@@ -1,0 +1,685 @@
+"""Scan a user's own embeddings for suspected false negatives, at scale.
+
+For every query, the scan ranks all candidates by cosine similarity, leaves out the query's
+labelled positives and keeps the ``top_k`` best of the rest: these are the negatives a
+hard-negative miner would pick, and the place where false negatives hide (FNE, Li et al.,
+ACM MM 2023, Sec. 1 and 3.2). Each kept pair gets the posterior probability that it is in
+fact a match, ``P(false negative | s)``, from Bayes' rule over two Gaussians fitted on *this*
+data (:class:`fnlab.posterior.GaussianPosterior`):
+
+- the **positive** component N(mu+, var+) on the similarities of all labelled positive pairs;
+- the **negative** component N(mu-, var-) on an unbiased, seeded random sample of
+  (query, candidate) pairs that are not labelled positives;
+- the **prior** P(pos) that an unlabelled pair is a match: fixed when given, otherwise
+  estimated from the same random sample (``prior="auto"``).
+
+How ``prior="auto"`` is estimated (the fallback used while ``fnlab.posterior`` has no
+``fit_posterior``; when it has one, the scan calls it with the same samples). The random
+sample of unlabelled pairs is modelled as the mixture ``pi N(mu+, var+) + (1 - pi) N(mu-, var-)``.
+The positive component is *anchored* to the labelled positives (it is not re-estimated: the
+labelled positives are taken as a random sample of all matches, the usual "selected completely
+at random" assumption of positive-unlabelled learning), the negative component starts from a
+robust fit (median and 1.4826 MAD, insensitive to the few matches in the sample) and EM updates
+``pi``, mu- and var- until they settle. The fitted ``pi`` is the prior. It is clipped to
+``[1e-7, 0.5]``: a prior above 0.5 would mean the model does not separate matches at all.
+
+The posterior depends on the similarity only, not on the query: a query without any labelled
+positive is scanned like any other and its suspects get the same global posterior; its
+``positive_similarity`` is NaN. The summary says how many such queries there were.
+
+Memory stays bounded: queries are searched in chunks (``fnlab.similarity.topk``), the
+``[Nq, Nc]`` matrix is never formed; peak memory is the float32 copies of the embeddings plus
+one chunk plus the output table (``Nq * top_k`` rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from fnlab.posterior import GaussianPosterior
+from fnlab.similarity import DEFAULT_CHUNK_SIZE, build_index, topk
+
+__all__ = [
+    "ScanResult",
+    "ScanInputError",
+    "ScanWarning",
+    "scan",
+    "scan_dataset",
+    "load_embeddings",
+    "load_positives",
+    "estimate_prior_em",
+    "write_table",
+    "write_json",
+    "triplets",
+    "NO_POSITIVE_POLICY",
+]
+
+NO_POSITIVE_POLICY = (
+    "scanned like every query: the posterior depends only on the similarity (global positive and "
+    "negative distributions and prior), so their suspects get the same P(false negative | s); "
+    "positive_similarity is NaN for them and they add nothing to the positive fit"
+)
+
+
+class ScanInputError(ValueError):
+    """Bad scan input; the message names the file (or argument), the field and what was expected."""
+
+
+class ScanWarning(UserWarning):
+    """Suspicious but usable scan input (duplicates, queries without positives)."""
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan` returns.
+
+    Attributes:
+        table: one row per (query, kept candidate): ``query`` int64, ``candidate`` int64,
+            ``rank`` int32 (1 = most similar non-positive), ``similarity`` float32,
+            ``positive_similarity`` float32 (best labelled positive of the query; NaN if none),
+            ``p_false_negative`` float32; ``is_relevant`` bool where ground truth is known.
+        summary: JSON-serialisable dict (counts, fitted parameters, timings, warnings).
+        posterior: the fitted posterior (``prob_false_negative(sims)``, ``params()``).
+        positive_pairs: the labelled pairs after de-duplication: ``query``, ``candidate``,
+            ``similarity`` (used by :func:`triplets`).
+    """
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    posterior: Any = None
+    positive_pairs: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_embeddings(path: str | os.PathLike, field_name: str = "embeddings") -> np.ndarray:
+    """Load a ``[N, d]`` float16/32/64 ``.npy`` array safely (never unpickles).
+
+    Raises:
+        ScanInputError: missing/empty file, pickled or non-numeric array, not 2-D, no rows.
+    """
+    p = Path(path)
+    where = f"{p} ({field_name})"
+    if not p.exists():
+        raise ScanInputError(f"{where}: file not found")
+    if p.stat().st_size == 0:
+        raise ScanInputError(f"{where}: file is empty; expected a .npy array [N, d] of floats")
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ScanInputError(f"{where}: not a readable .npy array (no NUMPY header; a pickle or another "
+                             "format?); expected a float array [N, d] saved with np.save")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise ScanInputError(f"{where}: holds a pickled object array, which fnlab never loads; "
+                                 "save a float array [N, d] with np.save") from None
+        raise ScanInputError(f"{where}: not a readable .npy array ({err})") from None
+    except (OSError, EOFError) as err:
+        raise ScanInputError(f"{where}: not a readable .npy array ({err})") from None
+    if not isinstance(arr, np.ndarray):
+        raise ScanInputError(f"{where}: expected a single .npy array, got an archive ({type(arr).__name__})")
+    return arr
+
+
+def load_positives(path: str | os.PathLike) -> pd.DataFrame:
+    """Read the labelled pairs table (``.csv`` or ``.parquet``) with integer ``query``, ``candidate``.
+
+    Raises:
+        ScanInputError: missing/empty/unreadable file, unknown extension, missing columns.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ScanInputError(f"{p} (positives): file not found")
+    if p.stat().st_size == 0:
+        raise ScanInputError(f"{p} (positives): file is empty; expected a table with columns 'query', 'candidate'")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(p)
+        elif suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            raise ScanInputError(f"{p} (positives): unknown extension {suffix!r}; expected .csv or .parquet")
+    except ScanInputError:
+        raise
+    except Exception as err:  # parser errors of pandas/pyarrow come in many types
+        raise ScanInputError(f"{p} (positives): cannot read the table ({type(err).__name__}: {err})") from None
+    return df
+
+
+# ---------------------------------------------------------------------------------- validation
+def _where(names: Mapping[str, str], key: str) -> str:
+    return f"{names[key]} ({key})" if key in names else key
+
+
+def _check_embeddings(arr: Any, key: str, names: Mapping[str, str]) -> np.ndarray:
+    where = _where(names, key)
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    arr = np.asarray(arr)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)):
+        raise ScanInputError(f"{where}: expected a float16/32/64 array [N, d], got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ScanInputError(f"{where}: expected a 2-D array [N, d], got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ScanInputError(f"{where}: expected at least one row and one column, got shape {arr.shape}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ScanInputError(f"{where}: {rows.size} row(s) hold NaN or infinite values "
+                             f"(first rows: {rows[:5].tolist()}); expected finite floats")
+    return arr
+
+
+def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: bool) -> np.ndarray:
+    """float32 contiguous copy, L2-normalised in place (in chunks, so no float64 temporaries)."""
+    out = np.array(arr, dtype=np.float32, order="C", copy=True)
+    if normalize:
+        step = 65536
+        for s in range(0, out.shape[0], step):
+            block = out[s:s + step]
+            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+            zero = norms == 0
+            if zero.any():
+                rows = np.flatnonzero(zero) + s
+                raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
+                                     f"(first rows: {rows[:5].tolist()}); cannot normalise them")
+            block /= norms[:, None]
+    return out
+
+
+def _duplicate_rows(arr: np.ndarray) -> int:
+    """Number of rows that repeat an earlier row exactly."""
+    a = np.ascontiguousarray(arr)
+    v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    return int(v.size - np.unique(v).size)
+
+
+def _positives_matrix(positives: Any, nq: int, nc: int, names: Mapping[str, str],
+                      notes: list[str]) -> sp.csr_matrix:
+    """Labelled pairs as a CSR ``[Nq, Nc]`` bool matrix, after checks; duplicates warned and dropped."""
+    where = _where(names, "positives")
+    if sp.issparse(positives):
+        if positives.shape != (nq, nc):
+            raise ScanInputError(f"{where}: sparse matrix has shape {positives.shape}, expected ({nq}, {nc})")
+        coo = sp.coo_matrix(positives)
+        q, c = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    else:
+        if isinstance(positives, pd.DataFrame):
+            missing = [col for col in ("query", "candidate") if col not in positives.columns]
+            if missing:
+                raise ScanInputError(f"{where}: missing column(s) {missing}; expected integer columns "
+                                     f"'query' and 'candidate' (found {list(positives.columns)})")
+            cols = {}
+            for col in ("query", "candidate"):
+                s = positives[col]
+                if not pd.api.types.is_integer_dtype(s):
+                    if pd.api.types.is_float_dtype(s) and s.notna().all() and (s == np.round(s)).all():
+                        s = s.astype(np.int64)
+                    else:
+                        raise ScanInputError(f"{where}: column {col!r} must hold integers (row indices), "
+                                             f"got dtype {s.dtype}")
+                cols[col] = s.to_numpy(dtype=np.int64)
+            q, c = cols["query"], cols["candidate"]
+        else:
+            arr = np.asarray(positives)
+            if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
+                raise ScanInputError(f"{where}: expected an integer array [P, 2] of (query, candidate) "
+                                     f"or a DataFrame; got dtype {arr.dtype}, shape {arr.shape}")
+            q, c = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+        for col, vals, n, side in (("query", q, nq, "queries"), ("candidate", c, nc, "candidates")):
+            if vals.size and (vals.min() < 0 or vals.max() >= n):
+                bad = np.flatnonzero((vals < 0) | (vals >= n))
+                raise ScanInputError(f"{where}: column {col!r} has {bad.size} value(s) outside [0, {n}) "
+                                     f"(there are {n} {side}; first bad rows: {bad[:5].tolist()})")
+    if q.size == 0:
+        raise ScanInputError(f"{where}: no labelled pairs; at least 2 are needed to fit the positive distribution")
+    mat = sp.csr_matrix((np.ones(q.size, dtype=np.int32), (q, c)), shape=(nq, nc))
+    mat.sum_duplicates()
+    dups = int(q.size - mat.nnz)
+    if dups:
+        notes.append(f"{where}: {dups} duplicate (query, candidate) row(s) ignored")
+    mat.data = np.ones(mat.nnz, dtype=bool)
+    mat = sp.csr_matrix(mat, dtype=bool)
+    mat.sort_indices()
+    return mat
+
+
+def _pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``mat[rows[i], cols[i]] != 0`` for many pairs at once, without densifying (``mat`` canonical)."""
+    n_cols = mat.shape[1]
+    row_of = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
+    keys = row_of * n_cols + mat.indices.astype(np.int64)
+    if keys.size == 0:
+        return np.zeros(rows.shape, dtype=bool)
+    want = rows.astype(np.int64) * n_cols + cols.astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+    return keys[pos] == want
+
+
+def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, step: int = 65536) -> np.ndarray:
+    out = np.empty(ia.size, dtype=np.float32)
+    for s in range(0, ia.size, step):
+        out[s:s + step] = np.einsum("ij,ij->i", a[ia[s:s + step]], b[ib[s:s + step]])
+    return out
+
+
+# ------------------------------------------------------------------------------------ fitting
+def _log_normal(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return -((x - mean) ** 2) / (2 * std * std) - math.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+def estimate_prior_em(pos_sims: np.ndarray, unlabelled_sims: np.ndarray, *, prior: float | None = None,
+                      max_iter: int = 500, tol: float = 1e-8, min_std: float = 1e-3,
+                      prior_bounds: tuple[float, float] = (1e-7, 0.5)) -> dict[str, float]:
+    """Fit ``pi N(mu+, var+) + (1 - pi) N(mu-, var-)`` to unlabelled similarities by EM.
+
+    The positive component is anchored to the labelled positives (moments of ``pos_sims``);
+    the negative component starts from a robust fit (median, 1.4826 MAD) and, with ``pi``
+    (unless ``prior`` fixes it), is re-estimated by EM. See the module docstring.
+
+    Args:
+        pos_sims: ``[P]`` labelled positive similarities (P >= 2).
+        unlabelled_sims: ``[U]`` similarities of a random sample of unlabelled pairs (U >= 2).
+        prior: fixed P(pos); ``None`` estimates it.
+
+    Returns:
+        dict with ``pos_mean, pos_std, neg_mean, neg_std, prior_pos, em_iterations``.
+
+    Raises:
+        ValueError: fewer than 2 finite values in either sample.
+    """
+    pos = np.asarray(pos_sims, dtype=np.float64).ravel()
+    unl = np.asarray(unlabelled_sims, dtype=np.float64).ravel()
+    pos, unl = pos[np.isfinite(pos)], unl[np.isfinite(unl)]
+    if pos.size < 2 or unl.size < 2:
+        raise ValueError(f"need at least 2 positive and 2 unlabelled similarities, got {pos.size} and {unl.size}")
+    mu_p, sd_p = float(pos.mean()), max(float(pos.std(ddof=1)), min_std)
+    med = float(np.median(unl))
+    mu_n, sd_n = med, max(1.4826 * float(np.median(np.abs(unl - med))), float(unl.std()) * 1e-3, min_std)
+    lo, hi = prior_bounds
+    pi = float(prior) if prior is not None else 1e-3
+    lp = _log_normal(unl, mu_p, sd_p)
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
+        a = lp + math.log(pi)
+        b = _log_normal(unl, mu_n, sd_n) + math.log1p(-pi)
+        r = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))  # responsibility of the positive component
+        w = 1.0 - r
+        wsum = w.sum()
+        new_mu = float((w * unl).sum() / wsum)
+        new_sd = max(math.sqrt(float((w * (unl - new_mu) ** 2).sum() / wsum)), min_std)
+        new_pi = pi if prior is not None else float(np.clip(r.mean(), lo, hi))
+        done = abs(new_pi - pi) < tol and abs(new_mu - mu_n) < tol and abs(new_sd - sd_n) < tol
+        pi, mu_n, sd_n = new_pi, new_mu, new_sd
+        if done:
+            break
+    return {"pos_mean": mu_p, "pos_std": sd_p, "neg_mean": mu_n, "neg_std": sd_n, "prior_pos": pi,
+            "em_iterations": it}
+
+
+def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray):
+    """Use ``fnlab.posterior.fit_posterior`` when it exists; otherwise the private EM above."""
+    from fnlab import posterior as post_mod
+
+    fixed = None if prior == "auto" else float(prior)
+    fit = getattr(post_mod, "fit_posterior", None)
+    if fit is not None:
+        names = post_mod.estimators() if hasattr(post_mod, "estimators") else [estimator]
+        if estimator not in names:
+            raise ScanInputError(f"unknown estimator {estimator!r}: expected one of {sorted(names)}")
+        post = fit(estimator, pos_sims=torch.from_numpy(pos_sims), neg_sims=torch.from_numpy(sample_sims),
+                   unlabelled_sims=torch.from_numpy(sample_sims), prior=prior)
+        return post, f"fnlab.posterior.fit_posterior({estimator!r}, prior={prior!r})"
+    if estimator != "gaussian":
+        raise ScanInputError(f"unknown estimator {estimator!r}: expected one of ['gaussian']")
+    p = estimate_prior_em(pos_sims, sample_sims, prior=fixed)
+    post = GaussianPosterior(p["pos_mean"], p["pos_std"], p["neg_mean"], p["neg_std"], prior_pos=p["prior_pos"])
+    method = ("EM on a random sample of unlabelled pairs, positive component anchored to labelled positives"
+              if fixed is None else "given")
+    return post, f"prior {method}; negative component by EM ({p['em_iterations']} iterations)"
+
+
+def _sample_unlabelled(pos: sp.csr_matrix, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (query, candidate) pairs drawn uniformly with replacement among non-positive pairs."""
+    nq, nc = pos.shape
+    total = nq * nc - pos.nnz
+    if total <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    qs, cs, have = [], [], 0
+    while have < n:
+        m = int((n - have) * 1.1) + 16
+        q = rng.integers(0, nq, size=m)
+        c = rng.integers(0, nc, size=m)
+        keep = ~_pair_member(pos, q, c)
+        qs.append(q[keep])
+        cs.append(c[keep])
+        have += int(keep.sum())
+    return np.concatenate(qs)[:n], np.concatenate(cs)[:n]
+
+
+# ---------------------------------------------------------------------------------------- scan
+def _resolve_backend(device: str, index: str) -> tuple[str, str]:
+    from fnlab.device import resolve_device
+
+    dev = resolve_device(device)
+    if index != "flat":
+        if dev.type == "cuda" and device != "auto":
+            raise ScanInputError(f"index {index!r} runs on the CPU (faiss-cpu); use --device cpu or --index flat")
+        return "faiss", "cpu"
+    if dev.type == "cuda":
+        return "torch", str(dev)
+    return "faiss", "cpu"
+
+
+def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tensor, positives: Any, *,
+         top_k: int = 50, prior: Literal["auto"] | float = "auto", estimator: str = "gaussian",
+         device: str = "auto", chunk_size: int | None = None, normalize: bool = True,
+         index: Literal["flat", "hnsw", "ivf"] = "flat", progress: bool = False,
+         negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None) -> ScanResult:
+    """Flag suspected false negatives: each query's top-k non-positive candidates with P(FN).
+
+    Args:
+        queries: ``[Nq, d]`` float16/32/64 (captions, queries; B side).
+        candidates: ``[Nc, d]`` float (images, documents; A side).
+        positives: labelled pairs: DataFrame with integer columns ``query``, ``candidate``
+            (several per query allowed), an integer array ``[P, 2]``, or a sparse ``[Nq, Nc]``.
+        top_k: candidates kept per query (after removing its labelled positives).
+        prior: P(pos) of an unlabelled pair, or ``"auto"`` to estimate it (module docstring).
+        estimator: posterior family (``"gaussian"``; others where ``fnlab.posterior`` offers them).
+        device: ``"auto"`` (CUDA + torch matmul when present, else faiss on CPU), ``"cpu"``, ``"cuda"``.
+        chunk_size: queries per search chunk (default 4096 for faiss; bounded by memory for torch).
+        normalize: L2-normalise both sides first (cosine similarity).
+        index: ``"flat"`` exact inner product, or approximate ``"hnsw"`` / ``"ivf"`` (faiss, CPU).
+        progress: show a tqdm progress bar on stderr.
+        negative_sample: size of the random sample of non-positive pairs (negative fit, prior).
+        seed: seeds the random sample (and IVF training): equal seeds give equal results.
+        names: file names for error messages, keys ``queries``, ``candidates``, ``positives``.
+
+    Returns:
+        :class:`ScanResult` with ``table`` (sorted by query, then rank) and ``summary``.
+
+    Raises:
+        ScanInputError: mismatched dimensions, NaN/inf or all-zero rows, out-of-range or
+            non-integer pair indices, empty input, fewer than 2 labelled pairs, bad options.
+
+    Warns:
+        ScanWarning: duplicate pairs or embedding rows, queries without labelled positives.
+
+    Example:
+        >>> rng = np.random.default_rng(0); c = rng.standard_normal((50, 8)); q = c[:10] + 0.1
+        >>> res = scan(q, c, pd.DataFrame({"query": range(10), "candidate": range(10)}), top_k=3)
+        >>> list(res.table.columns)[:4]
+        ['query', 'candidate', 'rank', 'similarity']
+    """
+    t0 = time.perf_counter()
+    names = dict(names or {})
+    if not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise ScanInputError(f"top_k must be a positive integer, got {top_k!r}")
+    if prior != "auto":
+        try:
+            prior = float(prior)
+        except (TypeError, ValueError):
+            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
+        if not 0.0 < prior < 1.0:
+            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    if index not in ("flat", "hnsw", "ivf"):
+        raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
+    backend, dev = _resolve_backend(device, index)
+    notes: list[str] = []
+
+    q_raw = _check_embeddings(queries, "queries", names)
+    c_raw = _check_embeddings(candidates, "candidates", names)
+    if q_raw.shape[1] != c_raw.shape[1]:
+        raise ScanInputError(f"dimension mismatch: {_where(names, 'queries')} has d={q_raw.shape[1]} but "
+                             f"{_where(names, 'candidates')} has d={c_raw.shape[1]}; expected the same embedding size")
+    nq, nc, d = q_raw.shape[0], c_raw.shape[0], q_raw.shape[1]
+    pos = _positives_matrix(positives, nq, nc, names, notes)
+    for key, arr in (("queries", q_raw), ("candidates", c_raw)):
+        dup = _duplicate_rows(arr)
+        if dup:
+            notes.append(f"{_where(names, key)}: {dup} row(s) duplicate an earlier row exactly")
+    q = _prepare(q_raw, "queries", names, normalize)
+    c = _prepare(c_raw, "candidates", names, normalize)
+    del q_raw, c_raw
+
+    n_pos = np.diff(pos.indptr)
+    no_pos = int((n_pos == 0).sum())
+    if no_pos:
+        notes.append(f"{no_pos} of {nq} queries have no labelled positive; {NO_POSITIVE_POLICY}")
+    for msg in notes:
+        warnings.warn(msg, ScanWarning, stacklevel=2)
+
+    # --- fit the posterior: labelled positives vs a random sample of unlabelled pairs
+    t_fit = time.perf_counter()
+    coo = pos.tocoo()
+    pos_sims = _rowwise_dot(q, c, coo.row, coo.col)
+    if pos_sims.size < 2:
+        raise ScanInputError(f"{_where(names, 'positives')}: {pos_sims.size} labelled pair(s); "
+                             "at least 2 are needed to fit the positive distribution")
+    best_pos = np.full(nq, np.nan, dtype=np.float32)
+    np.fmax.at(best_pos, coo.row, pos_sims)
+    rng = np.random.default_rng(seed)
+    sq, sc = _sample_unlabelled(pos, int(negative_sample), rng)
+    sample_sims = _rowwise_dot(q, c, sq, sc)
+    post, prior_method = _fit_posterior(estimator, prior, pos_sims, sample_sims)
+    t_fit = time.perf_counter() - t_fit
+
+    # --- search: chunked top-k without the labelled positives
+    t_search = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=nq, desc="scanning queries", unit="q", dynamic_ncols=True)
+    try:
+        if backend == "torch":
+            cs = chunk_size or max(1, min(DEFAULT_CHUNK_SIZE, (1 << 28) // max(nc, 1)))
+            scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
+                               progress=bar.update if bar else None)
+        else:
+            faiss_index = build_index(c, index, seed=seed) if index != "flat" else None
+            scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
+                               chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
+                               progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_search = time.perf_counter() - t_search
+
+    # --- table
+    t_table = time.perf_counter()
+    k = scores.shape[1]
+    flat_idx = idx.ravel()
+    keep = flat_idx >= 0
+    query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
+    sims = scores.ravel()[keep]
+    p_fn = post.prob_false_negative(torch.from_numpy(sims)).numpy().astype(np.float32, copy=False)
+    table = pd.DataFrame({
+        "query": query_col,
+        "candidate": flat_idx[keep],
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
+        "similarity": sims,
+        "positive_similarity": best_pos[query_col],
+        "p_false_negative": p_fn,
+    })
+    t_table = time.perf_counter() - t_table
+
+    params = {key: float(v) if isinstance(v, int | float | np.floating) else v for key, v in post.params().items()}
+    summary: dict[str, Any] = {
+        "queries_scanned": int(nq),
+        "candidates": int(nc),
+        "dim": int(d),
+        "top_k": int(top_k),
+        "rows": int(len(table)),
+        "labelled_pairs": int(pos.nnz),
+        "queries_without_positive": no_pos,
+        "queries_without_positive_policy": NO_POSITIVE_POLICY,
+        "suspects_above_0.5": int((p_fn > 0.5).sum()),
+        "suspects_above_0.9": int((p_fn > 0.9).sum()),
+        "queries_with_suspect_above_0.5": int(np.unique(query_col[p_fn > 0.5]).size),
+        "estimator": estimator,
+        "prior": prior if prior == "auto" else float(prior),
+        "prior_method": prior_method,
+        "posterior": params,
+        "negative_sample_size": int(sample_sims.size),
+        "positive_similarity_mean": float(pos_sims.mean()),
+        "sample_similarity_mean": float(sample_sims.mean()) if sample_sims.size else None,
+        "normalized": bool(normalize),
+        "index": index,
+        "backend": backend,
+        "device": dev,
+        "seed": int(seed),
+        "seconds": {"fit": round(t_fit, 4), "search": round(t_search, 4), "table": round(t_table, 4),
+                    "total": round(time.perf_counter() - t0, 4)},
+        "warnings": notes,
+    }
+    positive_pairs = pd.DataFrame({"query": coo.row.astype(np.int64), "candidate": coo.col.astype(np.int64),
+                                   "similarity": pos_sims})
+    return ScanResult(table=table, summary=summary, posterior=post, positive_pairs=positive_pairs, warnings=notes)
+
+
+def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Tensor, dataset, **kw) -> ScanResult:
+    """:func:`scan` on a :class:`fnlab.data.base.MatchingDataset`: queries are B items (captions),
+    candidates A items (images), positives the labelled pairs ``b_to_a``.
+
+    Where the dataset has ground truth (``relevance``), the table gets a bool column
+    ``is_relevant`` and the summary the share of suspects that are truly relevant
+    (``precision_above_0.5``) and the share of false negatives inside the scanned top-k
+    that score above 0.5 (``fn_recall_above_0.5_in_top_k``).
+
+    Args:
+        emb_a: ``[n_a, d]``; emb_b: ``[n_b, d]``; ``**kw``: options of :func:`scan`.
+
+    Raises:
+        ScanInputError: embedding rows do not match the dataset's item counts.
+    """
+    for key, emb, n in (("emb_a", emb_a, dataset.n_a), ("emb_b", emb_b, dataset.n_b)):
+        if np.asarray(emb.shape)[0] != n:
+            raise ScanInputError(f"{key}: {emb.shape[0]} rows but dataset {dataset.name!r} split "
+                                 f"{dataset.split!r} has {n} items on that side; expected one row per item")
+    positives = pd.DataFrame({"query": np.arange(dataset.n_b, dtype=np.int64), "candidate": dataset.b_to_a})
+    kw.setdefault("names", {"queries": "emb_b", "candidates": "emb_a", "positives": f"dataset {dataset.name!r}"})
+    res = scan(emb_b, emb_a, positives, **kw)
+    if dataset.relevance is not None:
+        rel = sp.csr_matrix(dataset.relevance, dtype=bool)
+        rel.sort_indices()
+        t = res.table
+        t["is_relevant"] = _pair_member(rel, t["query"].to_numpy(), t["candidate"].to_numpy())
+        sus = t["p_false_negative"].to_numpy() > 0.5
+        fn_in = t["is_relevant"].to_numpy()
+        res.summary["relevant_in_top_k"] = int(fn_in.sum())
+        res.summary["false_negatives_total"] = int(rel.nnz - dataset.n_b)
+        res.summary["precision_above_0.5"] = float(fn_in[sus].mean()) if sus.any() else None
+        res.summary["fn_recall_above_0.5_in_top_k"] = float(sus[fn_in].mean()) if fn_in.any() else None
+    return res
+
+
+# ------------------------------------------------------------------------------------ exports
+def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int = 3) -> pd.DataFrame:
+    """Mined hard negatives with the suspects removed, in sentence-transformers' triplet layout.
+
+    ``sentence_transformers.util.mine_hard_negatives(output_format="triplet")`` writes one row per
+    (anchor, positive, negative) with columns ``anchor``, ``positive``, ``negative``; here they
+    hold row indices (queries for ``anchor``, candidates for ``positive``/``negative``) plus the
+    scores ``positive_score``, ``negative_score`` (cosine similarities to the anchor) and the
+    negative's ``p_false_negative``. For every labelled pair, the ``num_negatives`` best-ranked
+    scanned negatives with ``p_false_negative <= threshold`` are used (its "top" sampling).
+    Anchors whose scanned negatives are all suspects get no row (as mine_hard_negatives drops
+    anchors without enough valid negatives).
+
+    Args:
+        result: a :class:`ScanResult` (its ``table`` and ``positive_pairs``).
+        threshold: suspects with ``p_false_negative > threshold`` are never used as negatives.
+        num_negatives: negatives per (anchor, positive) pair.
+
+    Returns:
+        DataFrame ``[anchor, positive, negative, positive_score, negative_score, p_false_negative]``,
+        sorted by anchor, positive, then the negative's rank.
+    """
+    if num_negatives < 1:
+        raise ScanInputError(f"num_negatives must be >= 1, got {num_negatives}")
+    if result.positive_pairs is None:
+        raise ScanInputError("this ScanResult has no positive_pairs; run fnlab.scan.scan to get one")
+    t = result.table
+    neg = t[t["p_false_negative"] <= threshold]
+    neg = neg.sort_values(["query", "rank"], kind="stable").groupby("query", sort=False).head(num_negatives)
+    neg = neg.rename(columns={"query": "anchor", "candidate": "negative", "similarity": "negative_score"})
+    pairs = result.positive_pairs.rename(columns={"query": "anchor", "candidate": "positive",
+                                                  "similarity": "positive_score"})
+    out = pairs.merge(neg[["anchor", "negative", "negative_score", "p_false_negative", "rank"]], on="anchor",
+                      how="inner")
+    out = out.sort_values(["anchor", "positive", "rank"], kind="stable").drop(columns="rank")
+    return out[["anchor", "positive", "negative", "positive_score", "negative_score",
+                "p_false_negative"]].reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write ``df`` as parquet, csv or jsonl atomically (temporary file in the same folder, then rename).
+
+    ``fmt`` defaults to the extension of ``path``. On any error no file is left at ``path``.
+    """
+    p = Path(path)
+    fmt = (fmt or p.suffix.lstrip(".").lower() or "parquet").replace("json", "jsonl").replace("jsonll", "jsonl")
+    if fmt not in ("parquet", "csv", "jsonl"):
+        raise ScanInputError(f"{p}: unknown output format {fmt!r}; expected parquet, csv or jsonl")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        elif fmt == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_json(tmp, orient="records", lines=True)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON atomically (NaN written as null)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(obj), f, indent=2)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj
