@@ -140,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
                                           "num_negatives": args.num_negatives}
         result.summary["output"] = {"path": str(out), "format": fmt}
         written.append(scanmod.write_json(result.summary, summary_path))
-    except BaseException:
+    except BaseException as err:
         for p in written:  # all or nothing: no partial set of outputs
             p.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ValueError(f"cannot write the output ({err}); nothing was written") from None
         raise
     if not args.quiet:
         for line in _summary_lines(result.summary):
