@@ -14,7 +14,8 @@ class HardestSampler(Sampler):
 
     With ``top_k=1`` (default) this is VSE++'s max-violating negative, and :meth:`sample`
     returns the ``k`` hardest non-positives, most similar first (deterministic; the
-    generator is not used). With ``top_k > 1`` it draws ``k`` of the ``top_k`` hardest
+    generator is not used; a row with fewer than ``k`` non-positives repeats its
+    hardest). With ``top_k > 1`` it draws ``k`` of the ``top_k`` hardest
     uniformly (without replacement where possible).
 
     Args:
@@ -39,5 +40,15 @@ class HardestSampler(Sampler):
             raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
         self.weights(sims, pos_sims, positive_mask)  # input checks
         with torch.no_grad():
-            masked = sims.detach().masked_fill(positive_mask, float("-inf"))
-            return masked.topk(min(int(k), sims.shape[1]), dim=1).indices
+            sims = sims.detach()
+            k = int(k)
+            masked = sims.masked_fill(positive_mask, float("-inf"))
+            vals, idx = masked.topk(min(k, sims.shape[1]), dim=1)
+            if k > idx.shape[1]:
+                pad = k - idx.shape[1]
+                idx = torch.cat([idx, idx[:, :1].expand(-1, pad)], dim=1)
+                vals = torch.cat([vals, vals[:, :1].expand(-1, pad)], dim=1)
+            # rows with fewer than k non-positives repeat their hardest; rows with none take
+            # their most similar candidate (a positive, as in Sampler.sample)
+            first = torch.where(torch.isinf(vals[:, :1]), sims.argmax(dim=1, keepdim=True), idx[:, :1])
+            return torch.where(torch.isinf(vals), first.expand_as(idx), idx)

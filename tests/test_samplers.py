@@ -1,0 +1,323 @@
+"""Each sampler's weights against a slow per-row Python reference written here."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from fnlab import samplers as S
+from fnlab.posterior import GaussianPosterior
+
+SIZES = [(1, 5), (4, 17), (9, 40)]
+
+
+def make(b: int, m: int, seed: int = 0, dtype=torch.float64):
+    """Random cosine-like sims, a diagonal positive plus a few extra positives per row."""
+    g = torch.Generator().manual_seed(seed)
+    sims = (torch.rand(b, m, generator=g, dtype=dtype) * 2 - 1) * 0.9
+    mask = torch.zeros(b, m, dtype=torch.bool)
+    mask[torch.arange(b), torch.arange(b) % m] = True
+    mask |= torch.rand(b, m, generator=g) < 0.1
+    pos = sims[torch.arange(b), torch.arange(b) % m] + 0.1
+    return sims, pos, mask
+
+
+def finish_row(w: list[float], sims_row: list[float], blocked: list[bool], positive: list[bool]) -> list[float]:
+    """Reference for the base class: zero blocked, fall back to the hardest allowed candidate."""
+    w = [0.0 if blocked[j] else w[j] for j in range(len(w))]
+    if sum(w) == 0:
+        allowed = [j for j in range(len(w)) if not blocked[j]]
+        if not allowed:
+            allowed = [j for j in range(len(w)) if not positive[j]]
+        if allowed:
+            best = max(allowed, key=lambda j: sims_row[j])
+            w[best] = 1.0
+    return w
+
+
+def top_indices(row: list[float], allowed: list[int], k: int) -> set[int]:
+    return set(sorted(allowed, key=lambda j: -row[j])[:k])
+
+
+def ref_rows(fn, sims, pos, mask, blocked=None):
+    out = []
+    for i in range(sims.shape[0]):
+        row, p, pm = sims[i].tolist(), float(pos[i]), mask[i].tolist()
+        bl = pm if blocked is None else blocked[i].tolist()
+        w = fn(row, p, pm, bl)
+        out.append(finish_row(w, row, bl, pm))
+    return torch.tensor(out, dtype=sims.dtype)
+
+
+def ref_random(row, p, pm, bl):
+    return [1.0] * len(row)
+
+
+def ref_hardest(k):
+    def f(row, p, pm, bl):
+        keep = top_indices(row, [j for j in range(len(row)) if not pm[j]], k)
+        return [1.0 if j in keep else 0.0 for j in range(len(row))]
+    return f
+
+
+def ref_semihard(margin):
+    def f(row, p, pm, bl):
+        return [1.0 if p - margin < s < p else 0.0 for s in row]
+    return f
+
+
+def ref_simans(a, b, k):
+    def f(row, p, pm, bl):
+        keep = top_indices(row, [j for j in range(len(row)) if not bl[j]], k)
+        return [math.exp(-a * (s - p - b) ** 2) if j in keep else 0.0 for j, s in enumerate(row)]
+    return f
+
+
+def ref_positive_aware(mode, perc, margin, k):
+    def f(row, p, pm, bl):
+        allowed = [j for j, s in enumerate(row) if not pm[j]
+                   and not (s > perc * p if mode == "perc" else s > p - margin)]
+        keep = top_indices(row, allowed, k)
+        return [1.0 if j in keep else 0.0 for j in range(len(row))]
+    return f
+
+
+def ref_range(rmin, rmax, min_score, max_score, margin, rel, strategy, n):
+    def f(row, p, pm, bl):
+        order = sorted([j for j in range(len(row)) if not pm[j]], key=lambda j: -row[j])
+        ok = []
+        for rank, j in enumerate(order):
+            s = row[j]
+            if rank < rmin or (rmax is not None and rank >= rmax):
+                continue
+            if min_score is not None and s < min_score:
+                continue
+            if max_score is not None and s > max_score:
+                continue
+            if margin is not None and s + margin > p:
+                continue
+            if rel is not None and s > p * (1 - rel):
+                continue
+            ok.append(j)
+        if strategy == "top":
+            ok = ok[:n]
+        return [1.0 if j in ok else 0.0 for j in range(len(row))]
+    return f
+
+
+CASES = [
+    ("random", {}, ref_random),
+    ("hardest", {}, ref_hardest(1)),
+    ("hardest", {"top_k": 3}, ref_hardest(3)),
+    ("semihard", {}, ref_semihard(0.2)),
+    ("semihard", {"margin": 0.5}, ref_semihard(0.5)),
+    ("simans", {}, ref_simans(0.5, 0.0, 100)),
+    ("simans", {"a": 3.0, "b": 0.1, "top_k": 5}, ref_simans(3.0, 0.1, 5)),
+    ("positive_aware", {}, ref_positive_aware("perc", 0.95, 0.05, 10)),
+    ("positive_aware", {"mode": "margin", "margin": 0.1, "top_k": 3}, ref_positive_aware("margin", 0.95, 0.1, 3)),
+    ("range", {}, ref_range(0, None, None, None, None, None, "top", 1)),
+    ("range", {"range_min": 2, "range_max": 12, "margin": 0.05, "strategy": "random"},
+     ref_range(2, 12, None, None, 0.05, None, "random", 1)),
+    ("range", {"min_score": -0.5, "max_score": 0.6, "relative_margin": 0.1, "num_negatives": 3},
+     ref_range(0, None, -0.5, 0.6, None, 0.1, "top", 3)),
+]
+
+
+@pytest.mark.parametrize("b,m", SIZES)
+@pytest.mark.parametrize("name,params,ref", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_weights_match_reference(name, params, ref, b, m):
+    sims, pos, mask = make(b, m, seed=b * 100 + m)
+    got = S.build(name, **params).weights(sims, pos, mask)
+    want = ref_rows(ref, sims, pos, mask)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("b,m", SIZES)
+@pytest.mark.parametrize("base", ["hardest", "simans"])
+def test_oracle_matches_reference(base, b, m):
+    sims, pos, mask = make(b, m, seed=7 + m)
+    g = torch.Generator().manual_seed(1)
+    relevant = mask | (torch.rand(b, m, generator=g) < 0.3)
+    got = S.build("oracle", base=base, top_k=6).weights(sims, pos, mask, relevant_mask=relevant)
+    ref = ref_hardest(1) if base == "hardest" else ref_simans(0.5, 0.0, 6)
+
+    def on_irrelevant(row, p, pm, bl):
+        # the reference samplers, with every relevant candidate treated as a positive
+        return ref(row, p, bl, bl)
+
+    want = ref_rows(on_irrelevant, sims, pos, mask, blocked=relevant)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    has_clean = (~relevant).any(dim=1)
+    assert (got[has_clean][relevant[has_clean]] == 0).all()
+
+
+def test_oracle_without_mask_raises_clearly():
+    sims, pos, mask = make(2, 6)
+    with pytest.raises(ValueError, match="relevant_mask"):
+        S.build("oracle").weights(sims, pos, mask)
+    s = S.build("oracle")
+    s.set_relevant_mask(mask.clone())
+    assert s.sample(sims, pos, mask).shape == (2, 1)
+
+
+# ------------------------------------------------------------------ FNE vs official code
+def official_choice_negative_weights(pos_sims, sims, mask, mu_p, var_p, mu_n, var_n, ready, index, margin):
+    """Per-row transcription of FNE's official ``choice_negative`` (loss.py), up to multinomial."""
+    tau, match_para, false_margin = 0.5, 10000, 0.999
+    out = []
+    for i in range(len(sims)):
+        row = []
+        for j, s in enumerate(sims[i]):
+            w = math.exp(-((s - pos_sims[i]) ** 2) * tau)
+            if ready:
+                pos_p = math.exp(-((s - mu_p) ** 2) / (2 * var_p)) / math.sqrt(2 * math.pi * var_p)
+                neg_p = math.exp(-((s - mu_n) ** 2) / (2 * var_n)) / math.sqrt(2 * math.pi * var_n)
+                match_p = pos_p / (pos_p + (match_para - 1) * neg_p)
+                if 1 - match_p < false_margin:
+                    w = math.exp(-match_p * tau)
+            if mask[i][j]:
+                w = 0.0
+            if s <= mu_p - margin:
+                w = 0.0
+            row.append(w)
+        if sum(row) == 0:
+            row[index[i]] = 1.0
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("b,m", [(3, 12), (8, 50), (16, 200)])
+def test_fne_paper_mode_equals_official(b, m):
+    sims, pos, mask = make(b, m, seed=m)
+    # a posterior whose FN region overlaps the candidates, so every branch is exercised
+    post = GaussianPosterior(0.55, 0.1, 0.0, 0.2, prior_pos=1e-4)
+    got = S.build("fne", posterior=post, mode="paper").weights(sims, pos, mask)
+    hardest = sims.masked_fill(mask, -math.inf).argmax(1).tolist()
+    want = torch.tensor(official_choice_negative_weights(
+        pos.tolist(), sims.tolist(), mask.tolist(), 0.55, 0.01, 0.0, 0.04, True, hardest, 0.2), dtype=sims.dtype)
+    p = post.prob_false_negative(sims)
+    assert ((p > 1e-3) & ~mask).any() and ((sims <= 0.35) & ~mask).any()
+    # equal up to a per-row constant: compare row-normalised weights
+    torch.testing.assert_close(got / got.sum(1, keepdim=True), want / want.sum(1, keepdim=True),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_fne_warmup_is_simans_without_cutdown():
+    sims, pos, mask = make(5, 30, seed=3)
+    got = S.build("fne").weights(sims, pos, mask)
+    want = ref_rows(ref_simans(0.5, 0.0, 10**9), sims, pos, mask)
+    torch.testing.assert_close(got, want)
+
+    class NotReady:
+        ready, pos_mean = False, 0.9
+
+        def prob_false_negative(self, s):  # pragma: no cover - must not be called
+            raise AssertionError("called before ready")
+
+    torch.testing.assert_close(S.build("fne", posterior=NotReady()).weights(sims, pos, mask), want)
+
+
+def test_fne_calibrated_eliminates_likely_false_negatives():
+    sims = torch.tensor([[0.9, 0.62, 0.6, 0.45, 0.3]], dtype=torch.float64)
+    mask = torch.tensor([[True, False, False, False, False]])
+    pos = sims[:, 0]
+    post = GaussianPosterior(0.6, 0.05, 0.2, 0.1, prior_pos=0.05)
+    paper = S.build("fne", posterior=post, mode="paper").weights(sims, pos, mask)
+    calib = S.build("fne", posterior=post, mode="calibrated").weights(sims, pos, mask)
+    p = post.prob_false_negative(sims)
+    assert p[0, 2] > 0.99
+    # paper keeps about exp(-0.5) of a near-certain false negative; calibrated removes it
+    assert paper[0, 2] == pytest.approx(math.exp(-0.5 * float(p[0, 2])))
+    assert calib[0, 2] < 0.01 * paper[0, 2]
+    want = math.exp(-0.5 * (0.45 - 0.9) ** 2) * (1 - float(p[0, 3]))
+    assert calib[0, 3] == pytest.approx(want)
+    assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
+
+
+# ------------------------------------------------------------------ registry, specs, errors
+def test_registry_lists_and_rejects():
+    assert S.available() == sorted(["random", "hardest", "semihard", "simans", "positive_aware", "range", "fne",
+                                    "oracle"])
+    with pytest.raises(ValueError, match="valid names: fne, hardest"):
+        S.build("nope")
+    with pytest.raises(ValueError, match="unknown parameter.*tau"):
+        S.build("hardest", tau=1.0)
+
+
+@pytest.mark.parametrize("name", S.available())
+def test_param_specs_match_constructor_defaults(name):
+    specs = S.param_specs(name)
+    sig = inspect.signature(S.registry.SAMPLERS.get(name).__init__).parameters
+    for spec in specs:
+        assert spec.name in sig, spec
+        assert sig[spec.name].default == spec.default
+        assert spec.low <= spec.high
+        assert spec.help
+    numeric = [p for p, v in sig.items() if isinstance(v.default, (int, float)) and not isinstance(v.default, bool)
+               and p != "self"]
+    assert set(numeric) <= {s.name for s in specs}
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda s, p, m: (s[0], p, m), "2-D"),
+    (lambda s, p, m: (s, p[:-1], m), "pos_sims"),
+    (lambda s, p, m: (s, p, m.float()), "positive_mask"),
+    (lambda s, p, m: (s, p, m[:, :-1]), "positive_mask"),
+    (lambda s, p, m: (s.masked_fill(m, float("nan")), p, m), "NaN"),
+])
+def test_bad_inputs_name_the_argument(bad, match):
+    sims, pos, mask = make(3, 8)
+    with pytest.raises(ValueError, match=match):
+        S.build("simans").weights(*bad(sims, pos, mask))
+
+
+def test_sample_reproducible_distinct_and_gradfree():
+    sims, pos, mask = make(6, 50, dtype=torch.float32)
+    sims.requires_grad_(True)
+    s = S.build("simans", top_k=20)
+    a = s.sample(sims, pos, mask, k=5, generator=torch.Generator().manual_seed(3))
+    b = s.sample(sims, pos, mask, k=5, generator=torch.Generator().manual_seed(3))
+    assert a.dtype == torch.long and a.shape == (6, 5) and torch.equal(a, b)
+    assert all(len(set(r)) == 5 for r in a.tolist())
+    assert not s.weights(sims, pos, mask).requires_grad
+
+
+def test_hardest_sample_is_topk_order():
+    sims, pos, mask = make(4, 20, dtype=torch.float32)
+    got = S.build("hardest").sample(sims, pos, mask, k=3)
+    want = sims.masked_fill(mask, -math.inf).topk(3, dim=1).indices
+    assert torch.equal(got, want)
+
+
+def test_semihard_falls_back_to_hardest():
+    sims = torch.tensor([[0.9, 0.2, 0.95, 0.1]])
+    mask = torch.tensor([[True, False, False, False]])
+    w = S.build("semihard", margin=0.1).weights(sims, sims[:, 0], mask)
+    assert w.tolist() == [[0.0, 0.0, 1.0, 0.0]]
+
+
+def test_fne_sampling_distribution_follows_weights():
+    sims, pos, mask = make(1, 6, seed=4, dtype=torch.float32)
+    s = S.build("fne")
+    w = s.weights(sims, pos, mask)[0]
+    draws = s.sample(sims.expand(4000, -1), pos.expand(4000), mask.expand(4000, -1),
+                     generator=torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(draws, minlength=6).float() / 4000
+    torch.testing.assert_close(freq, w / w.sum(), atol=0.03, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", S.available())
+def test_cuda_matches_cpu(name):  # pragma: no cover - GPU only
+    sims, pos, mask = make(8, 64, dtype=torch.float32)
+    kw = {"relevant_mask": mask} if name == "oracle" else {}
+    s = S.build(name, **({"posterior": GaussianPosterior(0.5, 0.1, 0.0, 0.2)} if name == "fne" else {}))
+    cpu = s.weights(sims, pos, mask, **kw)
+    kwc = {k: v.cuda() for k, v in kw.items()}
+    gpu = s.weights(sims.cuda(), pos.cuda(), mask.cuda(), **kwc)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-6)
+    idx = s.sample(sims.cuda(), pos.cuda(), mask.cuda(), generator=torch.Generator("cuda").manual_seed(0), **kwc)
+    assert idx.device.type == "cuda" and not mask.cuda().gather(1, idx).any()
