@@ -27,7 +27,9 @@ default, 1500 captions) and the rest for training.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,14 +87,30 @@ def caption_classes() -> tuple[list[str], np.ndarray]:
     return texts, np.array(rows)
 
 
+def digits_csv_path() -> Path:
+    """The ``digits.csv.gz`` that scikit-learn ships (found without importing scikit-learn, which is slow)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the digits dataset needs scikit-learn installed (pip install scikit-learn)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"scikit-learn's digits file is missing at {path}")
+    return path
+
+
+def read_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 scans ``[1797, 8, 8]`` float32 in [0, 16] and labels ``[1797]`` int64, in scikit-learn's order."""
+    raw = np.loadtxt(digits_csv_path(), delimiter=",", dtype=np.float32)
+    return raw[:, :64].reshape(-1, 8, 8), raw[:, 64].astype(np.int64)
+
+
 @lru_cache(maxsize=4)
 def _generate(items: tuple) -> MatchingDataset:
     from scipy.ndimage import zoom
-    from sklearn.datasets import load_digits as sk_digits
 
     o = dict(items)
-    bunch = sk_digits()
-    images, labels = bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
+    raw, labels = read_sklearn_digits()
+    images = raw / 16.0
     n = len(labels)
     rng = np.random.default_rng(o["seed"])
     order = rng.permutation(n)
@@ -114,7 +132,10 @@ def _generate(items: tuple) -> MatchingDataset:
     gen_choice = n_specific + scores.argmax(axis=1)
     text_id = np.where(generic, gen_choice, spec_choice)
     texts = [texts_all[t] for t in text_id]
-    rel = sp.csr_matrix(classes[text_id][:, labels])  # [m, n]: caption's classes contain the image's
+    # [m, n]: the caption's classes contain the image's class = [m, 10] @ [10, n] (sparse product)
+    cap_cls = sp.csr_matrix(classes[text_id].astype(np.int32))
+    cls_img = sp.csr_matrix((np.ones(n, np.int32), (labels, np.arange(n))), shape=(10, n))
+    rel = sp.csr_matrix(cap_cls @ cls_img, dtype=bool)
     vocab = build_vocab(texts_all)
     split = np.array(["test"] * o["n_test"] + ["val"] * o["n_val"] + ["train"] * (n - o["n_val"] - o["n_test"]))
     a_meta = pd.DataFrame({"split": split, "label": [NUMBER_WORDS[c] for c in labels], "digit": labels,

@@ -16,7 +16,8 @@ four attributes of one of its objects ("a shape", "a red shape", "a red circle",
 both objects ("a red circle on the left and a blue shape on the right").
 ``k ~ Binomial(4, 1 - genericness)`` for object captions and ``Binomial(3, 1 - genericness)``
 per object for scene captions (position always named there), so ``genericness`` is the
-knob for the false-negative rate: 0 gives only fully specific captions, 1 only "a shape".
+knob for the false-negative rate: 0 gives only fully specific captions, 1 only "a shape"
+(and "a shape on the left and a shape on the right" for scene captions).
 
 A caption is **relevant** to every image that satisfies it (some object matches every named
 attribute; for a scene caption, the two objects match the two descriptions). Generic captions
