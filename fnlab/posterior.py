@@ -7,12 +7,24 @@ a prior P(pos):
     P_fn(s) = P(pos) N(s; mu+, var+) / (P(pos) N(s; mu+, var+) + (1 - P(pos)) N(s; mu-, var-))
 
 The official code fixes P(pos) = 1/10000, i.e. ``N+ / (N+ + 9999 N-)``.
+
+What this module offers:
+
+* :class:`GaussianPosterior`: the paper's posterior (moments fit, fixed prior);
+* :class:`RunningGaussianStats`: the paper's running statistics over confident pairs,
+  usable directly as the ``fne`` sampler's posterior;
+* :class:`MixturePosterior`: a better-calibrated estimator, a two-component mixture fitted by
+  EM on unlabelled candidate similarities that also estimates the prior;
+* :func:`estimators`, :func:`fit_posterior`, :func:`from_params`.
+
+Every posterior has ``prob_false_negative(sims)`` (same shape), ``pos_mean`` and ``params()``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,6 +107,361 @@ class GaussianPosterior:
         out = torch.sigmoid(self.log_odds(s))
         return out.to(s.dtype if s.is_floating_point() and s.dtype != torch.float16 else torch.float32)
 
-    def params(self) -> dict[str, float]:
-        return {"pos_mean": self.pos_mean, "pos_std": self.pos_std, "neg_mean": self.neg_mean,
+    def params(self) -> dict[str, Any]:
+        """The fitted values; :func:`from_params` rebuilds the posterior from them."""
+        return {"estimator": self.estimator, "pos_mean": self.pos_mean, "pos_std": self.pos_std, "neg_mean": self.neg_mean,
                 "neg_std": self.neg_std, "prior_pos": self.prior_pos}
+
+    @property
+    def estimator(self) -> str:
+        return "gaussian"
+
+
+# ----------------------------------------------------------------------------- running stats
+class RunningGaussianStats:
+    """FNE's running Gaussian statistics with the confident-pair rule (official ``average_sims_scores``).
+
+    Per batch, a pair ``(i, i)`` of the in-batch score matrix is *confident* when image ``i``'s
+    top-1 caption is ``i`` and caption ``i``'s top-1 image is ``i``. Its labelled similarity
+    feeds the positive statistics; its hardest in-batch negative in both directions (row ``i``
+    and column ``i``, off the positives) feeds the negative statistics. The statistics are
+    running over the epoch (call :meth:`reset` at each epoch start) and the posterior is used
+    only once more than ``min_count`` (200) positives were collected (:attr:`ready`).
+
+    Variance, as the official ``VarianceSims`` (``variance="paper"``): after the batch's values
+    are added to the running mean, each value adds ``(x - running_mean)^2`` and
+    ``var = sum / (count - 1)``. ``variance="exact"`` uses the exact sample variance instead.
+    One deliberate difference: the official code masks the diagonal with 0 before taking the
+    hardest negative (so a batch whose negatives are all below 0 records 0); fnlab masks with
+    ``-inf`` and records the true hardest negative.
+
+    The object is itself a posterior (``prob_false_negative``, ``pos_mean``, ``params``) built
+    from the current statistics, so it can be handed to ``build("fne", posterior=stats)``.
+
+    Args:
+        min_count: positives needed before :attr:`ready` (official ``nums_right_sims`` = 200).
+        prior_pos: P(pos) of the posterior (paper: 1e-4).
+        variance: ``"paper"`` or ``"exact"``.
+        min_std: floor on the fitted standard deviations.
+
+    Example:
+        >>> stats = RunningGaussianStats()
+        >>> scores = torch.eye(4) * 0.8 + 0.1
+        >>> stats.update(scores)
+        4
+        >>> stats.count, stats.ready
+        (4, False)
+    """
+
+    def __init__(self, min_count: int = 200, prior_pos: float = 1e-4, variance: str = "paper",
+                 min_std: float = 1e-3) -> None:
+        if variance not in ("paper", "exact"):
+            raise ValueError(f"RunningGaussianStats: 'variance' must be 'paper' or 'exact', got {variance!r}")
+        if not 0 < prior_pos < 1:
+            raise ValueError(f"RunningGaussianStats: 'prior_pos' must lie in (0, 1), got {prior_pos}")
+        self.min_count, self.prior_pos, self.variance, self.min_std = int(min_count), float(prior_pos), variance, min_std
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (the official code resets at each epoch)."""
+        # per side: [count, sum, paper_var_sum, sum_of_squares]
+        self._acc = {"pos": [0, 0.0, 0.0, 0.0], "neg": [0, 0.0, 0.0, 0.0]}
+
+    # --------------------------------------------------------------------- updates
+    @staticmethod
+    def confident_pairs(scores: torch.Tensor, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's confident-pair rule on one batch.
+
+        Args:
+            scores: ``[B, B]``, ``scores[i, j]`` = image ``i`` . caption ``j``; ``(i, i)`` labelled.
+            ids: optional ``[B]`` item ids: entries sharing an id are positives of each other
+                (a top-1 hit on any of them counts as correct and none is a negative). ``None``:
+                only the diagonal is positive, as in the official code.
+
+        Returns:
+            ``(pos [P], neg [2P])``: confident pairs' labelled similarities, then their hardest
+            negatives image-to-text followed by text-to-image (``-inf`` ones dropped).
+        """
+        if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
+            raise ValueError(f"RunningGaussianStats.update: 'sims_batch' must be square [B, B], got {tuple(scores.shape)}")
+        scores = scores.detach()
+        b = scores.shape[0]
+        ar = torch.arange(b, device=scores.device)
+        if ids is None:
+            same = torch.eye(b, dtype=torch.bool, device=scores.device)
+        else:
+            ids = ids.to(scores.device).reshape(-1)
+            if ids.shape != (b,):
+                raise ValueError(f"RunningGaussianStats.update: 'ids' must have shape [{b}], got {tuple(ids.shape)}")
+            same = ids[:, None] == ids[None, :]
+        ok = same[ar, scores.argmax(1)] & same[scores.argmax(0), ar]
+        masked = scores.masked_fill(same, float("-inf"))
+        neg = torch.cat([masked.max(1).values[ok], masked.max(0).values[ok]])
+        return scores.diagonal()[ok], neg[torch.isfinite(neg)]
+
+    def _add(self, side: str, x: torch.Tensor) -> None:
+        x = x.detach().double().flatten().cpu()
+        x = x[torch.isfinite(x)]
+        if x.numel() == 0:
+            return
+        acc = self._acc[side]
+        acc[0] += int(x.numel())
+        acc[1] += float(x.sum())
+        mean = acc[1] / acc[0]
+        acc[2] += float(((x - mean) ** 2).sum())
+        acc[3] += float((x * x).sum())
+
+    def update(self, sims_or_pos: torch.Tensor, neg_sims: torch.Tensor | None = None, *,
+               ids: torch.Tensor | None = None) -> int:
+        """Add one batch; returns the number of positives added.
+
+        Two forms:
+
+        * ``update(sims_batch [B, B], ids=None)``: applies :meth:`confident_pairs`;
+        * ``update(pos_sims [P], neg_sims [N])``: adds already-selected similarities.
+        """
+        if neg_sims is None:
+            pos, neg = self.confident_pairs(sims_or_pos, ids)
+        else:
+            pos, neg = sims_or_pos, neg_sims
+        self._add("pos", pos)
+        self._add("neg", neg)
+        return int(torch.isfinite(pos.detach()).sum()) if pos.numel() else 0
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def count(self) -> int:
+        """Positives collected since the last reset."""
+        return self._acc["pos"][0]
+
+    @property
+    def ready(self) -> bool:
+        """True once more than ``min_count`` positives (and 2 negatives) were collected."""
+        return self.count > self.min_count and self._acc["neg"][0] >= 2
+
+    def _moments(self, side: str) -> tuple[float, float]:
+        n, s, paper_ss, ss = self._acc[side]
+        if n == 0:
+            return 0.0, 1.0
+        mean = s / n
+        if n < 2:
+            return mean, 1.0
+        var = paper_ss / (n - 1) if self.variance == "paper" else max(ss - n * mean * mean, 0.0) / (n - 1)
+        return mean, max(math.sqrt(max(var, 0.0)), self.min_std)
+
+    @property
+    def pos_mean(self) -> float:
+        return self._moments("pos")[0]
+
+    def posterior(self, prior_pos: float | None = None) -> GaussianPosterior:
+        """The :class:`GaussianPosterior` of the current statistics."""
+        (pm, ps), (nm, ns) = self._moments("pos"), self._moments("neg")
+        return GaussianPosterior(pm, ps, nm, ns, prior_pos=self.prior_pos if prior_pos is None else prior_pos)
+
+    def prob_false_negative(self, sims: ArrayLike) -> torch.Tensor:
+        return self.posterior().prob_false_negative(sims)
+
+    def params(self) -> dict[str, Any]:
+        return {"estimator": "gaussian", **self.posterior().params(), "count": self.count}
+
+
+# ----------------------------------------------------------------------------- mixture EM
+@dataclass
+class MixturePosterior(GaussianPosterior):
+    """Two-Gaussian mixture fitted by EM on unlabelled candidate similarities.
+
+    Model: an unlabelled candidate's similarity is ``pi N(mu+, var+) + (1 - pi) N(mu-, var-)``;
+    ``pi`` (the prior of a match among the candidates) is estimated, not fixed at 1e-4 as in
+    FNE (Li et al., ACM MM 2023, Sec. 3.2). Semi-supervised EM: labelled positives belong to
+    the positive component with responsibility 1 (weight ``anchor_weight`` each), so the
+    positive component is anchored on them but can shift towards the false negatives seen
+    among the candidates; the negative component starts from ``neg_sims`` (or a robust fit of
+    the unlabelled sample) and is re-estimated on the unlabelled sample only.
+    ``P_fn(s) = pi N+(s) / (pi N+(s) + (1 - pi) N-(s))`` is then calibrated for candidates drawn
+    like the unlabelled sample (same pool, e.g. each query's top-k negatives).
+
+    Fitted attributes end in ``_``: ``n_iter_``, ``converged_``, ``log_likelihood_``.
+    """
+
+    n_iter_: int = 0
+    converged_: bool = False
+    log_likelihood_: float = float("nan")
+    anchored_positive: bool = False
+
+    @property
+    def estimator(self) -> str:
+        return "anchored" if self.anchored_positive else "mixture"
+
+    @classmethod
+    def fit_em(cls, pos_sims: ArrayLike, unlabelled_sims: ArrayLike, *, neg_sims: ArrayLike | None = None,
+               prior: float | None = None, anchored_positive: bool = False, anchor_weight: float = 1.0,
+               max_iter: int = 300, tol: float = 1e-7, min_std: float = 1e-3,
+               prior_bounds: tuple[float, float] = (1e-7, 0.5)) -> MixturePosterior:
+        """Fit by EM.
+
+        Args:
+            pos_sims: ``[P]`` labelled positive similarities (P >= 2).
+            unlabelled_sims: ``[U]`` candidate similarities (U >= 2).
+            neg_sims: optional ``[N]`` negatives, used to initialise the negative component.
+            prior: fixed ``pi``; ``None`` estimates it.
+            anchored_positive: keep the positive component at the moments of ``pos_sims``
+                (positive-unlabelled "selected completely at random" assumption).
+            anchor_weight: weight of each labelled positive in the positive component's M-step.
+
+        Raises:
+            ValueError: too few finite values, or a prior outside (0, 1).
+        """
+        pos = _clean(pos_sims, "pos_sims", 2)
+        unl = _clean(unlabelled_sims, "unlabelled_sims", 2)
+        if prior is not None and not 0 < prior < 1:
+            raise ValueError(f"prior must lie in (0, 1), got {prior}")
+        lo, hi = prior_bounds
+        mu_p, sd_p = float(pos.mean()), max(float(pos.std()), min_std)
+        neg = None if neg_sims is None else _clean(neg_sims, "neg_sims", 0)
+        if neg is not None and neg.numel() >= 2:
+            mu_n, sd_n = float(neg.mean()), max(float(neg.std()), min_std)
+        else:
+            med = float(unl.median())
+            mu_n, sd_n = med, max(1.4826 * float((unl - med).abs().median()), min_std)
+        pi = float(prior) if prior is not None else 0.05
+        n_pos = pos.numel() * anchor_weight
+        ll_old, converged, it = -math.inf, False, 0
+        for it in range(1, max_iter + 1):  # noqa: B007 - reported
+            la = normal_log_pdf(unl, mu_p, sd_p) + math.log(pi)
+            lb = normal_log_pdf(unl, mu_n, sd_n) + math.log1p(-pi)
+            ll = float(torch.logaddexp(la, lb).sum())
+            r = torch.sigmoid(la - lb)
+            if prior is None:
+                pi = min(max(float(r.mean()), lo), hi)
+            if not anchored_positive:
+                wsum = n_pos + float(r.sum())
+                mu_p = (anchor_weight * float(pos.sum()) + float((r * unl).sum())) / wsum
+                var_p = (anchor_weight * float(((pos - mu_p) ** 2).sum()) + float((r * (unl - mu_p) ** 2).sum())) / wsum
+                sd_p = max(math.sqrt(var_p), min_std)
+            q = 1 - r
+            qsum = max(float(q.sum()), 1e-12)
+            mu_n = float((q * unl).sum()) / qsum
+            sd_n = max(math.sqrt(float((q * (unl - mu_n) ** 2).sum()) / qsum), min_std)
+            if abs(ll - ll_old) <= tol * max(1.0, abs(ll)):
+                converged = True
+                break
+            ll_old = ll
+        return cls(pos_mean=mu_p, pos_std=sd_p, neg_mean=mu_n, neg_std=sd_n, prior_pos=pi, n_iter_=it,
+                   converged_=converged, log_likelihood_=ll, anchored_positive=anchored_positive)
+
+    def params(self) -> dict[str, Any]:
+        return {"estimator": self.estimator, **super().params(), "n_iter": self.n_iter_,
+                "converged": self.converged_, "log_likelihood": self.log_likelihood_}
+
+
+def _clean(x: ArrayLike, name: str, at_least: int) -> torch.Tensor:
+    t = _as_tensor(x).detach().double().flatten().cpu()
+    t = t[torch.isfinite(t)]
+    if t.numel() < at_least:
+        raise ValueError(f"'{name}' needs at least {at_least} finite similarities, got {t.numel()}")
+    return t
+
+
+# ----------------------------------------------------------------------------- factory
+PAPER_PRIOR = 1e-4
+
+_ESTIMATORS = {
+    "anchored": "two-component EM on the unlabelled candidates with the positive component fixed "
+                "at the labelled positives' moments; re-estimates the negative component and the prior",
+    "gaussian": "FNE's two Gaussians by moments (positives; negatives); prior fixed, or 'auto': "
+                "EM on the unlabelled sample with the positive component anchored (negative "
+                "component and prior re-estimated), paper prior 1e-4 without an unlabelled sample",
+    "mixture": "semi-supervised two-component EM on the unlabelled candidates, positive component "
+               "anchored on the labelled positives but free to move; estimates the prior",
+}
+
+
+def estimators() -> list[str]:
+    """Names accepted by :func:`fit_posterior`."""
+    return sorted(_ESTIMATORS)
+
+
+def describe_estimator(name: str) -> str:
+    """One line on what estimator ``name`` does."""
+    if name not in _ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(estimators())}")
+    return _ESTIMATORS[name]
+
+
+def fit_posterior(name: str, *, pos_sims: ArrayLike, neg_sims: ArrayLike,
+                  unlabelled_sims: ArrayLike | None = None, prior: float | str = "auto") -> GaussianPosterior:
+    """Fit a false-negative posterior by estimator name.
+
+    Args:
+        name: ``"gaussian"``, ``"anchored"`` or ``"mixture"`` (:func:`estimators`).
+            ``"gaussian"`` with ``unlabelled_sims`` and ``prior="auto"`` (or any prior) fits
+            like ``"anchored"``; without ``unlabelled_sims`` it is the paper's moment fit.
+        pos_sims: ``[P]`` labelled positive similarities.
+        neg_sims: ``[N]`` negative similarities (hardest negatives in the paper; a random sample
+            of non-positive pairs is less biased).
+        unlabelled_sims: ``[U]`` similarities of the candidates the posterior will be applied
+            to (e.g. each query's top-k non-positives); needed for ``"mixture"`` and for an
+            estimated prior.
+        prior: a float P(pos) in (0, 1), or ``"auto"`` to estimate it (``"gaussian"`` without
+            ``unlabelled_sims`` then uses the paper's 1e-4).
+
+    Returns:
+        a posterior with ``prob_false_negative``, ``pos_mean`` and ``params()``.
+
+    Raises:
+        ValueError: unknown name, bad prior, missing or too small samples.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> pos = 0.6 + 0.05 * torch.randn(300, generator=g)
+        >>> unl = torch.cat([0.1 + 0.1 * torch.randn(3000, generator=g), 0.6 + 0.05 * torch.randn(150, generator=g)])
+        >>> post = fit_posterior("mixture", pos_sims=pos, neg_sims=unl, unlabelled_sims=unl)
+        >>> 0.02 < post.prior_pos < 0.08
+        True
+    """
+    if name not in _ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(estimators())}")
+    if isinstance(prior, str):
+        if prior != "auto":
+            raise ValueError(f"'prior' must be a float in (0, 1) or 'auto', got {prior!r}")
+        fixed = None
+    else:
+        fixed = float(prior)
+        if not 0 < fixed < 1:
+            raise ValueError(f"'prior' must lie in (0, 1), got {prior}")
+    if name == "gaussian":
+        if unlabelled_sims is None:
+            return GaussianPosterior.fit(pos_sims, neg_sims, prior_pos=PAPER_PRIOR if fixed is None else fixed)
+        return MixturePosterior.fit_em(pos_sims, unlabelled_sims, neg_sims=neg_sims, prior=fixed,
+                                       anchored_positive=True)
+    if unlabelled_sims is None:
+        raise ValueError(f"estimator {name!r} needs 'unlabelled_sims' (the candidate similarities it is applied to)")
+    return MixturePosterior.fit_em(pos_sims, unlabelled_sims, neg_sims=neg_sims, prior=fixed,
+                                   anchored_positive=name == "anchored")
+
+
+def from_params(params: dict[str, Any]) -> GaussianPosterior:
+    """Rebuild a posterior from ``params()`` (e.g. a run's ``posterior.json``).
+
+    Raises:
+        ValueError: a missing or non-numeric field, or an unknown ``estimator``.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"posterior params must be a dict, got {type(params).__name__}")
+    est = params.get("estimator", "gaussian")
+    values = {}
+    for key in ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos"):
+        if key not in params:
+            raise ValueError(f"posterior params: missing field {key!r} (expected a number)")
+        try:
+            values[key] = float(params[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"posterior params: field {key!r} must be a number, got {params[key]!r}") from None
+    if est == "gaussian":
+        return GaussianPosterior(**values)
+    if est in ("mixture", "anchored"):
+        return MixturePosterior(**values, n_iter_=int(params.get("n_iter", 0)),
+                                converged_=bool(params.get("converged", False)),
+                                log_likelihood_=float(params.get("log_likelihood", float("nan"))),
+                                anchored_positive=est == "anchored")
+    raise ValueError(f"posterior params: unknown estimator {est!r}; expected one of gaussian, mixture, anchored")

@@ -1,0 +1,204 @@
+"""Posteriors: Bayes' rule vs the official formula, running stats vs the official meters,
+monotonicity, and calibration on planted data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fnlab import posterior as P
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error with equal-width bins (the textbook definition)."""
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels, dtype=float)
+    bins = np.minimum((probs * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += sel.mean() * abs(probs[sel].mean() - labels[sel].mean())
+    return float(total)
+
+
+def test_gaussian_matches_official_formula():
+    post = P.GaussianPosterior(0.6, 0.08, 0.1, 0.12, prior_pos=1e-4)
+    s = torch.linspace(-0.5, 1.0, 61, dtype=torch.float64)
+    got = post.prob_false_negative(s)
+    for x, g in zip(s.tolist(), got.tolist(), strict=True):
+        pp = math.exp(-((x - 0.6) ** 2) / (2 * 0.08**2)) / math.sqrt(2 * math.pi * 0.08**2)
+        pn = math.exp(-((x - 0.1) ** 2) / (2 * 0.12**2)) / math.sqrt(2 * math.pi * 0.12**2)
+        want = pp / (pp + 9999 * pn) if pp + pn > 0 else 0.0
+        assert g == pytest.approx(want, rel=1e-9, abs=1e-300)
+    assert got.dtype == torch.float64 and post.prob_false_negative(s.float()).dtype == torch.float32
+
+
+@settings(max_examples=40, deadline=None)
+@given(mp=st.floats(0.2, 0.9), gap=st.floats(0.05, 0.8), sp=st.floats(0.02, 0.3), sn=st.floats(0.02, 0.3),
+       prior=st.floats(1e-5, 0.5))
+def test_posterior_monotone_between_the_means(mp, gap, sp, sn, prior):
+    post = P.GaussianPosterior(mp, sp, mp - gap, sn, prior_pos=prior)
+    s = torch.linspace(mp - gap, mp, 200, dtype=torch.float64)
+    lo = post.log_odds(s)
+    assert (lo[1:] >= lo[:-1] - 1e-9).all()
+    if sp == sn:
+        s = torch.linspace(-1, 1, 200, dtype=torch.float64)
+        lo = post.log_odds(s)
+        assert (lo[1:] >= lo[:-1] - 1e-9).all()
+
+
+# ------------------------------------------------------------------ running statistics
+class OfficialMeters:
+    """Per-row transcription of the official AverageSims/VarianceSims/average_sims_scores."""
+
+    def __init__(self):
+        self.pos_sum = self.pos_cnt = self.neg_sum = self.neg_cnt = 0.0
+        self.pvar_sum = self.pvar_cnt = self.nvar_sum = self.nvar_cnt = 0.0
+
+    def update(self, scores: list[list[float]]):
+        b = len(scores)
+        conf = []
+        for i in range(b):
+            row = scores[i]
+            col = [scores[k][i] for k in range(b)]
+            if max(range(b), key=lambda j: row[j]) == i and max(range(b), key=lambda k: col[k]) == i:
+                hi2t = max(row[j] for j in range(b) if j != i)
+                ht2i = max(col[k] for k in range(b) if k != i)
+                conf.append((row[i], hi2t, ht2i))
+        for p, n1, n2 in conf:
+            self.pos_sum += p
+            self.pos_cnt += 1
+            self.neg_sum += n1 + n2
+            self.neg_cnt += 2
+        for p, n1, n2 in conf:
+            self.pvar_sum += (p - self.pos_sum / self.pos_cnt) ** 2
+            self.pvar_cnt += 1
+            for n in (n1, n2):
+                self.nvar_sum += (n - self.neg_sum / self.neg_cnt) ** 2
+                self.nvar_cnt += 1
+
+
+def batches(n: int, b: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.nn.functional.normalize(torch.randn(b, 8, generator=g, dtype=torch.float64), dim=1)
+        y = torch.nn.functional.normalize(x + 0.7 * torch.randn(b, 8, generator=g, dtype=torch.float64), dim=1)
+        yield x @ y.T
+
+
+@pytest.mark.parametrize("b", [4, 16, 32])
+def test_running_stats_match_official_meters(b):
+    stats, ref = P.RunningGaussianStats(min_count=20), OfficialMeters()
+    for scores in batches(6, b, seed=b):
+        stats.update(scores)
+        ref.update(scores.tolist())
+    assert stats.count == ref.pos_cnt > 0
+    post = stats.posterior()
+    assert post.pos_mean == pytest.approx(ref.pos_sum / ref.pos_cnt)
+    assert post.neg_mean == pytest.approx(ref.neg_sum / ref.neg_cnt)
+    assert post.pos_std == pytest.approx(math.sqrt(ref.pvar_sum / (ref.pvar_cnt - 1)))
+    assert post.neg_std == pytest.approx(math.sqrt(ref.nvar_sum / (ref.nvar_cnt - 1)))
+    assert stats.pos_mean == post.pos_mean and post.prior_pos == 1e-4
+
+
+def test_running_stats_ready_reset_and_exact_variance():
+    stats = P.RunningGaussianStats(min_count=5, variance="exact")
+    scores = torch.eye(3, dtype=torch.float64) * 0.5 + torch.tensor([[0.1, 0.2, 0.0], [0.0, 0.1, 0.3], [0.2, 0.0, 0.1]],
+                                                                     dtype=torch.float64)
+    assert stats.update(scores) == 3 and not stats.ready
+    stats.update(scores * 1.1)
+    assert stats.count == 6 and stats.ready
+    pos = torch.cat([scores.diagonal(), (scores * 1.1).diagonal()])
+    assert stats.posterior().pos_std == pytest.approx(float(pos.std()))
+    p = stats.prob_false_negative(torch.tensor([0.0, 0.6]))
+    assert p.shape == (2,) and p[1] > p[0]
+    assert stats.params()["count"] == 6
+    stats.reset()
+    assert stats.count == 0 and not stats.ready
+
+
+def test_running_stats_ids_and_direct_form():
+    scores = torch.tensor([[0.9, 0.85, 0.1], [0.8, 0.95, 0.2], [0.1, 0.3, 0.7]])
+    ids = torch.tensor([5, 5, 7])  # items 0 and 1 share an image: not negatives of each other
+    pos, neg = P.RunningGaussianStats.confident_pairs(scores, ids)
+    assert pos.tolist() == pytest.approx([0.9, 0.95, 0.7])
+    assert neg.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.1, 0.3, 0.2])
+    stats = P.RunningGaussianStats()
+    stats.update(pos, neg)
+    assert stats.count == 3
+    with pytest.raises(ValueError, match="square"):
+        stats.update(torch.zeros(2, 3))
+
+
+# ------------------------------------------------------------------ calibration, planted data
+def planted(seed: int, n_neg=6000, prior=0.04, n_lab=400):
+    rng = np.random.default_rng(seed)
+    n_fn = int(n_neg * prior / (1 - prior))
+    neg = rng.normal(0.15, 0.1, n_neg)
+    fn = rng.normal(0.6, 0.07, n_fn)
+    unl = np.concatenate([neg, fn])
+    y = np.concatenate([np.zeros(n_neg), np.ones(n_fn)])
+    lab = rng.normal(0.6, 0.07, n_lab)
+    hardest_neg = rng.normal(0.15, 0.1, 500)
+    return lab, hardest_neg, unl, y, n_fn / len(unl)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "anchored", "mixture"])
+def test_estimators_calibrated_on_planted_data(name):
+    lab, negs, unl, y, prior = planted(seed=1)
+    post = P.fit_posterior(name, pos_sims=lab, neg_sims=negs, unlabelled_sims=unl, prior="auto")
+    p = post.prob_false_negative(torch.from_numpy(unl)).numpy()
+    assert post.prior_pos == pytest.approx(prior, rel=0.2)
+    assert ece(p, y) < 0.02
+    # the paper's fixed prior is far off on the same data
+    paper = P.GaussianPosterior.fit(lab, negs, prior_pos=1e-4)
+    assert ece(paper.prob_false_negative(torch.from_numpy(unl)).numpy(), y) > 3 * ece(p, y)
+    # and the fit survives a round trip through params()
+    again = P.from_params(post.params())
+    torch.testing.assert_close(again.prob_false_negative(torch.from_numpy(unl)), torch.from_numpy(p).double())
+
+
+def test_mixture_follows_false_negatives_that_sit_below_the_positives():
+    # false negatives are less similar than labelled positives: the free positive component
+    # moves towards them, the anchored one cannot
+    rng = np.random.default_rng(3)
+    neg, fn = rng.normal(0.1, 0.1, 8000), rng.normal(0.45, 0.07, 400)
+    unl, y = np.concatenate([neg, fn]), np.r_[np.zeros(8000), np.ones(400)]
+    lab = rng.normal(0.6, 0.07, 400)
+    mix = P.fit_posterior("mixture", pos_sims=lab, neg_sims=neg[:500], unlabelled_sims=unl)
+    anc = P.fit_posterior("gaussian", pos_sims=lab, neg_sims=neg[:500], unlabelled_sims=unl)
+    t = torch.from_numpy(unl)
+    assert ece(mix.prob_false_negative(t).numpy(), y) < ece(anc.prob_false_negative(t).numpy(), y)
+    assert mix.pos_mean < 0.6 and mix.converged_
+
+
+def test_fit_posterior_errors_and_fixed_prior():
+    lab, negs, unl, _, _ = planted(seed=2, n_neg=500)
+    assert P.estimators() == ["anchored", "gaussian", "mixture"]
+    with pytest.raises(ValueError, match="valid names: anchored, gaussian, mixture"):
+        P.fit_posterior("kde", pos_sims=lab, neg_sims=negs)
+    with pytest.raises(ValueError, match="unlabelled_sims"):
+        P.fit_posterior("mixture", pos_sims=lab, neg_sims=negs)
+    with pytest.raises(ValueError, match="prior"):
+        P.fit_posterior("gaussian", pos_sims=lab, neg_sims=negs, prior=1.5)
+    with pytest.raises(ValueError, match="pos_sims"):
+        P.fit_posterior("mixture", pos_sims=[0.5], neg_sims=negs, unlabelled_sims=unl)
+    assert P.fit_posterior("gaussian", pos_sims=lab, neg_sims=negs).prior_pos == 1e-4
+    assert P.fit_posterior("mixture", pos_sims=lab, neg_sims=negs, unlabelled_sims=unl, prior=0.01).prior_pos == 0.01
+
+
+def test_from_params_validates():
+    with pytest.raises(ValueError, match="missing field 'neg_std'"):
+        P.from_params({"pos_mean": 0.5, "pos_std": 0.1, "neg_mean": 0.1, "prior_pos": 0.1})
+    with pytest.raises(ValueError, match="'pos_std' must be a number"):
+        P.from_params({"pos_mean": 0.5, "pos_std": "x", "neg_mean": 0.1, "neg_std": 0.1, "prior_pos": 0.1})
+    with pytest.raises(ValueError, match="unknown estimator"):
+        P.from_params({"estimator": "kde", "pos_mean": 0.5, "pos_std": 0.1, "neg_mean": 0.1, "neg_std": 0.1,
+                       "prior_pos": 0.1})
+    g = P.GaussianPosterior(0.5, 0.1, 0.1, 0.1, 0.01)
+    assert P.from_params(g.params()) == g
