@@ -1,0 +1,18 @@
+"""Losses that consume a sampler's picked negatives (``neg_idx [B, k]``) or the whole pool.
+
+``available()``, ``build(name, **params)``, ``param_specs(name)``; every loss is called as
+``loss(sims [B, M], pos_sims [B], positive_mask [B, M] | None, neg_idx [B, k] | None)`` and
+has a ``reduction`` of ``"mean"``, ``"sum"`` or ``"none"``.
+"""
+
+from . import dcl, hcl, infonce, triplet, triplet_sampled  # noqa: F401  (registration)
+from .base import Loss, reduce
+from .dcl import DCLLoss
+from .hcl import HCLLoss
+from .infonce import InfoNCELoss
+from .registry import available, build, param_specs
+from .triplet import TripletLoss
+from .triplet_sampled import SampledTripletLoss
+
+__all__ = ["DCLLoss", "HCLLoss", "InfoNCELoss", "Loss", "SampledTripletLoss", "TripletLoss", "available", "build",
+           "param_specs", "reduce"]

@@ -1,0 +1,148 @@
+"""Loss formulas against per-row references written here (Python math, float64)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fnlab import losses as L
+
+SIZES = [(1, 4), (5, 12), (8, 33)]
+
+
+def make(b, m, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sims = (torch.rand(b, m, generator=g, dtype=torch.float64) * 2 - 1) * 0.95
+    mask = torch.zeros(b, m, dtype=torch.bool)
+    mask[torch.arange(b), torch.arange(b) % m] = True
+    mask |= torch.rand(b, m, generator=g) < 0.1
+    pos = sims[torch.arange(b), torch.arange(b) % m]
+    idx = torch.randint(0, m, (b, 3), generator=g)
+    return sims, pos, mask, idx
+
+
+def negatives_of_row(sims, mask, idx, i):
+    if idx is None:
+        return [float(sims[i, j]) for j in range(sims.shape[1]) if not mask[i, j]]
+    return [float(sims[i, j]) for j in idx[i].tolist() if not mask[i, j]]
+
+
+def ref_triplet(p, negs, margin, mode, k=None):
+    h = [max(0.0, margin - p + s) for s in negs]
+    if mode == "sum":
+        return sum(h)
+    if mode == "mean_k":
+        return sum(h) / k
+    return max(h, default=0.0)
+
+
+def ref_infonce(p, negs, t):
+    return -math.log(math.exp(p / t) / (math.exp(p / t) + sum(math.exp(s / t) for s in negs)))
+
+
+def ref_dcl(p, negs, t, tau_plus):
+    n = len(negs)
+    ng = (sum(math.exp(s / t) for s in negs) - tau_plus * n * math.exp(p / t)) / (1 - tau_plus)
+    ng = max(ng, n * math.exp(-1 / t))
+    return -math.log(math.exp(p / t) / (math.exp(p / t) + ng))
+
+
+def ref_hcl(p, negs, t, tau_plus, beta):
+    n = len(negs)
+    if n == 0:
+        return 0.0
+    neg = [math.exp(s / t) for s in negs]
+    imp = [math.exp(beta * s / t) for s in negs]
+    reweight = sum(i * e for i, e in zip(imp, neg, strict=True)) / (sum(imp) / n)
+    ng = max((reweight - tau_plus * n * math.exp(p / t)) / (1 - tau_plus), n * math.exp(-1 / t))
+    return -math.log(math.exp(p / t) / (math.exp(p / t) + ng))
+
+
+CASES = [
+    ("triplet", {}, lambda p, negs, k: ref_triplet(p, negs, 0.2, "max")),
+    ("triplet", {"mode": "sum", "margin": 0.5}, lambda p, negs, k: ref_triplet(p, negs, 0.5, "sum")),
+    ("infonce", {}, lambda p, negs, k: ref_infonce(p, negs, 0.07)),
+    ("infonce", {"temperature": 0.5}, lambda p, negs, k: ref_infonce(p, negs, 0.5)),
+    ("dcl", {}, lambda p, negs, k: ref_dcl(p, negs, 0.07, 0.1)),
+    ("dcl", {"temperature": 0.5, "tau_plus": 0.3}, lambda p, negs, k: ref_dcl(p, negs, 0.5, 0.3)),
+    ("hcl", {}, lambda p, negs, k: ref_hcl(p, negs, 0.07, 0.1, 1.0)),
+    ("hcl", {"temperature": 0.3, "beta": 2.5, "tau_plus": 0.05}, lambda p, negs, k: ref_hcl(p, negs, 0.3, 0.05, 2.5)),
+]
+
+
+@pytest.mark.parametrize("use_idx", [False, True])
+@pytest.mark.parametrize("b,m", SIZES)
+@pytest.mark.parametrize("name,params,ref", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_loss_matches_reference(name, params, ref, b, m, use_idx):
+    sims, pos, mask, idx = make(b, m, seed=b + m)
+    idx = idx if use_idx else None
+    got = L.build(name, reduction="none", **params)(sims, pos, mask, idx)
+    want = torch.tensor([ref(float(pos[i]), negatives_of_row(sims, mask, idx, i), 3) for i in range(b)],
+                        dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    for red, f in (("mean", torch.mean), ("sum", torch.sum)):
+        torch.testing.assert_close(L.build(name, reduction=red, **params)(sims, pos, mask, idx), f(want))
+
+
+@pytest.mark.parametrize("b,m", SIZES)
+def test_sampled_triplet_matches_reference(b, m):
+    sims, pos, mask, idx = make(b, m, seed=m)
+    got = L.build("triplet_sampled", reduction="none")(sims, pos, mask, idx)
+    want = torch.tensor([ref_triplet(float(pos[i]), negatives_of_row(sims, mask, idx, i), 0.2, "mean_k", k=3)
+                         for i in range(b)], dtype=torch.float64)
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="neg_idx"):
+        L.build("triplet_sampled")(sims, pos, mask)
+
+
+def test_vse_max_violation_equals_official_triplet():
+    # the official FNE TripletLoss: both directions, hardest negative, summed over anchors
+    g = torch.Generator().manual_seed(0)
+    im = torch.nn.functional.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=1)
+    tx = torch.nn.functional.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=1)
+    scores = im @ tx.T
+    want = 0.0
+    for i in range(6):
+        want += max(max(0.0, 0.2 + float(scores[i, j]) - float(scores[i, i])) for j in range(6) if j != i)
+        want += max(max(0.0, 0.2 + float(scores[j, i]) - float(scores[i, i])) for j in range(6) if j != i)
+    eye = torch.eye(6, dtype=torch.bool)
+    loss = L.build("triplet", reduction="sum")
+    got = loss(scores, scores.diagonal(), eye) + loss(scores.T, scores.diagonal(), eye)
+    assert float(got) == pytest.approx(want)
+
+
+def test_hcl_with_beta_zero_is_dcl_and_gradients_flow():
+    sims, pos, mask, _ = make(4, 20, seed=9)
+    sims = sims.clone().requires_grad_(True)
+    pos = sims[torch.arange(4), torch.arange(4)]
+    a = L.build("hcl", beta=0.0)(sims, pos, mask)
+    b = L.build("dcl")(sims, pos, mask)
+    torch.testing.assert_close(a, b)
+    a.backward()
+    assert torch.isfinite(sims.grad).all() and sims.grad.abs().sum() > 0
+
+
+def test_losses_stable_at_low_temperature_and_empty_rows():
+    sims = torch.tensor([[1.0, 0.99, -1.0], [0.5, 0.2, 0.1]], dtype=torch.float32)
+    mask = torch.tensor([[True, False, False], [True, True, True]])  # row 1: no negatives
+    for name in ("infonce", "dcl", "hcl"):
+        out = L.build(name, temperature=0.01, reduction="none")(sims, sims[:, 0], mask)
+        assert torch.isfinite(out).all(), name
+        assert out[1] == 0
+    assert L.build("triplet", reduction="none")(sims, sims[:, 0], mask)[1] == 0
+
+
+def test_registry_and_errors():
+    assert L.available() == ["dcl", "hcl", "infonce", "triplet", "triplet_sampled"]
+    with pytest.raises(ValueError, match="valid names: dcl, hcl"):
+        L.build("ntxent")
+    with pytest.raises(ValueError, match="reduction"):
+        L.build("dcl", reduction="avg")
+    sims, pos, mask, idx = make(3, 6)
+    with pytest.raises(ValueError, match="outside"):
+        L.build("infonce")(sims, pos, mask, idx + 10)
+    with pytest.raises(ValueError, match="pos_sims"):
+        L.build("infonce")(sims, pos[:2], mask)
+    assert [s.name for s in L.param_specs("hcl")] == ["temperature", "tau_plus", "beta"]
