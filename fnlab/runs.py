@@ -57,7 +57,7 @@ def validate_name(name: str, what: str = "run name") -> str:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} must be a non-empty string, got {name!r}")
-    if not _NAME.match(name) or ".." in name:
+    if not _NAME.fullmatch(name) or ".." in name:
         raise ValueError(
             f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit, without '..' or '/'"
@@ -325,7 +325,7 @@ class RunStore:
         """Names of runs being written (or interrupted) in the staging folder."""
         if not self.staging.is_dir():
             return []
-        return sorted(p.name for p in self.staging.iterdir() if p.is_dir() and _NAME.match(p.name))
+        return sorted(p.name for p in self.staging.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
 
     def exists(self, name: str) -> bool:
         return (self._path(name) / MARKER).is_file()
