@@ -346,7 +346,9 @@ def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sam
             raise ScanInputError(f"unknown estimator {estimator!r}: expected one of {sorted(names)}")
         post = fit(estimator, pos_sims=torch.from_numpy(pos_sims), neg_sims=torch.from_numpy(sample_sims),
                    unlabelled_sims=torch.from_numpy(sample_sims), prior=prior)
-        return post, f"fnlab.posterior.fit_posterior({estimator!r}, prior={prior!r})"
+        how = post_mod.describe_estimator(estimator) if hasattr(post_mod, "describe_estimator") else ""
+        return post, (f"fnlab.posterior.fit_posterior({estimator!r}, prior={prior!r}) on labelled positives and "
+                      f"a random sample of unlabelled pairs" + (f": {how}" if how else ""))
     if estimator != "gaussian":
         raise ScanInputError(f"unknown estimator {estimator!r}: expected one of ['gaussian']")
     p = estimate_prior_em(pos_sims, sample_sims, prior=fixed)
@@ -521,7 +523,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     })
     t_table = time.perf_counter() - t_table
 
-    params = {key: float(v) if isinstance(v, int | float | np.floating) else v for key, v in post.params().items()}
+    params = {key: (float(v) if isinstance(v, int | float | np.floating) and not isinstance(v, bool) else v)
+              for key, v in post.params().items()}
     summary: dict[str, Any] = {
         "queries_scanned": int(nq),
         "candidates": int(nc),

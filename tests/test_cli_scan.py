@@ -28,7 +28,7 @@ def write_inputs(tmp_path, nq=40, nc=80, d=64, n_fn=4, q_dtype=np.float16, c_dty
 def test_scan_end_to_end_parquet_and_summary(tmp_path, capsys):
     args = write_inputs(tmp_path)
     out = tmp_path / "suspects.parquet"
-    rc = main(["scan", *args, "--top-k", "5", "--out", str(out)])
+    rc = main(["scan", *args, "--top-k", "5", "--negative-sample", "20000", "--out", str(out)])
     assert rc == 0
     t = pd.read_parquet(out)
     assert list(t.columns) == ["query", "candidate", "rank", "similarity", "positive_similarity", "p_false_negative"]
@@ -47,7 +47,7 @@ def test_scan_csv_jsonl_and_triplets(tmp_path, capsys):
     args = write_inputs(tmp_path, q_dtype=np.float32, c_dtype=np.float32)
     pd.read_csv(tmp_path / "P.csv").to_parquet(tmp_path / "P.parquet")
     args[2] = f"--positives={tmp_path / 'P.parquet'}"
-    rc = main(["scan", *args, "--top-k", "4", "--format", "csv", "--out", str(tmp_path / "s.csv"),
+    rc = main(["scan", *args, "--top-k", "4", "--negative-sample", "20000", "--format", "csv", "--out", str(tmp_path / "s.csv"),
                "--triplets", str(tmp_path / "trip.jsonl"), "--num-negatives", "2", "--quiet", "--prior", "1e-3"])
     assert rc == 0
     assert capsys.readouterr().out == ""
@@ -59,7 +59,7 @@ def test_scan_csv_jsonl_and_triplets(tmp_path, capsys):
     assert not ((trip["anchor"] < 4) & (trip["negative"] == trip["anchor"] + 40)).any()
     s = json.loads((tmp_path / "s.summary.json").read_text())
     assert s["posterior"]["prior_pos"] == pytest.approx(1e-3) and s["triplets"]["rows"] == 80
-    rc = main(["scan", *args, "--top-k", "2", "--out", str(tmp_path / "s.jsonl"), "--quiet", "--no-normalize"])
+    rc = main(["scan", *args, "--top-k", "2", "--negative-sample", "20000", "--out", str(tmp_path / "s.jsonl"), "--quiet", "--no-normalize"])
     assert rc == 0 and len(pd.read_json(tmp_path / "s.jsonl", lines=True)) == 80
 
 
@@ -90,7 +90,7 @@ def test_errors_are_clear_and_leave_no_file(tmp_path, capsys, problem, expect):
         (tmp_path / "blocker").write_text("a file, not a folder")
         extra = ["--triplets", str(tmp_path / "blocker" / "t.parquet")]
     before = set(tmp_path.iterdir())
-    rc = main(["scan", *args, "--out", str(tmp_path / "out.parquet"), "--quiet", *extra])
+    rc = main(["scan", *args, "--out", str(tmp_path / "out.parquet"), "--quiet", "--negative-sample", "5000", *extra])
     err = capsys.readouterr().err
     assert rc == 2
     assert "fnlab scan: error:" in err and "Traceback" not in err
@@ -103,7 +103,7 @@ def test_errors_are_clear_and_leave_no_file(tmp_path, capsys, problem, expect):
 def test_warnings_are_printed(tmp_path, capsys):
     args = write_inputs(tmp_path)
     pd.DataFrame({"query": [0, 0, 1, 2], "candidate": [0, 0, 1, 2]}).to_csv(tmp_path / "P.csv", index=False)
-    assert main(["scan", *args, "--top-k", "2", "--out", str(tmp_path / "o.parquet"), "--quiet"]) == 0
+    assert main(["scan", *args, "--top-k", "2", "--negative-sample", "20000", "--out", str(tmp_path / "o.parquet"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "1 duplicate (query, candidate)" in err
     assert "37 of 40 queries have no labelled positive" in err

@@ -21,6 +21,8 @@ from fnlab.scan import (
     triplets,
 )
 
+FAST = {"negative_sample": 20_000}  # smaller random sample of unlabelled pairs: faster posterior fit
+
 
 def planted(nq=200, nc=400, d=64, n_fn=30, seed=0):
     """Queries near their positive; candidates 200.. hold near-copies of the first n_fn positives."""
@@ -74,8 +76,8 @@ def test_planted_false_negatives_rank_first_with_high_posterior():
 def test_table_matches_bruteforce_reference_and_chunking():
     q, c, pos, _ = planted(nq=60, nc=90, d=16, n_fn=5)
     ref = reference_table(q, c, pos, 7)
-    one = scan(q, c, pos, top_k=7, chunk_size=10_000).table
-    many = scan(q, c, pos, top_k=7, chunk_size=7).table
+    one = scan(q, c, pos, top_k=7, **FAST, chunk_size=10_000).table
+    many = scan(q, c, pos, top_k=7, **FAST, chunk_size=7).table
     pd.testing.assert_frame_equal(one, many)
     assert len(one) == len(ref)
     np.testing.assert_allclose(one["similarity"], ref["similarity"], atol=1e-5)
@@ -92,7 +94,7 @@ def test_several_positives_and_torch_backend_agree():
     q, c, pos, _ = planted(nq=40, nc=80, d=16, n_fn=3)
     extra = pd.DataFrame({"query": [0, 0, 5], "candidate": [50, 51, 60]})
     pos2 = pd.concat([pos, extra], ignore_index=True)
-    res = scan(q, c, pos2, top_k=5)
+    res = scan(q, c, pos2, top_k=5, **FAST)
     assert not ((res.table["query"] == 0) & res.table["candidate"].isin([0, 50, 51])).any()
     assert not ((res.table["query"] == 5) & res.table["candidate"].isin([5, 60])).any()
     from fnlab.similarity import topk
@@ -105,18 +107,18 @@ def test_several_positives_and_torch_backend_agree():
 
 def test_seed_reproducible_and_fixed_prior():
     q, c, pos, _ = planted(nq=50, nc=100, d=16, n_fn=4)
-    a = scan(q, c, pos, top_k=5, seed=3)
-    b = scan(q, c, pos, top_k=5, seed=3)
+    a = scan(q, c, pos, top_k=5, **FAST, seed=3)
+    b = scan(q, c, pos, top_k=5, **FAST, seed=3)
     pd.testing.assert_frame_equal(a.table, b.table)
     assert a.summary["posterior"] == b.summary["posterior"]
-    fixed = scan(q, c, pos, top_k=5, prior=1e-4)
+    fixed = scan(q, c, pos, top_k=5, **FAST, prior=1e-4)
     assert fixed.summary["posterior"]["prior_pos"] == pytest.approx(1e-4)
 
 
 def test_approximate_indexes_find_planted():
     q, c, pos, fn_of = planted(nq=100, nc=600, n_fn=10)
     for kind in ("hnsw", "ivf"):
-        t = scan(q, c, pos, top_k=5, index=kind).table
+        t = scan(q, c, pos, top_k=5, **FAST, index=kind).table
         first = t[t["rank"] == 1].set_index("query")["candidate"]
         assert np.mean([first.get(qi) == fn for qi, fn in fn_of.items()]) >= 0.9
 
@@ -140,7 +142,7 @@ def test_queries_without_positive_are_scanned_and_counted():
     q, c, pos, _ = planted(nq=50, nc=100, d=16, n_fn=2)
     pos = pos[pos["query"] >= 5]
     with pytest.warns(ScanWarning, match="5 of 50 queries have no labelled positive"):
-        res = scan(q, c, pos, top_k=3)
+        res = scan(q, c, pos, top_k=3, **FAST)
     assert res.summary["queries_without_positive"] == 5
     t = res.table
     assert t.loc[t["query"] < 5, "positive_similarity"].isna().all()
@@ -155,7 +157,7 @@ def test_duplicates_warn_with_counts():
     pos2 = pd.concat([pos, pos.iloc[:4]], ignore_index=True)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        res = scan(q, c, pos2, top_k=3)
+        res = scan(q, c, pos2, top_k=3, **FAST)
     msgs = " | ".join(str(w.message) for w in rec)
     assert "4 duplicate (query, candidate)" in msgs
     assert "candidates: 2 row(s) duplicate" in msgs
@@ -254,7 +256,7 @@ def test_scan_dataset_adds_ground_truth():
     rel = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(60, 120))
     ds = MatchingDataset(name="toy", split="all", b_to_a=np.arange(60), a_inputs=c, b_inputs=q,
                          a_kind="features", b_kind="features", relevance=rel)
-    res = scan_dataset(c, q, ds, top_k=5)
+    res = scan_dataset(c, q, ds, top_k=5, **FAST)
     t = res.table
     assert t["is_relevant"].sum() == 6
     assert t.loc[t["is_relevant"], "p_false_negative"].min() > 0.9
@@ -266,7 +268,7 @@ def test_scan_dataset_adds_ground_truth():
 
 def test_triplets_drop_suspects():
     q, c, pos, fn_of = planted(nq=40, nc=80, n_fn=5)
-    res = scan(q, c, pos, top_k=6)
+    res = scan(q, c, pos, top_k=6, **FAST)
     trip = triplets(res, threshold=0.5, num_negatives=3)
     assert list(trip.columns) == ["anchor", "positive", "negative", "positive_score", "negative_score",
                                   "p_false_negative"]
@@ -275,3 +277,17 @@ def test_triplets_drop_suspects():
     assert not any(((trip["anchor"] == a) & (trip["negative"] == n)).any() for a, n in fn_of.items())
     assert (trip["anchor"] == trip["positive"]).all()
     assert (trip["positive_score"] > trip["negative_score"]).all()
+
+
+def test_private_em_fallback_without_fit_posterior(monkeypatch):
+    """While fnlab.posterior has no fit_posterior, the scan uses its own anchored EM (same model)."""
+    import fnlab.posterior
+
+    monkeypatch.delattr(fnlab.posterior, "fit_posterior", raising=False)
+    q, c, pos, fn_of = planted(nq=80, nc=160, n_fn=8)
+    res = scan(q, c, pos, top_k=5, **FAST)
+    assert "EM" in res.summary["prior_method"]
+    first = res.table[res.table["rank"] == 1].set_index("query")
+    assert all(first.loc[i, "candidate"] == j and first.loc[i, "p_false_negative"] > 0.9 for i, j in fn_of.items())
+    with pytest.raises(ScanInputError, match="unknown estimator"):
+        scan(q, c, pos, estimator="nope", **FAST)
