@@ -45,7 +45,12 @@ def shapes_reference(ds) -> np.ndarray:
     """Dense [n_b, n_a] relevance by looping over captions and images."""
     objs = [_objects(r) for _, r in ds.a_meta.iterrows()]
     out = np.zeros((ds.n_b, ds.n_a), bool)
+    done: dict[str, int] = {}  # identical caption text -> row already computed
     for j, text in enumerate(ds.b_meta["text"]):
+        if text in done:
+            out[j] = out[done[text]]
+            continue
+        done[text] = j
         descs = _parse_shapes_caption(text)
         for i, ob in enumerate(objs):
             if len(descs) == 1:
