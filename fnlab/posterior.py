@@ -91,9 +91,9 @@ class GaussianPosterior:
         )
 
     def log_odds(self, sims: ArrayLike) -> torch.Tensor:
-        """log P(pos | s) - log P(neg | s), computed stably in float64 where the input allows."""
+        """log P(pos | s) - log P(neg | s), in log space (stable in float32; float64 input stays float64)."""
         s = _as_tensor(sims)
-        work = s.double() if s.dtype != torch.float64 and s.device.type == "cpu" else s
+        work = s if s.dtype in (torch.float32, torch.float64) else s.float()
         lp = normal_log_pdf(work, self.pos_mean, self.pos_std) + math.log(self.prior_pos)
         ln = normal_log_pdf(work, self.neg_mean, self.neg_std) + math.log1p(-self.prior_pos)
         return lp - ln

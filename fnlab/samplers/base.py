@@ -145,15 +145,24 @@ class Sampler:
         Raises:
             ValueError: bad shapes, dtypes, devices or NaN (the message names the argument).
         """
+        return self._checked_weights(sims, pos_sims, positive_mask, **context)[0]
+
+    def _checked_weights(self, sims, pos_sims, positive_mask, **context):
+        """``(weights [B, M], dead [B] bool, sims)``; ``dead`` rows have no non-positive candidate."""
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
-            blocked = self._blocked(sims, positive_mask, **context) | positive_mask
+            blocked = self._blocked(sims, positive_mask, **context)
+            if blocked is not positive_mask:
+                blocked = blocked | positive_mask
             w = self._weights(sims, pos_sims, positive_mask, **context)
             if w.shape != sims.shape:
                 raise RuntimeError(f"sampler {self.name!r} returned weights of shape {tuple(w.shape)}, "
                                    f"expected {tuple(sims.shape)}")
             w = w.to(sims.dtype).masked_fill(blocked, 0.0)
+            if not bool(((w >= 0) & (w < float("inf"))).all()):
+                raise RuntimeError(f"sampler {self.name!r} produced negative or non-finite weights")
             empty = w.sum(dim=1) <= 0
+            dead = empty
             if bool(empty.any()):
                 # Hardest allowed candidate; where everything is blocked, the hardest non-positive.
                 has_allowed = (~blocked).any(dim=1)
@@ -161,9 +170,8 @@ class Sampler:
                 idx = hardest_index(sims, fb_block)
                 ok = empty & (~fb_block).gather(1, idx[:, None])[:, 0]
                 w[ok, idx[ok]] = 1.0
-            if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-                raise RuntimeError(f"sampler {self.name!r} produced negative or non-finite weights")
-            return w
+                dead = empty & ~ok
+            return w, dead, sims
 
     def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
                k: int = 1, generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
@@ -183,8 +191,8 @@ class Sampler:
         """
         if int(k) < 1:
             raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
-        w = self.weights(sims, pos_sims, positive_mask, **context)
-        return self._draw(w, sims, int(k), generator)
+        w, dead, sims = self._checked_weights(sims, pos_sims, positive_mask, **context)
+        return self._draw(w, sims, int(k), generator, dead)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{p.name}={getattr(self, p.name, None)!r}" for p in self.PARAMS)
@@ -192,16 +200,17 @@ class Sampler:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _draw(w: torch.Tensor, sims: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _draw(w: torch.Tensor, sims: torch.Tensor, k: int, generator: torch.Generator | None,
+              dead: torch.Tensor | None = None) -> torch.Tensor:
         w = w.float() if w.dtype == torch.float64 else w
-        nonzero = (w > 0).sum(dim=1)
-        dead = nonzero == 0
+        if dead is None:
+            dead = w.sum(dim=1) <= 0
         if bool(dead.any()):
             w = w.clone()
             w[dead, sims[dead].argmax(dim=1)] = 1.0
-            nonzero = torch.where(dead, torch.ones_like(nonzero), nonzero)
         if k == 1:
             return torch.multinomial(w, 1, generator=generator)
+        nonzero = (w > 0).sum(dim=1)
         enough = nonzero >= k
         if bool(enough.all()):
             return torch.multinomial(w, k, replacement=False, generator=generator)
