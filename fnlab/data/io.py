@@ -81,7 +81,7 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     os.chmod(tmp, 0o755)
     try:
-        np.savez_compressed(tmp / "arrays.npz", **arrays)
+        _write_npz(tmp / "arrays.npz", arrays)
         a_meta = ds.a_meta.drop(columns=["split"], errors="ignore")
         a_meta.to_parquet(tmp / "a_meta.parquet", index=False)
         ds.b_meta.to_parquet(tmp / "b_meta.parquet", index=False)
@@ -97,6 +97,16 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like ``np.savez_compressed`` but byte-for-byte reproducible (fixed zip timestamps), never pickled."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(arr), allow_pickle=False)
 
 
 def _npz(path: Path) -> dict[str, np.ndarray]:
