@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Sampler, topk_mask
+from .base import Sampler, check_inputs, topk_mask
 from .registry import ParamSpec, register
 
 
@@ -38,9 +38,8 @@ class HardestSampler(Sampler):
             return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator)
         if int(k) < 1:
             raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
-        self.weights(sims, pos_sims, positive_mask)  # input checks
         with torch.no_grad():
-            sims = sims.detach()
+            sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
             k = int(k)
             masked = sims.masked_fill(positive_mask, float("-inf"))
             vals, idx = masked.topk(min(k, sims.shape[1]), dim=1)
