@@ -10,9 +10,9 @@ from fnlab.models.dual import (
     momentum_update,
     to_tensor,
 )
-from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
+from fnlab.models.encoders import TEXT_KINDS, FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
 
 __all__ = [
-    "DualEncoder", "FeatureMLP", "PixelCNN", "TokenEncoder", "build_dual_encoder", "dual_encoder_from_spec",
+    "TEXT_KINDS", "DualEncoder", "FeatureMLP", "PixelCNN", "TokenEncoder", "build_dual_encoder", "dual_encoder_from_spec",
     "encode_side", "l2_normalize", "momentum_copy", "momentum_update", "to_tensor",
 ]

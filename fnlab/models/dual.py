@@ -90,11 +90,11 @@ def dual_encoder_from_spec(spec: dict[str, Any]) -> DualEncoder:
         dim = int(spec["dim"])
         if spec["a_kind"] == "pixels":
             enc_a: nn.Module = PixelCNN(int(spec["in_channels"]), tuple(spec["image_size"]), dim=dim,
-                                        width=int(spec.get("width", 32)))
+                                        width=int(spec.get("width", 16)))
         else:
             enc_a = FeatureMLP(int(spec["a_dim"]), dim=dim, hidden=int(spec.get("hidden", 256)))
         if spec["b_kind"] == "tokens":
-            enc_b: nn.Module = TokenEncoder(int(spec["vocab_size"]), dim=dim, kind=spec.get("text_encoder", "gru"))
+            enc_b: nn.Module = TokenEncoder(int(spec["vocab_size"]), dim=dim, kind=spec.get("text_encoder", "cnn"))
         else:
             enc_b = FeatureMLP(int(spec["b_dim"]), dim=dim, hidden=int(spec.get("hidden", 256)))
     except KeyError as err:
@@ -102,14 +102,14 @@ def dual_encoder_from_spec(spec: dict[str, Any]) -> DualEncoder:
     return DualEncoder(enc_a, enc_b, spec=spec)
 
 
-def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "gru", width: int = 32,
+def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "cnn", width: int = 16,
                        hidden: int = 256) -> DualEncoder:
     """A :class:`DualEncoder` suited to ``dataset`` (a :class:`fnlab.data.base.MatchingDataset`).
 
     Args:
         dataset: supplies ``a_kind``/``b_kind``, input shapes and the vocabulary size.
         dim: size of the joint embedding.
-        text_encoder: ``"gru"`` or ``"bag"`` for token inputs.
+        text_encoder: ``"cnn"``, ``"gru"`` or ``"bag"`` for token inputs.
         width: first conv width of the pixel CNN.
         hidden: hidden width of the feature MLPs.
 

@@ -1,0 +1,90 @@
+"""``fnlab eval``: retrieval and false-negative metrics of a finished run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="retrieval and false-negative metrics of a run",
+        description="Recall@1/5/10 both ways and rSum (Flickr30K/COCO protocol), relevant recall, R-precision, "
+        "FN-detection AUROC/AP/ECE of the run's posterior and the sampled false-negative rate. Ground-truth "
+        "parts are null where the dataset has no relevance.",
+    )
+    p.add_argument("run_dir", metavar="DIR", help="a run folder written by fnlab train")
+    p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default: test)")
+    p.add_argument("--fn-top-k", type=int, default=None, help="FN-detection candidates per caption "
+                   "(default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None) -> dict:
+    """Metrics of the run in ``run_dir`` on ``split``, from its saved embeddings.
+
+    Raises:
+        FileNotFoundError: not a finished run, or the split's embeddings are missing.
+        ValueError: the run's files do not match its dataset.
+    """
+    from pathlib import Path
+
+    from fnlab import data
+    from fnlab.evaluate import evaluate_embeddings
+    from fnlab.runs import Run
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir!r} does not exist")
+    r = Run(path)
+    for side in ("a", "b"):
+        if not r.has(f"emb_{side}_{split}.npy"):
+            raise FileNotFoundError(f"run {r.name!r}: no emb_{side}_{split}.npy (saved splits: "
+                                    f"{', '.join(sorted(f[6:-4] for f in r.files() if f.startswith('emb_a_')))})")
+    spec = r.config.get("dataset")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"run {r.name!r}: config.json field 'dataset' must be {{'name', 'root', 'options'}}, "
+                         f"got {spec!r}")
+    ds = data.load(spec["name"], split=split, root=spec.get("root"), **(spec.get("options") or {}))
+    posterior = None
+    if r.has("posterior.json"):
+        from fnlab.posterior import from_params
+
+        posterior = from_params(r.load_json("posterior"))
+    rate = None
+    metrics = r.metrics
+    if "sampled_fn_rate" in metrics and len(metrics):
+        last = float(metrics["sampled_fn_rate"].iloc[-1])
+        rate = None if math.isnan(last) else last
+    top_k = fn_top_k or int(r.config.get("fn_top_k", 10))
+    out = evaluate_embeddings(r.load_array(f"emb_a_{split}"), r.load_array(f"emb_b_{split}"), ds,
+                              posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k)
+    return out
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = evaluate_run(args.run_dir, args.split, args.fn_top_k)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"split {args.split}")
+    for key in ("recall", "relevant_recall"):
+        block = out[key]
+        if block is None:
+            continue
+        for d in ("i2t", "t2i"):
+            print(f"{key:16s} {d}: " + "  ".join(f"R@{k} {_fmt(v)}" for k, v in block[d].items()))
+        print(f"{key:16s} rsum: {_fmt(block['rsum'])}")
+    if out["r_precision"]:
+        print(f"r_precision      i2t {_fmt(out['r_precision']['i2t'])}  t2i {_fmt(out['r_precision']['t2i'])}")
+    if out["fn_detection"]:
+        det = out["fn_detection"]
+        print(f"fn_detection     auroc {_fmt(det['auroc'])}  ap {_fmt(det['ap'])}  ece {_fmt(det['ece'])}")
+    print(f"sampled_fn_rate  {_fmt(out['sampled_fn_rate'])}")
+    return 0

@@ -1,0 +1,137 @@
+"""``fnlab train``: train a small dual encoder with a negative sampler and write a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _parse_kv(text: str, flag: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    if not key:
+        raise ValueError(f"{flag} {text!r}: empty KEY")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+#: named sampler options -> sampler parameter names (only passed when given)
+SAMPLER_FLAGS = {
+    "mode": ("fne: 'paper' (official weights) or 'calibrated' (weight * (1 - P_fn))", str),
+    "tau": ("fne: sharpness of exp(-tau (s - s+)^2)", float),
+    "margin": ("fne: cut-down margin below the positive mean; semihard/range margins", float),
+    "fn_cutoff": ("fne paper mode: P_fn above this replaces the weight", float),
+    "top_k": ("simans/positive_aware/oracle: candidates considered per anchor", int),
+    "a": ("simans/oracle: sharpness a", float),
+    "b": ("simans/oracle: bias b", float),
+    "base": ("oracle: 'hardest' or 'simans'", str),
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a dual encoder with a negative sampler and write a run",
+        description="Train a small dual encoder on a dataset with the chosen negative sampler and loss, with "
+        "FNE's momentum queue (--queue-size 0 turns it off). Writes config, per-epoch metrics (loss, validation "
+        "rSum, sampled false-negative rate, seconds), val/test embeddings, model.pt, posterior.json and "
+        "eval.json into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, help="shapes, digits, precomp, pairs or a saved dataset folder")
+    p.add_argument("--root", default=None, help="data folder (precomp, pairs)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset loader option, e.g. -o genericness=0.5 (repeatable)")
+    p.add_argument("--sampler", required=True, help="random, hardest, semihard, simans, positive_aware, range, "
+                   "fne, oracle")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="sampler parameter, e.g. -p top_k=50 (repeatable; JSON values)")
+    for flag, (help_text, typ) in SAMPLER_FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"sp_{flag}", type=typ, default=None, help=help_text)
+    p.add_argument("--loss", default="triplet", help="triplet or infonce (on the picked negatives)")
+    p.add_argument("--loss-margin", type=float, default=None, help="triplet margin (default 0.2)")
+    p.add_argument("--temperature", type=float, default=None, help="infonce temperature (default 0.07)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--queue-size", type=int, default=8224, help="memory queue entries (0: off)")
+    p.add_argument("--momentum", type=float, default=0.995, help="momentum of the key encoders")
+    p.add_argument("--warmup-epochs", type=int, default=None,
+                   help="VSE++ epochs before the sampler (default: 1 with queue or fne, else 0)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--dim", type=int, default=64, help="joint embedding size")
+    p.add_argument("--text-encoder", default="cnn", choices=["cnn", "gru", "bag"])
+    p.add_argument("--posterior", default="gaussian", help="estimator for posterior.json (fnlab.posterior)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder to create (must not exist)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from fnlab.train import TrainConfig
+
+    sampler_params = dict(_parse_kv(t, "--param") for t in args.param)
+    for flag in SAMPLER_FLAGS:
+        value = getattr(args, f"sp_{flag}")
+        if value is not None:
+            sampler_params[flag] = value
+    loss_params: dict[str, Any] = {}
+    if args.loss_margin is not None:
+        loss_params["margin"] = args.loss_margin
+    if args.temperature is not None:
+        loss_params["temperature"] = args.temperature
+    return TrainConfig(
+        dataset=args.dataset, dataset_root=args.root, dataset_options=dict(_parse_kv(t, "--option") for t in args.option),
+        sampler=args.sampler, sampler_params=sampler_params, loss=args.loss, loss_params=loss_params,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=args.dim, text_encoder=args.text_encoder,
+        queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
+        posterior=args.posterior, seed=args.seed, device=args.device, num_threads=args.threads,
+    )
+
+
+class _TqdmCallback:
+    """A tqdm bar over all steps, with the epoch's metrics in the postfix."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_start(self, config, info) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=info["epochs"] * info["steps_per_epoch"], unit="step", dynamic_ncols=True,
+                        desc=f"{config.dataset}/{config.sampler}")
+
+    def on_step(self, epoch, step, steps, loss) -> None:
+        self.bar.update(1)
+        if step % 10 == 0:
+            self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, metrics) -> None:
+        self.bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}", val_rsum=f"{metrics['val_rsum']:.1f}",
+                             fn_rate=f"{metrics['sampled_fn_rate']:.3f}")
+
+    def on_train_end(self, run) -> None:
+        self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from fnlab.train import run_store_for, train
+
+    config = config_from_args(args)
+    store, name = run_store_for(args.out)
+    callbacks = [] if args.no_progress else [_TqdmCallback()]  # duck-typed fnlab.train.Callback
+    result = train(config, callbacks=callbacks, store=store, name=name)
+    summary = result.load_json("eval")
+    rec = summary["recall"]
+    line = f"run written to {result.path}: test rsum {rec['rsum']:.1f}"
+    if summary.get("relevant_recall"):
+        line += f", relevant rsum {summary['relevant_recall']['rsum']:.1f}"
+    if summary.get("sampled_fn_rate") is not None:
+        line += f", sampled FN rate {summary['sampled_fn_rate']:.3f}"
+    print(line)
+    return 0

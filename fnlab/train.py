@@ -1,0 +1,503 @@
+"""Training loop: a dual encoder, any negative sampler, an optional momentum queue.
+
+One step, per direction (FNE, Li et al., ACM MM 2023, Sec. 3 and the official ``model.py``):
+
+1. The online encoders embed the batch: images ``fa [B, d]``, captions ``fb [B, d]`` (unit rows).
+   A batch is ``B`` captions with their labelled images (an image may occur several times).
+2. The candidate pool of image-to-text (``i2t``: image anchors, caption candidates) is the
+   batch captions plus the caption queue; text-to-image (``t2i``: caption anchors, image
+   candidates) uses the batch images plus the image queue. With the queue on, pool features
+   come from the *momentum* encoders (as in FNE/MoCo; gradients flow through the anchor only);
+   with ``queue_size=0`` the pool is the online batch itself (VSE++).
+3. ``sims [B, M]`` = anchor . pool, ``pos_sims [B]`` = anchor . its own positive in the pool,
+   ``positive_mask [B, M]`` = pool entries with the anchor's item (image) id.
+4. The sampler picks ``num_negatives`` negatives per anchor; the loss (default: triplet with
+   margin 0.2 on the picked negatives, summed over anchors and both directions, divided by B as
+   in the official code) is computed on them.
+5. The momentum encoders are updated (``m = 0.995``), and their batch features enter the queue
+   (8224 entries) with their item indices.
+
+With the queue or the ``fne`` sampler on, the first ``warmup_epochs`` (default 1) train plain
+VSE++ (hardest in-batch negative, no queue), and the queue starts filling after them, as in the
+paper. For ``fne``, :class:`fnlab.posterior.RunningGaussianStats` collects the similarities of
+*confident* in-batch pairs (image-to-text and text-to-image top-1 both correct) and their hardest
+in-batch negatives, is reset every epoch, and is used by the sampler once it holds more than 200
+positives.
+
+Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
+``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
+``sampled_fn_rate`` is the share of picked negatives that are truly relevant per the dataset's
+ground truth: in ``t2i`` the anchor is a caption ``b`` and a negative an image ``a``; in ``i2t``
+the anchor is an image ``a`` and a negative a caption ``b``; both look up ``relevance[b, a]``.
+
+At the end the run holds (``docs/CONTRACTS.md``, "What training writes"): ``config.json``,
+metrics, ``emb_{a,b}_{val,test}.npy``, ``model.pt``, ``posterior.json`` (fitted on the val split)
+and ``eval.json`` (the test split, :func:`fnlab.evaluate.evaluate_embeddings`).
+
+No UI code here: progress goes to :class:`Callback` objects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fnlab.device import resolve_device
+from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
+from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
+from fnlab.posterior import RunningGaussianStats
+
+__all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
+
+#: losses the training loop knows how to apply to picked negatives
+TRAIN_LOSSES = ("triplet", "infonce")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved as the run's ``config.json``).
+
+    Attributes:
+        dataset, dataset_root, dataset_options: what :func:`fnlab.data.load` gets.
+        sampler, sampler_params: :func:`fnlab.samplers.build` arguments.
+        loss: ``triplet`` (hinge ``[margin - s+ + s-]_+`` on the picked negatives) or ``infonce``
+            (``-log e^{s+/t} / (e^{s+/t} + sum_picked e^{s-/t})``); ``loss_params``: ``margin``
+            (0.2), ``temperature`` (0.07).
+        epochs, batch_size, lr, weight_decay, grad_clip: optimisation (Adam).
+        dim, text_encoder, width: model (see :func:`fnlab.models.build_dual_encoder`).
+        queue_size, momentum: memory queue (0 turns queue and momentum encoder off).
+        warmup_epochs: VSE++ epochs before the sampler; ``None``: 1 when the queue or fne is on.
+        min_confident: confident positives the running FNE statistics need (200).
+        num_negatives: negatives picked per anchor and direction.
+        posterior: estimator for ``posterior.json`` (:func:`fnlab.posterior.fit_posterior`).
+        fn_top_k: candidates per caption for the FN-detection metrics.
+        seed: seeds torch, numpy shuffling and the sampler's generator.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        num_threads: CPU threads for torch during training (``None``: torch's default). On a
+            busy 2-core machine 1 thread was ~5x faster than 2 for these small convolutions.
+        eval_splits: splits whose embeddings are saved (the last one goes into ``eval.json``).
+    """
+
+    dataset: str = "shapes"
+    dataset_root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "fne"
+    sampler_params: dict[str, Any] = field(default_factory=dict)
+    loss: str = "triplet"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 2.0
+    dim: int = 64
+    text_encoder: str = "cnn"
+    width: int = 16
+    queue_size: int = 8224
+    momentum: float = 0.995
+    warmup_epochs: int | None = None
+    min_confident: int = 200
+    num_negatives: int = 1
+    posterior: str = "gaussian"
+    fn_top_k: int = 10
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    eval_splits: tuple[str, ...] = ("val", "test")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field for an impossible setting."""
+        def need(cond: bool, name: str, what: str) -> None:
+            if not cond:
+                raise ValueError(f"train config: field {name!r} {what}, got {getattr(self, name)!r}")
+
+        need(self.epochs >= 1, "epochs", "must be >= 1")
+        need(self.batch_size >= 2, "batch_size", "must be >= 2")
+        need(self.lr > 0, "lr", "must be > 0")
+        need(self.dim >= 1, "dim", "must be >= 1")
+        need(self.queue_size >= 0, "queue_size", "must be >= 0 (0 turns the queue off)")
+        need(0.0 <= self.momentum < 1.0, "momentum", "must lie in [0, 1)")
+        need(self.loss in TRAIN_LOSSES, "loss", f"must be one of {', '.join(TRAIN_LOSSES)}")
+        need(self.num_negatives >= 1, "num_negatives", "must be >= 1")
+        need(self.warmup_epochs is None or self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0 or None")
+        need(self.text_encoder in ("cnn", "gru", "bag"), "text_encoder", "must be 'cnn', 'gru' or 'bag'")
+        need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
+             "must be auto, cpu, cuda or cuda:N")
+        need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
+        self.eval_splits = tuple(self.eval_splits)
+
+    @property
+    def effective_warmup(self) -> int:
+        if self.warmup_epochs is not None:
+            return self.warmup_epochs
+        return 1 if (self.queue_size > 0 or self.sampler == "fne") else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["eval_splits"] = list(self.eval_splits)
+        return d
+
+    def to_run_config(self, dataset_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's ``config.json``: ``dataset`` is the spec ``{"name", "root", "options"}`` that
+        ``fnlab.data.load(spec["name"], root=spec["root"], **spec["options"])`` rebuilds (CONTRACTS.md)."""
+        d = self.to_dict()
+        root, options = d.pop("dataset_root"), d.pop("dataset_options")
+        d["dataset"] = dict(dataset_spec or {"name": self.dataset, "root": root, "options": options})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` and :meth:`to_run_config` (extra run keys such as
+        ``model_spec`` are ignored; unknown keys otherwise raise)."""
+        d = dict(d)
+        for extra in ("model_spec",):
+            d.pop(extra, None)
+        if isinstance(d.get("dataset"), dict):
+            spec = d.pop("dataset")
+            d["dataset"] = spec.get("name")
+            d["dataset_root"] = spec.get("root")
+            d["dataset_options"] = dict(spec.get("options") or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"train config: unknown field(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+class Callback:
+    """Hooks the training loop calls; override what you need (all no-ops here)."""
+
+    def on_train_start(self, config: TrainConfig, info: dict[str, Any]) -> None:
+        """``info``: ``epochs``, ``steps_per_epoch``, ``device``, ``n_train_a``, ``n_train_b``."""
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        """After every optimisation step (``epoch`` 1-based, ``step`` 1-based within the epoch)."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After every epoch with that epoch's metrics row."""
+
+    def on_train_end(self, run: Any) -> None:
+        """After the run was written (``run`` is a :class:`fnlab.runs.Run`, or ``None``)."""
+
+
+# ----------------------------------------------------------------------------- pieces
+def _pick_loss(kind: str, sims: torch.Tensor, pos_sims: torch.Tensor, idx: torch.Tensor,
+               params: dict[str, Any]) -> torch.Tensor:
+    """Loss summed over anchors for picked negatives ``idx [B, k]`` of ``sims [B, M]``."""
+    neg = sims.gather(1, idx)  # [B, k]
+    if kind == "triplet":
+        margin = float(params.get("margin", 0.2))
+        return (margin - pos_sims[:, None] + neg).clamp(min=0).sum()
+    t = float(params.get("temperature", 0.07))
+    logits = torch.cat([pos_sims[:, None], neg], dim=1) / t
+    return -(logits[:, 0] - torch.logsumexp(logits, dim=1)).sum()
+
+
+def vse_max_violation(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float) -> torch.Tensor:
+    """VSE++ (Faghri et al., 2018) max-violation triplet loss on a batch, summed over both directions.
+
+    Shapes: ``fa [B, d]``, ``fb [B, d]`` unit rows, pair ``(i, i)`` labelled; ``ids [B]``.
+    """
+    scores = fa @ fb.T
+    d = scores.diagonal()
+    same = ids[:, None] == ids[None, :]
+    cost_b = (margin + scores - d[:, None]).clamp(min=0).masked_fill(same, 0)  # image anchors, caption negs
+    cost_a = (margin + scores - d[None, :]).clamp(min=0).masked_fill(same, 0)  # caption anchors, image negs
+    return cost_b.max(1).values.sum() + cost_a.max(0).values.sum()
+
+
+class _Relevance:
+    """Ground-truth lookups ``relevance[b, a]`` for anchors and pools."""
+
+    def __init__(self, relevance: sp.csr_matrix | None) -> None:
+        self.rel = None if relevance is None else sp.csr_matrix(relevance, dtype=bool)
+        self.rel_t = None if relevance is None else self.rel.T.tocsr()
+
+    def mask(self, anchor_idx: np.ndarray, pool_idx: np.ndarray, anchors_are_b: bool) -> np.ndarray | None:
+        """``[B, M]`` bool: relevance of each anchor to each pool entry."""
+        if self.rel is None:
+            return None
+        table = self.rel if anchors_are_b else self.rel_t
+        rows = table[anchor_idx]  # [B, n_other]
+        return rows[:, pool_idx].toarray().astype(bool)
+
+
+# ----------------------------------------------------------------------------- loop
+def _load_split(config: TrainConfig, split: str):
+    from fnlab import data
+
+    return data.load(config.dataset, split=split, root=config.dataset_root, **config.dataset_options)
+
+
+def _dataset_spec(config: TrainConfig, ds: Any) -> dict[str, Any]:
+    try:
+        from fnlab.data import spec_of
+
+        return spec_of(ds)
+    except (ImportError, ValueError):
+        return {"name": config.dataset, "root": config.dataset_root, "options": dict(config.dataset_options)}
+
+
+def _build_sampler(config: TrainConfig, stats: Any):
+    from fnlab import samplers
+
+    params = dict(config.sampler_params)
+    sampler = samplers.build(config.sampler, **params)
+    if config.sampler == "fne" and getattr(sampler, "posterior", None) is None:
+        sampler.posterior = stats
+    return sampler
+
+
+def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "gaussian",
+                      top_k: int = 10) -> Any:
+    """Fit the posterior of a run on one split's embeddings (labels only, never ground truth).
+
+    Positive similarities: every caption with its labelled image. Negative similarities: the
+    caption's hardest unlabelled image (as FNE fits ``N(mu-, var-)`` on hardest negatives).
+    Unlabelled similarities (for estimators that use them): each caption's ``top_k`` unlabelled
+    images, the candidate set of :func:`fnlab.evaluate.fn_candidates`.
+    """
+    import fnlab.posterior as post
+    from fnlab.evaluate import fn_candidates
+
+    cands = fn_candidates(emb_a, emb_b, dataset, top_k=top_k)
+    pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a]).astype(np.float64)
+    hardest = cands.similarity[cands.rank == 0].astype(np.float64)
+    unlabelled = cands.similarity.astype(np.float64)
+    fit = getattr(post, "fit_posterior", None)
+    if fit is not None:
+        return fit(estimator, pos_sims=pos, neg_sims=hardest, unlabelled_sims=unlabelled, prior="auto")
+    return post.GaussianPosterior.fit(pos, hardest)
+
+
+def _posterior_params(posterior: Any) -> dict[str, Any]:
+    params = posterior.params()
+    if "estimator" not in params and "kind" not in params:
+        params = {"estimator": "gaussian", **params}
+    return params
+
+
+def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
+          name: str | None = None) -> Any:
+    """Train a dual encoder with ``config`` and write a run.
+
+    Args:
+        config: the :class:`TrainConfig`.
+        callbacks: :class:`Callback` objects notified of progress.
+        store: a :class:`fnlab.runs.RunStore` to write into (``None``: nothing is written and
+            a dict of results is returned instead of a ``Run``; handy for tests and benches).
+        name: run name inside ``store`` (``None``: the store picks one).
+
+    Returns:
+        The finished :class:`fnlab.runs.Run`, or without a store a dict with ``metrics`` (list of
+        per-epoch rows), ``eval`` (test metrics), ``posterior`` (params), ``model`` and
+        ``embeddings``.
+
+    Raises:
+        ValueError: bad config, unknown sampler/dataset, CUDA requested but absent.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    old_threads = torch.get_num_threads()
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    try:
+        return _train(config, device, callbacks, store, name)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callback], store: Any,
+           name: str | None) -> Any:
+    torch.manual_seed(config.seed)
+    np_rng = np.random.default_rng(config.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed)
+
+    train_ds = _load_split(config, "train")
+    if train_ds.a_inputs is None or train_ds.b_inputs is None:
+        raise ValueError(f"dataset {config.dataset!r} split 'train' has no encoder inputs (a_inputs/b_inputs)")
+    val_ds = _load_split(config, "val")
+    eval_sets = {s: (val_ds if s == "val" else _load_split(config, s)) for s in config.eval_splits}
+
+    model: DualEncoder = build_dual_encoder(train_ds, dim=config.dim, text_encoder=config.text_encoder,
+                                            width=config.width).to(device)
+    use_queue = config.queue_size > 0
+    twin = make_momentum_copy(model).to(device) if use_queue else None
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    prior = float(config.sampler_params.get("prior_pos", 1e-4)) if config.sampler == "fne" else 1e-4
+    stats = RunningGaussianStats(min_count=config.min_confident, prior_pos=prior)
+    sampler = _build_sampler(config, stats)
+    needs_rel = bool(getattr(sampler, "needs_relevance", False))
+    rel = _Relevance(train_ds.relevance)
+    if needs_rel and rel.rel is None:
+        raise ValueError(f"sampler {config.sampler!r} needs ground-truth relevance; dataset "
+                         f"{config.dataset!r} has none")
+
+    a_all = to_tensor(train_ds.a_inputs, device)
+    b_all = to_tensor(train_ds.b_inputs, device)
+    b_to_a = torch.from_numpy(train_ds.b_to_a).to(device)
+    n_b = train_ds.n_b
+    steps = max(1, n_b // config.batch_size)  # drop the last partial batch
+    # queue ids are caption indices; the image entry of a slot is the caption's labelled image
+    queue = FeatureQueue(config.dim, config.queue_size, device=device) if use_queue else None
+    warmup = config.effective_warmup
+
+    writer = None
+    if store is not None:
+        cfg = config.to_run_config(_dataset_spec(config, train_ds))
+        cfg["model_spec"] = model.spec
+        writer = store.create(cfg, name=name)
+    info = {"epochs": config.epochs, "steps_per_epoch": steps, "device": str(device),
+            "n_train_a": train_ds.n_a, "n_train_b": n_b}
+    for cb in callbacks:
+        cb.on_train_start(config, info)
+
+    from fnlab.evaluate import retrieval_recall
+
+    history: list[dict[str, float]] = []
+    try:
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            stats.reset()
+            in_warmup = epoch <= warmup
+            order = torch.from_numpy(np_rng.permutation(n_b)).to(device)
+            loss_sum, picked, picked_fn = 0.0, [0, 0], [0, 0]
+            for step in range(steps):
+                bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                aidx = b_to_a[bidx]
+                fa = model.encode_a(a_all[aidx])
+                fb = model.encode_b(b_all[bidx])
+                bsz = bidx.shape[0]
+                if in_warmup:
+                    loss = vse_max_violation(fa, fb, aidx, float(config.loss_params.get("margin", 0.2))) / bsz
+                else:
+                    with torch.no_grad():
+                        if config.sampler == "fne":
+                            stats.update((fa @ fb.T).detach(), ids=aidx)
+                    if use_queue:
+                        with torch.no_grad():
+                            ka, kb = twin.encode_a(a_all[aidx]), twin.encode_b(b_all[bidx])
+                        pool_a, pool_b, pool_b_idx = queue.pool(ka, kb, bidx)
+                        pool_a_idx = b_to_a[pool_b_idx]
+                    else:
+                        pool_a, pool_a_idx, pool_b, pool_b_idx = fa, aidx, fb, bidx
+                    loss = fa.new_zeros(())
+                    # direction i2t: image anchors (item aidx) over captions; t2i: caption anchors over images
+                    for d, (anchor, pool, pool_item, anchor_np, pool_np, anchors_are_b) in enumerate((
+                        (fa, pool_b, b_to_a[pool_b_idx], aidx, pool_b_idx, False),
+                        (fb, pool_a, pool_a_idx, bidx, pool_a_idx, True),
+                    )):
+                        sims = anchor @ pool.T  # [B, M]
+                        pos_sims = sims[:, :bsz].diagonal()  # own positive sits at the same batch slot
+                        pos_mask = aidx[:, None] == pool_item[None, :]
+                        rel_mask = None
+                        if rel.rel is not None:
+                            m = rel.mask(anchor_np.cpu().numpy(), pool_np.cpu().numpy(), anchors_are_b)
+                            rel_mask = torch.from_numpy(m).to(device)
+                        ctx = {"relevant_mask": rel_mask} if needs_rel else {}
+                        idx = sampler.sample(sims.detach(), pos_sims.detach(), pos_mask,
+                                             k=config.num_negatives, generator=gen, **ctx)
+                        loss = loss + _pick_loss(config.loss, sims, pos_sims, idx, config.loss_params)
+                        if rel_mask is not None:
+                            chosen = rel_mask.gather(1, idx) & ~pos_mask.gather(1, idx)
+                            picked[d] += int(idx.numel())
+                            picked_fn[d] += int(chosen.sum())
+                    loss = loss / bsz
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                opt.step()
+                if use_queue:
+                    momentum_update(model, twin, m=config.momentum)
+                    if not in_warmup:
+                        queue.enqueue(ka, kb, bidx)
+                loss_sum += float(loss.detach())
+                for cb in callbacks:
+                    cb.on_step(epoch, step + 1, steps, float(loss.detach()))
+            seconds = time.perf_counter() - t0
+            ea = encode_side(model, val_ds.a_inputs, "a", device=device)
+            eb = encode_side(model, val_ds.b_inputs, "b", device=device)
+            rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
+            total_picked = sum(picked)
+            row: dict[str, float] = {
+                "epoch": epoch, "loss": loss_sum / steps, "val_rsum": rec["rsum"],
+                "sampled_fn_rate": (sum(picked_fn) / total_picked) if total_picked else float("nan"),
+                "seconds": seconds,
+            }
+            if rel.rel is not None:
+                row["sampled_fn_rate_i2t"] = picked_fn[0] / picked[0] if picked[0] else float("nan")
+                row["sampled_fn_rate_t2i"] = picked_fn[1] / picked[1] if picked[1] else float("nan")
+            if rel_rec is not None:
+                row["val_relevant_rsum"] = rel_rec["rsum"]
+            row["warmup"] = float(in_warmup)
+            history.append(row)
+            if writer is not None:
+                writer.log_metrics(row)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, row)
+
+        # ---------------------------------------------------------------- outputs
+        from fnlab.evaluate import evaluate_embeddings
+
+        embeddings = {}
+        for split, ds in eval_sets.items():
+            embeddings[split] = (encode_side(model, ds.a_inputs, "a", device=device),
+                                 encode_side(model, ds.b_inputs, "b", device=device))
+        posterior = None
+        fit_split = "val"
+        ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
+                                               encode_side(model, val_ds.b_inputs, "b", device=device))
+        if val_ds.n_a > 1:
+            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, top_k=config.fn_top_k)
+        last_rate = history[-1]["sampled_fn_rate"]
+        last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
+        eval_split = config.eval_splits[-1] if config.eval_splits else "val"
+        eval_ds = eval_sets.get(eval_split, val_ds)
+        ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
+        result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
+                                     fn_top_k=config.fn_top_k)
+        result["split"] = eval_split
+        if writer is None:
+            return {"metrics": history, "eval": result, "model": model,
+                    "posterior": None if posterior is None else _posterior_params(posterior),
+                    "posterior_split": fit_split, "embeddings": embeddings}
+        for split, (ea, eb) in embeddings.items():
+            writer.save_array(f"emb_a_{split}", ea)
+            writer.save_array(f"emb_b_{split}", eb)
+        writer.save_state_dict("model", {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        if posterior is not None:
+            writer.save_json("posterior", {**_posterior_params(posterior), "fit_split": fit_split})
+        writer.save_json("eval", result)
+        run = writer.finalize()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return run
+
+
+def run_store_for(out: str | Path) -> tuple[Any, str]:
+    """``(RunStore(parent of out), basename of out)`` for a ``--out DIR`` path."""
+    from fnlab.runs import RunStore
+
+    out = Path(out)
+    if not out.name:
+        raise ValueError(f"--out {str(out)!r}: expected a folder path such as runs/my-run")
+    return RunStore(out.parent if str(out.parent) else "."), out.name
