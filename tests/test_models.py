@@ -38,11 +38,10 @@ def tiny_dataset(a_kind="pixels", b_kind="tokens", n_a=6, channels=3, size=32):
                            a_kind=a_kind, b_kind=b_kind, vocab=vocab)
 
 
-@pytest.mark.parametrize("a_kind,b_kind,channels,size", [
-    ("pixels", "tokens", 3, 32), ("pixels", "tokens", 1, 8), ("features", "features", 3, 32),
-    ("pixels", "features", 1, 16),
+@pytest.mark.parametrize("a_kind,b_kind,channels,size,text", [
+    ("pixels", "tokens", 3, 32, "cnn"), ("pixels", "tokens", 1, 8, "gru"), ("features", "features", 3, 32, "cnn"),
+    ("pixels", "features", 1, 16, "cnn"), ("features", "tokens", 1, 8, "bag"),
 ])
-@pytest.mark.parametrize("text", ["cnn", "gru", "bag"])
 def test_dual_encoder_unit_outputs(a_kind, b_kind, channels, size, text):
     ds = tiny_dataset(a_kind, b_kind, channels=channels, size=size)
     torch.manual_seed(0)

@@ -1,0 +1,50 @@
+"""``fnlab train`` and ``fnlab eval`` end to end on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fnlab.cli import main
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    out = tmp_path / "runs" / "tiny"
+    rc = main(["train", "--dataset", "shapes", "-o", "n_train=96", "-o", "n_val=32", "-o", "n_test=32",
+               "--sampler", "fne", "--mode", "calibrated", "-p", "tau=0.5", "--epochs", "2", "--batch-size", "32",
+               "--queue-size", "64", "--dim", "16", "--device", "cpu", "--threads", "1", "--seed", "3",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert "run written to" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["sampler"] == "fne" and cfg["sampler_params"] == {"tau": 0.5, "mode": "calibrated"}
+    assert cfg["dataset"]["options"] == {"n_train": 96, "n_val": 32, "n_test": 32}
+
+    assert main(["eval", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"recall", "relevant_recall", "r_precision", "fn_detection", "sampled_fn_rate"}
+    assert set(result["recall"]) == {"i2t", "t2i", "rsum"}
+    assert set(result["recall"]["i2t"]) == {"1", "5", "10"}
+    assert set(result["fn_detection"]) == {"auroc", "ap", "ece"}
+    assert 0.0 <= result["sampled_fn_rate"] <= 1.0
+    # eval.json written by training holds the same test metrics
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["recall"]["rsum"] == pytest.approx(result["recall"]["rsum"])
+    assert saved["fn_detection"] == pytest.approx(result["fn_detection"])
+
+    assert main(["eval", str(out), "--split", "val"]) == 0
+    assert "rsum" in capsys.readouterr().out
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing"), "--json"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    rc = main(["train", "--dataset", "shapes", "--sampler", "nope", "--epochs", "1", "--device", "cpu",
+               "--out", str(tmp_path / "r"), "--no-progress", "-o", "n_train=32", "-o", "n_val=8", "-o", "n_test=8"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "hardest" in err  # lists the valid names
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
