@@ -1,0 +1,171 @@
+"""Embedding map: UMAP of images and captions together, coloured by any field; select to inspect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import state
+from fnlab import projection, viz
+
+st.title("Embedding map")
+state.sidebar()
+st.caption("Images and captions of the split in one UMAP (cosine, exact faiss neighbours). Click or lasso points: "
+           "the side panel shows them, their labelled pair and their true nearest neighbours in the original space.")
+
+
+def _page():
+    cur = state.current_run()
+    if cur is None:
+        return
+    root, name, split = cur
+    ds = state.run_dataset(root, name, split)
+    a, b = state.run_embeddings(root, name, split)
+    dkey = state.ds_key(root, name, split)
+    n_a, n_b = len(a), len(b)
+    c1, c2 = st.columns([2, 1])
+    fields = ["modality", "false-negative status"] + [c for c in ds.a_meta.columns
+                                                      if c not in ("split", "image_path") and ds.a_meta[c].nunique() <= 30]
+    colour_by = c1.selectbox("Colour by", fields, key="map_colour")
+    nn = c2.slider("UMAP neighbours", 5, 50, 15, key="map_nn")
+    xy = state.umap_coords(str(root), name, split, int(nn), state.run_key(root, name))
+
+    captions = [state.caption(ds, j) for j in range(n_b)]
+    a_labels = [state.a_label(ds, i) for i in range(n_a)]
+    hover = [f"🖼️ {t}" for t in a_labels] + [f"💬 {t}" for t in captions]
+    modality = np.array(["image"] * n_a + ["caption"] * n_b, dtype=object)
+    owner = np.concatenate([np.arange(n_a), ds.b_to_a])  # the image each point belongs to
+
+    picked = st.session_state.get("map_selected_ids") or []
+    focus = int(picked[0]) if picked else None
+    fn = ds.false_negative_matrix()
+    if colour_by == "modality":
+        colour = modality
+    elif colour_by == "false-negative status":
+        if fn is None:
+            colour = np.array([viz.UNKNOWN] * (n_a + n_b), dtype=object)
+        elif focus is None:
+            has = np.concatenate([np.diff(fn.tocsc().indptr) > 0, np.diff(fn.indptr) > 0])
+            colour = np.where(has, "has a false negative", "no false negative").astype(object)
+        else:
+            colour = _status_relative_to(focus, ds, n_a, n_b)
+    else:
+        colour = ds.a_meta[colour_by].astype(str).to_numpy()[owner]
+
+    highlight = list(picked[:1])
+    if focus is not None:
+        highlight += [int(i) for i in _neighbours(a, b, focus, 8)["id"]]
+    fig = viz.embedding_scatter(xy, color=colour, row_ids=np.arange(n_a + n_b), hover=hover, symbol=modality,
+                                color_name=colour_by, highlight=highlight,
+                                title=f"{n_a:,} images and {n_b:,} captions ({split} split)")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(fig, width="stretch", on_select=_on_select,
+                        selection_mode=("points", "box", "lasso"), key="map_chart")
+        st.number_input("…or type a point id (images first, then captions; -1: none)", -1, n_a + n_b - 1, -1,
+                        key="map_manual", on_change=_on_manual)
+    with right:
+        _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn)
+
+
+def _on_select() -> None:
+    st.session_state["map_selected_ids"] = projection.selection_to_ids(st.session_state.get("map_chart"))
+
+
+def _on_manual() -> None:
+    v = int(st.session_state.get("map_manual", -1))
+    st.session_state["map_selected_ids"] = [v] if v >= 0 else []
+
+
+def _on_clear() -> None:
+    st.session_state["map_selected_ids"] = []
+    st.session_state["map_manual"] = -1
+
+
+def _status_relative_to(focus: int, ds, n_a: int, n_b: int) -> np.ndarray:
+    out = np.full(n_a + n_b, "other", dtype=object)
+    out[focus] = "selected"
+    rel = ds.relevance
+    if focus < n_a:  # an image: its captions are labelled pairs or false negatives
+        col = rel[:, focus].toarray().ravel() if rel is not None else np.zeros(n_b, bool)
+        lab = ds.b_to_a == focus
+        out[n_a:][col & ~lab] = viz.FALSE_NEGATIVE
+        out[n_a:][lab] = viz.POSITIVE
+    else:
+        j = focus - n_a
+        row = rel[j].toarray().ravel() if rel is not None else np.zeros(n_a, bool)
+        out[:n_a][row] = viz.FALSE_NEGATIVE
+        out[ds.b_to_a[j]] = viz.POSITIVE
+    return out
+
+
+def _neighbours(a: np.ndarray, b: np.ndarray, focus: int, k: int) -> pd.DataFrame:
+    """True cosine nearest neighbours of point ``focus`` among all points (original space)."""
+    both = np.concatenate([a, b])
+    sims = both @ both[focus]
+    sims[focus] = -np.inf
+    top = np.argsort(-sims)[:k]
+    return pd.DataFrame({"id": top, "similarity": sims[top]})
+
+
+def _describe(ds, dkey, i: int, n_a: int, captions, a_labels) -> dict:
+    if i < n_a:
+        return {"id": i, "image": state.thumb(dkey, i, 48), "kind": "image", "text": a_labels[i]}
+    j = i - n_a
+    return {"id": i, "image": state.thumb(dkey, int(ds.b_to_a[j]), 48), "kind": "caption", "text": captions[j]}
+
+
+def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
+    n_a = len(a)
+    if not picked:
+        st.info("Select a point (click, box or lasso) to see it here.")
+        return
+    st.button("Clear selection", key="map_clear", on_click=_on_clear)
+    cfg = {"image": st.column_config.ImageColumn("image", width="small"),
+           "text": st.column_config.TextColumn("item", width="large")}
+    if len(picked) > 1:
+        st.markdown(f"**{len(picked)} points selected**")
+        sel = pd.DataFrame([_describe(ds, dkey, i, n_a, captions, a_labels) for i in picked[:200]])
+        st.dataframe(sel, hide_index=True, width="stretch", column_config=cfg, height=260)
+        st.download_button("Export selection (CSV)", sel.drop(columns="image").to_csv(index=False).encode(),
+                           "selection.csv", "text/csv", key="map_export")
+    focus = int(picked[0])
+    me = _describe(ds, dkey, focus, n_a, captions, a_labels)
+    st.markdown(f"**Point {focus}** ({me['kind']}): {me['text']}")
+    owner = focus if focus < n_a else int(ds.b_to_a[focus - n_a])
+    img = state.image(dkey, owner)
+    if img is not None:
+        st.image(img, width=96, caption="its image" if focus >= n_a else None)
+    if focus < n_a:
+        pair = [n_a + int(j) for j in np.flatnonzero(ds.b_to_a == focus)]
+        st.markdown("**Labelled pair (its captions):**")
+    else:
+        pair = [owner]
+        st.markdown("**Labelled pair (its image):**")
+    st.dataframe(pd.DataFrame([_describe(ds, dkey, i, n_a, captions, a_labels) for i in pair]), hide_index=True,
+                 width="stretch", column_config=cfg)
+    st.markdown("**True nearest neighbours (cosine, original space):**")
+    nb = _neighbours(a, b, focus, 8)
+    rows = []
+    for i, s in zip(nb["id"], nb["similarity"], strict=True):
+        d = _describe(ds, dkey, int(i), n_a, captions, a_labels)
+        d["similarity"] = float(s)
+        d["status"] = _pair_status(ds, fn, focus, int(i), n_a)
+        rows.append(d)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=cfg)
+
+
+def _pair_status(ds, fn, x: int, y: int, n_a: int) -> str:
+    """Status of the pair (x, y) when one is an image and the other a caption; '' for same-side pairs."""
+    if (x < n_a) == (y < n_a):
+        return "same side"
+    img, cap = (x, y - n_a) if x < n_a else (y, x - n_a)
+    if ds.b_to_a[cap] == img:
+        return viz.POSITIVE
+    if fn is None:
+        return viz.UNKNOWN
+    return viz.FALSE_NEGATIVE if fn[cap, img] else viz.TRUE_NEGATIVE
+
+
+state.guard(_page)

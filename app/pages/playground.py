@@ -1,0 +1,145 @@
+"""Sampler playground: the weights each sampler puts on a query's ranked candidates, live.
+
+The centre of the teaching demo: move a slider and watch which negatives a sampler would draw,
+coloured by ground truth, and where each sampler sits between hardness and false-negative risk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from app import state
+from fnlab import explore, viz
+
+st.title("Sampler playground")
+state.sidebar()
+st.caption("Bars: the probability that each sampler draws a candidate as *the* negative for this query, "
+           "candidates ranked by similarity. Orange bars are false negatives: probability spent there pushes "
+           "true matches apart.")
+
+# variant label -> (registry name, fixed keyword arguments)
+VARIANTS = {
+    "hardest": ("hardest", {}),
+    "semihard": ("semihard", {}),
+    "simans": ("simans", {}),
+    "positive_aware": ("positive_aware", {}),
+    "range": ("range", {}),
+    "fne · paper": ("fne", {"mode": "paper"}),
+    "fne · calibrated": ("fne", {"mode": "calibrated"}),
+    "oracle · simans": ("oracle", {"base": "simans"}),
+    "random": ("random", {}),
+}
+DEFAULT = ["hardest", "simans", "fne · paper", "fne · calibrated"]
+
+
+def _slider(spec, key: str):
+    """One widget for a ParamSpec: int/float slider, log-scale for wide positive ranges, optional toggle."""
+    label = spec.name
+    if spec.optional:
+        on = st.checkbox(f"use {spec.name}", value=spec.default is not None, key=key + "_on", help=spec.help)
+        if not on:
+            return None
+    default = spec.default if spec.default is not None else (spec.low + spec.high) / 2
+    if spec.integer:
+        return st.slider(label, int(spec.low), int(spec.high), int(default), key=key, help=spec.help)
+    if spec.low > 0 and spec.high / spec.low >= 1000:
+        grid = sorted({float(f"{v:.2g}") for v in np.logspace(np.log10(spec.low), np.log10(spec.high), 25)}
+                      | {float(default)})
+        return st.select_slider(label, grid, value=float(default), key=key, help=spec.help)
+    step = (spec.high - spec.low) / 100
+    return st.slider(label, float(spec.low), float(spec.high), float(default), step=step, key=key, help=spec.help)
+
+
+def _posterior(base, prior: float):
+    if dataclasses.is_dataclass(base) and hasattr(base, "prior_pos"):
+        return dataclasses.replace(base, prior_pos=prior)
+    return base
+
+
+def _build(chosen: list[str], posterior) -> dict:
+    smp = state.need("fnlab.samplers", "Samplers")
+    built = {}
+    cols = st.columns(min(4, max(1, len(chosen))))
+    for i, label in enumerate(chosen):
+        name, fixed = VARIANTS[label]
+        with cols[i % len(cols)].expander(f"⚙️ {label}", expanded=True):
+            params = {}
+            for spec in smp.param_specs(name):
+                params[spec.name] = _slider(spec, f"pg_{label}_{spec.name}")
+            if name == "range" and params.get("range_max") is not None and params["range_max"] <= params["range_min"]:
+                st.warning("range_max must exceed range_min: range_max ignored")
+                params["range_max"] = None
+            if not smp.param_specs(name):
+                st.caption("no parameters")
+        if name == "fne":
+            fixed = {**fixed, "posterior": posterior}
+        built[label] = smp.build(name, **fixed, **params)
+    return built
+
+
+def _page():
+    cur = state.current_run()
+    if cur is None:
+        return
+    root, name, split = cur
+    ds = state.run_dataset(root, name, split)
+    c1, c2, c3 = st.columns([1, 2, 1])
+    direction = c1.radio("Direction", list(explore.DIRECTIONS), format_func=explore.DIRECTIONS.get,
+                         horizontal=True, key="pg_direction")
+    s = state.sides(str(root), name, split, direction)
+    nq = len(s.queries)
+    labels = (lambda j: state.caption(ds, j)) if direction == "t2i" else (lambda i: state.a_label(ds, i))
+    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=f"pg_query_{direction}")
+    top_m = c3.slider("Candidates shown", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
+    chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
+    if not chosen:
+        st.info("Pick at least one sampler.")
+        return
+    log_prior = st.slider("FNE prior P(pos) (log10): the paper uses 1e-4", -5.0, -0.5, -4.0, 0.1, key="pg_prior")
+    posterior = _posterior(state.run_posterior(root, name), float(10 ** log_prior))
+    samplers = _build(chosen, posterior)
+    if s.relevant is None:
+        samplers.pop("oracle · simans", None)
+        st.caption("No ground truth: the oracle is hidden and false-negative risk uses the posterior.")
+
+    b = explore.batch(s, np.array([int(q)]))
+    weights = explore.sampler_weights(b, samplers)
+    sims = b.sims[0].numpy()
+    order = np.argsort(-sims, kind="stable")[:top_m]
+    fn = b.false_negative_mask[0].numpy() if b.false_negative_mask is not None else None
+    status = viz.status_labels(b.positive_mask[0].numpy()[order], fn[order] if fn is not None else None)
+    cand_label = (lambda i: state.a_label(ds, i)) if direction == "t2i" else (lambda j: state.caption(ds, j))
+    hover = [cand_label(int(c)) for c in order]
+    shown = {}
+    outside = []
+    for label, w in weights.items():
+        p = w[0].double().numpy()
+        p = p / p.sum() if p.sum() > 0 else p
+        shown[label] = p[order]
+        if p[order].sum() < 0.999:
+            outside.append(f"{label}: {1 - p[order].sum():.0%}")
+    st.plotly_chart(viz.sampler_weight_bars(shown, status, similarities=sims[order], hover=hover,
+                                            title=f"Query #{q}: {labels(int(q))}"),
+                    width="stretch", key="pg_bars")
+    if outside:
+        st.caption("Probability on candidates ranked below the ones shown: " + ", ".join(outside))
+
+    st.subheader("Hardness vs false-negative risk")
+    bsize = st.slider("Batch of queries (random, fixed seed)", 8, min(512, nq), min(128, nq), key="pg_batch")
+    rng = np.random.default_rng(0)
+    qs = rng.choice(nq, size=bsize, replace=False)
+    bb = explore.batch(s, qs)
+    summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior)
+    left, right = st.columns([3, 2])
+    left.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="pg_scatter")
+    right.dataframe(summary, hide_index=True, width="stretch",
+                    column_config={"fn_risk": st.column_config.NumberColumn("FN risk", format="percent"),
+                                   "hardness": st.column_config.NumberColumn("hardness", format="%.3f")})
+    right.caption("Hardness: expected similarity of the drawn negative. FN risk: expected share of drawn negatives "
+                  "that truly match the query (ground truth where known, else the posterior).")
+
+
+state.guard(_page)

@@ -1,0 +1,231 @@
+"""What the app shows, computed without any UI: rankings, similarity samples, sampler comparisons.
+
+Everything takes a dataset split and its embeddings (``emb_a`` images, ``emb_b`` captions, L2-normalised)
+and a *direction*: ``"t2i"`` (queries are captions, candidates images) or ``"i2t"`` (queries are
+images, candidates captions). Ground truth (``relevance``) is used only where the dataset has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from fnlab.data.base import MatchingDataset
+from fnlab.viz import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
+
+DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
+
+
+@dataclass(frozen=True)
+class Sides:
+    """Queries and candidates of one direction, with their pair masks.
+
+    Attributes:
+        queries: ``[Nq, d]`` float32 unit vectors.
+        candidates: ``[Nc, d]`` float32 unit vectors.
+        positives: ``[Nq, Nc]`` sparse bool, the labelled pairs.
+        relevant: ``[Nq, Nc]`` sparse bool ground truth (includes the labelled pairs), or ``None``.
+        direction: ``"t2i"`` or ``"i2t"``.
+    """
+
+    queries: np.ndarray
+    candidates: np.ndarray
+    positives: sp.csr_matrix
+    relevant: sp.csr_matrix | None
+    direction: str
+
+    @property
+    def false_negatives(self) -> sp.csr_matrix | None:
+        if self.relevant is None:
+            return None
+        fn = self.relevant.astype(np.int8) - self.positives.astype(np.int8)
+        fn.data = fn.data > 0
+        fn.eliminate_zeros()
+        return sp.csr_matrix(fn, dtype=bool)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: str) -> Sides:
+    """Arrange a split's embeddings as queries and candidates.
+
+    Raises:
+        ValueError: unknown direction or embeddings that do not match the split's sizes.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}: expected one of {list(DIRECTIONS)}")
+    if len(emb_a) != ds.n_a or len(emb_b) != ds.n_b:
+        raise ValueError(f"embeddings have {len(emb_a)} images and {len(emb_b)} captions, but split "
+                         f"{ds.split!r} has {ds.n_a} and {ds.n_b}")
+    lab = ds.labelled_matrix().tocsr()
+    rel = ds.relevance
+    if direction == "t2i":
+        return Sides(_unit(emb_b), _unit(emb_a), lab, rel, direction)
+    return Sides(_unit(emb_a), _unit(emb_b), lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction)
+
+
+def _row(m: sp.csr_matrix | None, q: int, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    if m is not None:
+        out[m.indices[m.indptr[q]:m.indptr[q + 1]]] = True
+    return out
+
+
+def ranking(s: Sides, q: int, *, k: int = 20, posterior=None) -> tuple[pd.DataFrame, int]:
+    """Top-``k`` candidates of query ``q`` over the whole candidate set, positives included.
+
+    Returns:
+        ``(table, positive_rank)``: table columns ``rank, candidate, similarity, labelled_positive,
+        false_negative (bool or None), status, p_false_negative`` (NaN without posterior);
+        ``positive_rank`` is the 1-based rank of the best labelled positive.
+
+    Raises:
+        IndexError: ``q`` out of range.
+    """
+    nq, nc = len(s.queries), len(s.candidates)
+    if not 0 <= q < nq:
+        raise IndexError(f"query {q} out of range [0, {nq})")
+    sims = s.candidates @ s.queries[q]
+    order = np.argsort(-sims, kind="stable")
+    pos = _row(s.positives, q, nc)
+    fn = _row(s.false_negatives, q, nc) if s.relevant is not None else None
+    pos_rank = int(np.flatnonzero(pos[order])[0]) + 1 if pos.any() else -1
+    top = order[: min(k, nc)]
+    status = np.where(pos[top], POSITIVE, TRUE_NEGATIVE if fn is not None else UNKNOWN).astype(object)
+    if fn is not None:
+        status[fn[top]] = FALSE_NEGATIVE
+    p_fn = np.full(len(top), np.nan)
+    if posterior is not None:
+        p_fn = posterior.prob_false_negative(torch.as_tensor(sims[top], dtype=torch.float64)).numpy()
+        p_fn[pos[top]] = np.nan  # a labelled positive is not a candidate false negative
+    table = pd.DataFrame({
+        "rank": np.arange(1, len(top) + 1), "candidate": top, "similarity": sims[top],
+        "labelled_positive": pos[top], "false_negative": fn[top] if fn is not None else None,
+        "status": status, "p_false_negative": p_fn,
+    })
+    return table, pos_rank
+
+
+@dataclass(frozen=True)
+class SimilaritySample:
+    """Similarities of one split: labelled positives, a negative sample, ground-truth false negatives.
+
+    ``hard`` / ``hard_is_fn`` are each query's top non-positive candidates and whether each is truly
+    relevant: the pairs a sampler actually chooses from, used for calibration.
+    """
+
+    positive: np.ndarray
+    negative: np.ndarray
+    false_negative: np.ndarray | None
+    hard: np.ndarray
+    hard_is_fn: np.ndarray | None
+    hardest: np.ndarray
+
+
+def similarity_sample(s: Sides, *, max_negatives: int = 200_000, hard_k: int = 10, seed: int = 0) -> SimilaritySample:
+    """Positive, negative and false-negative similarities of a split (all pairs when small enough)."""
+    rng = np.random.default_rng(seed)
+    nq, nc = len(s.queries), len(s.candidates)
+    pos_coo = s.positives.tocoo()
+    positive = np.einsum("ij,ij->i", s.queries[pos_coo.row], s.candidates[pos_coo.col])
+    fnm = s.false_negatives
+    fn_sims = None
+    if fnm is not None:
+        c = fnm.tocoo()
+        fn_sims = np.einsum("ij,ij->i", s.queries[c.row], s.candidates[c.col])
+    # Negatives: random unlabelled pairs (labelled positives dropped).
+    n_draw = min(max_negatives, nq * nc)
+    qi, ci = rng.integers(0, nq, n_draw), rng.integers(0, nc, n_draw)
+    keep = ~np.asarray(s.positives[qi, ci]).ravel().astype(bool)
+    negative = np.einsum("ij,ij->i", s.queries[qi[keep]], s.candidates[ci[keep]])
+    # Hard candidates: each query's top non-positive candidates.
+    from fnlab.similarity import topk
+
+    k = min(hard_k, max(1, nc - 1))
+    scores, idx = topk(s.queries, s.candidates, k, exclude=s.positives)
+    valid = idx >= 0
+    hard = scores[valid]
+    hard_is_fn = None
+    if s.relevant is not None:
+        rows = np.broadcast_to(np.arange(nq)[:, None], idx.shape)[valid]
+        hard_is_fn = np.asarray(s.relevant[rows, idx[valid]]).ravel().astype(bool)
+    hardest = scores[:, 0][valid[:, 0]]
+    return SimilaritySample(positive, negative, fn_sims, hard, hard_is_fn, hardest)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of queries against the whole candidate set, as tensors for samplers.
+
+    ``sims [B, M]``, ``pos_sims [B]`` (best labelled positive), ``positive_mask`` and ``relevant_mask``
+    ``[B, M]`` bool (the latter ``None`` without ground truth).
+    """
+
+    queries: np.ndarray
+    sims: torch.Tensor
+    pos_sims: torch.Tensor
+    positive_mask: torch.Tensor
+    relevant_mask: torch.Tensor | None
+
+    @property
+    def false_negative_mask(self) -> torch.Tensor | None:
+        if self.relevant_mask is None:
+            return None
+        return self.relevant_mask & ~self.positive_mask
+
+
+def batch(s: Sides, queries: np.ndarray) -> Batch:
+    """Similarities of ``queries`` (indices) to every candidate, with masks."""
+    q = np.asarray(queries, dtype=np.int64)
+    if q.size == 0 or q.min() < 0 or q.max() >= len(s.queries):
+        raise IndexError(f"query indices must lie in [0, {len(s.queries)})")
+    sims = torch.from_numpy(s.queries[q] @ s.candidates.T)
+    pmask = torch.from_numpy(s.positives[q].toarray().astype(bool))
+    rmask = torch.from_numpy(s.relevant[q].toarray().astype(bool)) if s.relevant is not None else None
+    pos_sims = torch.where(pmask, sims, torch.full_like(sims, -torch.inf)).max(dim=1).values
+    pos_sims = torch.where(torch.isfinite(pos_sims), pos_sims, sims.max(dim=1).values)
+    return Batch(q, sims, pos_sims, pmask, rmask)
+
+
+def sampler_weights(b: Batch, samplers: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """``name -> [B, M]`` weights of each built sampler on the batch (oracle gets the ground truth)."""
+    out = {}
+    for name, smp in samplers.items():
+        ctx = {}
+        if getattr(smp, "needs_relevance", False):
+            if b.relevant_mask is None:
+                continue
+            ctx["relevant_mask"] = b.relevant_mask
+        out[name] = smp.weights(b.sims, b.pos_sims, b.positive_mask, **ctx)
+    return out
+
+
+def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=None) -> pd.DataFrame:
+    """Hardness and false-negative risk of each sampler, as expectations under its sampling distribution.
+
+    ``hardness`` = expected similarity of a sampled negative; ``fn_risk`` = expected share of sampled
+    negatives that are truly relevant (ground truth), or, without ground truth, their expected posterior
+    P(FN) (column ``risk_source`` says which). Averaged over the batch's queries.
+    """
+    fn = b.false_negative_mask
+    rows = []
+    for name, w in weights.items():
+        p = w.double()
+        p = p / p.sum(dim=1, keepdim=True).clamp_min(1e-300)
+        hard = float((p * b.sims.double()).sum(1).mean())
+        if fn is not None:
+            risk, src = float((p * fn.double()).sum(1).mean()), "ground truth"
+        elif posterior is not None:
+            risk, src = float((p * posterior.prob_false_negative(b.sims.double())).sum(1).mean()), "posterior"
+        else:
+            risk, src = float("nan"), "none"
+        rows.append({"sampler": name, "hardness": hard, "fn_risk": risk, "risk_source": src})
+    return pd.DataFrame(rows, columns=["sampler", "hardness", "fn_risk", "risk_source"])

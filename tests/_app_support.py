@@ -1,0 +1,37 @@
+"""Shared by the app tests: one tiny trained run per test session, in a temporary runs folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_ROOT: dict[str, Path] = {}
+
+# ~10 s on 2 cores: 120 training images, 2 epochs (1 warm-up + 1 with FNE), small model.
+TINY = {"dataset": "shapes", "dataset_options": {"n_train": 120, "n_val": 40, "n_test": 40}, "sampler": "fne",
+        "epochs": 2, "batch_size": 64, "dim": 32, "width": 16, "text_encoder": "bag", "queue_size": 0, "seed": 0,
+        "device": "cpu"}
+
+
+def tiny_runs_root(base: Path) -> Path:
+    """A runs folder holding one tiny trained run (trained once per session) and its UMAP cache."""
+    if "root" in _ROOT:
+        return _ROOT["root"]
+    from fnlab import runs, train
+
+    root = base / "runs"
+    train.train(train.TrainConfig.from_dict(TINY), store=runs.RunStore(root), name="tiny")
+    _ROOT["root"] = root
+    return root
+
+
+def app_env(root: Path) -> dict[str, str]:
+    """Environment for the app under test: its runs folder, a private cache, no demo training."""
+    return {"FNLAB_RUNS": str(root), "FNLAB_CACHE": str(root.parent / "cache"), "FNLAB_NO_DEMO": "1"}
+
+
+def set_env(env: dict[str, str]) -> dict[str, str | None]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    return old
