@@ -346,3 +346,24 @@ def test_unknown_names():
     with pytest.raises(ValueError, match="needs root"):
         data.load("pairs")
     assert data.available() == ["shapes", "digits", "precomp", "pairs"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_img=st.integers(1, 6), n_caps=st.integers(0, 35), regions=st.sampled_from([None, 2]))
+def test_precomp_property_caption_counts(n_img, n_caps, regions):
+    """Loads iff there are exactly 5 captions per image (or one feature row per caption); else a clear error."""
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        shape = (n_img, regions, 3) if regions else (n_img, 3)
+        np.save(root / "train_ims.npy", np.ones(shape, np.float32))
+        (root / "train_caps.txt").write_text("".join(f"caption {i}\n" for i in range(n_caps)), encoding="utf-8")
+        expected_images = n_img if n_caps == 5 * n_img else (n_img // 5 if n_caps == n_img and n_img % 5 == 0
+                                                              else None)
+        if n_caps and expected_images:
+            ds = data.load("precomp", root=root, split="train")
+            assert (ds.n_a, ds.n_b) == (expected_images, n_caps)
+        else:
+            match = "the file is empty" if n_caps == 0 else rf"{n_caps} captions for \d+ images"
+            with pytest.raises(DatasetError, match=rf"train_caps.txt: field 'captions': .*{match}|{match}"):
+                data.load("precomp", root=root, split="train")
+        assert sorted(os.listdir(root)) == ["train_caps.txt", "train_ims.npy"]
