@@ -75,7 +75,15 @@ class TrainConfig:
         dim, text_encoder, width: model (see :func:`fnlab.models.build_dual_encoder`).
         queue_size, momentum: memory queue (0 turns queue and momentum encoder off).
         warmup_epochs: VSE++ epochs before the sampler; ``None``: 1 when the queue or fne is on.
+        warmup_loss: ``"max"`` (VSE++ max-violation, the paper's first epoch) or ``"sum"`` (default:
+            VSE++ sum of in-batch hinges). The paper fine-tunes pretrained ViT/BERT, where
+            max-violation is stable; from scratch on fnlab's FN-heavy data it collapsed every run
+            (all similarities equal, rSum at chance), so fnlab warms up with the sum.
         min_confident: confident positives the running FNE statistics need (200).
+        fne_prior: P(pos) of the running FNE posterior. ``"auto"``: the paper's 1e-4 in ``paper``
+            mode; in ``calibrated`` mode the share of matches among random unlabelled pairs,
+            estimated after every epoch by a two-Gaussian mixture (:func:`fnlab.posterior.fit_posterior`,
+            ``"mixture"``) on the validation embeddings, labels only (never ground truth).
         num_negatives: negatives picked per anchor and direction.
         posterior: estimator for ``posterior.json`` (:func:`fnlab.posterior.fit_posterior`).
         fn_top_k: candidates per caption for the FN-detection metrics.
@@ -104,7 +112,9 @@ class TrainConfig:
     queue_size: int = 8224
     momentum: float = 0.995
     warmup_epochs: int | None = None
+    warmup_loss: str = "sum"
     min_confident: int = 200
+    fne_prior: float | str = "auto"
     num_negatives: int = 1
     posterior: str = "gaussian"
     fn_top_k: int = 10
@@ -131,10 +141,13 @@ class TrainConfig:
         need(self.loss in TRAIN_LOSSES, "loss", f"must be one of {', '.join(TRAIN_LOSSES)}")
         need(self.num_negatives >= 1, "num_negatives", "must be >= 1")
         need(self.warmup_epochs is None or self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0 or None")
+        need(self.warmup_loss in ("max", "sum"), "warmup_loss", "must be 'max' or 'sum'")
         need(self.text_encoder in ("cnn", "gru", "bag"), "text_encoder", "must be 'cnn', 'gru' or 'bag'")
         need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
+        need(self.fne_prior == "auto" or (isinstance(self.fne_prior, int | float) and 0 < self.fne_prior < 1),
+             "fne_prior", "must be 'auto' or a float in (0, 1)")
         self.eval_splits = tuple(self.eval_splits)
 
     @property
@@ -205,7 +218,16 @@ def _pick_loss(kind: str, sims: torch.Tensor, pos_sims: torch.Tensor, idx: torch
 
 
 def vse_max_violation(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float) -> torch.Tensor:
-    """VSE++ (Faghri et al., 2018) max-violation triplet loss on a batch, summed over both directions.
+    """VSE++ (Faghri et al., 2018) max-violation triplet loss on a batch, summed over both directions."""
+    return vse_loss(fa, fb, ids, margin, reduce="max")
+
+
+def vse_loss(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float, *,
+             reduce: str = "max") -> torch.Tensor:
+    """VSE++ (Faghri et al., 2018) in-batch triplet loss, summed over anchors and both directions.
+
+    ``reduce="max"`` keeps each anchor's most violating negative (max-violation); ``"sum"`` sums
+    all hinges ``[margin - s+ + s]_+``. Entries sharing the anchor's id are not negatives.
 
     Shapes: ``fa [B, d]``, ``fb [B, d]`` unit rows, pair ``(i, i)`` labelled; ``ids [B]``.
     """
@@ -214,6 +236,8 @@ def vse_max_violation(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, mar
     same = ids[:, None] == ids[None, :]
     cost_b = (margin + scores - d[:, None]).clamp(min=0).masked_fill(same, 0)  # image anchors, caption negs
     cost_a = (margin + scores - d[None, :]).clamp(min=0).masked_fill(same, 0)  # caption anchors, image negs
+    if reduce == "sum":
+        return cost_b.sum() + cost_a.sum()
     return cost_b.max(1).values.sum() + cost_a.max(0).values.sum()
 
 
@@ -281,6 +305,28 @@ def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, est
     return post.GaussianPosterior.fit(pos, hardest)
 
 
+def estimate_pool_prior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, n: int = 20000,
+                        seed: int = 0) -> float:
+    """Share of true matches among random unlabelled (caption, image) pairs, from labels only.
+
+    Fits :func:`fnlab.posterior.fit_posterior` ``"mixture"`` (EM, positive component anchored on
+    the labelled pairs) on ``n`` random unlabelled pairs' similarities and returns its prior.
+    Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``. Clipped to [1e-4, 0.5].
+    """
+    from fnlab.posterior import fit_posterior
+
+    rng = np.random.default_rng(seed)
+    qi = rng.integers(dataset.n_b, size=n)
+    ci = rng.integers(dataset.n_a, size=n)
+    keep = ci != dataset.b_to_a[qi]
+    unl = np.einsum("ij,ij->i", emb_b[qi[keep]], emb_a[ci[keep]])
+    pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a])
+    if len(unl) < 2 or len(pos) < 2:
+        return 1e-4
+    post = fit_posterior("mixture", pos_sims=pos, neg_sims=unl, unlabelled_sims=unl, prior="auto")
+    return float(min(max(post.prior_pos, 1e-4), 0.5))
+
+
 def _posterior_params(posterior: Any) -> dict[str, Any]:
     params = posterior.params()
     if "estimator" not in params and "kind" not in params:
@@ -337,7 +383,9 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     twin = make_momentum_copy(model).to(device) if use_queue else None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    prior = float(config.sampler_params.get("prior_pos", 1e-4)) if config.sampler == "fne" else 1e-4
+    fne_calibrated = config.sampler == "fne" and config.sampler_params.get("mode", "calibrated") == "calibrated"
+    auto_prior = config.fne_prior == "auto" and fne_calibrated
+    prior = 1e-4 if config.fne_prior == "auto" else float(config.fne_prior)
     stats = RunningGaussianStats(min_count=config.min_confident, prior_pos=prior)
     sampler = _build_sampler(config, stats)
     needs_rel = bool(getattr(sampler, "needs_relevance", False))
@@ -383,7 +431,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 fb = model.encode_b(b_all[bidx])
                 bsz = bidx.shape[0]
                 if in_warmup:
-                    loss = vse_max_violation(fa, fb, aidx, float(config.loss_params.get("margin", 0.2))) / bsz
+                    loss = vse_loss(fa, fb, aidx, float(config.loss_params.get("margin", 0.2)),
+                                    reduce=config.warmup_loss) / bsz
                 else:
                     with torch.no_grad():
                         if config.sampler == "fne":
@@ -444,6 +493,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 row["sampled_fn_rate_t2i"] = picked_fn[1] / picked[1] if picked[1] else float("nan")
             if rel_rec is not None:
                 row["val_relevant_rsum"] = rel_rec["rsum"]
+            if auto_prior:
+                stats.prior_pos = estimate_pool_prior(ea, eb, val_ds, seed=config.seed + epoch)
+            if config.sampler == "fne":
+                row["fne_prior"] = stats.prior_pos
+                row["fne_confident"] = float(stats.count)  # confident positives collected this epoch
             row["warmup"] = float(in_warmup)
             history.append(row)
             if writer is not None:
