@@ -60,6 +60,16 @@ def ref_hcl(p, negs, t, tau_plus, beta):
     return -math.log(math.exp(p / t) / (math.exp(p / t) + ng))
 
 
+def ref_fnc(p, negs, t, k, threshold, mode):
+    """Huynh et al. 2022 for one anchor: cancel the top-k negatives above the threshold."""
+    ranked = sorted(negs, reverse=True)
+    fn = [s for s in ranked[:k] if s > threshold]  # a prefix of the ranking
+    if mode == "elimination":
+        return ref_infonce(p, ranked[len(fn):], t)
+    z = math.exp(p / t) + sum(math.exp(s / t) for s in negs)
+    return -sum(math.log(math.exp(x / t) / z) for x in [p, *fn]) / (1 + len(fn))
+
+
 CASES = [
     ("triplet", {}, lambda p, negs, k: ref_triplet(p, negs, 0.2, "max")),
     ("triplet", {"mode": "sum", "margin": 0.5}, lambda p, negs, k: ref_triplet(p, negs, 0.5, "sum")),
@@ -69,6 +79,12 @@ CASES = [
     ("dcl", {"temperature": 0.5, "tau_plus": 0.3}, lambda p, negs, k: ref_dcl(p, negs, 0.5, 0.3)),
     ("hcl", {}, lambda p, negs, k: ref_hcl(p, negs, 0.07, 0.1, 1.0)),
     ("hcl", {"temperature": 0.3, "beta": 2.5, "tau_plus": 0.05}, lambda p, negs, k: ref_hcl(p, negs, 0.3, 0.05, 2.5)),
+    ("fnc", {}, lambda p, negs, k: ref_fnc(p, negs, 0.07, 10, 0.7, "elimination")),
+    ("fnc", {"mode": "attraction"}, lambda p, negs, k: ref_fnc(p, negs, 0.07, 10, 0.7, "attraction")),
+    ("fnc", {"top_k": 2, "threshold": 0.3, "temperature": 0.5},
+     lambda p, negs, k: ref_fnc(p, negs, 0.5, 2, 0.3, "elimination")),
+    ("fnc", {"top_k": 5, "threshold": 0.2, "temperature": 0.2, "mode": "attraction"},
+     lambda p, negs, k: ref_fnc(p, negs, 0.2, 5, 0.2, "attraction")),
 ]
 
 
@@ -127,16 +143,16 @@ def test_hcl_with_beta_zero_is_dcl_and_gradients_flow():
 def test_losses_stable_at_low_temperature_and_empty_rows():
     sims = torch.tensor([[1.0, 0.99, -1.0], [0.5, 0.2, 0.1]], dtype=torch.float32)
     mask = torch.tensor([[True, False, False], [True, True, True]])  # row 1: no negatives
-    for name in ("infonce", "dcl", "hcl"):
-        out = L.build(name, temperature=0.01, reduction="none")(sims, sims[:, 0], mask)
+    for name, extra in (("infonce", {}), ("dcl", {}), ("hcl", {}), ("fnc", {}), ("fnc", {"mode": "attraction"})):
+        out = L.build(name, temperature=0.01, reduction="none", **extra)(sims, sims[:, 0], mask)
         assert torch.isfinite(out).all(), name
         assert out[1] == 0
     assert L.build("triplet", reduction="none")(sims, sims[:, 0], mask)[1] == 0
 
 
 def test_registry_and_errors():
-    assert L.available() == ["dcl", "hcl", "infonce", "triplet", "triplet_sampled"]
-    with pytest.raises(ValueError, match="valid names: dcl, hcl"):
+    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "triplet", "triplet_sampled"]
+    with pytest.raises(ValueError, match="valid names: dcl, fnc, hcl"):
         L.build("ntxent")
     with pytest.raises(ValueError, match="reduction"):
         L.build("dcl", reduction="avg")
@@ -146,3 +162,53 @@ def test_registry_and_errors():
     with pytest.raises(ValueError, match="pos_sims"):
         L.build("infonce")(sims, pos[:2], mask)
     assert [s.name for s in L.param_specs("hcl")] == ["temperature", "tau_plus", "beta"]
+
+
+# ------------------------------------------------------------------ false-negative cancellation
+def test_fnc_params_and_errors():
+    assert [(p.name, p.default) for p in L.param_specs("fnc")] == [("temperature", 0.07), ("top_k", 10),
+                                                                   ("threshold", 0.7)]
+    assert L.param_specs("fnc")[1].integer
+    with pytest.raises(ValueError, match="mode"):
+        L.build("fnc", mode="cancel")
+    with pytest.raises(ValueError, match="temperature"):
+        L.build("fnc", temperature=0.0)
+    with pytest.raises(ValueError, match="top_k"):
+        L.build("fnc", top_k=-1)
+
+
+@pytest.mark.parametrize("mode", ["elimination", "attraction"])
+def test_fnc_never_cancels_labelled_positives(mode):
+    # row 0: labelled positives at 0.95 and 0.9 (above the threshold, on top of the ranking), a
+    # false negative at 0.8 and plain negatives; only 0.8 may be cancelled
+    sims = torch.tensor([[0.6, 0.95, 0.9, 0.8, 0.1, -0.2], [0.5, 0.2, 0.75, 0.72, 0.71, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False, False, False], [True, False, False, False, False, False]])
+    loss = L.build("fnc", mode=mode, top_k=2, temperature=0.1, reduction="none")
+    neg, valid, pos = loss.negatives(sims, sims[:, 0], mask, None)
+    fn = loss.false_negatives(neg, valid)
+    assert fn.tolist() == [[False, False, False, True, False, False], [False, False, True, True, False, False]]
+    want = [ref_fnc(float(sims[i, 0]), negatives_of_row(sims, mask, None, i), 0.1, 2, 0.7, mode) for i in range(2)]
+    torch.testing.assert_close(loss(sims, sims[:, 0], mask), torch.tensor(want, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("b,m", SIZES)
+def test_fnc_without_cancellation_is_infonce(b, m):
+    sims, pos, mask, idx = make(b, m, seed=3 * m)
+    want = L.build("infonce", temperature=0.2, reduction="none")(sims, pos, mask, idx)
+    for mode in ("elimination", "attraction"):
+        for params in ({"threshold": 1.0}, {"top_k": 0}):
+            got = L.build("fnc", mode=mode, temperature=0.2, reduction="none", **params)(sims, pos, mask, idx)
+            torch.testing.assert_close(got, want)
+
+
+def test_fnc_gradients_eliminate_or_attract():
+    sims = torch.tensor([[0.9, 0.75, 0.3, -0.1]], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, False, False, False]])
+    grads = {}
+    for mode in ("elimination", "attraction"):
+        sims.grad = None
+        L.build("fnc", mode=mode, temperature=0.1)(sims, sims[:, 0], mask).backward()
+        grads[mode] = sims.grad.clone()
+    # eliminated: the false negative (0.75) gets no gradient; attracted: the loss falls as it rises
+    assert grads["elimination"][0, 1] == 0 and grads["elimination"][0, 2] > 0
+    assert grads["attraction"][0, 1] < 0 and grads["attraction"][0, 2] > 0
