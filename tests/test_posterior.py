@@ -202,3 +202,85 @@ def test_from_params_validates():
                        "prior_pos": 0.1})
     g = P.GaussianPosterior(0.5, 0.1, 0.1, 0.1, 0.01)
     assert P.from_params(g.params()) == g
+
+
+# ------------------------------------------------------------------ EM against a slow reference
+def reference_em(pos, unl, neg, *, prior=None, anchored=False, anchor_weight=1.0, tol=1e-13, max_iter=100_000,
+                 min_std=1e-3, bounds=(1e-7, 0.5)):
+    """Plain EM, textbook formulas (scipy log-densities, weighted averages), run to a tight fixed point.
+
+    Returns ``((pi, mu+, sd+, mu-, sd-), iterations)``."""
+    from scipy.stats import norm
+
+    mu_p, sd_p = pos.mean(), max(pos.std(ddof=1), min_std)
+    mu_n, sd_n = neg.mean(), max(neg.std(ddof=1), min_std)
+    pi = 0.05 if prior is None else prior
+    for it in range(1, max_iter + 1):  # noqa: B007 - returned
+        la = np.log(pi) + norm.logpdf(unl, mu_p, sd_p)
+        lb = np.log1p(-pi) + norm.logpdf(unl, mu_n, sd_n)
+        r = np.exp(la - np.logaddexp(la, lb))  # P(positive component | s)
+        new_pi = pi if prior is not None else float(np.clip(r.mean(), *bounds))
+        new_mu_p, new_sd_p = mu_p, sd_p
+        if not anchored:
+            w = np.concatenate([np.full(pos.size, anchor_weight), r])
+            v = np.concatenate([pos, unl])
+            new_mu_p = np.average(v, weights=w)
+            new_sd_p = max(math.sqrt(np.average((v - new_mu_p) ** 2, weights=w)), min_std)
+        new_mu_n = np.average(unl, weights=1 - r)
+        new_sd_n = max(math.sqrt(np.average((unl - new_mu_n) ** 2, weights=1 - r)), min_std)
+        old = np.array([mu_p, sd_p, mu_n, sd_n])
+        new = np.array([new_mu_p, new_sd_p, new_mu_n, new_sd_n])
+        done = np.abs(new - old).max() <= tol and abs(new_pi - pi) <= tol * pi
+        pi, mu_p, sd_p, mu_n, sd_n = new_pi, new_mu_p, new_sd_p, new_mu_n, new_sd_n
+        if done:
+            break
+    return np.array([pi, mu_p, sd_p, mu_n, sd_n]), it
+
+
+def planted_mixture(kind: str, n=5000, seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "separated":  # 4% false negatives well above the negatives
+        unl = np.r_[rng.normal(0.15, 0.1, int(n * 0.96)), rng.normal(0.6, 0.07, int(n * 0.04))]
+        lab = rng.normal(0.6, 0.07, 1000)
+    else:  # 1% false negatives inside the negatives' tail: EM converges slowly
+        unl = np.r_[rng.normal(0.3, 0.12, int(n * 0.99)), rng.normal(0.5, 0.1, int(n * 0.01))]
+        lab = rng.normal(0.55, 0.1, 1000)
+    return lab, unl, rng.normal(unl.mean(), unl.std(), 500)
+
+
+EM_CASES = [
+    ("separated", {"anchored_positive": True}),
+    ("separated", {}),
+    ("separated", {"anchor_weight": 2.0}),
+    ("separated", {"prior": 0.01}),
+    ("overlap", {"anchored_positive": True}),
+    ("overlap", {}),
+    ("overlap", {"prior": 0.002, "anchored_positive": True}),
+]
+
+
+@pytest.mark.parametrize("kind,opts", EM_CASES, ids=[f"{k}-{'-'.join(o) or 'free'}" for k, o in EM_CASES])
+def test_em_matches_slow_reference(kind, opts):
+    lab, unl, neg = planted_mixture(kind)
+    want, ref_iters = reference_em(lab, unl, neg, prior=opts.get("prior"), tol=1e-12,
+                                   anchored=opts.get("anchored_positive", False),
+                                   anchor_weight=opts.get("anchor_weight", 1.0))
+    tight = P.MixturePosterior.fit_em(lab, unl, neg_sims=neg, tol=1e-11, max_iter=10_000, **opts)
+    got = np.array([tight.prior_pos, tight.pos_mean, tight.pos_std, tight.neg_mean, tight.neg_std])
+    assert tight.converged_
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    # the default tolerance lands close to the fixed point, in fewer EM steps than plain EM needs
+    loose = P.MixturePosterior.fit_em(lab, unl, neg_sims=neg, **opts)
+    got = np.array([loose.prior_pos, loose.pos_mean, loose.pos_std, loose.neg_mean, loose.neg_std])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-3)
+    np.testing.assert_allclose(got[1:], want[1:], atol=1e-5)
+    _, plain_iters = reference_em(lab, unl, neg, prior=opts.get("prior"), anchored=opts.get("anchored_positive", False),
+                                  anchor_weight=opts.get("anchor_weight", 1.0), tol=1e-6)
+    assert loose.converged_ and loose.n_iter_ <= plain_iters + 2
+    # the reported log-likelihood is that of the returned parameters
+    from scipy.stats import norm
+    pi, mp, sp, mn, sn = got
+    ll = np.logaddexp(np.log(pi) + norm.logpdf(unl, mp, sp), np.log1p(-pi) + norm.logpdf(unl, mn, sn)).sum()
+    assert loose.log_likelihood_ == pytest.approx(ll, rel=1e-10)
+    if kind == "overlap" and "prior" not in opts:
+        assert ref_iters > 100  # the slow case, where acceleration matters
