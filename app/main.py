@@ -1,6 +1,6 @@
 """fnlab app entry: ``streamlit run app/main.py``.
 
-Eight thin pages (app/pages/) over the fnlab library; shared caching and sidebar in app/state.py.
+Eight thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab; shared caching and sidebar in app/state.py.
 On first start with no trained run, a short demo run is trained on the sample data (visible progress).
 """
 
@@ -17,17 +17,17 @@ import streamlit as st  # noqa: E402
 
 from app.demo import ensure_demo_run  # noqa: E402
 
-st.set_page_config(page_title="fnlab: false-negative lab", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="fnlab: false-negative lab", page_icon=":material/search:", layout="wide")
 
 PAGES = [
-    st.Page("pages/data.py", title="Data", icon="🗂️", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/rankings.py", title="Rankings", icon="🔢"),
-    st.Page("pages/distributions.py", title="Distributions", icon="📊"),
-    st.Page("pages/playground.py", title="Sampler playground", icon="🎛️"),
-    st.Page("pages/embedding_map.py", title="Embedding map", icon="🗺️"),
-    st.Page("pages/suspects.py", title="Suspects", icon="🕵️"),
-    st.Page("pages/compare.py", title="Compare runs", icon="⚖️"),
+    st.Page("views/data.py", title="Data", icon=":material/dataset:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/rankings.py", title="Rankings", icon=":material/format_list_numbered:"),
+    st.Page("views/distributions.py", title="Distributions", icon=":material/bar_chart:"),
+    st.Page("views/playground.py", title="Sampler playground", icon=":material/tune:"),
+    st.Page("views/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("views/suspects.py", title="Suspects", icon=":material/search_check:"),
+    st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
 ]
 
 nav = st.navigation(PAGES)

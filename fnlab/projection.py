@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_CACHE = Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "umap"
+
+def default_cache_dir() -> Path:
+    """``$FNLAB_CACHE/umap`` (default ``.fnlab_cache/umap``), read at call time."""
+    return Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "umap"
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -73,7 +76,7 @@ def umap_2d(
     random_state: int | None = None,
     knn: tuple[np.ndarray, np.ndarray] | None = None,
     min_dist: float = 0.1,
-    cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+    cache_dir: str | os.PathLike | None = "auto",
 ) -> np.ndarray:
     """UMAP of ``emb`` to 2-D with cosine geometry, on the exact faiss kNN graph.
 
@@ -83,7 +86,7 @@ def umap_2d(
         random_state: fixes the layout; ``None`` lets UMAP use its parallel (faster) paths.
         knn: optional precomputed ``(indices, distances)`` with at least ``n_neighbors`` columns and column 0
             the point itself; computed with :func:`knn_graph` when absent.
-        cache_dir: folder for the on-disk cache (``None`` disables it). The key hashes the embeddings and every
+        cache_dir: folder for the on-disk cache (``None`` disables it; ``"auto"``: :func:`default_cache_dir`). The key hashes the embeddings and every
             parameter, so a cached map is reused only for the same inputs. With ``random_state=None`` the
             first layout computed is the one kept.
 
@@ -109,6 +112,8 @@ def umap_2d(
     k = int(max(2, min(n_neighbors, n - 1)))
     params = {"n_neighbors": k, "random_state": random_state, "min_dist": float(min_dist), "v": 1}
     path = None
+    if isinstance(cache_dir, str) and cache_dir == "auto":
+        cache_dir = default_cache_dir()
     if cache_dir is not None:
         path = Path(cache_dir) / f"{_cache_key(emb, params)}.npy"
         if path.exists():
@@ -167,6 +172,9 @@ def selection_to_ids(event: Any) -> list[int]:
             cd = _get(p, "custom_data", None)
         if cd is None:
             continue
+        if isinstance(cd, Mapping):
+            # plotly serialises a numpy customdata row as {"0": id, "1": ...}
+            cd = [v for _, v in sorted(cd.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 1 << 30)]
         if isinstance(cd, Iterable) and not isinstance(cd, str | bytes):
             cd = list(cd)
             if not cd:

@@ -41,8 +41,10 @@ TEMPLATE = "plotly_white"
 
 def _layout(fig: go.Figure, *, title: str | None, xaxis: str | None = None, yaxis: str | None = None,
             height: int | None = None) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=title, margin=dict(l=60, r=20, t=60 if title else 30, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    # Legend on the right, title top-left: they never overlap each other, subplot titles or the data.
+    fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=20, t=60 if title else 30, b=50),
+                      title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top") if title else None,
+                      legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
     if height:
         fig.update_layout(height=height)
     if xaxis is not None:

@@ -8,8 +8,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 _ROOT: dict[str, Path] = {}
 
-# ~10 s on 2 cores: 120 training images, 2 epochs (1 warm-up + 1 with FNE), small model.
-TINY = {"dataset": "shapes", "dataset_options": {"n_train": 120, "n_val": 40, "n_test": 40}, "sampler": "fne",
+# ~10 s on 2 busy cores: 64 training images, 2 epochs (1 VSE++ warm-up + 1 with FNE), small model.
+TINY = {"dataset": "shapes", "dataset_options": {"n_train": 64, "n_val": 40, "n_test": 40}, "sampler": "fne",
         "epochs": 2, "batch_size": 64, "dim": 32, "width": 16, "text_encoder": "bag", "queue_size": 0, "seed": 0,
         "device": "cpu"}
 
@@ -35,3 +35,19 @@ def set_env(env: dict[str, str]) -> dict[str, str | None]:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     return old
+
+
+def warm_umap_cache(root: Path, run: str = "tiny", split: str = "test", n_neighbors: int = 15) -> None:
+    """Compute the map the Embedding map page asks for (same inputs, same cache key) into $FNLAB_CACHE.
+
+    A streamlit subprocess then reads it from disk instead of paying numba's first-compile cost again.
+    """
+    import numpy as np
+
+    from fnlab import projection, runs
+
+    r = runs.RunStore(root).load(run)
+    a = np.ascontiguousarray(r.load_array(f"emb_a_{split}"), dtype=np.float32)
+    b = np.ascontiguousarray(r.load_array(f"emb_b_{split}"), dtype=np.float32)
+    projection.umap_2d(np.concatenate([a, b]), n_neighbors=n_neighbors, random_state=0,
+                       cache_dir=Path(app_env(root)["FNLAB_CACHE"]) / "umap")

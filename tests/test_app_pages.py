@@ -63,7 +63,7 @@ def test_data_page_intro_stats_gallery(env):
 
 
 def test_rankings_page(env):
-    at = _open("pages/rankings.py")
+    at = _open("views/rankings.py")
     _ok(at)
     assert len(_plotly(at)) == 1 and len(at.dataframe) == 1
     at.slider(key="rk_k").set_value(10).run()
@@ -75,7 +75,7 @@ def test_rankings_page(env):
 
 
 def test_distributions_page(env):
-    at = _open("pages/distributions.py")
+    at = _open("views/distributions.py")
     _ok(at)
     assert len(_plotly(at)) == 3  # histogram, posterior curve, reliability diagram
     at.slider(key="ds_prior").set_value(-2.0).run()
@@ -85,7 +85,7 @@ def test_distributions_page(env):
 
 
 def test_playground_page(env):
-    at = _open("pages/playground.py")
+    at = _open("views/playground.py")
     _ok(at)
     assert len(_plotly(at)) == 2  # weight bars + hardness/risk scatter
     at.slider(key="pg_fne · paper_tau").set_value(5.0).run()
@@ -99,7 +99,7 @@ def test_playground_page(env):
 
 
 def test_embedding_map_page(env):
-    at = _open("pages/embedding_map.py")
+    at = _open("views/embedding_map.py")
     _ok(at)
     assert len(_plotly(at)) == 1
     at.number_input(key="map_manual").set_value(45).run()  # a caption (40 images first)
@@ -111,7 +111,7 @@ def test_embedding_map_page(env):
 
 
 def test_suspects_page_decisions_persist(env):
-    at = _open("pages/suspects.py")
+    at = _open("views/suspects.py")
     _ok(at)
     at.slider(key="sus_range").set_value((0.0, 1.0)).run()
     _ok(at)
@@ -120,7 +120,7 @@ def test_suspects_page_decisions_persist(env):
     _ok(at)
     assert int(at.metric[3].value) == int(before) + 1
     # A fresh session (as after an interrupted one) sees the decision.
-    at2 = _open("pages/suspects.py")
+    at2 = _open("views/suspects.py")
     assert int(at2.metric[3].value) == int(before) + 1
     at2.radio(key="sus_fmt").set_value("parquet").run()
     _ok(at2)
@@ -128,10 +128,10 @@ def test_suspects_page_decisions_persist(env):
 
 
 def test_compare_and_train_pages(env):
-    at = _open("pages/compare.py")
+    at = _open("views/compare.py")
     _ok(at)
     assert len(_plotly(at)) == 2 and len(at.dataframe) == 1
-    at = _open("pages/train.py")
+    at = _open("views/train.py")
     _ok(at)
     assert at.button  # the form's submit button exists
     at.selectbox(key="tr_sampler").set_value("simans").run()

@@ -65,9 +65,10 @@ def test_selection_to_ids_reads_custom_data():
         {"curve_number": 1, "point_index": 3, "customdata": [7, "extra"]},
         {"curve_number": 1, "point_index": 4, "customdata": 42},
         {"curve_number": 2, "point_index": 0},
-    ], "point_indices": [3, 3, 4, 0], "box": [], "lasso": []}}
-    assert projection.selection_to_ids(event) == [7, 42]
-    assert projection.selection_to_ids(event["selection"]) == [7, 42]
+        {"curve_number": 2, "point_index": 1, "customdata": {"1": 5, "0": 99}},  # numpy rows arrive as dicts
+    ], "point_indices": [3, 3, 4, 0, 1], "box": [], "lasso": []}}
+    assert projection.selection_to_ids(event) == [7, 42, 99]
+    assert projection.selection_to_ids(event["selection"]) == [7, 42, 99]
 
     class Attr:  # streamlit returns attribute-style objects
         selection = {"points": [{"customdata": ["5"]}]}

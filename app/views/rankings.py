@@ -63,12 +63,12 @@ def _page():
     for r in table.itertuples():
         b = []
         if r.labelled_positive:
-            b.append("✅ labelled positive")
+            b.append("labelled positive")
         if r.false_negative is True:
-            b.append("🟧 ground-truth FN")
+            b.append("ground-truth FN")
         if not r.labelled_positive and r.p_false_negative >= threshold:
-            b.append("🔎 suspected FN")
-        badges.append("  ".join(b))
+            b.append("suspected FN")
+        badges.append(" · ".join(b))
     table["badges"] = badges
     st.plotly_chart(viz.similarity_rank_bars(table, threshold=threshold, title=f"Top {k} for query #{q}"),
                     width="stretch", key="rk_chart")

@@ -108,6 +108,7 @@ def _page():
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch", row_height=70,
                  column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                                "item": st.column_config.TextColumn("item", width="medium"),
                                 "captions": st.column_config.TextColumn("captions", width="large")})
 
 

@@ -65,7 +65,7 @@ def _build(chosen: list[str], posterior) -> dict:
     cols = st.columns(min(4, max(1, len(chosen))))
     for i, label in enumerate(chosen):
         name, fixed = VARIANTS[label]
-        with cols[i % len(cols)].expander(f"⚙️ {label}", expanded=True):
+        with cols[i % len(cols)].expander(label, expanded=True, icon=":material/tune:"):
             params = {}
             for spec in smp.param_specs(name):
                 params[spec.name] = _slider(spec, f"pg_{label}_{spec.name}")

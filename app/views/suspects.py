@@ -94,9 +94,9 @@ def _page():
                      f"rank {int(r['rank'])}, **P(false negative) = {r['p_false_negative']:.3f}**"
                      + (f", ground truth: **{'relevant' if r['is_relevant'] else 'not relevant'}**"
                         if "is_relevant" in r else ""))
-        right.button("✅ False negative", key="sus_fn", type="primary", width="stretch",
+        right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
                      on_click=_decide, args=(store, r["query"], r["candidate"], review.FALSE_NEGATIVE))
-        right.button("❌ True negative", key="sus_tn", width="stretch",
+        right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch",
                      on_click=_decide, args=(store, r["query"], r["candidate"], review.TRUE_NEGATIVE))
         st.caption(f"{len(todo):,} undecided in this view.")
     else:

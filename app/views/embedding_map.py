@@ -33,7 +33,7 @@ def _page():
 
     captions = [state.caption(ds, j) for j in range(n_b)]
     a_labels = [state.a_label(ds, i) for i in range(n_a)]
-    hover = [f"🖼️ {t}" for t in a_labels] + [f"💬 {t}" for t in captions]
+    hover = [f"image: {t}" for t in a_labels] + [f"caption: {t}" for t in captions]
     modality = np.array(["image"] * n_a + ["caption"] * n_b, dtype=object)
     owner = np.concatenate([np.arange(n_a), ds.b_to_a])  # the image each point belongs to
 
