@@ -264,6 +264,14 @@ def sampler_weight_bars(
                         hovertemplate="rank %{x}<br>P(sampled) %{y:.3f}<br>similarity %{customdata[0]:.3f}"
                                       "<br>%{customdata[1]}<extra>" + st + "</extra>", row=r, col=1)
         fig.update_yaxes(title_text="P(sampled)", row=r, col=1, rangemode="tozero")
+    # Labelled positives get weight 0 by construction: mark where they sit so the gap is not a mystery.
+    for rank in ranks[status == POSITIVE]:
+        fig.add_vline(x=float(rank), line=dict(color=STATUS_COLORS[POSITIVE], width=2, dash="dot"),
+                      row="all", col=1)
+    if (status == POSITIVE).any():
+        fig.add_annotation(x=float(ranks[status == POSITIVE][0]), y=1.0, xref="x", yref="y domain",
+                           text="labelled positive (weight 0)", showarrow=False, xanchor="left",
+                           font=dict(color=STATUS_COLORS[POSITIVE], size=11))
     fig.update_xaxes(title_text="candidate rank (1 = most similar to the query)", row=len(names), col=1)
     fig.update_layout(bargap=0.1)
     return _layout(fig, title=title, height=max(300, 190 * len(names) + 90))
@@ -282,13 +290,13 @@ def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardnes
     fig = go.Figure()
     for i, row in enumerate(summary.itertuples(index=False)):
         fig.add_scatter(x=[row.hardness], y=[row.fn_risk], mode="markers+text", name=str(row.sampler),
-                        text=[str(row.sampler)], textposition="top center",
+                        text=[str(row.sampler)], textposition="top center" if i % 2 == 0 else "bottom center",
                         marker=dict(size=16, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
                         hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_layout(showlegend=False)
-    return _layout(fig, title=title, xaxis="hardness: mean similarity of sampled negatives",
-                   yaxis="false-negative risk: share of sampled negatives truly relevant")
+    return _layout(fig, title=title, xaxis="hardness (mean similarity of sampled negatives)",
+                   yaxis="FN risk (share truly relevant)")
 
 
 def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,

@@ -75,6 +75,7 @@ def _page():
     cols = ["rank", "image", "item", "similarity", "p_false_negative", "badges"] if "image" in table else \
         ["rank", "item", "similarity", "p_false_negative", "badges"]
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
+                 height=min(1000, 40 + 61 * len(table)),
                  column_config={
                      "image": st.column_config.ImageColumn("image", width="small"),
                      "similarity": st.column_config.ProgressColumn("similarity", format="%.3f", min_value=-1.0,
