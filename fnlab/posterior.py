@@ -94,9 +94,18 @@ class GaussianPosterior:
         """log P(pos | s) - log P(neg | s), in log space (stable in float32; float64 input stays float64)."""
         s = _as_tensor(sims)
         work = s if s.dtype in (torch.float32, torch.float64) else s.float()
-        lp = normal_log_pdf(work, self.pos_mean, self.pos_std) + math.log(self.prior_pos)
-        ln = normal_log_pdf(work, self.neg_mean, self.neg_std) + math.log1p(-self.prior_pos)
-        return lp - ln
+        # The difference of two Gaussian log-densities is a quadratic in s. Written around the
+        # midpoint of the two means it is evaluated in a few fused passes (this is the hot path of
+        # the FNE sampler) without the cancellation of the raw polynomial.
+        mid = 0.5 * (self.pos_mean + self.neg_mean)
+        dp, dn = self.pos_mean - mid, self.neg_mean - mid
+        ip, in_ = 0.5 / self.pos_std**2, 0.5 / self.neg_std**2
+        quad = in_ - ip
+        lin = 2.0 * (ip * dp - in_ * dn)
+        const = (in_ * dn * dn - ip * dp * dp + math.log(self.neg_std / self.pos_std)
+                 + math.log(self.prior_pos) - math.log1p(-self.prior_pos))
+        t = work - mid
+        return (t * quad).add_(lin).mul_(t).add_(const)
 
     def prob_false_negative(self, sims: ArrayLike) -> torch.Tensor:
         """P(false negative | s) for each similarity; same shape and device as ``sims``.
@@ -104,7 +113,7 @@ class GaussianPosterior:
         Returns float32 for float32 (or float16) input, float64 for float64 input.
         """
         s = _as_tensor(sims)
-        out = torch.sigmoid(self.log_odds(s))
+        out = self.log_odds(s).sigmoid_()
         return out.to(s.dtype if s.is_floating_point() and s.dtype != torch.float16 else torch.float32)
 
     def params(self) -> dict[str, Any]:

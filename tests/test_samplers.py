@@ -321,3 +321,23 @@ def test_cuda_matches_cpu(name):  # pragma: no cover - GPU only
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-6)
     idx = s.sample(sims.cuda(), pos.cuda(), mask.cuda(), generator=torch.Generator("cuda").manual_seed(0), **kwc)
     assert idx.device.type == "cuda" and not mask.cuda().gather(1, idx).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_single_draw_matches_weight_proportions(dtype):
+    """The k=1 inverse-CDF draw has the distribution of torch.multinomial(w, 1): frequencies
+    match w / w.sum() and zero weights are never drawn."""
+    from fnlab.samplers.base import _draw_one
+
+    w = torch.tensor([[0.0, 1.0, 0.0, 3.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 2.0],
+                      [0.0, 0.0, 0.0, 0.0, 1e-3, 0.0]], dtype=dtype)
+    g = torch.Generator().manual_seed(3)
+    n = 20000
+    draws = torch.cat([_draw_one(w, g) for _ in range(n)], dim=1)
+    for row in range(w.shape[0]):
+        freq = torch.bincount(draws[row], minlength=w.shape[1]).double() / n
+        expected = (w[row] / w[row].sum()).double()
+        assert torch.all(freq[expected == 0] == 0)
+        # 5 standard errors of a binomial proportion
+        tol = 5 * torch.sqrt(expected * (1 - expected) / n) + 1e-12
+        assert torch.all((freq - expected).abs() <= tol), (row, freq, expected)
