@@ -325,3 +325,43 @@ def image(ds_key: tuple, i: int):
     if display is None:
         return None
     return display.image_array(dataset(*ds_key), int(i))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def caption_array(ds_key: tuple) -> np.ndarray:
+    """Caption text of every B item of the dataset ``ds_key`` (computed once; index it with arrays)."""
+    ds = dataset(*ds_key)
+    caps = ds.captions()
+    out = np.array(caps if caps is not None else [caption(ds, j) for j in range(ds.n_b)], dtype=object)
+    out.setflags(write=False)
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def label_array(ds_key: tuple) -> np.ndarray:
+    """Short label of every A item of the dataset ``ds_key``."""
+    ds = dataset(*ds_key)
+    if "label" in ds.a_meta.columns:
+        out = ds.a_meta["label"].astype(str).to_numpy(dtype=object)
+    else:
+        out = np.array([a_label(ds, i) for i in range(ds.n_a)], dtype=object)
+    out.setflags(write=False)
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _thumb_store(ds_key: tuple, size: int) -> dict[int, str | None]:
+    return {}
+
+
+def thumbs(ds_key: tuple, ids, size: int = 48) -> list[str | None]:
+    """``data:`` URIs of A items ``ids`` (for ImageColumn), encoded once per item and kept for the process."""
+    store = _thumb_store(ds_key, int(size))
+    display = optional("fnlab.data.display")
+    out = []
+    for i in ids:
+        i = int(i)
+        if i not in store:
+            store[i] = display.image_data_uri(dataset(*ds_key), i, size=size) if display else None
+        out.append(store[i])
+    return out

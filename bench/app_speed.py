@@ -49,6 +49,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["FNLAB_RUNS"] = str(Path(args.runs).resolve())
     os.environ["FNLAB_NO_DEMO"] = "1"
+    if "FNLAB_CACHE" not in os.environ:  # a cold UMAP cache, so "first" includes computing the map
+        import tempfile
+
+        os.environ["FNLAB_CACHE"] = tempfile.mkdtemp(prefix="fnlab_bench_cache_")
     sys.path.insert(0, str(REPO))
     from streamlit.testing.v1 import AppTest
 

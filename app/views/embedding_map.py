@@ -31,8 +31,7 @@ def _page():
     nn = c2.slider("UMAP neighbours", 5, 50, 15, key="map_nn")
     xy = state.umap_coords(str(root), name, split, int(nn), state.run_key(root, name))
 
-    captions = [state.caption(ds, j) for j in range(n_b)]
-    a_labels = [state.a_label(ds, i) for i in range(n_a)]
+    captions, a_labels = state.caption_array(dkey), state.label_array(dkey)
     hover = [f"image: {t}" for t in a_labels] + [f"caption: {t}" for t in captions]
     modality = np.array(["image"] * n_a + ["caption"] * n_b, dtype=object)
     owner = np.concatenate([np.arange(n_a), ds.b_to_a])  # the image each point belongs to
@@ -111,9 +110,9 @@ def _neighbours(a: np.ndarray, b: np.ndarray, focus: int, k: int) -> pd.DataFram
 
 def _describe(ds, dkey, i: int, n_a: int, captions, a_labels) -> dict:
     if i < n_a:
-        return {"id": i, "image": state.thumb(dkey, i, 48), "kind": "image", "text": a_labels[i]}
+        return {"id": i, "image": state.thumbs(dkey, [i], 48)[0], "kind": "image", "text": a_labels[i]}
     j = i - n_a
-    return {"id": i, "image": state.thumb(dkey, int(ds.b_to_a[j]), 48), "kind": "caption", "text": captions[j]}
+    return {"id": i, "image": state.thumbs(dkey, [int(ds.b_to_a[j])], 48)[0], "kind": "caption", "text": captions[j]}
 
 
 def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:

@@ -85,13 +85,14 @@ def _page():
     if cur is None:
         return
     root, name, split = cur
-    ds = state.run_dataset(root, name, split)
     c1, c2, c3 = st.columns([1, 2, 1])
     direction = c1.radio("Direction", list(explore.DIRECTIONS), format_func=explore.DIRECTIONS.get,
                          horizontal=True, key="pg_direction")
     s = state.sides(str(root), name, split, direction)
     nq = len(s.queries)
-    labels = (lambda j: state.caption(ds, j)) if direction == "t2i" else (lambda i: state.a_label(ds, i))
+    dkey = state.ds_key(root, name, split)
+    caps, labs = state.caption_array(dkey), state.label_array(dkey)
+    labels = caps.__getitem__ if direction == "t2i" else labs.__getitem__
     q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=f"pg_query_{direction}")
     top_m = c3.slider("Candidates shown", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
     chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
@@ -111,7 +112,7 @@ def _page():
     order = np.argsort(-sims, kind="stable")[:top_m]
     fn = b.false_negative_mask[0].numpy() if b.false_negative_mask is not None else None
     status = viz.status_labels(b.positive_mask[0].numpy()[order], fn[order] if fn is not None else None)
-    cand_label = (lambda i: state.a_label(ds, i)) if direction == "t2i" else (lambda j: state.caption(ds, j))
+    cand_label = labs.__getitem__ if direction == "t2i" else caps.__getitem__
     hover = [cand_label(int(c)) for c in order]
     shown = {}
     outside = []

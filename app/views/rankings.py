@@ -25,16 +25,12 @@ def _page():
                          horizontal=True, key="rk_direction")
     k = c2.slider("Top K", 5, 50, 15, key="rk_k")
     threshold = c3.slider("Suspect threshold on P(FN)", 0.05, 0.99, 0.5, 0.01, key="rk_threshold")
-    ds = state.run_dataset(root, name, split)
     s = state.sides(str(root), name, split, direction)
     post = state.run_posterior(root, name)
     dkey = state.ds_key(root, name, split)
 
     # Query choice: text search over captions (t2i) or item labels (i2t), then a select box.
-    if direction == "t2i":
-        labels = [state.caption(ds, j) for j in range(ds.n_b)]
-    else:
-        labels = [state.a_label(ds, i) for i in range(ds.n_a)]
+    labels = state.caption_array(dkey) if direction == "t2i" else state.label_array(dkey)
     text = st.text_input("Search queries", key="rk_search", placeholder="e.g. red circle")
     hits = [i for i, t in enumerate(labels) if text.lower() in t.lower()] if text else list(range(len(labels)))
     if not hits:
@@ -54,10 +50,10 @@ def _page():
     m[2].metric(f"Ground-truth false negatives in top {k}", n_fn if n_fn is not None else "unknown")
 
     if direction == "t2i":
-        table["item"] = [state.a_label(ds, i) for i in table["candidate"]]
-        table["image"] = [state.thumb(dkey, int(i), 64) for i in table["candidate"]]
+        table["item"] = state.label_array(dkey)[table["candidate"].to_numpy()]
+        table["image"] = state.thumbs(dkey, table["candidate"], 64)
     else:
-        table["item"] = [state.caption(ds, j) for j in table["candidate"]]
+        table["item"] = state.caption_array(dkey)[table["candidate"].to_numpy()]
     table["label"] = table["item"]
     badges = []
     for r in table.itertuples():

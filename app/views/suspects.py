@@ -74,8 +74,8 @@ def _page():
 
     if ds_info is not None:
         ds, dkey = ds_info
-        view = view.assign(caption=[state.caption(ds, int(j)) for j in view["query"]],
-                           candidate_item=[state.a_label(ds, int(i)) for i in view["candidate"]])
+        view = view.assign(caption=state.caption_array(dkey)[view["query"].to_numpy()],
+                           candidate_item=state.label_array(dkey)[view["candidate"].to_numpy()])
     # ---- one-by-one review of the next undecided suspect
     todo = view[view["decision"] == review.UNDECIDED]
     st.subheader("Review")
@@ -107,7 +107,7 @@ def _page():
                         "p_false_negative", "is_relevant", "decision"] if c in view.columns]
     shown = view[cols].head(500).copy()
     if ds_info is not None:
-        shown.insert(3, "image", [state.thumb(dkey, int(i), 48) for i in shown["candidate"]])
+        shown.insert(3, "image", state.thumbs(dkey, shown["candidate"], 48))
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="multi-row", key="sus_table", height=380,
                          column_config={"image": st.column_config.ImageColumn("image", width="small"),
