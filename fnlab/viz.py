@@ -40,11 +40,18 @@ TEMPLATE = "plotly_white"
 
 
 def _layout(fig: go.Figure, *, title: str | None, xaxis: str | None = None, yaxis: str | None = None,
-            height: int | None = None) -> go.Figure:
-    # Legend on the right, title top-left: they never overlap each other, subplot titles or the data.
-    fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=20, t=60 if title else 30, b=50),
+            height: int | None = None, legend: str = "right") -> go.Figure:
+    # Title top-left; legend on the right (wide charts) or under the x axis (charts in half-width columns):
+    # either way it never overlaps the title, subplot titles or the data.
+    if legend == "bottom":
+        leg = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+        bottom = 130
+    else:
+        leg = dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02)
+        bottom = 50
+    fig.update_layout(template=TEMPLATE, margin=dict(l=60, r=20, t=60 if title else 30, b=bottom),
                       title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top") if title else None,
-                      legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
+                      legend=leg)
     if height:
         fig.update_layout(height=height)
     if xaxis is not None:
@@ -158,7 +165,7 @@ def posterior_curve(
     fig = go.Figure()
     if pos_mean is not None and margin is not None:
         fig.add_vrect(x0=s_range[0], x1=pos_mean - margin, fillcolor="#cccccc", opacity=0.3, line_width=0,
-                      annotation_text="FNE cut-down (weight 0)", annotation_position="top left")
+                      annotation_text="FNE cut-down (weight 0)", annotation_position="bottom left")
     for i, (name, fn) in enumerate(curves.items()):
         ys = _np(fn(xs))
         fig.add_scatter(x=xs, y=ys, mode="lines", name=name, line=dict(width=3, color=PALETTE[i % len(PALETTE)]))
@@ -175,7 +182,8 @@ def posterior_curve(
         fig.add_hline(y=float(prior), line=dict(color="black", dash="dot"),
                       annotation_text=f"prior P(pos) = {prior:.2g}", annotation_position="bottom right")
     fig.update_yaxes(range=[-0.05, 1.05])
-    return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative | s)")
+    return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative | s)", height=500,
+                   legend="bottom")
 
 
 def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
@@ -217,7 +225,8 @@ def reliability_diagram(
                         "<br>%{customdata} pairs<extra></extra>")
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1])
-    return _layout(fig, title=title, xaxis="predicted P(false negative)", yaxis="observed false-negative rate")
+    return _layout(fig, title=title, xaxis="predicted P(false negative)", yaxis="observed false-negative rate",
+                   height=500, legend="bottom")
 
 
 # ----------------------------------------------------------------- samplers
@@ -295,7 +304,7 @@ def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardnes
                         hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_layout(showlegend=False)
-    return _layout(fig, title=title, xaxis="hardness (mean similarity of sampled negatives)",
+    return _layout(fig, title=title, height=450, xaxis="hardness (mean similarity of sampled negatives)",
                    yaxis="FN risk (share truly relevant)")
 
 

@@ -15,22 +15,30 @@ st.caption("Where labelled positives, negatives and ground-truth false negatives
            "and how well P(false negative | s) matches reality.")
 
 
-def _estimators(smp, prior: float) -> dict:
-    """name -> posterior: the paper's Gaussian, plus every estimator fnlab.posterior offers."""
-    from fnlab.posterior import GaussianPosterior
+def _estimators(run_posterior, smp, prior: float) -> dict:
+    """name -> posterior: the run's fitted posterior (prior from the slider), plus every estimator
+    fnlab.posterior offers, fitted here on this split (labelled positives vs a random negative sample)."""
+    import dataclasses
 
-    out = {"gaussian (paper fit)": GaussianPosterior.fit(smp.positive, smp.hardest, prior_pos=prior)}
+    base = run_posterior
+    if dataclasses.is_dataclass(base) and hasattr(base, "prior_pos"):
+        base = dataclasses.replace(base, prior_pos=prior)
+    out = {"run's posterior (posterior.json)": base}
     post = state.optional("fnlab.posterior")
     if post is not None and hasattr(post, "estimators") and hasattr(post, "fit_posterior"):
         for name in post.estimators():
-            if name == "gaussian":
-                continue
             try:
-                out[name] = post.fit_posterior(name, pos_sims=smp.positive, neg_sims=smp.hardest,
-                                               unlabelled_sims=smp.hard, prior=prior)
+                out[f"{name} (fitted on {st.session_state.get('split', 'test')})"] = post.fit_posterior(
+                    name, pos_sims=smp.positive, neg_sims=smp.negative, unlabelled_sims=smp.hard, prior=prior)
             except (ValueError, TypeError, RuntimeError) as err:
                 st.caption(f"estimator {name!r} could not be fitted: {err}")
     return out
+
+
+def _fit_params(post) -> dict | None:
+    p = post.params() if hasattr(post, "params") else {}
+    keys = ("pos_mean", "pos_std", "neg_mean", "neg_std")
+    return {k: float(p[k]) for k in keys} if all(k in p for k in keys) else None
 
 
 def _page():
@@ -46,12 +54,12 @@ def _page():
                                "match; with ground truth, compare the reliability diagram.")
     prior = float(10 ** log_prior)
     smp = state.similarity_sample(str(root), name, split, direction)
-    ests = _estimators(smp, prior)
-    gauss = ests["gaussian (paper fit)"]
+    ests = _estimators(state.run_posterior(root, name), smp, prior)
+    gauss = next(iter(ests.values()))
 
     scope = st.radio("Histogram of", ["whole split", "one query"], horizontal=True, key="ds_scope")
     if scope == "whole split":
-        fig = viz.similarity_histogram(smp.positive, smp.negative, fn_sims=smp.false_negative, fit=gauss.params(),
+        fig = viz.similarity_histogram(smp.positive, smp.negative, fn_sims=smp.false_negative, fit=_fit_params(gauss),
                                        title=f"Similarities on the {split} split ({explore.DIRECTIONS[direction]})")
     else:
         s = state.sides(str(root), name, split, direction)
@@ -61,7 +69,7 @@ def _page():
         pos = b.positive_mask[0].numpy()
         fn = b.false_negative_mask[0].numpy() if b.false_negative_mask is not None else None
         fig = viz.similarity_histogram(sims[pos], sims[~pos & ~(fn if fn is not None else False)],
-                                       fn_sims=sims[fn] if fn is not None else None, fit=gauss.params(), bins=40,
+                                       fn_sims=sims[fn] if fn is not None else None, fit=_fit_params(gauss), bins=40,
                                        marker=float(b.pos_sims[0]), title=f"Similarities of query #{q}")
     st.plotly_chart(fig, width="stretch", key="ds_hist")
 
