@@ -16,9 +16,9 @@ DEMO_EPOCHS = 3
 
 def demo_config(**overrides) -> dict:
     """A short run on the sample data (shapes), sized to finish in under a minute on 2 CPU cores."""
-    # The shapes generator with a smaller training split (800 images, 4000 captions); val/test as in the
+    # The shapes generator with a smaller training split (600 images, 3000 captions); val/test as in the
     # sample data. The full 2000-image training split takes ~3 min for 3 epochs on 2 busy cores.
-    cfg = {"dataset": "shapes", "dataset_options": {"n_train": 800}, "sampler": "fne", "epochs": DEMO_EPOCHS,
+    cfg = {"dataset": "shapes", "dataset_options": {"n_train": 600}, "sampler": "fne", "epochs": DEMO_EPOCHS,
            "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 1024, "seed": 0, "device": "auto"}
     cfg.update(overrides)
     return cfg

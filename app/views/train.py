@@ -12,7 +12,7 @@ state.sidebar()
 st.caption("Train a small dual encoder on the chosen dataset with any negative sampler. "
            "The run is saved in the runs folder and appears on every other page.")
 
-DATASETS = {"sample data: shapes (smaller train split, fast)": ("shapes", {"n_train": 800}),
+DATASETS = {"shapes, small (600 training images, fast)": ("shapes", {"n_train": 600}),
             "shapes (full)": ("shapes", {}), "digits": ("digits", {})}
 
 
