@@ -302,7 +302,7 @@ def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardnes
                         text=[str(row.sampler)], textposition="top center" if i % 2 == 0 else "bottom center",
                         marker=dict(size=16, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
                         hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(tickformat=".1%", rangemode="tozero")
     fig.update_layout(showlegend=False)
     return _layout(fig, title=title, height=450, xaxis="hardness (mean similarity of sampled negatives)",
                    yaxis="FN risk (share truly relevant)")
@@ -357,9 +357,9 @@ def training_curves(
                 fig.add_scatter(x=x, y=df[c], mode="lines+markers", name=run, legendgroup=run,
                                 showlegend=j == 1, line=dict(color=colour, width=2), row=1, col=j)
         for j in range(1, len(cols) + 1):
-            fig.update_xaxes(title_text="epoch", row=1, col=j)
+            fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=j)
     if "sampled_fn_rate" in cols:
-        fig.update_yaxes(tickformat=".0%", row=1, col=cols.index("sampled_fn_rate") + 1)
+        fig.update_yaxes(tickformat=".1%", row=1, col=cols.index("sampled_fn_rate") + 1)
     return _layout(fig, title=title, height=360)
 
 

@@ -58,7 +58,7 @@ def _page():
     fig = viz.embedding_scatter(xy, color=colour, row_ids=np.arange(n_a + n_b), hover=hover, symbol=modality,
                                 color_name=colour_by, highlight=highlight,
                                 title=f"{n_a:,} images and {n_b:,} captions ({split} split)")
-    left, right = st.columns([3, 2])
+    left, right = st.columns([2, 1])
     with left:
         st.plotly_chart(fig, width="stretch", on_select=_on_select,
                         selection_mode=("points", "box", "lasso"), key="map_chart")
