@@ -294,6 +294,9 @@ def sidebar() -> None:
                       help="Folder holding trained runs (env FNLAB_RUNS sets the default).")
         names = run_names(runs_root())
         if names:
+            pending = st.session_state.pop("run_pending", None)
+            if pending in names:
+                st.session_state["run"] = pending
             if st.session_state.get("run") not in names:
                 st.session_state["run"] = names[-1]
             st.selectbox("Run", names, key="run", help="Trained run used by the analysis pages.")

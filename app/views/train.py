@@ -19,13 +19,14 @@ DATASETS = {"shapes, small (600 training images, fast)": ("shapes", {"n_train": 
 def _page():
     smp = state.need("fnlab.samplers", "Samplers")
     train = state.need("fnlab.train", "Training")
+    # Outside the form: changing the sampler must redraw its parameter fields at once.
+    c1, c2, c3 = st.columns(3)
+    ds_label = c1.selectbox("Dataset", list(DATASETS), key="tr_dataset")
+    sampler = c2.selectbox("Sampler", smp.available(), index=smp.available().index("fne")
+                           if "fne" in smp.available() else 0, key="tr_sampler")
+    losses = list(getattr(train, "TRAIN_LOSSES", ("triplet", "infonce")))
+    loss = c3.selectbox("Loss", losses, key="tr_loss")
     with st.form("train_form"):
-        c1, c2, c3 = st.columns(3)
-        ds_label = c1.selectbox("Dataset", list(DATASETS), key="tr_dataset")
-        sampler = c2.selectbox("Sampler", smp.available(), index=smp.available().index("fne")
-                               if "fne" in smp.available() else 0, key="tr_sampler")
-        losses = list(getattr(train, "TRAIN_LOSSES", ("triplet", "infonce")))
-        loss = c3.selectbox("Loss", losses, key="tr_loss")
         c4, c5, c6, c7 = st.columns(4)
         epochs = c4.number_input("Epochs", 1, 100, 3, key="tr_epochs")
         batch = c5.number_input("Batch size", 8, 1024, 128, step=8, key="tr_batch")
@@ -59,8 +60,9 @@ def _page():
     cfg = demo_config(dataset=ds_name, dataset_options=ds_opts, sampler=sampler, loss=loss, epochs=int(epochs),
                       batch_size=int(batch), queue_size=int(queue), seed=int(seed), sampler_params=params)
     run = run_training(cfg, state.runs_root(), name=name.strip() or None)
-    st.success(f"Run **{run.name}** saved in `{state.runs_root()}`. Pick it in the sidebar.")
     st.session_state["run_pending"] = run.name
+    st.success(f"Run **{run.name}** saved in `{state.runs_root()}`.")
+    st.button("Show it on every page", key="tr_show", type="primary")  # a rerun selects it in the sidebar
 
 
 state.guard(_page)
