@@ -152,7 +152,8 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
         d["similarity"] = float(s)
         d["status"] = _pair_status(ds, fn, focus, int(i), n_a)
         rows.append(d)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=cfg)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=cfg,
+                 column_order=["image", "similarity", "status", "kind", "text", "id"])
 
 
 def _pair_status(ds, fn, x: int, y: int, n_a: int) -> str:
