@@ -47,6 +47,10 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
 }
 
 
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -91,6 +95,17 @@ def main(argv: list[str] | None = None) -> int:
                 "posterior": (out["posterior"] or {}).get("estimator"),
                 "sec_per_epoch": sum(m["seconds"] for m in out["metrics"]) / len(out["metrics"]),
                 "val_rsum_last": last["val_rsum"], "epochs": args.epochs, "seed": args.seed,
+                # validation rSum after the warm-up epoch(s) (same for every sampler): did the sampler
+                # phase improve on plain VSE++ or hurt it?
+                "val_rsum_warmup": next((m["val_rsum"] for m in reversed(out["metrics"]) if m.get("warmup")), None),
+                "val_rel_rsum_warmup": next((m.get("val_relevant_rsum") for m in reversed(out["metrics"])
+                                             if m.get("warmup")), None),
+                "val_rel_rsum_last": last.get("val_relevant_rsum"),
+                # fne: share of sampler steps that used the running posterior, confident pairs per epoch
+                "fne_on": _mean([m["posterior_active"] for m in out["metrics"]
+                                 if "posterior_active" in m and not m.get("warmup")]),
+                "confident": _mean([m["confident_pairs"] for m in out["metrics"]
+                                    if "confident_pairs" in m and not m.get("warmup")]),
                 "wall_s": time.perf_counter() - t0,
             }
             for k in ("recall",):
@@ -106,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "reproduce.csv", index=False)
-    cols = ["dataset", "sampler", "rsum", "relevant_rsum", "r_precision", "sampled_fn_rate", "fn_auroc", "fn_ap",
-            "fn_ece", "sec_per_epoch"]
+    cols = ["dataset", "sampler", "rsum", "relevant_rsum", "r_precision", "val_rsum_warmup", "val_rsum_last",
+            "val_rel_rsum_warmup", "val_rel_rsum_last", "sampled_fn_rate", "fne_on", "confident", "fn_auroc",
+            "fn_ap", "fn_ece", "sec_per_epoch"]
     lines = [
         f"Measured by `python bench/reproduce.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
         f"(epochs {args.epochs}, seed {args.seed}, shapes n_train {args.n_train}, queue {args.queue_size}, "
@@ -120,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for c in cols:
             v = r[c]
-            if isinstance(v, float):
-                cells.append("-" if pd.isna(v) else f"{v:.3f}" if c.startswith(("fn_", "sampled")) else f"{v:.1f}")
+            if v is None or isinstance(v, float):
+                v = float("nan") if v is None else v
+                cells.append("-" if pd.isna(v) else f"{v:.3f}" if c.startswith(("fn_", "sampled")) or c == "fne_on"
+                             else f"{v:.1f}")
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")

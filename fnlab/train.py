@@ -22,7 +22,9 @@ VSE++ (hardest in-batch negative, no queue), and the queue starts filling after 
 paper. For ``fne``, :class:`fnlab.posterior.RunningGaussianStats` collects the similarities of
 *confident* in-batch pairs (image-to-text and text-to-image top-1 both correct) and their hardest
 in-batch negatives, is reset every epoch, and is used by the sampler once it holds more than 200
-positives.
+positives. The per-epoch metrics ``confident_pairs`` (positives collected in the epoch),
+``posterior_active`` (share of the epoch's steps that sampled with the posterior) and
+``posterior_on_step`` (the step it switched on; NaN: never) show whether FNE actually ran.
 
 Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
 ``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
@@ -87,6 +89,12 @@ class TrainConfig:
         num_negatives: negatives picked per anchor and direction.
         posterior: estimator for ``posterior.json`` (:func:`fnlab.posterior.fit_posterior`).
         fn_top_k: candidates per caption for the FN-detection metrics.
+        fit_top_k: unlabelled candidates per caption that ``posterior.json`` is fitted on (labels
+            only). Wider than ``fn_top_k``: on ``shapes`` a caption's top-10 unlabelled images are
+            mostly true matches, their hardest one is on average *more* similar than the labelled
+            image (0.60 vs 0.56), and the mixture fit then drives the prior to 0 and yields a
+            non-monotone posterior (AUROC 0.42 < 0.64 of the raw similarity); top-50 gives a
+            monotone fit (AUROC 0.64, ECE 0.26 vs 0.38) on the same embeddings.
         seed: seeds torch, numpy shuffling and the sampler's generator.
         device: ``auto``, ``cpu`` or ``cuda``.
         num_threads: CPU threads for torch during training (``None``: torch's default). On a
@@ -118,6 +126,7 @@ class TrainConfig:
     num_negatives: int = 1
     posterior: str = "gaussian"
     fn_top_k: int = 10
+    fit_top_k: int = 50
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
@@ -146,6 +155,7 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
+        need(self.fit_top_k >= 1, "fit_top_k", "must be >= 1")
         need(self.fne_prior == "auto" or (isinstance(self.fne_prior, int | float) and 0 < self.fne_prior < 1),
              "fne_prior", "must be 'auto' or a float in (0, 1)")
         self.eval_splits = tuple(self.eval_splits)
@@ -422,8 +432,15 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
             model.train()
             stats.reset()
             in_warmup = epoch <= warmup
+            if use_queue and epoch == warmup + 1 and warmup > 0:
+                # the queue starts now: restart the momentum twin from the warmed-up online model.
+                # Copied at initialisation, after one warm-up epoch of ~40-80 steps it would still
+                # be 0.995^steps = 70-80% random init, and the whole queue would hold near-random
+                # features (the paper starts from pretrained encoders with thousands of steps per epoch).
+                twin.load_state_dict(model.state_dict())
             order = torch.from_numpy(np_rng.permutation(n_b)).to(device)
             loss_sum, picked, picked_fn = 0.0, [0, 0], [0, 0]
+            active_steps, first_active = 0, None  # fne: steps that sampled with the running posterior
             for step in range(steps):
                 bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 aidx = b_to_a[bidx]
@@ -436,7 +453,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 else:
                     with torch.no_grad():
                         if config.sampler == "fne":
+                            # accumulates over all batches of the epoch (reset at the epoch start)
                             stats.update((fa @ fb.T).detach(), ids=aidx)
+                            if stats.ready:
+                                active_steps += 1
+                                first_active = step + 1 if first_active is None else first_active
                     if use_queue:
                         with torch.no_grad():
                             ka, kb = twin.encode_a(a_all[aidx]), twin.encode_b(b_all[bidx])
@@ -498,6 +519,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
             if config.sampler == "fne":
                 row["fne_prior"] = stats.prior_pos
                 row["fne_confident"] = float(stats.count)  # confident positives collected this epoch
+                row["confident_pairs"] = float(stats.count)
+                # share of this epoch's steps that sampled with the running posterior (0: FNE never
+                # ran, the sampler was SimANS without cut-down), and the step at which it switched on
+                row["posterior_active"] = 0.0 if in_warmup else active_steps / steps
+                row["posterior_on_step"] = float(first_active) if first_active is not None else float("nan")
             row["warmup"] = float(in_warmup)
             history.append(row)
             if writer is not None:
@@ -517,7 +543,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                                encode_side(model, val_ds.b_inputs, "b", device=device))
         if val_ds.n_a > 1:
-            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, top_k=config.fn_top_k)
+            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, top_k=config.fit_top_k)
         last_rate = history[-1]["sampled_fn_rate"]
         last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
         eval_split = config.eval_splits[-1] if config.eval_splits else "val"

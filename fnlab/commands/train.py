@@ -112,8 +112,12 @@ class _TqdmCallback:
             self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
 
     def on_epoch_end(self, epoch, metrics) -> None:
+        extra = {}
+        if "posterior_active" in metrics:  # fne: did the running posterior switch on this epoch?
+            extra = {"confident": int(metrics.get("confident_pairs", 0)),
+                     "fne_on": f"{metrics['posterior_active']:.2f}"}
         self.bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}", val_rsum=f"{metrics['val_rsum']:.1f}",
-                             fn_rate=f"{metrics['sampled_fn_rate']:.3f}")
+                             fn_rate=f"{metrics['sampled_fn_rate']:.3f}", **extra)
 
     def on_train_end(self, run) -> None:
         self.bar.close()

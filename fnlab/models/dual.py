@@ -53,7 +53,8 @@ class DualEncoder(nn.Module):
         return self.encode_a(inputs_a), self.encode_b(inputs_b)
 
 
-def _spec_for(dataset: Any, dim: int, text_encoder: str, width: int, hidden: int) -> dict[str, Any]:
+def _spec_for(dataset: Any, dim: int, text_encoder: str, width: int, hidden: int,
+              norm: str = "group") -> dict[str, Any]:
     where = f"dataset {getattr(dataset, 'name', '?')!r} split {getattr(dataset, 'split', '?')!r}"
     spec: dict[str, Any] = {"dim": int(dim), "a_kind": dataset.a_kind, "b_kind": dataset.b_kind,
                             "width": int(width), "hidden": int(hidden), "text_encoder": text_encoder}
@@ -61,6 +62,7 @@ def _spec_for(dataset: Any, dim: int, text_encoder: str, width: int, hidden: int
     if a is None:
         raise ValueError(f"{where}: field 'a_inputs' is missing; a dual encoder needs side-A inputs")
     if dataset.a_kind == "pixels":
+        spec["norm"] = norm
         if a.ndim == 3:
             spec.update(in_channels=1, image_size=[int(a.shape[1]), int(a.shape[2])])
         elif a.ndim == 4:
@@ -90,7 +92,8 @@ def dual_encoder_from_spec(spec: dict[str, Any]) -> DualEncoder:
         dim = int(spec["dim"])
         if spec["a_kind"] == "pixels":
             enc_a: nn.Module = PixelCNN(int(spec["in_channels"]), tuple(spec["image_size"]), dim=dim,
-                                        width=int(spec.get("width", 16)))
+                                        width=int(spec.get("width", 16)),
+                                        norm=spec.get("norm", "none"))  # specs saved before ``norm``: none
         else:
             enc_a = FeatureMLP(int(spec["a_dim"]), dim=dim, hidden=int(spec.get("hidden", 256)))
         if spec["b_kind"] == "tokens":
@@ -103,7 +106,7 @@ def dual_encoder_from_spec(spec: dict[str, Any]) -> DualEncoder:
 
 
 def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "cnn", width: int = 16,
-                       hidden: int = 256) -> DualEncoder:
+                       hidden: int = 256, norm: str = "group") -> DualEncoder:
     """A :class:`DualEncoder` suited to ``dataset`` (a :class:`fnlab.data.base.MatchingDataset`).
 
     Args:
@@ -112,13 +115,14 @@ def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "cnn"
         text_encoder: ``"cnn"``, ``"gru"`` or ``"bag"`` for token inputs.
         width: first conv width of the pixel CNN.
         hidden: hidden width of the feature MLPs.
+        norm: pixel CNN normalisation, ``"group"`` (default) or ``"none"``.
 
     Raises:
         ValueError: inputs missing or of an unknown kind (message names the field).
     """
     if dim < 1:
         raise ValueError(f"dim must be positive, got {dim}")
-    return dual_encoder_from_spec(_spec_for(dataset, dim, text_encoder, width, hidden))
+    return dual_encoder_from_spec(_spec_for(dataset, dim, text_encoder, width, hidden, norm))
 
 
 def momentum_copy(model: nn.Module) -> nn.Module:

@@ -37,34 +37,50 @@ class PixelCNN(nn.Module):
 
     Stride-2 conv blocks halve the map until it is 4x4 (32 -> 16 -> 8 -> 4; 8x8 digits: one
     block), then the 4x4 map is flattened (not pooled), so positions ("on the left") stay
-    visible to the MLP head. No batch norm: the momentum twin of FNE then needs no buffers.
+    visible to the MLP head. Each conv is followed by GroupNorm (``norm="group"``, the
+    default; no running buffers, so the momentum twin of FNE stays a pure parameter EMA and
+    batches full of repeated images do not skew statistics). Without it (``norm="none"``,
+    the layout of models saved before the option existed) the from-scratch CNN learned about
+    4x slower on ``shapes`` (val rSum ~100 vs ~400 after 3 epochs of 39 steps).
+    Inputs are centred (``x - 0.5``).
 
     Args:
         in_channels: C (3 for RGB, 1 for grey).
         image_size: (H, W) of the inputs (decides how many stride-2 blocks fit).
         dim: output feature size.
         width: channels of the first block (doubled per block, at most 4x).
+        norm: ``"group"`` (GroupNorm after every conv) or ``"none"``.
 
     Shapes:
         input ``[N, C, H, W]`` -> output ``[N, dim]``.
     """
 
-    def __init__(self, in_channels: int, image_size: tuple[int, int], dim: int = 64, width: int = 16) -> None:
+    def __init__(self, in_channels: int, image_size: tuple[int, int], dim: int = 64, width: int = 16,
+                 norm: str = "group") -> None:
         super().__init__()
         if in_channels < 1 or dim < 1 or width < 1:
             raise ValueError(f"PixelCNN needs positive in_channels, dim and width, got {in_channels}, {dim}, {width}")
+        if norm not in ("group", "none"):
+            raise ValueError(f"PixelCNN norm must be 'group' or 'none', got {norm!r}")
+        self.norm = norm
+
+        def block(c_in: int, c_out: int, k: int, stride: int) -> list[nn.Module]:
+            conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
+            if norm == "none":
+                return [conv, nn.ReLU(inplace=True)]
+            return [conv, nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True)]
         h, w = image_size
         layers: list[nn.Module] = []
         c_in, c_out = in_channels, width
         first = True
         while min(h, w) // 2 >= 4:
             k = 5 if first else 3
-            layers += [nn.Conv2d(c_in, c_out, k, stride=2, padding=k // 2), nn.ReLU(inplace=True)]
+            layers += block(c_in, c_out, k, 2)
             h, w = (h + 1) // 2, (w + 1) // 2
             c_in, c_out = c_out, min(c_out * 2, width * 4)
             first = False
         # one stride-1 block when the input is already small (8x8 digits)
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((4, 4))]
+        layers += block(c_in, c_out, 3, 1) + [nn.AdaptiveAvgPool2d((4, 4))]
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_out * 16, 4 * dim), nn.ReLU(inplace=True),
                                   nn.Linear(4 * dim, dim))
@@ -75,7 +91,10 @@ class PixelCNN(nn.Module):
             x = x.unsqueeze(1)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"PixelCNN expects pixels [N, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
-        return self.head(self.features(pixels_to_float(x)))
+        x = pixels_to_float(x)
+        if self.norm != "none":
+            x = x - 0.5
+        return self.head(self.features(x))
 
 
 class TokenEncoder(nn.Module):
