@@ -100,3 +100,15 @@ def test_bad_inputs_raise_clear_errors():
     ds.a_inputs = None
     with pytest.raises(ValueError, match="a_inputs"):
         build_dual_encoder(ds)
+
+
+def test_pixel_cnn_norm_option_and_old_specs():
+    ds = tiny_dataset("pixels", "tokens", channels=3, size=32)
+    model = build_dual_encoder(ds, dim=8)
+    assert model.spec["norm"] == "group"
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.encoder_a.modules())
+    old = {k: v for k, v in model.spec.items() if k != "norm"}  # a spec saved before the option
+    plain = dual_encoder_from_spec(old)
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.encoder_a.modules())
+    with pytest.raises(ValueError, match="norm"):
+        PixelCNN(3, (32, 32), norm="batch")

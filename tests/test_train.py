@@ -120,3 +120,15 @@ def test_bad_config_names_the_field():
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="sampler"):
         train(tiny_config(sampler="nope"))
+
+
+def test_fne_posterior_switch_is_recorded_per_epoch():
+    """Running FNE stats accumulate over the epoch's batches; the switch-on is logged."""
+    cfg = dict(sampler="fne", sampler_params={"mode": "paper"}, queue_size=96, epochs=2, warmup_epochs=1,
+               min_confident=3, eval_splits=("val",))
+    on = train(tiny_config(**cfg))["metrics"]
+    assert on[0]["posterior_active"] == 0.0 and on[0]["confident_pairs"] == 0.0  # warm-up: no sampling
+    assert on[1]["confident_pairs"] > 3  # summed over the epoch's batches, not one batch
+    assert 0.0 < on[1]["posterior_active"] <= 1.0 and on[1]["posterior_on_step"] >= 1
+    off = train(tiny_config(**{**cfg, "min_confident": 10**6}))["metrics"]
+    assert off[1]["posterior_active"] == 0.0 and math.isnan(off[1]["posterior_on_step"])
