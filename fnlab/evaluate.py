@@ -44,7 +44,7 @@ from fnlab.similarity import topk
 KS: tuple[int, ...] = (1, 5, 10)
 
 __all__ = [
-    "KS", "Candidates", "evaluate_embeddings", "retrieval_recall", "r_precision", "fn_candidates",
+    "KS", "Candidates", "evaluate_embeddings", "retrieval_recall", "r_precision", "fn_candidates", "pool_candidates",
     "fn_detection", "expected_calibration_error",
 ]
 
@@ -201,6 +201,40 @@ def fn_candidates(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, top_k: 
     )
 
 
+def pool_candidates(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, max_pairs: int = 2_000_000,
+                    seed: int = 0) -> Candidates:
+    """Every unlabelled (caption, image) pair of the split: the pool FNE's posterior weighs.
+
+    FNE applies ``P_fn`` to every entry of its candidate pool (batch plus memory queue), so the
+    posterior's detection quality and calibration are measured over unlabelled pairs drawn
+    uniformly, not only over the hardest ones. Splits with more than ``max_pairs`` unlabelled pairs
+    use a seeded uniform sample of ``max_pairs`` of them. ``rank`` is ``-1`` (not ranked).
+
+    Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]`` -> :class:`Candidates` of up to ``max_pairs``.
+    """
+    ea, eb = _check_embeddings(emb_a, emb_b, dataset)
+    n_b, n_a = dataset.n_b, dataset.n_a
+    if n_b * n_a <= max_pairs:
+        q, c = np.divmod(np.arange(n_b * n_a, dtype=np.int64), n_a)
+    else:
+        rng = np.random.default_rng(seed)
+        flat = rng.choice(n_b * n_a, size=max_pairs, replace=False)
+        q, c = np.divmod(flat.astype(np.int64), n_a)
+    keep = c != dataset.b_to_a[q]
+    q, c = q[keep], c[keep]
+    if n_b * n_a <= max_pairs:
+        sims = (eb @ ea.T)[q, c].astype(np.float32)
+    else:  # row pairs in blocks: never a [max_pairs, d] copy of the embeddings
+        sims = np.concatenate([np.einsum("ij,ij->i", eb[q[i:i + 65536]], ea[c[i:i + 65536]])
+                               for i in range(0, len(q), 65536)]).astype(np.float32)
+    pos = np.einsum("ij,ij->i", eb, ea[dataset.b_to_a])
+    label = None
+    if dataset.relevance is not None:
+        label = _sparse_lookup(dataset.relevance, q[:, None], c[:, None])[:, 0]
+    return Candidates(query=q, candidate=c, rank=np.full(q.shape, -1, dtype=np.int64), similarity=sims,
+                      positive_similarity=pos[q].astype(np.float32), label=label)
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> float:
     """ECE with ``n_bins`` equal-width bins on [0, 1]: ``sum_b |B_b| / N * |mean(y_b) - mean(p_b)|``."""
     p = np.asarray(probs, dtype=np.float64).ravel()
@@ -251,7 +285,11 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
     Returns:
         ``{"recall": {"i2t": {"1","5","10"}, "t2i": {...}, "rsum"}, "relevant_recall": same or None,
         "r_precision": {"i2t", "t2i"} or None, "fn_detection": {"auroc", "ap", "ece"} or None,
-        "sampled_fn_rate": float or None}``; recalls and R-precision in percent.
+        "sampled_fn_rate": float or None}``; recalls and R-precision in percent. ``fn_detection`` is
+        measured over every unlabelled pair of the split (:func:`pool_candidates`, the pool the FNE
+        posterior weighs); where it is given, ``fn_detection_topk`` holds the same metrics over each
+        caption's ``fn_top_k`` most similar unlabelled images (:func:`fn_candidates`, a scan's view:
+        the near misses, far harder to tell apart).
 
     Raises:
         ValueError: embeddings do not match the dataset (message names which and what was expected).
@@ -265,6 +303,7 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
     if dataset.relevance is not None:
         out["r_precision"] = r_precision(ea, eb, dataset.relevance)
         if posterior is not None and dataset.n_a > 1:
-            out["fn_detection"] = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend),
-                                               posterior)
+            out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior)
+            top = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend), posterior)
+            out["fn_detection_topk"] = {"k": int(fn_top_k), **top}
     return out

@@ -89,12 +89,6 @@ class TrainConfig:
         num_negatives: negatives picked per anchor and direction.
         posterior: estimator for ``posterior.json`` (:func:`fnlab.posterior.fit_posterior`).
         fn_top_k: candidates per caption for the FN-detection metrics.
-        fit_top_k: unlabelled candidates per caption that ``posterior.json`` is fitted on (labels
-            only). Wider than ``fn_top_k``: on ``shapes`` a caption's top-10 unlabelled images are
-            mostly true matches, their hardest one is on average *more* similar than the labelled
-            image (0.60 vs 0.56), and the mixture fit then drives the prior to 0 and yields a
-            non-monotone posterior (AUROC 0.42 < 0.64 of the raw similarity); top-50 gives a
-            monotone fit (AUROC 0.64, ECE 0.26 vs 0.38) on the same embeddings.
         seed: seeds torch, numpy shuffling and the sampler's generator.
         device: ``auto``, ``cpu`` or ``cuda``.
         num_threads: CPU threads for torch during training (``None``: torch's default). On a
@@ -126,7 +120,6 @@ class TrainConfig:
     num_negatives: int = 1
     posterior: str = "gaussian"
     fn_top_k: int = 10
-    fit_top_k: int = 50
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
@@ -155,7 +148,6 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
-        need(self.fit_top_k >= 1, "fit_top_k", "must be >= 1")
         need(self.fne_prior == "auto" or (isinstance(self.fne_prior, int | float) and 0 < self.fne_prior < 1),
              "fne_prior", "must be 'auto' or a float in (0, 1)")
         self.eval_splits = tuple(self.eval_splits)
@@ -184,7 +176,7 @@ class TrainConfig:
         """Inverse of :meth:`to_dict` and :meth:`to_run_config` (extra run keys such as
         ``model_spec`` are ignored; unknown keys otherwise raise)."""
         d = dict(d)
-        for extra in ("model_spec",):
+        for extra in ("model_spec", "fit_top_k"):  # fit_top_k: runs written before the pool fit
             d.pop(extra, None)
         if isinstance(d.get("dataset"), dict):
             spec = d.pop("dataset")
@@ -294,25 +286,24 @@ def _build_sampler(config: TrainConfig, stats: Any):
 
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "gaussian",
-                      top_k: int = 10) -> Any:
+                      n_unlabelled: int = 50_000, seed: int = 0) -> Any:
     """Fit the posterior of a run on one split's embeddings (labels only, never ground truth).
 
-    Positive similarities: every caption with its labelled image. Negative similarities: the
-    caption's hardest unlabelled image (as FNE fits ``N(mu-, var-)`` on hardest negatives).
-    Unlabelled similarities (for estimators that use them): each caption's ``top_k`` unlabelled
-    images, the candidate set of :func:`fnlab.evaluate.fn_candidates`.
+    Positive similarities: every caption with its labelled image. Negative and unlabelled
+    similarities: a seeded uniform sample of ``n_unlabelled`` unlabelled (caption, image) pairs, the
+    pool the posterior is applied to; with ``prior="auto"`` the prior P(pos) among unlabelled pairs
+    is estimated by EM with the positive component anchored on the labelled pairs (the same fit as
+    :func:`fnlab.scan.scan`). Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
     """
-    import fnlab.posterior as post
-    from fnlab.evaluate import fn_candidates
+    from fnlab.posterior import fit_posterior
 
-    cands = fn_candidates(emb_a, emb_b, dataset, top_k=top_k)
+    rng = np.random.default_rng(seed)
+    qi = rng.integers(dataset.n_b, size=n_unlabelled)
+    ci = rng.integers(dataset.n_a, size=n_unlabelled)
+    keep = ci != dataset.b_to_a[qi]
+    unlabelled = np.einsum("ij,ij->i", emb_b[qi[keep]], emb_a[ci[keep]]).astype(np.float64)
     pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a]).astype(np.float64)
-    hardest = cands.similarity[cands.rank == 0].astype(np.float64)
-    unlabelled = cands.similarity.astype(np.float64)
-    fit = getattr(post, "fit_posterior", None)
-    if fit is not None:
-        return fit(estimator, pos_sims=pos, neg_sims=hardest, unlabelled_sims=unlabelled, prior="auto")
-    return post.GaussianPosterior.fit(pos, hardest)
+    return fit_posterior(estimator, pos_sims=pos, neg_sims=unlabelled, unlabelled_sims=unlabelled, prior="auto")
 
 
 def estimate_pool_prior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, n: int = 20000,
@@ -543,7 +534,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                                encode_side(model, val_ds.b_inputs, "b", device=device))
         if val_ds.n_a > 1:
-            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, top_k=config.fit_top_k)
+            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed)
         last_rate = history[-1]["sampled_fn_rate"]
         last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
         eval_split = config.eval_splits[-1] if config.eval_splits else "val"

@@ -23,7 +23,8 @@ def test_train_then_eval_json(tmp_path, capsys):
 
     assert main(["eval", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"recall", "relevant_recall", "r_precision", "fn_detection", "sampled_fn_rate"}
+    assert set(result) == {"recall", "relevant_recall", "r_precision", "fn_detection", "fn_detection_topk",
+                           "sampled_fn_rate"}
     assert set(result["recall"]) == {"i2t", "t2i", "rsum"}
     assert set(result["recall"]["i2t"]) == {"1", "5", "10"}
     assert set(result["fn_detection"]) == {"auroc", "ap", "ece"}

@@ -153,12 +153,40 @@ def test_fn_candidates_and_detection_against_reference():
         assert sum(sims[q, i] > s + 1e-6 for i in others) < 4
     post = GaussianPosterior(0.6, 0.15, 0.0, 0.2, prior_pos=0.2)
     out = evaluate_embeddings(ea, eb, ds, posterior=post, fn_top_k=4)
-    det = out["fn_detection"]
-    assert set(det) == {"auroc", "ap", "ece"}
+    det = out["fn_detection_topk"]
+    assert set(det) == {"k", "auroc", "ap", "ece"} and det["k"] == 4
     from sklearn.metrics import roc_auc_score
     probs = post.prob_false_negative(torch.from_numpy(cands.similarity.astype(np.float64))).numpy()
     assert det["auroc"] == pytest.approx(roc_auc_score(cands.label, probs))
     assert 0.0 <= det["ece"] <= 1.0
+
+
+@pytest.mark.parametrize("max_pairs", [10_000, 40])
+def test_fn_detection_over_the_pool_against_loop_reference(max_pairs):
+    """fn_detection: every unlabelled (caption, image) pair (or a uniform sample of them)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from fnlab.evaluate import pool_candidates
+
+    ea, eb, ds = make_case(12, 3, 6, 5)
+    sims = eb @ ea.T
+    rel = ds.relevance.toarray()
+    cands = pool_candidates(ea, eb, ds, max_pairs=max_pairs, seed=1)
+    pairs = [(q, c) for q in range(ds.n_b) for c in range(ds.n_a) if c != ds.b_to_a[q]]
+    if max_pairs >= ds.n_b * ds.n_a:
+        assert sorted(zip(cands.query.tolist(), cands.candidate.tolist(), strict=True)) == pairs
+    else:
+        assert len(cands.query) <= max_pairs and len(set(zip(cands.query, cands.candidate, strict=True))) == len(cands.query)
+    for q, c, s, y in zip(cands.query, cands.candidate, cands.similarity, cands.label, strict=True):
+        assert c != ds.b_to_a[q] and s == pytest.approx(sims[q, c], abs=1e-5) and y == rel[q, c]
+    if max_pairs >= ds.n_b * ds.n_a:
+        post = GaussianPosterior(0.6, 0.15, 0.0, 0.2, prior_pos=0.2)
+        det = evaluate_embeddings(ea, eb, ds, posterior=post, fn_top_k=4)["fn_detection"]
+        s_ref = np.array([sims[q, c] for q, c in pairs])
+        y_ref = np.array([rel[q, c] for q, c in pairs])
+        p_ref = post.prob_false_negative(torch.from_numpy(s_ref)).numpy()
+        assert det["auroc"] == pytest.approx(roc_auc_score(y_ref, p_ref), abs=1e-6)
+        assert det["ap"] == pytest.approx(average_precision_score(y_ref, p_ref), abs=1e-6)
 
 
 def test_ece_against_loop_reference():
