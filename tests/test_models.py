@@ -8,15 +8,12 @@ import torch
 
 from fnlab.data.base import MatchingDataset
 from fnlab.models import (
-    DualEncoder,
     FeatureMLP,
     PixelCNN,
     TokenEncoder,
     build_dual_encoder,
     dual_encoder_from_spec,
     encode_side,
-    momentum_copy,
-    momentum_update,
 )
 
 
@@ -71,20 +68,6 @@ def test_gru_is_order_aware_and_ignores_padding():
     bag = TokenEncoder(10, dim=8, kind="bag").eval()
     torch.testing.assert_close(bag(x)[0], bag(x)[1])  # a bag ignores order
     torch.testing.assert_close(bag(x_long), bag(x))
-
-
-def test_momentum_update_matches_formula():
-    torch.manual_seed(0)
-    model = DualEncoder(FeatureMLP(4, 3, hidden=5), FeatureMLP(4, 3, hidden=0))
-    twin = momentum_copy(model)
-    assert all(not p.requires_grad for p in twin.parameters())
-    before = [p.clone() for p in twin.parameters()]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    momentum_update(model, twin, 0.9)
-    for b, p, q in zip(before, model.parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(q, 0.9 * b + 0.1 * p)
 
 
 def test_bad_inputs_raise_clear_errors():

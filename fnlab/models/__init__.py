@@ -6,13 +6,11 @@ from fnlab.models.dual import (
     build_dual_encoder,
     dual_encoder_from_spec,
     encode_side,
-    momentum_copy,
-    momentum_update,
     to_tensor,
 )
 from fnlab.models.encoders import TEXT_KINDS, FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
 
 __all__ = [
     "TEXT_KINDS", "DualEncoder", "FeatureMLP", "PixelCNN", "TokenEncoder", "build_dual_encoder", "dual_encoder_from_spec",
-    "encode_side", "l2_normalize", "momentum_copy", "momentum_update", "to_tensor",
+    "encode_side", "l2_normalize", "to_tensor",
 ]

@@ -9,7 +9,6 @@ The model's :attr:`DualEncoder.spec` is a plain dict from which
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,23 +122,6 @@ def build_dual_encoder(dataset: Any, dim: int = 64, *, text_encoder: str = "cnn"
     if dim < 1:
         raise ValueError(f"dim must be positive, got {dim}")
     return dual_encoder_from_spec(_spec_for(dataset, dim, text_encoder, width, hidden, norm))
-
-
-def momentum_copy(model: nn.Module) -> nn.Module:
-    """A frozen deep copy of ``model`` for a momentum (EMA) encoder (MoCo; FNE Sec. 3.3)."""
-    twin = copy.deepcopy(model)
-    for p in twin.parameters():
-        p.requires_grad_(False)
-    return twin
-
-
-@torch.no_grad()
-def momentum_update(online: nn.Module, twin: nn.Module, momentum: float) -> None:
-    """``theta_twin <- m theta_twin + (1 - m) theta_online`` for parameters; buffers are copied."""
-    for p, q in zip(online.parameters(), twin.parameters(), strict=True):
-        q.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
-    for b, c in zip(online.buffers(), twin.buffers(), strict=True):
-        c.copy_(b)
 
 
 def batches(n: int, batch_size: int) -> Iterator[slice]:
