@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,61 +67,18 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-class _FolderRun:
-    """Read-only fallback for a run folder when ``fnlab.runs`` is missing."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.name = path, path.name
-        self.config = json.loads((path / "config.json").read_text())
-
-    @property
-    def metrics(self) -> pd.DataFrame:
-        for f in ("metrics.parquet", "metrics.csv", "metrics.jsonl"):
-            p = self.path / f
-            if p.exists():
-                return (pd.read_parquet(p) if f.endswith("parquet") else pd.read_csv(p) if f.endswith("csv")
-                        else pd.read_json(p, lines=True))
-        return pd.DataFrame()
-
-    def load_array(self, name: str) -> np.ndarray:
-        return np.load(self.path / (name if name.endswith(".npy") else f"{name}.npy"), allow_pickle=False)
-
-    def load_json(self, name: str) -> Any:
-        return json.loads((self.path / (name if name.endswith(".json") else f"{name}.json")).read_text())
-
-    def load_table(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(self.path / (name if name.endswith(".parquet") else f"{name}.parquet"))
-
-    def save_table(self, name: str, df: pd.DataFrame) -> None:
-        import tempfile
-
-        target = self.path / (name if name.endswith(".parquet") else f"{name}.parquet")
-        fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
-        os.close(fd)
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-
-
 def run_names(root: Path) -> list[str]:
     return _run_names(str(root), _mtime(root))
 
 
 @st.cache_data(show_spinner=False, ttl=30)
 def _run_names(root: str, _mtime_key: float) -> list[str]:
-    runs = optional("fnlab.runs")
-    if runs is not None and Path(root).is_dir():
-        try:
-            df = runs.RunStore(root).list()
-            if len(df):
-                col = "name" if "name" in df.columns else df.columns[0]
-                return sorted(map(str, df[col].tolist()))
-            return []
-        except Exception:  # noqa: BLE001 - fall back to scanning folders
-            pass
-    p = Path(root)
-    if not p.is_dir():
+    """Complete runs only (``fnlab.runs`` never lists a run still being written)."""
+    if not Path(root).is_dir():
         return []
-    return sorted(d.name for d in p.iterdir() if (d / "config.json").is_file() and not d.name.startswith("."))
+    from fnlab.runs import RunStore
+
+    return sorted(RunStore(root).names())
 
 
 def get_run(root: Path, name: str):
@@ -131,10 +87,9 @@ def get_run(root: Path, name: str):
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _get_run(root: str, name: str, _mtime_key: float):
-    runs = optional("fnlab.runs")
-    if runs is not None:
-        return runs.RunStore(root).load(name)
-    return _FolderRun(Path(root) / name)
+    from fnlab.runs import RunStore
+
+    return RunStore(root).load(name)
 
 
 def run_metrics(root: Path, name: str) -> pd.DataFrame:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fnlab.runs import atomic_write
 
 
 def default_cache_dir() -> Path:
@@ -142,14 +143,11 @@ def umap_2d(
         )
         out = np.asarray(reducer.fit_transform(_unit(emb)), dtype=np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, out, allow_pickle=False)
-            os.replace(tmp, path)
+        try:  # the cache is an optimisation: a failed write is not an error
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda t: _save_npy(t, out))
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
+            pass
     return out
 
 
@@ -196,3 +194,8 @@ def _get(obj: Any, key: str, default: Any) -> Any:
         return obj[key]
     except (KeyError, TypeError, IndexError):
         return getattr(obj, key, default)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
+
+from fnlab.runs import atomic_write
 
 FALSE_NEGATIVE = "false negative"
 TRUE_NEGATIVE = "true negative"
@@ -114,13 +115,8 @@ class FolderDecisions(RunDecisions):
 
     def save(self, df: pd.DataFrame) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".parquet.tmp")
-        os.close(fd)
-        try:
-            (_normalise(df) if len(df) else empty()).to_parquet(tmp, index=False)
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        table = _normalise(df) if len(df) else empty()
+        atomic_write(self.path, lambda t: table.to_parquet(t, index=False))
 
 
 def merge(suspects: pd.DataFrame, decisions: pd.DataFrame, *, direction: str | None = None) -> pd.DataFrame:

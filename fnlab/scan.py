@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -51,6 +50,7 @@ import scipy.sparse as sp
 import torch
 
 from fnlab.posterior import GaussianPosterior
+from fnlab.runs import atomic_write
 from fnlab.similarity import DEFAULT_CHUNK_SIZE, build_index, topk
 
 __all__ = [
@@ -643,37 +643,16 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
     if fmt not in ("parquet", "csv", "jsonl"):
         raise ScanInputError(f"{p}: unknown output format {fmt!r}; expected parquet, csv or jsonl")
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
-        elif fmt == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_json(tmp, orient="records", lines=True)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    writers = {"parquet": lambda t: df.to_parquet(t, index=False), "csv": lambda t: df.to_csv(t, index=False),
+               "jsonl": lambda t: df.to_json(t, orient="records", lines=True)}
+    return atomic_write(p, writers[fmt])
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON atomically (NaN written as null)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return atomic_write(p, lambda t: t.write_text(json.dumps(_jsonable(obj), indent=2)))
 
 
 def _jsonable(obj: Any) -> Any:
