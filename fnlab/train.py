@@ -59,8 +59,9 @@ from fnlab.posterior import RunningGaussianStats
 
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
 
-#: losses the training loop knows how to apply to picked negatives
-TRAIN_LOSSES = ("triplet", "infonce")
+#: losses the training loop applies to the picked negatives (names of :mod:`fnlab.losses`;
+#: ``triplet`` here is the hinge on the picked negatives, ``triplet_sampled`` there)
+TRAIN_LOSSES = ("triplet", "infonce", "dcl", "hcl", "fnc")
 
 
 @dataclass
@@ -70,9 +71,10 @@ class TrainConfig:
     Attributes:
         dataset, dataset_root, dataset_options: what :func:`fnlab.data.load` gets.
         sampler, sampler_params: :func:`fnlab.samplers.build` arguments.
-        loss: ``triplet`` (hinge ``[margin - s+ + s-]_+`` on the picked negatives) or ``infonce``
-            (``-log e^{s+/t} / (e^{s+/t} + sum_picked e^{s-/t})``); ``loss_params``: ``margin``
-            (0.2), ``temperature`` (0.07).
+        loss: applied to the picked negatives: ``triplet`` (hinge ``[margin - s+ + s-]_+``),
+            ``infonce`` (``-log e^{s+/t} / (e^{s+/t} + sum_picked e^{s-/t})``), ``dcl``, ``hcl`` or
+            ``fnc`` (:mod:`fnlab.losses`); ``loss_params``: their parameters (``margin`` 0.2, also used
+            by the warm-up; ``temperature`` 0.07; ``tau_plus``; ``beta``; ``top_k``; ``threshold``).
         epochs, batch_size, lr, weight_decay, grad_clip: optimisation (Adam).
         dim, text_encoder, width: model (see :func:`fnlab.models.build_dual_encoder`).
         queue_size, momentum: memory queue (0 turns queue and momentum encoder off).
@@ -207,16 +209,17 @@ class Callback:
 
 
 # ----------------------------------------------------------------------------- pieces
-def _pick_loss(kind: str, sims: torch.Tensor, pos_sims: torch.Tensor, idx: torch.Tensor,
-               params: dict[str, Any]) -> torch.Tensor:
-    """Loss summed over anchors for picked negatives ``idx [B, k]`` of ``sims [B, M]``."""
-    neg = sims.gather(1, idx)  # [B, k]
-    if kind == "triplet":
-        margin = float(params.get("margin", 0.2))
-        return (margin - pos_sims[:, None] + neg).clamp(min=0).sum()
-    t = float(params.get("temperature", 0.07))
-    logits = torch.cat([pos_sims[:, None], neg], dim=1) / t
-    return -(logits[:, 0] - torch.logsumexp(logits, dim=1)).sum()
+def build_pick_loss(name: str, params: dict[str, Any]):
+    """The :mod:`fnlab.losses` loss for ``name`` with reduction ``sum``, given the parameters it takes.
+
+    ``loss(sims [B, M], pos_sims [B], positive_mask [B, M], neg_idx [B, k])`` sums over anchors.
+    ``params`` may hold keys for the warm-up (``margin``) that the loss does not take; those are left out.
+    """
+    from fnlab import losses
+
+    registered = {"triplet": "triplet_sampled"}.get(name, name)
+    accepted = {p.name for p in losses.param_specs(registered)}
+    return losses.build(registered, reduction="sum", **{k: v for k, v in params.items() if k in accepted})
 
 
 def vse_max_violation(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float) -> torch.Tensor:
@@ -390,6 +393,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     stats = RunningGaussianStats(min_count=config.min_confident, prior_pos=prior)
     sampler = _build_sampler(config, stats)
     needs_rel = bool(getattr(sampler, "needs_relevance", False))
+    pick_loss = build_pick_loss(config.loss, config.loss_params)
     rel = _Relevance(train_ds.relevance)
     if needs_rel and rel.rel is None:
         raise ValueError(f"sampler {config.sampler!r} needs ground-truth relevance; dataset "
@@ -472,7 +476,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                         ctx = {"relevant_mask": rel_mask} if needs_rel else {}
                         idx = sampler.sample(sims.detach(), pos_sims.detach(), pos_mask,
                                              k=config.num_negatives, generator=gen, **ctx)
-                        loss = loss + _pick_loss(config.loss, sims, pos_sims, idx, config.loss_params)
+                        loss = loss + pick_loss(sims, pos_sims, pos_mask, neg_idx=idx)
                         if rel_mask is not None:
                             chosen = rel_mask.gather(1, idx) & ~pos_mask.gather(1, idx)
                             picked[d] += int(idx.numel())

@@ -51,7 +51,10 @@ def add_parser(subparsers) -> None:
                    help="sampler parameter, e.g. -p top_k=50 (repeatable; JSON values)")
     for flag, (help_text, typ) in SAMPLER_FLAGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=f"sp_{flag}", type=typ, default=None, help=help_text)
-    p.add_argument("--loss", default="triplet", help="triplet or infonce (on the picked negatives)")
+    p.add_argument("--loss", default="triplet",
+                   help="loss on the picked negatives: triplet, infonce, dcl, hcl or fnc (fnlab.losses)")
+    p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="loss parameter, e.g. --loss-param tau_plus=0.1 (repeatable; JSON values)")
     p.add_argument("--loss-margin", type=float, default=None, help="triplet margin (default 0.2)")
     p.add_argument("--temperature", type=float, default=None, help="infonce temperature (default 0.07)")
     p.add_argument("--epochs", type=int, default=5)
@@ -80,7 +83,7 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, f"sp_{flag}")
         if value is not None:
             sampler_params[flag] = value
-    loss_params: dict[str, Any] = {}
+    loss_params: dict[str, Any] = dict(_parse_kv(t, "--loss-param") for t in args.loss_param)
     if args.loss_margin is not None:
         loss_params["margin"] = args.loss_margin
     if args.temperature is not None:
