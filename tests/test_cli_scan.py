@@ -117,3 +117,30 @@ def test_help(capsys):
     for flag in ("--queries", "--candidates", "--positives", "--dataset-dir", "--top-k", "--prior", "--estimator",
                  "--device", "--index", "--no-normalize", "--format", "--triplets", "--suspect-threshold", "--quiet"):
         assert flag in text
+
+
+def test_scan_a_pairs_dataset_folder_with_ground_truth(tmp_path):
+    """--dataset-dir reads a `pairs` folder (pairs table + a.npy/b.npy + relevance) and adds is_relevant."""
+    rng = np.random.default_rng(1)
+    na, nb, d = 60, 120, 32
+    a = rng.standard_normal((na, d)).astype(np.float32)
+    b_to_a = np.arange(nb) % na
+    b = a[b_to_a] + 0.3 * rng.standard_normal((nb, d)).astype(np.float32)
+    a[na - 5:] = a[:5] + 0.02 * rng.standard_normal((5, d)).astype(np.float32)  # planted duplicates
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    np.save(folder / "a.npy", a)
+    np.save(folder / "b.npy", b)
+    pd.DataFrame({"b": np.arange(nb), "a": b_to_a}).to_csv(folder / "pairs.csv", index=False)
+    # ground truth: each caption of images 0..4 also matches the duplicate image
+    extra = [(j, na - 5 + int(b_to_a[j])) for j in range(nb) if b_to_a[j] < 5]
+    rel = [(j, int(b_to_a[j])) for j in range(nb)] + extra
+    pd.DataFrame(rel, columns=["b", "a"]).to_csv(folder / "relevance.csv", index=False)
+    out = tmp_path / "s.parquet"
+    assert main(["scan", "--dataset-dir", str(folder), "--top-k", "3", "--quiet", "--out", str(out)]) == 0
+    t = pd.read_parquet(out)
+    assert "is_relevant" in t.columns and len(t) == nb * 3
+    planted = t[t["is_relevant"]]
+    assert len(planted) == len(extra) and (planted["rank"] == 1).all()
+    assert planted["p_false_negative"].min() > 0.9
+    assert t.loc[~t["is_relevant"], "p_false_negative"].median() < 0.1
