@@ -68,8 +68,9 @@ def _page():
     table["badges"] = badges
     st.plotly_chart(viz.similarity_rank_bars(table, threshold=threshold, title=f"Top {k} for query #{q}"),
                     width="stretch", key="rk_chart")
-    cols = ["rank", "image", "item", "similarity", "p_false_negative", "badges"] if "image" in table else \
-        ["rank", "item", "similarity", "p_false_negative", "badges"]
+    # badges next to the rank, long captions last, so nothing that matters is cut off on narrow screens
+    cols = ["rank", "image", "badges", "similarity", "p_false_negative", "item"] if "image" in table else \
+        ["rank", "badges", "similarity", "p_false_negative", "item"]
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
                  height=min(1000, 40 + 61 * len(table)),
                  column_config={
@@ -78,6 +79,7 @@ def _page():
                                                                    max_value=1.0),
                      "p_false_negative": st.column_config.ProgressColumn("P(false negative)", format="%.3f",
                                                                          min_value=0.0, max_value=1.0),
+                     "badges": st.column_config.TextColumn("badges", width="medium"),
                      "item": st.column_config.TextColumn("candidate", width="large"),
                  })
 
