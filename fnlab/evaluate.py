@@ -258,7 +258,10 @@ def fn_detection(candidates: Candidates, posterior: Any) -> dict[str, float | No
 
     if candidates.label is None:
         raise ValueError("FN detection needs ground-truth relevance; the dataset has none")
-    probs = posterior.prob_false_negative(torch.from_numpy(candidates.similarity.astype(np.float64)))
+    from fnlab.posterior import prob_false_negative
+
+    probs = prob_false_negative(posterior, torch.from_numpy(candidates.similarity.astype(np.float64)),
+                                torch.from_numpy(candidates.positive_similarity.astype(np.float64)))
     probs = np.asarray(torch.as_tensor(probs).detach().cpu().double().numpy()).ravel()
     y = candidates.label.astype(np.int64)
     both = 0 < y.sum() < y.size

@@ -104,7 +104,11 @@ def ranking(s: Sides, q: int, *, k: int = 20, posterior=None) -> tuple[pd.DataFr
         status[fn[top]] = FALSE_NEGATIVE
     p_fn = np.full(len(top), np.nan)
     if posterior is not None:
-        p_fn = posterior.prob_false_negative(torch.as_tensor(sims[top], dtype=torch.float64)).numpy()
+        from fnlab.posterior import prob_false_negative
+
+        best_pos = float(sims[pos].max()) if pos.any() else float("nan")
+        p_fn = prob_false_negative(posterior, torch.as_tensor(sims[top], dtype=torch.float64),
+                                   torch.tensor(best_pos, dtype=torch.float64)).numpy()
         p_fn[pos[top]] = np.nan  # a labelled positive is not a candidate false negative
     table = pd.DataFrame({
         "rank": np.arange(1, len(top) + 1), "candidate": top, "similarity": sims[top],
@@ -224,7 +228,10 @@ def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=
         if fn is not None:
             risk, src = float((p * fn.double()).sum(1).mean()), "ground truth"
         elif posterior is not None:
-            risk, src = float((p * posterior.prob_false_negative(b.sims.double())).sum(1).mean()), "posterior"
+            from fnlab.posterior import prob_false_negative
+
+            p_fn = prob_false_negative(posterior, b.sims.double(), b.pos_sims.double()[:, None])
+            risk, src = float((p * p_fn).sum(1).mean()), "posterior"
         else:
             risk, src = float("nan"), "none"
         rows.append({"sampler": name, "hardness": hard, "fn_risk": risk, "risk_source": src})

@@ -548,13 +548,19 @@ def from_params(params: dict[str, Any]) -> GaussianPosterior:
         raise ValueError(f"posterior params must be a dict, got {type(params).__name__}")
     est = params.get("estimator", "gaussian")
     values = {}
-    for key in ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos"):
+    keys = ("pos_mean", "pos_std") if est == "relative" else ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos")
+    for key in keys:
         if key not in params:
             raise ValueError(f"posterior params: missing field {key!r} (expected a number)")
         try:
             values[key] = float(params[key])
         except (TypeError, ValueError):
             raise ValueError(f"posterior params: field {key!r} must be a number, got {params[key]!r}") from None
+    if est == "relative":
+        inner = params.get("delta")
+        if not isinstance(inner, dict):
+            raise ValueError("posterior params: estimator 'relative' needs a 'delta' object (the posterior of s - s+)")
+        return RelativePosterior(from_params(inner), pos_mean=values["pos_mean"], pos_std=values["pos_std"])
     if est == "gaussian":
         return GaussianPosterior(**values)
     if est in ("mixture", "anchored"):
@@ -562,4 +568,100 @@ def from_params(params: dict[str, Any]) -> GaussianPosterior:
                                 converged_=bool(params.get("converged", False)),
                                 log_likelihood_=float(params.get("log_likelihood", float("nan"))),
                                 anchored_positive=est == "anchored")
-    raise ValueError(f"posterior params: unknown estimator {est!r}; expected one of gaussian, mixture, anchored")
+    raise ValueError(f"posterior params: unknown estimator {est!r}; expected one of gaussian, mixture, anchored, "
+                     "relative")
+
+
+# ----------------------------------------------------------------------------- per-anchor
+class RelativePosterior:
+    """Per-anchor posterior: P(false negative | s - s+), with ``s+`` the anchor's labelled positive.
+
+    The FNE posterior (Li et al., ACM MM 2023, Sec. 3.2) sees one similarity scale for every anchor,
+    but anchors differ: a generic caption ("a shape") is close to everything, a specific one only to
+    its match, so a true match of the first can score below a near miss of the second. Measuring a
+    candidate against the anchor's own positive removes that offset: ``d = s - s+``. For a true match,
+    ``d`` is modelled as the difference of two independent positive similarities (so ``N(0, 2 var+)``,
+    sampled from random pairs of labelled positives); the negative component and the prior are fitted
+    by EM on unlabelled pairs with that component fixed (the ``"anchored"`` estimator, on ``d``).
+
+    Args:
+        delta: a posterior over ``d`` (``prob_false_negative(d)``).
+        pos_mean, pos_std: moments of the labelled positive similarities (``pos_mean`` is what FNE's
+            cut-down ``s <= mu+ - margin`` uses).
+
+    Call :meth:`prob_false_negative` with ``pos_sims`` (broadcastable to ``sims``). The result never
+    decreases as ``s - s+`` grows (see :meth:`_monotone_floor`).
+    """
+
+    uses_positive_similarity = True
+
+    def __init__(self, delta: Any, *, pos_mean: float, pos_std: float) -> None:
+        self.delta, self.pos_mean, self.pos_std = delta, float(pos_mean), float(pos_std)
+
+    @property
+    def prior_pos(self) -> float:
+        return float(self.delta.prior_pos)
+
+    @classmethod
+    def fit(cls, pos_sims: ArrayLike, unlabelled_sims: ArrayLike, unlabelled_pos_sims: ArrayLike, *,
+            prior: float | str = "auto", seed: int = 0) -> RelativePosterior:
+        """Fit on labelled positives ``[P]`` and unlabelled pairs ``[U]`` with their anchors' positives ``[U]``.
+
+        Raises:
+            ValueError: mismatched lengths or too few values (as :func:`fit_posterior`).
+        """
+        pos = _as_tensor(pos_sims).double().flatten()
+        unl = _as_tensor(unlabelled_sims).double().flatten()
+        unl_pos = _as_tensor(unlabelled_pos_sims).double().flatten()
+        if unl.shape != unl_pos.shape:
+            raise ValueError(f"'unlabelled_sims' has {unl.numel()} values but 'unlabelled_pos_sims' has {unl_pos.numel()}")
+        if pos.numel() < 2:
+            raise ValueError(f"need at least 2 labelled positive similarities, got {pos.numel()}")
+        g = torch.Generator().manual_seed(int(seed))
+        pos_delta = pos[torch.randperm(pos.numel(), generator=g)] - pos
+        delta = unl - unl_pos
+        inner = fit_posterior("anchored", pos_sims=pos_delta, neg_sims=delta, unlabelled_sims=delta, prior=prior)
+        return cls(inner, pos_mean=float(pos.mean()), pos_std=float(pos.std()))
+
+    def prob_false_negative(self, sims: ArrayLike, pos_sims: ArrayLike | None = None) -> torch.Tensor:
+        """P(false negative) for each similarity; ``pos_sims`` broadcasts against ``sims``.
+
+        Raises:
+            ValueError: ``pos_sims`` is missing (this posterior is relative to each anchor's positive).
+        """
+        if pos_sims is None:
+            raise ValueError("the 'relative' posterior needs each anchor's positive similarity: "
+                             "call prob_false_negative(sims, pos_sims)")
+        s = _as_tensor(sims)
+        d = s - _as_tensor(pos_sims).to(device=s.device, dtype=s.dtype)
+        floor = self._monotone_floor()
+        if floor is not None:
+            d = d.clamp(min=floor)
+        return self.delta.prob_false_negative(d)
+
+    def _monotone_floor(self) -> float | None:
+        """Where the positive component is the wider one, the two-Gaussian log-odds is a convex
+        parabola in ``d`` and rises again in the far-negative tail, which would call candidates far
+        *less* similar than the anchor's positive likely matches. Below the parabola's vertex the
+        posterior is held at its minimum, so P(FN) never decreases as ``s - s+`` grows."""
+        mp, sp_ = float(self.delta.pos_mean), float(self.delta.pos_std)
+        mn, sn = float(self.delta.neg_mean), float(self.delta.neg_std)
+        curvature = 1.0 / sn**2 - 1.0 / sp_**2
+        if curvature <= 0:
+            return None
+        return (mn / sn**2 - mp / sp_**2) / curvature
+
+    def params(self) -> dict[str, Any]:
+        return {"estimator": "relative", "pos_mean": self.pos_mean, "pos_std": self.pos_std,
+                "prior_pos": self.prior_pos, "delta": self.delta.params()}
+
+    @property
+    def estimator(self) -> str:
+        return "relative"
+
+
+def prob_false_negative(posterior: Any, sims: ArrayLike, pos_sims: ArrayLike | None = None) -> torch.Tensor:
+    """``posterior.prob_false_negative`` with the anchors' positive similarities where it uses them."""
+    if getattr(posterior, "uses_positive_similarity", False):
+        return posterior.prob_false_negative(sims, pos_sims)
+    return posterior.prob_false_negative(sims)

@@ -89,7 +89,8 @@ class TrainConfig:
             estimated after every epoch by a two-Gaussian mixture (:func:`fnlab.posterior.fit_posterior`,
             ``"mixture"``) on the validation embeddings, labels only (never ground truth).
         num_negatives: negatives picked per anchor and direction.
-        posterior: estimator for ``posterior.json`` (:func:`fnlab.posterior.fit_posterior`).
+        posterior: estimator for ``posterior.json``: a :func:`fnlab.posterior.fit_posterior` name, or
+            ``"relative"`` (:class:`fnlab.posterior.RelativePosterior`, per-anchor ``s - s+``).
         fn_top_k: candidates per caption for the FN-detection metrics.
         seed: seeds torch, numpy shuffling and the sampler's generator.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -306,6 +307,10 @@ def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, est
     keep = ci != dataset.b_to_a[qi]
     unlabelled = np.einsum("ij,ij->i", emb_b[qi[keep]], emb_a[ci[keep]]).astype(np.float64)
     pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a]).astype(np.float64)
+    if estimator == "relative":  # per-anchor: P(FN | s - s+), see fnlab.posterior.RelativePosterior
+        from fnlab.posterior import RelativePosterior
+
+        return RelativePosterior.fit(pos, unlabelled, pos[qi[keep]], seed=seed)
     return fit_posterior(estimator, pos_sims=pos, neg_sims=unlabelled, unlabelled_sims=unlabelled, prior="auto")
 
 

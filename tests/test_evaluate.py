@@ -221,3 +221,18 @@ def test_no_relevance_gives_nulls():
     out = evaluate_embeddings(ea, eb, ds, posterior=GaussianPosterior(0.5, 0.1, 0.0, 0.1))
     assert out["relevant_recall"] is None and out["r_precision"] is None and out["fn_detection"] is None
     assert set(out) == {"recall", "relevant_recall", "r_precision", "fn_detection", "sampled_fn_rate"}
+
+
+def test_fn_detection_passes_anchor_positives_to_a_relative_posterior():
+    from sklearn.metrics import roc_auc_score
+
+    from fnlab.evaluate import pool_candidates
+    from fnlab.posterior import RelativePosterior
+
+    ea, eb, ds = make_case(12, 3, 6, 5)
+    cands = pool_candidates(ea, eb, ds)
+    rel = RelativePosterior.fit(cands.positive_similarity, cands.similarity, cands.positive_similarity)
+    det = evaluate_embeddings(ea, eb, ds, posterior=rel)["fn_detection"]
+    d = torch.from_numpy((cands.similarity - cands.positive_similarity).astype(np.float64))
+    want = rel.prob_false_negative(d, torch.zeros(()))  # a function of s - s+ only
+    assert det["auroc"] == pytest.approx(roc_auc_score(cands.label, want.numpy()), abs=1e-6)

@@ -284,3 +284,66 @@ def test_em_matches_slow_reference(kind, opts):
     assert loose.log_likelihood_ == pytest.approx(ll, rel=1e-10)
     if kind == "overlap" and "prior" not in opts:
         assert ref_iters > 100  # the slow case, where acceleration matters
+
+
+def _anchors_with_offsets(seed=0, n_anchors=400, per_anchor=50, fn_rate=0.1):
+    """Planted data where each anchor has its own similarity offset (generic vs specific queries):
+    positives and false negatives sit near the anchor's offset + 0.5, negatives near offset + 0.0."""
+    rng = np.random.default_rng(seed)
+    offset = rng.uniform(-0.3, 0.3, n_anchors)
+    pos = offset + 0.5 + 0.05 * rng.standard_normal(n_anchors)
+    is_fn = rng.random((n_anchors, per_anchor)) < fn_rate
+    sims = offset[:, None] + np.where(is_fn, 0.5, 0.0) + 0.05 * rng.standard_normal((n_anchors, per_anchor))
+    return pos, sims, is_fn
+
+
+def test_relative_posterior_beats_a_global_one_when_anchors_differ():
+    from sklearn.metrics import roc_auc_score
+
+    from fnlab.posterior import RelativePosterior, fit_posterior
+
+    pos, sims, is_fn = _anchors_with_offsets()
+    unl_pos = np.repeat(pos[:, None], sims.shape[1], axis=1)
+    rel = RelativePosterior.fit(pos, sims.ravel(), unl_pos.ravel(), seed=0)
+    glob = fit_posterior("anchored", pos_sims=pos, neg_sims=sims.ravel(), unlabelled_sims=sims.ravel())
+    p_rel = rel.prob_false_negative(torch.from_numpy(sims), torch.from_numpy(pos)[:, None]).numpy()
+    p_glob = glob.prob_false_negative(torch.from_numpy(sims)).numpy()
+    auc_rel = roc_auc_score(is_fn.ravel(), p_rel.ravel())
+    auc_glob = roc_auc_score(is_fn.ravel(), p_glob.ravel())
+    assert auc_rel > 0.99 and auc_rel > auc_glob
+    assert rel.prior_pos == pytest.approx(is_fn.mean(), rel=0.25)
+    # monotone in s for a fixed positive, and a function of s - s+ only
+    s = torch.linspace(-0.5, 1.0, 50, dtype=torch.float64)
+    p = rel.prob_false_negative(s, torch.tensor(0.5, dtype=torch.float64))
+    assert torch.all(p[1:] >= p[:-1] - 1e-12)
+    torch.testing.assert_close(rel.prob_false_negative(s + 0.1, torch.tensor(0.6, dtype=torch.float64)), p)
+
+
+def test_relative_posterior_round_trip_and_errors():
+    from fnlab.posterior import RelativePosterior, from_params
+
+    pos, sims, _ = _anchors_with_offsets(seed=1, n_anchors=100)
+    unl_pos = np.repeat(pos[:, None], sims.shape[1], axis=1)
+    rel = RelativePosterior.fit(pos, sims.ravel(), unl_pos.ravel())
+    again = from_params(rel.params())
+    s, sp_ = torch.from_numpy(sims[:5]), torch.from_numpy(pos[:5])[:, None]
+    torch.testing.assert_close(again.prob_false_negative(s, sp_), rel.prob_false_negative(s, sp_))
+    with pytest.raises(ValueError, match="positive similarity"):
+        rel.prob_false_negative(s)
+    with pytest.raises(ValueError, match="unlabelled_pos_sims"):
+        RelativePosterior.fit(pos, sims.ravel(), unl_pos.ravel()[:-1])
+
+
+def test_fne_sampler_passes_anchor_positives_to_a_relative_posterior():
+    from fnlab.posterior import RelativePosterior
+    from fnlab.samplers import build
+
+    pos, sims, is_fn = _anchors_with_offsets(seed=2, n_anchors=200)
+    unl_pos = np.repeat(pos[:, None], sims.shape[1], axis=1)
+    rel = RelativePosterior.fit(pos, sims.ravel(), unl_pos.ravel())
+    s = torch.from_numpy(sims).float()
+    mask = torch.zeros_like(s, dtype=torch.bool)
+    w = build("fne", posterior=rel, mode="calibrated", margin=10.0).weights(s, torch.from_numpy(pos).float(), mask)
+    # calibrated mode removes almost all weight from the planted false negatives
+    share_on_fn = (w * torch.from_numpy(is_fn)).sum() / w.sum()
+    assert float(share_on_fn) < 0.02

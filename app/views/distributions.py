@@ -23,7 +23,12 @@ def _estimators(run_posterior, smp, prior: float) -> dict:
     base = run_posterior
     if dataclasses.is_dataclass(base) and hasattr(base, "prior_pos"):
         base = dataclasses.replace(base, prior_pos=prior)
-    out = {"run's posterior (posterior.json)": base}
+    out = {}
+    if getattr(base, "uses_positive_similarity", False):
+        st.caption("The run's posterior is per-anchor (a function of s - s+, not of s alone), so it has no "
+                   "single curve over s; `fnlab eval` scores it.")
+    else:
+        out["run's posterior (posterior.json)"] = base
     post = state.optional("fnlab.posterior")
     if post is not None and hasattr(post, "estimators") and hasattr(post, "fit_posterior"):
         for name in post.estimators():

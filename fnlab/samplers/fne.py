@@ -73,18 +73,24 @@ class FNESampler(Sampler):
         self.posterior = posterior
         self.mode, self.tau, self.margin, self.fn_cutoff = mode, float(tau), float(margin), float(fn_cutoff)
 
-    def prob_false_negative(self, sims: torch.Tensor) -> torch.Tensor | None:
-        """``[B, M]`` posterior on the device and dtype of ``sims``, or None during warm-up."""
+    def prob_false_negative(self, sims: torch.Tensor, pos_sims: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``[B, M]`` posterior on the device and dtype of ``sims``, or None during warm-up.
+
+        ``pos_sims [B]`` is passed on to posteriors relative to each anchor's positive
+        (:class:`fnlab.posterior.RelativePosterior`)."""
         if not _posterior_ready(self.posterior):
             return None
-        p = self.posterior.prob_false_negative(sims)
+        if getattr(self.posterior, "uses_positive_similarity", False):
+            p = self.posterior.prob_false_negative(sims, None if pos_sims is None else pos_sims[:, None])
+        else:
+            p = self.posterior.prob_false_negative(sims)
         if not isinstance(p, torch.Tensor):
             p = torch.as_tensor(p)
         return p.to(device=sims.device, dtype=sims.dtype)
 
     def _weights(self, sims, pos_sims, positive_mask, **context):
         w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
-        p = self.prob_false_negative(sims)
+        p = self.prob_false_negative(sims, pos_sims)
         if p is None:
             return w
         if self.mode == "paper":
