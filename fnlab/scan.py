@@ -334,10 +334,23 @@ def estimate_prior_em(pos_sims: np.ndarray, unlabelled_sims: np.ndarray, *, prio
             "em_iterations": it}
 
 
-def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray):
-    """Use ``fnlab.posterior.fit_posterior`` when it exists; otherwise the private EM above."""
+def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray,
+                   sample_pos_sims: np.ndarray | None = None, seed: int = 0):
+    """Use ``fnlab.posterior.fit_posterior`` when it exists; otherwise the private EM above.
+
+    ``estimator="relative"`` fits the per-anchor :class:`fnlab.posterior.RelativePosterior` on
+    ``s - s+`` (``sample_pos_sims``: the best positive similarity of each sampled pair's query).
+    """
     from fnlab import posterior as post_mod
 
+    if estimator == "relative":
+        ok = np.isfinite(sample_pos_sims) if sample_pos_sims is not None else np.zeros(0, dtype=bool)
+        if ok.sum() < 2:
+            raise ScanInputError("estimator 'relative' needs sampled pairs whose queries have a labelled positive")
+        post = post_mod.RelativePosterior.fit(pos_sims, sample_sims[ok], sample_pos_sims[ok], prior=prior, seed=seed)
+        return post, ("per-anchor posterior on s - s+ (fnlab.posterior.RelativePosterior): positive component from "
+                      "differences of labelled positives, negative component and prior by EM on a random sample "
+                      "of unlabelled pairs; queries without a labelled positive get NaN")
     fixed = None if prior == "auto" else float(prior)
     fit = getattr(post_mod, "fit_posterior", None)
     if fit is not None:
@@ -463,8 +476,10 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
 
     n_pos = np.diff(pos.indptr)
     no_pos = int((n_pos == 0).sum())
+    policy = NO_POSITIVE_POLICY if estimator != "relative" else (
+        "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
     if no_pos:
-        notes.append(f"{no_pos} of {nq} queries have no labelled positive; {NO_POSITIVE_POLICY}")
+        notes.append(f"{no_pos} of {nq} queries have no labelled positive; {policy}")
     for msg in notes:
         warnings.warn(msg, ScanWarning, stacklevel=2)
 
@@ -480,7 +495,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     rng = np.random.default_rng(seed)
     sq, sc = _sample_unlabelled(pos, int(negative_sample), rng)
     sample_sims = _rowwise_dot(q, c, sq, sc)
-    post, prior_method = _fit_posterior(estimator, prior, pos_sims, sample_sims)
+    post, prior_method = _fit_posterior(estimator, prior, pos_sims, sample_sims, best_pos[sq], seed=seed)
     t_fit = time.perf_counter() - t_fit
 
     # --- search: chunked top-k without the labelled positives
@@ -512,7 +527,10 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     keep = flat_idx >= 0
     query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
     sims = scores.ravel()[keep]
-    p_fn = post.prob_false_negative(torch.from_numpy(sims)).numpy().astype(np.float32, copy=False)
+    from fnlab.posterior import prob_false_negative
+
+    p_fn = prob_false_negative(post, torch.from_numpy(sims), torch.from_numpy(best_pos[query_col]))
+    p_fn = p_fn.numpy().astype(np.float32, copy=False)
     table = pd.DataFrame({
         "query": query_col,
         "candidate": flat_idx[keep],
@@ -533,7 +551,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "rows": int(len(table)),
         "labelled_pairs": int(pos.nnz),
         "queries_without_positive": no_pos,
-        "queries_without_positive_policy": NO_POSITIVE_POLICY,
+        "queries_without_positive_policy": policy,
         "suspects_above_0.5": int((p_fn > 0.5).sum()),
         "suspects_above_0.9": int((p_fn > 0.9).sum()),
         "queries_with_suspect_above_0.5": int(np.unique(query_col[p_fn > 0.5]).size),

@@ -291,3 +291,24 @@ def test_private_em_fallback_without_fit_posterior(monkeypatch):
     assert all(first.loc[i, "candidate"] == j and first.loc[i, "p_false_negative"] > 0.9 for i, j in fn_of.items())
     with pytest.raises(ScanInputError, match="unknown estimator"):
         scan(q, c, pos, estimator="nope", **FAST)
+
+
+def test_relative_estimator_flags_planted_duplicates_and_leaves_queries_without_positive_nan():
+    """--estimator relative: P(FN | s - s+), so it needs each query's positive; others get NaN."""
+    rng = np.random.default_rng(5)
+    nq, nc, d = 60, 120, 32
+    c = rng.standard_normal((nc, d)).astype(np.float32)
+    q = c[:nq] + 0.4 * rng.standard_normal((nq, d)).astype(np.float32)
+    c[nq:nq + 6] = c[:6] + 0.02 * rng.standard_normal((6, d)).astype(np.float32)  # planted false negatives
+    positives = pd.DataFrame({"query": np.arange(nq - 2), "candidate": np.arange(nq - 2)})  # last 2: none
+    with pytest.warns(Warning):
+        res = scan(q, c, positives, top_k=3, estimator="relative", negative_sample=5000)
+    t = res.table
+    first = t[t["rank"] == 1].set_index("query")
+    assert [int(first.loc[i, "candidate"]) for i in range(6)] == list(range(nq, nq + 6))
+    assert (first.loc[:5, "p_false_negative"] > 0.9).all()
+    assert t.loc[t["query"] >= nq - 2, "p_false_negative"].isna().all()
+    ordinary = t[(t["query"] < nq - 2) & ~t["candidate"].between(nq, nq + 5)]
+    assert ordinary["p_false_negative"].median() < 0.1
+    assert res.summary["posterior"]["estimator"] == "relative"
+    assert res.summary["queries_without_positive"] == 2 and "NaN" in res.summary["queries_without_positive_policy"]

@@ -40,7 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: from the extension of --out, else parquet)")
     p.add_argument("--top-k", type=int, default=50, help="candidates kept per query (default 50)")
     p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
-    p.add_argument("--estimator", default="gaussian", help="posterior estimator (default gaussian)")
+    p.add_argument("--estimator", default="gaussian",
+                   help="posterior estimator: gaussian (default), anchored, mixture, or relative (per-anchor, on "
+                   "s - s+; helps where queries differ in how generic they are, over-flags where labelled "
+                   "positives are themselves weak matches)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")
