@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from fnlab.data.base import MatchingDataset
-from fnlab.viz import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
+from fnlab.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
 
 DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
 

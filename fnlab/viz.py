@@ -4,9 +4,8 @@ Every function takes plain arrays / DataFrames / dicts and returns a
 :class:`plotly.graph_objects.Figure`. Nothing here imports streamlit, and nothing here
 computes what the engine computes (posteriors, weights, scans): callers pass results in.
 
-Colours follow the Okabe-Ito palette (readable for colour-blind viewers):
-labelled positive = bluish green, ground-truth false negative = vermillion,
-true negative = blue, unknown ground truth = grey.
+Status names and colours come from :mod:`fnlab.status` (one colour per status on every page);
+other categories take colours from :data:`PALETTE`, which leaves the status colours out.
 """
 
 from __future__ import annotations
@@ -18,23 +17,19 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# ----------------------------------------------------------------- colours
-POSITIVE = "labelled positive"
-FALSE_NEGATIVE = "false negative"
-TRUE_NEGATIVE = "true negative"
-UNKNOWN = "negative (no ground truth)"
+from fnlab import status as _status
 
-STATUS_COLORS: dict[str, str] = {
-    POSITIVE: "#009E73",
-    FALSE_NEGATIVE: "#D55E00",
-    TRUE_NEGATIVE: "#0072B2",
-    UNKNOWN: "#8C8C8C",
-}
-STATUS_ORDER = [POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, UNKNOWN]
-# Okabe-Ito, then a few extra distinct colours for many categories.
+# ----------------------------------------------------------------- colours
+# One home for the status names and colours (fnlab.status); re-exported here for figure callers.
+POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, UNKNOWN = (_status.POSITIVE, _status.FALSE_NEGATIVE,
+                                                    _status.TRUE_NEGATIVE, _status.UNKNOWN)
+STATUS_COLORS: dict[str, str] = {**_status.COLORS, **_status.CONTEXT_COLORS}
+STATUS_ORDER = list(_status.ORDER)
+# Category colours for anything that is not a status (metadata, runs): Okabe-Ito and a few extra distinct
+# colours, with the three status colours left out so a category never reads as "false negative".
 PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-    "#8C564B", "#7F7F7F", "#17BECF", "#BCBD22",
+    "#CC79A7", "#56B4E9", "#000000", "#F0E442", "#8C564B", "#17BECF", "#BCBD22", "#7F3C8D", "#666666",
+    "#A6761D", "#9467BD", "#F781BF",
 ]
 TEMPLATE = "plotly_white"
 
@@ -73,17 +68,8 @@ def _normal_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def status_labels(positive: np.ndarray, false_negative: np.ndarray | None) -> np.ndarray:
-    """Ground-truth status string per candidate from boolean masks.
-
-    ``false_negative`` is ``None`` when the dataset has no ground truth: negatives are then
-    labelled :data:`UNKNOWN`.
-    """
-    positive = np.asarray(positive, dtype=bool)
-    out = np.full(positive.shape, UNKNOWN if false_negative is None else TRUE_NEGATIVE, dtype=object)
-    if false_negative is not None:
-        out[np.asarray(false_negative, dtype=bool)] = FALSE_NEGATIVE
-    out[positive] = POSITIVE
-    return out
+    """Ground-truth status string per candidate from boolean masks (see :func:`fnlab.status.labels`)."""
+    return _status.labels(positive, false_negative)
 
 
 # ------------------------------------------------------------ distributions
@@ -334,23 +320,31 @@ def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,
 
 
 # ------------------------------------------------------------------ training
+def run_colors(all_runs: Sequence[str]) -> dict[str, str]:
+    """A colour per run from its position in ``all_runs`` (every run of the folder, in a fixed order), so a
+    run keeps its colour whichever subset is shown."""
+    return {str(r): PALETTE[i % len(PALETTE)] for i, r in enumerate(all_runs)}
+
+
 def training_curves(
     metrics: Mapping[str, pd.DataFrame],
     *,
     columns: Sequence[str] = ("loss", "val_rsum", "sampled_fn_rate"),
     title: str | None = "Training curves",
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Per-epoch metrics of one or more runs, one panel per metric, one colour per run.
 
     Args:
         metrics: run name -> DataFrame with an ``epoch`` column and metric columns.
+        colors: run name -> colour (see :func:`run_colors`); default: by position in ``metrics``.
     """
     labels = {"loss": "loss", "val_rsum": "validation rSum", "sampled_fn_rate": "FN rate of sampled negatives"}
     cols = [c for c in columns if any(c in df.columns for df in metrics.values())] or list(columns)
     fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[labels.get(c, c) for c in cols],
                         horizontal_spacing=0.08)
     for i, (run, df) in enumerate(metrics.items()):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = (colors or {}).get(run, PALETTE[i % len(PALETTE)])
         x = df["epoch"] if "epoch" in df else np.arange(1, len(df) + 1)
         for j, c in enumerate(cols, start=1):
             if c in df.columns and df[c].notna().any():
@@ -364,12 +358,15 @@ def training_curves(
 
 
 def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = None,
-                        title: str | None = "Runs compared") -> go.Figure:
+                        title: str | None = "Runs compared", colors: Mapping[str, str] | None = None,
+                        labels: Mapping[str, str] | None = None) -> go.Figure:
     """Grouped bars: one group per metric, one bar per run.
 
     Args:
         table: one row per run, a ``run`` column and numeric metric columns.
         metrics: which columns to show (default: every numeric column).
+        colors: run name -> colour (see :func:`run_colors`); default: by row position.
+        labels: metric column -> human title of its panel.
     """
     if "run" not in table.columns:
         raise ValueError("run_comparison_bars: table needs a 'run' column")
@@ -377,10 +374,12 @@ def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = 
         c for c in table.columns if c != "run" and pd.api.types.is_numeric_dtype(table[c])]
     if not metrics:
         raise ValueError("run_comparison_bars: no numeric metric columns to show")
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, horizontal_spacing=0.05)
+    titles = [(labels or {}).get(m, m) for m in metrics]
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=titles, horizontal_spacing=0.06)
+    runs = table["run"].astype(str).tolist()
+    bar_colors = [(colors or {}).get(r, PALETTE[i % len(PALETTE)]) for i, r in enumerate(runs)]
     for j, m in enumerate(metrics, start=1):
-        fig.add_bar(x=table["run"].astype(str), y=table[m], marker_color=[PALETTE[i % len(PALETTE)] for i in
-                                                                         range(len(table))],
+        fig.add_bar(x=runs, y=table[m], marker_color=bar_colors,
                     showlegend=False, name=m, text=table[m].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
                     textposition="outside", row=1, col=j)
         fig.update_xaxes(tickangle=-30, row=1, col=j)
@@ -437,7 +436,9 @@ def embedding_scatter(
     else:
         values = colour.astype(str).to_numpy()
         cats = list(pd.unique(values))
-        cats.sort(key=lambda c: (STATUS_ORDER.index(c) if c in STATUS_ORDER else 99, c))
+        order = STATUS_ORDER + [_status.HAS_FALSE_NEGATIVE, _status.NO_FALSE_NEGATIVE, _status.OTHER,
+                                _status.SELECTED]
+        cats.sort(key=lambda c: (order.index(c) if c in order else 99, c))
         for i, cat in enumerate(cats):
             m = values == cat
             col = STATUS_COLORS.get(cat, PALETTE[i % len(PALETTE)])
