@@ -51,7 +51,14 @@ import torch
 
 from fnlab.posterior import GaussianPosterior
 from fnlab.runs import atomic_write
-from fnlab.similarity import DEFAULT_CHUNK_SIZE, build_index, topk
+from fnlab.similarity import (
+    DEFAULT_CHUNK_SIZE,
+    build_index,
+    index_description,
+    recall_at_k,
+    topk,
+)
+from fnlab.similarity import index_params as check_index_params
 
 __all__ = [
     "ScanResult",
@@ -65,8 +72,13 @@ __all__ = [
     "write_table",
     "write_json",
     "triplets",
+    "suspects_table",
+    "fit_scan_posterior",
     "NO_POSITIVE_POLICY",
+    "ENGINES",
 ]
+
+ENGINES = ("local", "ray")
 
 NO_POSITIVE_POLICY = (
     "scanned like every query: the posterior depends only on the similarity (global positive and "
@@ -371,6 +383,52 @@ def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sam
     return post, f"prior {method}; negative component by EM ({p['em_iterations']} iterations)"
 
 
+def fit_scan_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray,
+                       sample_pos_sims: np.ndarray | None = None, seed: int = 0):
+    """The scan's posterior fit, as one entry point for other engines (``fnlab.scale.ray_scan``).
+
+    Args:
+        estimator, prior: as :func:`scan`.
+        pos_sims: ``[P]`` similarities of (a sample of) the labelled pairs.
+        sample_sims: ``[U]`` similarities of a uniform random sample of unlabelled pairs.
+        sample_pos_sims: ``[U]`` best labelled-positive similarity of each sampled pair's query (NaN if none).
+
+    Returns:
+        ``(posterior, description of the method)``; apply it with :func:`suspects_table`.
+    """
+    return _fit_posterior(estimator, prior, pos_sims, sample_sims, sample_pos_sims, seed=seed)
+
+
+def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
+                   similarity: np.ndarray, positive_similarity: np.ndarray) -> pd.DataFrame:
+    """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
+
+    The one place a fitted posterior is applied to scanned rows; the local scan and the Ray
+    engine (per batch) both call it, so both write the same columns and values.
+
+    Args:
+        posterior: from :func:`fit_scan_posterior` (or :attr:`ScanResult.posterior`).
+        query, candidate: ``[R]`` int64 ids; rank: ``[R]`` int (1 = most similar non-positive);
+        similarity: ``[R]`` float32; positive_similarity: ``[R]`` float32 (NaN without a positive).
+
+    Returns:
+        DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``.
+    """
+    from fnlab.posterior import prob_false_negative
+
+    sims = np.ascontiguousarray(similarity, dtype=np.float32)
+    best = np.ascontiguousarray(positive_similarity, dtype=np.float32)
+    p_fn = prob_false_negative(posterior, torch.from_numpy(sims), torch.from_numpy(best))
+    return pd.DataFrame({
+        "query": np.asarray(query, dtype=np.int64),
+        "candidate": np.asarray(candidate, dtype=np.int64),
+        "rank": np.asarray(rank, dtype=np.int32),
+        "similarity": sims,
+        "positive_similarity": best,
+        "p_false_negative": p_fn.numpy().astype(np.float32, copy=False),
+    })
+
+
 def _sample_unlabelled(pos: sp.csr_matrix, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n`` (query, candidate) pairs drawn uniformly with replacement among non-positive pairs."""
     nq, nc = pos.shape
@@ -407,7 +465,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
          top_k: int = 50, prior: Literal["auto"] | float = "auto", estimator: str = "gaussian",
          device: str = "auto", chunk_size: int | None = None, normalize: bool = True,
          index: Literal["flat", "hnsw", "ivf"] = "flat", progress: bool = False,
-         negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None) -> ScanResult:
+         negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None,
+         index_params: Mapping[str, Any] | list[str] | None = None, recall_check: int = 0,
+         engine: str = "local", **engine_options: Any) -> ScanResult:
     """Flag suspected false negatives: each query's top-k non-positive candidates with P(FN).
 
     Args:
@@ -426,6 +486,14 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         negative_sample: size of the random sample of non-positive pairs (negative fit, prior).
         seed: seeds the random sample (and IVF training): equal seeds give equal results.
         names: file names for error messages, keys ``queries``, ``candidates``, ``positives``.
+        index_params: parameters of the approximate index (``{"nprobe": 64}`` or ``["nprobe=64"]``;
+            :data:`fnlab.similarity.INDEX_PARAMS`: ``nlist``/``nprobe`` for ivf, ``M``/``efConstruction``/
+            ``efSearch`` for hnsw).
+        recall_check: measure recall@top_k of the index against exact search on this many sampled
+            queries (seeded by ``seed``); the summary's ``recall_check`` holds it (0: not measured).
+        engine: ``"local"`` (this process) or ``"ray"`` (:func:`fnlab.scale.ray_scan.ray_scan`: queries
+            and candidates may also be folders of Parquet/.npy shards; ``engine_options`` such as
+            ``out``, ``ray_address``, ``candidate_shards``, ``workers``, ``batch_size`` go there).
 
     Returns:
         :class:`ScanResult` with ``table`` (sorted by query, then rank) and ``summary``.
@@ -443,6 +511,17 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         >>> list(res.table.columns)[:4]
         ['query', 'candidate', 'rank', 'similarity']
     """
+    if engine not in ENGINES:
+        raise ScanInputError(f"unknown engine {engine!r}: expected one of {list(ENGINES)}")
+    if engine == "ray":
+        from fnlab.scale.ray_scan import ray_scan
+
+        return ray_scan(queries, candidates, positives, top_k=top_k, prior=prior, estimator=estimator,
+                        normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
+                        progress=progress, negative_sample=negative_sample, seed=seed, names=names,
+                        chunk_size=chunk_size, device=device, **engine_options)
+    if engine_options:
+        raise ScanInputError(f"options {sorted(engine_options)} are for engine='ray' only")
     t0 = time.perf_counter()
     names = dict(names or {})
     if not isinstance(top_k, int | np.integer) or top_k < 1:
@@ -456,6 +535,12 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
     if index not in ("flat", "hnsw", "ivf"):
         raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
+    try:
+        index_params = check_index_params(index, index_params)
+    except ValueError as err:
+        raise ScanInputError(f"index_params: {err}") from None
+    if not isinstance(recall_check, int | np.integer) or recall_check < 0:
+        raise ScanInputError(f"recall_check must be a non-negative integer (queries), got {recall_check!r}")
     backend, dev = _resolve_backend(device, index)
     notes: list[str] = []
 
@@ -511,7 +596,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
                                progress=bar.update if bar else None)
         else:
-            faiss_index = build_index(c, index, seed=seed) if index != "flat" else None
+            faiss_index = build_index(c, index, params=index_params, seed=seed) if index != "flat" else None
             scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
                                progress=bar.update if bar else None)
@@ -519,6 +604,12 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         if bar is not None:
             bar.close()
     t_search = time.perf_counter() - t_search
+    recall = None
+    if recall_check:
+        rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
+        exact = topk(q[rq], c, top_k, exclude=pos[rq], backend="faiss", chunk_size=DEFAULT_CHUNK_SIZE)[1]
+        recall = {"queries": int(rq.size), "k": int(top_k), "recall_at_k": recall_at_k(idx[rq], exact),
+                  "against": "exact inner-product search (faiss IndexFlatIP), labelled positives left out"}
 
     # --- table
     t_table = time.perf_counter()
@@ -526,19 +617,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     flat_idx = idx.ravel()
     keep = flat_idx >= 0
     query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
-    sims = scores.ravel()[keep]
-    from fnlab.posterior import prob_false_negative
-
-    p_fn = prob_false_negative(post, torch.from_numpy(sims), torch.from_numpy(best_pos[query_col]))
-    p_fn = p_fn.numpy().astype(np.float32, copy=False)
-    table = pd.DataFrame({
-        "query": query_col,
-        "candidate": flat_idx[keep],
-        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
-        "similarity": sims,
-        "positive_similarity": best_pos[query_col],
-        "p_false_negative": p_fn,
-    })
+    table = suspects_table(post, query_col, flat_idx[keep], np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
+                           scores.ravel()[keep], best_pos[query_col])
+    p_fn = table["p_false_negative"].to_numpy()
     t_table = time.perf_counter() - t_table
 
     params = {key: (float(v) if isinstance(v, int | float | np.floating) and not isinstance(v, bool) else v)
@@ -564,6 +645,10 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "sample_similarity_mean": float(sample_sims.mean()) if sample_sims.size else None,
         "normalized": bool(normalize),
         "index": index,
+        "index_params": (index_description(faiss_index) if backend == "faiss" and index != "flat"
+                         else {"kind": index}),
+        "recall_check": recall,
+        "engine": "local",
         "backend": backend,
         "device": dev,
         "seed": int(seed),

@@ -23,7 +23,7 @@ than ``k`` remaining candidates are padded with score ``-inf`` and index ``-1``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -41,6 +41,11 @@ __all__ = [
     "topk",
     "build_index",
     "as_exclude_matrix",
+    "INDEX_PARAMS",
+    "index_params",
+    "index_description",
+    "merge_topk",
+    "recall_at_k",
     "DEFAULT_CHUNK_SIZE",
 ]
 
@@ -168,25 +173,106 @@ def _filter_excluded(scores: np.ndarray, idx: np.ndarray, excl_rows: sp.csr_matr
 
 
 # --------------------------------------------------------------------------- indexes
-def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *, hnsw_m: int = 32,
-                ef_construction: int = 80, ef_search: int = 128, nlist: int | None = None,
-                nprobe: int = 16, seed: int = 0):
+#: Documented parameters of the approximate indexes: name -> (default, minimum, help).
+#: ``nlist``'s default ``None`` means ``4 * sqrt(Nk)`` cells (faiss' rule of thumb, at least 39 keys a cell).
+INDEX_PARAMS: dict[str, dict[str, tuple[int | None, int, str]]] = {
+    "flat": {},
+    "hnsw": {
+        "M": (32, 2, "links per node of the HNSW graph (memory ~ Nk * M * 8 bytes on top of the vectors)"),
+        "efConstruction": (80, 1, "candidate list while building the graph (build time, graph quality)"),
+        "efSearch": (128, 1, "candidate list while searching (recall against speed; at least k is used)"),
+    },
+    "ivf": {
+        "nlist": (None, 1, "k-means cells the keys are split into (default 4 * sqrt(Nk), at most Nk / 39)"),
+        "nprobe": (32, 1, "cells searched per query (recall against speed; at most nlist)"),
+    },
+}
+
+
+def index_params(kind: str, params: Mapping[str, object] | Sequence[str] | None = None) -> dict[str, int | None]:
+    """Validate the parameters of an index and fill in the defaults of :data:`INDEX_PARAMS`.
+
+    Args:
+        kind: ``"flat"``, ``"hnsw"`` or ``"ivf"``.
+        params: a mapping ``{"nprobe": 32}`` or ``KEY=VALUE`` strings (``["nprobe=32"]``, as the
+            command line's ``--index-param``); unknown keys, values that are not integers, or values
+            below the minimum are refused. Names are matched case-insensitively (``efsearch``).
+
+    Returns:
+        every parameter of ``kind`` with its value (defaults where not given).
+
+    Raises:
+        ValueError: unknown kind, unknown parameter, non-integer value, value below its minimum.
+
+    Example:
+        >>> index_params("ivf", ["nprobe=8"])
+        {'nlist': None, 'nprobe': 8}
+    """
+    if kind not in INDEX_PARAMS:
+        raise ValueError(f"unknown index kind {kind!r}: expected one of {sorted(INDEX_PARAMS)}")
+    spec = INDEX_PARAMS[kind]
+    given: dict[str, object] = {}
+    if params is not None:
+        if isinstance(params, Mapping):
+            given = dict(params)
+        else:
+            for item in params:
+                if not isinstance(item, str) or "=" not in item:
+                    raise ValueError(f"index parameter {item!r}: expected KEY=VALUE, e.g. nprobe=32")
+                key, value = item.split("=", 1)
+                given[key.strip()] = value.strip()
+    by_lower = {name.lower(): name for name in spec}
+    out: dict[str, int | None] = {name: default for name, (default, _, _) in spec.items()}
+    for key, value in given.items():
+        name = by_lower.get(str(key).lower())
+        if name is None:
+            allowed = ", ".join(spec) if spec else "none (exact search has no parameters)"
+            raise ValueError(f"unknown parameter {key!r} for index {kind!r}; expected: {allowed}")
+        try:
+            as_int = int(str(value)) if not isinstance(value, int | np.integer) else int(value)
+        except ValueError:
+            raise ValueError(f"index parameter {name}={value!r}: expected an integer") from None
+        if isinstance(value, float) and value != as_int:
+            raise ValueError(f"index parameter {name}={value!r}: expected an integer")
+        low = spec[name][1]
+        if as_int < low:
+            raise ValueError(f"index parameter {name}={as_int}: expected an integer >= {low}")
+        out[name] = as_int
+    return out
+
+
+def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *,
+                params: Mapping[str, object] | Sequence[str] | None = None, hnsw_m: int | None = None,
+                ef_construction: int | None = None, ef_search: int | None = None, nlist: int | None = None,
+                nprobe: int | None = None, seed: int = 0):
     """Build a faiss inner-product index over ``keys`` ``[Nk, d]`` (float32 copy).
 
     Args:
         kind: ``"flat"`` exact (``IndexFlatIP``); ``"hnsw"`` approximate graph index
-            (``IndexHNSWFlat`` with inner-product metric, ``hnsw_m`` links, ``ef_search``);
-            ``"ivf"`` approximate inverted lists (``IndexIVFFlat`` with ``nlist`` k-means cells,
-            default ``~4 sqrt(Nk)``, searching ``nprobe`` of them; trained with ``seed``).
+            (``IndexHNSWFlat``, Malkov & Yashunin, TPAMI 2020, inner-product metric; parameters
+            ``M``, ``efConstruction``, ``efSearch``); ``"ivf"`` approximate inverted lists
+            (``IndexIVFFlat``, Jegou et al., TPAMI 2011: ``nlist`` k-means cells trained with
+            ``seed`` on at most 256 keys a cell, searching the ``nprobe`` nearest cells).
+        params: parameters of :data:`INDEX_PARAMS` (mapping or ``KEY=VALUE`` strings), validated
+            by :func:`index_params`. The keyword arguments ``hnsw_m``, ``ef_construction``,
+            ``ef_search``, ``nlist``, ``nprobe`` are older spellings of the same.
 
     Returns:
         a faiss index holding the keys, usable as ``topk(..., index=...)``.
 
     Raises:
-        ValueError: unknown kind or empty keys.
+        ValueError: unknown kind or parameter, bad value, empty keys.
     """
     import faiss
 
+    legacy = {"M": hnsw_m, "efConstruction": ef_construction, "efSearch": ef_search, "nlist": nlist,
+              "nprobe": nprobe}
+    merged = dict(params) if isinstance(params, Mapping) else dict(index_params(kind, params)) if params else {}
+    merged = {key: value for key, value in merged.items() if value is not None}
+    for key, value in legacy.items():
+        if value is not None and key in INDEX_PARAMS.get(kind, {}):
+            merged.setdefault(key, value)
+    p = index_params(kind, merged)
     arr = _as_float32_numpy(keys, "keys")
     n, d = arr.shape
     if n == 0:
@@ -194,11 +280,11 @@ def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *, hn
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-    elif kind == "ivf":
-        cells = nlist if nlist is not None else int(4 * np.sqrt(n))
+        index = faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = p["efConstruction"]
+        index.hnsw.efSearch = p["efSearch"]
+    else:  # ivf
+        cells = p["nlist"] if p["nlist"] is not None else int(4 * np.sqrt(n))
         cells = int(max(1, min(cells, n // 39 if n >= 39 else 1)))  # faiss wants >= 39 points per cell
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
@@ -206,11 +292,77 @@ def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *, hn
         rng = np.random.default_rng(seed)
         train = arr if n <= 256 * cells else arr[np.sort(rng.choice(n, 256 * cells, replace=False))]
         index.train(train)
-        index.nprobe = min(nprobe, cells)
-    else:
-        raise ValueError(f"unknown index kind {kind!r}: expected one of 'flat', 'hnsw', 'ivf'")
+        index.nprobe = min(p["nprobe"], cells)
     index.add(arr)
     return index
+
+
+def index_description(index) -> dict[str, object]:
+    """The parameters a built faiss index actually uses (``nlist`` after clipping, etc.), for summaries."""
+    import faiss
+
+    base = faiss.downcast_index(index)
+    if isinstance(base, faiss.IndexHNSW):
+        return {"kind": "hnsw", "M": int(base.hnsw.nb_neighbors(1)), "efConstruction": int(base.hnsw.efConstruction),
+                "efSearch": int(base.hnsw.efSearch)}
+    if isinstance(base, faiss.IndexIVF):
+        return {"kind": "ivf", "nlist": int(base.nlist), "nprobe": int(base.nprobe)}
+    return {"kind": "flat"}
+
+
+def merge_topk(scores_a: np.ndarray, idx_a: np.ndarray, scores_b: np.ndarray, idx_b: np.ndarray,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact merge of two top-k lists of the same queries (e.g. from two candidate shards).
+
+    The k best of the union of the two lists are the k best overall, because each list holds
+    its shard's k best. Ties keep list ``a`` first (then the order within each list), so merging
+    shards in order reproduces a single search up to the order of tied scores. Padding
+    (index ``-1``, score ``-inf``) sorts last.
+
+    Args:
+        scores_a, idx_a: ``[B, ka]`` float32 / int64 (global key indices), decreasing scores.
+        scores_b, idx_b: ``[B, kb]``.
+        k: entries kept per row.
+
+    Returns:
+        ``(scores [B, k], indices [B, k])``.
+    """
+    s = np.concatenate([scores_a, scores_b], axis=1)
+    i = np.concatenate([idx_a, idx_b], axis=1)
+    key = np.where(i >= 0, s, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :k]
+    out_s = np.take_along_axis(key, order, axis=1).astype(np.float32)
+    out_i = np.take_along_axis(i, order, axis=1).astype(np.int64)
+    out_i[~np.isfinite(out_s)] = -1
+    if out_s.shape[1] < k:
+        pad = k - out_s.shape[1]
+        out_s = np.concatenate([out_s, np.full((s.shape[0], pad), -np.inf, np.float32)], axis=1)
+        out_i = np.concatenate([out_i, np.full((s.shape[0], pad), -1, np.int64)], axis=1)
+    return out_s, out_i
+
+
+def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
+    """recall@k of an approximate search: the share of the exact top-k found in the approximate top-k.
+
+    ``sum_q |A_q & E_q| / sum_q |E_q|`` over queries, with padding (``-1``) ignored; the usual
+    definition of ANN benchmarks (Aumuller et al., ann-benchmarks, 2020).
+
+    Args:
+        approx_idx: ``[Nq, k]`` int indices from the approximate index; exact_idx: ``[Nq, k]``.
+
+    Returns:
+        recall in [0, 1] (1.0 when the exact lists are all padding).
+    """
+    a = np.asarray(approx_idx, dtype=np.int64)
+    e = np.asarray(exact_idx, dtype=np.int64)
+    if a.shape[0] != e.shape[0]:
+        raise ValueError(f"approx_idx has {a.shape[0]} rows but exact_idx has {e.shape[0]}")
+    found = total = 0
+    for row_a, row_e in zip(a, e, strict=True):
+        want = row_e[row_e >= 0]
+        total += want.size
+        found += int(np.isin(want, row_a[row_a >= 0]).sum())
+    return 1.0 if total == 0 else found / total
 
 
 # --------------------------------------------------------------------------- top-k
