@@ -5,7 +5,8 @@ Layout of ``ROOT/``::
     ROOT/NAME/            a complete run
         config.json       the run's config (``{"dataset": {"name", "root", "options"}, "sampler": ..., ...}``)
         metrics.jsonl     one JSON object per ``log_metrics`` call (one per epoch)
-        run.json          completion marker: {"name", "created", "finished"}, written last
+        run.json          completion marker, written last: {"name", "created", "finished",
+                          "files": {FILE: {"sha256", "bytes"}}} (every file of the run when it finished)
         *.npy *.json *.parquet *.pt   arrays, JSON objects, tables, state dicts
     ROOT/.staging/NAME/   a run still being written (or one that was interrupted)
 
@@ -17,7 +18,16 @@ Safety:
     marker, so an interrupted run never loads;
   * run and file names are validated (letters, digits, ``._-``; not hidden, no ``/``, no ``..``, not
     absolute, not empty), so nothing can be written or read outside ``ROOT``;
-  * arrays load with ``allow_pickle=False`` and state dicts with ``weights_only=True``.
+  * arrays load with ``allow_pickle=False`` and state dicts with ``weights_only=True``;
+  * every file's sha256 is recorded in ``run.json`` and checked when the file is read
+    (:meth:`Run.verify` checks them all), so a truncated ``model.pt`` or a corrupt JSON file is
+    reported by name (:class:`CorruptRunError`) instead of loading;
+  * a writer holds ``fcntl.flock`` on ``ROOT/.staging/.NAME.lock`` while it writes: a second
+    writer of the same name is refused, and the staging folder of a *killed* writer (lock free) is
+    cleared by the next :meth:`RunStore.create` instead of blocking it; :meth:`RunStore.list` with
+    ``include_incomplete=True`` reports such runs as ``running`` / ``interrupted`` / ``corrupt``;
+  * ``RunStore(root, overwrite=True)`` replaces a complete run of the same name only when the new
+    one finalizes (an atomic exchange of the two folders), so a failed re-run keeps the old run.
 
 Example:
     >>> store = RunStore("runs")                                         # doctest: +SKIP
@@ -34,7 +44,6 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +51,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fnlab import files
+from fnlab.files import FileFormatError, atomic_write, pause_point  # noqa: F401  (atomic_write: old import path)
+
 STAGING = ".staging"
 MARKER = "run.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+STATUSES = ("complete", "running", "interrupted", "corrupt")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class CorruptRunError(ValueError):
+    """A run file that is missing, truncated or changed since the run finished (named in the message)."""
 
 
 def validate_name(name: str, what: str = "run name") -> str:
@@ -65,49 +82,40 @@ def validate_name(name: str, what: str = "run name") -> str:
     return name
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_json_default, allow_nan=True)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
-
-
 def _with_ext(name: str, ext: str, what: str) -> str:
     base = name[: -len(ext)] if name.endswith(ext) else name
     validate_name(base, what)
     return base + ext
 
 
+def _numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose values are all numbers or null become float/int (null -> NaN: the JSON NaN policy)."""
+    for col in df.columns:
+        if df[col].dtype == object:
+            vals = [v for v in df[col] if v is not None]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+                df[col] = pd.to_numeric(df[col].astype(float))
+    return df
+
+
 def _read_metrics(folder: Path) -> pd.DataFrame:
     path = folder / METRICS
     if not path.is_file():
         return pd.DataFrame()
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return pd.DataFrame(rows)
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise FileFormatError(f"{path}: line {i} is not valid JSON ({err}); expected one JSON object "
+                                  "per line") from None
+    return _numeric_columns(pd.DataFrame(rows))
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"sha256": files.sha256_file(path), "bytes": path.stat().st_size}
 
 
 class _Files:
@@ -118,35 +126,57 @@ class _Files:
     def _file(self, name: str, ext: str, what: str) -> Path:
         return self.path / _with_ext(name, ext, what)
 
+    def _check(self, filename: str) -> None:
+        """Hook: verify ``filename`` before it is read (complete runs check their checksums)."""
+
     # writers
     def save_json(self, name: str, obj: Any) -> Path:
-        """Write ``NAME.json`` atomically."""
-        return _write_text(self._file(name, ".json", "JSON name"), json.dumps(obj, default=_json_default, indent=1))
+        """Write ``NAME.json`` atomically (NaN and infinities as ``null``)."""
+        return files.write_json(self._file(name, ".json", "JSON name"), obj)
 
     def save_table(self, name: str, df: pd.DataFrame) -> Path:
         """Write ``NAME.parquet`` atomically."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"save_table({name!r}): expected a pandas DataFrame, got {type(df).__name__}")
-        return atomic_write(self._file(name, ".parquet", "table name"), lambda t: df.to_parquet(t, index=False))
+        return files.write_table(self._file(name, ".parquet", "table name"), df, "parquet")
 
     # readers
     def load_array(self, name: str, *, mmap_mode: str | None = None) -> np.ndarray:
         """``NAME.npy`` (never unpickled)."""
-        return np.load(self._file(name, ".npy", "array name"), allow_pickle=False, mmap_mode=mmap_mode)
+        path = self._file(name, ".npy", "array name")
+        self._check(path.name)
+        return files.read_npy(path, "a numeric array saved by fnlab", mmap_mode=mmap_mode)
 
     def load_json(self, name: str) -> Any:
         """``NAME.json``."""
-        return json.loads(self._file(name, ".json", "JSON name").read_text(encoding="utf-8"))
+        path = self._file(name, ".json", "JSON name")
+        self._check(path.name)
+        return files.read_json(path, "a JSON file written by fnlab")
 
     def load_table(self, name: str) -> pd.DataFrame:
         """``NAME.parquet``."""
-        return pd.read_parquet(self._file(name, ".parquet", "table name"))
+        path = self._file(name, ".parquet", "table name")
+        self._check(path.name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+        try:
+            return pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise FileFormatError(f"{path}: not a readable Parquet table ({type(err).__name__}: {err})") from None
 
     def load_state_dict(self, name: str = "model", map_location: Any = "cpu") -> dict:
         """``NAME.pt`` loaded with ``torch.load(weights_only=True)``."""
         import torch
 
-        return torch.load(self._file(name, ".pt", "state dict name"), map_location=map_location, weights_only=True)
+        path = self._file(name, ".pt", "state dict name")
+        self._check(path.name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # a damaged zip raises RuntimeError, pickle errors UnpicklingError
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileFormatError(f"{path}: not a readable PyTorch state dict ({msg})") from None
 
     def has(self, filename: str) -> bool:
         """Whether file ``filename`` (with extension) exists in this folder."""
@@ -165,7 +195,11 @@ class Run(_Files):
         name: the run name.
         path: its folder.
         config: the parsed ``config.json``.
-        info: the parsed completion marker (``created``, ``finished``).
+        info: the parsed completion marker (``created``, ``finished``, ``files``).
+
+    Raises (constructor):
+        FileNotFoundError: no ``run.json`` (the run never finished).
+        FileFormatError / CorruptRunError: ``run.json`` or ``config.json`` unreadable or changed.
     """
 
     def __init__(self, path: str | Path):
@@ -173,12 +207,62 @@ class Run(_Files):
         self.name = self.path.name
         if not (self.path / MARKER).is_file():
             raise FileNotFoundError(f"run {self.name!r} at {self.path} is incomplete (no {MARKER}): it never finished")
-        self.info = json.loads((self.path / MARKER).read_text(encoding="utf-8"))
-        self.config = json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        self.info = files.read_json(self.path / MARKER, "the run's completion marker (a JSON object)")
+        if not isinstance(self.info, dict):
+            raise FileFormatError(f"{self.path / MARKER}: expected a JSON object, got {type(self.info).__name__}")
+        self._check(CONFIG)
+        self.config = files.read_json(self.path / CONFIG, "the run's config (a JSON object)")
+
+    @property
+    def checksums(self) -> dict[str, dict]:
+        """``{file: {"sha256", "bytes"}}`` recorded when the run finished (empty for older runs)."""
+        rec = self.info.get("files")
+        return rec if isinstance(rec, dict) else {}
+
+    def _check(self, filename: str, *, full: bool = True) -> None:
+        rec = self.checksums.get(filename)
+        if rec is None:
+            return
+        path = self.path / filename
+        if not path.is_file():
+            raise CorruptRunError(f"{path}: missing; run {self.name!r} recorded it in {MARKER} when it finished")
+        size = path.stat().st_size
+        if size != rec.get("bytes"):
+            raise CorruptRunError(f"{path}: {size} bytes, but {MARKER} recorded {rec.get('bytes')} when the run "
+                                  "finished: the file is truncated or was changed")
+        if full and files.sha256_file(path) != rec.get("sha256"):
+            raise CorruptRunError(f"{path}: its sha256 differs from the one {MARKER} recorded when the run "
+                                  "finished: the file is corrupt or was changed")
+
+    def verify(self, *, full: bool = True) -> None:
+        """Check every recorded file (size, and sha256 when ``full``).
+
+        Raises:
+            CorruptRunError: the first missing, truncated or changed file, by name.
+        """
+        for filename in sorted(self.checksums):
+            self._check(filename, full=full)
+
+    def _record(self, path: Path) -> Path:
+        """Record a file added to (or replaced in) the complete run in ``run.json``."""
+        with files.file_lock(self.path / f".{MARKER}.lock"):
+            info = files.read_json(self.path / MARKER, "the run's completion marker")
+            if isinstance(info.get("files"), dict):
+                info["files"][path.name] = _file_record(path)
+                files.write_json(self.path / MARKER, info)
+                self.info = info
+        return path
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        return self._record(super().save_json(name, obj))
+
+    def save_table(self, name: str, df: pd.DataFrame) -> Path:
+        return self._record(super().save_table(name, df))
 
     @property
     def metrics(self) -> pd.DataFrame:
         """One row per ``log_metrics`` call (per epoch: ``epoch``, ``loss``, ``val_rsum``...)."""
+        self._check(METRICS)
         return _read_metrics(self.path)
 
     def __repr__(self) -> str:
@@ -186,9 +270,12 @@ class Run(_Files):
 
 
 class RunWriter(_Files):
-    """A run being written into ``ROOT/.staging/NAME``; :meth:`finalize` moves it into place."""
+    """A run being written into ``ROOT/.staging/NAME``; :meth:`finalize` moves it into place.
 
-    def __init__(self, store: RunStore, name: str, config: dict):
+    The writer holds the lock ``ROOT/.staging/.NAME.lock`` from creation to finalize / abort.
+    """
+
+    def __init__(self, store: RunStore, name: str, config: dict, lock_fd: int):
         self.store = store
         self.name = name
         self.path = store.staging / name
@@ -196,41 +283,51 @@ class RunWriter(_Files):
         self.created = datetime.now(UTC).isoformat(timespec="seconds")
         self._metrics: list[str] = []
         self._closed = False
+        self._lock_fd: int | None = lock_fd
         self.config = config
-        self.path.mkdir(parents=True, exist_ok=False)
-        _write_text(self.path / CONFIG, json.dumps(config, default=_json_default, indent=1))
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+            files.write_json(self.path / CONFIG, config)
+        except BaseException:
+            self.abort()
+            raise
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"run {self.name!r} is already finalized or aborted")
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            files.unlock(self._lock_fd)
+            self._lock_fd = None
 
     def log_metrics(self, metrics: dict) -> None:
         """Append one row (e.g. one epoch) to ``metrics.jsonl`` (the whole file replaced atomically)."""
         self._check_open()
         if not isinstance(metrics, dict):
             raise TypeError(f"log_metrics expects a dict, got {type(metrics).__name__}")
-        self._metrics.append(_dumps(metrics))
-        _write_text(self.path / METRICS, "\n".join(self._metrics) + "\n")
+        self._metrics.append(files.dumps(metrics))
+        files.write_text(self.path / METRICS, "\n".join(self._metrics) + "\n")
 
     def save_array(self, name: str, arr: np.ndarray) -> Path:
         """Write ``NAME.npy`` atomically (plain arrays only, never pickled)."""
         self._check_open()
+        path = self._file(name, ".npy", "array name")
         arr = np.asarray(arr)
         if arr.dtype == object:
             raise TypeError(f"save_array({name!r}): object arrays are not stored (they would need pickling)")
-
-        def write(t: Path) -> None:
-            with open(t, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-
-        return atomic_write(self._file(name, ".npy", "array name"), write)
+        return files.save_npy(path, arr)
 
     def save_state_dict(self, name: str, state_dict: dict) -> Path:
         """Write ``NAME.pt`` atomically (``torch.save`` of a state dict of tensors)."""
         self._check_open()
         import torch
 
-        return atomic_write(self._file(name, ".pt", "state dict name"), lambda t: torch.save(state_dict, t))
+        def write(t: Path) -> None:
+            torch.save(state_dict, t)
+            pause_point("run:file-written")
+
+        return atomic_write(self._file(name, ".pt", "state dict name"), write)
 
     def save_json(self, name: str, obj: Any) -> Path:
         self._check_open()
@@ -245,19 +342,37 @@ class RunWriter(_Files):
         return _read_metrics(self.path)
 
     def finalize(self) -> Run:
-        """Write the completion marker and rename the run into ``ROOT/NAME`` (atomic).
+        """Write the completion marker (with every file's sha256) and move the run into ``ROOT/NAME``.
+
+        With ``store.overwrite`` an existing complete run of that name is exchanged with the new one
+        atomically and then deleted.
 
         Raises:
-            FileExistsError: a complete run with this name appeared meanwhile.
+            FileExistsError: a run with this name exists and the store does not overwrite.
         """
         self._check_open()
-        if self.final_path.exists():
-            raise FileExistsError(f"run {self.name!r} already exists in {self.store.root}")
+        if self.final_path.exists() and not self.store.overwrite:
+            raise FileExistsError(f"run {self.name!r} already exists in {self.store.root} "
+                                  "(use --overwrite to replace it)")
+        pause_point("run:before-finalize")
+        recorded = {p.name: _file_record(p) for p in sorted(self.path.iterdir())
+                    if p.is_file() and not p.name.startswith(".") and p.name != MARKER}
         marker = {"name": self.name, "created": self.created,
-                  "finished": datetime.now(UTC).isoformat(timespec="seconds")}
-        _write_text(self.path / MARKER, json.dumps(marker, indent=1))
-        os.replace(self.path, self.final_path)
+                  "finished": datetime.now(UTC).isoformat(timespec="seconds"), "files": recorded}
+        files.write_json(self.path / MARKER, marker)
+        pause_point("run:marker-written")
+        if self.final_path.exists():
+            if files.exchange(self.path, self.final_path):
+                shutil.rmtree(self.path, ignore_errors=True)  # now the old run
+            else:
+                trash = self.store.staging / f".replaced-{self.name}-{uuid.uuid4().hex[:6]}"
+                os.replace(self.final_path, trash)
+                os.replace(self.path, self.final_path)
+                shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.path, self.final_path)
         self._closed = True
+        self._release()
         return Run(self.final_path)
 
     def abort(self) -> None:
@@ -265,6 +380,7 @@ class RunWriter(_Files):
         if not self._closed:
             shutil.rmtree(self.path, ignore_errors=True)
             self._closed = True
+        self._release()
 
     def __enter__(self) -> RunWriter:
         return self
@@ -272,6 +388,12 @@ class RunWriter(_Files):
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+    def __del__(self) -> None:
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 def _auto_name(config: dict) -> str:
@@ -286,31 +408,80 @@ def _auto_name(config: dict) -> str:
     return f"{stamp}-{pick('dataset')}-{pick('sampler')}-{uuid.uuid4().hex[:4]}"
 
 
-class RunStore:
-    """Runs under ``root`` (default ``runs``): create, list, load, watch progress."""
+def split_run_path(path: str | os.PathLike) -> tuple[Path, str]:
+    """``(run store root, run name)`` of a run folder path such as ``runs/my-run``.
 
-    def __init__(self, root: str | Path = "runs"):
+    A run is named by its folder path everywhere in the CLI (``train --out``, ``eval``, ``runs
+    show``, ``runs rm``); a bare name means ``./NAME``.
+
+    Raises:
+        ValueError: no final path component (``runs/``, ``.``) or an invalid name.
+    """
+    p = Path(path)
+    if not p.name or p.name in (".", ".."):
+        raise ValueError(f"run path {str(path)!r}: expected a run folder path such as runs/my-run")
+    validate_name(p.name, f"run name (last part of {str(path)!r})")
+    return (p.parent if str(p.parent) else Path(".")), p.name
+
+
+class RunStore:
+    """Runs under ``root`` (default ``runs``): create, list, load, delete, watch progress.
+
+    Args:
+        root: the store folder.
+        overwrite: :meth:`create` accepts the name of a complete run, which the new run replaces
+            when it finalizes (``fnlab train --overwrite``).
+    """
+
+    def __init__(self, root: str | Path = "runs", *, overwrite: bool = False):
         self.root = Path(root)
         self.staging = self.root / STAGING
+        self.overwrite = overwrite
+
+    @classmethod
+    def for_path(cls, path: str | os.PathLike, *, overwrite: bool = False) -> tuple[RunStore, str]:
+        """``(store, name)`` for a run folder path (see :func:`split_run_path`)."""
+        root, name = split_run_path(path)
+        return cls(root, overwrite=overwrite), name
 
     def _path(self, name: str) -> Path:
         return self.root / validate_name(name)
 
+    def _lock_path(self, name: str) -> Path:
+        return self.staging / f".{name}.lock"
+
     def create(self, config: dict, name: str | None = None) -> RunWriter:
         """Start a run in the staging folder and write its ``config.json``.
 
+        A staging folder left by a killed writer of the same name is removed first.
+
         Raises:
-            ValueError: an invalid name; FileExistsError: the name is taken (complete or in progress);
-            TypeError: the config is not JSON-serialisable.
+            ValueError: an invalid name; TypeError: the config is not JSON-serialisable;
+            FileExistsError: the name is taken by a complete run (unless ``overwrite``) or by a run
+            another process is writing right now.
         """
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
-        json.dumps(config, default=_json_default)  # fail before creating anything
+        files.dumps(config)  # fail before creating anything
         name = validate_name(name) if name is not None else _auto_name(config)
-        if (self.root / name).exists() or (self.staging / name).exists():
-            raise FileExistsError(f"run {name!r} already exists in {self.root}")
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"run store {self.root}: exists and is not a folder")
+        if (self.root / name).exists() and not self.overwrite:
+            raise FileExistsError(f"run {name!r} already exists in {self.root} (use --overwrite to replace it, "
+                                  f"or remove it with: fnlab runs rm {self.root / name})")
         self.staging.mkdir(parents=True, exist_ok=True)
-        return RunWriter(self, name, config)
+        fd = files.try_lock(self._lock_path(name))
+        if fd is None:
+            raise FileExistsError(f"run {name!r} in {self.root} is being written by another process right now; "
+                                  "wait for it to finish or choose another name")
+        try:
+            leftover = self.staging / name
+            if leftover.exists():  # a killed writer's folder: we hold the lock, so nobody is writing it
+                shutil.rmtree(leftover)
+            return RunWriter(self, name, config, fd)
+        except BaseException:
+            files.unlock(fd)
+            raise
 
     def names(self) -> list[str]:
         """Names of the complete runs."""
@@ -327,6 +498,10 @@ class RunStore:
             return []
         return sorted(p.name for p in self.staging.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
 
+    def is_running(self, name: str) -> bool:
+        """Whether a process is writing run ``name`` right now (it holds the run's lock)."""
+        return files.is_locked(self._lock_path(validate_name(name)))
+
     def exists(self, name: str) -> bool:
         return (self._path(name) / MARKER).is_file()
 
@@ -338,7 +513,10 @@ class RunStore:
         """
         path = self._path(name)
         if not path.is_dir():
-            hint = " (it is still being written or was interrupted)" if (self.staging / name).is_dir() else ""
+            hint = ""
+            if (self.staging / name).is_dir():
+                hint = (" (it is still being written)" if self.is_running(name) else
+                        " (it was interrupted: remove it with fnlab runs rm, or train again with the same --out)")
             raise FileNotFoundError(f"no run named {name!r} in {self.root}{hint}")
         return Run(path)
 
@@ -354,36 +532,87 @@ class RunStore:
                 return _read_metrics(folder)
         raise FileNotFoundError(f"no run named {name!r} in {self.root}")
 
-    def list(self) -> pd.DataFrame:
-        """Complete runs, newest first: ``name, created, dataset, sampler`` and the last metrics row."""
-        rows = []
-        for name in self.names():
-            try:
-                run = Run(self.root / name)
-                config = run.config
-                last = run.metrics.iloc[-1].to_dict() if len(run.metrics) else {}
-            except (OSError, ValueError):
-                continue  # unreadable run: skip rather than fail the listing
-            ds, sampler = config.get("dataset"), config.get("sampler")
-            rows.append({
-                "name": name,
-                "created": run.info.get("created"),
-                "dataset": ds.get("name") if isinstance(ds, dict) else ds,
-                "sampler": sampler.get("name") if isinstance(sampler, dict) else sampler,
-                **{k: v for k, v in last.items() if k not in ("name", "created", "dataset", "sampler")},
-            })
+    def _row(self, name: str, folder: Path, status: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": name, "status": status, "created": None, "dataset": None, "sampler": None}
+        problem = None
+        try:
+            if status == "complete":
+                run = Run(folder)
+                run.verify(full=False)  # sizes only: cheap enough for a listing
+                config, created, metrics = run.config, run.info.get("created"), run.metrics
+            else:
+                config = files.read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
+                created = datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(timespec="seconds")
+                metrics = _read_metrics(folder)
+        except (OSError, ValueError) as err:
+            row["status"] = "corrupt" if status == "complete" else status
+            problem = str(err)
+            config, created, metrics = {}, None, pd.DataFrame()
+        if not isinstance(config, dict):
+            config = {}
+        ds, sampler = config.get("dataset"), config.get("sampler")
+        row.update(created=created, dataset=ds.get("name") if isinstance(ds, dict) else ds,
+                   sampler=sampler.get("name") if isinstance(sampler, dict) else sampler)
+        last = metrics.iloc[-1].to_dict() if len(metrics) else {}
+        row.update({k: v for k, v in last.items() if k not in row})
+        row["problem"] = problem
+        return row
+
+    def list(self, *, include_incomplete: bool = False) -> pd.DataFrame:
+        """Runs, newest first: ``name, created, dataset, sampler`` and the last metrics row.
+
+        Args:
+            include_incomplete: also list runs that are ``running``, ``interrupted`` (in staging, no
+                writer alive) or ``corrupt`` (unreadable marker, config or metrics, or a recorded
+                file of the wrong size), with columns ``status`` and ``problem``. Without it, only
+                readable complete runs are listed.
+        """
+        rows = [self._row(name, self.root / name, "complete") for name in self.names()]
+        if include_incomplete:
+            if self.root.is_dir():  # run folders without a marker (copied in, or a failed move)
+                rows += [self._row(p.name, p, "corrupt") | {"problem": f"{p / MARKER}: missing (the run never "
+                                                                       "finished)"}
+                         for p in sorted(self.root.iterdir())
+                         if p.is_dir() and _NAME.fullmatch(p.name) and not (p / MARKER).exists()
+                         and (p / CONFIG).exists()]
+            rows += [self._row(name, self.staging / name, "running" if self.is_running(name) else "interrupted")
+                     for name in self.in_progress()]
+        else:
+            rows = [{k: v for k, v in r.items() if k not in ("status", "problem")} for r in rows
+                    if r["status"] == "complete"]
         cols = ["name", "created", "dataset", "sampler"]
+        if include_incomplete:
+            cols = ["name", "status", "created", "dataset", "sampler"]
         if not rows:
-            return pd.DataFrame(columns=cols)
+            return pd.DataFrame(columns=cols + (["problem"] if include_incomplete else []))
         df = pd.DataFrame(rows)
-        return df.sort_values(["created", "name"], ascending=False, kind="stable").reset_index(drop=True)
+        df["_created"] = df["created"].fillna("")
+        df = df.sort_values(["_created", "name"], ascending=False, kind="stable").drop(columns="_created")
+        return df.reset_index(drop=True)
 
     def delete(self, name: str) -> None:
-        """Remove a complete run (renamed out first, so it disappears atomically)."""
+        """Remove run ``name``: complete, corrupt, or interrupted (its staging folder).
+
+        The folder is renamed out first, so it disappears atomically.
+
+        Raises:
+            FileNotFoundError: no such run; FileExistsError: a process is writing it right now.
+        """
         path = self._path(name)
-        if not path.is_dir():
+        staged = self.staging / name
+        if not path.is_dir() and not staged.is_dir():
             raise FileNotFoundError(f"no run named {name!r} in {self.root}")
-        trash = self.staging / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        fd = files.try_lock(self._lock_path(name)) if self.staging.is_dir() else None
+        if self.staging.is_dir() and fd is None:
+            raise FileExistsError(f"run {name!r} in {self.root} is being written by another process right now; "
+                                  "it cannot be removed until that process ends")
+        try:
+            self.staging.mkdir(parents=True, exist_ok=True)
+            for folder in (path, staged):
+                if folder.is_dir():
+                    trash = self.staging / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
+                    os.replace(folder, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            if fd is not None:
+                files.unlock(fd)
