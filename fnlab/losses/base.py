@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from fnlab.samplers.registry import ParamSpec
+from fnlab.registry import ParamSpec
 
 REDUCTIONS = ("mean", "sum", "none")
 
