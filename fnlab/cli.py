@@ -1,33 +1,76 @@
 """The ``fnlab`` command. Each subcommand lives in ``fnlab/commands/<name>.py`` and exposes
-``add_parser(subparsers)``; heavy imports happen inside the command's ``run``."""
+``add_parser(subparsers)``; heavy imports happen inside the command's ``run``.
+
+Every user fault ends as one line on stderr, ``fnlab COMMAND: error: ...`` naming the file or flag
+and what was expected, with exit code 2; never a traceback (``FNLAB_DEBUG=1`` shows one)."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from fnlab import __version__
 
 COMMANDS = ("data", "train", "eval", "scan", "runs")
 
+EPILOG = """\
+conventions:
+  a run is named by its folder path everywhere: fnlab train --out runs/my-run,
+  fnlab eval runs/my-run, fnlab runs show runs/my-run, fnlab runs rm runs/my-run;
+  fnlab runs list --runs runs lists a run store (the folder holding runs).
+  --root always means a dataset's data folder (precomp, pairs).
+  KEY=VALUE flags (-o/--option, -p/--param, --loss-param) read VALUE as JSON
+  (3, 0.1, true, null, "text"), else as text; names and types are checked
+  against the registries before any work starts.
+  errors: one line on stderr naming the file or flag, exit code 2
+  (FNLAB_DEBUG=1 shows the traceback).
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fnlab",
         description="fnlab: find, measure and eliminate false negatives in contrastive and retrieval training.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"fnlab.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"fnlab.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"fnlab.commands.{name}").add_parser(sub)
     return parser
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for the user: the file (for OS errors) and what went wrong."""
+    if isinstance(err, OSError) and err.errno is not None and err.filename is not None:
+        what = _OS_HINTS.get(err.errno, err.strerror or str(err))
+        where = os.fsdecode(err.filename)
+        if err.filename2 is not None:
+            where += f" -> {os.fsdecode(err.filename2)}"
+        text = f"{where}: {what}"
+    elif isinstance(err, MemoryError):
+        text = "out of memory" + (f" ({err})" if str(err) else "")
+    elif isinstance(err, KeyError):
+        text = f"missing key {err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())  # one line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-        # user errors: a clear message, no stack trace
-        print(f"fnlab {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"fnlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, OSError, RuntimeError, MemoryError) as err:
+        # user errors (bad files, flags, full or read-only disks): a clear message, no stack trace
+        if os.environ.get("FNLAB_DEBUG"):
+            raise
+        print(f"fnlab {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
 
 

@@ -330,25 +330,35 @@ def try_lock(path: str | os.PathLike, *, blocking: bool = False) -> int | None:
 
     Returns the open file descriptor (pass it to :func:`unlock`), or ``None`` when ``blocking`` is
     False and another holder has it. The kernel drops the lock when the holder dies, so a killed
-    process never leaves a stale lock.
+    process never leaves a stale lock. A lock file that its holder removed while we waited is
+    detected (inode check) and the lock retaken on the new file, so :func:`unlock` may remove it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file meanwhile: lock the current one
 
 
-def unlock(fd: int) -> None:
-    """Release a lock taken by :func:`try_lock`."""
+def unlock(fd: int, *, remove: str | os.PathLike | None = None) -> None:
+    """Release a lock taken by :func:`try_lock`; ``remove`` deletes the lock file first (while held)."""
     try:
+        if remove is not None:
+            Path(remove).unlink(missing_ok=True)
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -298,7 +298,7 @@ class RunWriter(_Files):
 
     def _release(self) -> None:
         if self._lock_fd is not None:
-            files.unlock(self._lock_fd)
+            files.unlock(self._lock_fd, remove=self.store._lock_path(self.name))
             self._lock_fd = None
 
     def log_metrics(self, metrics: dict) -> None:
@@ -480,7 +480,7 @@ class RunStore:
                 shutil.rmtree(leftover)
             return RunWriter(self, name, config, fd)
         except BaseException:
-            files.unlock(fd)
+            files.unlock(fd, remove=self._lock_path(name))
             raise
 
     def names(self) -> list[str]:
@@ -615,4 +615,4 @@ class RunStore:
                     shutil.rmtree(trash, ignore_errors=True)
         finally:
             if fd is not None:
-                files.unlock(fd)
+                files.unlock(fd, remove=self._lock_path(name))

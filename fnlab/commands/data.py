@@ -14,13 +14,9 @@ _DESCRIPTIONS = {
 
 
 def _parse_option(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise ValueError(f"--option {text!r}: expected KEY=VALUE")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+    from fnlab.commands.options import parse_kv  # the CLI's one KEY=VALUE parser
+
+    return parse_kv(text, "--option")
 
 
 def add_parser(subparsers) -> None:

@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
         "FN-detection AUROC/AP/ECE of the run's posterior and the sampled false-negative rate. Ground-truth "
         "parts are null where the dataset has no relevance.",
     )
-    p.add_argument("run_dir", metavar="DIR", help="a run folder written by fnlab train")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder written by fnlab train, e.g. runs/my-run")
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default: test)")
     p.add_argument("--fn-top-k", type=int, default=None, help="FN-detection candidates per caption "
                    "(default: the run's)")
@@ -37,8 +37,14 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
 
     path = Path(run_dir)
     if not path.is_dir():
+        from fnlab.runs import RunStore
+
+        store, name = RunStore.for_path(path)
+        if (store.staging / name).is_dir():
+            store.load(name)  # raises with a hint: the run is interrupted or still being written
         raise FileNotFoundError(f"run folder {run_dir!r} does not exist")
     r = Run(path)
+    r.verify()  # every file against the sha256 in run.json: a truncated model.pt is named, not evaluated
     for side in ("a", "b"):
         if not r.has(f"emb_{side}_{split}.npy"):
             raise FileNotFoundError(f"run {r.name!r}: no emb_{side}_{split}.npy (saved splits: "

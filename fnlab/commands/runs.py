@@ -1,56 +1,99 @@
-"""``fnlab runs``: list the runs in a run store and show one."""
+"""``fnlab runs``: list the runs in a run store (with their status), show one, remove one.
+
+A run is named by its folder path (``runs/my-run``), as in ``fnlab train --out`` and ``fnlab eval``;
+a bare ``NAME`` that is not a folder here is looked up in ``--runs`` (default ``runs``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+_RUN_HELP = "the run's folder, e.g. runs/my-run (a bare NAME is looked up in --runs)"
+
+
+def _add_store_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--runs", dest="runs_root", default=None, metavar="DIR", help=help_text)
+    p.add_argument("--root", dest="runs_root", help=argparse.SUPPRESS)  # old spelling, kept working
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("runs", help="list and show training runs",
-                              description="List the complete runs in a run store, or show one run.")
+    p = subparsers.add_parser("runs", help="list, show and remove training runs",
+                              description="List the runs in a run store with their status, show one run, or "
+                              "remove one. " + __doc__.split("\n\n", 1)[1].strip())
     sub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
 
-    p_list = sub.add_parser("list", help="list complete runs (newest first)",
-                            description="List complete runs: name, created, dataset, sampler and final metrics.")
-    p_list.add_argument("--root", default="runs", help="run store folder (default: runs)")
+    p_list = sub.add_parser("list", help="list runs with their status (newest first)",
+                            description="List runs: name, status, created, dataset, sampler and final metrics. "
+                            "status: complete; running (a process is writing it); interrupted (its writer "
+                            "died: remove it with 'fnlab runs rm', or train again with the same --out); "
+                            "corrupt (a file is unreadable or changed; the problem column says which).")
+    _add_store_flag(p_list, "run store folder (default: runs)")
     p_list.add_argument("--json", action="store_true", help="print a JSON list of objects")
     p_list.set_defaults(func=run_list)
 
     p_show = sub.add_parser("show", help="config, metrics and files of one run",
-                            description="Show one run: its config, per-epoch metrics, evaluation and files.")
-    p_show.add_argument("name", metavar="NAME", help="run name (see fnlab runs list)")
-    p_show.add_argument("--root", default="runs", help="run store folder (default: runs)")
+                            description="Show one run: its config, per-epoch metrics, evaluation and files. "
+                            "Every file is checked against the sha256 recorded when the run finished.")
+    p_show.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    _add_store_flag(p_show, "run store for a bare NAME (default: runs)")
     p_show.add_argument("--json", action="store_true", help="print one JSON object")
     p_show.set_defaults(func=run_show)
+
+    p_rm = sub.add_parser("rm", help="remove a run (complete, interrupted or corrupt)",
+                          description="Remove a run folder, or the staging folder an interrupted run left. "
+                          "A run that a live process is writing is refused.")
+    p_rm.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    _add_store_flag(p_rm, "run store for a bare NAME (default: runs)")
+    p_rm.set_defaults(func=run_rm)
+
+
+def resolve(ref: str, runs_root: str | None):
+    """``(RunStore, name)`` for a run reference (a folder path, or a bare name in ``runs_root``)."""
+    from fnlab.runs import RunStore
+
+    if runs_root is not None and "/" not in ref:
+        from fnlab.runs import validate_name
+
+        return RunStore(runs_root), validate_name(ref)
+    path = Path(ref)
+    store, name = RunStore.for_path(path)
+    if "/" not in ref and not path.is_dir():
+        store = RunStore("runs")  # a bare NAME: the default store
+    return store, name
 
 
 def run_list(args: argparse.Namespace) -> int:
     from fnlab.runs import RunStore
 
-    store = RunStore(args.root)
-    df = store.list()
+    store = RunStore(args.runs_root or "runs")
+    if store.root.exists() and not store.root.is_dir():
+        raise NotADirectoryError(f"--runs {store.root}: not a folder; expected a run store folder")
+    df = store.list(include_incomplete=True)
     if args.json:
         print(df.to_json(orient="records"))
         return 0
     if df.empty:
-        print(f"no complete runs in {store.root}")
-    else:
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    pending = store.in_progress()
-    if pending:
-        print(f"\nin progress or interrupted ({len(pending)}): {', '.join(pending)}")
+        print(f"no runs in {store.root}")
+        return 0
+    problems = df.pop("problem")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+    for name, status, problem in zip(df["name"], df["status"], problems, strict=True):
+        if problem:
+            print(f"{name} ({status}): {problem}")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from fnlab.runs import RunStore
-
-    run = RunStore(args.root).load(args.name)
+    store, name = resolve(args.run, args.runs_root)
+    run = store.load(name)
+    run.verify()
     metrics = run.metrics
     evaluation = run.load_json("eval") if run.has("eval.json") else None
     if args.json:
-        out = {"name": run.name, "path": str(run.path), **run.info, "config": run.config,
+        out = {"name": run.name, "path": str(run.path), **{k: v for k, v in run.info.items() if k != "files"},
+               "config": run.config,
                "metrics": json.loads(metrics.to_json(orient="records")) if len(metrics) else [],
                "eval": evaluation, "files": run.files()}
         print(json.dumps(out, default=str))
@@ -64,5 +107,13 @@ def run_show(args: argparse.Namespace) -> int:
     if evaluation is not None:
         print("eval:")
         print(json.dumps(evaluation, indent=2, default=str))
-    print("files: " + ", ".join(run.files()))
+    checked = " (sha256 checked)" if run.checksums else ""
+    print("files: " + ", ".join(run.files()) + checked)
+    return 0
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    store, name = resolve(args.run, args.runs_root)
+    store.delete(name)
+    print(f"removed run {name!r} from {store.root}")
     return 0

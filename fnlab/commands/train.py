@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-
-def _parse_kv(text: str, flag: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
-    key, value = text.split("=", 1)
-    if not key:
-        raise ValueError(f"{flag} {text!r}: empty KEY")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
+from fnlab.commands.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
 
 #: named sampler options -> sampler parameter names (only passed when given)
 SAMPLER_FLAGS = {
@@ -30,6 +18,16 @@ SAMPLER_FLAGS = {
     "b": ("simans/oracle: bias b", float),
     "base": ("oracle: 'hardest' or 'simans'", str),
 }
+
+
+def _names(module: str, attr: str = "available") -> str:
+    """Names from a registry for help texts (``fnlab.samplers.available()`` ...)."""
+    import importlib
+
+    try:
+        return ", ".join(getattr(importlib.import_module(module), attr)())
+    except Exception:  # noqa: BLE001 - help must not fail; the command itself reports errors
+        return "see " + module
 
 
 def add_parser(subparsers) -> None:
@@ -45,18 +43,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--root", default=None, help="data folder (precomp, pairs)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset loader option, e.g. -o genericness=0.5 (repeatable)")
-    p.add_argument("--sampler", required=True, help="random, hardest, semihard, simans, positive_aware, range, "
-                   "fne, oracle")
+    p.add_argument("--sampler", required=True, help=f"negative sampler: {_names('fnlab.samplers')}")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="sampler parameter, e.g. -p top_k=50 (repeatable; JSON values)")
     for flag, (help_text, typ) in SAMPLER_FLAGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=f"sp_{flag}", type=typ, default=None, help=help_text)
     p.add_argument("--loss", default="triplet",
-                   help="loss on the picked negatives: triplet, infonce, dcl, hcl or fnc (fnlab.losses)")
+                   help=f"loss on the picked negatives: {_names('fnlab.losses')}")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="loss parameter, e.g. --loss-param tau_plus=0.1 (repeatable; JSON values)")
-    p.add_argument("--loss-margin", type=float, default=None, help="triplet margin (default 0.2)")
-    p.add_argument("--temperature", type=float, default=None, help="infonce temperature (default 0.07)")
+                   help="loss parameter, e.g. --loss-param tau_plus=0.1 (repeatable; JSON values; names from "
+                   "fnlab.losses.param_specs(LOSS), plus margin: the warm-up's hinge margin)")
+    p.add_argument("--loss-margin", type=float, default=None, help="alias of --loss-param margin=X")
+    p.add_argument("--temperature", type=float, default=None, help="alias of --loss-param temperature=X "
+                   "(losses with a temperature only)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -68,9 +67,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dim", type=int, default=64, help="joint embedding size")
     p.add_argument("--text-encoder", default="cnn", choices=["cnn", "gru", "bag"])
-    p.add_argument("--posterior", default="gaussian", help="estimator for posterior.json (fnlab.posterior)")
+    p.add_argument("--posterior", default="gaussian",
+                   help=f"estimator for posterior.json: {_names('fnlab.posterior', 'estimators')}")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder to create (must not exist)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder to create, e.g. runs/my-run (must not "
+                   "exist unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run at --out; the old run stays "
+                   "until the new one is complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -79,15 +82,20 @@ def config_from_args(args: argparse.Namespace):
     from fnlab.train import TrainConfig
 
     sampler_params = dict(_parse_kv(t, "--param") for t in args.param)
+    sampler_flags = {}
     for flag in SAMPLER_FLAGS:
         value = getattr(args, f"sp_{flag}")
         if value is not None:
             sampler_params[flag] = value
+            sampler_flags[flag] = f"--{flag.replace('_', '-')}"
     loss_params: dict[str, Any] = dict(_parse_kv(t, "--loss-param") for t in args.loss_param)
+    loss_flags = {k: "--loss-param" for k in loss_params}
     if args.loss_margin is not None:
-        loss_params["margin"] = args.loss_margin
+        loss_params["margin"], loss_flags["margin"] = args.loss_margin, "--loss-margin"
     if args.temperature is not None:
-        loss_params["temperature"] = args.temperature
+        loss_params["temperature"], loss_flags["temperature"] = args.temperature, "--temperature"
+    sampler_params, loss_params = check_train_params(args.sampler, sampler_params, sampler_flags, args.loss,
+                                                     loss_params, loss_flags)
     return TrainConfig(
         dataset=args.dataset, dataset_root=args.root, dataset_options=dict(_parse_kv(t, "--option") for t in args.option),
         sampler=args.sampler, sampler_params=sampler_params, loss=args.loss, loss_params=loss_params,
@@ -95,6 +103,28 @@ def config_from_args(args: argparse.Namespace):
         queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
         posterior=args.posterior, seed=args.seed, device=args.device, num_threads=args.threads,
     )
+
+
+def check_train_params(sampler: str, sampler_params: dict, sampler_flags: dict, loss: str, loss_params: dict,
+                       loss_flags: dict) -> tuple[dict, dict]:
+    """Names and types of sampler and loss parameters checked against the registries, before training.
+
+    Raises:
+        ValueError: unknown sampler or loss (valid names listed), unknown loss parameter, wrong type.
+    """
+    from fnlab import losses, samplers
+    from fnlab.commands.options import check_params
+
+    sampler_params = check_params(sampler_params, samplers.param_specs(sampler), owner=f"sampler {sampler!r}",
+                                  flags=sampler_flags, strict=False)  # names: the sampler's own check
+    specs = losses.param_specs(loss)
+    extra = {} if any(s.name == "margin" for s in specs) else {"margin": "the warm-up's hinge margin"}
+    loss_params = check_params(loss_params, specs, owner=f"loss {loss!r}", flags=loss_flags, extra=extra)
+    if "margin" in extra and "margin" in loss_params:
+        loss_params["margin"] = check_params({"margin": loss_params["margin"]},
+                                             [s for s in losses.param_specs("triplet") if s.name == "margin"],
+                                             owner="warm-up", flags=loss_flags)["margin"]
+    return sampler_params, loss_params
 
 
 class _TqdmCallback:
@@ -127,10 +157,14 @@ class _TqdmCallback:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fnlab.train import run_store_for, train
+    from fnlab.runs import RunStore
+    from fnlab.train import train
 
     config = config_from_args(args)
-    store, name = run_store_for(args.out)
+    store, name = RunStore.for_path(args.out, overwrite=args.overwrite)
+    if store.exists(name) and not args.overwrite:  # fail before loading data and training
+        raise FileExistsError(f"--out {args.out}: run {name!r} already exists in {store.root} (use --overwrite "
+                              f"to replace it, or remove it with: fnlab runs rm {args.out})")
     callbacks = [] if args.no_progress else [_TqdmCallback()]  # duck-typed fnlab.train.Callback
     result = train(config, callbacks=callbacks, store=store, name=name)
     summary = result.load_json("eval")

@@ -1,0 +1,97 @@
+"""The CLI's one ``KEY=VALUE`` grammar and its checks against the registries' parameter specs.
+
+Every repeatable ``KEY=VALUE`` flag (``--option/-o``, ``--param/-p``, ``--loss-param``) is parsed by
+:func:`parse_kv`: the value is read as JSON (``3``, ``0.1``, ``true``, ``null``, ``"text"``) and
+otherwise kept as a string. :func:`check_params` then checks names and types against a registry's
+:class:`~fnlab.samplers.registry.ParamSpec` list, so a wrong name or value is refused before any
+work starts, with a message naming the flag, the parameter and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: the flags that take KEY=VALUE (others, like --temperature, are named aliases of one key)
+KV_FLAGS = ("--option", "--param", "--loss-param")
+
+
+def parse_kv(text: str, flag: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE)``; the value parsed as JSON where it is JSON, else a string.
+
+    Raises:
+        ValueError: no ``=`` or an empty key (the message names ``flag``).
+    """
+    if "=" not in text:
+        raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"{flag} {text!r}: empty KEY; expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def parse_kvs(texts: Iterable[str], flag: str) -> dict[str, Any]:
+    """Many ``KEY=VALUE`` texts -> a dict (a later key wins)."""
+    return dict(parse_kv(t, flag) for t in texts)
+
+
+def _typed(value: Any, spec: Any, where: str) -> Any:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if getattr(spec, "optional", False):
+            return None
+        raise ValueError(f"{where}: expected {'an integer' if spec.integer else 'a number'}, got {value!r}")
+    if spec.integer:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def check_params(params: Mapping[str, Any], specs: Iterable[Any], *, owner: str,
+                 flags: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None,
+                 strict: bool = True) -> dict[str, Any]:
+    """Check ``params`` against ``specs`` (``ParamSpec``: ``name``, ``integer``, ``optional``).
+
+    Args:
+        owner: what takes the parameters, for messages (``"loss 'dcl'"``).
+        flags: the flag each key came from (default ``--param``), for messages.
+        extra: further accepted names (not type-checked) with a one-line note each.
+        strict: refuse names that are neither in ``specs`` nor in ``extra``.
+
+    Returns:
+        the parameters with values converted (integers stay int, numbers become float).
+
+    Raises:
+        ValueError: an unknown name (listing the valid ones) or a value of the wrong type.
+    """
+    specs = {s.name: s for s in specs}
+    extra = dict(extra or {})
+    flags = dict(flags or {})
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        flag = flags.get(key, "--param")
+        label = f"{flag} {key}" if flag in KV_FLAGS else flag
+        if key in specs:
+            out[key] = _typed(value, specs[key], f"{label}={value!r} ({owner})")
+        elif key in extra or not strict:
+            out[key] = value
+        else:
+            valid = sorted(specs) + sorted(extra)
+            hint = f"valid names: {', '.join(valid)}" if valid else "it takes no parameters"
+            near = [v for v in valid if v.replace("_", "-") == key or v == key.replace("-", "_")]
+            if near:
+                hint += f" (did you mean {near[0]!r}?)"
+            raise ValueError(f"{label}: {owner} has no parameter {key!r}; {hint}")
+    return out
