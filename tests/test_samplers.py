@@ -118,10 +118,16 @@ CASES = [
     ("simans", {"a": 3.0, "b": 0.1, "top_k": 5}, ref_simans(3.0, 0.1, 5)),
     ("positive_aware", {}, ref_positive_aware("perc", 0.95, 0.05, 10)),
     ("positive_aware", {"mode": "margin", "margin": 0.1, "top_k": 3}, ref_positive_aware("margin", 0.95, 0.1, 3)),
-    ("range", {}, ref_range(0, None, None, None, None, None, "top", 1)),
+    ("range", {}, ref_range(10, 50, None, None, 0.0, None, "random", 1)),
+    ("range", {"range_min": 0, "range_max": None, "margin": None, "strategy": "top"}, ref_hardest(1)),
+    ("range", {"range_min": 0, "range_max": None, "relative_margin": 0.05, "margin": None, "strategy": "top",
+               "num_negatives": 10}, ref_positive_aware("perc", 0.95, 0.05, 10)),
     ("range", {"range_min": 2, "range_max": 12, "margin": 0.05, "strategy": "random"},
      ref_range(2, 12, None, None, 0.05, None, "random", 1)),
     ("range", {"min_score": -0.5, "max_score": 0.6, "relative_margin": 0.1, "num_negatives": 3},
+     ref_range(10, 50, -0.5, 0.6, 0.0, 0.1, "random", 3)),
+    ("range", {"range_min": 0, "range_max": None, "margin": None, "strategy": "top", "min_score": -0.5,
+               "max_score": 0.6, "relative_margin": 0.1, "num_negatives": 3},
      ref_range(0, None, -0.5, 0.6, None, 0.1, "top", 3)),
 ]
 
@@ -235,6 +241,68 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     want = math.exp(-0.5 * (0.45 - 0.9) ** 2) * (1 - float(p[0, 3]))
     assert calib[0, 3] == pytest.approx(want)
     assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
+
+
+# ------------------------------------------------------------------ range and positive_aware
+def test_range_defaults_are_a_band_below_the_positive():
+    """Defaults: uniform over ranks 10..49 among non-positives, never above the positive's score."""
+    sims, pos, mask = make(8, 120, seed=7)
+    pos[::2] = 0.95  # even rows: the positive scores above every candidate, so the band is ranks 10..49
+    w = S.build("range").weights(sims, pos, mask)
+    ranks = S.base.rank_among_allowed(sims, mask)
+    picked = w > 0
+    for i in range(sims.shape[0]):
+        band = ~mask[i] & (ranks[i] >= 10) & (ranks[i] < 50) & (sims[i] <= pos[i])
+        if i % 2 == 0:
+            assert int(band.sum()) == 40
+        if band.any():
+            assert torch.equal(picked[i], band), i
+            assert set(w[i][picked[i]].tolist()) == {1.0}
+        else:  # nothing in the band: the base class falls back to the hardest non-positive
+            assert picked[i].nonzero().flatten().tolist() == [int(torch.nonzero(~mask[i] & (ranks[i] == 0)))]
+
+
+@pytest.mark.parametrize("params", [{}, {"mode": "margin", "margin": 0.1, "top_k": 3}, {"perc": 0.8, "top_k": 1}])
+def test_positive_aware_is_a_preset_of_range(params):
+    sims, pos, mask = make(9, 40, seed=3)
+    sampler = S.build("positive_aware", **params)
+    torch.testing.assert_close(sampler.weights(sims, pos, mask), sampler.as_range().weights(sims, pos, mask),
+                               rtol=0, atol=0)
+
+
+def test_range_and_positive_aware_reject_bad_parameters():
+    with pytest.raises(ValueError, match="range_min < range_max"):
+        S.build("range", range_min=50, range_max=10)
+    with pytest.raises(ValueError, match="'strategy'"):
+        S.build("range", strategy="best")
+    with pytest.raises(ValueError, match="'perc'"):
+        S.build("positive_aware", perc=0.0)
+    with pytest.raises(ValueError, match="'mode'"):
+        S.build("positive_aware", mode="ratio")
+
+
+def test_no_two_samplers_are_the_same_at_their_defaults():
+    """Every registered sampler, at its defaults, gives a different distribution on a random matrix.
+
+    ``fne`` gets a fitted posterior (without one it is SimANS by design, its warm-up) and ``oracle`` the
+    ground truth: the labelled positives plus hidden false negatives (without them it is ``hardest``).
+    """
+    b, m = 16, 200
+    sims, pos, mask = make(b, m, seed=11, dtype=torch.float64)
+    g = torch.Generator().manual_seed(12)
+    hidden_fn = (torch.rand(b, m, generator=g) < 0.05) & ~mask
+    sims = torch.where(hidden_fn, pos[:, None] - 0.02, sims)  # false negatives score near the positive
+    dists = {}
+    for name in S.available():
+        kw = {"posterior": GaussianPosterior(0.5, 0.1, 0.0, 0.2)} if name == "fne" else {}
+        ctx = {"relevant_mask": mask | hidden_fn} if name == "oracle" else {}
+        w = S.build(name, **kw).weights(sims, pos, mask, **ctx)
+        dists[name] = w / w.sum(dim=1, keepdim=True)
+    names = sorted(dists)
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            gap = float((dists[x] - dists[y]).abs().max())
+            assert gap > 1e-3, f"{x} and {y} give the same weights at their defaults"
 
 
 # ------------------------------------------------------------------ registry, specs, errors

@@ -1,8 +1,9 @@
-"""Positive-aware hard-negative mining (NV-Retriever, Moreira et al., 2024)."""
+"""Positive-aware hard-negative mining (NV-Retriever, Moreira et al., 2024), as presets of ``range``."""
 
 from __future__ import annotations
 
-from .base import Sampler, topk_mask
+from .base import Sampler
+from .range import RangeSampler
 from .registry import ParamSpec, register
 
 
@@ -15,6 +16,12 @@ class PositiveAwareSampler(Sampler):
     Ranking for the top-k counts only kept candidates. Note that ``perc * s+`` is the
     NV-Retriever formula and assumes ``s+ > 0``. A row where every candidate is dropped
     falls back to its hardest non-positive (base-class fallback).
+
+    This is a preset of :class:`~fnlab.samplers.range.RangeSampler` (:meth:`as_range` returns it):
+    no rank window, ``strategy="top"``, ``num_negatives=top_k``, and ``relative_margin = 1 - perc``
+    (perc mode) or ``margin`` (margin mode). At the defaults it differs from ``range``'s defaults
+    (ranks 10..49 below the positive, drawn uniformly) and from ``hardest`` (top 1): it keeps the
+    10 hardest candidates under 95% of the positive's score.
 
     Args:
         mode: ``"perc"`` or ``"margin"``.
@@ -34,14 +41,17 @@ class PositiveAwareSampler(Sampler):
             raise ValueError(f"positive_aware: 'mode' must be 'perc' or 'margin', got {mode!r}")
         if int(top_k) < 1:
             raise ValueError(f"positive_aware: 'top_k' must be >= 1, got {top_k}")
+        if mode == "perc" and not 0.0 < float(perc) <= 1.0:
+            raise ValueError(f"positive_aware: 'perc' must lie in (0, 1], got {perc}")
         self.mode, self.perc, self.margin, self.top_k = mode, float(perc), float(margin), int(top_k)
+        self._range = self.as_range()
 
-    def _dropped(self, sims, pos_sims):
-        p = pos_sims[:, None]
+    def as_range(self) -> RangeSampler:
+        """The equivalent :class:`RangeSampler`."""
+        window = dict(range_min=0, range_max=None, strategy="top", num_negatives=self.top_k)
         if self.mode == "perc":
-            return sims > self.perc * p
-        return sims > p - self.margin
+            return RangeSampler(**window, margin=None, relative_margin=1.0 - self.perc)
+        return RangeSampler(**window, margin=self.margin, relative_margin=None)
 
     def _weights(self, sims, pos_sims, positive_mask, **context):
-        blocked = positive_mask | self._dropped(sims, pos_sims)
-        return topk_mask(sims, blocked, self.top_k).to(sims.dtype)
+        return self._range._weights(sims, pos_sims, positive_mask)

@@ -1,4 +1,4 @@
-"""Range / margin mining, as sentence-transformers' ``mine_hard_negatives``."""
+"""Range / margin mining, as sentence-transformers' ``mine_hard_negatives`` (``sentence_transformers.util``)."""
 
 from __future__ import annotations
 
@@ -24,28 +24,37 @@ class RangeSampler(Sampler):
     candidates; ``"random"`` puts weight 1 on every eligible candidate. A row with none
     eligible falls back to its hardest non-positive.
 
+    **Defaults: a rank band below the positive.** ``range_min=10, range_max=50, margin=0,
+    strategy="random"``: skip the 10 most similar candidates (where false negatives crowd),
+    draw uniformly among ranks 10..49, and never take a candidate scored above the labelled
+    positive. These are the settings sentence-transformers' maintainers used to mine the
+    published hard-negative sets (e.g. ``tomaarsen/natural-questions-hard-negatives``: "we skip
+    the 10 most similar samples", "only look at the top 50", margin 0, random sampling), so
+    ``range`` at its defaults is that miner, not ``hardest`` (``range_min=0, range_max=None,
+    margin=None, strategy="top"`` gives ``hardest``).
+
     Args:
-        range_min, range_max: rank window (defaults 0 and None).
+        range_min, range_max: rank window (defaults 10 and 50; ``range_max=None``: no bound).
         min_score, max_score: similarity bounds (None = off).
-        margin: absolute margin (None = off).
+        margin: absolute margin (default 0: below the positive; None = off).
         relative_margin: relative margin in [0, 1) (None = off).
-        strategy: ``"top"`` or ``"random"``.
+        strategy: ``"random"`` (default) or ``"top"``.
         num_negatives: weighted candidates per row for ``"top"`` (1).
     """
 
     PARAMS = (
-        ParamSpec("range_min", 0, 0, 1000, "skip this many most-similar candidates", integer=True),
-        ParamSpec("range_max", None, 1, 2000, "consider ranks below this (None: all)", integer=True, optional=True),
+        ParamSpec("range_min", 10, 0, 1000, "skip this many most-similar candidates", integer=True),
+        ParamSpec("range_max", 50, 1, 2000, "consider ranks below this (None: all)", integer=True, optional=True),
         ParamSpec("min_score", None, -1.0, 1.0, "drop candidates below this similarity", optional=True),
         ParamSpec("max_score", None, -1.0, 1.0, "drop candidates above this similarity", optional=True),
-        ParamSpec("margin", None, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True),
+        ParamSpec("margin", 0.0, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True),
         ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ (1 - r)", optional=True),
         ParamSpec("num_negatives", 1, 1, 100, "candidates kept per anchor with strategy 'top'", integer=True),
     )
 
-    def __init__(self, range_min: int = 0, range_max: int | None = None, min_score: float | None = None,
-                 max_score: float | None = None, margin: float | None = None,
-                 relative_margin: float | None = None, strategy: str = "top", num_negatives: int = 1) -> None:
+    def __init__(self, range_min: int = 10, range_max: int | None = 50, min_score: float | None = None,
+                 max_score: float | None = None, margin: float | None = 0.0,
+                 relative_margin: float | None = None, strategy: str = "random", num_negatives: int = 1) -> None:
         if strategy not in ("top", "random"):
             raise ValueError(f"range: 'strategy' must be 'top' or 'random', got {strategy!r}")
         if int(range_min) < 0 or (range_max is not None and int(range_max) <= int(range_min)):
