@@ -1,44 +1,59 @@
-"""First start: train a short demo run on the sample data when the runs folder has none."""
+"""First start and background training: the demo run, and the progress bar every page shows.
+
+Training runs as a background job (app/jobs.py), so clicks, reruns and page changes never stop it, and
+every session sees the same job instead of starting its own.
+"""
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
-from app import state
+from app import jobs, state
+from app.training import demo_config
 
 
 def ensure_demo_run() -> None:
-    """Train the demo run once per session if no run exists (skipped when FNLAB_NO_DEMO is set)."""
-    import os
-    import time
-
-    if os.environ.get("FNLAB_NO_DEMO") or st.session_state.get("_demo_done"):
+    """Start the demo run in the background when the runs folder holds no run (not with FNLAB_NO_DEMO set)."""
+    if os.environ.get("FNLAB_NO_DEMO"):
         return
     root = state.runs_root()
     if state.run_names(root):
-        st.session_state["_demo_done"] = True
         return
-    from app.training import demo_config, run_training
-
-    if state.optional("fnlab.train") is None:
-        st.sidebar.info("Training is not available yet (module `fnlab.train` is missing): no demo run.")
-        st.session_state["_demo_done"] = True
+    job = jobs.status(root, state.DEMO_RUN)
+    if job is not None and job.state in ("running", "done"):
         return
-    runs = state.optional("fnlab.runs")
-    staging = getattr(runs.RunStore(root), "staging", None) if runs is not None else None
-    if staging is not None and (staging / "demo").is_dir() and time.time() - (staging / "demo").stat().st_mtime < 300:
-        st.info("Another session is training the demo run right now: reload this page in a minute.")
-        return
-    st.info("First start: training a short demo run on the sample data so every page has something to show "
-            "(under a minute on 2 CPU cores). Please wait for the bar to finish.")
+    if job is not None and job.state == "failed" and st.session_state.get("_demo_tried"):
+        return  # failed in this session already: progress_panel shows the error and a retry button
+    st.session_state["_demo_tried"] = True
     try:
-        run_training(demo_config(), root, name="demo")
-    except Exception as err:
-        if type(err).__name__ in ("RerunException", "StopException"):
-            raise  # the user clicked something: Streamlit restarts the script, which retries the demo
-        st.error(f"The demo training failed: {err}")
-        st.session_state["_demo_done"] = True
+        jobs.start(root, state.DEMO_RUN, demo_config())
+    except (OSError, ValueError) as err:
+        st.error(f"Could not start the demo training: {err}")
+
+
+def progress_panel() -> None:
+    """A progress bar for every training job running in the runs folder (drawn on every page)."""
+    root = state.runs_root()
+    if jobs.running(root):
+        _poll(str(root))
         return
-    st.session_state["_demo_done"] = True
-    state._run_names.clear()
-    st.rerun()
+    job = jobs.status(root, state.DEMO_RUN)
+    if job is not None and job.state == "failed" and not state.run_names(root):
+        st.error(f"The demo training failed: {job.error}")
+        if st.button("Try again", key="demo_retry"):
+            st.session_state["_demo_tried"] = False
+            st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def _poll(root: str) -> None:
+    running = jobs.running(root)
+    if not running:  # finished: redraw the whole page with the new run
+        state.refresh_runs()
+        st.rerun(scope="app")
+    for job in running:
+        what = "the demo run (first start, so every page has something to show)" if job.name == state.DEMO_RUN \
+            else f"run **{job.name}**"
+        st.progress(min(1.0, max(0.0, job.fraction)), text=f"Training {what}: {job.text}")

@@ -1,7 +1,9 @@
 """fnlab app entry: ``streamlit run app/main.py``.
 
-Eight thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab; shared caching and sidebar in app/state.py.
-On first start with no trained run, a short demo run is trained on the sample data (visible progress).
+Nine thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab;
+shared caching and sidebar in app/state.py. On first start with no trained run, a short demo run trains in the
+background (app/jobs.py) with a progress bar on every page. ``?page=rankings&run=demo&query=12`` in the URL opens
+that view.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ if str(_REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.demo import ensure_demo_run  # noqa: E402
+from app.demo import ensure_demo_run, progress_panel  # noqa: E402
 
 st.set_page_config(page_title="fnlab: false-negative lab", page_icon=":material/search:", layout="wide")
 
 PAGES = [
     st.Page("views/data.py", title="Data", icon=":material/dataset:", default=True),
+    st.Page("views/lesson.py", title="Lesson", icon=":material/school:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/rankings.py", title="Rankings", icon=":material/format_list_numbered:"),
     st.Page("views/distributions.py", title="Distributions", icon=":material/bar_chart:"),
@@ -31,5 +34,12 @@ PAGES = [
 ]
 
 nav = st.navigation(PAGES)
+if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
+    st.session_state["_fn_page_read"] = True
+    wanted = str(st.query_params.get("page", "")).strip().lower().replace(" ", "_")
+    target = next((p for p in PAGES if wanted and wanted in (p.url_path, p.title.lower().replace(" ", "_"))), None)
+    if target is not None and target.url_path != nav.url_path:
+        st.switch_page(target)
 ensure_demo_run()
+progress_panel()
 nav.run()  # every page draws the shared sidebar itself (state.sidebar), so each page also runs alone

@@ -52,12 +52,41 @@ def guard(fn):
 
 
 # ------------------------------------------------------------------ runs root
+# Folders the app never reads runs from or writes runs into (checked on the resolved path).
+SYSTEM_FOLDERS = tuple(Path(p) for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc",
+                                         "/run", "/sbin", "/sys", "/usr", "/var/lib", "/var/log", "/var/run"))
+
+
 def default_runs_root() -> str:
     return os.environ.get("FNLAB_RUNS", "runs")
 
 
+def checked_folder(text: str, what: str) -> Path:
+    """``text`` as a resolved folder path the app may use, or a ``ValueError`` saying why not.
+
+    Relative paths are taken from the working folder; ``..`` and links are resolved, so the folder checked is
+    the folder used. The file-system root and system folders are refused.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ValueError(f"{what}: enter a folder path")
+    if "\x00" in text:
+        raise ValueError(f"{what}: the path holds a NUL character")
+    path = Path(os.path.expanduser(text)).resolve()
+    if path == Path(path.anchor) or any(path == f or f in path.parents for f in SYSTEM_FOLDERS):
+        raise ValueError(f"{what}: {text!r} is a system folder; choose a folder of your own "
+                         f"(for example `runs` in the project folder)")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what}: {text!r} is a file, not a folder")
+    return path
+
+
 def runs_root() -> Path:
-    return Path(st.session_state.get("runs_root") or default_runs_root())
+    """The runs folder chosen in the sidebar (resolved; the default when the box holds a refused path)."""
+    try:
+        return checked_folder(st.session_state.get(_P["runs_root"]) or default_runs_root(), "Runs folder")
+    except ValueError:
+        return checked_folder(default_runs_root(), "Runs folder")
 
 
 def _mtime(path: Path) -> float:
@@ -68,17 +97,24 @@ def _mtime(path: Path) -> float:
 
 
 def run_names(root: Path) -> list[str]:
+    """Complete runs of ``root``, newest first."""
     return _run_names(str(root), _mtime(root))
 
 
 @st.cache_data(show_spinner=False, ttl=30)
 def _run_names(root: str, _mtime_key: float) -> list[str]:
-    """Complete runs only (``fnlab.runs`` never lists a run still being written)."""
+    """Complete runs only (``fnlab.runs`` never lists a run still being written), newest first."""
     if not Path(root).is_dir():
         return []
-    from fnlab.runs import RunStore
+    from fnlab.runs import MARKER, RunStore
 
-    return sorted(RunStore(root).names())
+    names = RunStore(root).names()
+    return sorted(names, key=lambda n: (-_mtime(Path(root) / n / MARKER), n))
+
+
+def refresh_runs() -> None:
+    """Forget the cached run list (after a run was written or removed)."""
+    _run_names.clear()
 
 
 def get_run(root: Path, name: str):
@@ -168,6 +204,34 @@ def _run_posterior(root: str, name: str, _mtime_key: float):
     return GaussianPosterior.fit(smp.positive, smp.hardest, prior_pos=1e-4)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def query_batch(root: str, name: str, split: str, direction: str, size: int):
+    """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
+    from fnlab import explore
+
+    s = sides(root, name, split, direction)
+    qs = np.random.default_rng(0).choice(len(s.queries), size=min(size, len(s.queries)), replace=False)
+    return explore.batch(s, qs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def hard_pair_probs(root: str, name: str, split: str, direction: str, _mtime_key: float = 0.0) -> np.ndarray:
+    """The run's P(false negative) of each query's top unlabelled candidates (``similarity_sample().hard``)."""
+    from fnlab.posterior import prob_false_negative
+
+    smp = similarity_sample(root, name, split, direction)
+    post = run_posterior(Path(root), name)
+    out = prob_false_negative(post, torch_tensor(smp.hard), torch_tensor(smp.hard_pos)).numpy()
+    out.setflags(write=False)
+    return out
+
+
+def torch_tensor(x: np.ndarray):
+    import torch
+
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
 @st.cache_resource(show_spinner="Computing similarities…", max_entries=32)
 def similarity_sample(root: str, name: str, split: str, direction: str):
     from fnlab import explore
@@ -242,31 +306,123 @@ def a_label(ds, i: int) -> str:
 
 
 # ---------------------------------------------------------------- sidebar
+# Widget state is per page in a multipage app, so the sidebar's choices live in plain session-state keys
+# (_P) that every page's widgets are seeded from and write back to: they survive page changes.
+_P = {"runs_root": "_fn_runs_root", "run": "_fn_run", "split": "_fn_split", "direction": "_fn_direction"}
+DEMO_RUN = "demo"
+
+
+def _seed(key: str, default=None) -> None:
+    """Give widget ``key`` the persisted value (before the widget is drawn)."""
+    if _P[key] in st.session_state:
+        st.session_state[key] = st.session_state[_P[key]]
+    elif default is not None:
+        st.session_state[key] = default
+
+
+def _keep(key: str) -> None:
+    st.session_state[_P[key]] = st.session_state[key]
+
+
+def _from_url() -> None:
+    """Once per session: take ``run``, ``split``, ``direction``, ``query`` and ``point`` from the URL."""
+    if st.session_state.get("_fn_url_read"):
+        return
+    st.session_state["_fn_url_read"] = True
+    qp = st.query_params
+    if qp.get("split") in SPLITS:
+        st.session_state[_P["split"]] = qp["split"]
+    if qp.get("direction") in ("t2i", "i2t"):
+        st.session_state[_P["direction"]] = qp["direction"]
+    if qp.get("run"):
+        st.session_state["_fn_url_run"] = qp["run"]
+    for key in ("query", "point"):
+        try:
+            st.session_state[f"_fn_url_{key}"] = int(qp[key])
+        except (KeyError, TypeError, ValueError):
+            pass
+
+
+def default_run(names: list[str]) -> str | None:
+    """The run a new session opens: the demo run, else the most recent complete run."""
+    if not names:
+        return None
+    return DEMO_RUN if DEMO_RUN in names else names[0]
+
+
+def select_run(name: str) -> None:
+    """Make ``name`` the run of every page (applied when the sidebar is next drawn)."""
+    st.session_state[_P["run"]] = name
+
+
 def sidebar() -> None:
-    """Runs folder, run and split pickers, shared by every page (values in ``st.session_state``)."""
+    """Runs folder, run, split and direction pickers shared by every page; the choices survive page changes."""
+    _from_url()
     with st.sidebar:
-        st.text_input("Runs folder", value=default_runs_root(), key="runs_root",
-                      help="Folder holding trained runs (env FNLAB_RUNS sets the default).")
-        names = run_names(runs_root())
+        _seed("runs_root", default_runs_root())
+        st.text_input("Runs folder", key="runs_root", on_change=_keep, args=("runs_root",),
+                      help="Folder holding trained runs (the environment variable FNLAB_RUNS sets the default). "
+                           "System folders are refused.")
+        _keep("runs_root")
+        try:
+            checked_folder(st.session_state["runs_root"], "Runs folder")
+        except ValueError as err:
+            st.error(f"{err}. Showing `{default_runs_root()}` instead.")
+        root = runs_root()
+        names = run_names(root)
         if names:
-            pending = st.session_state.pop("run_pending", None)
-            if pending in names:
-                st.session_state["run"] = pending
-            if st.session_state.get("run") not in names:
-                st.session_state["run"] = names[-1]
-            st.selectbox("Run", names, key="run", help="Trained run used by the analysis pages.")
-            st.radio("Split", SPLITS, key="split", horizontal=True,
-                     help="Held-out split whose embeddings the pages show.")
+            wanted = st.session_state.pop("_fn_url_run", None) or st.session_state.pop("run_pending", None)
+            if wanted in names:
+                st.session_state[_P["run"]] = wanted
+            if st.session_state.get(_P["run"]) not in names:
+                st.session_state[_P["run"]] = default_run(names)
+            _seed("run")
+            st.selectbox("Run", names, key="run", on_change=_keep, args=("run",),
+                         help="The trained run every analysis page shows (newest first).")
+            _seed("split", SPLITS[0])
+            st.radio("Split", SPLITS, key="split", horizontal=True, on_change=_keep, args=("split",),
+                     help="Held-out split whose images and captions the pages show.")
+            _seed("direction", "t2i")
+            st.radio("Direction", ["t2i", "i2t"], key="direction", horizontal=True, on_change=_keep,
+                     args=("direction",), format_func={"t2i": "text → image", "i2t": "image → text"}.get,
+                     help="text → image: captions are the queries and images the candidates; image → text: "
+                          "the other way round.")
+            for key in ("run", "split", "direction"):
+                _keep(key)
+            st.query_params["run"] = st.session_state["run"]
         else:
             st.session_state["run"] = None
-            st.caption(f"No trained run in `{runs_root()}` yet: train one on the **Train** page.")
+            st.caption("No trained run in this folder yet: train one on the **Train** page.")
+
+
+def direction() -> str:
+    """The direction chosen in the sidebar: ``"t2i"`` or ``"i2t"``."""
+    return st.session_state.get("direction") or st.session_state.get(_P["direction"]) or "t2i"
+
+
+def open_ranking(direction_: str, query: int) -> None:
+    """Switch to Rankings showing ``query`` (in ``direction_``)."""
+    st.session_state[_P["direction"]] = direction_
+    st.session_state["_rk_focus"] = int(query)
+    st.switch_page("views/rankings.py")
+
+
+def open_on_map(point: int) -> None:
+    """Switch to the Embedding map with point ``point`` selected (images first, then captions)."""
+    st.session_state["map_selected_ids"] = [int(point)]
+    st.switch_page("views/embedding_map.py")
+
+
+def url_index(key: str) -> int | None:
+    """``query`` or ``point`` from the URL this session opened with (once), else ``None``."""
+    return st.session_state.pop(f"_fn_url_{key}", None)
 
 
 def current_run() -> tuple[Path, str, str] | None:
     """``(root, run name, split)`` from the sidebar, or ``None`` (with a message) when there is no run."""
     name = st.session_state.get("run")
     if not name:
-        st.info("No trained run yet. Train one on the **Train** page (about a minute on the sample data), "
+        st.info("No trained run yet. Train one on the **Train** page (a few seconds on the sample data), "
                 "or point the sidebar's *Runs folder* at a folder of runs.")
         return None
     return runs_root(), name, st.session_state.get("split", SPLITS[0])

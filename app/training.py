@@ -1,76 +1,67 @@
-"""Training from the app: a progress bar and live curves around ``fnlab.train.train``."""
+"""Training from the app: the demo configuration and background runs (app/jobs.py) with live curves."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from app import state
+from app import jobs, state
 from fnlab import viz
 
 DEMO_EPOCHS = 3
 
 
 def demo_config(**overrides) -> dict:
-    """A short run on the sample data (shapes), sized to finish in under a minute on 2 CPU cores."""
-    # The shapes generator with a smaller training split (600 images, 3000 captions); val/test as in the
-    # sample data. The full 2000-image training split takes ~3 min for 3 epochs on 2 busy cores.
+    """A short run on the sample data (shapes), sized to finish well under a minute on 2 CPU cores."""
     cfg = {"dataset": "shapes", "dataset_options": {"n_train": 600}, "sampler": "fne", "epochs": DEMO_EPOCHS,
            "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 1024, "seed": 0, "device": "auto"}
     cfg.update(overrides)
     return cfg
 
 
-def _callback_class():
-    train = state.need("fnlab.train", "Training")
-
-    class StreamlitProgress(train.Callback):
-        """Drives a progress bar, a status line and live curves."""
-
-        def __init__(self) -> None:
-            self.bar = st.progress(0.0, text="Preparing the data and the model…")
-            self.chart = st.empty()
-            self.rows: list[dict] = []
-            self.total = 1
-            self.t0 = time.perf_counter()
-
-        def on_train_start(self, config, info) -> None:
-            self.total = max(1, int(info.get("epochs", 1)) * int(info.get("steps_per_epoch", 1)))
-            self.bar.progress(0.0, text=f"Training on {info.get('device', 'cpu')}…")
-
-        def on_step(self, epoch, step, steps, loss) -> None:
-            done = ((epoch - 1) * steps + step) / self.total
-            if step == steps or step % 5 == 0:
-                self.bar.progress(min(1.0, done), text=f"epoch {epoch}, step {step}/{steps}, loss {loss:.3f}, "
-                                                       f"{time.perf_counter() - self.t0:.0f} s")
-
-        def on_epoch_end(self, epoch, metrics) -> None:
-            self.rows.append({"epoch": epoch, **metrics})
-            self.chart.plotly_chart(viz.training_curves({"this run": pd.DataFrame(self.rows)}),
-                                    width="stretch", key=f"train_live_{epoch}")
-
-        def on_train_end(self, run) -> None:
-            self.bar.progress(1.0, text=f"Done in {time.perf_counter() - self.t0:.0f} s")
-
-    return StreamlitProgress
+def new_run_name(config: dict) -> str:
+    """``YYYYmmdd-HHMMSS-<dataset>-<sampler>-<4 hex>``."""
+    ds = config.get("dataset")
+    ds = Path(str(ds.get("name") if isinstance(ds, dict) else ds)).name
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{ds}-{config.get('sampler')}")[:40]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:4]}"
 
 
-def run_training(config: dict, root: Path, name: str | None = None):
-    """Train ``config`` into ``root`` with a progress bar; returns the finished run.
+def start_training(config: dict, root: Path, name: str | None = None) -> str:
+    """Check ``config`` and start training it in the background; returns the run name.
 
     Raises:
-        ValueError: a bad configuration (shown by the caller as ``st.error``).
+        ValueError: a bad configuration, or the name is taken.
     """
     train = state.need("fnlab.train", "Training")
-    runs = state.need("fnlab.runs", "The run store")
-    cfg = train.TrainConfig.from_dict(config)
-    Path(root).mkdir(parents=True, exist_ok=True)
-    store = runs.RunStore(root)
-    if name is not None and store.exists(name):
-        raise ValueError(f"a run named {name!r} already exists in {root}")
-    run = train.train(cfg, callbacks=[_callback_class()()], store=store, name=name)
-    state._run_names.clear()
-    return run
+    train.TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
+    name = name or new_run_name(config)
+    if not jobs.start(root, name, config):
+        raise ValueError(f"run {name!r} is being trained already")
+    return name
+
+
+@st.fragment(run_every=1.5)
+def live_curves(root: str, name: str) -> None:
+    """Training curves of run ``name`` so far (complete or being written)."""
+    from fnlab.runs import RunStore
+
+    try:
+        metrics = RunStore(root).progress(name)
+    except (FileNotFoundError, ValueError):
+        metrics = None
+    job = jobs.status(root, name)
+    if job is not None and job.state == "failed":
+        st.error(f"Training {name} failed: {job.error}")
+    elif job is not None and job.state == "done" or name in state.run_names(Path(root)):
+        st.success(f"Run **{name}** is ready: it is now the run of every page.")
+        if st.session_state.get("_tr_selected") != name:
+            st.session_state["_tr_selected"] = name
+            state.select_run(name)
+            state.refresh_runs()
+            st.rerun(scope="app")
+    if metrics is not None and len(metrics):
+        st.plotly_chart(viz.training_curves({name: metrics}), width="stretch", key=f"train_live_{name}")

@@ -132,6 +132,9 @@ class SimilaritySample:
     hard: np.ndarray
     hard_is_fn: np.ndarray | None
     hardest: np.ndarray
+    hard_query: np.ndarray | None = None  # [H] query index of each hard pair
+    hard_candidate: np.ndarray | None = None  # [H] candidate index of each hard pair
+    hard_pos: np.ndarray | None = None  # [H] its query's best labelled-positive similarity
 
 
 def similarity_sample(s: Sides, *, max_negatives: int = 200_000, hard_k: int = 10, seed: int = 0) -> SimilaritySample:
@@ -157,12 +160,15 @@ def similarity_sample(s: Sides, *, max_negatives: int = 200_000, hard_k: int = 1
     scores, idx = topk(s.queries, s.candidates, k, exclude=s.positives)
     valid = idx >= 0
     hard = scores[valid]
+    rows = np.broadcast_to(np.arange(nq)[:, None], idx.shape)[valid]
     hard_is_fn = None
     if s.relevant is not None:
-        rows = np.broadcast_to(np.arange(nq)[:, None], idx.shape)[valid]
         hard_is_fn = np.asarray(s.relevant[rows, idx[valid]]).ravel().astype(bool)
     hardest = scores[:, 0][valid[:, 0]]
-    return SimilaritySample(positive, negative, fn_sims, hard, hard_is_fn, hardest)
+    best_pos = np.full(nq, np.nan, dtype=np.float64)  # each query's best labelled-positive similarity
+    np.fmax.at(best_pos, pos_coo.row, positive.astype(np.float64))
+    return SimilaritySample(positive, negative, fn_sims, hard, hard_is_fn, hardest, hard_query=rows,
+                            hard_candidate=idx[valid], hard_pos=best_pos[rows])
 
 
 @dataclass(frozen=True)

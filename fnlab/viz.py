@@ -101,20 +101,23 @@ def similarity_histogram(
     lo, hi = float(np.nanmin(everything)), float(np.nanmax(everything))
     if hi - lo < 1e-6:
         lo, hi = lo - 0.05, hi + 0.05
-    xbins = dict(start=lo, end=hi, size=(hi - lo) / bins)
+    # Binned here, drawn as bars: the browser gets `bins` numbers per series, not every similarity (a split
+    # holds ~10^5 negatives), so the page stays fast.
+    edges = np.linspace(lo, hi, bins + 1)
+    width = float(edges[1] - edges[0])
+    mids = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure()
-    for name, vals, colour in (
-        ("negatives", neg, STATUS_COLORS[TRUE_NEGATIVE]),
-        ("labelled positives", pos, STATUS_COLORS[POSITIVE]),
-    ):
-        if vals.size:
-            fig.add_histogram(x=vals, name=f"{name} (n={vals.size:,})", histnorm="probability density",
-                              xbins=xbins, marker_color=colour, opacity=0.55)
+    series = [("negatives", neg, STATUS_COLORS[TRUE_NEGATIVE], 0.55),
+              ("labelled positives", pos, STATUS_COLORS[POSITIVE], 0.55)]
     if fn_sims is not None and _np(fn_sims).size:
-        fns = _np(fn_sims)
-        fig.add_histogram(x=fns, name=f"ground-truth false negatives (n={fns.size:,})",
-                          histnorm="probability density", xbins=xbins,
-                          marker_color=STATUS_COLORS[FALSE_NEGATIVE], opacity=0.75)
+        series.append(("ground-truth false negatives", _np(fn_sims), STATUS_COLORS[FALSE_NEGATIVE], 0.75))
+    for name, vals, colour, opacity in series:
+        if vals.size:
+            counts, _ = np.histogram(vals, bins=edges)
+            fig.add_bar(x=mids, y=counts / (vals.size * width), width=width, name=f"{name} (n={vals.size:,})",
+                        marker_color=colour, opacity=opacity, customdata=counts,
+                        hovertemplate="s %{x:.3f}<br>density %{y:.2f}<br>%{customdata} pairs<extra>" + name
+                                      + "</extra>")
     if fit:
         xs = np.linspace(lo, hi, 300)
         fig.add_scatter(x=xs, y=_normal_pdf(xs, fit["pos_mean"], fit["pos_std"]), mode="lines",
@@ -124,7 +127,7 @@ def similarity_histogram(
                         line=dict(color=STATUS_COLORS[TRUE_NEGATIVE], width=3, dash="dash"))
     if marker is not None:
         fig.add_vline(x=float(marker), line=dict(color="black", dash="dot"), annotation_text="positive")
-    fig.update_layout(barmode="overlay")
+    fig.update_layout(barmode="overlay", bargap=0)
     return _layout(fig, title=title, xaxis="cosine similarity", yaxis="density")
 
 
@@ -137,6 +140,7 @@ def posterior_curve(
     pos_mean: float | None = None,
     margin: float | None = None,
     title: str | None = "P(false negative | similarity)",
+    xaxis: str = "cosine similarity s",
 ) -> go.Figure:
     """P(FN | s) of one or more estimators over a similarity range.
 
@@ -146,6 +150,7 @@ def posterior_curve(
         fn_points: optional ``(similarities, is_false_negative)`` ground truth, drawn as a rug of
             points at y = 1 (false negative) and y = 0 (true negative).
         pos_mean, margin: FNE's cut-down: weights are zero below ``pos_mean - margin`` (shaded).
+        xaxis: the x-axis title (``"s − s⁺"`` for a posterior relative to each query's positive).
     """
     xs = np.linspace(s_range[0], s_range[1], 400)
     fig = go.Figure()
@@ -168,8 +173,7 @@ def posterior_curve(
         fig.add_hline(y=float(prior), line=dict(color="black", dash="dot"),
                       annotation_text=f"prior P(pos) = {prior:.2g}", annotation_position="bottom right")
     fig.update_yaxes(range=[-0.05, 1.05])
-    return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative | s)", height=500,
-                   legend="bottom")
+    return _layout(fig, title=title, xaxis=xaxis, yaxis="P(false negative)", height=500, legend="bottom")
 
 
 def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
@@ -283,15 +287,17 @@ def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardnes
     if missing:
         raise ValueError(f"hardness_risk_scatter: summary lacks columns {sorted(missing)}")
     fig = go.Figure()
+    symbols = ["circle", "diamond", "square", "triangle-up", "x", "star", "hexagon", "cross", "pentagon"]
     for i, row in enumerate(summary.itertuples(index=False)):
-        fig.add_scatter(x=[row.hardness], y=[row.fn_risk], mode="markers+text", name=str(row.sampler),
-                        text=[str(row.sampler)], textposition="top center" if i % 2 == 0 else "bottom center",
-                        marker=dict(size=16, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
+        # Named in the legend, not by text next to the point: points of similar samplers sit close together and
+        # their labels would overlap.
+        fig.add_scatter(x=[row.hardness], y=[row.fn_risk], mode="markers", name=str(row.sampler),
+                        marker=dict(size=15, color=PALETTE[i % len(PALETTE)], symbol=symbols[i % len(symbols)],
+                                    line=dict(width=1, color="white")),
                         hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
     fig.update_yaxes(tickformat=".1%", rangemode="tozero")
-    fig.update_layout(showlegend=False)
     return _layout(fig, title=title, height=450, xaxis="hardness (mean similarity of sampled negatives)",
-                   yaxis="FN risk (share truly relevant)")
+                   yaxis="FN risk (share truly relevant)", legend="bottom")
 
 
 def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,

@@ -67,7 +67,7 @@ def test_rankings_page(env):
     _ok(at)
     assert len(_plotly(at)) == 1 and len(at.dataframe) == 1
     at.slider(key="rk_k").set_value(10).run()
-    at.radio(key="rk_direction").set_value("i2t").run()
+    at.sidebar.radio(key="direction").set_value("i2t").run()
     _ok(at)
     at.text_input(key="rk_search").set_value("zzzz-no-match").run()
     _ok(at)
@@ -78,7 +78,6 @@ def test_distributions_page(env):
     at = _open("views/distributions.py")
     _ok(at)
     assert len(_plotly(at)) == 3  # histogram, posterior curve, reliability diagram
-    at.slider(key="ds_prior").set_value(-2.0).run()
     at.radio(key="ds_scope").set_value("one query").run()
     _ok(at)
     assert len(_plotly(at)) == 3
@@ -93,7 +92,7 @@ def test_playground_page(env):
     at.multiselect(key="pg_samplers").set_value(["hardest", "oracle · simans", "range", "positive_aware"]).run()
     _ok(at)
     at.checkbox(key="pg_range_range_max_on").check().run()
-    at.radio(key="pg_direction").set_value("i2t").run()
+    at.sidebar.radio(key="direction").set_value("i2t").run()
     _ok(at)
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 4
 

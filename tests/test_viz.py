@@ -20,9 +20,11 @@ def test_similarity_histogram_with_fit_and_fn():
     fit = {"pos_mean": 0.7, "pos_std": 0.1, "neg_mean": 0.1, "neg_std": 0.1}
     fig = viz.similarity_histogram(pos, neg, fn_sims=fn, fit=fit, marker=0.7)
     assert isinstance(fig, go.Figure)
-    hists = [t for t in fig.data if t.type == "histogram"]
+    hists = [t for t in fig.data if t.type == "bar"]
     assert len(hists) == 3
-    assert sum(len(t.x) for t in hists) == 557
+    assert sum(int(np.sum(t.customdata)) for t in hists) == 557  # every similarity lands in a bin
+    for t, n in zip(hists, (500, 50, 7), strict=True):  # densities integrate to one
+        assert abs(float(np.sum(t.y)) * t.width - 1.0) < 1e-9 and int(np.sum(t.customdata)) == n
     curves = [t for t in fig.data if t.type == "scatter"]
     assert len(curves) == 2
     # The fitted positive density peaks at its mean.

@@ -6,19 +6,17 @@ coloured by ground truth, and where each sampler sits between hardness and false
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import streamlit as st
 
-from app import state
+from app import labels, state
 from fnlab import explore, viz
 
 st.title("Sampler playground")
 state.sidebar()
 st.caption("Bars: the probability that each sampler draws a candidate as *the* negative for this query, "
-           "candidates ranked by similarity. Orange bars are false negatives: probability spent there pushes "
-           "true matches apart.")
+           "candidates ranked by similarity. Vermillion bars are false negatives: probability spent there pushes "
+           "true matches apart. FNE uses the run's own posterior.")
 
 # variant label -> (registry name, fixed keyword arguments)
 VARIANTS = {
@@ -35,11 +33,11 @@ VARIANTS = {
 DEFAULT = ["hardest", "simans", "fne · paper", "fne · calibrated"]
 
 
-def _slider(spec, key: str):
+def _slider(sampler: str, spec, key: str):
     """One widget for a ParamSpec: int/float slider, log-scale for wide positive ranges, optional toggle."""
-    label = spec.name
+    label = labels.param(sampler, spec.name)
     if spec.optional:
-        on = st.checkbox(f"use {spec.name}", value=spec.default is not None, key=key + "_on", help=spec.help)
+        on = st.checkbox(f"Use: {label.lower()}", value=spec.default is not None, key=key + "_on", help=spec.help)
         if not on:
             return None
     default = spec.default if spec.default is not None else (spec.low + spec.high) / 2
@@ -53,12 +51,6 @@ def _slider(spec, key: str):
     return st.slider(label, float(spec.low), float(spec.high), float(default), step=step, key=key, help=spec.help)
 
 
-def _posterior(base, prior: float):
-    if dataclasses.is_dataclass(base) and hasattr(base, "prior_pos"):
-        return dataclasses.replace(base, prior_pos=prior)
-    return base
-
-
 def _build(chosen: list[str], posterior) -> dict:
     smp = state.need("fnlab.samplers", "Samplers")
     built = {}
@@ -68,9 +60,9 @@ def _build(chosen: list[str], posterior) -> dict:
         with cols[i % len(cols)].expander(label, expanded=True, icon=":material/tune:"):
             params = {}
             for spec in smp.param_specs(name):
-                params[spec.name] = _slider(spec, f"pg_{label}_{spec.name}")
+                params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
             if name == "range" and params.get("range_max") is not None and params["range_max"] <= params["range_min"]:
-                st.warning("range_max must exceed range_min: range_max ignored")
+                st.warning("The last rank considered must come after the ranks skipped: ignored.")
                 params["range_max"] = None
             if not smp.param_specs(name):
                 st.caption("no parameters")
@@ -85,22 +77,20 @@ def _page():
     if cur is None:
         return
     root, name, split = cur
-    c1, c2, c3 = st.columns([1, 2, 1])
-    direction = c1.radio("Direction", list(explore.DIRECTIONS), format_func=explore.DIRECTIONS.get,
-                         horizontal=True, key="pg_direction")
+    c2, c3 = st.columns([3, 1])
+    direction = state.direction()
     s = state.sides(str(root), name, split, direction)
     nq = len(s.queries)
     dkey = state.ds_key(root, name, split)
     caps, labs = state.caption_array(dkey), state.label_array(dkey)
     labels = caps.__getitem__ if direction == "t2i" else labs.__getitem__
     q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=f"pg_query_{direction}")
-    top_m = c3.slider("Candidates shown", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
+    top_m = c3.slider("Candidates shown (ranks)", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
     chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
     if not chosen:
         st.info("Pick at least one sampler.")
         return
-    log_prior = st.slider("FNE prior P(pos) (log10): the paper uses 1e-4", -5.0, -0.5, -4.0, 0.1, key="pg_prior")
-    posterior = _posterior(state.run_posterior(root, name), float(10 ** log_prior))
+    posterior = state.run_posterior(root, name)
     samplers = _build(chosen, posterior)
     if s.relevant is None:
         samplers.pop("oracle · simans", None)
@@ -129,16 +119,16 @@ def _page():
         st.caption("Probability on candidates ranked below the ones shown: " + ", ".join(outside))
 
     st.subheader("Hardness vs false-negative risk")
-    bsize = st.slider("Batch of queries (random, fixed seed)", 8, min(512, nq), min(128, nq), key="pg_batch")
-    rng = np.random.default_rng(0)
-    qs = rng.choice(nq, size=bsize, replace=False)
-    bb = explore.batch(s, qs)
+    bsize = st.slider("Queries averaged (a random batch, fixed seed)", 8, min(512, nq), min(128, nq), key="pg_batch")
+    bb = state.query_batch(str(root), name, split, direction, int(bsize))
     summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior)
     left, right = st.columns([3, 2])
     left.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="pg_scatter")
     right.dataframe(summary, hide_index=True, width="stretch",
-                    column_config={"fn_risk": st.column_config.NumberColumn("FN risk", format="percent"),
-                                   "hardness": st.column_config.NumberColumn("hardness", format="%.3f")})
+                    column_config={"sampler": st.column_config.TextColumn("sampler"),
+                                   "fn_risk": st.column_config.NumberColumn("FN risk", format="percent"),
+                                   "hardness": st.column_config.NumberColumn("hardness (cosine)", format="%.3f"),
+                                   "risk_source": st.column_config.TextColumn("risk from")})
     right.caption("Hardness: expected similarity of the drawn negative. FN risk: expected share of drawn negatives "
                   "that truly match the query (ground truth where known, else the posterior).")
 

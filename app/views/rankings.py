@@ -8,11 +8,35 @@ import streamlit as st
 
 from app import state
 from fnlab import explore, viz
+from fnlab import status as fs
 
 st.title("Rankings")
 state.sidebar()
-st.caption("What a trained model ranks above (and around) a query's labelled positive. "
-           "Green = labelled positive, orange = ground-truth false negative, blue = true negative.")
+st.caption("What a trained model ranks above (and around) a query's labelled positive. Green: the labelled "
+           "positive; vermillion: a ground-truth false negative (a true match nobody labelled); blue: a true negative.")
+
+
+def _query_picker(labels: np.ndarray, direction: str) -> int | None:
+    """Text search, then a select box; a query opened from another page (or the URL) is selected first."""
+    key = f"rk_query_{direction}"
+    focus = st.session_state.pop("_rk_focus", None)
+    if focus is None:
+        focus = state.url_index("query")
+    if focus is not None and 0 <= int(focus) < len(labels):
+        st.session_state["rk_search"] = ""
+        st.session_state[key] = int(focus)
+    text = st.text_input("Search queries", key="rk_search", placeholder="e.g. red circle",
+                         help="Keeps the queries whose text contains these words.")
+    hits = [i for i, t in enumerate(labels) if text.lower() in t.lower()] if text else list(range(len(labels)))
+    if not hits:
+        st.warning(f"No query contains {text!r}.")
+        return None
+    options = hits[:2000]
+    current = st.session_state.get(key)
+    if current is not None and current not in options and current in set(hits):
+        options = [current, *options]
+    return st.selectbox(f"Query ({len(hits):,} match)", options, format_func=lambda i: f"#{i}: {labels[i]}",
+                        key=key)
 
 
 def _page():
@@ -20,34 +44,35 @@ def _page():
     if cur is None:
         return
     root, name, split = cur
-    c1, c2, c3 = st.columns([1, 1, 1])
-    direction = c1.radio("Direction", list(explore.DIRECTIONS), format_func=explore.DIRECTIONS.get,
-                         horizontal=True, key="rk_direction")
-    k = c2.slider("Top K", 5, 50, 15, key="rk_k")
-    threshold = c3.slider("Suspect threshold on P(FN)", 0.05, 0.99, 0.5, 0.01, key="rk_threshold")
+    direction = state.direction()
+    c2, c3 = st.columns(2)
+    k = c2.slider("Candidates shown (top K)", 5, 50, 15, key="rk_k")
+    threshold = c3.slider("Suspect threshold on P(false negative)", 0.05, 0.99, 0.5, 0.01, key="rk_threshold",
+                          help="A candidate whose posterior P(false negative) reaches this is badged as a suspect.")
     s = state.sides(str(root), name, split, direction)
     post = state.run_posterior(root, name)
     dkey = state.ds_key(root, name, split)
-
-    # Query choice: text search over captions (t2i) or item labels (i2t), then a select box.
     labels = state.caption_array(dkey) if direction == "t2i" else state.label_array(dkey)
-    text = st.text_input("Search queries", key="rk_search", placeholder="e.g. red circle")
-    hits = [i for i, t in enumerate(labels) if text.lower() in t.lower()] if text else list(range(len(labels)))
-    if not hits:
-        st.warning(f"No query contains {text!r}.")
+    q = _query_picker(labels, direction)
+    if q is None:
         return
-    q = st.selectbox(f"Query ({len(hits):,} match)", hits[:2000], format_func=lambda i: f"#{i}: {labels[i]}",
-                     key=f"rk_query_{direction}")
+    st.query_params["query"] = str(int(q))
     table, pos_rank = explore.ranking(s, int(q), k=k, posterior=post)
+    n_a = len(state.run_embeddings(root, name, split)[0])
+    top = st.columns([1, 3, 1])
     if direction == "i2t":
         img = state.image(dkey, int(q))
         if img is not None:
-            st.image(img, caption=labels[q], width=96)
+            top[0].image(img, caption=labels[q], width=96)
+    if top[2].button("Show on the map", key="rk_to_map", icon=":material/scatter_plot:",
+                     help="Open the Embedding map with this query selected."):
+        state.open_on_map(int(q) + n_a if direction == "t2i" else int(q))
     n_fn = int(np.nansum(table["false_negative"].astype(float))) if s.relevant is not None else None
     m = st.columns(3)
     m[0].metric("Labelled positive lands at rank", pos_rank if pos_rank > 0 else "—")
-    m[1].metric(f"Suspects in top {k} (P ≥ {threshold:.2f})", int((table["p_false_negative"] >= threshold).sum()))
-    m[2].metric(f"Ground-truth false negatives in top {k}", n_fn if n_fn is not None else "unknown")
+    m[1].metric(f"Suspects in the top {k}", int((table["p_false_negative"] >= threshold).sum()),
+                help=f"Candidates with P(false negative) ≥ {threshold:.2f}.")
+    m[2].metric(f"Ground-truth false negatives in the top {k}", n_fn if n_fn is not None else "unknown")
 
     if direction == "t2i":
         table["item"] = state.label_array(dkey)[table["candidate"].to_numpy()]
@@ -59,11 +84,11 @@ def _page():
     for r in table.itertuples():
         b = []
         if r.labelled_positive:
-            b.append("labelled positive")
+            b.append(fs.POSITIVE)
         if r.false_negative is True:
-            b.append("ground-truth FN")
+            b.append(f"{fs.FALSE_NEGATIVE} (ground truth)")
         if not r.labelled_positive and r.p_false_negative >= threshold:
-            b.append("suspected FN")
+            b.append("suspect")
         badges.append(" · ".join(b))
     table["badges"] = badges
     st.plotly_chart(viz.similarity_rank_bars(table, threshold=threshold, title=f"Top {k} for query #{q}"),
@@ -74,12 +99,13 @@ def _page():
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
                  height=min(1000, 40 + 61 * len(table)),
                  column_config={
+                     "rank": st.column_config.NumberColumn("rank", width="small"),
                      "image": st.column_config.ImageColumn("image", width="small"),
-                     "similarity": st.column_config.ProgressColumn("similarity", format="%.3f", min_value=-1.0,
-                                                                   max_value=1.0),
+                     "similarity": st.column_config.ProgressColumn("similarity (cosine)", format="%.3f",
+                                                                   min_value=-1.0, max_value=1.0),
                      "p_false_negative": st.column_config.ProgressColumn("P(false negative)", format="%.3f",
                                                                          min_value=0.0, max_value=1.0),
-                     "badges": st.column_config.TextColumn("badges", width="medium"),
+                     "badges": st.column_config.TextColumn("status", width="medium"),
                      "item": st.column_config.TextColumn("candidate", width="large"),
                  })
 

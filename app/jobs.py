@@ -1,0 +1,251 @@
+"""Training runs as background jobs: a subprocess per run, a lock file and a progress file.
+
+A click in Streamlit stops the running script, so the app never trains inside it: :func:`start` spawns
+``python -m app.jobs`` (this file) in its own process group and returns at once; every page reads
+:func:`status` to draw a progress bar. Nothing here imports streamlit.
+
+Files, under ``ROOT/.jobs/`` (hidden, so the run store never lists them)::
+
+    NAME.lock            {"pid", "started"}: the job owning run NAME. Created with O_EXCL (one winner
+                         when two sessions start the same run); removed by the job when it ends; a lock
+                         whose pid is gone (a crash, kill -9) is stale and removed by the next reader.
+    NAME.progress.json   {"state": running|done|failed, "fraction", "text", "error", "epoch", ...},
+                         replaced atomically.
+    NAME.log             the job's stdout and stderr, for whoever debugs it (never shown in the app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+JOBS = ".jobs"
+REPO = Path(__file__).resolve().parent.parent
+_CHILDREN: dict[int, subprocess.Popen] = {}  # jobs this process started (reaped in status())
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a page shows about run ``name``'s job."""
+
+    name: str
+    state: str  # "running", "done", "failed"
+    fraction: float
+    text: str
+    error: str | None = None
+    pid: int | None = None
+
+
+def _dir(root: Path) -> Path:
+    return Path(root) / JOBS
+
+
+def _lock(root: Path, name: str) -> Path:
+    return _dir(root) / f"{name}.lock"
+
+
+def _progress(root: Path, name: str) -> Path:
+    return _dir(root) / f"{name}.progress.json"
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process; reaps the job children of this process."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but is dead
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _owner(root: Path, name: str) -> int | None:
+    """The pid holding run ``name``'s lock, or ``None``; a stale lock (dead pid) is removed."""
+    lock = _lock(root, name)
+    info = _read_json(lock)
+    if info is None:
+        if lock.exists() and time.time() - lock.stat().st_mtime > 10:
+            lock.unlink(missing_ok=True)  # unreadable and old: a writer died between create and write
+        return None
+    pid = int(info.get("pid", -1))
+    if pid > 0 and pid_alive(pid):
+        return pid
+    lock.unlink(missing_ok=True)
+    prog = _read_json(_progress(root, name))
+    if prog is not None and prog.get("state") == "running":
+        prog.update(state="failed", error="the training process stopped unexpectedly (killed or crashed)")
+        _write_json(_progress(root, name), prog)
+    return None
+
+
+def status(root: str | os.PathLike, name: str) -> JobStatus | None:
+    """The job of run ``name`` in ``root``: running, done or failed; ``None`` when there never was one."""
+    root = Path(root)
+    pid = _owner(root, name)
+    prog = _read_json(_progress(root, name))
+    if prog is None:
+        return JobStatus(name, "running", 0.0, "Starting…", pid=pid) if pid else None
+    state = prog.get("state", "running")
+    if state == "running" and pid is None:
+        state = "failed"
+    return JobStatus(name, state, float(prog.get("fraction", 0.0)), str(prog.get("text", "")),
+                     prog.get("error"), pid)
+
+
+def running(root: str | os.PathLike) -> list[JobStatus]:
+    """Every job still running in ``root``."""
+    d = _dir(Path(root))
+    if not d.is_dir():
+        return []
+    out = []
+    for lock in sorted(d.glob("*.lock")):
+        st = status(root, lock.name[: -len(".lock")])
+        if st is not None and st.state == "running":
+            out.append(st)
+    return out
+
+
+def start(root: str | os.PathLike, name: str, config: dict) -> bool:
+    """Start training ``config`` into run ``root/name`` in the background.
+
+    Returns ``False`` (and starts nothing) when a live job already owns ``name``: two sessions asking for
+    the same run share one job. An interrupted earlier attempt (its staging folder) is cleared first.
+
+    Raises:
+        ValueError: the run exists already, or the name is invalid.
+    """
+    from fnlab import runs
+
+    root = Path(root)
+    runs.validate_name(name)
+    store = runs.RunStore(root)
+    if store.exists(name):
+        raise ValueError(f"a run named {name!r} already exists in the runs folder")
+    _dir(root).mkdir(parents=True, exist_ok=True)
+    if _owner(root, name) is not None:
+        return False
+    try:
+        fd = os.open(_lock(root, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False  # another session won the race
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "started": time.time()}, f)
+    # Nobody else can own the name now: an interrupted attempt's staging folder is ours to clear.
+    shutil.rmtree(store.staging / name, ignore_errors=True)
+    _write_json(_progress(root, name), {"state": "running", "fraction": 0.0, "text": "Starting…"})
+    log = open(_dir(root) / f"{name}.log", "w")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.jobs", "--root", str(root), "--name", name, "--config", json.dumps(config)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        _lock(root, name).unlink(missing_ok=True)
+        raise
+    finally:
+        log.close()
+    _CHILDREN[proc.pid] = proc
+    _write_json(_lock(root, name), {"pid": proc.pid, "started": time.time()})
+    return True
+
+
+def stop(root: str | os.PathLike, name: str) -> None:
+    """Stop run ``name``'s job (SIGTERM to its process group); its lock is released by the next reader."""
+    pid = _owner(Path(root), name)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# ------------------------------------------------------------------------------------ the job itself
+def _run_job(root: Path, name: str, config: dict) -> int:
+    from fnlab import runs, train
+
+    progress = _progress(root, name)
+    t0 = time.perf_counter()
+
+    class Progress(train.Callback):
+        total = 1
+        rows: list = []
+
+        def on_train_start(self, cfg, info) -> None:
+            self.total = max(1, int(info.get("epochs", 1)) * int(info.get("steps_per_epoch", 1)))
+            self.epochs = int(info.get("epochs", 1))
+            _write_json(progress, {"state": "running", "fraction": 0.0,
+                                   "text": f"Training on {info.get('device', 'cpu')}…"})
+
+        def on_step(self, epoch, step, steps, loss) -> None:
+            if step == steps or step % 3 == 0:
+                done = min(1.0, ((epoch - 1) * steps + step) / self.total)
+                _write_json(progress, {"state": "running", "fraction": 0.95 * done, "epoch": epoch,
+                                       "text": f"epoch {epoch}/{self.epochs}, step {step}/{steps}, loss {loss:.3f}, "
+                                               f"{time.perf_counter() - t0:.0f} s"})
+
+        def on_epoch_end(self, epoch, metrics) -> None:
+            _write_json(progress, {"state": "running", "fraction": 0.95 * epoch / self.epochs, "epoch": epoch,
+                                   "text": f"epoch {epoch}/{self.epochs} done; evaluating…"})
+
+    try:
+        cfg = train.TrainConfig.from_dict(config)
+        train.train(cfg, callbacks=[Progress()], store=runs.RunStore(root), name=name)
+    except BaseException as err:  # noqa: BLE001 - reported to the app as one line, details in the log
+        msg = "stopped" if isinstance(err, SystemExit | KeyboardInterrupt) else (
+            str(err).splitlines()[0] if str(err) else type(err).__name__)
+        _write_json(progress, {"state": "failed", "fraction": 0.0, "text": "failed", "error": msg})
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    _write_json(progress, {"state": "done", "fraction": 1.0, "text": f"Done in {time.perf_counter() - t0:.0f} s"})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Train one run in the background for the fnlab app.")
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--config", required=True, help="the TrainConfig as JSON")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run_job(root, args.name, json.loads(args.config))
+    finally:
+        info = _read_json(_lock(root, args.name))
+        if info is not None and int(info.get("pid", -1)) == os.getpid():
+            _lock(root, args.name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
