@@ -47,6 +47,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")
+    p.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="approximate index parameter, repeatable: ivf nlist (cells, default 4*sqrt(Nc)) and "
+                        "nprobe (cells searched, default 32); hnsw M (links, default 32), efConstruction (default "
+                        "80), efSearch (default 128). E.g. --index ivf --index-param nprobe=64")
+    p.add_argument("--recall-check", type=int, default=0, metavar="N",
+                   help="measure recall@top-k of the index against exact search on N sampled queries "
+                        "(written to the summary; use it with --index hnsw|ivf)")
+    ray = p.add_argument_group("Ray engine (--engine ray; needs pip install 'fnlab[ray]')")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local = this process (default); ray = a Ray Data job: --queries/--candidates may be "
+                          "folders of .parquet (id + embedding columns) or .npy shards, --positives holds their "
+                          "ids, --out is a folder of Parquet parts + summary.json, committed at the end")
+    ray.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                     help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on all cores)")
+    ray.add_argument("--candidate-shards", type=int, default=1,
+                     help="split the candidates into this many shards, searched by separate actor pools and "
+                          "merged exactly (default 1)")
+    ray.add_argument("--workers", type=int, default=None, help="actors per candidate shard (default: CPUs / shards)")
+    ray.add_argument("--worker-cpus", type=int, default=1, help="CPUs (faiss threads) per actor (default 1)")
+    ray.add_argument("--batch-size", type=int, default=None, help="queries per Ray batch (default 4096)")
+    ray.add_argument("--id-column", default="id", help="id column of Parquet shards (default id)")
+    ray.add_argument("--embedding-column", default="embedding",
+                     help="embedding column of Parquet shards, a list of floats (default embedding)")
     p.add_argument("--chunk-size", type=int, default=None, help="queries per search chunk")
     p.add_argument("--negative-sample", type=int, default=100_000,
                    help="random non-positive pairs used to fit the negative distribution and the prior")
@@ -84,6 +107,10 @@ def _summary_lines(s: dict) -> list[str]:
         f"seconds                {s['seconds']['total']:.2f} (search {s['seconds']['search']:.2f}, "
         f"fit {s['seconds']['fit']:.2f})",
     ]
+    if s.get("recall_check"):
+        r = s["recall_check"]
+        lines.append(f"recall@{r['k']} of index    {r['recall_at_k']:.4f} on {r['queries']:,} sampled queries "
+                     f"({s['index']} {s.get('index_params', {})} vs exact)")
     if s.get("precision_above_0.5") is not None or s.get("relevant_in_top_k") is not None:
         lines.append(f"ground truth           relevant in top-k {s.get('relevant_in_top_k')}, "
                      f"precision@0.5 {s.get('precision_above_0.5')}, recall@0.5 {s.get('fn_recall_above_0.5_in_top_k')}")
@@ -99,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
     kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, device=args.device,
               chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
-              progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed)
+              progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed,
+              index_params=args.index_param, recall_check=args.recall_check)
+    if args.engine == "ray":
+        return _run_ray(args, kw)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scanmod.ScanWarning)
@@ -153,6 +183,36 @@ def run(args: argparse.Namespace) -> int:
         for line in _summary_lines(result.summary):
             print(line)
         print(f"wrote {out} ({fmt}) and {summary_path}" + (f" and {args.triplets}" if args.triplets else ""))
+    return 0
+
+
+def _run_ray(args: argparse.Namespace, kw: dict) -> int:
+    """``--engine ray``: shard folders in, a committed folder of Parquet parts + summary.json out."""
+    from fnlab import scan as scanmod
+
+    bad = [flag for flag, given in (("--dataset-dir", args.dataset_dir), ("--triplets", args.triplets),
+                                    ("--format", args.format not in (None, "parquet"))) if given]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not available with --engine ray (it writes Parquet parts from "
+                         "--queries, --candidates, --positives)")
+    missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
+                              ("--positives", args.positives)) if not v]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (--engine ray reads shard folders or files)")
+    kw = dict(kw, chunk_size=None, batch_size=args.batch_size or args.chunk_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", scanmod.ScanWarning)
+        result = scanmod.scan(args.queries, args.candidates, args.positives, engine="ray", out=args.out,
+                              ray_address=args.ray_address, candidate_shards=args.candidate_shards,
+                              workers=args.workers, worker_cpus=args.worker_cpus, id_column=args.id_column,
+                              embedding_column=args.embedding_column, **kw)
+    for w in caught:
+        if issubclass(w.category, scanmod.ScanWarning):
+            print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
+    if not args.quiet:
+        for line in _summary_lines(result.summary):
+            print(line)
+        print(f"wrote {args.out}/ ({result.summary['output']['parts']} Parquet parts and summary.json)")
     return 0
 
 
