@@ -164,13 +164,13 @@ def write_table(path: str | os.PathLike, df: pd.DataFrame, fmt: str | None = Non
 
 
 # ------------------------------------------------------------------------------------- reading
-def _require_file(path: Path, what: str) -> None:
+def _require_file(path: Path, what: str, suffix: str = "") -> None:
     if path.is_dir():
-        raise FileFormatError(f"{path}: is a folder; expected {what}")
+        raise FileFormatError(f"{path}{suffix}: is a folder; expected {what}")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found; expected {what}")
+        raise FileNotFoundError(f"{path}{suffix}: file not found; expected {what}")
     if path.stat().st_size == 0:
-        raise FileFormatError(f"{path}: file is empty; expected {what}")
+        raise FileFormatError(f"{path}{suffix}: file is empty; expected {what}")
 
 
 def read_json(path: str | os.PathLike, what: str = "a JSON file") -> Any:
@@ -202,16 +202,16 @@ def _read_npy(fh: BinaryIO, size: int, where: str, what: str, mmap_path: Path | 
     if magic.startswith(_ZIP_MAGIC):
         raise FileFormatError(f"{where}: is a .npz archive; expected {what} (a single array saved with np.save)")
     if magic != _NPY_MAGIC:
-        raise FileFormatError(f"{where}: not a .npy file (it does not start with the NumPy header); expected "
-                              f"{what} saved with numpy.save")
+        raise FileFormatError(f"{where}: not a .npy file (not a readable NumPy array: no NumPy header at the "
+                              f"start); expected {what}")
     fh.seek(0)
     try:
         shape, fortran, dtype = _npy_header(fh)
     except (ValueError, EOFError, SyntaxError) as err:
         raise FileFormatError(f"{where}: corrupt .npy header ({err}); expected {what}") from None
     if dtype.hasobject:
-        raise FileFormatError(f"{where}: holds an array of Python objects, which fnlab never loads (it would "
-                              f"have to unpickle it); expected {what}: save a numeric array with numpy.save")
+        raise FileFormatError(f"{where}: holds an array of Python objects (pickled data), which fnlab never "
+                              f"loads; expected {what}")
     need = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size < need:
         raise FileFormatError(f"{where}: truncated .npy file ({size} bytes, its header {shape} {dtype} needs "
@@ -226,28 +226,30 @@ def _read_npy(fh: BinaryIO, size: int, where: str, what: str, mmap_path: Path | 
 
 
 def read_npy(source: str | os.PathLike | bytes, what: str = "a numeric array", *, name: str | None = None,
-             mmap_mode: str | None = None) -> np.ndarray:
+             label: str | None = None, mmap_mode: str | None = None) -> np.ndarray:
     """One array from a ``.npy`` file (or its bytes), never unpickled, every fault naming the file.
 
     Args:
         source: a path, or the file's bytes (an upload; ``name`` names it in messages).
         what: what was expected, for messages (``"a float array [N, d]"``).
+        label: the file's role, shown after its name (``"queries"`` -> ``Q.npy (queries): ...``).
         mmap_mode: passed to ``np.load`` for paths (``"r"``), after the checks.
 
     Raises:
         FileNotFoundError: no such file. FileFormatError: a folder, empty, not a ``.npy`` file, an
         ``.npz`` archive, an object (pickled) array, truncated or corrupt.
     """
+    suffix = f" ({label})" if label else ""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-        where = name or "uploaded file"
+        where = (name or "uploaded file") + suffix
         if not data:
             raise FileFormatError(f"{where}: file is empty; expected {what}")
         return _read_npy(io.BytesIO(data), len(data), where, what, None, None)
     path = Path(source)
-    _require_file(path, what)
+    _require_file(path, what, suffix)
     with open(path, "rb") as fh:
-        return _read_npy(fh, path.stat().st_size, str(path), what, path, mmap_mode)
+        return _read_npy(fh, path.stat().st_size, f"{path}{suffix}", what, path, mmap_mode)
 
 
 def _looks_headerless(columns: Iterable[Any]) -> bool:
@@ -264,12 +266,13 @@ def _looks_headerless(columns: Iterable[Any]) -> bool:
 
 
 def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name: str | None = None,
-               columns: Iterable[str] = ()) -> pd.DataFrame:
+               label: str | None = None, columns: Iterable[str] = ()) -> pd.DataFrame:
     """A non-empty ``.csv`` / ``.parquet`` (``.pq``) table, with the given columns.
 
     Args:
         source: a path, or the file's bytes (then ``name`` gives the file name and its extension).
         what: what the table is, for messages (``"labelled pairs"``).
+        label: the file's role, shown after its name (``"positives"``).
         columns: required column names; a CSV without them whose header is numbers is reported as
             lacking its header line (``query,candidate``).
 
@@ -278,17 +281,18 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
         unreadable, no rows, missing columns.
     """
     columns = list(columns)
+    role = f" ({label})" if label else ""
     if isinstance(source, bytes | bytearray | memoryview):
-        where = name or "uploaded table"
-        suffix = Path(where).suffix.lower()
+        where = (name or "uploaded table") + role
+        suffix = Path(name or "").suffix.lower()
         data = bytes(source)
         if not data:
             raise FileFormatError(f"{where}: file is empty; expected {what}")
         handle: Any = io.BytesIO(data)
     else:
         path = Path(source)
-        _require_file(path, f"{what} (.csv or .parquet)")
-        where, suffix, handle = str(path), path.suffix.lower(), path
+        _require_file(path, f"{what} (.csv or .parquet)", role)
+        where, suffix, handle = f"{path}{role}", path.suffix.lower(), path
     try:
         if suffix == ".csv":
             df = pd.read_csv(handle)
@@ -450,6 +454,32 @@ def recover(key: str | os.PathLike) -> bool:
         return True
 
 
+def _remove_dead_temps(final: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` siblings that a process killed before its commit left behind."""
+    if not final.parent.is_dir():
+        return
+    for tmp in final.parent.glob(f".{glob_escape(final.name)}.tmp-*"):
+        try:
+            pid = int(tmp.name[len(final.name) + 6:].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            continue  # alive, another user's
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped."""
+    import glob
+
+    return glob.escape(text)
+
+
 def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) -> list[Path]:
     """Write several files as one unit: all of them replaced, or none.
 
@@ -476,6 +506,8 @@ def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) ->
         raise ValueError(f"commit_files: the same path is given twice ({[str(p) for p in finals]})")
     key = finals[0]
     recover(key)
+    for final in finals:
+        _remove_dead_temps(final)
     tmps: list[Path] = []
     try:
         for final, write in zip(finals, writers.values(), strict=True):

@@ -34,7 +34,6 @@ one chunk plus the output table (``Nq * top_k`` rows).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -50,7 +49,6 @@ import scipy.sparse as sp
 import torch
 
 from fnlab.posterior import GaussianPosterior
-from fnlab.runs import atomic_write
 from fnlab.similarity import (
     DEFAULT_CHUNK_SIZE,
     build_index,
@@ -119,60 +117,32 @@ class ScanResult:
 
 # ------------------------------------------------------------------------------------ loading
 def load_embeddings(path: str | os.PathLike, field_name: str = "embeddings") -> np.ndarray:
-    """Load a ``[N, d]`` float16/32/64 ``.npy`` array safely (never unpickles).
+    """Load a ``[N, d]`` float16/32/64 ``.npy`` array safely (never unpickles; :func:`fnlab.files.read_npy`).
 
     Raises:
-        ScanInputError: missing/empty file, pickled or non-numeric array, not 2-D, no rows.
+        ScanInputError: missing/empty file, not a ``.npy`` file, truncated, object array, a folder.
     """
-    p = Path(path)
-    where = f"{p} ({field_name})"
-    if not p.exists():
-        raise ScanInputError(f"{where}: file not found")
-    if p.stat().st_size == 0:
-        raise ScanInputError(f"{where}: file is empty; expected a .npy array [N, d] of floats")
-    with open(p, "rb") as f:
-        magic = f.read(6)
-    if magic != b"\x93NUMPY":
-        raise ScanInputError(f"{where}: not a readable .npy array (no NUMPY header; a pickle or another "
-                             "format?); expected a float array [N, d] saved with np.save")
+    from fnlab.files import read_npy
+
     try:
-        arr = np.load(p, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise ScanInputError(f"{where}: holds a pickled object array, which fnlab never loads; "
-                                 "save a float array [N, d] with np.save") from None
-        raise ScanInputError(f"{where}: not a readable .npy array ({err})") from None
-    except (OSError, EOFError) as err:
-        raise ScanInputError(f"{where}: not a readable .npy array ({err})") from None
-    if not isinstance(arr, np.ndarray):
-        raise ScanInputError(f"{where}: expected a single .npy array, got an archive ({type(arr).__name__})")
-    return arr
+        return read_npy(path, "a float array [N, d] saved with numpy.save", label=field_name)
+    except (ValueError, FileNotFoundError) as err:
+        raise ScanInputError(str(err)) from None
 
 
 def load_positives(path: str | os.PathLike) -> pd.DataFrame:
     """Read the labelled pairs table (``.csv`` or ``.parquet``) with integer ``query``, ``candidate``.
 
     Raises:
-        ScanInputError: missing/empty/unreadable file, unknown extension, missing columns.
+        ScanInputError: missing/empty/unreadable file, unknown extension, no header, missing columns, no rows.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ScanInputError(f"{p} (positives): file not found")
-    if p.stat().st_size == 0:
-        raise ScanInputError(f"{p} (positives): file is empty; expected a table with columns 'query', 'candidate'")
-    suffix = p.suffix.lower()
+    from fnlab.files import read_table
+
     try:
-        if suffix == ".csv":
-            df = pd.read_csv(p)
-        elif suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        else:
-            raise ScanInputError(f"{p} (positives): unknown extension {suffix!r}; expected .csv or .parquet")
-    except ScanInputError:
-        raise
-    except Exception as err:  # parser errors of pandas/pyarrow come in many types
-        raise ScanInputError(f"{p} (positives): cannot read the table ({type(err).__name__}: {err})") from None
-    return df
+        return read_table(path, "labelled pairs with integer columns query,candidate", label="positives",
+                          columns=("query", "candidate"))
+    except (ValueError, FileNotFoundError) as err:
+        raise ScanInputError(str(err)) from None
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -196,6 +166,14 @@ def _check_embeddings(arr: Any, key: str, names: Mapping[str, str]) -> np.ndarra
         rows = np.flatnonzero(bad)
         raise ScanInputError(f"{where}: {rows.size} row(s) hold NaN or infinite values "
                              f"(first rows: {rows[:5].tolist()}); expected finite floats")
+    if arr.dtype.itemsize > 4:  # float64 values beyond float32's range would become inf and drop the row
+        limit = float(np.finfo(np.float32).max)
+        big = np.concatenate([np.abs(arr[s:s + 65536]).max(axis=1) > limit for s in range(0, arr.shape[0], 65536)])
+        if big.any():
+            rows = np.flatnonzero(big)
+            raise ScanInputError(f"{where}: {rows.size} row(s) hold values beyond the float32 range (|x| > "
+                                 f"{limit:.3g}; first rows: {rows[:5].tolist()}); the scan computes in float32: "
+                                 "rescale the embeddings")
     return arr
 
 
@@ -206,13 +184,14 @@ def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: boo
         step = 65536
         for s in range(0, out.shape[0], step):
             block = out[s:s + step]
-            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-            zero = norms == 0
+            scale = np.abs(block).max(axis=1)  # divide by the largest entry first: the squared norm of a
+            zero = scale == 0                  # row like 1e20 * x overflows float32, of 1e-30 * x underflows
             if zero.any():
                 rows = np.flatnonzero(zero) + s
                 raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
                                      f"(first rows: {rows[:5].tolist()}); cannot normalise them")
-            block /= norms[:, None]
+            block /= scale[:, None]
+            block /= np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
     return out
 
 
@@ -737,34 +716,31 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:
-    """Write ``df`` as parquet, csv or jsonl atomically (temporary file in the same folder, then rename).
+    """Write ``df`` as parquet, csv or jsonl atomically (:func:`fnlab.files.write_table`).
 
     ``fmt`` defaults to the extension of ``path``. On any error no file is left at ``path``.
     """
+    from fnlab import files
+
     p = Path(path)
-    fmt = (fmt or p.suffix.lstrip(".").lower() or "parquet").replace("json", "jsonl").replace("jsonll", "jsonl")
-    if fmt not in ("parquet", "csv", "jsonl"):
-        raise ScanInputError(f"{p}: unknown output format {fmt!r}; expected parquet, csv or jsonl")
+    try:
+        fmt = files.table_format(p, fmt)
+    except ValueError as err:
+        raise ScanInputError(str(err)) from None
     p.parent.mkdir(parents=True, exist_ok=True)
-    writers = {"parquet": lambda t: df.to_parquet(t, index=False), "csv": lambda t: df.to_csv(t, index=False),
-               "jsonl": lambda t: df.to_json(t, orient="records", lines=True)}
-    return atomic_write(p, writers[fmt])
+    return files.write_table(p, df, fmt)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON atomically (NaN written as null)."""
+    """Write ``obj`` as indented JSON atomically (NaN written as null: :func:`fnlab.files.write_json`)."""
+    from fnlab import files
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(p, lambda t: t.write_text(json.dumps(_jsonable(obj), indent=2)))
+    return files.write_json(p, obj, indent=2)
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    return obj
+    from fnlab.files import to_jsonable
+
+    return to_jsonable(obj)

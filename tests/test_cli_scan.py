@@ -36,7 +36,7 @@ def test_scan_end_to_end_parquet_and_summary(tmp_path, capsys):
     first = t[t["rank"] == 1].set_index("query")
     assert [int(first.loc[i, "candidate"]) for i in range(4)] == [40, 41, 42, 43]
     assert (first.loc[:3, "p_false_negative"] > 0.9).all()
-    summary = json.loads((tmp_path / "suspects.summary.json").read_text())
+    summary = json.loads((tmp_path / "suspects.parquet.summary.json").read_text())
     assert summary["queries_scanned"] == 40 and summary["suspects_above_0.9"] >= 4
     assert summary["output"]["format"] == "parquet"
     printed = capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_scan_csv_jsonl_and_triplets(tmp_path, capsys):
     assert list(trip.columns[:3]) == ["anchor", "positive", "negative"]
     assert len(trip) == 40 * 2 and (trip["p_false_negative"] <= 0.5).all()
     assert not ((trip["anchor"] < 4) & (trip["negative"] == trip["anchor"] + 40)).any()
-    s = json.loads((tmp_path / "s.summary.json").read_text())
+    s = json.loads((tmp_path / "s.csv.summary.json").read_text())
     assert s["posterior"]["prior_pos"] == pytest.approx(1e-3) and s["triplets"]["rows"] == 80
     rc = main(["scan", *args, "--top-k", "2", "--negative-sample", "20000", "--out", str(tmp_path / "s.jsonl"), "--quiet", "--no-normalize"])
     assert rc == 0 and len(pd.read_json(tmp_path / "s.jsonl", lines=True)) == 80

@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,7 +25,10 @@ Inputs: --queries Q.npy [Nq, d] and --candidates C.npy [Nc, d] (float16/32/64, n
 per query allowed); or --dataset-dir DIR, a 'pairs' dataset folder (its labelled pairs, and its
 features where --queries/--candidates are not given; adds an is_relevant column where it has ground
 truth). Output columns: query, candidate, rank, similarity, positive_similarity, p_false_negative.
-The summary is printed and written beside the output as <out>.summary.json."""
+The summary is printed and written beside the output as <out>.summary.json (suspects.parquet ->
+suspects.parquet.summary.json). The table, the summary and --triplets are written as one unit: a
+failed or killed scan leaves the previous outputs as they were (details: README, "What a run and a
+scan guarantee after a crash"); no output may be an input or another output."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     fmt = _format_of(out, args.format)
-    summary_path = out.with_name(out.name + ".summary.json") if not out.suffix else out.with_suffix(".summary.json")
+    summary_path = out.with_name(out.name + ".summary.json")  # a.csv and a.parquet never share a summary
     prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
     kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, device=args.device,
               chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return _run_ray(args, kw)
 
+    _check_paths(args, out, summary_path)  # before any work: no output may overwrite an input or another output
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scanmod.ScanWarning)
         if args.dataset_dir:
@@ -161,24 +166,7 @@ def run(args: argparse.Namespace) -> int:
         if issubclass(w.category, scanmod.ScanWarning):
             print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
 
-    written = []
-    try:
-        written.append(scanmod.write_table(result.table, out, fmt))
-        if args.triplets:
-            trip = scanmod.triplets(result, threshold=args.suspect_threshold, num_negatives=args.num_negatives)
-            tpath = Path(args.triplets)
-            written.append(scanmod.write_table(trip, tpath, _format_of(tpath, None)))
-            result.summary["triplets"] = {"path": str(tpath), "rows": int(len(trip)),
-                                          "suspect_threshold": args.suspect_threshold,
-                                          "num_negatives": args.num_negatives}
-        result.summary["output"] = {"path": str(out), "format": fmt}
-        written.append(scanmod.write_json(result.summary, summary_path))
-    except BaseException as err:
-        for p in written:  # all or nothing: no partial set of outputs
-            p.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise ValueError(f"cannot write the output ({err}); nothing was written") from None
-        raise
+    _write_outputs(scanmod, result, args, out, fmt, summary_path)
     if not args.quiet:
         for line in _summary_lines(result.summary):
             print(line)
@@ -214,6 +202,67 @@ def _run_ray(args: argparse.Namespace, kw: dict) -> int:
             print(line)
         print(f"wrote {args.out}/ ({result.summary['output']['parts']} Parquet parts and summary.json)")
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_paths(args: argparse.Namespace, out: Path, summary_path: Path) -> None:
+    """Refuse outputs that are folders, that coincide, or that would overwrite an input."""
+    outputs = {"--out": out, f"the summary file {summary_path}": summary_path}
+    if args.triplets:
+        outputs["--triplets"] = Path(args.triplets)
+    for flag, path in outputs.items():
+        if path.is_dir():
+            raise ValueError(f"{flag} {path}: is a folder; expected a file path such as suspects.parquet")
+    names = list(outputs)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if _same_file(outputs[first], outputs[second]):
+                raise ValueError(f"{second} {outputs[second]}: is the same file as {first}; one output would "
+                                 "overwrite the other: choose different paths")
+    inputs = {f"--{key}": Path(getattr(args, key)) for key in ("queries", "candidates", "positives")
+              if getattr(args, key)}
+    if args.dataset_dir and Path(args.dataset_dir).is_dir():
+        inputs.update({f"--dataset-dir file {p.name}": p for p in Path(args.dataset_dir).iterdir() if p.is_file()})
+    for flag, path in outputs.items():
+        for in_flag, in_path in inputs.items():
+            if _same_file(path, in_path):
+                raise ValueError(f"{flag} {path}: is the same file as the input {in_flag}; the scan would "
+                                 "overwrite its input: choose another output path")
+
+
+def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: str, summary_path: Path) -> None:
+    """Table, triplets and summary written as one unit (:func:`fnlab.files.commit_files`): a failure or a
+    kill leaves the previous outputs as they were, or (killed during the final renames) a set the next scan
+    to the same --out, or ``fnlab.files.recover(out)``, completes; never a mix of two scans."""
+    from fnlab import files
+    from fnlab.cli import describe_error
+
+    writers = {out: files.table_writer(result.table, fmt)}
+    if args.triplets:
+        trip = scanmod.triplets(result, threshold=args.suspect_threshold, num_negatives=args.num_negatives)
+        tpath = Path(args.triplets)
+        writers[tpath] = files.table_writer(trip, _format_of(tpath, None))
+        result.summary["triplets"] = {"path": str(tpath), "rows": int(len(trip)),
+                                      "suspect_threshold": args.suspect_threshold,
+                                      "num_negatives": args.num_negatives}
+    result.summary["output"] = {"path": str(out), "format": fmt, "summary": str(summary_path)}
+    text = files.dumps(result.summary, indent=2) + "\n"
+    writers[summary_path] = lambda t: t.write_text(text, encoding="utf-8")
+    try:
+        for path in writers:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        files.commit_files(writers)
+    except OSError as err:
+        raise ValueError(f"cannot write the output ({describe_error(err)}); nothing was written and earlier "
+                         "outputs are unchanged") from None
 
 
 def _float(text: str, flag: str) -> float:
