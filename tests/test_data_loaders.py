@@ -345,7 +345,7 @@ def test_unknown_names():
         data.load("nope")
     with pytest.raises(ValueError, match="needs root"):
         data.load("pairs")
-    assert data.available() == ["shapes", "digits", "precomp", "pairs"]
+    assert data.available() == ["shapes", "digits", "shapes-precomp", "digits-precomp", "precomp", "pairs"]
 
 
 @settings(max_examples=25, deadline=None)

@@ -8,7 +8,12 @@ import json
 _DESCRIPTIONS = {
     "shapes": ("generated 32x32 images of 1-2 objects, 5 captions of varying specificity", True),
     "digits": ("scikit-learn handwritten digits with template captions ('an odd digit')", True),
-    "precomp": ("VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt", False),
+    "shapes-precomp": ("shapes as frozen pretrained features (attribute CNN + MiniLM captions); built on first use",
+                       True),
+    "digits-precomp": ("digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM); "
+                       "built on first use", True),
+    "precomp": ("VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt "
+                "(+ optional {split}_caps.npy, {split}_relevance.npz)", None),
     "pairs": ("your own pairs table + .npy embeddings: --root with pairs.csv|parquet, a.npy, b.npy", None),
 }
 
@@ -34,7 +39,8 @@ def add_parser(subparsers) -> None:
         description="Items per side, labelled pairs, relevant pairs, false negatives per query (mean, max) and "
         "the share of queries (side-B items) with at least one. Ground-truth values are null without relevance.",
     )
-    p_info.add_argument("name", metavar="NAME", help="shapes, digits, precomp, pairs, or a saved dataset folder")
+    p_info.add_argument("name", metavar="NAME", help="shapes, digits, shapes-precomp, digits-precomp, precomp, pairs, "
+                        "or a saved dataset folder")
     p_info.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
                         help="which split (default: train)")
     p_info.add_argument("--root", default=None, help="data folder (precomp, pairs)")
@@ -66,9 +72,10 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'name':<9} {'ground truth':<13} description")
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'name':<{width}} {'ground truth':<13} description")
     for r in rows:
-        print(f"{r['name']:<9} {r['ground_truth']:<13} {r['description']}")
+        print(f"{r['name']:<{width}} {r['ground_truth']:<13} {r['description']}")
     print("Also: a folder holding a saved dataset (dataset.json), e.g. sample_data/shapes.")
     return 0
 
@@ -80,6 +87,9 @@ def info_dict(name: str, split: str = "train", root: str | None = None, options:
     ds = load(name, split=split, root=root, **(options or {}))
     out = {"dataset": name, "split": split, **ds.stats().as_dict()}
     out["a_kind"], out["b_kind"] = ds.a_kind, ds.b_kind
+    for side, kind, arr in (("a", ds.a_kind, ds.a_inputs), ("b", ds.b_kind, ds.b_inputs)):
+        if kind == "features" and arr is not None:
+            out[f"{side}_dim"] = int(arr.shape[-1])
     return out
 
 
@@ -95,7 +105,9 @@ def run_info(args: argparse.Namespace) -> int:
         "fn_per_query_mean": "false negatives per query, mean", "fn_per_query_max": "false negatives per query, max",
         "share_queries_with_fn": "share of queries with >= 1 false negative",
     }
-    print(f"dataset {info['dataset']}, split {info['split']} (A: {info['a_kind']}, B: {info['b_kind']})")
+    kinds = [f"{side}: {info[f'{key}_kind']}" + (f" [{info[f'{key}_dim']}]" if f"{key}_dim" in info else "")
+             for side, key in (("A", "a"), ("B", "b"))]
+    print(f"dataset {info['dataset']}, split {info['split']} ({', '.join(kinds)})")
     for key, label in labels.items():
         v = info[key]
         text = "n/a (no ground truth)" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))

@@ -1,14 +1,16 @@
 """Datasets for fnlab: built-in generated/real sets with ground truth, and loaders for your own data.
 
-=========  ==========================================================================  ============
-name       what                                                                        ground truth
-=========  ==========================================================================  ============
-shapes     generated 32x32 images of 1-2 objects, 5 captions of varying specificity    yes
-digits     scikit-learn's handwritten digits, template captions ("an odd digit")       yes
-precomp    VSE/SCAN/FNE precomputed features (``{split}_ims.npy``, ``{split}_caps.txt``)  no
-pairs      your own pairs table + ``.npy`` embeddings/features (+ optional relevance)   optional
-(folder)   a dataset saved with :func:`fnlab.data.io.save_dataset` (``dataset.json``)   as saved
-=========  ==========================================================================  ============
+==============  =============================================================================  ============
+name            what                                                                           ground truth
+==============  =============================================================================  ============
+shapes          generated 32x32 images of 1-2 objects, 5 captions of varying specificity       yes
+digits          scikit-learn's handwritten digits, template captions ("an odd digit")          yes
+shapes-precomp  ``shapes`` as frozen features: pretrained attribute CNN + MiniLM captions      yes
+digits-precomp  ``digits`` as frozen features (CNN pretrained on a disjoint fold) + MiniLM     yes
+precomp         VSE/SCAN/FNE precomputed features (``{split}_ims.npy``, ``{split}_caps.txt``)  optional
+pairs           your own pairs table + ``.npy`` embeddings/features (+ optional relevance)     optional
+(folder)        a dataset saved with :func:`fnlab.data.io.save_dataset` (``dataset.json``)     as saved
+==============  =============================================================================  ============
 
 Example:
     >>> import fnlab.data
@@ -27,6 +29,7 @@ from fnlab.data.base import DatasetError, MatchingDataset
 
 SPLITS = ("train", "val", "test", "all")
 _BUILTIN = ("shapes", "digits")
+_PRETRAINED = ("shapes-precomp", "digits-precomp")
 _LOADERS = ("precomp", "pairs")
 
 __all__ = [
@@ -37,7 +40,7 @@ __all__ = [
 
 def available() -> list[str]:
     """Names accepted by :func:`load` (besides a saved-dataset folder)."""
-    return [*_BUILTIN, *_LOADERS]
+    return [*_BUILTIN, *_PRETRAINED, *_LOADERS]
 
 
 def split_indices(split_of_a: np.ndarray, split: str, where: str) -> np.ndarray:
@@ -78,7 +81,9 @@ def load(
     """Load one split of a dataset.
 
     Args:
-        name_or_path: ``shapes``, ``digits``, ``precomp`` or ``pairs`` (the last two need ``root``),
+        name_or_path: ``shapes``, ``digits``, ``shapes-precomp``, ``digits-precomp`` (frozen pretrained
+            features, built and cached on first use: :mod:`fnlab.data.pretrained`), ``precomp`` or
+            ``pairs`` (the last two need ``root``),
             or a folder holding a saved dataset (with ``dataset.json``).
         split: ``train``, ``val``, ``test`` or ``all``.
         root: the data folder for ``precomp`` and ``pairs``.
@@ -102,6 +107,10 @@ def load(
         from fnlab.data.digits import load_digits
 
         ds = load_digits(split, **options)
+    elif name in _PRETRAINED:
+        from fnlab.data.pretrained import load_pretrained
+
+        ds = load_pretrained(name, split, **options)
     elif name in _LOADERS:
         if root is None:
             raise ValueError(f"dataset {name!r} needs root= (the folder holding its files)")

@@ -8,14 +8,24 @@ Point ``root`` at a copy of e.g. ``data/f30k_precomp`` or ``data/coco_precomp``:
         {split}_caps.txt   UTF-8, one caption per line, ``captions_per_image`` (5) per image, in order:
                            lines 5i..5i+4 describe image i
         vocab.json         optional: a JSON list of words, or SCAN's {"word2idx": {...}} (specials dropped)
+        {split}_caps.npy   optional: caption features, [N_caps, d_text] float, one row per line of
+                           {split}_caps.txt (e.g. MiniLM sentence embeddings); used instead of token ids
+        {split}_relevance.npz  optional ground truth: a scipy sparse matrix [N_caps, N_img] (``save_npz``),
+                           true where caption j describes image i (labelled pairs are added if missing)
+        all_relevance.npz  optional: the same over every split concatenated (train, val, test), used by
+                           ``split="all"`` so that cross-split pairs are known too
 
 ``split`` is ``train``, ``val`` (``dev_*`` files are used when ``val_*`` are absent, as in SCAN),
 ``test`` (``testall_*`` when ``test_*`` is absent), or ``all`` (every split present, concatenated).
 Without ``vocab.json`` the vocabulary is built from ``train_caps.txt`` (or the split's own captions).
-There is no ground-truth relevance (``relevance is None``): FN counts need a dataset with ground truth.
+Without ``{split}_relevance.npz`` there is no ground-truth relevance (``relevance is None``): FN counts
+need a dataset with ground truth. With ``split="all"`` and no ``all_relevance.npz``, relevance is the
+block-diagonal of the splits' files (pairs across splits unknown, so counted as not relevant).
 
 Options: ``captions_per_image`` (5), ``max_len`` (token ids per caption, 40), ``chunk`` (rows
-mean-pooled at a time, 1024, so region features are memory-mapped rather than loaded whole).
+mean-pooled at a time, 1024, so region features are memory-mapped rather than loaded whole),
+``caption_features`` (``"auto"``: use ``{split}_caps.npy`` where every loaded split has one; ``true``:
+require them; ``false``: token ids from the text).
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from fnlab.data.base import DatasetError, MatchingDataset
 from fnlab.data.text import PAD, UNK, build_vocab, encode
-from fnlab.data.validate import require_file
+from fnlab.data.validate import load_npy, require_file
 
 _ALIASES = {"train": ("train",), "val": ("val", "dev"), "test": ("test", "testall")}
-DEFAULTS = dict(captions_per_image=5, max_len=40, chunk=1024)
+DEFAULTS = dict(captions_per_image=5, max_len=40, chunk=1024, caption_features="auto")
 
 
 def _find(root: Path, split: str, suffix: str) -> Path | None:
@@ -118,6 +129,31 @@ def _read_vocab(root: Path) -> list[str] | None:
     return [PAD, UNK, *[w for w in words if w not in specials]]
 
 
+def read_relevance(path: Path, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Ground truth ``[N_caps, N_img]`` bool CSR from a scipy ``save_npz`` file (never unpickled).
+
+    Raises:
+        DatasetError: unreadable file, not a sparse matrix, or a shape other than ``shape``.
+    """
+    require_file(path, "relevance", f"a scipy sparse matrix [{shape[0]}, {shape[1]}] saved with save_npz")
+    try:
+        rel = sp.load_npz(path)  # reads with allow_pickle=False
+    except (ValueError, OSError, KeyError, EOFError) as err:
+        raise DatasetError(
+            f"{path}: field 'relevance': not a scipy sparse .npz matrix ({err}); expected save_npz output"
+        ) from err
+    if rel.shape != shape:
+        raise DatasetError(f"{path}: field 'relevance': shape {rel.shape}, expected {shape} (captions, images)")
+    return sp.csr_matrix(rel, dtype=bool)
+
+
+def _caption_features(root: Path, split: str, n_caps: int) -> np.ndarray | None:
+    path = _find(root, split, "_caps.npy")
+    if path is None:
+        return None
+    return load_npy(path, "caption_features", ndim=(2,), kind="float", rows=n_caps)
+
+
 def _load_split(root: Path, split: str, o: dict) -> tuple[np.ndarray, list[str]]:
     ims_path, caps_path = _find(root, split, "_ims.npy"), _find(root, split, "_caps.txt")
     if ims_path is None or caps_path is None:
@@ -141,8 +177,9 @@ def load_precomp(root: str | Path, split: str = "train", **options) -> MatchingD
     """Load one split of a VSE/SCAN precomp folder (layout in the module docstring).
 
     Returns:
-        ``a_inputs [N_img, d]`` float32 features, ``b_inputs [5 N_img, L]`` int64 token ids, ``b_to_a = i // 5``,
-        ``b_meta["text"]``, no relevance.
+        ``a_inputs [N_img, d]`` float32 features, ``b_inputs [5 N_img, L]`` int64 token ids (or
+        ``[5 N_img, d_text]`` float32 caption features from ``{split}_caps.npy``), ``b_to_a = i // 5``,
+        ``b_meta["text"]``, relevance from ``{split}_relevance.npz`` where present (else ``None``).
 
     Raises:
         FileNotFoundError: missing folder or files; DatasetError: malformed files (named, with the field).
@@ -156,6 +193,8 @@ def load_precomp(root: str | Path, split: str = "train", **options) -> MatchingD
     o = {**DEFAULTS, **options}
     if int(o["captions_per_image"]) < 1:
         raise ValueError("precomp: option 'captions_per_image' must be >= 1")
+    if o["caption_features"] not in ("auto", True, False):
+        raise ValueError(f"precomp: option 'caption_features' must be 'auto', true or false, got {o['caption_features']!r}")
     splits = [s for s in _ALIASES if _find(root, s, "_ims.npy")] if split == "all" else [split]
     if not splits:
         raise FileNotFoundError(f"{root}: no {{split}}_ims.npy files found")
@@ -173,8 +212,40 @@ def load_precomp(root: str | Path, split: str = "train", **options) -> MatchingD
     k = int(o["captions_per_image"])
     split_of_a = np.concatenate([np.full(len(p[1]), p[0], dtype=object) for p in parts])
     a_meta = pd.DataFrame({"split": split_of_a, "file_index": np.concatenate([np.arange(len(p[1])) for p in parts])})
+    b_to_a = np.arange(len(caps)) // k
+    relevance = _relevance(root, split, parts, k)
+    if relevance is not None:  # labelled pairs are relevant by definition
+        relevance = relevance + sp.csr_matrix((np.ones(len(caps), bool), (np.arange(len(caps)), b_to_a)),
+                                              shape=relevance.shape)
+    text_feats = None
+    if o["caption_features"] is not False:
+        found = [_caption_features(root, p[0], len(p[2])) for p in parts]
+        if all(f is not None for f in found):
+            dims = {f.shape[1] for f in found}
+            if len(dims) > 1:
+                raise DatasetError(f"{root}: field 'caption_features': splits have different sizes {sorted(dims)}")
+            text_feats = np.concatenate(found).astype(np.float32, copy=False)
+        elif o["caption_features"] is True:
+            missing = [p[0] for p, f in zip(parts, found, strict=True) if f is None]
+            raise FileNotFoundError(f"{root}: caption_features=true needs {{split}}_caps.npy for split(s) {missing}")
+    b_inputs, b_kind = (text_feats, "features") if text_feats is not None else (
+        encode(caps, vocab, max_len=int(o["max_len"])), "tokens")
     return MatchingDataset(
-        name="precomp", split=split, b_to_a=np.arange(len(caps)) // k, a_inputs=feats,
-        b_inputs=encode(caps, vocab, max_len=int(o["max_len"])), a_kind="features", b_kind="tokens",
-        relevance=None, a_meta=a_meta, b_meta=pd.DataFrame({"text": caps}), vocab=vocab,
+        name="precomp", split=split, b_to_a=b_to_a, a_inputs=feats,
+        b_inputs=b_inputs, a_kind="features", b_kind=b_kind,
+        relevance=relevance, a_meta=a_meta, b_meta=pd.DataFrame({"text": caps}), vocab=vocab,
     )
+
+
+def _relevance(root: Path, split: str, parts: list, k: int) -> sp.csr_matrix | None:
+    """Ground truth over the loaded splits (``None`` when a split has none); see the module docstring."""
+    n_img, n_cap = sum(len(p[1]) for p in parts), sum(len(p[2]) for p in parts)
+    if split == "all" and (root / "all_relevance.npz").exists():
+        return read_relevance(root / "all_relevance.npz", (n_cap, n_img))
+    blocks = []
+    for s, f, c in parts:
+        path = _find(root, s, "_relevance.npz")
+        if path is None:
+            return None
+        blocks.append(read_relevance(path, (len(c), len(f))))
+    return sp.csr_matrix(sp.block_diag(blocks, format="csr"), dtype=bool)
