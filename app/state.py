@@ -41,14 +41,39 @@ def need(module: str, what: str) -> ModuleType:
     return mod
 
 
+def upload_folder():
+    """This session's private upload folder (app/uploads.py), removed when the session ends."""
+    from app.uploads import UploadFolder
+
+    if "_fn_uploads" not in st.session_state:
+        st.session_state["_fn_uploads"] = UploadFolder()
+    return st.session_state["_fn_uploads"]
+
+
+def public_message(err: BaseException) -> str:
+    """The error's message for the page: no server temporary paths, never a stack trace."""
+    import tempfile
+
+    msg = str(err).strip() or type(err).__name__
+    if "_fn_uploads" in st.session_state:
+        msg = st.session_state["_fn_uploads"].hide(msg)
+    return msg.replace(tempfile.gettempdir() + os.sep, "<temp>/")
+
+
 def guard(fn):
-    """Run a page body; show user errors as ``st.error`` instead of a stack trace."""
+    """Run a page body; show errors as one ``st.error`` line instead of a stack trace (logged on the server)."""
     try:
         fn()
     except NotAvailable as err:
         st.info(str(err))
     except (ValueError, FileNotFoundError, KeyError, IndexError, OSError) as err:
-        st.error(f"{type(err).__name__}: {err}")
+        st.error(public_message(err))
+    except Exception as err:  # a bug: one line on the page, the traceback in the server log
+        import logging
+
+        logging.getLogger("fnlab.app").exception("page error")
+        st.error(f"This page hit an internal error ({type(err).__name__}: {public_message(err)}). "
+                 "The details are in the server log.")
 
 
 # ------------------------------------------------------------------ runs root
@@ -258,18 +283,20 @@ def scan_run(root: str, name: str, split: str, top_k: int, _mtime_key: float) ->
 
 
 @st.cache_data(show_spinner="Scanning uploaded embeddings…", max_entries=4)
-def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, p_name: str, top_k: int) -> tuple[pd.DataFrame, dict]:
-    import io
+def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str, str, str],
+                top_k: int) -> tuple[pd.DataFrame, dict]:
+    """Scan uploaded files (their bytes; ``names`` = the three file names, for messages).
+
+    Read with fnlab.files' safe readers: nothing is unpickled, and every fault names the file and says what
+    was expected.
+    """
+    from fnlab import files
 
     scan = need("fnlab.scan", "The scan")
-    q = np.load(io.BytesIO(q_bytes), allow_pickle=False)
-    c = np.load(io.BytesIO(c_bytes), allow_pickle=False)
-    if p_name.endswith(".csv"):
-        p = pd.read_csv(io.BytesIO(p_bytes))
-    elif p_name.endswith(".parquet"):
-        p = pd.read_parquet(io.BytesIO(p_bytes))
-    else:
-        raise ValueError(f"positives file {p_name!r}: expected .csv or .parquet")
+    q = files.read_npy(q_bytes, "a float array [queries, dim]", name=names[0], label="queries")
+    c = files.read_npy(c_bytes, "a float array [candidates, dim]", name=names[1], label="candidates")
+    p = files.read_table(p_bytes, "labelled pairs (query, candidate)", name=names[2], label="positives",
+                         columns=("query", "candidate"))
     res = scan.scan(q, c, p, top_k=top_k)
     return res.table, dict(res.summary)
 
@@ -447,6 +474,15 @@ def caption_array(ds_key: tuple) -> np.ndarray:
     ds = dataset(*ds_key)
     caps = ds.captions()
     out = np.array(caps if caps is not None else [caption(ds, j) for j in range(ds.n_b)], dtype=object)
+    out.setflags(write=False)
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def map_hover(ds_key: tuple) -> np.ndarray:
+    """Text of every embedding-map point: images first (``image: …``), then captions (``caption: …``)."""
+    out = np.array([f"image: {t}" for t in label_array(ds_key)] + [f"caption: {t}" for t in caption_array(ds_key)],
+                   dtype=object)
     out.setflags(write=False)
     return out
 

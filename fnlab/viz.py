@@ -381,15 +381,20 @@ def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = 
     if not metrics:
         raise ValueError("run_comparison_bars: no numeric metric columns to show")
     titles = [(labels or {}).get(m, m) for m in metrics]
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=titles, horizontal_spacing=0.06)
+    ncols = min(2, len(metrics))  # two panels a row: long metric names stay readable at 1280 px
+    nrows = -(-len(metrics) // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.5 / nrows if nrows > 1 else 0.1)
     runs = table["run"].astype(str).tolist()
     bar_colors = [(colors or {}).get(r, PALETTE[i % len(PALETTE)]) for i, r in enumerate(runs)]
-    for j, m in enumerate(metrics, start=1):
+    for j, m in enumerate(metrics):
+        r, c = j // ncols + 1, j % ncols + 1
         fig.add_bar(x=runs, y=table[m], marker_color=bar_colors,
                     showlegend=False, name=m, text=table[m].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
-                    textposition="outside", row=1, col=j)
-        fig.update_xaxes(tickangle=-30, row=1, col=j)
-    return _layout(fig, title=title, height=380)
+                    textposition="outside", cliponaxis=False, row=r, col=c)
+        fig.update_xaxes(tickangle=-20, row=r, col=c)
+    fig.update_annotations(font_size=13)
+    return _layout(fig, title=title, height=150 + 300 * nrows)
 
 
 # ---------------------------------------------------------------- embeddings

@@ -43,7 +43,8 @@ def test_posterior_curve_and_prior():
     assert line.name == "sigmoid"
     assert np.all(np.diff(np.asarray(line.y)) >= 0)  # monotone input stays monotone
     assert {t.name for t in fig.data[1:]} == {"true negatives (ground truth)", "false negatives (ground truth)"}
-    assert fig.layout.yaxis.title.text == "P(false negative | s)"
+    assert fig.layout.yaxis.title.text == "P(false negative)"
+    assert fig.layout.xaxis.title.text == "cosine similarity s"
 
 
 def test_reliability_bins_match_slow_reference():
@@ -131,3 +132,25 @@ def test_embedding_scatter_custom_data_and_lasso():
         viz.embedding_scatter(xy[:, :1], color=colour)
     with pytest.raises(ValueError):
         viz.embedding_scatter(xy, color=colour[:3])
+
+
+def test_status_colours_are_one_per_status_and_kept_out_of_the_category_palette():
+    from fnlab import status
+
+    assert len(set(status.COLORS.values())) == len(status.COLORS)
+    assert not set(status.COLORS.values()) & set(viz.PALETTE)
+    assert viz.STATUS_COLORS[viz.FALSE_NEGATIVE] == status.color(status.FALSE_NEGATIVE) == "#D55E00"
+    assert status.color(status.HAS_FALSE_NEGATIVE) == status.COLORS[status.FALSE_NEGATIVE]
+    # A map coloured by a non-status field never uses a status colour.
+    fig = viz.embedding_scatter(np.zeros((4, 2)), color=["a", "b", "c", "d"])
+    assert not {t.marker.color for t in fig.data} & set(status.COLORS.values())
+
+
+def test_run_colours_do_not_depend_on_the_selection():
+    colors = viz.run_colors(["a", "b", "c"])
+    table = pd.DataFrame({"run": ["c", "a"], "m": [1.0, 2.0]})
+    fig = viz.run_comparison_bars(table, metrics=["m"], colors=colors, labels={"m": "a metric (unit)"})
+    assert list(fig.data[0].marker.color) == [colors["c"], colors["a"]]
+    assert fig.layout.annotations[0].text == "a metric (unit)"
+    curves = viz.training_curves({"c": pd.DataFrame({"epoch": [1], "loss": [1.0]})}, colors=colors)
+    assert curves.data[0].line.color == colors["c"]

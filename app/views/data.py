@@ -2,34 +2,60 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-import zipfile
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import state, uploads
 
 st.title("fnlab: a false-negative lab")
 state.sidebar()
 st.markdown(
     "A **false negative** is a pair that truly matches (a caption that describes an image) but is not "
     "labelled as a match, so contrastive training pushes it away as if it were a negative. "
-    "Start with **Sampler playground** in the sidebar to see which negatives each sampler picks, then "
-    "**Rankings** and **Suspects** to find the false negatives hiding in a trained model's top results."
+    "New here? The **Lesson** page walks through it in five steps on the demo run. Then **Sampler playground** "
+    "shows which negatives each sampler picks, and **Rankings** and **Suspects** find the false negatives hiding "
+    "in a trained model's top results."
 )
 
 SOURCES = {
     "sample: shapes (sample_data/shapes)": "sample",
     "shapes (generated)": "shapes",
     "digits": "digits",
+    "shapes as pretrained features (shapes-precomp)": "shapes-precomp",
+    "digits as pretrained features (digits-precomp)": "digits-precomp",
     "precomp folder": "precomp",
     "pairs folder": "pairs",
     "saved dataset folder": "folder",
     "upload a zipped dataset folder": "upload",
 }
+
+
+def _folder_dataset(choice: str, split: str):
+    folder = st.text_input("Folder", key="data_folder", placeholder="/path/to/dataset",
+                           help="A folder on the machine running the app. System folders are refused.")
+    if not folder.strip():
+        st.info("Enter a folder path to load it.")
+        return None
+    path = state.checked_folder(folder, "Folder")
+    if not path.is_dir():
+        raise FileNotFoundError(f"Folder: {folder!r} does not exist")
+    if choice == "folder":
+        return state.dataset(str(path), split)
+    return state.dataset(choice, split, str(path))
+
+
+def _uploaded_dataset(split: str):
+    up = st.file_uploader("Zipped dataset folder (a saved dataset or a pairs folder)", type=["zip"],
+                          key="data_upload",
+                          help=f"At most {uploads.MAX_FILES:,} files and {uploads.MAX_BYTES // 2**20} MiB once "
+                               "extracted. Extracted into a private folder that is removed when you leave.")
+    if up is None:
+        return None
+    folder = state.upload_folder().extract(up.getvalue(), up.name)
+    kind, root = uploads.dataset_root(folder)
+    ds = state.dataset(str(root), split) if kind == "folder" else state.dataset("pairs", split, str(root))
+    uploads.check_confined(ds, root, f"{up.name}: the pairs table")
+    return ds
 
 
 def _load():
@@ -38,39 +64,13 @@ def _load():
     split = c2.selectbox("Split", ["train", "val", "test", "all"], index=2, key="data_split")
     if choice == "sample":
         if not state.SAMPLE_DATA.joinpath("dataset.json").is_file():
-            raise FileNotFoundError(f"the sample data is missing at {state.SAMPLE_DATA}: run `make sample-data`")
+            raise FileNotFoundError("the sample data is missing: run `make sample-data`")
         return state.dataset(str(state.SAMPLE_DATA), split)
-    if choice in ("shapes", "digits"):
+    if choice in ("shapes", "digits", "shapes-precomp", "digits-precomp"):
         return state.dataset(choice, split)
     if choice in ("precomp", "pairs", "folder"):
-        folder = st.text_input("Folder", key="data_folder", placeholder="/path/to/dataset")
-        if not folder:
-            st.info("Enter a folder path to load it.")
-            return None
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"folder {folder!r} does not exist")
-        if choice == "folder":
-            return state.dataset(folder, split)
-        return state.dataset(choice, split, folder)
-    up = st.file_uploader("Zipped dataset folder (a saved dataset or a pairs folder)", type=["zip"],
-                          key="data_upload")
-    if up is None:
-        return None
-    target = Path(tempfile.gettempdir()) / "fnlab_uploads" / f"{abs(hash(up.getvalue())):x}"
-    if not target.exists():
-        try:
-            with zipfile.ZipFile(up) as zf:
-                for member in zf.namelist():  # never extract outside the target folder
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise ValueError(f"the zip holds an unsafe path {member!r}")
-                zf.extractall(target)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"the upload is not a valid zip file: {err}") from err
-    roots = [p.parent for p in target.rglob("dataset.json")]
-    if roots:
-        return state.dataset(str(roots[0]), split)
-    subdirs = [p for p in target.iterdir() if p.is_dir()]
-    return state.dataset("pairs", split, str(subdirs[0] if len(subdirs) == 1 else target))
+        return _folder_dataset(choice, split)
+    return _uploaded_dataset(split)
 
 
 def _page():
@@ -89,11 +89,12 @@ def _page():
                        help=f"mean {s.fn_per_query_mean:.1f}, max {s.fn_per_query_max} per caption")
     else:
         cols[3].metric("False negatives", "unknown", help="This dataset has no ground truth.")
-    with st.expander("All statistics"):
-        st.json(json.loads(json.dumps(s.as_dict())))
+    if s.fn_per_query_mean is not None:
+        st.caption(f"Per caption: {s.fn_per_query_mean:.1f} false negatives on average, at most "
+                   f"{s.fn_per_query_max}. A false negative is a relevant (caption, image) pair that is not labelled.")
 
     st.subheader("Gallery")
-    n = st.slider("Items shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a), key="data_gallery_n")
+    n = st.slider("Images shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a), key="data_gallery_n")
     by_a = ds.a_to_b()
     rows = []
     display = state.optional("fnlab.data.display")
@@ -103,13 +104,16 @@ def _page():
                "item": state.a_label(ds, i), "captions": " · ".join(caps)}
         if ds.relevance is not None:
             rel_col = ds.relevance[:, i]
-            row["false negatives (captions)"] = int(rel_col.nnz - len(by_a[i]))
+            row["false negatives"] = int(rel_col.nnz - len(by_a[i]))
         rows.append(row)
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch", row_height=70,
                  column_config={"image": st.column_config.ImageColumn("image", width="small"),
-                                "item": st.column_config.TextColumn("item", width="medium"),
-                                "captions": st.column_config.TextColumn("captions", width="large")})
+                                "item": st.column_config.TextColumn("image", width="medium"),
+                                "captions": st.column_config.TextColumn("its labelled captions", width="large"),
+                                "false negatives": st.column_config.NumberColumn(
+                                    "false negatives", help="Captions that describe this image but are not "
+                                                            "labelled with it.", width="small")})
 
 
 state.guard(_page)

@@ -8,11 +8,14 @@ import streamlit as st
 
 from app import state
 from fnlab import projection, viz
+from fnlab import status as fs
 
 st.title("Embedding map")
 state.sidebar()
-st.caption("Images and captions of the split in one UMAP (cosine, exact faiss neighbours). Click or lasso points: "
-           "the side panel shows them, their labelled pair and their true nearest neighbours in the original space.")
+st.caption("Images and captions of the split in one UMAP (cosine, exact neighbours). Click a point, or drag a "
+           "box or lasso: the side panel shows it, its labelled pair and its true nearest neighbours in the "
+           "original space. With a point selected, colour by false-negative status shows its pairs.")
+UMAP_NEIGHBOURS = 15  # one map per run, computed once and kept on disk: no control here refits it
 
 
 def _page():
@@ -24,18 +27,23 @@ def _page():
     a, b = state.run_embeddings(root, name, split)
     dkey = state.ds_key(root, name, split)
     n_a, n_b = len(a), len(b)
-    c1, c2 = st.columns([2, 1])
-    fields = ["modality", "false-negative status"] + [c for c in ds.a_meta.columns
+    url_point = state.url_index("point")
+    if url_point is not None and 0 <= url_point < n_a + n_b:
+        st.session_state["map_selected_ids"] = [int(url_point)]
+    c1, c2 = st.columns([1, 2])
+    fields = ["false-negative status", "modality"] + [c for c in ds.a_meta.columns
                                                       if c not in ("split", "image_path") and ds.a_meta[c].nunique() <= 30]
-    colour_by = c1.selectbox("Colour by", fields, key="map_colour")
-    nn = c2.slider("UMAP neighbours", 5, 50, 15, key="map_nn")
-    xy = state.umap_coords(str(root), name, split, int(nn), state.run_key(root, name))
+    colour_by = c1.selectbox("Colour by", fields, key="map_colour",
+                             help="False-negative status: with a point selected, its labelled pair and its false "
+                                  "negatives; with none, every point that takes part in a false negative.")
+    xy = state.umap_coords(str(root), name, split, UMAP_NEIGHBOURS, state.run_key(root, name))
 
     captions, a_labels = state.caption_array(dkey), state.label_array(dkey)
-    hover = [f"image: {t}" for t in a_labels] + [f"caption: {t}" for t in captions]
+    hover = state.map_hover(dkey)
     modality = np.array(["image"] * n_a + ["caption"] * n_b, dtype=object)
     owner = np.concatenate([np.arange(n_a), ds.b_to_a])  # the image each point belongs to
 
+    found = _search(c2, hover)
     picked = st.session_state.get("map_selected_ids") or []
     focus = int(picked[0]) if picked else None
     fn = ds.false_negative_matrix()
@@ -43,16 +51,16 @@ def _page():
         colour = modality
     elif colour_by == "false-negative status":
         if fn is None:
-            colour = np.array([viz.UNKNOWN] * (n_a + n_b), dtype=object)
+            colour = np.array([fs.UNKNOWN] * (n_a + n_b), dtype=object)
         elif focus is None:
             has = np.concatenate([np.diff(fn.tocsc().indptr) > 0, np.diff(fn.indptr) > 0])
-            colour = np.where(has, "has a false negative", "no false negative").astype(object)
+            colour = np.where(has, fs.HAS_FALSE_NEGATIVE, fs.NO_FALSE_NEGATIVE).astype(object)
         else:
             colour = _status_relative_to(focus, ds, n_a, n_b)
     else:
         colour = ds.a_meta[colour_by].astype(str).to_numpy()[owner]
 
-    highlight = list(picked[:1])
+    highlight = list(picked[:1]) + [int(i) for i in found[:200]]
     if focus is not None:
         highlight += [int(i) for i in _neighbours(a, b, focus, 8)["id"]]
     fig = viz.embedding_scatter(xy, color=colour, row_ids=np.arange(n_a + n_b), hover=hover, symbol=modality,
@@ -62,10 +70,34 @@ def _page():
     with left:
         st.plotly_chart(fig, width="stretch", on_select=_on_select,
                         selection_mode=("points", "box", "lasso"), key="map_chart")
-        st.number_input("…or type a point id (images first, then captions; -1: none)", -1, n_a + n_b - 1, -1,
+        st.number_input("…or type a point number (images first, then captions; −1: none)", -1, n_a + n_b - 1, -1,
                         key="map_manual", on_change=_on_manual)
+    if focus is not None:
+        st.query_params["point"] = str(focus)
     with right:
         _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn)
+
+
+def _search(col, hover: np.ndarray) -> list[int]:
+    """Text search over every point's text; the matches are ringed on the map and one can be selected."""
+    text = col.text_input("Find on the map", key="map_search", placeholder="e.g. red circle",
+                          help="Rings every image or caption whose text contains these words; pick one to select it.")
+    if not text.strip():
+        return []
+    low = text.lower().strip()
+    found = [i for i, t in enumerate(hover) if low in t.lower()]
+    if not found:
+        col.warning(f"Nothing on the map contains {text!r}.")
+        return []
+    col.selectbox(f"{len(found):,} found: select one", [-1, *found[:500]], key="map_found",
+                  format_func=lambda i: "—" if i < 0 else f"#{i}: {hover[i]}", on_change=_on_found)
+    return found
+
+
+def _on_found() -> None:
+    v = int(st.session_state.get("map_found", -1))
+    if v >= 0:
+        st.session_state["map_selected_ids"] = [v]
 
 
 def _on_select() -> None:
@@ -83,19 +115,19 @@ def _on_clear() -> None:
 
 
 def _status_relative_to(focus: int, ds, n_a: int, n_b: int) -> np.ndarray:
-    out = np.full(n_a + n_b, "other", dtype=object)
-    out[focus] = "selected"
+    out = np.full(n_a + n_b, fs.OTHER, dtype=object)
+    out[focus] = fs.SELECTED
     rel = ds.relevance
     if focus < n_a:  # an image: its captions are labelled pairs or false negatives
         col = rel[:, focus].toarray().ravel() if rel is not None else np.zeros(n_b, bool)
         lab = ds.b_to_a == focus
-        out[n_a:][col & ~lab] = viz.FALSE_NEGATIVE
-        out[n_a:][lab] = viz.POSITIVE
+        out[n_a:][col & ~lab] = fs.FALSE_NEGATIVE
+        out[n_a:][lab] = fs.POSITIVE
     else:
         j = focus - n_a
         row = rel[j].toarray().ravel() if rel is not None else np.zeros(n_a, bool)
-        out[:n_a][row] = viz.FALSE_NEGATIVE
-        out[ds.b_to_a[j]] = viz.POSITIVE
+        out[:n_a][row] = fs.FALSE_NEGATIVE
+        out[ds.b_to_a[j]] = fs.POSITIVE
     return out
 
 
@@ -110,9 +142,10 @@ def _neighbours(a: np.ndarray, b: np.ndarray, focus: int, k: int) -> pd.DataFram
 
 def _describe(ds, dkey, i: int, n_a: int, captions, a_labels) -> dict:
     if i < n_a:
-        return {"id": i, "image": state.thumbs(dkey, [i], 48)[0], "kind": "image", "text": a_labels[i]}
+        return {"id": i, "image": state.thumbs(dkey, [i], 48)[0], "kind": "image", "text": f"image: {a_labels[i]}"}
     j = i - n_a
-    return {"id": i, "image": state.thumbs(dkey, [int(ds.b_to_a[j])], 48)[0], "kind": "caption", "text": captions[j]}
+    return {"id": i, "image": state.thumbs(dkey, [int(ds.b_to_a[j])], 48)[0], "kind": "caption",
+            "text": f"caption: {captions[j]}"}
 
 
 def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
@@ -122,7 +155,8 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
         return
     st.button("Clear selection", key="map_clear", on_click=_on_clear)
     cfg = {"image": st.column_config.ImageColumn("image", width="small"),
-           "text": st.column_config.TextColumn("item", width="large")}
+           "text": st.column_config.TextColumn("image or caption", width="medium"),
+           "id": st.column_config.NumberColumn("point", width="small")}
     if len(picked) > 1:
         st.markdown(f"**{len(picked)} points selected**")
         sel = pd.DataFrame([_describe(ds, dkey, i, n_a, captions, a_labels) for i in picked[:200]])
@@ -131,7 +165,13 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
                            "selection.csv", "text/csv", key="map_export")
     focus = int(picked[0])
     me = _describe(ds, dkey, focus, n_a, captions, a_labels)
-    st.markdown(f"**Point {focus}** ({me['kind']}): {me['text']}")
+    st.markdown(f"**Point {focus}**, {me['text']}")
+    if st.button("Open its ranking", key="map_to_ranking", icon=":material/format_list_numbered:",
+                 help="Rankings for this caption (text → image) or this image (image → text)."):
+        if focus >= n_a:
+            state.open_ranking("t2i", focus - n_a)
+        else:
+            state.open_ranking("i2t", focus)
     owner = focus if focus < n_a else int(ds.b_to_a[focus - n_a])
     img = state.image(dkey, owner)
     if img is not None:
@@ -152,20 +192,22 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
         d["similarity"] = float(s)
         d["status"] = _pair_status(ds, fn, focus, int(i), n_a)
         rows.append(d)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=cfg,
-                 column_order=["image", "similarity", "status", "kind", "text", "id"])
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        **cfg, "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width="small"),
+        "status": st.column_config.TextColumn("pair status", width="small")},
+        column_order=["image", "text", "similarity", "status", "id"])
 
 
 def _pair_status(ds, fn, x: int, y: int, n_a: int) -> str:
     """Status of the pair (x, y) when one is an image and the other a caption; '' for same-side pairs."""
     if (x < n_a) == (y < n_a):
-        return "same side"
+        return "same kind"
     img, cap = (x, y - n_a) if x < n_a else (y, x - n_a)
     if ds.b_to_a[cap] == img:
-        return viz.POSITIVE
+        return fs.POSITIVE
     if fn is None:
-        return viz.UNKNOWN
-    return viz.FALSE_NEGATIVE if fn[cap, img] else viz.TRUE_NEGATIVE
+        return fs.UNKNOWN
+    return fs.FALSE_NEGATIVE if fn[cap, img] else fs.TRUE_NEGATIVE
 
 
 state.guard(_page)

@@ -13,13 +13,17 @@ from fnlab import review
 
 st.title("Suspects")
 state.sidebar()
-st.caption("Unlabelled pairs the model ranks high and the posterior calls likely matches. Mark each as a false "
-           "negative or a true negative: every click is saved at once (an interrupted session loses nothing).")
+st.caption("Unlabelled pairs the model ranks high and the run's posterior calls likely matches. Mark each as a "
+           "false negative or a true negative: every decision is saved at once (an interrupted session loses "
+           "nothing), and U undoes the last one.")
+
+KEYS = "Keys: **F** false negative · **T** true negative · **U** undo · **N** next (skip for now)"
 
 
 def _source():
     src = st.radio("Suspects of", ["the selected run", "uploaded embeddings"], horizontal=True, key="sus_source")
-    top_k = st.slider("Candidates scanned per query (top-k)", 5, 100, 20, key="sus_topk")
+    top_k = st.slider("Candidates scanned per query (top K)", 5, 100, 20, key="sus_topk",
+                      help="Each query's K most similar unlabelled candidates are scanned.")
     if src == "the selected run":
         cur = state.current_run()
         if cur is None:
@@ -28,25 +32,98 @@ def _source():
         table, summary = state.scan_run(str(root), name, split, int(top_k), state.run_key(root, name))
         ds = state.run_dataset(root, name, split)
         store = review.RunDecisions(state.get_run(root, name))
-        return table, summary, store, (ds, state.ds_key(root, name, split)), f"{name}-{split}"
+        n_a = len(state.run_embeddings(root, name, split)[0])
+        return table, summary, store, (ds, state.ds_key(root, name, split), n_a), f"{name}-{split}"
     c1, c2, c3 = st.columns(3)
-    q = c1.file_uploader("Queries (.npy, [Nq, d])", type=["npy"], key="sus_q")
-    c = c2.file_uploader("Candidates (.npy, [Nc, d])", type=["npy"], key="sus_c")
-    p = c3.file_uploader("Positives (.csv/.parquet: query, candidate)", type=["csv", "parquet"], key="sus_p")
+    q = c1.file_uploader("Queries (.npy, [queries, dim])", type=["npy"], key="sus_q")
+    c = c2.file_uploader("Candidates (.npy, [candidates, dim])", type=["npy"], key="sus_c")
+    p = c3.file_uploader("Positives (.csv or .parquet with columns query, candidate)", type=["csv", "parquet"],
+                         key="sus_p")
+    t1, t2 = st.columns(2)
+    qt = t1.file_uploader("Optional: query texts (.txt, one line per query)", type=["txt"], key="sus_qt")
+    ct = t2.file_uploader("Optional: candidate texts or image names (.txt, one line per candidate)", type=["txt"],
+                          key="sus_ct")
     if not (q and c and p):
         st.info("Upload the three files to scan them.")
         return None
-    try:
-        table, summary = state.scan_arrays(q.getvalue(), c.getvalue(), p.getvalue(), p.name, int(top_k))
-    except ValueError as err:
-        raise ValueError(f"could not scan the uploaded files: {err}") from err
+    table, summary = state.scan_arrays(q.getvalue(), c.getvalue(), p.getvalue(), (q.name, c.name, p.name),
+                                       int(top_k))
+    table = table.copy()
+    for up, col, idx in ((qt, "caption", "query"), (ct, "candidate_item", "candidate")):
+        if up is not None:
+            lines = up.getvalue().decode("utf-8", errors="replace").splitlines()
+            ids = table[idx].to_numpy()
+            if len(lines) <= int(ids.max()):
+                raise ValueError(f"{up.name}: {len(lines):,} lines, but the scan refers to {idx} {int(ids.max())}; "
+                                 f"expected one line per {idx}")
+            table[col] = [lines[i] for i in ids]
     digest = hashlib.sha256(q.getvalue()[:1 << 20] + c.getvalue()[:1 << 20] + p.getvalue()).hexdigest()[:16]
     folder = Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "reviews" / digest
     return table, summary, review.FolderDecisions(folder), None, f"upload-{digest}"
 
 
-def _decide(store, query: int, candidate: int, decision: str) -> None:
+def _decide(store, query: int, candidate: int, decision: str, previous: str) -> None:
     store.record("t2i", int(query), int(candidate), decision)
+    st.session_state.setdefault("sus_undo", []).append((int(query), int(candidate), previous))
+
+
+def _undo(store) -> None:
+    stack = st.session_state.get("sus_undo") or []
+    if stack:
+        q, c, previous = stack.pop()
+        store.record("t2i", q, c, previous)
+
+
+def _skip(query: int, candidate: int) -> None:
+    st.session_state.setdefault("sus_skipped", set()).add((int(query), int(candidate)))
+
+
+def _review_one(todo, store, ds_info) -> None:
+    """The next undecided suspect, with its texts and image, the four keyed buttons and links."""
+    skipped = st.session_state.get("sus_skipped", set())
+    left_over = todo[[(int(a), int(b)) not in skipped for a, b in zip(todo["query"], todo["candidate"], strict=True)]]
+    if not len(left_over) and len(todo):
+        st.session_state["sus_skipped"] = set()  # everything was skipped once: start over
+        left_over = todo
+    if not len(left_over):
+        st.success("Nothing left to review in this view.")
+        return
+    r = left_over.iloc[0]
+    q, c = int(r["query"]), int(r["candidate"])
+    left, mid, right = st.columns([1, 3, 1])
+    if ds_info is not None:
+        ds, dkey, n_a = ds_info
+        img = state.image(dkey, c)
+        if img is not None:
+            left.image(img, width=110, caption=f"candidate image {c}")
+    if "caption" in r:
+        mid.markdown(f"**Query {q}:** {r['caption']}")
+    else:
+        mid.markdown(f"**Query {q}**")
+    if "candidate_item" in r:
+        mid.markdown(f"**Candidate {c}:** {r['candidate_item']}")
+    else:
+        mid.markdown(f"**Candidate {c}**")
+    truth = ""
+    if "is_relevant" in r and r["is_relevant"] is not None:
+        truth = f", ground truth: **{'relevant' if r['is_relevant'] else 'not relevant'}**"
+    mid.markdown(f"similarity **{r['similarity']:.3f}** (its labelled positive: {r['positive_similarity']:.3f}), "
+                 f"rank {int(r['rank'])}, **P(false negative) = {r['p_false_negative']:.3f}**{truth}")
+    right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
+                 shortcut="F", on_click=_decide, args=(store, q, c, review.FALSE_NEGATIVE, review.UNDECIDED))
+    right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch", shortcut="T",
+                 on_click=_decide, args=(store, q, c, review.TRUE_NEGATIVE, review.UNDECIDED))
+    right.button("Next", key="sus_next", icon=":material/skip_next:", width="stretch", shortcut="N",
+                 on_click=_skip, args=(q, c))
+    right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch", shortcut="U",
+                 on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_undo"))
+    st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
+    if ds_info is not None:
+        l1, l2, _ = st.columns([1, 1, 2])
+        if l1.button("Open this query in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:"):
+            state.open_ranking("t2i", q)
+        if l2.button("Show this query on the map", key="sus_to_map", icon=":material/scatter_plot:"):
+            state.open_on_map(ds_info[2] + q)
 
 
 def _page():
@@ -57,15 +134,19 @@ def _page():
     table = review.merge(table, store.load(), direction="t2i")
     m = st.columns(4)
     m[0].metric("Pairs scanned", f"{len(table):,}")
-    m[1].metric("P(FN) ≥ 0.5", f"{int((table['p_false_negative'] >= 0.5).sum()):,}")
-    m[2].metric("P(FN) ≥ 0.9", f"{int((table['p_false_negative'] >= 0.9).sum()):,}")
+    m[1].metric("P(false negative) ≥ 0.5", f"{int((table['p_false_negative'] >= 0.5).sum()):,}")
+    m[2].metric("P(false negative) ≥ 0.9", f"{int((table['p_false_negative'] >= 0.9).sum()):,}")
     m[3].metric("Reviewed", f"{int((table['decision'] != review.UNDECIDED).sum()):,}")
-    with st.expander("Scan summary"):
-        st.json({k: v for k, v in summary.items() if isinstance(v, int | float | str | dict | list | None)})
+    prior = summary.get("posterior", {}).get("prior_pos") if isinstance(summary.get("posterior"), dict) else None
+    st.caption(f"{int(summary.get('queries_scanned') or 0):,} queries against "
+               f"{int(summary.get('candidates') or 0):,} candidates, top {summary.get('top_k', '?')} each"
+               + (f"; estimated share of matches among unlabelled pairs: {prior:.2g}" if prior is not None else "")
+               + ".")
 
     c1, c2, c3 = st.columns([2, 1, 1])
-    lo, hi = c1.slider("Posterior range", 0.0, 1.0, (0.5, 1.0), 0.01, key="sus_range")
-    sort = c2.selectbox("Sort by", ["p_false_negative", "similarity", "rank", "query"], key="sus_sort")
+    lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, (0.5, 1.0), 0.01, key="sus_range")
+    sorts = {"p_false_negative": "P(false negative)", "similarity": "similarity", "rank": "rank", "query": "query"}
+    sort = c2.selectbox("Sort by", list(sorts), format_func=sorts.get, key="sus_sort")
     show = c3.selectbox("Show", ["all", review.UNDECIDED, *review.DECISIONS], key="sus_show")
     view = table[(table["p_false_negative"] >= lo) & (table["p_false_negative"] <= hi)]
     if show != "all":
@@ -73,34 +154,11 @@ def _page():
     view = view.sort_values(sort, ascending=sort in ("rank", "query"), kind="stable")
 
     if ds_info is not None:
-        ds, dkey = ds_info
+        ds, dkey, _ = ds_info
         view = view.assign(caption=state.caption_array(dkey)[view["query"].to_numpy()],
                            candidate_item=state.label_array(dkey)[view["candidate"].to_numpy()])
-    # ---- one-by-one review of the next undecided suspect
-    todo = view[view["decision"] == review.UNDECIDED]
     st.subheader("Review")
-    if len(todo):
-        r = todo.iloc[0]
-        left, mid, right = st.columns([1, 2, 1])
-        if ds_info is not None:
-            img = state.image(dkey, int(r["candidate"]))
-            if img is not None:
-                left.image(img, width=110, caption=f"candidate image {int(r['candidate'])}")
-            mid.markdown(f"**Caption (query {int(r['query'])}):** {r['caption']}")
-            mid.markdown(f"**Candidate image:** {r['candidate_item']}")
-        else:
-            mid.markdown(f"**Query {int(r['query'])}** vs **candidate {int(r['candidate'])}**")
-        mid.markdown(f"similarity **{r['similarity']:.3f}** (its labelled positive: {r['positive_similarity']:.3f}), "
-                     f"rank {int(r['rank'])}, **P(false negative) = {r['p_false_negative']:.3f}**"
-                     + (f", ground truth: **{'relevant' if r['is_relevant'] else 'not relevant'}**"
-                        if "is_relevant" in r else ""))
-        right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
-                     on_click=_decide, args=(store, r["query"], r["candidate"], review.FALSE_NEGATIVE))
-        right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch",
-                     on_click=_decide, args=(store, r["query"], r["candidate"], review.TRUE_NEGATIVE))
-        st.caption(f"{len(todo):,} undecided in this view.")
-    else:
-        st.success("Nothing left to review in this view.")
+    _review_one(view[view["decision"] == review.UNDECIDED], store, ds_info)
 
     st.subheader(f"Suspects ({len(view):,})")
     cols = [c for c in ["query", "caption", "candidate", "candidate_item", "rank", "similarity", "positive_similarity",
@@ -111,6 +169,13 @@ def _page():
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="multi-row", key="sus_table", height=380,
                          column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                                        "caption": st.column_config.TextColumn("query text", width="medium"),
+                                        "candidate_item": st.column_config.TextColumn("candidate", width="medium"),
+                                        "positive_similarity": st.column_config.NumberColumn(
+                                            "its positive", format="%.3f", help="Similarity of the query's "
+                                                                                "labelled positive."),
+                                        "similarity": st.column_config.NumberColumn("similarity", format="%.3f"),
+                                        "is_relevant": st.column_config.CheckboxColumn("truly relevant"),
                                         "p_false_negative": st.column_config.ProgressColumn(
                                             "P(FN)", format="%.3f", min_value=0.0, max_value=1.0)})
     rows = list(event.selection.rows) if event is not None and hasattr(event, "selection") else []
@@ -121,8 +186,8 @@ def _page():
                                 (b2, "Mark selected as true negative", review.TRUE_NEGATIVE),
                                 (b3, "Clear decision", review.UNDECIDED)):
             if col.button(f"{label} ({len(picked)})", key=f"sus_bulk_{dec}"):
-                for q, c in zip(picked["query"], picked["candidate"], strict=True):
-                    _decide(store, q, c, dec)
+                for q, c, prev in zip(picked["query"], picked["candidate"], picked["decision"], strict=True):
+                    _decide(store, q, c, dec, prev)
                 st.rerun()
 
     st.subheader("Export")
