@@ -210,7 +210,7 @@ def _read_npy(fh: BinaryIO, size: int, where: str, what: str, mmap_path: Path | 
     except (ValueError, EOFError, SyntaxError) as err:
         raise FileFormatError(f"{where}: corrupt .npy header ({err}); expected {what}") from None
     if dtype.hasobject:
-        raise FileFormatError(f"{where}: holds an array of Python objects (pickled data), which fnlab never "
+        raise FileFormatError(f"{where}: holds a pickled/object array (Python objects), which fnlab never "
                               f"loads; expected {what}")
     need = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size < need:

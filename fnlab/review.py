@@ -1,43 +1,58 @@
-"""Human review of suspected false negatives: decisions persisted with a run, and exports.
+"""Human review of suspected false negatives: a concurrency-safe decision log with undo, and exports.
 
 A reviewer looks at a scan's suspects (``fnlab.scan``: columns ``query, candidate, rank, similarity,
-positive_similarity, p_false_negative``) and marks each pair *false negative* or *true negative*.
-Decisions are written after every click, as one atomic table replace in the run folder
-(``Run.save_table``), so an interrupted session loses nothing. Where no run exists (uploaded
-embeddings), :class:`FolderDecisions` keeps them in a folder with the same atomic writes.
+positive_similarity, p_false_negative``) and marks each pair *false negative* or *true negative*
+(the strings of :mod:`fnlab.status`).
+
+Storage: an **append-only log**, ``review_decisions.jsonl`` in the run folder (:class:`RunDecisions`)
+or in any folder (:class:`FolderDecisions`, for uploads without a run). One JSON line per action:
+
+    {"id": "…", "session": "…", "direction": "t2i", "query": 3, "candidate": 17,
+     "decision": "false negative" | "true negative" | "undecided", "decided_at": "…"}
+    {"id": "…", "session": "…", "undo": "<id of the action undone>", "decided_at": "…"}
+
+Each append happens under an exclusive ``fcntl.flock`` on ``.review_decisions.lock`` and is one
+``write`` of a whole line, so two browser tabs (or processes) clicking at once never lose a decision;
+a reader ignores a last line without its newline (a writer killed mid-line). The current decisions
+are the log replayed: the last action on a pair wins, ``undecided`` clears it, and an undone action
+counts as if it never happened (the pair's previous decision comes back). :meth:`RunDecisions.undo`
+undoes this object's (this tab's) last action that is still in effect.
+
+A decisions table written by older versions (``review_decisions.parquet``) is read as the starting
+state.
 
 Example:
     >>> log = FolderDecisions(tmp_path)                       # doctest: +SKIP
     >>> log.record("t2i", 3, 17, FALSE_NEGATIVE)              # doctest: +SKIP
+    >>> log.undo()                                            # doctest: +SKIP
     >>> merge(scan_table.assign(direction="t2i"), log.load())  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import pandas as pd
 
-from fnlab.runs import atomic_write
+from fnlab import files
+from fnlab.status import FALSE_NEGATIVE, TRUE_NEGATIVE
 
-FALSE_NEGATIVE = "false negative"
-TRUE_NEGATIVE = "true negative"
 UNDECIDED = "undecided"
 DECISIONS = (FALSE_NEGATIVE, TRUE_NEGATIVE)
 TABLE = "review_decisions"
+LOG = f"{TABLE}.jsonl"
 COLUMNS = ["direction", "query", "candidate", "decision", "decided_at"]
 KEY = ["direction", "query", "candidate"]
 EXPORT_FORMATS = ("csv", "parquet")
 
-
-class _TableOwner(Protocol):
-    def load_table(self, name: str) -> pd.DataFrame: ...
-
-    def save_table(self, name: str, df: pd.DataFrame) -> object: ...
+__all__ = ["FALSE_NEGATIVE", "TRUE_NEGATIVE", "UNDECIDED", "DECISIONS", "RunDecisions", "FolderDecisions",
+           "apply", "empty", "merge", "export_bytes", "replay"]
 
 
 def empty() -> pd.DataFrame:
@@ -58,65 +73,187 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates(KEY, keep="last").reset_index(drop=True)
 
 
+def _check_decision(decision: str) -> None:
+    if decision not in (*DECISIONS, UNDECIDED):
+        raise ValueError(f"unknown decision {decision!r}: expected one of {[*DECISIONS, UNDECIDED]}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 def apply(decisions: pd.DataFrame, direction: str, query: int, candidate: int, decision: str) -> pd.DataFrame:
     """A new decisions table with one pair set to ``decision`` (``UNDECIDED`` removes it).
 
     Raises:
         ValueError: unknown decision.
     """
-    if decision not in (*DECISIONS, UNDECIDED):
-        raise ValueError(f"unknown decision {decision!r}: expected one of {[*DECISIONS, UNDECIDED]}")
+    _check_decision(decision)
     d = _normalise(decisions) if len(decisions) else empty()
     keep = ~((d["direction"] == str(direction)) & (d["query"] == int(query)) & (d["candidate"] == int(candidate)))
     d = d[keep]
     if decision != UNDECIDED:
         row = pd.DataFrame([{"direction": str(direction), "query": int(query), "candidate": int(candidate),
-                             "decision": decision, "decided_at": datetime.now(UTC).isoformat(timespec="seconds")}])
+                             "decision": decision, "decided_at": _now()}])
         d = pd.concat([d, row], ignore_index=True) if len(d) else row
     return _normalise(d) if len(d) else empty()
 
 
-class RunDecisions:
-    """Decisions stored in a run (``Run.load_table`` / ``Run.save_table``, atomic replace)."""
+def replay(entries: list[dict[str, Any]], base: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The decisions table that a log of actions leaves (see the module docstring).
 
-    def __init__(self, run: _TableOwner) -> None:
-        self.run = run
+    Args:
+        entries: log lines in order (set actions and ``undo`` actions).
+        base: the starting table (older parquet decisions), or ``None``.
+    """
+    undone = {e["undo"] for e in entries if "undo" in e}
+    state: dict[tuple, dict[str, Any]] = {}
+    if base is not None and len(base):
+        for row in _normalise(base).to_dict("records"):
+            state[(row["direction"], int(row["query"]), int(row["candidate"]))] = row
+    for e in entries:
+        if "undo" in e or e.get("id") in undone:
+            continue
+        key = (str(e["direction"]), int(e["query"]), int(e["candidate"]))
+        if e["decision"] == UNDECIDED:
+            state.pop(key, None)
+        else:
+            state[key] = {"direction": key[0], "query": key[1], "candidate": key[2], "decision": e["decision"],
+                          "decided_at": e.get("decided_at", "")}
+    if not state:
+        return empty()
+    return _normalise(pd.DataFrame(list(state.values())))
 
-    def load(self) -> pd.DataFrame:
-        try:
-            df = self.run.load_table(TABLE)
-        except (FileNotFoundError, KeyError, OSError, ValueError):
-            return empty()
-        return _normalise(df) if len(df) else empty()
 
-    def save(self, df: pd.DataFrame) -> None:
-        self.run.save_table(TABLE, _normalise(df) if len(df) else empty())
+class FolderDecisions:
+    """Decisions logged in ``<folder>/review_decisions.jsonl`` (for uploads without a run).
 
-    def record(self, direction: str, query: int, candidate: int, decision: str) -> pd.DataFrame:
-        df = apply(self.load(), direction, query, candidate, decision)
-        self.save(df)
-        return df
+    Each instance is one reviewing session (one browser tab): :meth:`undo` undoes its own actions.
+    """
 
-
-class FolderDecisions(RunDecisions):
-    """Decisions stored as ``<folder>/review_decisions.parquet`` (for uploads without a run)."""
-
-    def __init__(self, folder: str | os.PathLike) -> None:
+    def __init__(self, folder: str | os.PathLike, *, session: str | None = None) -> None:
         self.folder = Path(folder)
+        self.session = session or uuid.uuid4().hex[:12]
 
     @property
     def path(self) -> Path:
+        """The log file."""
+        return self.folder / LOG
+
+    @property
+    def _lock(self) -> Path:
+        return self.folder / f".{TABLE}.lock"
+
+    @property
+    def _legacy(self) -> Path:
         return self.folder / f"{TABLE}.parquet"
 
+    def entries(self) -> list[dict[str, Any]]:
+        """The log's actions in order (a torn last line is ignored; a corrupt line is an error)."""
+        if not self.path.is_file():
+            return []
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        complete = lines[:-1]  # the part after the last newline is empty, or a line still being written
+        out = []
+        for i, line in enumerate(complete, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise files.FileFormatError(f"{self.path}: line {i} is not valid JSON ({err}); expected one "
+                                            "review action per line") from None
+        return out
+
+    def _base(self) -> pd.DataFrame | None:
+        if not self._legacy.is_file():
+            return None
+        try:
+            return pd.read_parquet(self._legacy)
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise files.FileFormatError(f"{self._legacy}: not a readable decisions table ({err})") from None
+
     def load(self) -> pd.DataFrame:
-        if not self.path.exists():
-            return empty()
-        return _normalise(pd.read_parquet(self.path))
+        """The current decisions: ``direction, query, candidate, decision, decided_at``."""
+        return replay(self.entries(), self._base())
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with files.file_lock(self._lock):
+            self._append_locked(entries)
+
+    def _append_locked(self, entries: list[dict[str, Any]]) -> None:
+        """Append whole lines (caller holds the lock); a torn last line of a killed writer is ended first."""
+        data = "".join(files.dumps(e) + "\n" for e in entries).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with open(self.path, "rb") as fh:
+                    fh.seek(size - 1)
+                    if fh.read(1) != b"\n":
+                        data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def _action(self, direction: str, query: int, candidate: int, decision: str) -> dict[str, Any]:
+        _check_decision(decision)
+        return {"id": uuid.uuid4().hex, "session": self.session, "direction": str(direction),
+                "query": int(query), "candidate": int(candidate), "decision": decision, "decided_at": _now()}
+
+    def record(self, direction: str, query: int, candidate: int, decision: str) -> pd.DataFrame:
+        """Log one decision (``UNDECIDED`` clears the pair); returns the current decisions.
+
+        Raises:
+            ValueError: unknown decision.
+        """
+        self._append([self._action(direction, query, candidate, decision)])
+        return self.load()
+
+    def undo(self) -> dict[str, Any] | None:
+        """Undo this session's last action still in effect; returns it (``None``: nothing to undo).
+
+        Under the lock, so an undo and another tab's click never interleave.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with files.file_lock(self._lock):
+            entries = self.entries()
+            undone = {e["undo"] for e in entries if "undo" in e}
+            target = next((e for e in reversed(entries) if "undo" not in e and e.get("session") == self.session
+                           and e.get("id") not in undone), None)
+            if target is None:
+                return None
+            self._append_locked([{"id": uuid.uuid4().hex, "session": self.session, "undo": target["id"],
+                                  "decided_at": _now()}])
+        return target
 
     def save(self, df: pd.DataFrame) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        table = _normalise(df) if len(df) else empty()
-        atomic_write(self.path, lambda t: table.to_parquet(t, index=False))
+        """Make the current decisions equal ``df`` (logs only the differences, so nothing else is lost)."""
+        want = _normalise(df) if len(df) else empty()
+        have = self.load()
+        want_map = {(r["direction"], r["query"], r["candidate"]): r["decision"] for r in want.to_dict("records")}
+        have_map = {(r["direction"], r["query"], r["candidate"]): r["decision"] for r in have.to_dict("records")}
+        actions = [self._action(*k, v) for k, v in want_map.items() if have_map.get(k) != v]
+        actions += [self._action(*k, UNDECIDED) for k in have_map if k not in want_map]
+        self._append(actions)
+
+
+class RunDecisions(FolderDecisions):
+    """Decisions logged in a run's folder (``run.path / review_decisions.jsonl``).
+
+    The log is a later addition to a complete run: it is not among the files whose sha256 ``run.json``
+    recorded, so reviewing never makes a run look corrupt.
+    """
+
+    def __init__(self, run: Any, *, session: str | None = None) -> None:
+        super().__init__(Path(run.path), session=session)
+        self.run = run
 
 
 def merge(suspects: pd.DataFrame, decisions: pd.DataFrame, *, direction: str | None = None) -> pd.DataFrame:

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fnlab import files
 from fnlab.data.base import DatasetError, MatchingDataset
 from fnlab.data.validate import check_array, read_json, require_file
 
@@ -85,7 +85,7 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
         a_meta = ds.a_meta.drop(columns=["split"], errors="ignore")
         a_meta.to_parquet(tmp / "a_meta.parquet", index=False)
         ds.b_meta.to_parquet(tmp / "b_meta.parquet", index=False)
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        (tmp / "dataset.json").write_text(files.dumps(meta, indent=1) + "\n", encoding="utf-8")  # NaN -> null
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")

@@ -1,15 +1,22 @@
 """Safe, checked readers for user files. Every error is a :class:`DatasetError` naming the file,
-the field and what was expected. Nothing is ever unpickled (``np.load(..., allow_pickle=False)``)."""
+the field and what was expected. The reading itself is :mod:`fnlab.files` (never unpickles); this
+module adds the dataset's field names and value checks."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fnlab import files
 from fnlab.data.base import DatasetError
+
+
+def _as_dataset_error(err: Exception, path: Path, field: str) -> DatasetError:
+    """A :class:`fnlab.files.FileFormatError` re-worded as ``PATH: field 'F': ...``."""
+    msg, prefix = str(err), f"{path}: "
+    return DatasetError(f"{path}: field {field!r}: {msg[len(prefix):] if msg.startswith(prefix) else msg}")
 
 
 def require_file(path: Path, field: str, what: str) -> Path:
@@ -45,19 +52,9 @@ def load_npy(
     """
     require_file(path, field, f"a .npy array with {' or '.join(map(str, ndim))} dimensions")
     try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower() or "object" in str(err).lower():
-            raise DatasetError(
-                f"{path}: field {field!r}: holds a pickled/object array, which fnlab never loads "
-                "(expected a plain numeric array)"
-            ) from err
-        raise DatasetError(f"{path}: field {field!r}: not a readable .npy array ({err})") from err
-    except (OSError, EOFError) as err:
-        raise DatasetError(f"{path}: field {field!r}: not a readable .npy array ({err})") from err
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        arr.close()
-        raise DatasetError(f"{path}: field {field!r}: is an .npz archive, expected a single .npy array")
+        arr = files.read_npy(path, f"a plain numeric .npy array with {' or '.join(map(str, ndim))} dimensions")
+    except files.FileFormatError as err:
+        raise _as_dataset_error(err, Path(path), field) from None
     return check_array(arr, f"{path}", field, ndim=ndim, kind=kind, rows=rows, finite=finite)
 
 
@@ -100,19 +97,9 @@ def read_table(path: Path, field: str) -> pd.DataFrame:
     """
     require_file(path, field, "a CSV or Parquet table")
     try:
-        if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif path.suffix == ".csv":
-            df = pd.read_csv(path)
-        else:
-            raise DatasetError(f"{path}: field {field!r}: expected a .csv or .parquet table")
-    except DatasetError:
-        raise
-    except Exception as err:  # pandas/pyarrow raise many types for malformed files
-        raise DatasetError(f"{path}: field {field!r}: not a readable table ({type(err).__name__}: {err})") from err
-    if len(df) == 0:
-        raise DatasetError(f"{path}: field {field!r}: the table has no rows")
-    return df
+        return files.read_table(path, "a CSV or Parquet table")
+    except files.FileFormatError as err:
+        raise _as_dataset_error(err, Path(path), field) from None
 
 
 def int_column(df: pd.DataFrame, col: str, where: str, *, high: int | None = None, low: int = 0) -> np.ndarray:
@@ -143,9 +130,9 @@ def read_json(path: Path, field: str) -> dict:
     """A JSON object from ``path``."""
     require_file(path, field, "a JSON object")
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: field {field!r}: not valid JSON ({err})") from err
+        obj = files.read_json(path, "a JSON object")
+    except files.FileFormatError as err:
+        raise _as_dataset_error(err, Path(path), field) from None
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: field {field!r}: expected a JSON object, got {type(obj).__name__}")
     return obj
