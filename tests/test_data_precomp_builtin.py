@@ -171,6 +171,12 @@ def test_options_are_checked(cache):
         data.load("digits-precomp", feature_dim=0)
     with pytest.raises(ValueError, match="must leave training images"):
         data.load("digits-precomp", n_pretrain=1500)
+    with pytest.raises(ValueError, match="'genericness' must be a number"):
+        data.load("shapes-precomp", genericness="high")
+    from fnlab.data.pretrained import SHAPES_DEFAULTS, _check, _key
+
+    same = [_key("shapes-precomp", _check("shapes-precomp", SHAPES_DEFAULTS, {"genericness": g})) for g in (0, 0.0)]
+    assert same[0] == same[1]  # -o genericness=0 and 0.0 share one cached build
 
 
 # ------------------------------------------------------------------ digits-precomp

@@ -28,7 +28,8 @@ read back with the same loader a Flickr30K/COCO user points at their own folder.
 (default ``.fnlab_cache``), where HASH covers every option and :data:`BUILD_VERSION`. The frozen
 image features are cached on their own (they do not depend on the captions), so a new ``genericness``
 only re-embeds captions. A folder is written under a temporary name and renamed into place. The same
-options give the same arrays on the same machine (seeded generators, seeded CPU training).
+options give the same arrays on the same machine (seeded generators, seeded CPU training; the CNN's
+float sums can differ across torch thread counts, so the first build of a cache folder fixes them).
 
 **False-negative density.** ``genericness`` (as in ``shapes``/``digits``) sets how generic captions are,
 hence how many false negatives each query has; real datasets have far fewer per query than the
@@ -75,6 +76,7 @@ DIGITS_DEFAULTS = dict(
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
 _INT_KEYS = {"n_train", "n_val", "n_test", "seed", "image_size", "pretrain_images", "pretrain_epochs",
              "feature_dim", "n_pretrain"}
+_FLOAT_KEYS = {"genericness", "p_two", "p_scene", "noise"}
 
 
 # ----------------------------------------------------------------------------- options and cache
@@ -93,6 +95,10 @@ def _check(name: str, defaults: dict, options: dict) -> dict:
         if isinstance(v, bool) or not isinstance(v, int | float | np.integer) or int(v) != v or int(v) < 0:
             raise ValueError(f"{name}: option {k!r} must be a non-negative integer, got {v!r}")
         o[k] = int(v)
+    for k in _FLOAT_KEYS & set(o):  # 0 and 0.0 must name the same cached build
+        if isinstance(o[k], bool) or not isinstance(o[k], int | float | np.number):
+            raise ValueError(f"{name}: option {k!r} must be a number, got {o[k]!r}")
+        o[k] = float(o[k])
     for k in ("pretrain_epochs", "feature_dim"):
         if o[k] < 1:
             raise ValueError(f"{name}: option {k!r} must be at least 1, got {o[k]}")
