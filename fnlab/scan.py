@@ -505,6 +505,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     names = dict(names or {})
     if not isinstance(top_k, int | np.integer) or top_k < 1:
         raise ScanInputError(f"top_k must be a positive integer, got {top_k!r}")
+    if not isinstance(negative_sample, int | np.integer) or negative_sample < 2:
+        raise ScanInputError(f"negative_sample must be an integer >= 2 (random unlabelled pairs that fit the "
+                             f"negative distribution and the prior), got {negative_sample!r}")
     if prior != "auto":
         try:
             prior = float(prior)

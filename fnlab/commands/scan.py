@@ -31,6 +31,21 @@ failed or killed scan leaves the previous outputs as they were (details: README,
 scan guarantee after a crash"); no output may be an input or another output."""
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (a clear usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan", help="flag suspected false negatives in your own embeddings",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output table (suspects.parquet)")
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default=None,
                    help="output format (default: from the extension of --out, else parquet)")
-    p.add_argument("--top-k", type=int, default=50, help="candidates kept per query (default 50)")
+    p.add_argument("--top-k", type=_at_least(1), default=50, help="candidates kept per query (default 50)")
     p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
     p.add_argument("--estimator", default="gaussian",
                    help="posterior estimator: gaussian (default), anchored, mixture, or relative (per-anchor, on "
@@ -74,8 +89,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ray.add_argument("--id-column", default="id", help="id column of Parquet shards (default id)")
     ray.add_argument("--embedding-column", default="embedding",
                      help="embedding column of Parquet shards, a list of floats (default embedding)")
-    p.add_argument("--chunk-size", type=int, default=None, help="queries per search chunk")
-    p.add_argument("--negative-sample", type=int, default=100_000,
+    p.add_argument("--chunk-size", type=_at_least(1), default=None, help="queries per search chunk")
+    p.add_argument("--negative-sample", type=_at_least(2), default=100_000,
                    help="random non-positive pairs used to fit the negative distribution and the prior")
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
     p.add_argument("--no-normalize", action="store_true", help="use raw inner products (inputs already unit length)")
@@ -84,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(sentence-transformers triplet layout, indices and scores)")
     p.add_argument("--suspect-threshold", type=float, default=0.5,
                    help="negatives with p_false_negative above this are left out of --triplets (default 0.5)")
-    p.add_argument("--num-negatives", type=int, default=3, help="negatives per labelled pair in --triplets")
+    p.add_argument("--num-negatives", type=_at_least(1), default=3, help="negatives per labelled pair in --triplets")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
     p.set_defaults(func=run)
 
