@@ -229,6 +229,33 @@ def _run_posterior(root: str, name: str, _mtime_key: float):
     return GaussianPosterior.fit(smp.positive, smp.hardest, prior_pos=1e-4)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def lesson_example(root: str, name: str, split: str, _mtime_key: float) -> dict | None:
+    """The Lesson's example caption: the one with the most ground-truth false negatives ranked above its
+    labelled image (text → image), with its best-ranked false negative and its positive; ``None`` without
+    ground truth."""
+    s = sides(root, name, split, "t2i")
+    fnm = s.false_negatives
+    if fnm is None or fnm.nnz == 0:
+        return None
+    sims = s.queries @ s.candidates.T  # [queries, images]
+    pos = s.positives.toarray().astype(bool)
+    best_pos = np.where(pos, sims, -np.inf).max(axis=1)
+    fn = fnm.toarray().astype(bool)
+    above = (fn & (sims > best_pos[:, None])).sum(axis=1)
+    top_negative = np.where(pos, -np.inf, sims).argmax(axis=1)
+    top_is_fn = fn[np.arange(len(fn)), top_negative]
+    pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
+    # A clear example: hardest's pick is a false negative, one ranks above the positive, the positive is in the
+    # top 10, and the caption is specific enough that not everything is a false negative. First such caption wins.
+    score = 8 * top_is_fn + 4 * (above >= 1) + 2 * (pos_rank <= 10) + (fn.sum(axis=1) <= 30)
+    q = int(np.argmax(score))
+    fn_sims = np.where(fn[q], sims[q], -np.inf)
+    return {"query": q, "false_negative": int(np.argmax(fn_sims)),
+            "positive": int(np.argmax(np.where(pos[q], sims[q], -np.inf))),
+            "false_negatives_above": int(above[q])}
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def query_batch(root: str, name: str, split: str, direction: str, size: int):
     """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
@@ -242,19 +269,11 @@ def query_batch(root: str, name: str, split: str, direction: str, size: int):
 @st.cache_resource(show_spinner=False, max_entries=32)
 def hard_pair_probs(root: str, name: str, split: str, direction: str, _mtime_key: float = 0.0) -> np.ndarray:
     """The run's P(false negative) of each query's top unlabelled candidates (``similarity_sample().hard``)."""
-    from fnlab.posterior import prob_false_negative
-
     smp = similarity_sample(root, name, split, direction)
-    post = run_posterior(Path(root), name)
-    out = prob_false_negative(post, torch_tensor(smp.hard), torch_tensor(smp.hard_pos)).numpy()
+    s = sides(root, name, split, direction)
+    out = s.prob_false_negative(run_posterior(Path(root), name), smp.hard_query, smp.hard_candidate)
     out.setflags(write=False)
     return out
-
-
-def torch_tensor(x: np.ndarray):
-    import torch
-
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
 @st.cache_resource(show_spinner="Computing similarities…", max_entries=32)

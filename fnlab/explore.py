@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,21 @@ class Sides:
     positives: sp.csr_matrix
     relevant: sp.csr_matrix | None
     direction: str
+
+    @cached_property
+    def pair_context(self):
+        """The :class:`fnlab.posterior.PairContext` of these sides (built once), for a posterior's pair signals."""
+        from fnlab.posterior import PairContext
+
+        return PairContext(self.queries, self.candidates, self.positives)
+
+    def prob_false_negative(self, posterior, query: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """``[N]`` P(false negative) of pairs ``(query[i], candidate[i])`` under ``posterior``, from every signal
+        the pair offers (similarity, margin to the query's positive, neighbours...)."""
+        from fnlab.posterior import prob_false_negative
+
+        sig = self.pair_context.signals(np.asarray(query, dtype=np.int64), np.asarray(candidate, dtype=np.int64))
+        return prob_false_negative(posterior, sig).double().numpy()
 
     @property
     def false_negatives(self) -> sp.csr_matrix | None:
@@ -104,11 +120,7 @@ def ranking(s: Sides, q: int, *, k: int = 20, posterior=None) -> tuple[pd.DataFr
         status[fn[top]] = FALSE_NEGATIVE
     p_fn = np.full(len(top), np.nan)
     if posterior is not None:
-        from fnlab.posterior import prob_false_negative
-
-        best_pos = float(sims[pos].max()) if pos.any() else float("nan")
-        p_fn = prob_false_negative(posterior, torch.as_tensor(sims[top], dtype=torch.float64),
-                                   torch.tensor(best_pos, dtype=torch.float64)).numpy()
+        p_fn = s.prob_false_negative(posterior, np.full(len(top), q), top)
         p_fn[pos[top]] = np.nan  # a labelled positive is not a candidate false negative
     table = pd.DataFrame({
         "rank": np.arange(1, len(top) + 1), "candidate": top, "similarity": sims[top],

@@ -176,6 +176,43 @@ def posterior_curve(
     return _layout(fig, title=title, xaxis=xaxis, yaxis="P(false negative)", height=500, legend="bottom")
 
 
+def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int = 4000, seed: int = 0,
+                      title: str | None = "P(false negative) of each pair") -> go.Figure:
+    """Each pair's posterior P(false negative) against its similarity, coloured by ground truth.
+
+    For posteriors of several signals (similarity, margin to the query's positive, neighbours) there is no
+    single curve over ``s``: this shows what the posterior said about real pairs instead.
+
+    Args:
+        sims: ``[N]`` similarities of the pairs.
+        probs: ``[N]`` their P(false negative).
+        is_fn: ``[N]`` bool ground truth, or ``None`` (then one grey series).
+        margin: optional ``[N]`` ``s - s+`` shown on hover.
+        max_points: at most this many points are drawn (a fixed random subset).
+    """
+    s, p = _np(sims), _np(probs)
+    if s.shape != p.shape:
+        raise ValueError(f"sims and probs differ in size: {s.size} vs {p.size}")
+    idx = np.arange(s.size)
+    if s.size > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(s.size, max_points, replace=False))
+    m = _np(margin)[idx] if margin is not None else np.full(idx.size, np.nan)
+    fig = go.Figure()
+    if is_fn is None:
+        groups = [(np.ones(idx.size, bool), UNKNOWN)]
+    else:
+        y = np.asarray(is_fn, dtype=bool).ravel()[idx]
+        groups = [(~y, TRUE_NEGATIVE), (y, FALSE_NEGATIVE)]
+    for mask, status in groups:
+        if mask.any():
+            fig.add_scattergl(x=s[idx][mask], y=p[idx][mask], mode="markers", name=f"{status} (n={int(mask.sum()):,})",
+                              marker=dict(size=5, color=STATUS_COLORS[status], opacity=0.6), customdata=m[mask],
+                              hovertemplate="s %{x:.3f}<br>s − s⁺ %{customdata:.3f}<br>P(FN) %{y:.3f}<extra></extra>")
+    fig.update_yaxes(range=[-0.03, 1.03])
+    return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative)", height=500,
+                   legend="bottom")
+
+
 def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
     """Equal-width calibration bins: ``bin_mid, mean_predicted, observed_rate, count``; empty bins dropped."""
     p, y = _np(probs), _np(labels)

@@ -154,3 +154,15 @@ def test_run_colours_do_not_depend_on_the_selection():
     assert fig.layout.annotations[0].text == "a metric (unit)"
     curves = viz.training_curves({"c": pd.DataFrame({"epoch": [1], "loss": [1.0]})}, colors=colors)
     assert curves.data[0].line.color == colors["c"]
+
+
+def test_posterior_scatter_colours_pairs_by_ground_truth():
+    r = _rng()
+    s, p, y = r.uniform(0, 1, 5000), r.uniform(0, 1, 5000), r.uniform(0, 1, 5000) < 0.1
+    fig = viz.posterior_scatter(s, p, y, max_points=1000)
+    names = [t.name for t in fig.data]
+    assert names[0].startswith(viz.TRUE_NEGATIVE) and names[1].startswith(viz.FALSE_NEGATIVE)
+    assert sum(len(t.x) for t in fig.data) == 1000
+    assert fig.data[1].marker.color == viz.STATUS_COLORS[viz.FALSE_NEGATIVE]
+    with pytest.raises(ValueError):
+        viz.posterior_scatter([0.1], [0.2, 0.3])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import labels, state
+from app import figures, labels, state
 from fnlab import explore, viz
 
 st.title("Sampler playground")
@@ -96,25 +96,8 @@ def _page():
         samplers.pop("oracle · simans", None)
         st.caption("No ground truth: the oracle is hidden and false-negative risk uses the posterior.")
 
-    b = explore.batch(s, np.array([int(q)]))
-    weights = explore.sampler_weights(b, samplers)
-    sims = b.sims[0].numpy()
-    order = np.argsort(-sims, kind="stable")[:top_m]
-    fn = b.false_negative_mask[0].numpy() if b.false_negative_mask is not None else None
-    status = viz.status_labels(b.positive_mask[0].numpy()[order], fn[order] if fn is not None else None)
-    cand_label = labs.__getitem__ if direction == "t2i" else caps.__getitem__
-    hover = [cand_label(int(c)) for c in order]
-    shown = {}
-    outside = []
-    for label, w in weights.items():
-        p = w[0].double().numpy()
-        p = p / p.sum() if p.sum() > 0 else p
-        shown[label] = p[order]
-        if p[order].sum() < 0.999:
-            outside.append(f"{label}: {1 - p[order].sum():.0%}")
-    st.plotly_chart(viz.sampler_weight_bars(shown, status, similarities=sims[order], hover=hover,
-                                            title=f"Query #{q}: {labels(int(q))}"),
-                    width="stretch", key="pg_bars")
+    fig, outside = figures.sampler_bars(root, name, split, direction, int(q), samplers, int(top_m))
+    st.plotly_chart(fig, width="stretch", key="pg_bars")
     if outside:
         st.caption("Probability on candidates ranked below the ones shown: " + ", ".join(outside))
 

@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import state
-from fnlab import explore, viz
-from fnlab import status as fs
+from app import figures, state
 
 st.title("Rankings")
 state.sidebar()
@@ -50,14 +48,13 @@ def _page():
     threshold = c3.slider("Suspect threshold on P(false negative)", 0.05, 0.99, 0.5, 0.01, key="rk_threshold",
                           help="A candidate whose posterior P(false negative) reaches this is badged as a suspect.")
     s = state.sides(str(root), name, split, direction)
-    post = state.run_posterior(root, name)
     dkey = state.ds_key(root, name, split)
     labels = state.caption_array(dkey) if direction == "t2i" else state.label_array(dkey)
     q = _query_picker(labels, direction)
     if q is None:
         return
     st.query_params["query"] = str(int(q))
-    table, pos_rank = explore.ranking(s, int(q), k=k, posterior=post)
+    table, pos_rank, fig = figures.ranking(root, name, split, direction, int(q), k, threshold)
     n_a = len(state.run_embeddings(root, name, split)[0])
     top = st.columns([1, 3, 1])
     if direction == "i2t":
@@ -75,24 +72,8 @@ def _page():
     m[2].metric(f"Ground-truth false negatives in the top {k}", n_fn if n_fn is not None else "unknown")
 
     if direction == "t2i":
-        table["item"] = state.label_array(dkey)[table["candidate"].to_numpy()]
         table["image"] = state.thumbs(dkey, table["candidate"], 64)
-    else:
-        table["item"] = state.caption_array(dkey)[table["candidate"].to_numpy()]
-    table["label"] = table["item"]
-    badges = []
-    for r in table.itertuples():
-        b = []
-        if r.labelled_positive:
-            b.append(fs.POSITIVE)
-        if r.false_negative is True:
-            b.append(f"{fs.FALSE_NEGATIVE} (ground truth)")
-        if not r.labelled_positive and r.p_false_negative >= threshold:
-            b.append("suspect")
-        badges.append(" · ".join(b))
-    table["badges"] = badges
-    st.plotly_chart(viz.similarity_rank_bars(table, threshold=threshold, title=f"Top {k} for query #{q}"),
-                    width="stretch", key="rk_chart")
+    st.plotly_chart(fig, width="stretch", key="rk_chart")
     # badges next to the rank, long captions last, so nothing that matters is cut off on narrow screens
     cols = ["rank", "image", "badges", "similarity", "p_false_negative", "item"] if "image" in table else \
         ["rank", "badges", "similarity", "p_false_negative", "item"]
