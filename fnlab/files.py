@@ -517,6 +517,8 @@ def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) ->
                 write(tmp)
             except RuntimeError as err:
                 raise OSError(f"{final}: could not write the file ({err})") from None
+            if not tmp.is_file():
+                raise ValueError(f"commit_files: the writer of {final} wrote no file")
             _fsync(tmp)
             pause_point("commit:file-written")
         with file_lock(_lockfile(key)):
