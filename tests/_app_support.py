@@ -51,3 +51,11 @@ def warm_umap_cache(root: Path, run: str = "tiny", split: str = "test", n_neighb
     b = np.ascontiguousarray(r.load_array(f"emb_b_{split}"), dtype=np.float32)
     projection.umap_2d(np.concatenate([a, b]), n_neighbors=n_neighbors, random_state=0,
                        cache_dir=Path(app_env(root)["FNLAB_CACHE"]) / "umap")
+
+
+def ensure_repo_on_path() -> None:
+    """Make ``import app`` work in tests (the app is not an installed package)."""
+    import sys
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
