@@ -186,16 +186,18 @@ class FolderDecisions:
             self._append_locked(entries)
 
     def _append_locked(self, entries: list[dict[str, Any]]) -> None:
-        """Append whole lines (caller holds the lock); a torn last line of a killed writer is ended first."""
+        """Append whole lines (caller holds the lock); a torn last line of a killed writer is cut off first."""
         data = "".join(files.dumps(e) + "\n" for e in entries).encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
             if size:
                 with open(self.path, "rb") as fh:
-                    fh.seek(size - 1)
-                    if fh.read(1) != b"\n":
-                        data = b"\n" + data
+                    fh.seek(max(0, size - (1 << 16)))
+                    tail = fh.read()
+                if not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
