@@ -1,0 +1,151 @@
+"""kill -9 at several stages of ``fnlab train`` and ``fnlab scan``: the previous output stays intact,
+no half-written run loads, and a re-run works. Two concurrent scans to one output leave one
+consistent table + summary pair.
+
+The processes pause at a stage through ``fnlab.files.pause_point`` (environment variables
+``FNLAB_TEST_PAUSE`` / ``FNLAB_TEST_PAUSE_FILE``, set only here) and are killed there with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fnlab.cli import main
+from fnlab.files import recover
+from fnlab.runs import RunStore
+
+TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
+        "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress"]
+WAIT_S = 240  # generous: a busy 2-core machine may take long to import torch and train
+
+
+def _fnlab(args: list[str], tmp: Path, stage: str | None = None) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if stage:
+        env.update(FNLAB_TEST_PAUSE=stage, FNLAB_TEST_PAUSE_FILE=str(tmp / f"paused-{stage.replace(':', '-')}"))
+    return subprocess.Popen([sys.executable, "-m", "fnlab.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _kill_at(args: list[str], tmp: Path, stage: str) -> None:
+    """Run ``fnlab args`` until it pauses at ``stage``, then SIGKILL it."""
+    proc = _fnlab(args, tmp, stage)
+    flag = tmp / f"paused-{stage.replace(':', '-')}"
+    deadline = time.monotonic() + WAIT_S
+    while not flag.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended (rc {proc.returncode}) before stage {stage}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"stage {stage} not reached in {WAIT_S} s")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    flag.unlink()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _model_bytes(run_path: Path) -> bytes:
+    return (run_path / "model.pt").read_bytes()
+
+
+def test_train_killed_at_every_stage_keeps_the_old_run(tmp_path, capsys):
+    out = tmp_path / "runs" / "r"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    store = RunStore(tmp_path / "runs")
+    old_model, old_marker = _model_bytes(out), (out / "run.json").read_text()
+    for stage in ("run:file-written", "run:marker-written"):  # inside torch.save of model.pt; before the move
+        _kill_at(["train", *TINY, "--seed", "1", "--out", str(out), "--overwrite"], tmp_path, stage)
+        run = store.load("r")
+        run.verify()  # the old run, whole
+        assert _model_bytes(out) == old_model and (out / "run.json").read_text() == old_marker
+        listing = store.list(include_incomplete=True)  # the killed run is listed as interrupted ...
+        assert sorted(zip(listing["name"], listing["status"], strict=True)) == [("r", "complete"),
+                                                                               ("r", "interrupted")]
+    # ... and never blocks a re-run with the same --out
+    capsys.readouterr()
+    assert main(["train", *TINY, "--seed", "1", "--out", str(out), "--overwrite"]) == 0
+    new = store.load("r")
+    new.verify()
+    assert new.config["seed"] == 1 and store.in_progress() == []
+    assert not [p for p in (tmp_path / "runs").rglob("*") if ".tmp-" in p.name]
+
+
+def test_train_killed_without_previous_run_leaves_nothing_loadable(tmp_path):
+    out = tmp_path / "runs" / "fresh"
+    _kill_at(["train", *TINY, "--out", str(out)], tmp_path, "run:before-finalize")
+    store = RunStore(tmp_path / "runs")
+    assert store.names() == [] and not out.exists()
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        store.load("fresh")
+    assert main(["train", *TINY, "--out", str(out)]) == 0  # the leftover staging folder is cleared
+    store.load("fresh").verify()
+
+
+@pytest.fixture
+def scan_inputs(tmp_path) -> list[str]:
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((80, 8)).astype(np.float32)
+    q = (c[:40] + 0.3 * rng.standard_normal((40, 8))).astype(np.float32)
+    np.save(tmp_path / "Q.npy", q)
+    np.save(tmp_path / "C.npy", c)
+    pd.DataFrame({"query": np.arange(40), "candidate": np.arange(40)}).to_csv(tmp_path / "P.csv", index=False)
+    return ["--queries", str(tmp_path / "Q.npy"), "--candidates", str(tmp_path / "C.npy"),
+            "--positives", str(tmp_path / "P.csv"), "--quiet", "--negative-sample", "3000"]
+
+
+def _outputs(tmp: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    return (pd.read_parquet(tmp / "s.parquet"), json.loads((tmp / "s.parquet.summary.json").read_text()),
+            pd.read_parquet(tmp / "t.parquet"))
+
+
+def _visible(tmp: Path) -> dict[str, bytes]:
+    """The scan's outputs (temporary files of a killed process are hidden and removed by the next scan)."""
+    return {p.name: p.read_bytes() for p in tmp.glob("*.parquet*") if not p.name.startswith(".")}
+
+
+def _consistent(table: pd.DataFrame, summary: dict, trip: pd.DataFrame) -> int:
+    assert summary["rows"] == len(table) and summary["triplets"]["rows"] == len(trip)
+    assert table.groupby("query").size().max() == summary["top_k"]
+    return summary["top_k"]
+
+
+def test_scan_killed_before_and_during_commit(tmp_path, scan_inputs):
+    args = [*scan_inputs, "--out", str(tmp_path / "s.parquet"), "--triplets", str(tmp_path / "t.parquet")]
+    assert main(["scan", *args, "--top-k", "5"]) == 0
+    assert _consistent(*_outputs(tmp_path)) == 5
+    before = _visible(tmp_path)
+    # killed after writing a complete temporary file, before the commit point: nothing changes
+    _kill_at(["scan", *args, "--top-k", "3"], tmp_path, "commit:file-written")
+    assert _visible(tmp_path) == before
+    assert recover(tmp_path / "s.parquet") is False
+    # killed after the commit point, before the renames: the old set stays readable until a reader or
+    # the next scan rolls the new one forward, whole
+    _kill_at(["scan", *args, "--top-k", "3"], tmp_path, "commit:journal-written")
+    assert _visible(tmp_path) == before
+    assert recover(tmp_path / "s.parquet") is True
+    assert _consistent(*_outputs(tmp_path)) == 3
+    # the next run works and cleans up what the killed ones left
+    assert main(["scan", *args, "--top-k", "4"]) == 0
+    assert _consistent(*_outputs(tmp_path)) == 4
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or p.name.endswith(".commit.json")]
+
+
+def test_two_concurrent_scans_leave_one_consistent_pair(tmp_path, scan_inputs):
+    args = [*scan_inputs, "--out", str(tmp_path / "s.parquet"), "--triplets", str(tmp_path / "t.parquet")]
+    procs = [_fnlab(["scan", *args, "--top-k", str(k)], tmp_path) for k in (3, 6)]
+    for p in procs:
+        _, err = p.communicate(timeout=WAIT_S)
+        assert p.returncode == 0, err
+    assert _consistent(*_outputs(tmp_path)) in (3, 6)
