@@ -17,6 +17,7 @@ if str(_REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from app import state  # noqa: E402
 from app.demo import ensure_demo_run, progress_panel  # noqa: E402
 
 st.set_page_config(page_title="fnlab: false-negative lab", page_icon=":material/search:", layout="wide")
@@ -34,6 +35,7 @@ PAGES = [
 ]
 
 nav = st.navigation(PAGES)
+state.read_url()  # before any page switch, which clears the URL's parameters
 if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
     st.session_state["_fn_page_read"] = True
     wanted = str(st.query_params.get("page", "")).strip().lower().replace(" ", "_")

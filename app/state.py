@@ -370,7 +370,7 @@ def _keep(key: str) -> None:
     st.session_state[_P[key]] = st.session_state[key]
 
 
-def _from_url() -> None:
+def read_url() -> None:
     """Once per session: take ``run``, ``split``, ``direction``, ``query`` and ``point`` from the URL."""
     if st.session_state.get("_fn_url_read"):
         return
@@ -403,7 +403,7 @@ def select_run(name: str) -> None:
 
 def sidebar() -> None:
     """Runs folder, run, split and direction pickers shared by every page; the choices survive page changes."""
-    _from_url()
+    read_url()
     with st.sidebar:
         _seed("runs_root", default_runs_root())
         st.text_input("Runs folder", key="runs_root", on_change=_keep, args=("runs_root",),

@@ -1,14 +1,27 @@
-"""AppTest of every page on a tiny trained run: main widgets driven, no exception, expected elements."""
+"""AppTest of every page on a tiny trained run: main widgets driven, no exception, expected elements.
+
+Also: sidebar choices surviving page changes, URL parameters, the lesson from start to end, the Train form
+starting a background job, uploads (good, corrupt, without a dataset, unsafe), review keys with undo, and the
+linked views (suspect -> Rankings / map, map point -> Rankings).
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import signal
+import time
+import zipfile
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
-from _app_support import REPO, app_env, tiny_runs_root  # noqa: E402
+from _app_support import REPO, app_env, ensure_repo_on_path, tiny_runs_root, warm_umap_cache  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ensure_repo_on_path()
 
 MAIN = str(REPO / "app" / "main.py")
 TIMEOUT = 60
@@ -17,6 +30,7 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_app"))
+    warm_umap_cache(root)  # numba's first compile happens here, once, outside any page timeout
     e = app_env(root)
     old = {k: os.environ.get(k) for k in e}
     os.environ.update(e)
@@ -28,8 +42,10 @@ def env(tmp_path_factory):
             os.environ[k] = v
 
 
-def _open(page: str | None = None) -> AppTest:
+def _open(page: str | None = None, query: dict | None = None) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    if query:
+        at.query_params.update(query)
     at.run()
     assert not at.exception, at.exception
     if page:
@@ -104,9 +120,22 @@ def test_embedding_map_page(env):
     at.number_input(key="map_manual").set_value(45).run()  # a caption (40 images first)
     _ok(at)
     assert any("Point 45" in m.value for m in at.markdown)
-    at.selectbox(key="map_colour").set_value("false-negative status").run()
+    at.selectbox(key="map_colour").set_value("modality").run()
     _ok(at)
     assert len(at.dataframe) >= 2  # its pair and its neighbours
+    # text search rings the matches and selects one
+    at.text_input(key="map_search").set_value("circle").run()
+    _ok(at)
+    found = at.selectbox(key="map_found")
+    assert len(found.options) > 1
+    found.set_value(found.options[1]).run()
+    _ok(at)
+    picked = at.session_state["map_selected_ids"][0]
+    assert any(f"Point {picked}" in m.value for m in at.markdown)
+    # a map point opens its ranking
+    at.button(key="map_to_ranking").click().run()
+    _ok(at)
+    assert at.title[0].value == "Rankings"
 
 
 def test_suspects_page_decisions_persist(env):
@@ -115,9 +144,16 @@ def test_suspects_page_decisions_persist(env):
     at.slider(key="sus_range").set_value((0.0, 1.0)).run()
     _ok(at)
     before = at.metric[3].value
+    assert any("Keys:" in c.value for c in at.caption)  # the shortcuts are shown on the page
+    assert at.button(key="sus_fn").proto.shortcut.upper() == "F" and at.button(key="sus_undo_btn").proto.shortcut.upper() == "U"
     at.button(key="sus_fn").click().run()
     _ok(at)
     assert int(at.metric[3].value) == int(before) + 1
+    at.button(key="sus_undo_btn").click().run()  # undo takes it back
+    _ok(at)
+    assert int(at.metric[3].value) == int(before)
+    at.button(key="sus_fn").click().run()
+    _ok(at)
     # A fresh session (as after an interrupted one) sees the decision.
     at2 = _open("views/suspects.py")
     assert int(at2.metric[3].value) == int(before) + 1
@@ -126,12 +162,191 @@ def test_suspects_page_decisions_persist(env):
     assert at2.get("download_button")
 
 
-def test_compare_and_train_pages(env):
+def test_compare_page(env):
     at = _open("views/compare.py")
     _ok(at)
     assert len(_plotly(at)) == 2 and len(at.dataframe) == 1
+    cols = list(at.dataframe[0].value.columns)
+    for c in ("dataset", "sampler", "FNE mode", "loss", "queue", "batch"):
+        assert c in cols
+    import re
+
+    assert not [c for c in cols if re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", c) and c not in ("run", "dataset", "sampler",
+                                                                                      "loss", "queue", "batch",
+                                                                                      "epochs")]  # no raw keys
+    assert any("Look at" in c.value for c in at.caption)
+
+
+def test_train_form_starts_a_background_job(env):
+    from app import jobs
+
     at = _open("views/train.py")
     _ok(at)
-    assert at.button  # the form's submit button exists
+    labels = [w.label for w in at.number_input]
+    assert not [x for x in labels if "_" in x]  # no raw parameter names (top_k, fn_cutoff)
     at.selectbox(key="tr_sampler").set_value("simans").run()
     _ok(at)
+    at.text_input(key="tr_name").set_value("from-form")
+    at.number_input(key="tr_epochs").set_value(1)
+    submit = [b for b in at.button if "Train" in b.label][0]
+    submit.click().run()
+    _ok(at)
+    root = env["FNLAB_RUNS"]
+    job = jobs.status(root, "from-form")
+    try:
+        assert job is not None and job.state in ("running", "done")
+        assert any("from-form" in m.value for m in at.info) or job.state == "done"
+        # A second submission of the same name does not start a second job.
+        at.text_input(key="tr_name").set_value("from-form")
+        [b for b in at.button if "Train" in b.label][0].click().run()
+        assert at.error and "being trained already" in at.error[0].value or job.state == "done"
+    finally:
+        if job is not None and job.pid:
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 30
+        while (jobs.status(root, "from-form") or job).state == "running" and time.time() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(os.path.join(root, "from-form"), ignore_errors=True)
+    assert not os.path.exists(os.path.join(root, ".jobs", "from-form.lock"))  # released after the kill
+
+
+def test_sidebar_choices_survive_page_changes_and_a_new_session_opens_the_newest_run(env, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(env["FNLAB_RUNS"] + "/tiny", root / "zzz-older")
+    shutil.copytree(env["FNLAB_RUNS"] + "/tiny", root / "aaa-newest")
+    os.utime(root / "zzz-older" / "run.json", (1_000_000, 1_000_000))
+    at = _open("views/rankings.py")
+    at.sidebar.text_input(key="runs_root").set_value(str(root)).run()
+    _ok(at)
+    assert at.sidebar.selectbox(key="run").value == "aaa-newest"  # the newest, not the alphabetically last
+    at.sidebar.selectbox(key="run").set_value("zzz-older").run()
+    at.sidebar.radio(key="split").set_value("val").run()
+    at.sidebar.radio(key="direction").set_value("i2t").run()
+    _ok(at)
+    for page in ("views/distributions.py", "views/embedding_map.py", "views/compare.py", "views/rankings.py"):
+        at.switch_page(page).run()
+        _ok(at)
+        assert at.sidebar.text_input(key="runs_root").value == str(root)
+        assert at.sidebar.selectbox(key="run").value == "zzz-older"
+        assert at.sidebar.radio(key="split").value == "val"
+        assert at.sidebar.radio(key="direction").value == "i2t"
+    assert at.query_params["run"] == ["zzz-older"] or at.query_params["run"] == "zzz-older"
+
+
+def test_url_parameters_open_the_shared_view(env):
+    at = _open(query={"page": "rankings", "run": "tiny", "query": "7"})
+    _ok(at)
+    assert at.title[0].value == "Rankings"
+    assert at.selectbox(key="rk_query_t2i").value == 7
+    assert str(at.query_params["query"]).strip("[]'") == "7"
+
+
+def test_system_runs_folder_is_refused_with_a_message(env):
+    at = _open()
+    at.sidebar.text_input(key="runs_root").set_value("/etc").run()
+    assert not at.exception
+    assert "system folder" in at.sidebar.error[0].value
+    assert at.sidebar.selectbox(key="run").value == "tiny"  # the default folder is used instead
+
+
+def test_lesson_runs_from_start_to_end(env):
+    at = _open("views/lesson.py")
+    _ok(at)
+    seen = []
+    for step in range(5):
+        text = at.get("progress")[0].proto.text
+        assert text.startswith(f"Step {step + 1} of 5"), text
+        seen.append(text)
+        assert len(at.markdown) >= 1 and len(at.markdown[0].value.split(". ")) >= 2  # sentences, not a stub
+        if step > 0:
+            assert len(_plotly(at)) >= 1  # the live figure of the page the step comes from
+        if step < 4:
+            at.button(key="lesson_next").click().run()
+            _ok(at)
+    assert "calibrated" in seen[-1]
+    assert at.button(key="lesson_restart")
+    at.button(key="lesson_restart").click().run()
+    assert at.get("progress")[0].proto.text.startswith("Step 1 of 5")
+
+
+def test_suspect_opens_its_query_in_rankings_and_on_the_map(env):
+    at = _open("views/suspects.py")
+    at.slider(key="sus_range").set_value((0.0, 1.0)).run()
+    _ok(at)
+    query = int(at.markdown[0].value.split("Query ")[1].split(":")[0])
+    at.button(key="sus_to_ranking").click().run()
+    _ok(at)
+    assert at.title[0].value == "Rankings" and at.selectbox(key="rk_query_t2i").value == query
+    at = _open("views/suspects.py")
+    at.slider(key="sus_range").set_value((0.0, 1.0)).run()
+    at.button(key="sus_to_map").click().run()
+    _ok(at)
+    assert at.title[0].value == "Embedding map"
+    assert any(f"Point {40 + query}" in m.value for m in at.markdown)  # 40 images come first
+
+
+def _npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_uploaded_embeddings_scan_and_bad_files_give_clear_errors(env):
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
+    pos = "query,candidate\n" + "\n".join(f"{i},{i}" for i in range(30))
+    at = _open("views/suspects.py")
+    at.radio(key="sus_source").set_value("uploaded embeddings").run()
+    at.file_uploader(key="sus_q").set_value(("q.npy", _npy(q), "application/octet-stream"))
+    at.file_uploader(key="sus_c").set_value(("c.npy", _npy(c), "application/octet-stream"))
+    at.file_uploader(key="sus_p").set_value(("p.csv", pos.encode(), "text/csv"))
+    at.file_uploader(key="sus_qt").set_value(("q.txt", "\n".join(f"query text {i}" for i in range(30)).encode(),
+                                              "text/plain"))
+    at.run()
+    at.slider(key="sus_range").set_value((0.0, 1.0)).run()
+    _ok(at)
+    assert int(at.metric[0].value.replace(",", "")) > 0
+    assert any("query text" in m.value for m in at.markdown)  # the review shows the uploaded texts
+    # A text file renamed .npy and a header-only CSV: clear messages naming the file, nothing unsafe suggested.
+    at.file_uploader(key="sus_q").set_value(("q.npy", b"just some text\n", "application/octet-stream"))
+    at.run()
+    assert not at.exception and "q.npy" in at.error[0].value and "allow_pickle" not in at.error[0].value
+    at.file_uploader(key="sus_q").set_value(("q.npy", _npy(q), "application/octet-stream"))
+    at.file_uploader(key="sus_p").set_value(("p.csv", b"query,candidate\n", "text/csv"))
+    at.run()
+    assert not at.exception and "p.csv" in at.error[0].value and "no rows" in at.error[0].value.lower()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_data_page_uploads(env, tmp_path):
+    import tempfile
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=(6, 8)).astype(np.float32)
+    good = _zip({"mine/pairs.csv": b"a,b\n" + b"".join(f"{i},{i}\n".encode() for i in range(6)),
+                 "mine/a.npy": _npy(a), "mine/b.npy": _npy(b)})
+    at = _open()
+    at.selectbox(key="data_source").set_value("upload a zipped dataset folder").run()
+    at.file_uploader(key="data_upload").set_value(("mine.zip", good, "application/zip")).run()
+    assert not at.exception
+    bad = {"empty.zip": _zip({"readme.txt": b"hi"}), "broken.zip": good[:40] + b"\x00" * 60 + good[100:]}
+    for name, data in bad.items():
+        at.file_uploader(key="data_upload").set_value((name, data, "application/zip")).run()
+        assert not at.exception
+        msg = at.error[0].value
+        assert name in msg or "no dataset" in msg, msg
+        assert tempfile.gettempdir() not in msg and "Traceback" not in msg  # no server paths, no stack trace
+    evil = _zip({"x/pairs.csv": b"a,b,image_path\n0,0,/etc/hostname\n1,1,../../x.png\n",
+                 "x/a.npy": _npy(a[:2]), "x/b.npy": _npy(b[:2])})
+    at.file_uploader(key="data_upload").set_value(("evil.zip", evil, "application/zip")).run()
+    assert not at.exception and "outside the uploaded folder" in at.error[0].value

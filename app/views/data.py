@@ -53,9 +53,12 @@ def _uploaded_dataset(split: str):
         return None
     folder = state.upload_folder().extract(up.getvalue(), up.name)
     kind, root = uploads.dataset_root(folder)
-    ds = state.dataset(str(root), split) if kind == "folder" else state.dataset("pairs", split, str(root))
-    uploads.check_confined(ds, root, f"{up.name}: the pairs table")
-    return ds
+
+    def load(which: str):
+        return state.dataset(str(root), which) if kind == "folder" else state.dataset("pairs", which, str(root))
+
+    uploads.check_confined(load("all"), root, f"{up.name}: the pairs table")  # every split, before any is shown
+    return load(split)
 
 
 def _load():
