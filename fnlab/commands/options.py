@@ -95,3 +95,13 @@ def check_params(params: Mapping[str, Any], specs: Iterable[Any], *, owner: str,
                 hint += f" (did you mean {near[0]!r}?)"
             raise ValueError(f"{label}: {owner} has no parameter {key!r}; {hint}")
     return out
+
+
+def registry_names(module: str, attr: str = "available") -> str:
+    """Names from a registry for help texts (``fnlab.samplers.available()``, ``fnlab.posterior.estimators()``)."""
+    import importlib
+
+    try:
+        return ", ".join(getattr(importlib.import_module(module), attr)())
+    except Exception:  # noqa: BLE001 - help must not fail; the command itself reports errors
+        return "see " + module
