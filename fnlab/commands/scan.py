@@ -47,6 +47,8 @@ def _at_least(low: int):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from fnlab.commands.options import registry_names
+
     p = sub.add_parser("scan", help="flag suspected false negatives in your own embeddings",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queries", metavar="Q.npy", help="query embeddings [Nq, d] (captions, queries)")
@@ -60,9 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=_at_least(1), default=50, help="candidates kept per query (default 50)")
     p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
     p.add_argument("--estimator", default="gaussian",
-                   help="posterior estimator: gaussian (default), anchored, mixture, or relative (per-anchor, on "
-                   "s - s+; helps where queries differ in how generic they are, over-flags where labelled "
-                   "positives are themselves weak matches)")
+                   help=f"posterior estimator: {registry_names('fnlab.posterior', 'estimators')} (default "
+                   "gaussian); relative is per-anchor, on s - s+: it helps where queries differ in how generic they "
+                   "are, and over-flags where labelled positives are themselves weak matches")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")

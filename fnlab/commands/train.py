@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from fnlab.commands.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
+from fnlab.commands.options import registry_names as _names
 
 #: named sampler options -> sampler parameter names (only passed when given)
 SAMPLER_FLAGS = {
@@ -18,16 +19,6 @@ SAMPLER_FLAGS = {
     "b": ("simans/oracle: bias b", float),
     "base": ("oracle: 'hardest' or 'simans'", str),
 }
-
-
-def _names(module: str, attr: str = "available") -> str:
-    """Names from a registry for help texts (``fnlab.samplers.available()`` ...)."""
-    import importlib
-
-    try:
-        return ", ".join(getattr(importlib.import_module(module), attr)())
-    except Exception:  # noqa: BLE001 - help must not fail; the command itself reports errors
-        return "see " + module
 
 
 def add_parser(subparsers) -> None:
