@@ -18,7 +18,7 @@ from fnlab.data import DatasetError
 from fnlab.data.precomp import load_precomp
 
 SMALL_SHAPES = dict(n_train=40, n_val=10, n_test=10, pretrain_images=120, pretrain_epochs=1, feature_dim=32)
-SMALL_DIGITS = dict(n_val=30, n_test=30, n_pretrain=60, pretrain_epochs=1, feature_dim=24)
+SMALL_DIGITS = dict(n_val=30, n_test=30, n_pretrain=60, pretrain_epochs=1, feature_dim=24, write_images=False)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,7 @@ def test_options_are_checked(cache):
 def test_digits_precomp_pretrains_on_a_disjoint_fold(cache):
     ds = data.load("digits-precomp", split="all", **SMALL_DIGITS)
     assert ds.n_a == 1797 - SMALL_DIGITS["n_pretrain"]
+    assert "image_path" not in ds.a_meta.columns  # write_images=False
     assert ds.a_inputs.shape == (ds.n_a, 24) and ds.b_inputs.shape == (5 * ds.n_a, 384)
     folder = next(f for f in cache.glob("precomp/digits-precomp-*") if "features" not in f.name)
     info = json.loads((folder / "build.json").read_text())

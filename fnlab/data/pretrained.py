@@ -22,7 +22,8 @@ and a text encoder. These two datasets rebuild that setting on fnlab's generated
 They are written in the ``precomp`` layout (``{split}_ims.npy``, ``{split}_caps.txt``, plus
 ``{split}_caps.npy`` caption features and ``{split}_relevance.npz``; see :mod:`fnlab.data.precomp`) and
 read back with the same loader a Flickr30K/COCO user points at their own folder. Extra files for display:
-``a_meta.parquet`` / ``b_meta.parquet`` (attributes, labels) and ``images/`` (one PNG per image).
+``a_meta.parquet`` / ``b_meta.parquet`` (attributes, labels) and ``images/`` (one PNG per image; option
+``write_images=false`` skips them).
 
 **Caching.** Built on first use (progress bars on stderr) into ``$FNLAB_CACHE/precomp/NAME-HASH/``
 (default ``.fnlab_cache``), where HASH covers every option and :data:`BUILD_VERSION`. The frozen
@@ -64,14 +65,14 @@ _SPLITS = ("train", "val", "test")
 
 SHAPES_DEFAULTS = dict(
     n_train=2000, n_val=200, n_test=200, seed=0, genericness=0.3, p_two=0.5, p_scene=0.3, image_size=32,
-    noise=12.0, pretrain_images=4000, pretrain_epochs=8, feature_dim=256,
+    noise=12.0, pretrain_images=4000, pretrain_epochs=8, feature_dim=256, write_images=True,
 )
 #: options that change the images or the CNN (the rest only change captions)
 _SHAPES_IMAGE_KEYS = ("n_train", "n_val", "n_test", "seed", "p_two", "image_size", "noise", "pretrain_images",
                       "pretrain_epochs", "feature_dim")
 DIGITS_DEFAULTS = dict(
     n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.4, image_size=32, pretrain_epochs=30,
-    feature_dim=256,
+    feature_dim=256, write_images=True,
 )
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
 _INT_KEYS = {"n_train", "n_val", "n_test", "seed", "image_size", "pretrain_images", "pretrain_epochs",
@@ -99,6 +100,8 @@ def _check(name: str, defaults: dict, options: dict) -> dict:
         if isinstance(o[k], bool) or not isinstance(o[k], int | float | np.number):
             raise ValueError(f"{name}: option {k!r} must be a number, got {o[k]!r}")
         o[k] = float(o[k])
+    if not isinstance(o["write_images"], bool):
+        raise ValueError(f"{name}: option 'write_images' must be true or false, got {o['write_images']!r}")
     for k in ("pretrain_epochs", "feature_dim"):
         if o[k] < 1:
             raise ValueError(f"{name}: option {k!r} must be at least 1, got {o[k]}")
@@ -274,7 +277,7 @@ def build_shapes_precomp(**options) -> Path:
 
     feats, info = _image_features("shapes-precomp", {k: o[k] for k in _SHAPES_IMAGE_KEYS}, build)
     info = {**info, "options": o, "name": "shapes-precomp"}
-    path = _write_folder("shapes-precomp", full, feats, info, final, full.a_inputs)
+    path = _write_folder("shapes-precomp", full, feats, info, final, full.a_inputs if o["write_images"] else None)
     _say(f"shapes-precomp built in {time.perf_counter() - t0:.1f} s")
     return path
 
@@ -314,7 +317,7 @@ def build_digits_precomp(**options) -> Path:
 
     feats, info = _image_features("digits-precomp", {k: o[k] for k in _DIGITS_IMAGE_KEYS}, build)
     info = {**info, "options": o, "name": "digits-precomp"}
-    path = _write_folder("digits-precomp", full, feats, info, final, full.a_inputs)
+    path = _write_folder("digits-precomp", full, feats, info, final, full.a_inputs if o["write_images"] else None)
     _say(f"digits-precomp built in {time.perf_counter() - t0:.1f} s")
     return path
 
