@@ -35,6 +35,11 @@ float sums can differ across torch thread counts, so the first build of a cache 
 **False-negative density.** ``genericness`` (as in ``shapes``/``digits``) sets how generic captions are,
 hence how many false negatives each query has; real datasets have far fewer per query than the
 defaults, so study samplers over several values (``fnlab data info shapes-precomp -o genericness=0.1``).
+Mean false negatives per query on ``shapes-precomp``'s train split (2000 images; test has 200, so about a
+tenth): 19.7 at ``genericness=0``, 48.6 at 0.1, 170 at 0.3 (default), 605 at 0.6. Captions that describe
+both objects of two-object images are rarer matches: ``p_two=1, p_scene=1`` gives 0.8 at ``genericness=0``
+and 3.8 at 0.1, close to real caption datasets. ``digits`` captions name at best the class, so every
+query there has at least all other images of its class as false negatives (about a tenth of the split).
 
 Example:
     >>> ds = fnlab.data.load("shapes-precomp", split="val", genericness=0.1)   # doctest: +SKIP
