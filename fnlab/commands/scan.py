@@ -140,6 +140,7 @@ def _summary_lines(s: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from fnlab import scan as scanmod
+    from fnlab.commands.options import parse_kvs  # the CLI's one KEY=VALUE parser
 
     out = Path(args.out)
     fmt = _format_of(out, args.format)
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, device=args.device,
               chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
               progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed,
-              index_params=args.index_param, recall_check=args.recall_check)
+              index_params=parse_kvs(args.index_param, "--index-param"), recall_check=args.recall_check)
     if args.engine == "ray":
         return _run_ray(args, kw)
 
