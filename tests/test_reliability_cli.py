@@ -212,3 +212,26 @@ def test_summary_beside_output_and_runs_commands(ws, capsys):
     assert new["files"]["config.json"] != old["files"]["config.json"]  # replaced by the seed-1 run
     assert json.loads((runs / "base" / "config.json").read_text())["seed"] == 1
     assert [p.name for p in (runs / ".staging").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_read_only_out_is_one_line(ws, capsys, monkeypatch):
+    """--out on a read-only mount (simulated: tests run as root, where chmod does not stop writes)."""
+    import fnlab.runs
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(fnlab.runs.files, "try_lock", read_only)
+    before = snapshot(ws)
+    rc, err = run_cli(["train", *TINY, "--out", str(ws / "ro" / "r")], capsys)
+    assert rc == 2 and "Traceback" not in err and "read-only" in err and str(ws / "ro") in err, err
+    assert snapshot(ws) == before
+
+
+def test_os_errors_are_described_by_file():
+    from fnlab.cli import describe_error
+
+    assert describe_error(OSError(errno.ENOSPC, "No space left on device", "/x/model.pt")) == \
+        "/x/model.pt: no space left on the device"
+    assert describe_error(IsADirectoryError(errno.EISDIR, "Is a directory", "/d")) == "/d: is a folder, expected a file"
+    assert describe_error(ValueError("two\nlines")) == "two lines"
