@@ -548,6 +548,11 @@ class RunStore:
             row["status"] = "corrupt" if status == "complete" else status
             problem = str(err)
             config, created, metrics = {}, None, pd.DataFrame()
+            try:  # still show what the run was, where its config is readable
+                config = files.read_json(folder / CONFIG)
+                created = files.read_json(folder / MARKER).get("created")
+            except (OSError, ValueError, AttributeError):
+                pass
         if not isinstance(config, dict):
             config = {}
         ds, sampler = config.get("dataset"), config.get("sampler")

@@ -80,7 +80,7 @@ def run_list(args: argparse.Namespace) -> int:
     problems = df.pop("problem")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     for name, status, problem in zip(df["name"], df["status"], problems, strict=True):
-        if problem:
+        if isinstance(problem, str) and problem:
             print(f"{name} ({status}): {problem}")
     return 0
 
