@@ -249,26 +249,59 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins:
     return float(np.abs(sum_y - sum_p).sum() / p.size)
 
 
-def fn_detection(candidates: Candidates, posterior: Any) -> dict[str, float | None]:
-    """AUROC, AP and ECE of ``posterior.prob_false_negative`` on the candidates' similarities.
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width bins on [0, 1]: ``{"lo", "hi", "count", "mean_p", "frac_positive"}`` per non-empty bin."""
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    cnt = np.bincount(bins, minlength=n_bins)
+    sp_ = np.bincount(bins, weights=p, minlength=n_bins)
+    sy = np.bincount(bins, weights=y, minlength=n_bins)
+    return [{"lo": b / n_bins, "hi": (b + 1) / n_bins, "count": int(cnt[b]), "mean_p": float(sp_[b] / cnt[b]),
+             "frac_positive": float(sy[b] / cnt[b])} for b in range(n_bins) if cnt[b]]
 
-    AUROC and AP are ``None`` when the candidates hold only one class.
+
+def candidate_probs(candidates: Candidates, posterior: Any, context: Any) -> np.ndarray:
+    """``[N]`` P(false negative) of the candidate pairs under ``posterior``, from every signal the
+    :class:`fnlab.posterior.PairContext` offers (the same numbers a scan and the app show)."""
+    from fnlab.posterior import prob_false_negative
+
+    signals = context.signals(candidates.query, candidates.candidate)
+    return prob_false_negative(posterior, signals).double().cpu().numpy().ravel()
+
+
+def fn_detection(candidates: Candidates, posterior: Any, context: Any = None) -> dict[str, Any]:
+    """AUROC, AP, ECE and reliability bins of the posterior on the candidates, with the AUROC and AP
+    of ranking the same pairs by raw similarity next to them (what the posterior adds).
+
+    ``context``: the split's :class:`fnlab.posterior.PairContext` (every signal); without it the
+    posterior sees the similarity and the positive similarity only. AUROC and AP are ``None``
+    when the candidates hold only one class.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if candidates.label is None:
         raise ValueError("FN detection needs ground-truth relevance; the dataset has none")
-    from fnlab.posterior import prob_false_negative
+    if context is not None:
+        probs = candidate_probs(candidates, posterior, context)
+    else:
+        from fnlab.posterior import prob_false_negative
 
-    probs = prob_false_negative(posterior, torch.from_numpy(candidates.similarity.astype(np.float64)),
-                                torch.from_numpy(candidates.positive_similarity.astype(np.float64)))
-    probs = np.asarray(torch.as_tensor(probs).detach().cpu().double().numpy()).ravel()
+        probs = prob_false_negative(posterior, torch.from_numpy(candidates.similarity.astype(np.float64)),
+                                    torch.from_numpy(candidates.positive_similarity.astype(np.float64)))
+        probs = probs.double().cpu().numpy().ravel()
     y = candidates.label.astype(np.int64)
     both = 0 < y.sum() < y.size
+    sims = candidates.similarity.astype(np.float64)
     return {
         "auroc": float(roc_auc_score(y, probs)) if both else None,
         "ap": float(average_precision_score(y, probs)) if both else None,
         "ece": expected_calibration_error(probs, y),
+        "similarity_auroc": float(roc_auc_score(y, sims)) if both else None,
+        "similarity_ap": float(average_precision_score(y, sims)) if both else None,
+        "mean_p": float(probs.mean()) if probs.size else None,
+        "true_rate": float(y.mean()) if y.size else None,
+        "reliability": reliability_bins(probs, y),
     }
 
 
@@ -306,7 +339,11 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
     if dataset.relevance is not None:
         out["r_precision"] = r_precision(ea, eb, dataset.relevance)
         if posterior is not None and dataset.n_a > 1:
-            out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior)
-            top = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend), posterior)
+            from fnlab.posterior import PairContext
+
+            ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i")
+            out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior, ctx)
+            out["fn_detection"]["prior_estimated"] = float(getattr(posterior, "prior_pos", float("nan")))
+            top = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend), posterior, ctx)
             out["fn_detection_topk"] = {"k": int(fn_top_k), **top}
     return out

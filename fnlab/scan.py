@@ -4,28 +4,19 @@ For every query, the scan ranks all candidates by cosine similarity, leaves out 
 labelled positives and keeps the ``top_k`` best of the rest: these are the negatives a
 hard-negative miner would pick, and the place where false negatives hide (FNE, Li et al.,
 ACM MM 2023, Sec. 1 and 3.2). Each kept pair gets the posterior probability that it is in
-fact a match, ``P(false negative | s)``, from Bayes' rule over two Gaussians fitted on *this*
-data (:class:`fnlab.posterior.GaussianPosterior`):
+fact a match, ``p_false_negative``, from :mod:`fnlab.posterior`: by default the positive-unlabelled
+estimator ``"pu"``, fitted on *this* data (labelled pairs plus a stratified sample of unlabelled
+pairs, prior estimated) over every signal a pair offers: its similarity, its margin to the query's
+labelled positive, its similarity to that positive, the query's similarity to the candidate's own
+labelled queries, and mutual rank (:class:`fnlab.posterior.PairContext`). ``posterior=`` applies
+an already fitted posterior instead (e.g. a run's ``posterior.json``), so the same pair gets the
+same number in the scan, ``fnlab eval`` and the app. The summary reports the posterior's AUROC and
+AP against ground truth next to ranking by raw similarity where ground truth exists
+(:func:`scan_dataset`), and always the estimated prior.
 
-- the **positive** component N(mu+, var+) on the similarities of all labelled positive pairs;
-- the **negative** component N(mu-, var-) on an unbiased, seeded random sample of
-  (query, candidate) pairs that are not labelled positives;
-- the **prior** P(pos) that an unlabelled pair is a match: fixed when given, otherwise
-  estimated from the same random sample (``prior="auto"``).
-
-How ``prior="auto"`` is estimated (the fallback used while ``fnlab.posterior`` has no
-``fit_posterior``; when it has one, the scan calls it with the same samples). The random
-sample of unlabelled pairs is modelled as the mixture ``pi N(mu+, var+) + (1 - pi) N(mu-, var-)``.
-The positive component is *anchored* to the labelled positives (it is not re-estimated: the
-labelled positives are taken as a random sample of all matches, the usual "selected completely
-at random" assumption of positive-unlabelled learning), the negative component starts from a
-robust fit (median and 1.4826 MAD, insensitive to the few matches in the sample) and EM updates
-``pi``, mu- and var- until they settle. The fitted ``pi`` is the prior. It is clipped to
-``[1e-7, 0.5]``: a prior above 0.5 would mean the model does not separate matches at all.
-
-The posterior depends on the similarity only, not on the query: a query without any labelled
-positive is scanned like any other and its suspects get the same global posterior; its
-``positive_similarity`` is NaN. The summary says how many such queries there were.
+A query without any labelled positive is scanned like any other; signals it cannot offer (its
+margin, the similarity to its positive) are marginalised out, and its ``positive_similarity`` is
+NaN. The summary says how many such queries there were.
 
 Memory stays bounded: queries are searched in chunks (``fnlab.similarity.topk``), the
 ``[Nq, Nc]`` matrix is never formed; peak memory is the float32 copies of the embeddings plus
@@ -48,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from fnlab.posterior import GaussianPosterior
+from fnlab.posterior import DEFAULT_ESTIMATOR, PairContext, check_estimator, pair_member
 from fnlab.similarity import (
     DEFAULT_CHUNK_SIZE,
     build_index,
@@ -79,9 +70,8 @@ __all__ = [
 ENGINES = ("local", "ray")
 
 NO_POSITIVE_POLICY = (
-    "scanned like every query: the posterior depends only on the similarity (global positive and "
-    "negative distributions and prior), so their suspects get the same P(false negative | s); "
-    "positive_similarity is NaN for them and they add nothing to the positive fit"
+    "scanned like every query; the signals they cannot offer (margin to the positive, similarity to the "
+    "positive) are left out of their posterior and their positive_similarity is NaN"
 )
 
 
@@ -252,18 +242,6 @@ def _positives_matrix(positives: Any, nq: int, nc: int, names: Mapping[str, str]
     return mat
 
 
-def _pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``mat[rows[i], cols[i]] != 0`` for many pairs at once, without densifying (``mat`` canonical)."""
-    n_cols = mat.shape[1]
-    row_of = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
-    keys = row_of * n_cols + mat.indices.astype(np.int64)
-    if keys.size == 0:
-        return np.zeros(rows.shape, dtype=bool)
-    want = rows.astype(np.int64) * n_cols + cols.astype(np.int64)
-    pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
-    return keys[pos] == want
-
-
 def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, step: int = 65536) -> np.ndarray:
     out = np.empty(ia.size, dtype=np.float32)
     for s in range(0, ia.size, step):
@@ -272,114 +250,29 @@ def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, s
 
 
 # ------------------------------------------------------------------------------------ fitting
-def _log_normal(x: np.ndarray, mean: float, std: float) -> np.ndarray:
-    return -((x - mean) ** 2) / (2 * std * std) - math.log(std) - 0.5 * math.log(2 * math.pi)
+def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: int = 0):
+    """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`.
 
-
-def estimate_prior_em(pos_sims: np.ndarray, unlabelled_sims: np.ndarray, *, prior: float | None = None,
-                      max_iter: int = 500, tol: float = 1e-8, min_std: float = 1e-3,
-                      prior_bounds: tuple[float, float] = (1e-7, 0.5)) -> dict[str, float]:
-    """Fit ``pi N(mu+, var+) + (1 - pi) N(mu-, var-)`` to unlabelled similarities by EM.
-
-    The positive component is anchored to the labelled positives (moments of ``pos_sims``);
-    the negative component starts from a robust fit (median, 1.4826 MAD) and, with ``pi``
-    (unless ``prior`` fixes it), is re-estimated by EM. See the module docstring.
-
-    Args:
-        pos_sims: ``[P]`` labelled positive similarities (P >= 2).
-        unlabelled_sims: ``[U]`` similarities of a random sample of unlabelled pairs (U >= 2).
-        prior: fixed P(pos); ``None`` estimates it.
-
-    Returns:
-        dict with ``pos_mean, pos_std, neg_mean, neg_std, prior_pos, em_iterations``.
-
-    Raises:
-        ValueError: fewer than 2 finite values in either sample.
-    """
-    pos = np.asarray(pos_sims, dtype=np.float64).ravel()
-    unl = np.asarray(unlabelled_sims, dtype=np.float64).ravel()
-    pos, unl = pos[np.isfinite(pos)], unl[np.isfinite(unl)]
-    if pos.size < 2 or unl.size < 2:
-        raise ValueError(f"need at least 2 positive and 2 unlabelled similarities, got {pos.size} and {unl.size}")
-    mu_p, sd_p = float(pos.mean()), max(float(pos.std(ddof=1)), min_std)
-    med = float(np.median(unl))
-    mu_n, sd_n = med, max(1.4826 * float(np.median(np.abs(unl - med))), float(unl.std()) * 1e-3, min_std)
-    lo, hi = prior_bounds
-    pi = float(prior) if prior is not None else 1e-3
-    lp = _log_normal(unl, mu_p, sd_p)
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        a = lp + math.log(pi)
-        b = _log_normal(unl, mu_n, sd_n) + math.log1p(-pi)
-        r = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))  # responsibility of the positive component
-        w = 1.0 - r
-        wsum = w.sum()
-        new_mu = float((w * unl).sum() / wsum)
-        new_sd = max(math.sqrt(float((w * (unl - new_mu) ** 2).sum() / wsum)), min_std)
-        new_pi = pi if prior is not None else float(np.clip(r.mean(), lo, hi))
-        done = abs(new_pi - pi) < tol and abs(new_mu - mu_n) < tol and abs(new_sd - sd_n) < tol
-        pi, mu_n, sd_n = new_pi, new_mu, new_sd
-        if done:
-            break
-    return {"pos_mean": mu_p, "pos_std": sd_p, "neg_mean": mu_n, "neg_std": sd_n, "prior_pos": pi,
-            "em_iterations": it}
-
-
-def _fit_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray,
-                   sample_pos_sims: np.ndarray | None = None, seed: int = 0):
-    """Use ``fnlab.posterior.fit_posterior`` when it exists; otherwise the private EM above.
-
-    ``estimator="relative"`` fits the per-anchor :class:`fnlab.posterior.RelativePosterior` on
-    ``s - s+`` (``sample_pos_sims``: the best positive similarity of each sampled pair's query).
-    """
-    from fnlab import posterior as post_mod
-
-    if estimator == "relative":
-        ok = np.isfinite(sample_pos_sims) if sample_pos_sims is not None else np.zeros(0, dtype=bool)
-        if ok.sum() < 2:
-            raise ScanInputError("estimator 'relative' needs sampled pairs whose queries have a labelled positive")
-        post = post_mod.RelativePosterior.fit(pos_sims, sample_sims[ok], sample_pos_sims[ok], prior=prior, seed=seed)
-        return post, ("per-anchor posterior on s - s+ (fnlab.posterior.RelativePosterior): positive component from "
-                      "differences of labelled positives, negative component and prior by EM on a random sample "
-                      "of unlabelled pairs; queries without a labelled positive get NaN")
-    fixed = None if prior == "auto" else float(prior)
-    fit = getattr(post_mod, "fit_posterior", None)
-    if fit is not None:
-        names = post_mod.estimators() if hasattr(post_mod, "estimators") else [estimator]
-        if estimator not in names:
-            raise ScanInputError(f"unknown estimator {estimator!r}: expected one of {sorted(names)}")
-        post = fit(estimator, pos_sims=torch.from_numpy(pos_sims), neg_sims=torch.from_numpy(sample_sims),
-                   unlabelled_sims=torch.from_numpy(sample_sims), prior=prior)
-        how = post_mod.describe_estimator(estimator) if hasattr(post_mod, "describe_estimator") else ""
-        return post, (f"fnlab.posterior.fit_posterior({estimator!r}, prior={prior!r}) on labelled positives and "
-                      f"a random sample of unlabelled pairs" + (f": {how}" if how else ""))
-    if estimator != "gaussian":
-        raise ScanInputError(f"unknown estimator {estimator!r}: expected one of ['gaussian']")
-    p = estimate_prior_em(pos_sims, sample_sims, prior=fixed)
-    post = GaussianPosterior(p["pos_mean"], p["pos_std"], p["neg_mean"], p["neg_std"], prior_pos=p["prior_pos"])
-    method = ("EM on a random sample of unlabelled pairs, positive component anchored to labelled positives"
-              if fixed is None else "given")
-    return post, f"prior {method}; negative component by EM ({p['em_iterations']} iterations)"
-
-
-def fit_scan_posterior(estimator: str, prior: float | str, pos_sims: np.ndarray, sample_sims: np.ndarray,
-                       sample_pos_sims: np.ndarray | None = None, seed: int = 0):
-    """The scan's posterior fit, as one entry point for other engines (``fnlab.scale.ray_scan``).
-
-    Args:
-        estimator, prior: as :func:`scan`.
-        pos_sims: ``[P]`` similarities of (a sample of) the labelled pairs.
-        sample_sims: ``[U]`` similarities of a uniform random sample of unlabelled pairs.
-        sample_pos_sims: ``[U]`` best labelled-positive similarity of each sampled pair's query (NaN if none).
+    One entry point for every engine (local, ``fnlab.scale.ray_scan``).
 
     Returns:
         ``(posterior, description of the method)``; apply it with :func:`suspects_table`.
+
+    Raises:
+        ScanInputError: the estimator cannot be fitted on these inputs.
     """
-    return _fit_posterior(estimator, prior, pos_sims, sample_sims, sample_pos_sims, seed=seed)
+    from fnlab import posterior as post_mod
+
+    try:
+        post = post_mod.fit(estimator, ctx, prior=prior, seed=seed)
+    except ValueError as err:
+        raise ScanInputError(f"posterior estimator {estimator!r}: {err}") from None
+    how = f"fnlab.posterior.fit({estimator!r}, prior={prior!r}): {post_mod.describe(estimator)}"
+    return post, how
 
 
 def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
-                   similarity: np.ndarray, positive_similarity: np.ndarray) -> pd.DataFrame:
+                   similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None) -> pd.DataFrame:
     """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
 
     The one place a fitted posterior is applied to scanned rows; the local scan and the Ray
@@ -389,41 +282,30 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
         posterior: from :func:`fit_scan_posterior` (or :attr:`ScanResult.posterior`).
         query, candidate: ``[R]`` int64 ids; rank: ``[R]`` int (1 = most similar non-positive);
         similarity: ``[R]`` float32; positive_similarity: ``[R]`` float32 (NaN without a positive).
+        ctx: the :class:`fnlab.posterior.PairContext` of the scan: with it the posterior sees every
+            signal of each pair; without, only the similarity and the positive similarity.
 
     Returns:
         DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``.
     """
-    from fnlab.posterior import prob_false_negative
+    from fnlab.posterior import PairSignals, prob_false_negative
 
     sims = np.ascontiguousarray(similarity, dtype=np.float32)
     best = np.ascontiguousarray(positive_similarity, dtype=np.float32)
-    p_fn = prob_false_negative(posterior, torch.from_numpy(sims), torch.from_numpy(best))
+    if ctx is not None:
+        signals = ctx.signals(np.asarray(query, dtype=np.int64), np.asarray(candidate, dtype=np.int64))
+        signals.similarity = torch.from_numpy(sims.astype(np.float64))  # the searched score, as written
+    else:
+        signals = PairSignals.of(torch.from_numpy(sims), torch.from_numpy(best))
+    p_fn = prob_false_negative(posterior, signals)
     return pd.DataFrame({
         "query": np.asarray(query, dtype=np.int64),
         "candidate": np.asarray(candidate, dtype=np.int64),
         "rank": np.asarray(rank, dtype=np.int32),
         "similarity": sims,
         "positive_similarity": best,
-        "p_false_negative": p_fn.numpy().astype(np.float32, copy=False),
+        "p_false_negative": p_fn.double().numpy().astype(np.float32, copy=False),
     })
-
-
-def _sample_unlabelled(pos: sp.csr_matrix, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` (query, candidate) pairs drawn uniformly with replacement among non-positive pairs."""
-    nq, nc = pos.shape
-    total = nq * nc - pos.nnz
-    if total <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    qs, cs, have = [], [], 0
-    while have < n:
-        m = int((n - have) * 1.1) + 16
-        q = rng.integers(0, nq, size=m)
-        c = rng.integers(0, nc, size=m)
-        keep = ~_pair_member(pos, q, c)
-        qs.append(q[keep])
-        cs.append(c[keep])
-        have += int(keep.sum())
-    return np.concatenate(qs)[:n], np.concatenate(cs)[:n]
 
 
 # ---------------------------------------------------------------------------------------- scan
@@ -441,7 +323,7 @@ def _resolve_backend(device: str, index: str) -> tuple[str, str]:
 
 
 def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tensor, positives: Any, *,
-         top_k: int = 50, prior: Literal["auto"] | float = "auto", estimator: str = "gaussian",
+         top_k: int = 50, prior: Literal["auto"] | float = "auto", estimator: str = DEFAULT_ESTIMATOR, posterior: Any = None,
          device: str = "auto", chunk_size: int | None = None, normalize: bool = True,
          index: Literal["flat", "hnsw", "ivf"] = "flat", progress: bool = False,
          negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None,
@@ -456,7 +338,10 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             (several per query allowed), an integer array ``[P, 2]``, or a sparse ``[Nq, Nc]``.
         top_k: candidates kept per query (after removing its labelled positives).
         prior: P(pos) of an unlabelled pair, or ``"auto"`` to estimate it (module docstring).
-        estimator: posterior family (``"gaussian"``; others where ``fnlab.posterior`` offers them).
+        estimator: posterior estimator (:func:`fnlab.posterior.available`; default ``"pu"``), checked
+            before any work.
+        posterior: an already fitted posterior to apply instead of fitting one (``estimator`` and
+            ``prior`` are then ignored), e.g. ``fnlab.posterior.from_params(run's posterior.json)``.
         device: ``"auto"`` (CUDA + torch matmul when present, else faiss on CPU), ``"cpu"``, ``"cuda"``.
         chunk_size: queries per search chunk (default 4096 for faiss; bounded by memory for torch).
         normalize: L2-normalise both sides first (cosine similarity).
@@ -496,7 +381,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         from fnlab.scale.ray_scan import ray_scan
 
         return ray_scan(queries, candidates, positives, top_k=top_k, prior=prior, estimator=estimator,
-                        normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
+                        posterior=posterior, normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
                         progress=progress, negative_sample=negative_sample, seed=seed, names=names,
                         chunk_size=chunk_size, device=device, **engine_options)
     if engine_options:
@@ -508,6 +393,11 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     if not isinstance(negative_sample, int | np.integer) or negative_sample < 2:
         raise ScanInputError(f"negative_sample must be an integer >= 2 (random unlabelled pairs that fit the "
                              f"negative distribution and the prior), got {negative_sample!r}")
+    if posterior is None:
+        try:
+            check_estimator(estimator)
+        except ValueError as err:
+            raise ScanInputError(str(err)) from None
     if prior != "auto":
         try:
             prior = float(prior)
@@ -545,12 +435,14 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     no_pos = int((n_pos == 0).sum())
     policy = NO_POSITIVE_POLICY if estimator != "relative" else (
         "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
+    ctx = PairContext(q, c, pos)
     if no_pos:
         notes.append(f"{no_pos} of {nq} queries have no labelled positive; {policy}")
     for msg in notes:
         warnings.warn(msg, ScanWarning, stacklevel=2)
 
-    # --- fit the posterior: labelled positives vs a random sample of unlabelled pairs
+    # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
+    # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair
     t_fit = time.perf_counter()
     coo = pos.tocoo()
     pos_sims = _rowwise_dot(q, c, coo.row, coo.col)
@@ -560,9 +452,16 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     best_pos = np.full(nq, np.nan, dtype=np.float32)
     np.fmax.at(best_pos, coo.row, pos_sims)
     rng = np.random.default_rng(seed)
-    sq, sc = _sample_unlabelled(pos, int(negative_sample), rng)
-    sample_sims = _rowwise_dot(q, c, sq, sc)
-    post, prior_method = _fit_posterior(estimator, prior, pos_sims, sample_sims, best_pos[sq], seed=seed)
+    sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
+    sample_sims = ctx.similarity(sq, sc)
+    if posterior is None:
+        post, prior_method = fit_scan_posterior(estimator, prior, ctx, seed=seed)
+    else:
+        post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
+        estimator = getattr(post, "estimator", "given")
+    for msg in ctx.notes + list(getattr(post, "notes", ())):
+        if msg not in notes:
+            notes.append(msg)
     t_fit = time.perf_counter() - t_fit
 
     # --- search: chunked top-k without the labelled positives
@@ -600,7 +499,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     keep = flat_idx >= 0
     query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
     table = suspects_table(post, query_col, flat_idx[keep], np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
-                           scores.ravel()[keep], best_pos[query_col])
+                           scores.ravel()[keep], best_pos[query_col], ctx=ctx)
     p_fn = table["p_false_negative"].to_numpy()
     t_table = time.perf_counter() - t_table
 
@@ -620,6 +519,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "queries_with_suspect_above_0.5": int(np.unique(query_col[p_fn > 0.5]).size),
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
+        "prior_estimated": float(post.prior_pos),
+        "signals": [n for n in getattr(post, "features_", ("similarity",))],
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),
@@ -669,14 +570,37 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
         rel = sp.csr_matrix(dataset.relevance, dtype=bool)
         rel.sort_indices()
         t = res.table
-        t["is_relevant"] = _pair_member(rel, t["query"].to_numpy(), t["candidate"].to_numpy())
+        t["is_relevant"] = pair_member(rel, t["query"].to_numpy(), t["candidate"].to_numpy())
         sus = t["p_false_negative"].to_numpy() > 0.5
         fn_in = t["is_relevant"].to_numpy()
         res.summary["relevant_in_top_k"] = int(fn_in.sum())
         res.summary["false_negatives_total"] = int(rel.nnz - dataset.n_b)
         res.summary["precision_above_0.5"] = float(fn_in[sus].mean()) if sus.any() else None
         res.summary["fn_recall_above_0.5_in_top_k"] = float(sus[fn_in].mean()) if fn_in.any() else None
+        res.summary["detection_in_top_k"] = detection_vs_similarity(
+            fn_in, t["p_false_negative"].to_numpy(), t["similarity"].to_numpy())
     return res
+
+
+def detection_vs_similarity(labels: np.ndarray, probs: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+    """AUROC and AP of the posterior next to ranking by raw similarity, on the same pairs (ground truth).
+
+    Shapes: ``[N]`` each. Returns ``{"posterior": {"auroc", "ap"}, "similarity": {...}, "ap_gain"}``
+    (``None`` values where the pairs hold one class only).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(labels, dtype=np.int64)
+    both = 0 < y.sum() < y.size
+
+    def score(v: np.ndarray) -> dict[str, float | None]:
+        v = np.nan_to_num(np.asarray(v, dtype=np.float64), nan=-1.0)
+        return {"auroc": float(roc_auc_score(y, v)) if both else None,
+                "ap": float(average_precision_score(y, v)) if both else None}
+
+    post, raw = score(probs), score(sims)
+    gain = None if post["ap"] is None else post["ap"] - raw["ap"]
+    return {"posterior": post, "similarity": raw, "ap_gain": gain}
 
 
 # ------------------------------------------------------------------------------------ exports

@@ -17,14 +17,15 @@ One step, per direction (FNE, Li et al., ACM MM 2023, Sec. 3 and the official ``
 5. The momentum encoders are updated (``m = 0.995``), and their batch features enter the queue
    (8224 entries) with their item indices.
 
-With the queue or the ``fne`` sampler on, the first ``warmup_epochs`` (default 1) train plain
-VSE++ (hardest in-batch negative, no queue), and the queue starts filling after them, as in the
-paper. For ``fne``, :class:`fnlab.posterior.RunningGaussianStats` collects the similarities of
-*confident* in-batch pairs (image-to-text and text-to-image top-1 both correct) and their hardest
-in-batch negatives, is reset every epoch, and is used by the sampler once it holds more than 200
-positives. The per-epoch metrics ``confident_pairs`` (positives collected in the epoch),
-``posterior_active`` (share of the epoch's steps that sampled with the posterior) and
-``posterior_on_step`` (the step it switched on; NaN: never) show whether FNE actually ran.
+With the queue on, the first ``warmup_epochs`` (default 1) train plain VSE++ (sum of in-batch
+hinges, no queue), and the queue starts filling after them, as in the paper. The loop knows no
+sampler by name: each sampler gets the hooks ``start_epoch`` (with a callable that fits the run's
+false-negative posterior on the current validation embeddings, labels only), ``observe`` (each
+step's in-batch scores) and ``epoch_metrics`` (:class:`fnlab.samplers.base.Sampler`); FNE keeps its
+running statistics or its fitted posterior there and reports whether it was active.
+
+The best epoch by validation rSum is kept (its weights are restored at the end); the metrics
+record ``best_epoch`` and ``below_warmup`` (the kept model scores below the warm-up's).
 
 Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
 ``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
@@ -54,8 +55,8 @@ import torch
 
 from fnlab.device import resolve_device
 from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
+from fnlab.samplers import DEFAULT_SAMPLER
 from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
-from fnlab.posterior import RunningGaussianStats
 
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
 
@@ -78,19 +79,15 @@ class TrainConfig:
         epochs, batch_size, lr, weight_decay, grad_clip: optimisation (Adam).
         dim, text_encoder, width: model (see :func:`fnlab.models.build_dual_encoder`).
         queue_size, momentum: memory queue (0 turns queue and momentum encoder off).
-        warmup_epochs: VSE++ epochs before the sampler; ``None``: 1 when the queue or fne is on.
+        warmup_epochs: VSE++ epochs before the sampler; ``None``: 1 when the queue is on or the sampler
+            asks for one (``needs_warmup``).
         warmup_loss: ``"max"`` (VSE++ max-violation, the paper's first epoch) or ``"sum"`` (default:
             VSE++ sum of in-batch hinges). The paper fine-tunes pretrained ViT/BERT, where
             max-violation is stable; from scratch on fnlab's FN-heavy data it collapsed every run
             (all similarities equal, rSum at chance), so fnlab warms up with the sum.
-        min_confident: confident positives the running FNE statistics need (200).
-        fne_prior: P(pos) of the running FNE posterior. ``"auto"``: the paper's 1e-4 in ``paper``
-            mode; in ``calibrated`` mode the share of matches among random unlabelled pairs,
-            estimated after every epoch by a two-Gaussian mixture (:func:`fnlab.posterior.fit_posterior`,
-            ``"mixture"``) on the validation embeddings, labels only (never ground truth).
         num_negatives: negatives picked per anchor and direction.
-        posterior: estimator for ``posterior.json``: a :func:`fnlab.posterior.fit_posterior` name, or
-            ``"relative"`` (:class:`fnlab.posterior.RelativePosterior`, per-anchor ``s - s+``).
+        posterior: the false-negative posterior estimator (:func:`fnlab.posterior.available`, default
+            ``"pu"``) fitted for ``posterior.json`` and handed to samplers that use one.
         fn_top_k: candidates per caption for the FN-detection metrics.
         seed: seeds torch, numpy shuffling and the sampler's generator.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -102,7 +99,7 @@ class TrainConfig:
     dataset: str = "shapes"
     dataset_root: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
-    sampler: str = "fne"
+    sampler: str = DEFAULT_SAMPLER
     sampler_params: dict[str, Any] = field(default_factory=dict)
     loss: str = "triplet"
     loss_params: dict[str, Any] = field(default_factory=dict)
@@ -118,10 +115,8 @@ class TrainConfig:
     momentum: float = 0.995
     warmup_epochs: int | None = None
     warmup_loss: str = "sum"
-    min_confident: int = 200
-    fne_prior: float | str = "auto"
     num_negatives: int = 1
-    posterior: str = "gaussian"
+    posterior: str = "pu"
     fn_top_k: int = 10
     seed: int = 0
     device: str = "auto"
@@ -151,15 +146,21 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
-        need(self.fne_prior == "auto" or (isinstance(self.fne_prior, int | float) and 0 < self.fne_prior < 1),
-             "fne_prior", "must be 'auto' or a float in (0, 1)")
+        from fnlab import posterior, samplers
+
+        need(self.posterior in posterior.ESTIMATORS.available(), "posterior",
+             f"must be one of {', '.join(posterior.available())}")
+        need(self.sampler in samplers.available(), "sampler", f"must be one of {', '.join(samplers.available())}")
         self.eval_splits = tuple(self.eval_splits)
 
     @property
     def effective_warmup(self) -> int:
         if self.warmup_epochs is not None:
             return self.warmup_epochs
-        return 1 if (self.queue_size > 0 or self.sampler == "fne") else 0
+        from fnlab.samplers.registry import SAMPLERS
+
+        wants = bool(getattr(SAMPLERS.get(self.sampler), "needs_warmup", False))
+        return 1 if (self.queue_size > 0 or wants) else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,7 +180,7 @@ class TrainConfig:
         """Inverse of :meth:`to_dict` and :meth:`to_run_config` (extra run keys such as
         ``model_spec`` are ignored; unknown keys otherwise raise)."""
         d = dict(d)
-        for extra in ("model_spec", "fit_top_k"):  # fit_top_k: runs written before the pool fit
+        for extra in ("model_spec", "fit_top_k", "min_confident", "fne_prior"):  # keys of older runs
             d.pop(extra, None)
         if isinstance(d.get("dataset"), dict):
             spec = d.pop("dataset")
@@ -221,11 +222,6 @@ def build_pick_loss(name: str, params: dict[str, Any]):
     registered = {"triplet": "triplet_sampled"}.get(name, name)
     accepted = {p.name for p in losses.param_specs(registered)}
     return losses.build(registered, reduction="sum", **{k: v for k, v in params.items() if k in accepted})
-
-
-def vse_max_violation(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float) -> torch.Tensor:
-    """VSE++ (Faghri et al., 2018) max-violation triplet loss on a batch, summed over both directions."""
-    return vse_loss(fa, fb, ids, margin, reduce="max")
 
 
 def vse_loss(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float, *,
@@ -271,76 +267,28 @@ def _load_split(config: TrainConfig, split: str):
 
 
 def _dataset_spec(config: TrainConfig, ds: Any) -> dict[str, Any]:
-    try:
-        from fnlab.data import spec_of
+    from fnlab.data import spec_of
 
+    try:
         return spec_of(ds)
-    except (ImportError, ValueError):
+    except ValueError:
         return {"name": config.dataset, "root": config.dataset_root, "options": dict(config.dataset_options)}
 
 
-def _build_sampler(config: TrainConfig, stats: Any):
+def _build_sampler(config: TrainConfig):
     from fnlab import samplers
 
-    params = dict(config.sampler_params)
-    sampler = samplers.build(config.sampler, **params)
-    if config.sampler == "fne" and getattr(sampler, "posterior", None) is None:
-        sampler.posterior = stats
-    return sampler
+    return samplers.build(config.sampler, **dict(config.sampler_params))
 
 
-def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "gaussian",
-                      n_unlabelled: int = 50_000, seed: int = 0) -> Any:
-    """Fit the posterior of a run on one split's embeddings (labels only, never ground truth).
+def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
+                      prior: float | str = "auto", seed: int = 0) -> Any:
+    """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
+    :func:`fnlab.posterior.fit_dataset` with captions querying images. Shapes: ``emb_a [n_a, d]``,
+    ``emb_b [n_b, d]``."""
+    from fnlab.posterior import fit_dataset
 
-    Positive similarities: every caption with its labelled image. Negative and unlabelled
-    similarities: a seeded uniform sample of ``n_unlabelled`` unlabelled (caption, image) pairs, the
-    pool the posterior is applied to; with ``prior="auto"`` the prior P(pos) among unlabelled pairs
-    is estimated by EM with the positive component anchored on the labelled pairs (the same fit as
-    :func:`fnlab.scan.scan`). Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
-    """
-    from fnlab.posterior import fit_posterior
-
-    rng = np.random.default_rng(seed)
-    qi = rng.integers(dataset.n_b, size=n_unlabelled)
-    ci = rng.integers(dataset.n_a, size=n_unlabelled)
-    keep = ci != dataset.b_to_a[qi]
-    unlabelled = np.einsum("ij,ij->i", emb_b[qi[keep]], emb_a[ci[keep]]).astype(np.float64)
-    pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a]).astype(np.float64)
-    if estimator == "relative":  # per-anchor: P(FN | s - s+), see fnlab.posterior.RelativePosterior
-        from fnlab.posterior import RelativePosterior
-
-        return RelativePosterior.fit(pos, unlabelled, pos[qi[keep]], seed=seed)
-    return fit_posterior(estimator, pos_sims=pos, neg_sims=unlabelled, unlabelled_sims=unlabelled, prior="auto")
-
-
-def estimate_pool_prior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, n: int = 20000,
-                        seed: int = 0) -> float:
-    """Share of true matches among random unlabelled (caption, image) pairs, from labels only.
-
-    Fits :func:`fnlab.posterior.fit_posterior` ``"mixture"`` (EM, positive component anchored on
-    the labelled pairs) on ``n`` random unlabelled pairs' similarities and returns its prior.
-    Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``. Clipped to [1e-4, 0.5].
-    """
-    from fnlab.posterior import fit_posterior
-
-    rng = np.random.default_rng(seed)
-    qi = rng.integers(dataset.n_b, size=n)
-    ci = rng.integers(dataset.n_a, size=n)
-    keep = ci != dataset.b_to_a[qi]
-    unl = np.einsum("ij,ij->i", emb_b[qi[keep]], emb_a[ci[keep]])
-    pos = np.einsum("ij,ij->i", emb_b, emb_a[dataset.b_to_a])
-    if len(unl) < 2 or len(pos) < 2:
-        return 1e-4
-    post = fit_posterior("mixture", pos_sims=pos, neg_sims=unl, unlabelled_sims=unl, prior="auto")
-    return float(min(max(post.prior_pos, 1e-4), 0.5))
-
-
-def _posterior_params(posterior: Any) -> dict[str, Any]:
-    params = posterior.params()
-    if "estimator" not in params and "kind" not in params:
-        params = {"estimator": "gaussian", **params}
-    return params
+    return fit_dataset(emb_a, emb_b, dataset, estimator, prior=prior, seed=seed)
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -392,11 +340,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     twin = make_momentum_copy(model).to(device) if use_queue else None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    fne_calibrated = config.sampler == "fne" and config.sampler_params.get("mode", "calibrated") == "calibrated"
-    auto_prior = config.fne_prior == "auto" and fne_calibrated
-    prior = 1e-4 if config.fne_prior == "auto" else float(config.fne_prior)
-    stats = RunningGaussianStats(min_count=config.min_confident, prior_pos=prior)
-    sampler = _build_sampler(config, stats)
+    sampler = _build_sampler(config)
     needs_rel = bool(getattr(sampler, "needs_relevance", False))
     pick_loss = build_pick_loss(config.loss, config.loss_params)
     rel = _Relevance(train_ds.relevance)
@@ -426,12 +370,21 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     from fnlab.evaluate import retrieval_recall
 
     history: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (val rSum, epoch, weights)
+    warmup_rsum: float | None = None
     try:
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
-            stats.reset()
             in_warmup = epoch <= warmup
+
+            def fit_posterior(prior: float | str = "auto", _epoch: int = epoch) -> Any:
+                ea_, eb_ = (encode_side(model, val_ds.a_inputs, "a", device=device),
+                            encode_side(model, val_ds.b_inputs, "b", device=device))
+                return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
+                                         seed=config.seed + _epoch)
+
+            sampler.start_epoch(epoch, warmup=in_warmup, fit_posterior=fit_posterior)
+            model.train()
             if use_queue and epoch == warmup + 1 and warmup > 0:
                 # the queue starts now: restart the momentum twin from the warmed-up online model.
                 # Copied at initialisation, after one warm-up epoch of ~40-80 steps it would still
@@ -440,7 +393,6 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 twin.load_state_dict(model.state_dict())
             order = torch.from_numpy(np_rng.permutation(n_b)).to(device)
             loss_sum, picked, picked_fn = 0.0, [0, 0], [0, 0]
-            active_steps, first_active = 0, None  # fne: steps that sampled with the running posterior
             for step in range(steps):
                 bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 aidx = b_to_a[bidx]
@@ -452,12 +404,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                                     reduce=config.warmup_loss) / bsz
                 else:
                     with torch.no_grad():
-                        if config.sampler == "fne":
-                            # accumulates over all batches of the epoch (reset at the epoch start)
-                            stats.update((fa @ fb.T).detach(), ids=aidx)
-                            if stats.ready:
-                                active_steps += 1
-                                first_active = step + 1 if first_active is None else first_active
+                        sampler.observe((fa @ fb.T).detach(), aidx)
                     if use_queue:
                         with torch.no_grad():
                             ka, kb = twin.encode_a(a_all[aidx]), twin.encode_b(b_all[bidx])
@@ -514,17 +461,16 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 row["sampled_fn_rate_t2i"] = picked_fn[1] / picked[1] if picked[1] else float("nan")
             if rel_rec is not None:
                 row["val_relevant_rsum"] = rel_rec["rsum"]
-            if auto_prior:
-                stats.prior_pos = estimate_pool_prior(ea, eb, val_ds, seed=config.seed + epoch)
-            if config.sampler == "fne":
-                row["fne_prior"] = stats.prior_pos
-                row["fne_confident"] = float(stats.count)  # confident positives collected this epoch
-                row["confident_pairs"] = float(stats.count)
-                # share of this epoch's steps that sampled with the running posterior (0: FNE never
-                # ran, the sampler was SimANS without cut-down), and the step at which it switched on
-                row["posterior_active"] = 0.0 if in_warmup else active_steps / steps
-                row["posterior_on_step"] = float(first_active) if first_active is not None else float("nan")
+            row.update(sampler.epoch_metrics())
             row["warmup"] = float(in_warmup)
+            if best is None or rec["rsum"] > best[0]:
+                best = (rec["rsum"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if in_warmup:
+                warmup_rsum = rec["rsum"]
+            row["best_epoch"] = float(best[1])
+            # the kept (best) model scores below the warm-up's: the sampler epochs undid the warm-up
+            row["below_warmup"] = float(warmup_rsum is not None and not in_warmup and best[0] <= warmup_rsum
+                                        and best[1] <= warmup)
             history.append(row)
             if writer is not None:
                 writer.log_metrics(row)
@@ -533,6 +479,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
 
         # ---------------------------------------------------------------- outputs
         from fnlab.evaluate import evaluate_embeddings
+
+        model.load_state_dict(best[2])  # keep the best validation epoch, not the last
 
         embeddings = {}
         for split, ds in eval_sets.items():
@@ -554,14 +502,14 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         result["split"] = eval_split
         if writer is None:
             return {"metrics": history, "eval": result, "model": model,
-                    "posterior": None if posterior is None else _posterior_params(posterior),
+                    "posterior": None if posterior is None else posterior.params(),
                     "posterior_split": fit_split, "embeddings": embeddings}
         for split, (ea, eb) in embeddings.items():
             writer.save_array(f"emb_a_{split}", ea)
             writer.save_array(f"emb_b_{split}", eb)
         writer.save_state_dict("model", {k: v.detach().cpu() for k, v in model.state_dict().items()})
         if posterior is not None:
-            writer.save_json("posterior", {**_posterior_params(posterior), "fit_split": fit_split})
+            writer.save_json("posterior", {**posterior.params(), "fit_split": fit_split})
         writer.save_json("eval", result)
         run = writer.finalize()
     except BaseException:

@@ -148,10 +148,10 @@ def planted(seed: int, n_neg=6000, prior=0.04, n_lab=400):
     return lab, hardest_neg, unl, y, n_fn / len(unl)
 
 
-@pytest.mark.parametrize("name", ["gaussian", "anchored", "mixture"])
-def test_estimators_calibrated_on_planted_data(name):
+@pytest.mark.parametrize("anchored", [True, False])
+def test_similarity_mixtures_calibrated_on_planted_data(anchored):
     lab, negs, unl, y, prior = planted(seed=1)
-    post = P.fit_posterior(name, pos_sims=lab, neg_sims=negs, unlabelled_sims=unl, prior="auto")
+    post = P.MixturePosterior.fit_em(lab, unl, neg_sims=negs, anchored_positive=anchored)
     p = post.prob_false_negative(torch.from_numpy(unl)).numpy()
     assert post.prior_pos == pytest.approx(prior, rel=0.2)
     assert ece(p, y) < 0.02
@@ -170,26 +170,35 @@ def test_mixture_follows_false_negatives_that_sit_below_the_positives():
     neg, fn = rng.normal(0.1, 0.1, 8000), rng.normal(0.45, 0.07, 400)
     unl, y = np.concatenate([neg, fn]), np.r_[np.zeros(8000), np.ones(400)]
     lab = rng.normal(0.6, 0.07, 400)
-    mix = P.fit_posterior("mixture", pos_sims=lab, neg_sims=neg[:500], unlabelled_sims=unl)
-    anc = P.fit_posterior("gaussian", pos_sims=lab, neg_sims=neg[:500], unlabelled_sims=unl)
+    mix = P.MixturePosterior.fit_em(lab, unl, neg_sims=neg[:500])
+    anc = P.MixturePosterior.fit_em(lab, unl, neg_sims=neg[:500], anchored_positive=True)
     t = torch.from_numpy(unl)
     assert ece(mix.prob_false_negative(t).numpy(), y) < ece(anc.prob_false_negative(t).numpy(), y)
     assert mix.pos_mean < 0.6 and mix.converged_
 
 
-def test_fit_posterior_errors_and_fixed_prior():
-    lab, negs, unl, _, _ = planted(seed=2, n_neg=500)
-    assert P.estimators() == ["anchored", "gaussian", "mixture"]
-    with pytest.raises(ValueError, match="valid names: anchored, gaussian, mixture"):
-        P.fit_posterior("kde", pos_sims=lab, neg_sims=negs)
-    with pytest.raises(ValueError, match="unlabelled_sims"):
-        P.fit_posterior("mixture", pos_sims=lab, neg_sims=negs)
+def test_fit_names_and_errors_come_from_the_registry():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((120, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ctx = P.PairContext(x[:60], x[60:], sp.eye(60, format="csr", dtype=bool))
+    assert P.available()[0] == P.DEFAULT_ESTIMATOR == "pu"
+    assert sorted(P.available()) == ["mixture", "paper", "pu", "relative"]
+    with pytest.raises(ValueError, match="valid names: pu, mixture, paper, relative"):
+        P.fit("gaussian", ctx)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        P.fit("pu", ctx, bogus=1)
     with pytest.raises(ValueError, match="prior"):
-        P.fit_posterior("gaussian", pos_sims=lab, neg_sims=negs, prior=1.5)
-    with pytest.raises(ValueError, match="pos_sims"):
-        P.fit_posterior("mixture", pos_sims=[0.5], neg_sims=negs, unlabelled_sims=unl)
-    assert P.fit_posterior("gaussian", pos_sims=lab, neg_sims=negs).prior_pos == 1e-4
-    assert P.fit_posterior("mixture", pos_sims=lab, neg_sims=negs, unlabelled_sims=unl, prior=0.01).prior_pos == 0.01
+        P.fit("paper", ctx, prior=1.5)
+    assert P.fit("paper", ctx).prior_pos == 1e-4
+    assert P.fit("mixture", ctx, prior=0.01).prior_pos == 0.01
+    for name in P.available():
+        assert P.describe(name) and isinstance(P.param_specs(name), list)
+    # posterior.json of older runs still loads, under today's names
+    old = {"estimator": "gaussian", "pos_mean": 0.5, "pos_std": 0.1, "neg_mean": 0.1, "neg_std": 0.1, "prior_pos": 0.01}
+    assert P.from_params(old).estimator == "paper"
 
 
 def test_from_params_validates():
@@ -300,12 +309,12 @@ def _anchors_with_offsets(seed=0, n_anchors=400, per_anchor=50, fn_rate=0.1):
 def test_relative_posterior_beats_a_global_one_when_anchors_differ():
     from sklearn.metrics import roc_auc_score
 
-    from fnlab.posterior import RelativePosterior, fit_posterior
+    from fnlab.posterior import MixturePosterior, RelativePosterior
 
     pos, sims, is_fn = _anchors_with_offsets()
     unl_pos = np.repeat(pos[:, None], sims.shape[1], axis=1)
     rel = RelativePosterior.fit(pos, sims.ravel(), unl_pos.ravel(), seed=0)
-    glob = fit_posterior("anchored", pos_sims=pos, neg_sims=sims.ravel(), unlabelled_sims=sims.ravel())
+    glob = MixturePosterior.fit_em(pos, sims.ravel(), neg_sims=sims.ravel(), anchored_positive=True)
     p_rel = rel.prob_false_negative(torch.from_numpy(sims), torch.from_numpy(pos)[:, None]).numpy()
     p_glob = glob.prob_false_negative(torch.from_numpy(sims)).numpy()
     auc_rel = roc_auc_score(is_fn.ravel(), p_rel.ravel())

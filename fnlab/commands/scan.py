@@ -61,10 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: from the extension of --out, else parquet)")
     p.add_argument("--top-k", type=_at_least(1), default=50, help="candidates kept per query (default 50)")
     p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
-    p.add_argument("--estimator", default="gaussian",
-                   help=f"posterior estimator: {registry_names('fnlab.posterior', 'estimators')} (default "
-                   "gaussian); relative is per-anchor, on s - s+: it helps where queries differ in how generic they "
-                   "are, and over-flags where labelled positives are themselves weak matches")
+    p.add_argument("--estimator", default="pu",
+                   help=f"posterior estimator: {registry_names('fnlab.posterior')} (default pu: every signal of a "
+                   "pair, prior estimated; paper: FNE's Gaussians with prior 1e-4)")
+    p.add_argument("--posterior", default=None, metavar="FILE",
+                   help="apply this fitted posterior (a run's posterior.json) instead of fitting one, so a pair "
+                   "gets the same P(FN) as in fnlab eval and the app")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")
@@ -146,7 +148,13 @@ def run(args: argparse.Namespace) -> int:
     fmt = _format_of(out, args.format)
     summary_path = out.with_name(out.name + ".summary.json")  # a.csv and a.parquet never share a summary
     prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
-    kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, device=args.device,
+    given = None
+    if args.posterior:
+        from fnlab.files import read_json
+        from fnlab.posterior import from_params
+
+        given = from_params(read_json(args.posterior))
+    kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, posterior=given, device=args.device,
               chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
               progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed,
               index_params=parse_kvs(args.index_param, "--index-param"), recall_check=args.recall_check)

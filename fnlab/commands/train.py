@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--root", default=None, help="data folder (precomp, pairs)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset loader option, e.g. -o genericness=0.5 (repeatable)")
-    p.add_argument("--sampler", required=True, help=f"negative sampler: {_names('fnlab.samplers')}")
+    p.add_argument("--sampler", default="fne", help=f"negative sampler: {_names('fnlab.samplers')}")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="sampler parameter, e.g. -p top_k=50 (repeatable; JSON values)")
     for flag, (help_text, typ) in SAMPLER_FLAGS.items():
@@ -53,13 +53,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--queue-size", type=int, default=8224, help="memory queue entries (0: off)")
     p.add_argument("--momentum", type=float, default=0.995, help="momentum of the key encoders")
     p.add_argument("--warmup-epochs", type=int, default=None,
-                   help="VSE++ epochs before the sampler (default: 1 with queue or fne, else 0)")
+                   help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it, "
+                   "else 0)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dim", type=int, default=64, help="joint embedding size")
     p.add_argument("--text-encoder", default="cnn", choices=["cnn", "gru", "bag"])
-    p.add_argument("--posterior", default="gaussian",
-                   help=f"estimator for posterior.json: {_names('fnlab.posterior', 'estimators')}")
+    p.add_argument("--posterior", default="pu",
+                   help=f"false-negative posterior estimator (posterior.json, FNE's calibrated mode): "
+                   f"{_names('fnlab.posterior')}")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to create, e.g. runs/my-run (must not "
                    "exist unless --overwrite)")

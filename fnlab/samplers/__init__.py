@@ -19,8 +19,11 @@ from .registry import ParamSpec, available, build, param_specs
 from .semihard import SemiHardSampler
 from .simans import SimANSSampler, simans_weights
 
+#: the sampler ``fnlab train`` uses unless told otherwise (FNE, calibrated mode)
+DEFAULT_SAMPLER = "fne"
+
 __all__ = [
-    "FNESampler", "HardestSampler", "OracleSampler", "ParamSpec", "PositiveAwareSampler", "RandomSampler",
+    "DEFAULT_SAMPLER", "FNESampler", "HardestSampler", "OracleSampler", "ParamSpec", "PositiveAwareSampler", "RandomSampler",
     "RangeSampler", "Sampler", "SemiHardSampler", "SimANSSampler", "available", "build", "check_inputs",
     "param_specs", "simans_weights",
 ]

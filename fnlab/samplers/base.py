@@ -115,6 +115,8 @@ class Sampler:
     PARAMS: ClassVar[tuple[ParamSpec, ...]] = ()
     #: whether this sampler needs ground truth (``relevant_mask``) at call time.
     needs_relevance: ClassVar[bool] = False
+    #: whether training should warm up (plain VSE++) before this sampler takes over.
+    needs_warmup: ClassVar[bool] = False
 
     # --------------------------------------------------------------- subclass API
     def _weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
@@ -125,6 +127,26 @@ class Sampler:
     def _blocked(self, sims: torch.Tensor, positive_mask: torch.Tensor, **context: Any) -> torch.Tensor:
         """``[B, M]`` bool: candidates that must get zero weight (default: labelled positives)."""
         return positive_mask
+
+    # ------------------------------------------------------------- training hooks
+    def start_epoch(self, epoch: int, *, warmup: bool, fit_posterior: Any = None) -> None:
+        """Called by the trainer before each epoch. Adaptive samplers reset or refit their state here.
+
+        Args:
+            epoch: 1-based epoch number.
+            warmup: whether this epoch trains without the sampler (VSE++ warm-up).
+            fit_posterior: a callable ``fit_posterior(prior="auto") -> posterior`` that fits the
+                run's false-negative posterior (:mod:`fnlab.posterior`) on the current embeddings,
+                labels only; call it only if the sampler needs one (it costs an encoding pass).
+        """
+
+    def observe(self, batch_scores: torch.Tensor, ids: torch.Tensor) -> None:
+        """Called with each training step's in-batch scores ``[B, B]`` (image ``i`` . caption ``j``,
+        labelled pairs on the diagonal) and the batch's item ids ``[B]``, before sampling."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Per-epoch metrics the sampler wants recorded (e.g. whether FNE's posterior was active)."""
+        return {}
 
     # ---------------------------------------------------------------- public API
     def weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,

@@ -3,6 +3,7 @@ Negative: Boosting Image-Text Matching with False Negative Elimination", ACM MM 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -38,12 +39,24 @@ class FNESampler(Sampler):
     :class:`fnlab.posterior.RunningGaussianStats` before 200 confident positives), gives the
     warm-up behaviour: base weights only, no cut-down.
 
+    In training the sampler owns its posterior through the trainer's hooks
+    (:meth:`start_epoch`, :meth:`observe`, :meth:`epoch_metrics`), unless one was given:
+
+    * ``"paper"``: the official running statistics (:class:`fnlab.posterior.RunningGaussianStats`)
+      over confident in-batch pairs, reset every epoch, used once more than ``min_confident``
+      positives were collected, prior 1e-4 (or ``prior``);
+    * ``"calibrated"``: at the start of every epoch after the warm-up, the run's posterior
+      (:mod:`fnlab.posterior`, default estimator ``pu``, prior estimated unless ``prior`` is set) is
+      fitted on the current embeddings, labels only, and applied from the first step.
+
     Args:
-        posterior: any object with ``prob_false_negative(sims) -> Tensor`` and ``pos_mean``.
+        posterior: any object with ``prob_false_negative(signals) -> Tensor`` and ``pos_mean``.
         mode: ``"calibrated"`` or ``"paper"``.
         tau: sharpness of the base weight (0.5).
         margin: cut-down margin below the positive mean (0.2).
         fn_cutoff: paper mode replaces weights where ``P > fn_cutoff`` (1e-3).
+        min_confident: paper mode: confident positives the running statistics need (200).
+        prior: P(match) of an unlabelled pair: ``"auto"`` (paper: 1e-4; calibrated: estimated) or a float.
 
     Example:
         >>> from fnlab.posterior import GaussianPosterior
@@ -53,14 +66,18 @@ class FNESampler(Sampler):
         torch.Size([1, 1])
     """
 
+    needs_warmup = True  # the paper's first epoch is plain VSE++ before FNE samples
     PARAMS = (
         ParamSpec("tau", 0.5, 0.0, 20.0, "sharpness of exp(-tau (s - s+)^2)"),
         ParamSpec("margin", 0.2, 0.0, 1.0, "cut-down: zero weight where s <= mu+ - margin"),
         ParamSpec("fn_cutoff", 1e-3, 1e-6, 0.5, "paper mode: P_fn above this replaces the weight"),
+        ParamSpec("min_confident", 200, 0, 5000, "paper mode: confident positives before the posterior is used",
+                  integer=True),
     )
 
     def __init__(self, posterior: Any = None, mode: str = "calibrated", tau: float = 0.5,
-                 margin: float = 0.2, fn_cutoff: float = 1e-3) -> None:
+                 margin: float = 0.2, fn_cutoff: float = 1e-3, min_confident: int = 200,
+                 prior: float | str = "auto") -> None:
         if mode not in ("paper", "calibrated"):
             raise ValueError(f"fne: 'mode' must be 'paper' or 'calibrated', got {mode!r}")
         if tau < 0:
@@ -70,20 +87,69 @@ class FNESampler(Sampler):
         if posterior is not None and not (hasattr(posterior, "prob_false_negative") and hasattr(posterior, "pos_mean")):
             raise ValueError("fne: 'posterior' must have prob_false_negative(sims) and pos_mean, "
                              f"got {type(posterior).__name__}")
+        if prior != "auto" and not (isinstance(prior, int | float) and 0 < prior < 1):
+            raise ValueError(f"fne: 'prior' must be 'auto' or a number in (0, 1), got {prior!r}")
+        if int(min_confident) < 0:
+            raise ValueError(f"fne: 'min_confident' must be >= 0, got {min_confident}")
         self.posterior = posterior
         self.mode, self.tau, self.margin, self.fn_cutoff = mode, float(tau), float(margin), float(fn_cutoff)
+        self.min_confident, self.prior = int(min_confident), prior
+        self._owns_posterior = posterior is None
+        self._steps = self._active = 0
+        self._first_active: int | None = None
+        self._warmup = True
+
+    # ------------------------------------------------------------------ training hooks
+    def start_epoch(self, epoch: int, *, warmup: bool, fit_posterior: Any = None) -> None:
+        """Paper mode: fresh running statistics; calibrated mode: refit the run's posterior (after
+        the warm-up), so it is applied from the first step of the epoch."""
+        from fnlab.posterior import PAPER_PRIOR, RunningGaussianStats
+
+        self._steps = self._active = 0
+        self._first_active, self._warmup = None, warmup
+        if not self._owns_posterior:
+            return
+        if self.mode == "paper":
+            self.posterior = RunningGaussianStats(min_count=self.min_confident,
+                                                  prior_pos=PAPER_PRIOR if self.prior == "auto" else float(self.prior))
+        elif not warmup and fit_posterior is not None:
+            self.posterior = fit_posterior(prior=self.prior)
+
+    def observe(self, batch_scores: torch.Tensor, ids: torch.Tensor) -> None:
+        """Feed the paper's running statistics; count the steps that sample with a posterior."""
+        if self._warmup:
+            return
+        if self._owns_posterior and self.mode == "paper" and self.posterior is not None:
+            self.posterior.update(batch_scores.detach(), ids=ids)
+        self._steps += 1
+        if _posterior_ready(self.posterior):
+            self._active += 1
+            if self._first_active is None:
+                self._first_active = self._steps
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """``fne_prior`` (the posterior's prior), ``confident_pairs`` (paper mode: positives collected),
+        ``posterior_active`` (share of the epoch's steps that sampled with the posterior; 0: FNE ran
+        as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
+        post = self.posterior
+        out = {"fne_prior": float(getattr(post, "prior_pos", float("nan"))) if post is not None else float("nan"),
+               "posterior_active": 0.0 if self._warmup or not self._steps else self._active / self._steps,
+               "posterior_on_step": float(self._first_active) if self._first_active is not None else math.nan}
+        if hasattr(post, "count"):
+            out["confident_pairs"] = float(post.count)
+        return out
 
     def prob_false_negative(self, sims: torch.Tensor, pos_sims: torch.Tensor | None = None) -> torch.Tensor | None:
         """``[B, M]`` posterior on the device and dtype of ``sims``, or None during warm-up.
 
-        ``pos_sims [B]`` is passed on to posteriors relative to each anchor's positive
-        (:class:`fnlab.posterior.RelativePosterior`)."""
+        The posterior sees the signals a training pool offers: the similarity and each anchor's
+        positive similarity ``pos_sims [B]`` (:func:`fnlab.posterior.prob_false_negative`)."""
         if not _posterior_ready(self.posterior):
             return None
-        if getattr(self.posterior, "uses_positive_similarity", False):
-            p = self.posterior.prob_false_negative(sims, None if pos_sims is None else pos_sims[:, None])
-        else:
-            p = self.posterior.prob_false_negative(sims)
+        from fnlab.posterior import PairSignals
+
+        p = self.posterior.prob_false_negative(
+            PairSignals(sims, positive_similarity=None if pos_sims is None else pos_sims[:, None]))
         if not isinstance(p, torch.Tensor):
             p = torch.as_tensor(p)
         return p.to(device=sims.device, dtype=sims.dtype)

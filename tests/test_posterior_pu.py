@@ -1,0 +1,173 @@
+"""fnlab.posterior: pair signals against brute force, the PU mixture on planted data, one fitting path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
+
+from fnlab import posterior as P
+from fnlab.evaluate import expected_calibration_error as ece
+from fnlab.posterior.pu import PUPosterior, features_of
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def slow_signals(q, c, pos, qi, ci, leave_pair_out):
+    """Obviously-correct loops over the definitions in fnlab.posterior.signals."""
+    dense = pos.toarray()
+    out = {k: [] for k in ("similarity", "positive_similarity", "positive_neighbour", "query_neighbour")}
+    for a, b in zip(qi, ci, strict=True):
+        out["similarity"].append(float(q[a] @ c[b]))
+        ps = [p for p in np.flatnonzero(dense[a]) if not (leave_pair_out and p == b)]
+        out["positive_similarity"].append(max((float(q[a] @ c[p]) for p in ps), default=math.nan))
+        out["positive_neighbour"].append(max((float(c[b] @ c[p]) for p in ps), default=math.nan))
+        qs = [x for x in np.flatnonzero(dense[:, b]) if x != a]
+        out["query_neighbour"].append(max((float(q[a] @ q[x]) for x in qs), default=math.nan))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(nq=st.integers(2, 12), nc=st.integers(2, 12), density=st.floats(0.05, 0.6), seed=st.integers(0, 10**6),
+       leave=st.booleans())
+def test_signals_match_brute_force(nq, nc, density, seed, leave):
+    rng = np.random.default_rng(seed)
+    q, c = unit(rng.standard_normal((nq, 5))), unit(rng.standard_normal((nc, 5)))
+    pos = sp.csr_matrix(rng.random((nq, nc)) < density)
+    ctx = P.PairContext(q, c, pos, hubness_k=3)
+    if leave:
+        qi, ci = pos.nonzero()
+        if qi.size == 0:
+            return
+    else:
+        qi, ci = rng.integers(0, nq, 30), rng.integers(0, nc, 30)
+    got = ctx.signals(qi, ci, leave_pair_out=leave)
+    want = slow_signals(q, c, pos, qi, ci, leave)
+    for name, ref in want.items():
+        if name in ctx.signal_names:
+            np.testing.assert_allclose(got.numpy(name), ref, rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=name)
+    hub = np.sort(c @ q.T, axis=1)[:, ::-1][:, :3].mean(1)
+    np.testing.assert_allclose(got.numpy("candidate_hubness"), hub[ci], rtol=1e-5, atol=1e-5)
+    # pair_member agrees with the dense matrix
+    np.testing.assert_array_equal(P.pair_member(pos, qi, ci), pos.toarray()[qi, ci])
+
+
+def test_draw_unlabelled_never_returns_a_labelled_pair_and_is_seeded():
+    rng = np.random.default_rng(0)
+    x = unit(rng.standard_normal((30, 4)))
+    pos = sp.csr_matrix(rng.random((10, 20)) < 0.5)
+    ctx = P.PairContext(x[:10], x[10:], pos)
+    a = ctx.draw_unlabelled(500, np.random.default_rng(1))
+    b = ctx.draw_unlabelled(500, np.random.default_rng(1))
+    assert not pos.toarray()[a[0], a[1]].any()
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_log_odds_marginalises_missing_features_exactly():
+    rng = np.random.default_rng(0)
+    names = ("similarity", "margin", "positive_neighbour")
+    a = rng.standard_normal((3, 3))
+    cov = a @ a.T + 0.5 * np.eye(3)
+    post = PUPosterior(features=names, prior_pos=0.05, means=[[0.1, -0.3, 0.4], [0.6, 0.0, 0.8]],
+                       covs=[cov, cov])
+    s = rng.uniform(-0.5, 1.0, 40)
+    sp_ = rng.uniform(0.2, 1.0, 40)
+    pn = rng.uniform(0.0, 1.0, 40)
+    pn[::3] = np.nan  # some pairs lack the signal
+    sig = P.PairSignals.of(torch.from_numpy(s), torch.from_numpy(sp_), positive_neighbour=torch.from_numpy(pn))
+    got = post.log_odds(sig).numpy()
+    x = np.stack([s, s - sp_, pn], 1)
+    want = []
+    for row in x:
+        o = ~np.isnan(row)
+        lp = multivariate_normal(post.means_[1][o], cov[np.ix_(o, o)]).logpdf(row[o])
+        ln = multivariate_normal(post.means_[0][o], cov[np.ix_(o, o)]).logpdf(row[o])
+        want.append(math.log(0.05 / 0.95) + lp - ln)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8)
+    # a caller offering only s and s+ (the FNE sampler) gets the (s, margin) marginal
+    only = post.log_odds(P.PairSignals.of(torch.from_numpy(s), torch.from_numpy(sp_))).numpy()
+    ref = [math.log(0.05 / 0.95) + multivariate_normal(post.means_[1][:2], cov[:2, :2]).logpdf(r[:2])
+           - multivariate_normal(post.means_[0][:2], cov[:2, :2]).logpdf(r[:2]) for r in x]
+    np.testing.assert_allclose(only, ref, rtol=1e-8, atol=1e-8)
+
+
+def planted_retrieval(seed=0, nq=300, nc=600, d=32, n_dup=60, dup_noise=0.03):
+    """One-positive retrieval: queries near their document; some documents duplicated (unlabelled matches)."""
+    rng = np.random.default_rng(seed)
+    c = unit(rng.standard_normal((nc, d)))
+    q = unit(c[:nq] + 0.6 * rng.standard_normal((nq, d)) / np.sqrt(d))
+    truth = np.zeros((nq, nc), dtype=bool)
+    truth[np.arange(nq), np.arange(nq)] = True
+    for i in range(n_dup):
+        j = nq + i
+        c[j] = unit((c[i] + dup_noise * rng.standard_normal(d) / np.sqrt(d))[None])[0]
+        truth[i, j] = True
+    pos = sp.csr_matrix((np.ones(nq, bool), (np.arange(nq), np.arange(nq))), shape=(nq, nc))
+    return q, c, pos, truth
+
+
+def test_pu_finds_duplicates_of_the_positive_with_a_calibrated_prior():
+    q, c, pos, truth = planted_retrieval()
+    ctx = P.PairContext(q, c, pos)
+    post = P.fit("pu", ctx, seed=0)
+    true_prior = (truth.sum() - pos.nnz) / (truth.size - pos.nnz)
+    assert true_prior / 2 < post.prior_pos < true_prior * 2
+    qi, ci = np.nonzero(~pos.toarray())
+    p = P.prob_false_negative(post, ctx.signals(qi, ci)).numpy()
+    y = truth[qi, ci]
+    assert p[y].min() > 0.9 and np.quantile(p[~y], 0.999) < 0.1
+    assert ece(p, y) < 0.01
+    # seeded: the same fit twice
+    again = P.fit("pu", ctx, seed=0)
+    np.testing.assert_allclose(again.means_, post.means_)
+    # and it survives a round trip through params() (a run's posterior.json)
+    back = P.from_params(post.params())
+    np.testing.assert_allclose(P.prob_false_negative(back, ctx.signals(qi[:500], ci[:500])).numpy(), p[:500])
+
+
+def test_pu_prior_tracks_the_planted_share_of_false_negatives():
+    for n_dup in (20, 120):
+        q, c, pos, truth = planted_retrieval(seed=n_dup, n_dup=n_dup)
+        post = P.fit("pu", P.PairContext(q, c, pos))
+        true_prior = (truth.sum() - pos.nnz) / (truth.size - pos.nnz)
+        assert true_prior / 2 < post.prior_pos < 2 * true_prior, (n_dup, post.prior_pos, true_prior)
+
+
+def test_features_of_marks_missing_signals_nan():
+    sig = P.PairSignals.of(torch.tensor([0.5, 0.2]), torch.tensor([0.7, float("nan")]))
+    x = features_of(sig, ("similarity", "margin", "mutual"))
+    assert torch.allclose(x[0, :2], torch.tensor([0.5, -0.2], dtype=torch.float64))
+    assert torch.isnan(x[1, 1]) and torch.isnan(x[:, 2]).all()
+
+
+def test_paper_estimator_is_fnes_gaussians_with_the_fixed_prior():
+    q, c, pos, _ = planted_retrieval(nq=100, nc=200, n_dup=10)
+    ctx = P.PairContext(q, c, pos)
+    post = P.fit("paper", ctx)
+    _, _, lab = ctx.positive_similarities()
+    hardest = ctx.topk_unlabelled(1)[0][:, 0]
+    ref = P.GaussianPosterior.fit(lab, hardest, prior_pos=1e-4)
+    assert post == ref and post.estimator == "paper"
+    s = torch.linspace(-1, 1, 11, dtype=torch.float64)
+    torch.testing.assert_close(P.prob_false_negative(post, s), ref.prob_false_negative(s))
+
+
+@pytest.mark.parametrize("name", ["pu", "relative", "mixture", "paper"])
+def test_every_estimator_fits_from_a_context_and_round_trips(name):
+    q, c, pos, _ = planted_retrieval(nq=80, nc=160, n_dup=8)
+    ctx = P.PairContext(q, c, pos)
+    post = P.fit(name, ctx, seed=1)
+    qi, ci = ctx.draw_unlabelled(200, np.random.default_rng(0))
+    sig = ctx.signals(qi, ci)
+    p = P.prob_false_negative(post, sig)
+    assert p.shape == (200,) and bool(((p >= 0) & (p <= 1)).all())
+    back = P.from_params(post.params())
+    torch.testing.assert_close(P.prob_false_negative(back, sig).double(), p.double())
