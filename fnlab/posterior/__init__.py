@@ -1,0 +1,194 @@
+"""False-negative posteriors: P(a labelled "negative" pair is really a match | its signals).
+
+One package, one fitting path, one call shape:
+
+* :func:`fit` ``(name, context, *, prior="auto", seed=0, **params)`` fits an estimator on a
+  :class:`PairContext` (query and candidate embeddings plus the labelled pairs; labels only,
+  never ground truth). :func:`fit_dataset` builds the context of a dataset split first.
+* :func:`prob_false_negative` ``(posterior, signals)`` applies any fitted posterior to
+  :class:`PairSignals` (or to a similarity tensor with optional positive similarities).
+* :func:`from_params` rebuilds a posterior from ``posterior.params()`` (a run's ``posterior.json``).
+
+Estimators (:func:`available`, :func:`describe`, :func:`param_specs`):
+
+==========  =====================================================================================
+``pu``      default: positive-unlabelled Gaussian mixture over every signal of a pair (similarity,
+            margin to the query's positive, similarity to the labelled positive, to the
+            candidate's labelled queries, mutual rank); prior estimated (:mod:`.pu`)
+``relative``  one-dimensional, on the margin ``s - s+``; prior estimated (:mod:`.relative`)
+``mixture``   one-dimensional EM mixture on ``s``, positive component at the labelled pairs'
+            moments; prior estimated (:mod:`.mixture`)
+``paper``   FNE's posterior (Li et al., ACM MM 2023): Gaussians fitted by moments on labelled
+            positives and hardest negatives, prior fixed at 1e-4 (:mod:`.gaussian`)
+==========  =====================================================================================
+
+Example:
+    >>> import numpy as np, scipy.sparse as sp
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 8)); x /= np.linalg.norm(x, axis=1, keepdims=True)
+    >>> ctx = PairContext(x[:100], x[100:], sp.eye(100, format="csr", dtype=bool))
+    >>> post = fit("paper", ctx)
+    >>> float(prob_false_negative(post, PairSignals.of(np.array([0.9])))[0]) >= 0
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+
+from fnlab.posterior.gaussian import PAPER_PRIOR, GaussianPosterior, RunningGaussianStats, normal_log_pdf
+from fnlab.posterior.mixture import MixturePosterior
+from fnlab.posterior.pu import PUPosterior
+from fnlab.posterior.relative import RelativePosterior
+from fnlab.posterior.signals import SIGNALS, PairContext, PairSignals, pair_member
+from fnlab.registry import ParamSpec, Registry
+
+__all__ = [
+    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "GaussianPosterior", "MixturePosterior",
+    "PUPosterior", "PairContext", "PairSignals", "RelativePosterior", "RunningGaussianStats", "available",
+    "check_estimator", "describe", "fit", "fit_dataset", "from_params", "normal_log_pdf", "pair_member",
+    "param_specs", "prob_false_negative",
+]
+
+#: the estimator fnlab fits unless told otherwise
+DEFAULT_ESTIMATOR = "pu"
+
+ESTIMATORS: Registry = Registry("posterior estimator")
+ESTIMATORS.register("paper")(GaussianPosterior)
+ESTIMATORS.register("mixture")(MixturePosterior)
+ESTIMATORS.register("relative")(RelativePosterior)
+ESTIMATORS.register("pu")(PUPosterior)
+
+_DESCRIPTIONS = {
+    "pu": "positive-unlabelled Gaussian mixture over all signals of a pair (similarity, margin to the "
+          "query's positive, similarity to the labelled positive and to the candidate's labelled queries, "
+          "mutual rank), prior estimated by EM",
+    "relative": "per-anchor mixture on the margin s - s+ to the query's labelled positive, prior estimated by EM",
+    "mixture": "mixture on the similarity s alone, positive component at the labelled pairs' moments, "
+               "prior estimated by EM",
+    "paper": "FNE's posterior: Gaussians on labelled positives and hardest negatives, prior fixed at 1e-4",
+}
+
+#: names older runs wrote in posterior.json, read as today's estimators
+_LEGACY = {"gaussian": "paper", "anchored": "mixture"}
+
+
+def available() -> list[str]:
+    """Estimator names accepted by :func:`fit`, the default first."""
+    return [DEFAULT_ESTIMATOR, *[n for n in ESTIMATORS.available() if n != DEFAULT_ESTIMATOR]]
+
+
+def check_estimator(name: str) -> str:
+    """``name`` if it is an estimator, else ``ValueError`` listing the valid names (no work done)."""
+    if name not in ESTIMATORS.available():
+        raise ValueError(f"unknown posterior estimator {name!r}; valid names: {', '.join(available())}")
+    return name
+
+
+def describe(name: str) -> str:
+    """One line on what estimator ``name`` computes."""
+    return _DESCRIPTIONS[check_estimator(name)]
+
+
+def param_specs(name: str) -> list[ParamSpec]:
+    """The tunable parameters of estimator ``name``."""
+    return ESTIMATORS.param_specs(check_estimator(name))
+
+
+def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: int = 0, **params: Any) -> Any:
+    """Fit estimator ``name`` on ``context`` (labelled pairs and unlabelled pairs drawn from it).
+
+    Args:
+        name: one of :func:`available`.
+        context: the :class:`PairContext` (embeddings and labelled pairs).
+        prior: P(match) among unlabelled pairs, or ``"auto"`` to estimate it (``paper``: 1e-4).
+        seed: seeds every random draw; equal seeds give equal posteriors.
+        **params: the estimator's parameters (:func:`param_specs`).
+
+    Raises:
+        ValueError: unknown name or parameter, a prior outside (0, 1), too little data.
+    """
+    cls = ESTIMATORS.get(check_estimator(name))
+    if prior != "auto":
+        try:
+            prior = float(prior)
+        except (TypeError, ValueError):
+            raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
+        if not 0.0 < prior < 1.0:
+            raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    accepted = [p for p in inspect.signature(cls.fit_context if hasattr(cls, "fit_context") else cls.fit).parameters
+                if p not in ("self", "cls", "ctx", "prior", "seed")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"posterior estimator {name!r} got unknown parameter(s) {', '.join(unknown)}; "
+                         f"valid parameters: {', '.join(accepted) or 'none'}")
+    fitter = cls.fit_context if hasattr(cls, "fit_context") else cls.fit
+    return fitter(context, prior=prior, seed=seed, **params)
+
+
+def fit_dataset(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, name: str = DEFAULT_ESTIMATOR, *,
+                direction: str = "t2i", prior: float | str = "auto", seed: int = 0, **params: Any) -> Any:
+    """:func:`fit` on one split of a dataset: captions query images (``"t2i"``) by default.
+
+    Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]`` unit rows of the split's items.
+    """
+    check_estimator(name)
+    return fit(name, PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction), prior=prior,
+               seed=seed, **params)
+
+
+def prob_false_negative(posterior: Any, signals: PairSignals | Any, pos_sims: Any = None) -> torch.Tensor:
+    """P(false negative) of each pair under ``posterior``: the one call every part of fnlab uses.
+
+    Args:
+        posterior: a fitted posterior (:func:`fit`, :func:`from_params`, or the FNE running stats).
+        signals: :class:`PairSignals`, or a similarity tensor/array (any shape).
+        pos_sims: with a bare similarity tensor, the anchors' positive similarities (broadcast).
+
+    Returns:
+        a tensor shaped like the similarities.
+    """
+    if not isinstance(signals, PairSignals):
+        signals = PairSignals.of(signals, pos_sims)
+    return posterior.prob_false_negative(signals)
+
+
+def from_params(params: dict[str, Any]) -> Any:
+    """Rebuild a posterior from ``params()`` (e.g. a run's ``posterior.json``).
+
+    Raises:
+        ValueError: a missing or non-numeric field, or an unknown ``estimator``.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"posterior params must be a dict, got {type(params).__name__}")
+    est = params.get("estimator", "paper")
+    est = _LEGACY.get(est, est)
+    if est not in ESTIMATORS.available():
+        raise ValueError(f"posterior params: unknown estimator {est!r}; expected one of {', '.join(available())}")
+    if est == "pu":
+        return PUPosterior.from_params(params)
+    values = {}
+    keys = ("pos_mean", "pos_std") if est == "relative" else ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos")
+    for key in keys:
+        if key not in params:
+            raise ValueError(f"posterior params: missing field {key!r} (expected a number)")
+        try:
+            values[key] = float(params[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"posterior params: field {key!r} must be a number, got {params[key]!r}") from None
+    if est == "relative":
+        inner = params.get("delta")
+        if not isinstance(inner, dict):
+            raise ValueError("posterior params: estimator 'relative' needs a 'delta' object (the posterior of s - s+)")
+        return RelativePosterior(from_params({**inner, "estimator": "mixture"}), pos_mean=values["pos_mean"],
+                                 pos_std=values["pos_std"])
+    if est == "paper":
+        return GaussianPosterior(**values)
+    return MixturePosterior(**values, n_iter_=int(params.get("n_iter", 0)),
+                            converged_=bool(params.get("converged", False)),
+                            log_likelihood_=float(params.get("log_likelihood", float("nan"))),
+                            anchored_positive=True)

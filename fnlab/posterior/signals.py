@@ -1,0 +1,316 @@
+"""The evidence a (query, candidate) pair offers that it is an unlabelled match.
+
+FNE (Li et al., ACM MM 2023, Sec. 3.2) looks at one number per pair, the similarity ``s(q, c)``.
+A dataset offers more, all of it computable from the embeddings and the labelled pairs alone
+(never ground truth), and cheap: a few dot products per pair, never an ``[Nq, Nc]`` matrix.
+
+==========================  ===============================================================
+signal                      what it is (``p``: a labelled positive of ``q``; ``q'``: a labelled query of ``c``)
+==========================  ===============================================================
+``similarity``              ``s(q, c)``
+``positive_similarity``     ``s+ = max_p s(q, p)``: the margin ``s - s+`` measures ``c`` against the
+                            query's own positive (a generic query is close to everything)
+``positive_neighbour``      ``max_p s(c, p)`` in the candidate space: a near-duplicate of the
+                            labelled positive is almost surely a match
+``query_neighbour``         ``max_q' s(q, q')`` in the query space: does the query resemble the
+                            candidate's own labelled queries (in image-text: its captions)?
+``candidate_hubness``       mean similarity of ``c`` to its ``k`` nearest queries: ``s - hubness``
+                            says whether ``q`` is among ``c``'s own nearest queries (mutual rank,
+                            as CSLS, Conneau et al. 2018)
+==========================  ===============================================================
+
+For a labelled pair ``(q, p)`` the signals are computed *leaving the pair out*: ``s+`` is the
+best *other* positive of ``q``, ``positive_neighbour`` uses the other positives, and
+``query_neighbour`` the other labelled queries of ``p``. That is what the same pair would show
+had it not been labelled, which is what a positive-unlabelled estimator needs. Where a signal has
+no value (a query with a single positive, a candidate nobody labelled) it is NaN.
+
+:class:`PairContext` holds one retrieval problem (query and candidate embeddings, labelled pairs)
+and computes :class:`PairSignals` for any list of pairs; :meth:`PairContext.draw_unlabelled` is the
+one way fnlab draws random unlabelled pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["SIGNALS", "PairSignals", "PairContext", "pair_member"]
+
+#: every signal a posterior may use, in a fixed order
+SIGNALS = ("similarity", "positive_similarity", "positive_neighbour", "query_neighbour", "candidate_hubness")
+
+
+def pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``mat[rows[i], cols[i]] != 0`` for each i, without densifying (``mat``: CSR with sorted indices).
+
+    Shapes: ``rows``, ``cols`` ``[N]`` int -> ``[N]`` bool.
+    """
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    cols = np.asarray(cols, dtype=np.int64).ravel()
+    if not mat.has_sorted_indices:
+        mat = mat.copy()
+        mat.sort_indices()
+    start, stop = mat.indptr[rows], mat.indptr[rows + 1]
+    out = np.zeros(rows.shape, dtype=bool)
+    busy = stop > start
+    if busy.any():
+        # one binary search per pair inside its row's slice of the sorted column indices
+        keys = rows[busy].astype(np.int64) * mat.shape[1] + cols[busy]
+        flat = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr)) * mat.shape[1] + mat.indices
+        pos = np.searchsorted(flat, keys)
+        pos = np.minimum(pos, flat.size - 1)
+        out[busy] = flat[pos] == keys
+    return out
+
+
+@dataclass
+class PairSignals:
+    """Signals of a set of pairs; every field broadcasts against ``similarity`` (any shape).
+
+    ``similarity`` is required; any other field may be ``None`` (not offered) or NaN per entry
+    (not defined for that pair). Fields are tensors (float32 or float64, any device).
+
+    Example:
+        >>> sig = PairSignals(torch.tensor([[0.7, 0.2]]), positive_similarity=torch.tensor([[0.8]]))
+        >>> sig.offered()
+        ('similarity', 'positive_similarity')
+    """
+
+    similarity: torch.Tensor
+    positive_similarity: torch.Tensor | None = None
+    positive_neighbour: torch.Tensor | None = None
+    query_neighbour: torch.Tensor | None = None
+    candidate_hubness: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None and not isinstance(v, torch.Tensor):
+                setattr(self, f.name, torch.as_tensor(np.asarray(v, dtype=np.float64)))
+
+    @classmethod
+    def of(cls, sims: Any, pos_sims: Any = None, **others: Any) -> PairSignals:
+        """Signals from a similarity array (``[*]``) and optional other signals by name."""
+        return cls(similarity=sims if isinstance(sims, torch.Tensor) else torch.as_tensor(np.asarray(sims)),
+                   positive_similarity=pos_sims, **others)
+
+    def offered(self) -> tuple[str, ...]:
+        """Names of the signals present (not ``None``)."""
+        return tuple(name for name in SIGNALS if getattr(self, name) is not None)
+
+    def without(self, *names: str) -> PairSignals:
+        """A copy with the named signals removed (``None``)."""
+        unknown = set(names) - set(SIGNALS[1:])
+        if unknown:
+            raise ValueError(f"unknown signal(s) {sorted(unknown)}; expected some of {list(SIGNALS[1:])}")
+        return replace(self, **{n: None for n in names})
+
+    def select(self, mask: np.ndarray) -> PairSignals:
+        """The signals of the entries where ``mask`` (over a flat ``similarity``) holds."""
+        m = torch.as_tensor(np.asarray(mask, dtype=bool))
+        return PairSignals(**{n: (None if getattr(self, n) is None else getattr(self, n)[m]) for n in SIGNALS})
+
+    def numpy(self, name: str) -> np.ndarray | None:
+        """One signal as a float64 numpy array broadcast to ``similarity``'s shape (``None`` if absent)."""
+        v = getattr(self, name)
+        if v is None:
+            return None
+        return np.broadcast_to(v.detach().cpu().double().numpy(), tuple(self.similarity.shape))
+
+
+class PairContext:
+    """One retrieval problem: query and candidate embeddings and the labelled pairs.
+
+    Args:
+        queries: ``[Nq, d]`` unit rows (captions in text-to-image).
+        candidates: ``[Nc, d]`` unit rows (images).
+        positives: ``[Nq, Nc]`` sparse bool, the labelled pairs.
+        signals: the signals to compute (default: all of :data:`SIGNALS`); ``similarity`` is always on.
+        hubness_k: neighbours of each candidate among the queries for ``candidate_hubness``.
+
+    Raises:
+        ValueError: shapes that do not agree.
+    """
+
+    def __init__(self, queries: np.ndarray, candidates: np.ndarray, positives: sp.spmatrix, *,
+                 signals: tuple[str, ...] | None = None, hubness_k: int = 10) -> None:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        c = np.ascontiguousarray(candidates, dtype=np.float32)
+        if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
+            raise ValueError(f"queries {q.shape} and candidates {c.shape} must be [N, d] with the same d")
+        pos = sp.csr_matrix(positives, dtype=bool)
+        if pos.shape != (q.shape[0], c.shape[0]):
+            raise ValueError(f"positives has shape {pos.shape}, expected [{q.shape[0]}, {c.shape[0]}]")
+        pos.sort_indices()
+        wanted = tuple(SIGNALS if signals is None else signals)
+        unknown = set(wanted) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signal(s) {sorted(unknown)}; expected some of {list(SIGNALS)}")
+        self.queries, self.candidates, self.positives = q, c, pos
+        self.positives_t = pos.T.tocsr()
+        self.positives_t.sort_indices()
+        self.signal_names = tuple(n for n in SIGNALS if n == "similarity" or n in wanted)
+        self.hubness_k = int(hubness_k)
+        self._hubness: np.ndarray | None = None
+        self._topk: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.notes: list[str] = []
+        if "query_neighbour" in self.signal_names and not (np.diff(self.positives_t.indptr) >= 2).any():
+            # no candidate has two labelled queries: no labelled pair can show this signal
+            self.signal_names = tuple(n for n in self.signal_names if n != "query_neighbour")
+            self.notes.append("signal query_neighbour dropped: no candidate has two or more labelled queries")
+        if "positive_neighbour" in self.signal_names and not (np.diff(pos.indptr) >= 1).any():
+            self.signal_names = tuple(n for n in self.signal_names if n != "positive_neighbour")
+            self.notes.append("signal positive_neighbour dropped: no query has a labelled positive")
+
+    @classmethod
+    def from_dataset(cls, emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, direction: str = "t2i",
+                     **kw: Any) -> PairContext:
+        """The context of a :class:`fnlab.data.base.MatchingDataset` split in one direction.
+
+        ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions.
+        """
+        lab = dataset.labelled_matrix()
+        if direction == "t2i":
+            return cls(emb_b, emb_a, lab, **kw)
+        if direction == "i2t":
+            return cls(emb_a, emb_b, lab.T, **kw)
+        raise ValueError(f"unknown direction {direction!r}: expected 't2i' or 'i2t'")
+
+    # ------------------------------------------------------------------ sizes and lookups
+    @property
+    def n_queries(self) -> int:
+        return self.queries.shape[0]
+
+    @property
+    def n_candidates(self) -> int:
+        return self.candidates.shape[0]
+
+    @property
+    def n_unlabelled(self) -> int:
+        """Unlabelled (query, candidate) pairs: the pool a posterior is applied to."""
+        return self.n_queries * self.n_candidates - self.positives.nnz
+
+    def is_labelled(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return pair_member(self.positives, q, c)
+
+    def similarity(self, q: np.ndarray, c: np.ndarray, step: int = 65536) -> np.ndarray:
+        """``s(q[i], c[i])`` for each pair, in blocks (``[N]`` float32)."""
+        q, c = np.asarray(q, dtype=np.int64), np.asarray(c, dtype=np.int64)
+        out = np.empty(q.shape, dtype=np.float32)
+        for i in range(0, q.size, step):
+            out[i:i + step] = np.einsum("ij,ij->i", self.queries[q[i:i + step]], self.candidates[c[i:i + step]])
+        return out
+
+    def positive_similarities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(query, candidate, similarity)`` of every labelled pair."""
+        coo = self.positives.tocoo()
+        return coo.row.astype(np.int64), coo.col.astype(np.int64), self.similarity(coo.row, coo.col)
+
+    def topk_unlabelled(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's ``k`` most similar unlabelled candidates: ``(scores [Nq, k], idx [Nq, k])``
+        (``idx`` -1 where a query has fewer)."""
+        k = int(max(1, min(k, self.n_candidates)))
+        if k not in self._topk:
+            from fnlab.similarity import topk
+
+            self._topk[k] = topk(self.queries, self.candidates, k, exclude=self.positives, backend="faiss")
+        return self._topk[k]
+
+    def candidate_hubness(self) -> np.ndarray:
+        """``[Nc]`` mean similarity of each candidate to its ``hubness_k`` nearest queries."""
+        if self._hubness is None:
+            from fnlab.similarity import topk
+
+            k = max(1, min(self.hubness_k, self.n_queries))
+            scores, _ = topk(self.candidates, self.queries, k, backend="faiss")
+            self._hubness = np.where(np.isfinite(scores), scores, np.nan).mean(1).astype(np.float32)
+        return self._hubness
+
+    # ------------------------------------------------------------------ drawing pairs
+    def draw_unlabelled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (query, candidate) pairs drawn uniformly, with replacement, among unlabelled pairs.
+
+        The one function fnlab uses to draw random unlabelled pairs (posterior fits, the scan's
+        sample, the app's similarity sample). Returns two ``[n]`` int64 arrays (empty where every
+        pair is labelled).
+        """
+        n = int(n)
+        if n <= 0 or self.n_unlabelled <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        qs, cs, have = [], [], 0
+        while have < n:
+            m = int((n - have) * 1.1) + 16
+            q = rng.integers(0, self.n_queries, size=m)
+            c = rng.integers(0, self.n_candidates, size=m)
+            keep = ~self.is_labelled(q, c)
+            qs.append(q[keep])
+            cs.append(c[keep])
+            have += int(keep.sum())
+        return np.concatenate(qs)[:n], np.concatenate(cs)[:n]
+
+    # ------------------------------------------------------------------ signals
+    def signals(self, q: np.ndarray, c: np.ndarray, *, leave_pair_out: bool = False) -> PairSignals:
+        """The signals of pairs ``(q[i], c[i])`` (module docstring); ``leave_pair_out`` for labelled pairs.
+
+        Shapes: ``q``, ``c`` ``[N]`` int -> :class:`PairSignals` of ``[N]`` float64 tensors.
+        """
+        q = np.asarray(q, dtype=np.int64).ravel()
+        c = np.asarray(c, dtype=np.int64).ravel()
+        excl_c = c if leave_pair_out else None
+        out: dict[str, np.ndarray] = {"similarity": self.similarity(q, c).astype(np.float64)}
+        names = self.signal_names
+        if "positive_similarity" in names:
+            out["positive_similarity"] = self._max_over_set(self.queries, q, self.positives, self.candidates,
+                                                            exclude=excl_c)
+        if "positive_neighbour" in names:
+            out["positive_neighbour"] = self._max_over_set(self.candidates, c, self.positives, self.candidates,
+                                                           set_rows=q, exclude=excl_c)
+        if "query_neighbour" in names:
+            out["query_neighbour"] = self._max_over_set(self.queries, q, self.positives_t, self.queries,
+                                                        set_rows=c, exclude=q if leave_pair_out else None,
+                                                        drop_self=q)
+        if "candidate_hubness" in names:
+            out["candidate_hubness"] = self.candidate_hubness()[c].astype(np.float64)
+        return PairSignals(**{k: torch.from_numpy(v) for k, v in out.items()})
+
+    @staticmethod
+    def _max_over_set(left: np.ndarray, left_idx: np.ndarray, sets: sp.csr_matrix, right: np.ndarray, *,
+                      set_rows: np.ndarray | None = None, exclude: np.ndarray | None = None,
+                      drop_self: np.ndarray | None = None, step: int = 1 << 20) -> np.ndarray:
+        """``max_{j in sets[row_i], j != exclude_i} left[left_idx_i] . right[j]`` per pair (NaN: empty set).
+
+        ``set_rows`` picks each pair's row of ``sets`` (default ``left_idx``). ``drop_self`` also
+        leaves out ``j == drop_self_i`` (a query is not its own neighbour).
+        """
+        rows = left_idx if set_rows is None else np.asarray(set_rows, dtype=np.int64)
+        n = rows.size
+        counts = np.diff(sets.indptr)[rows]
+        out = np.full(n, np.nan)
+        total = int(counts.sum())
+        if total == 0:
+            return out
+        pair_of = np.repeat(np.arange(n, dtype=np.int64), counts)
+        # position of each expanded entry inside its row slice
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        members = sets.indices[np.repeat(sets.indptr[rows], counts) + offsets].astype(np.int64)
+        vals = np.empty(total, dtype=np.float64)
+        li = left_idx[pair_of]
+        for i in range(0, total, step):
+            vals[i:i + step] = np.einsum("ij,ij->i", left[li[i:i + step]], right[members[i:i + step]])
+        bad = np.zeros(total, dtype=bool)
+        if exclude is not None:
+            bad |= members == np.asarray(exclude, dtype=np.int64)[pair_of]
+        if drop_self is not None:
+            bad |= members == np.asarray(drop_self, dtype=np.int64)[pair_of]
+        vals[bad] = -np.inf
+        starts = np.cumsum(counts) - counts
+        has = counts > 0
+        best = np.maximum.reduceat(vals, starts[has]) if has.any() else np.zeros(0)
+        best[~np.isfinite(best)] = np.nan
+        out[has] = best
+        return out
