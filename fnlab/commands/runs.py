@@ -53,7 +53,7 @@ def resolve(ref: str, runs_root: str | None):
     """``(RunStore, name)`` for a run reference (a folder path, or a bare name in ``runs_root``)."""
     from fnlab.runs import RunStore
 
-    if runs_root is not None and "/" not in ref:
+    if runs_root is not None:  # NAME inside --runs (never a path: '../x' is an invalid name)
         from fnlab.runs import validate_name
 
         return RunStore(runs_root), validate_name(ref)
