@@ -117,13 +117,14 @@ def test_runs_commands(capsys, tmp_path):
     w.log_metrics({"epoch": 1, "loss": 0.5, "val_rsum": 150.0})
     w.save_json("eval", {"rsum": 150.0})
     w.finalize()
-    store.create({"dataset": {"name": "shapes"}}, name="half")  # left unfinished
+    half = store.create({"dataset": {"name": "shapes"}}, name="half")  # still being written
     assert main(["runs", "list", "--root", str(tmp_path), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == ["demo-run"] and rows[0]["val_rsum"] == 150.0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {n: r["status"] for n, r in rows.items()} == {"demo-run": "complete", "half": "running"}
+    assert rows["demo-run"]["val_rsum"] == 150.0
     assert main(["runs", "list", "--root", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "demo-run" in text and "in progress or interrupted (1): half" in text
+    assert "demo-run" in text and "running" in text
     assert main(["runs", "show", "demo-run", "--root", str(tmp_path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["sampler"]["name"] == "hardest" and shown["eval"] == {"rsum": 150.0}
@@ -131,3 +132,4 @@ def test_runs_commands(capsys, tmp_path):
     assert "invalid run name" in capsys.readouterr().err
     assert main(["runs", "show", "half", "--root", str(tmp_path)]) == 2
     assert "still being written" in capsys.readouterr().err
+    half.abort()
