@@ -1,7 +1,8 @@
 """``fnlab runs``: list the runs in a run store (with their status), show one, remove one.
 
 A run is named by its folder path (``runs/my-run``), as in ``fnlab train --out`` and ``fnlab eval``;
-a bare ``NAME`` that is not a folder here is looked up in ``--runs`` (default ``runs``).
+a bare ``NAME`` that is not a folder here is looked up in ``runs/``; with ``--runs DIR`` the argument is a run
+name inside ``DIR``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-_RUN_HELP = "the run's folder, e.g. runs/my-run (a bare NAME is looked up in --runs)"
+_RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is not a folder here is looked up in runs/); "
+             "with --runs DIR: a run name inside DIR")
 
 
 def _add_store_flag(p: argparse.ArgumentParser, help_text: str) -> None:
