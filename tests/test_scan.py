@@ -13,7 +13,6 @@ from fnlab.data.base import MatchingDataset
 from fnlab.scan import (
     ScanInputError,
     ScanWarning,
-    estimate_prior_em,
     load_embeddings,
     load_positives,
     scan,
@@ -123,19 +122,14 @@ def test_approximate_indexes_find_planted():
         assert np.mean([first.get(qi) == fn for qi, fn in fn_of.items()]) >= 0.9
 
 
-def test_estimate_prior_em_recovers_mixture_weight():
-    rng = np.random.default_rng(0)
-    pos = rng.normal(0.7, 0.05, 2000)
-    for true_pi in (0.002, 0.05):
-        n = 200_000
-        m = int(true_pi * n)
-        unl = np.concatenate([rng.normal(0.7, 0.05, m), rng.normal(0.1, 0.1, n - m)])
-        p = estimate_prior_em(pos, unl)
-        assert abs(p["prior_pos"] - true_pi) < 0.15 * true_pi
-        assert abs(p["neg_mean"] - 0.1) < 0.005 and abs(p["neg_std"] - 0.1) < 0.005
-        assert abs(p["pos_mean"] - 0.7) < 0.005
-    fixed = estimate_prior_em(pos, unl, prior=0.01)
-    assert fixed["prior_pos"] == 0.01
+def test_unknown_estimator_fails_before_any_work_and_a_given_posterior_is_applied():
+    q, c, pos, fn_of = planted(nq=80, nc=160, n_fn=8)
+    with pytest.raises(ScanInputError, match="valid names: pu"):
+        scan(q, c, pos, estimator="nope", **FAST)
+    first = scan(q, c, pos, top_k=5, **FAST)
+    again = scan(q, c, pos, top_k=5, posterior=first.posterior, **FAST)  # e.g. a run's posterior.json
+    np.testing.assert_allclose(again.table["p_false_negative"], first.table["p_false_negative"], rtol=1e-6)
+    assert "given" in again.summary["prior_method"]
 
 
 def test_queries_without_positive_are_scanned_and_counted():
@@ -277,20 +271,6 @@ def test_triplets_drop_suspects():
     assert not any(((trip["anchor"] == a) & (trip["negative"] == n)).any() for a, n in fn_of.items())
     assert (trip["anchor"] == trip["positive"]).all()
     assert (trip["positive_score"] > trip["negative_score"]).all()
-
-
-def test_private_em_fallback_without_fit_posterior(monkeypatch):
-    """While fnlab.posterior has no fit_posterior, the scan uses its own anchored EM (same model)."""
-    import fnlab.posterior
-
-    monkeypatch.delattr(fnlab.posterior, "fit_posterior", raising=False)
-    q, c, pos, fn_of = planted(nq=80, nc=160, n_fn=8)
-    res = scan(q, c, pos, top_k=5, **FAST)
-    assert "EM" in res.summary["prior_method"]
-    first = res.table[res.table["rank"] == 1].set_index("query")
-    assert all(first.loc[i, "candidate"] == j and first.loc[i, "p_false_negative"] > 0.9 for i, j in fn_of.items())
-    with pytest.raises(ScanInputError, match="unknown estimator"):
-        scan(q, c, pos, estimator="nope", **FAST)
 
 
 def test_relative_estimator_flags_planted_duplicates_and_leaves_queries_without_positive_nan():

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from fnlab.runs import RunStore
-from fnlab.train import Callback, TrainConfig, _Relevance, train, vse_max_violation
+from fnlab.train import Callback, TrainConfig, _Relevance, train
 
 TINY = {"n_train": 160, "n_val": 40, "n_test": 40}
 
@@ -69,8 +69,8 @@ def test_short_training_learns_above_chance(tmp_path):
 
 
 def test_same_seed_same_numbers_with_queue_and_fne():
-    cfg = dict(sampler="fne", sampler_params={"mode": "paper"}, queue_size=96, epochs=2, warmup_epochs=1,
-               min_confident=5, eval_splits=("val",))
+    cfg = dict(sampler="fne", sampler_params={"mode": "paper", "min_confident": 5}, queue_size=96, epochs=2,
+               warmup_epochs=1, eval_splits=("val",))
     a = train(tiny_config(**cfg))
     b = train(tiny_config(**cfg))
     for ra, rb in zip(a["metrics"], b["metrics"], strict=True):
@@ -97,20 +97,6 @@ def test_relevance_lookup_directions():
     np.testing.assert_array_equal(i2t, [[dense[3, 1], dense[2, 1], dense[0, 1]]])
 
 
-def test_vse_max_violation_against_loop():
-    torch.manual_seed(0)
-    fa = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
-    fb = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
-    ids = torch.tensor([0, 1, 1, 2, 3, 3])
-    m = 0.2
-    s = fa @ fb.T
-    total = 0.0
-    for i in range(6):
-        total += max([0.0] + [float(m + s[i, j] - s[i, i]) for j in range(6) if ids[j] != ids[i]])
-        total += max([0.0] + [float(m + s[j, i] - s[i, i]) for j in range(6) if ids[j] != ids[i]])
-    assert float(vse_max_violation(fa, fb, ids, m)) == pytest.approx(total, abs=1e-5)
-
-
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="'epochs'"):
         TrainConfig(epochs=0)
@@ -120,18 +106,34 @@ def test_bad_config_names_the_field():
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="sampler"):
         train(tiny_config(sampler="nope"))
+    with pytest.raises(ValueError, match="'posterior'.*pu"):  # a typo fails before any training
+        TrainConfig(posterior="gausian")
 
 
 def test_fne_posterior_switch_is_recorded_per_epoch():
     """Running FNE stats accumulate over the epoch's batches; the switch-on is logged."""
-    cfg = dict(sampler="fne", sampler_params={"mode": "paper"}, queue_size=96, epochs=2, warmup_epochs=1,
-               min_confident=3, eval_splits=("val",))
+    cfg = dict(sampler="fne", sampler_params={"mode": "paper", "min_confident": 3}, queue_size=96, epochs=2,
+               warmup_epochs=1, eval_splits=("val",))
     on = train(tiny_config(**cfg))["metrics"]
     assert on[0]["posterior_active"] == 0.0 and on[0]["confident_pairs"] == 0.0  # warm-up: no sampling
     assert on[1]["confident_pairs"] > 3  # summed over the epoch's batches, not one batch
     assert 0.0 < on[1]["posterior_active"] <= 1.0 and on[1]["posterior_on_step"] >= 1
-    off = train(tiny_config(**{**cfg, "min_confident": 10**6}))["metrics"]
+    off = train(tiny_config(**{**cfg, "sampler_params": {"mode": "paper", "min_confident": 10**6}}))["metrics"]
     assert off[1]["posterior_active"] == 0.0 and math.isnan(off[1]["posterior_on_step"])
+
+
+def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warmup():
+    cfg = dict(sampler="fne", queue_size=96, epochs=3, warmup_epochs=1, eval_splits=("val",))
+    out = train(tiny_config(**cfg))
+    m = out["metrics"]
+    assert m[0]["posterior_active"] == 0.0  # warm-up
+    for row in m[1:]:
+        assert row["posterior_active"] == 1.0 and row["posterior_on_step"] == 1.0
+        assert 0.0 < row["fne_prior"] < 1.0
+    assert out["posterior"]["estimator"] == "pu"
+    # the kept model is the best validation epoch
+    best = max(m, key=lambda r: r["val_rsum"])
+    assert m[-1]["best_epoch"] == best["epoch"]
 
 
 @pytest.mark.parametrize("loss", ["triplet", "infonce", "dcl", "hcl", "fnc"])

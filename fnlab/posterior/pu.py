@@ -6,12 +6,18 @@ described by a feature vector built from :class:`fnlab.posterior.signals.PairSig
 
     x = [s, s - s+, positive_neighbour, query_neighbour, s - candidate_hubness]
 
+(only the features the data offer; an entry may be missing for some pairs). A fitted feature whose
+weight says "more similar, less likely a match" is dropped and the model refitted: every feature
+is a similarity in which the candidate enters positively.
+
 (only the features the data offer; an entry may be missing for some pairs). The model is a
 two-component Gaussian mixture in that space with full covariances,
 
     f_U(x) = pi N(x; mu+, S+) + (1 - pi) N(x; mu-, S-),
 
-fitted by EM with missing values (Ghahramani & Jordan, "Supervised learning from incomplete data
+both components sharing one covariance
+(so the log-odds is linear in ``x``: a logistic model; separate covariances were tried and
+over-fitted clusters of pairs that were not matches), fitted by EM with missing values (Ghahramani & Jordan, "Supervised learning from incomplete data
 via an EM approach", NIPS 1994: the E-step imputes each component's conditional mean and adds its
 conditional covariance), on
 
@@ -52,9 +58,6 @@ import torch
 
 from fnlab.posterior.signals import PairContext, PairSignals
 from fnlab.registry import ParamSpec
-
-import os
-TIED = os.environ.get("FNLAB_TIED", "1") == "1"
 
 __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
 
@@ -175,6 +178,17 @@ class PUPosterior:
             raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
         names = tuple(n for n in FEATURES if all(s in ctx.signal_names for s in FEATURES[n]))
         lab = features_of(ctx.signals(lq, lc, leave_pair_out=True), names).numpy()
+        if "margin" in names:
+            # A labelled pair whose query has no other positive shows no margin. For a true match
+            # the margin is the difference of two positive similarities (the query's designated
+            # positive and another match), modelled as in the "relative" estimator by pairing each
+            # labelled similarity with that of a random other labelled pair. Without it the
+            # margin's positive component would be learned from unlabelled structure alone (and
+            # latch onto queries whose labelled positive is itself a poor match).
+            j = names.index("margin")
+            gap = np.isnan(lab[:, j])
+            if gap.any():
+                lab[gap, j] = lsim[gap] - lsim[rng.permutation(lsim.size)][gap]
         unl = features_of(ctx.signals(uq, uc), names).numpy()
         notes = list(ctx.notes)
         keep = [j for j, n in enumerate(names)
@@ -273,8 +287,12 @@ def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.
     score = w * sd
     if "similarity" in names:
         i = names.index("similarity")
-        total = sum(w[names.index(n)] for n in ("similarity", "margin", "mutual") if n in names)
-        score[i] = total * sd[i]
+        pulls = [names.index(n) for n in ("margin", "mutual") if n in names]
+        total = w[i] + sum(w[j] for j in pulls)
+        score[i] = np.inf  # the similarity itself always stays
+        if total < 0 and pulls and score.min() >= 0:
+            # s falls out of favour through the features that also contain it: drop the strongest
+            return max(pulls, key=lambda j: score[j])
     worst = int(np.argmin(score))
     return worst if score[worst] < 0 else None
 
@@ -324,7 +342,7 @@ def _component_stats(x: np.ndarray, obs_patterns: np.ndarray, inverse: np.ndarra
 
 def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: float | None, max_iter: int,
             tol: float, prior_bounds: tuple[float, float] = (1e-7, 0.5), ridge: float = 1e-5,
-            tied: bool = TIED) -> tuple[float, np.ndarray, np.ndarray, int, bool]:
+            tied: bool = True) -> tuple[float, np.ndarray, np.ndarray, int, bool]:
     """EM for the positive-unlabelled mixture with missing features (module docstring).
 
     ``lab [L, m]`` labelled pairs (positive component, responsibility 1), ``unl [U, m]`` unlabelled
@@ -350,7 +368,7 @@ def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: flo
 
     # start: responsibilities from the similarity alone (labelled pairs' moments against the
     # weighted unlabelled sample, prior 1%), then one moment step with missing entries skipped
-    sim = x[:, 0]
+    sim = x[:, 0]  # the similarity: always the first feature
     lab_m, lab_s = float(np.nanmean(sim[:n_lab])), float(np.nanstd(sim[:n_lab])) + 1e-3
     unl_m = float(np.average(sim[n_lab:], weights=weights))
     unl_s = float(np.sqrt(np.average((sim[n_lab:] - unl_m) ** 2, weights=weights))) + 1e-3
