@@ -21,7 +21,7 @@ def posterior_figure(root, name: str, split: str, direction: str):
     smp = state.similarity_sample(str(root), name, split, direction)
     p = state.hard_pair_probs(str(root), name, split, direction, state.run_key(root, name))
     return viz.posterior_scatter(smp.hard, p, smp.hard_is_fn, margin=smp.hard - smp.hard_pos,
-                                 title="The run's P(false negative) of each query's top unlabelled candidates")
+                                 title="The run's P(false negative), per pair")
 
 
 def reliability_figure(root, name: str, split: str, direction: str):
@@ -31,7 +31,7 @@ def reliability_figure(root, name: str, split: str, direction: str):
         return None, None
     p = state.hard_pair_probs(str(root), name, split, direction, state.run_key(root, name))
     fig = viz.reliability_diagram({"the run's posterior": (p, smp.hard_is_fn)},
-                                  title="Reliability on each query's top-10 unlabelled candidates")
+                                  title="Reliability of the run's posterior")
     b = viz.reliability_bins(p, smp.hard_is_fn, n_bins=10)
     ece = float((b["count"] * (b["mean_predicted"] - b["observed_rate"]).abs()).sum() / max(1, len(p)))
     return fig, {"calibration error (ECE)": ece, "mean P(false negative)": float(np.mean(p)),

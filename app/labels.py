@@ -13,6 +13,10 @@ SAMPLERS = {
     "random": "Random",
 }
 
+SHORT_SAMPLERS = {"fne": "FNE", "hardest": "hardest (VSE++)", "semihard": "semi-hard", "simans": "SimANS",
+                  "positive_aware": "positive-aware", "range": "range", "oracle": "oracle", "random": "random"}
+SHORT_LOSSES = {"triplet": "triplet", "infonce": "InfoNCE", "dcl": "DCL", "hcl": "HCL", "fnc": "FNC"}
+
 LOSSES = {
     "triplet": "Triplet hinge (the paper's)",
     "infonce": "InfoNCE",

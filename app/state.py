@@ -283,13 +283,47 @@ def similarity_sample(root: str, name: str, split: str, direction: str):
     return explore.similarity_sample(sides(root, name, split, direction))
 
 
-@st.cache_data(show_spinner="Computing the UMAP map (first time only)…", max_entries=16)
-def umap_coords(root: str, name: str, split: str, n_neighbors: int, _mtime_key: float) -> np.ndarray:
+def map_coords(root: str, name: str, split: str, _mtime_key: float) -> tuple[np.ndarray, bool]:
+    """``(coords [n_a + n_b, 2], is_umap)``: the UMAP map once it is on disk; until then an instant PCA
+    projection, while app/mapjob.py computes the UMAP in the background (a first fit compiles for a minute)."""
+    try:
+        return _umap_on_disk(root, name, split, _mtime_key), True
+    except LookupError:
+        from app import mapjob
+
+        mapjob.start(root, name, split)
+        return _pca_map(root, name, split, _mtime_key), False
+
+
+def umap_ready(root: str, name: str, split: str) -> bool:
+    from app import mapjob
     from fnlab import projection
 
     a, b = run_embeddings(Path(root), name, split)
-    both = np.concatenate([a, b])
-    return projection.umap_2d(both, n_neighbors=n_neighbors, random_state=0)
+    return projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
+                                  random_state=mapjob.RANDOM_STATE) is not None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
+    """The UMAP map from its disk cache (never computed here); ``LookupError`` (not cached) when absent."""
+    from app import mapjob
+    from fnlab import projection
+
+    a, b = run_embeddings(Path(root), name, split)
+    xy = projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
+                                random_state=mapjob.RANDOM_STATE)
+    if xy is None:
+        raise LookupError("the UMAP map is not computed yet")
+    return xy
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
+    from fnlab import projection
+
+    a, b = run_embeddings(Path(root), name, split)
+    return projection.pca_2d(np.concatenate([a, b]))
 
 
 @st.cache_data(show_spinner="Scanning for suspected false negatives…", max_entries=16)

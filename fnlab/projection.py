@@ -70,6 +70,47 @@ def _cache_key(emb: np.ndarray, params: Mapping[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
+def _cache_path(emb: np.ndarray, k: int, random_state: int | None, min_dist: float,
+                cache_dir: str | os.PathLike | None) -> Path | None:
+    if isinstance(cache_dir, str) and cache_dir == "auto":
+        cache_dir = default_cache_dir()
+    if cache_dir is None:
+        return None
+    params = {"n_neighbors": k, "random_state": random_state, "min_dist": float(min_dist), "v": 1}
+    return Path(cache_dir) / f"{_cache_key(emb, params)}.npy"
+
+
+def _load_cached(path: Path, n: int) -> np.ndarray | None:
+    try:
+        out = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged cache file is recomputed and replaced
+    return out if out.shape == (n, 2) else None
+
+
+def cached_umap(emb: np.ndarray, *, n_neighbors: int = 15, random_state: int | None = None, min_dist: float = 0.1,
+                cache_dir: str | os.PathLike | None = "auto") -> np.ndarray | None:
+    """The map :func:`umap_2d` would return with these arguments if it is on disk already, else ``None``
+    (never computes anything: a page can show :func:`pca_2d` meanwhile)."""
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] < 3:
+        return None
+    k = int(max(2, min(n_neighbors, emb.shape[0] - 1)))
+    path = _cache_path(emb, k, random_state, min_dist, cache_dir)
+    return _load_cached(path, emb.shape[0]) if path is not None and path.exists() else None
+
+
+def pca_2d(emb: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` float32 projection of the unit-normalised rows on their two principal axes (instant; a stand-in
+    while UMAP computes). Signs are fixed so the largest coordinate of each axis is positive."""
+    x = _unit(np.asarray(emb))
+    x = x - x.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    out = x @ vt[:2].T
+    out *= np.where(np.abs(out.max(0)) >= np.abs(out.min(0)), 1.0, -1.0)
+    return out.astype(np.float32)
+
+
 def umap_2d(
     emb: np.ndarray,
     *,
@@ -111,19 +152,11 @@ def umap_2d(
     if not np.isfinite(emb).all():
         raise ValueError("umap_2d: embeddings hold NaN or infinite values")
     k = int(max(2, min(n_neighbors, n - 1)))
-    params = {"n_neighbors": k, "random_state": random_state, "min_dist": float(min_dist), "v": 1}
-    path = None
-    if isinstance(cache_dir, str) and cache_dir == "auto":
-        cache_dir = default_cache_dir()
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{_cache_key(emb, params)}.npy"
-        if path.exists():
-            try:
-                out = np.load(path, allow_pickle=False)
-                if out.shape == (n, 2):
-                    return out
-            except (OSError, ValueError):
-                pass  # a damaged cache file is recomputed and replaced
+    path = _cache_path(emb, k, random_state, min_dist, cache_dir)
+    if path is not None and path.exists():
+        out = _load_cached(path, n)
+        if out is not None:
+            return out
     if knn is None:
         knn = knn_graph(emb, k)
     idx, dist = np.asarray(knn[0], dtype=np.int64), np.asarray(knn[1], dtype=np.float32)

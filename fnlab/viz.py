@@ -504,4 +504,4 @@ def embedding_scatter(
     fig.update_layout(dragmode="lasso", legend_title_text=color_name)
     fig.update_xaxes(showticklabels=False, title_text="UMAP 1")
     fig.update_yaxes(showticklabels=False, title_text="UMAP 2")
-    return _layout(fig, title=title, height=600)
+    return _layout(fig, title=title, height=600, legend="bottom")

@@ -117,6 +117,12 @@ def test_embedding_map_page(env):
     at = _open("views/embedding_map.py")
     _ok(at)
     assert len(_plotly(at)) == 1
+    assert not at.info or "PCA" not in at.info[0].value  # the test split's UMAP was warmed: no stand-in
+    # A split whose UMAP is not on disk yet answers at once with a PCA stand-in (UMAP computes in the background).
+    at.sidebar.radio(key="split").set_value("val").run()
+    _ok(at)
+    assert len(_plotly(at)) == 1 and any("PCA projection" in i.value for i in at.info)
+    at.sidebar.radio(key="split").set_value("test").run()
     at.number_input(key="map_manual").set_value(45).run()  # a caption (40 images first)
     _ok(at)
     assert any("Point 45" in m.value for m in at.markdown)
@@ -165,10 +171,11 @@ def test_suspects_page_decisions_persist(env):
 def test_compare_page(env):
     at = _open("views/compare.py")
     _ok(at)
-    assert len(_plotly(at)) == 2 and len(at.dataframe) == 1
-    cols = list(at.dataframe[0].value.columns)
+    assert len(_plotly(at)) == 2 and len(at.dataframe) == 2  # how each run was trained, its metrics
     for c in ("dataset", "sampler", "FNE mode", "loss", "queue", "batch"):
-        assert c in cols
+        assert c in list(at.dataframe[0].value.columns)
+    cols = list(at.dataframe[1].value.columns)
+    assert "FN detection AUROC (0.5 = chance)" in cols
     import re
 
     assert not [c for c in cols if re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", c) and c not in ("run", "dataset", "sampler",

@@ -76,3 +76,26 @@ def test_selection_to_ids_reads_custom_data():
     assert projection.selection_to_ids(Attr()) == [5]
     assert projection.selection_to_ids(None) == []
     assert projection.selection_to_ids({"selection": {"points": []}}) == []
+
+
+def test_cached_umap_only_reads_the_disk_cache(tmp_path):
+    emb = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    assert projection.cached_umap(emb, n_neighbors=15, random_state=0, cache_dir=tmp_path) is None  # nothing computed
+    assert list(tmp_path.iterdir()) == []
+    path = projection._cache_path(emb, 15, 0, 0.1, tmp_path)
+    xy = np.arange(100, dtype=np.float32).reshape(50, 2)
+    np.save(path, xy)
+    np.testing.assert_array_equal(projection.cached_umap(emb, n_neighbors=15, random_state=0, cache_dir=tmp_path), xy)
+    assert projection.cached_umap(emb, n_neighbors=10, random_state=0, cache_dir=tmp_path) is None  # other params
+    path.write_bytes(b"damaged")
+    assert projection.cached_umap(emb, n_neighbors=15, random_state=0, cache_dir=tmp_path) is None
+
+
+def test_pca_2d_separates_two_clusters_instantly():
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=16)
+    emb = np.concatenate([centre + 0.05 * rng.normal(size=(30, 16)), -centre + 0.05 * rng.normal(size=(30, 16))])
+    xy = projection.pca_2d(emb)
+    assert xy.shape == (60, 2) and xy.dtype == np.float32
+    assert np.sign(xy[:30, 0]).std() == 0 and np.sign(xy[30:, 0]).std() == 0 and xy[0, 0] * xy[30, 0] < 0
+    np.testing.assert_array_equal(xy, projection.pca_2d(emb))  # deterministic

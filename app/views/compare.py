@@ -35,14 +35,14 @@ def config_row(cfg: dict) -> dict:
     ds = cfg.get("dataset")
     ds_name = ds.get("name") if isinstance(ds, dict) else ds
     opts = (ds.get("options") or {}) if isinstance(ds, dict) else (cfg.get("dataset_options") or {})
-    if opts:
-        ds_name = f"{ds_name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
+    if opts.get("n_train"):
+        ds_name = f"{ds_name} ({opts['n_train']:,} train)"
     sampler = cfg.get("sampler")
     sampler = sampler.get("name") if isinstance(sampler, dict) else sampler
     mode = (cfg.get("sampler_params") or {}).get("mode", "calibrated") if sampler == "fne" else "—"
     queue = cfg.get("queue_size")
-    return {"dataset": ds_name, "sampler": labels.sampler(str(sampler)), "FNE mode": mode,
-            "loss": labels.LOSSES.get(cfg.get("loss"), cfg.get("loss")), "queue": "off" if not queue else int(queue),
+    return {"dataset": ds_name, "sampler": labels.SHORT_SAMPLERS.get(str(sampler), str(sampler)), "FNE mode": mode,
+            "loss": labels.SHORT_LOSSES.get(cfg.get("loss"), cfg.get("loss")), "queue": "off" if not queue else int(queue),
             "batch": cfg.get("batch_size"), "epochs": cfg.get("epochs")}
 
 
@@ -70,9 +70,12 @@ def _page():
     table = pd.DataFrame(rows)
     numeric = [c for c in table.columns if c not in ("run", *CONFIG_COLUMNS) and pd.api.types.is_numeric_dtype(table[c])
                and not c.endswith(".k")]
-    shown = ["run", *CONFIG_COLUMNS, *[c for c in PREFERRED if c in numeric]]
+    st.markdown("**How each run was trained**")
+    st.dataframe(table[["run", *CONFIG_COLUMNS]], hide_index=True, width="stretch", key="cmp_config")
+    st.markdown("**Test metrics**")
+    shown = ["run", *[c for c in PREFERRED if c in numeric]]
     st.dataframe(table[shown].rename(columns={c: labels.metric(c) for c in numeric}), hide_index=True,
-                 width="stretch", column_config={"run": st.column_config.TextColumn("run", pinned=True)})
+                 width="stretch", key="cmp_table")
     defaults = [c for c in PREFERRED if c in numeric] or numeric[:4]
     metrics = st.multiselect("Metrics to chart", numeric, default=defaults, format_func=labels.metric,
                              key="cmp_metrics")

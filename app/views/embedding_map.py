@@ -15,7 +15,15 @@ state.sidebar()
 st.caption("Images and captions of the split in one UMAP (cosine, exact neighbours). Click a point, or drag a "
            "box or lasso: the side panel shows it, its labelled pair and its true nearest neighbours in the "
            "original space. With a point selected, colour by false-negative status shows its pairs.")
-UMAP_NEIGHBOURS = 15  # one map per run, computed once and kept on disk: no control here refits it
+
+
+@st.fragment(run_every=2.0)
+def _wait_for_umap(root: str, name: str, split: str) -> None:
+    """While the UMAP map computes in the background: say so, and redraw the page when it is ready."""
+    if state.umap_ready(root, name, split):
+        st.rerun(scope="app")
+    st.info("Computing the UMAP map in the background (the first map of a run takes up to a minute); "
+            "showing a PCA projection until then. Everything on this page already works.")
 
 
 def _page():
@@ -36,7 +44,9 @@ def _page():
     colour_by = c1.selectbox("Colour by", fields, key="map_colour",
                              help="False-negative status: with a point selected, its labelled pair and its false "
                                   "negatives; with none, every point that takes part in a false negative.")
-    xy = state.umap_coords(str(root), name, split, UMAP_NEIGHBOURS, state.run_key(root, name))
+    xy, is_umap = state.map_coords(str(root), name, split, state.run_key(root, name))
+    if not is_umap:
+        _wait_for_umap(str(root), name, split)
 
     captions, a_labels = state.caption_array(dkey), state.label_array(dkey)
     hover = state.map_hover(dkey)
@@ -65,7 +75,8 @@ def _page():
         highlight += [int(i) for i in _neighbours(a, b, focus, 8)["id"]]
     fig = viz.embedding_scatter(xy, color=colour, row_ids=np.arange(n_a + n_b), hover=hover, symbol=modality,
                                 color_name=colour_by, highlight=highlight,
-                                title=f"{n_a:,} images and {n_b:,} captions ({split} split)")
+                                title=f"{n_a:,} images and {n_b:,} captions ({split} split"
+                                      f"{'' if is_umap else ', PCA while UMAP computes'})")
     left, right = st.columns([2, 1])
     with left:
         st.plotly_chart(fig, width="stretch", on_select=_on_select,

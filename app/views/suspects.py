@@ -144,7 +144,9 @@ def _page():
                + ".")
 
     c1, c2, c3 = st.columns([2, 1, 1])
-    lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, (0.5, 1.0), 0.01, key="sus_range")
+    lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, (0.0, 1.0), 0.01, key="sus_range",
+                       help="Only pairs whose posterior lies in this range; sorted by P(false negative), the most "
+                            "likely false negatives come first.")
     sorts = {"p_false_negative": "P(false negative)", "similarity": "similarity", "rank": "rank", "query": "query"}
     sort = c2.selectbox("Sort by", list(sorts), format_func=sorts.get, key="sus_sort")
     show = c3.selectbox("Show", ["all", review.UNDECIDED, *review.DECISIONS], key="sus_show")
@@ -168,7 +170,10 @@ def _page():
         shown.insert(3, "image", state.thumbs(dkey, shown["candidate"], 48))
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="multi-row", key="sus_table", height=380,
-                         column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                         column_config={"query": st.column_config.NumberColumn("query #", width="small"),
+                                        "candidate": st.column_config.NumberColumn("candidate #", width="small"),
+                                        "rank": st.column_config.NumberColumn("rank", width="small"),
+                                        "image": st.column_config.ImageColumn("image", width="small"),
                                         "caption": st.column_config.TextColumn("query text", width="medium"),
                                         "candidate_item": st.column_config.TextColumn("candidate", width="medium"),
                                         "positive_similarity": st.column_config.NumberColumn(
