@@ -222,11 +222,11 @@ def _run_posterior(root: str, name: str, _mtime_key: float):
         return posterior_from_params(run.load_json("posterior"))
     except (FileNotFoundError, KeyError, ValueError, TypeError, OSError):
         pass
-    from fnlab import explore
-    from fnlab.posterior import GaussianPosterior
+    from fnlab.posterior import fit_dataset  # a run without posterior.json: fit it as training does
 
-    smp = explore.similarity_sample(sides(root, name, "val", "t2i"))
-    return GaussianPosterior.fit(smp.positive, smp.hardest, prior_pos=1e-4)
+    ds = run_dataset(Path(root), name, "val")
+    a, b = run_embeddings(Path(root), name, "val")
+    return fit_dataset(a, b, ds)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -331,7 +331,8 @@ def scan_run(root: str, name: str, split: str, top_k: int, _mtime_key: float) ->
     scan = need("fnlab.scan", "The scan")
     ds = run_dataset(Path(root), name, split)
     a, b = run_embeddings(Path(root), name, split)
-    res = scan.scan_dataset(a, b, ds, top_k=top_k)
+    # the run's own posterior, so a pair shows the same P(FN) here, on Rankings and in fnlab eval
+    res = scan.scan_dataset(a, b, ds, top_k=top_k, posterior=run_posterior(Path(root), name))
     return res.table, dict(res.summary)
 
 

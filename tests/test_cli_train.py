@@ -27,7 +27,7 @@ def test_train_then_eval_json(tmp_path, capsys):
                            "sampled_fn_rate"}
     assert set(result["recall"]) == {"i2t", "t2i", "rsum"}
     assert set(result["recall"]["i2t"]) == {"1", "5", "10"}
-    assert set(result["fn_detection"]) == {"auroc", "ap", "ece"}
+    assert {"auroc", "ap", "ece", "similarity_auroc", "similarity_ap", "reliability"} <= set(result["fn_detection"])
     assert 0.0 <= result["sampled_fn_rate"] <= 1.0
     # eval.json written by training holds the same test metrics
     saved = json.loads((out / "eval.json").read_text())
