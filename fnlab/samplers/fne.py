@@ -30,7 +30,7 @@ class FNESampler(Sampler):
       eliminate;
     * ``mode="calibrated"`` (default): ``w = exp(-tau (s - s+)^2) * (1 - P)``, so likely false
       negatives really vanish when the posterior is calibrated (fit it with an honest prior,
-      see :func:`fnlab.posterior.fit_posterior`);
+      see :func:`fnlab.posterior.fit`);
     * cut-down: ``w = 0`` where ``s <= mu+ - margin`` (the running positive mean, not the
       anchor's own positive);
     * zero on labelled positives, hardest-non-positive fallback for empty rows (base class).
