@@ -80,13 +80,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     try:
         try:
             write(tmp)
-        except RuntimeError as err:  # torch.save reports a full disk as RuntimeError
-            raise OSError(f"{path}: could not write the file ({err})") from None
+        except (RuntimeError, OSError) as err:  # torch.save reports a full disk as RuntimeError
+            raise _named(err, path) from None
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _named(err: BaseException, path: Path) -> BaseException:
+    """``err`` as an ``OSError`` naming the final ``path`` (pyarrow and torch omit the file name)."""
+    if isinstance(err, OSError) and err.filename is not None and ".tmp-" not in os.fspath(err.filename):
+        return err
+    code = err.errno if isinstance(err, OSError) else None
+    text = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or type(err).__name__
+    if code is None:
+        return OSError(f"{path}: could not write the file ({text})")
+    return OSError(code, f"could not write the file ({text})", str(path))
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -380,14 +391,17 @@ def is_locked(path: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the ``with`` body."""
+def file_lock(path: str | os.PathLike, *, remove: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the ``with`` body.
+
+    ``remove``: delete the lock file when done (safe: :func:`try_lock` re-checks the inode it locked).
+    """
     fd = try_lock(path, blocking=True)
     assert fd is not None
     try:
         yield
     finally:
-        unlock(fd)
+        unlock(fd, remove=path if remove else None)
 
 
 def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -515,8 +529,8 @@ def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) ->
             tmps.append(tmp)
             try:
                 write(tmp)
-            except RuntimeError as err:
-                raise OSError(f"{final}: could not write the file ({err})") from None
+            except (RuntimeError, OSError) as err:
+                raise _named(err, final) from None
             if not tmp.is_file():
                 raise ValueError(f"commit_files: the writer of {final} wrote no file")
             _fsync(tmp)
