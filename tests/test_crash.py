@@ -149,3 +149,22 @@ def test_two_concurrent_scans_leave_one_consistent_pair(tmp_path, scan_inputs):
         _, err = p.communicate(timeout=WAIT_S)
         assert p.returncode == 0, err
     assert _consistent(*_outputs(tmp_path)) in (3, 6)
+
+
+def test_concurrent_writers_of_one_run_and_a_dead_writers_leftover(tmp_path):
+    """A second writer of a name being written is refused; once the first is gone its staging folder
+    never blocks the name (a killed process drops its flock; here the writer is released without abort)."""
+    store = RunStore(tmp_path)
+    first = store.create({"sampler": "random"}, name="r")
+    first.log_metrics({"epoch": 1, "loss": 0.5})
+    with pytest.raises(FileExistsError, match="being written by another process"):
+        RunStore(tmp_path).create({"sampler": "random"}, name="r")
+    assert store.is_running("r")
+    with pytest.raises(FileExistsError, match="being written"):
+        store.delete("r")
+    first._release()  # what the kernel does when the writing process dies
+    assert store.list(include_incomplete=True)["status"].tolist() == ["interrupted"]
+    second = RunStore(tmp_path).create({"sampler": "hardest"}, name="r")
+    assert second.metrics.empty  # the dead writer's files are gone
+    second.finalize()
+    assert store.load("r").config == {"sampler": "hardest"}
