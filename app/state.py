@@ -2,7 +2,7 @@
 
 Pages call these functions only; they never cache on their own. Big read-only arrays (embeddings,
 datasets, posteriors) live in ``st.cache_resource`` keyed by path and modification time; small tables
-and UMAP coordinates in ``st.cache_data`` keyed by plain values (DESIGN.md §5).
+and UMAP coordinates in ``st.cache_data`` keyed by plain values.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ All functions take L2-normalised embeddings ``emb_a [n_a, d]`` (images, side A) 
 ``emb_b [n_b, d]`` (captions, side B) of one split and the split's
 :class:`fnlab.data.base.MatchingDataset` (``b_to_a [n_b]``, ``relevance [n_b, n_a]``).
 
-Metrics (DESIGN.md, section 2, "Evaluation"):
+Metrics (docs/METHODS.md, "Evaluation"):
 
 - **Recall@K** (percent), Flickr30K/COCO protocol as in VSE++ and FNE (Li et al., ACM MM 2023,
   Sec. 4): image-to-text (``i2t``) -- an image query is correct at K if *any* of its labelled

@@ -3,7 +3,7 @@
 UMAP's own nearest-neighbour search (pynndescent) is the slow, compile-heavy part of a first fit.
 fnlab already has exact inner-product neighbours from faiss, so :func:`umap_2d` hands UMAP that graph
 (``precomputed_knn``; column 0 is the point itself, distance ``1 - cosine``), which cut a first fit on
-2 CPU cores from ~50 s to ~10 s (see ``DESIGN.md`` §5).
+2 CPU cores several-fold (bench/results and the README have the figures).
 
 Results are cached on disk under a hash of the embeddings and the parameters, so a map is computed
 once per run and reused across sessions. ``umap`` is imported lazily: importing fnlab stays fast.

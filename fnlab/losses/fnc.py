@@ -31,7 +31,7 @@ class FNCLoss(Loss):
 
     With ``F_i`` empty both modes equal InfoNCE. Huynh et al. find ``F_i`` by similarity to
     support views of the anchor; fnlab uses the anchor's own similarity row (top-k 10 and
-    threshold 0.7 by default, ``DESIGN.md`` §2).
+    threshold 0.7 by default, ``docs/METHODS.md``).
 
     Shapes: ``sims [B, M]``, ``pos_sims [B]``, ``positive_mask [B, M]`` bool or ``None``,
     ``neg_idx [B, k]`` long or ``None``; returns a scalar, or ``[B]`` with ``reduction="none"``.
