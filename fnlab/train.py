@@ -61,7 +61,7 @@ from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
 
 #: losses the training loop applies to the picked negatives (names of :mod:`fnlab.losses`;
-#: ``triplet`` here is the hinge on the picked negatives, ``triplet_sampled`` there)
+#: ``triplet`` is the same hinge as the warm-up's, averaged over the picked negatives)
 TRAIN_LOSSES = ("triplet", "infonce", "dcl", "hcl", "fnc")
 
 
@@ -219,28 +219,9 @@ def build_pick_loss(name: str, params: dict[str, Any]):
     """
     from fnlab import losses
 
-    registered = {"triplet": "triplet_sampled"}.get(name, name)
-    accepted = {p.name for p in losses.param_specs(registered)}
-    return losses.build(registered, reduction="sum", **{k: v for k, v in params.items() if k in accepted})
-
-
-def vse_loss(fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor, margin: float, *,
-             reduce: str = "max") -> torch.Tensor:
-    """VSE++ (Faghri et al., 2018) in-batch triplet loss, summed over anchors and both directions.
-
-    ``reduce="max"`` keeps each anchor's most violating negative (max-violation); ``"sum"`` sums
-    all hinges ``[margin - s+ + s]_+``. Entries sharing the anchor's id are not negatives.
-
-    Shapes: ``fa [B, d]``, ``fb [B, d]`` unit rows, pair ``(i, i)`` labelled; ``ids [B]``.
-    """
-    scores = fa @ fb.T
-    d = scores.diagonal()
-    same = ids[:, None] == ids[None, :]
-    cost_b = (margin + scores - d[:, None]).clamp(min=0).masked_fill(same, 0)  # image anchors, caption negs
-    cost_a = (margin + scores - d[None, :]).clamp(min=0).masked_fill(same, 0)  # caption anchors, image negs
-    if reduce == "sum":
-        return cost_b.sum() + cost_a.sum()
-    return cost_b.max(1).values.sum() + cost_a.max(0).values.sum()
+    accepted = {p.name for p in losses.param_specs(name)}
+    extra = {"mode": "mean"} if name == "triplet" else {}  # the hinge averaged over the k picked negatives
+    return losses.build(name, reduction="sum", **extra, **{k: v for k, v in params.items() if k in accepted})
 
 
 class _Relevance:
@@ -343,6 +324,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     sampler = _build_sampler(config)
     needs_rel = bool(getattr(sampler, "needs_relevance", False))
     pick_loss = build_pick_loss(config.loss, config.loss_params)
+    # the warm-up: VSE++ over the batch with the registry's one triplet loss
+    from fnlab.losses import TripletLoss
+
+    warmup_loss = TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss,
+                              reduction="sum")
     rel = _Relevance(train_ds.relevance)
     if needs_rel and rel.rel is None:
         raise ValueError(f"sampler {config.sampler!r} needs ground-truth relevance; dataset "
@@ -400,8 +386,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 fb = model.encode_b(b_all[bidx])
                 bsz = bidx.shape[0]
                 if in_warmup:
-                    loss = vse_loss(fa, fb, aidx, float(config.loss_params.get("margin", 0.2)),
-                                    reduce=config.warmup_loss) / bsz
+                    loss = warmup_loss.in_batch(fa @ fb.T, aidx) / bsz
                 else:
                     with torch.no_grad():
                         sampler.observe((fa @ fb.T).detach(), aidx)

@@ -105,12 +105,10 @@ def test_loss_matches_reference(name, params, ref, b, m, use_idx):
 @pytest.mark.parametrize("b,m", SIZES)
 def test_sampled_triplet_matches_reference(b, m):
     sims, pos, mask, idx = make(b, m, seed=m)
-    got = L.build("triplet_sampled", reduction="none")(sims, pos, mask, idx)
+    got = L.build("triplet", mode="mean", reduction="none")(sims, pos, mask, idx)
     want = torch.tensor([ref_triplet(float(pos[i]), negatives_of_row(sims, mask, idx, i), 0.2, "mean_k", k=3)
                          for i in range(b)], dtype=torch.float64)
     torch.testing.assert_close(got, want)
-    with pytest.raises(ValueError, match="neg_idx"):
-        L.build("triplet_sampled")(sims, pos, mask)
 
 
 def test_vse_max_violation_equals_official_triplet():
@@ -127,6 +125,8 @@ def test_vse_max_violation_equals_official_triplet():
     loss = L.build("triplet", reduction="sum")
     got = loss(scores, scores.diagonal(), eye) + loss(scores.T, scores.diagonal(), eye)
     assert float(got) == pytest.approx(want)
+    # the warm-up's in-batch form is the same number
+    assert float(loss.in_batch(scores, torch.arange(6))) == pytest.approx(want)
 
 
 def test_hcl_with_beta_zero_is_dcl_and_gradients_flow():
@@ -151,7 +151,7 @@ def test_losses_stable_at_low_temperature_and_empty_rows():
 
 
 def test_registry_and_errors():
-    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "triplet", "triplet_sampled"]
+    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "triplet"]
     with pytest.raises(ValueError, match="valid names: dcl, fnc, hcl"):
         L.build("ntxent")
     with pytest.raises(ValueError, match="reduction"):

@@ -5,7 +5,7 @@
 has a ``reduction`` of ``"mean"``, ``"sum"`` or ``"none"``.
 """
 
-from . import dcl, fnc, hcl, infonce, triplet, triplet_sampled  # noqa: F401  (registration)
+from . import dcl, fnc, hcl, infonce, triplet  # noqa: F401  (registration)
 from .base import Loss, reduce
 from .dcl import DCLLoss
 from .fnc import FNCLoss
@@ -13,7 +13,6 @@ from .hcl import HCLLoss
 from .infonce import InfoNCELoss
 from .registry import available, build, param_specs
 from .triplet import TripletLoss
-from .triplet_sampled import SampledTripletLoss
 
-__all__ = ["DCLLoss", "FNCLoss", "HCLLoss", "InfoNCELoss", "Loss", "SampledTripletLoss", "TripletLoss", "available", "build",
+__all__ = ["DCLLoss", "FNCLoss", "HCLLoss", "InfoNCELoss", "Loss", "TripletLoss", "available", "build",
            "param_specs", "reduce"]

@@ -1,24 +1,33 @@
-"""Triplet (hinge) loss, sum or max-violation (VSE++, Faghri et al., BMVC 2018)."""
+"""Triplet (hinge) loss: the one "triplet" of fnlab (VSE++, Faghri et al., BMVC 2018; FNE, Li et al.,
+ACM MM 2023, Eq. 6).
+
+The same loss serves the VSE++ warm-up (every in-batch negative, ``mode="sum"`` or the
+max-violation ``mode="max"``) and training on the negatives a sampler picked (``neg_idx``,
+``mode="mean"`` over the ``k`` picks: with ``k = 1`` it is FNE's ``HardTripletLoss`` after
+``cost.gather(1, index)``; a picked labelled positive contributes 0, as the official masked cost does).
+"""
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (used in the docstring example)
+import torch
 
 from .base import Loss
 from .registry import ParamSpec, register
 
+MODES = ("max", "sum", "mean")
+
 
 @register("triplet")
 class TripletLoss(Loss):
-    """Hinge ``[margin - s+ + s]_+`` over each anchor's negatives.
+    """Hinge ``[margin - s+ + s]_+`` over each anchor's negatives (picked ones, or the whole pool).
 
-    ``mode="max"``: the most violating negative only (VSE++ max-violation; with the whole
-    batch as pool, the official FNE ``TripletLoss`` is this summed over both directions,
-    i.e. ``reduction="sum"``). ``mode="sum"``: the sum over all negatives (VSE0).
+    ``mode="max"``: the most violating negative only (VSE++ max-violation; with the batch as pool,
+    the official FNE ``TripletLoss`` is this summed over both directions, ``reduction="sum"``).
+    ``mode="sum"``: the sum over the negatives (VSE0). ``mode="mean"``: their mean.
 
     Args:
         margin: 0.2.
-        mode: ``"max"`` or ``"sum"``.
+        mode: ``"max"``, ``"sum"`` or ``"mean"``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` over anchors.
 
     Example:
@@ -32,12 +41,21 @@ class TripletLoss(Loss):
 
     def __init__(self, margin: float = 0.2, mode: str = "max", reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if mode not in ("max", "sum"):
-            raise ValueError(f"triplet: 'mode' must be 'max' or 'sum', got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"triplet: 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
         self.margin, self.mode = float(margin), mode
 
-    def per_anchor(self, neg, valid, pos):
+    def per_anchor(self, neg: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         h = (self.margin - pos[:, None] + neg).clamp(min=0) * valid
         if self.mode == "sum":
             return h.sum(dim=1)
+        if self.mode == "mean":
+            return h.mean(dim=1) if h.shape[1] else h.sum(dim=1)
         return h.max(dim=1).values if h.shape[1] else h.sum(dim=1)
+
+    def in_batch(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Both directions over an in-batch score matrix ``scores [B, B]`` (image ``i`` . caption ``j``,
+        pair ``(i, i)`` labelled); entries sharing the anchor's item id ``ids [B]`` are not negatives."""
+        same = ids[:, None] == ids[None, :]
+        d = scores.diagonal()
+        return self(scores, d, same) + self(scores.T, d, same.T)
