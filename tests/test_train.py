@@ -63,7 +63,7 @@ def test_short_training_learns_above_chance(tmp_path):
     assert m["sampled_fn_rate"].between(0, 1).all()
     assert run.config["dataset"] == {"name": "shapes", "root": None, "options": TINY}
     assert rec.steps == 4 * rec.started["steps_per_epoch"] and len(rec.epochs) == 4 and rec.ended is not None
-    assert set(ev["fn_detection"]) == {"auroc", "ap", "ece"}
+    assert {"auroc", "ap", "ece", "similarity_auroc", "similarity_ap", "reliability", "prior_estimated"} <= set(ev["fn_detection"])
     # the config round-trips
     assert TrainConfig.from_dict(run.config).to_run_config(run.config["dataset"]) == {k: v for k, v in run.config.items() if k != "model_spec"}
 
@@ -160,3 +160,16 @@ def test_pick_loss_is_the_registered_loss():
     want = (0.2 - pos[:, None] + sims.gather(1, idx)).clamp(min=0).mean(dim=1).sum()
     got = build_pick_loss("triplet", {"margin": 0.2, "temperature": 0.5})(sims, pos, mask, neg_idx=idx)
     torch.testing.assert_close(got, want)
+
+
+def test_runs_show_says_when_fne_sampled_as_simans():
+    import pandas as pd
+
+    from fnlab.commands.runs import run_health
+
+    never = pd.DataFrame({"epoch": [1, 2, 3], "warmup": [1.0, 0.0, 0.0], "posterior_active": [0.0, 0.0, 0.0],
+                          "below_warmup": [0.0, 0.0, 1.0]})
+    notes = run_health(never)
+    assert any("sampled as SimANS" in n for n in notes) and any("warm-up" in n for n in notes)
+    active = never.assign(posterior_active=[0.0, 1.0, 0.5], below_warmup=0.0)
+    assert run_health(active) == ["the posterior was active on 75% of the steps after the warm-up"]

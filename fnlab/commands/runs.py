@@ -106,12 +106,36 @@ def run_show(args: argparse.Namespace) -> int:
     print(json.dumps(run.config, indent=2, default=str))
     print("metrics:")
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(metrics) else "  (none)")
+    for line in run_health(metrics):
+        print(f"note: {line}")
     if evaluation is not None:
         print("eval:")
         print(json.dumps(evaluation, indent=2, default=str))
     checked = " (sha256 checked)" if run.checksums else ""
     print("files: " + ", ".join(run.files()) + checked)
     return 0
+
+
+def run_health(metrics) -> list[str]:
+    """Plain sentences on what a run's metrics say went wrong (empty when nothing did).
+
+    * a sampler with a posterior (FNE) whose posterior never switched on after the warm-up sampled
+      as SimANS: say so;
+    * the kept (best validation) model scored no better than the warm-up.
+    """
+    out = []
+    if len(metrics) and "posterior_active" in metrics.columns:
+        after = metrics[metrics.get("warmup", 0) == 0] if "warmup" in metrics.columns else metrics
+        active = after["posterior_active"].fillna(0.0)
+        if len(after) and float(active.max()) == 0.0:
+            out.append("the posterior never switched on after the warm-up: this FNE run sampled as SimANS "
+                       "(paper mode needs more confident pairs per epoch: lower min_confident or use the "
+                       "calibrated mode)")
+        elif len(after):
+            out.append(f"the posterior was active on {float(active.mean()):.0%} of the steps after the warm-up")
+    if len(metrics) and "below_warmup" in metrics.columns and float(metrics["below_warmup"].iloc[-1] or 0) > 0:
+        out.append("the kept model is no better than the warm-up's: the sampler epochs did not help")
+    return out
 
 
 def run_rm(args: argparse.Namespace) -> int:
