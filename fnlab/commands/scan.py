@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     fmt = _format_of(out, args.format)
+    if not out.name or out.name in (".", ".."):
+        raise ValueError(f"--out {args.out!r}: expected a file path such as suspects.parquet")
     summary_path = out.with_name(out.name + ".summary.json")  # a.csv and a.parquet never share a summary
     prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
     given = None
@@ -293,9 +295,12 @@ def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: st
 
 def _float(text: str, flag: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"{flag}: expected 'auto' or a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{flag}: expected 'auto' or a number in (0, 1), got {text!r}")
+    return value
 
 
 def _embeddings(path: str | None, field: str, fallback, where: str):
