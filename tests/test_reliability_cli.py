@@ -106,6 +106,8 @@ CASES = [
     ("scan-triplets-is-summary", lambda ws: _scan(ws, "--triplets", str(ws / "old.parquet.summary.json"),
                                                   out="old.parquet"), ["--triplets", "summary"]),
     ("scan-out-is-folder", lambda ws: _scan(ws, out="runs"), ["--out", "is a folder"]),
+    ("scan-out-empty", lambda ws: _replace_arg(_scan(ws), "--out", ""), ["--out", "file path"]),
+    ("scan-prior-out-of-range", lambda ws: _scan(ws, "--prior", "2"), ["--prior", "(0, 1)"]),
     ("scan-triplets-unwritable", lambda ws: ((ws / "blocker").write_text("a file"),
                                              _scan(ws, "--triplets", str(ws / "blocker" / "t.parquet"),
                                                    out="old.parquet"))[1],
