@@ -446,7 +446,7 @@ def embedding_scatter(
     highlight: Sequence[int] | None = None,
     title: str | None = "Embedding map (UMAP)",
 ) -> go.Figure:
-    """2-D scatter of embeddings, one trace per colour value, ``custom_data[0]`` = row id, lasso drag.
+    """2-D scatter of embeddings, one trace per colour value, ``custom_data[0]`` = row id (clicks select points).
 
     Args:
         coords: ``[N, 2]`` projected coordinates.
@@ -501,7 +501,9 @@ def embedding_scatter(
             fig.add_scattergl(x=xy[hl, 0], y=xy[hl, 1], mode="markers", name="selected / neighbours",
                               text=texts[hl], customdata=ids[hl].reshape(-1, 1), hovertemplate=hovertemplate,
                               marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=2, color="black")))
-    fig.update_layout(dragmode="lasso", legend_title_text=color_name)
+    # No dragmode here: Streamlit then makes a click select a point (clickmode "event+select", drag pans); with
+    # dragmode "lasso" it would turn clicks into plain events. Box and lasso stay one click away in the toolbar.
+    fig.update_layout(legend_title_text=color_name)
     fig.update_xaxes(showticklabels=False, title_text="UMAP 1")
     fig.update_yaxes(showticklabels=False, title_text="UMAP 2")
     return _layout(fig, title=title, height=600, legend="bottom")

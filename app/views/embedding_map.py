@@ -12,9 +12,10 @@ from fnlab import status as fs
 
 st.title("Embedding map")
 state.sidebar()
-st.caption("Images and captions of the split in one UMAP (cosine, exact neighbours). Click a point, or drag a "
-           "box or lasso: the side panel shows it, its labelled pair and its true nearest neighbours in the "
-           "original space. With a point selected, colour by false-negative status shows its pairs.")
+st.caption("Images and captions of the split in one UMAP (cosine, exact neighbours). Click a point (or pick the "
+           "box or lasso tool in the chart's toolbar): below the map you see it, its labelled pair and its true "
+           "nearest neighbours in the original space. With a point selected, colour by false-negative status shows "
+           "its pairs.")
 
 
 @st.fragment(run_every=2.0)
@@ -77,16 +78,14 @@ def _page():
                                 color_name=colour_by, highlight=highlight,
                                 title=f"{n_a:,} images and {n_b:,} captions ({split} split"
                                       f"{'' if is_umap else ', PCA while UMAP computes'})")
-    left, right = st.columns([2, 1])
-    with left:
-        st.plotly_chart(fig, width="stretch", on_select=_on_select,
-                        selection_mode=("points", "box", "lasso"), key="map_chart")
-        st.number_input("…or type a point number (images first, then captions; −1: none)", -1, n_a + n_b - 1, -1,
-                        key="map_manual", on_change=_on_manual)
+    # The map takes the full width (room to click); what is selected is shown below it.
+    st.plotly_chart(fig, width="stretch", on_select=_on_select, selection_mode=("points", "box", "lasso"),
+                    key="map_chart")
+    st.number_input("…or type a point number (images first, then captions; −1: none)", -1, n_a + n_b - 1, -1,
+                    key="map_manual", on_change=_on_manual)
     if focus is not None:
         st.query_params["point"] = str(focus)
-    with right:
-        _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn)
+    _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn)
 
 
 def _search(col, hover: np.ndarray) -> list[int]:
@@ -159,19 +158,30 @@ def _describe(ds, dkey, i: int, n_a: int, captions, a_labels) -> dict:
             "text": f"caption: {captions[j]}"}
 
 
+CFG = {"image": st.column_config.ImageColumn("image", width="small"),
+       "text": st.column_config.TextColumn("image or caption", width="large"),
+       "id": st.column_config.NumberColumn("point", width="small")}
+
+
 def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
     n_a = len(a)
     if not picked:
         st.info("Select a point (click, box or lasso) to see it here.")
         return
+    left, right = st.columns([2, 3])
+    with left:
+        _selected(ds, dkey, picked, captions, a_labels, n_a)
+    with right:
+        _neighbour_table(ds, dkey, a, b, int(picked[0]), captions, a_labels, fn)
+
+
+def _selected(ds, dkey, picked, captions, a_labels, n_a: int) -> None:
     st.button("Clear selection", key="map_clear", on_click=_on_clear)
-    cfg = {"image": st.column_config.ImageColumn("image", width="small"),
-           "text": st.column_config.TextColumn("image or caption", width="medium"),
-           "id": st.column_config.NumberColumn("point", width="small")}
     if len(picked) > 1:
         st.markdown(f"**{len(picked)} points selected**")
         sel = pd.DataFrame([_describe(ds, dkey, i, n_a, captions, a_labels) for i in picked[:200]])
-        st.dataframe(sel, hide_index=True, width="stretch", column_config=cfg, height=260)
+        st.dataframe(sel, hide_index=True, width="stretch", column_config=CFG, height=260,
+                     column_order=["image", "text", "id"])
         st.download_button("Export selection (CSV)", sel.drop(columns="image").to_csv(index=False).encode(),
                            "selection.csv", "text/csv", key="map_export")
     focus = int(picked[0])
@@ -194,8 +204,12 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
         pair = [owner]
         st.markdown("**Labelled pair (its image):**")
     st.dataframe(pd.DataFrame([_describe(ds, dkey, i, n_a, captions, a_labels) for i in pair]), hide_index=True,
-                 width="stretch", column_config=cfg)
-    st.markdown("**True nearest neighbours (cosine, original space):**")
+                 width="stretch", column_config=CFG, column_order=["image", "text", "id"])
+
+
+def _neighbour_table(ds, dkey, a, b, focus: int, captions, a_labels, fn) -> None:
+    n_a = len(a)
+    st.markdown(f"**True nearest neighbours of point {focus}** (cosine, original space):")
     nb = _neighbours(a, b, focus, 8)
     rows = []
     for i, s in zip(nb["id"], nb["similarity"], strict=True):
@@ -204,9 +218,9 @@ def _side_panel(ds, dkey, a, b, picked, captions, a_labels, fn) -> None:
         d["status"] = _pair_status(ds, fn, focus, int(i), n_a)
         rows.append(d)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        **cfg, "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width="small"),
+        **CFG, "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width="small"),
         "status": st.column_config.TextColumn("pair status", width="small")},
-        column_order=["image", "text", "similarity", "status", "id"])
+        column_order=["image", "similarity", "status", "text", "id"])
 
 
 def _pair_status(ds, fn, x: int, y: int, n_a: int) -> str:

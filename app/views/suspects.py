@@ -31,7 +31,7 @@ def _source():
         root, name, split = cur
         table, summary = state.scan_run(str(root), name, split, int(top_k), state.run_key(root, name))
         ds = state.run_dataset(root, name, split)
-        store = review.RunDecisions(state.get_run(root, name))
+        store = review.RunDecisions(state.get_run(root, name), session=_session())
         n_a = len(state.run_embeddings(root, name, split)[0])
         return table, summary, store, (ds, state.ds_key(root, name, split), n_a), f"{name}-{split}"
     c1, c2, c3 = st.columns(3)
@@ -59,19 +59,25 @@ def _source():
             table[col] = [lines[i] for i in ids]
     digest = hashlib.sha256(q.getvalue()[:1 << 20] + c.getvalue()[:1 << 20] + p.getvalue()).hexdigest()[:16]
     folder = Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "reviews" / digest
-    return table, summary, review.FolderDecisions(folder), None, f"upload-{digest}"
+    return table, summary, review.FolderDecisions(folder, session=_session()), None, f"upload-{digest}"
 
 
-def _decide(store, query: int, candidate: int, decision: str, previous: str) -> None:
+def _session() -> str:
+    """This browser tab's review session: fnlab.review's undo takes back this session's own actions only."""
+    import uuid
+
+    return st.session_state.setdefault("sus_session", uuid.uuid4().hex[:12])
+
+
+def _decide(store, query: int, candidate: int, decision: str) -> None:
     store.record("t2i", int(query), int(candidate), decision)
-    st.session_state.setdefault("sus_undo", []).append((int(query), int(candidate), previous))
+    st.session_state["sus_actions"] = st.session_state.get("sus_actions", 0) + 1
 
 
 def _undo(store) -> None:
-    stack = st.session_state.get("sus_undo") or []
-    if stack:
-        q, c, previous = stack.pop()
-        store.record("t2i", q, c, previous)
+    """Take back this session's last decision (the decision log keeps both, so nothing is lost)."""
+    if store.undo() is not None:
+        st.session_state["sus_actions"] = max(0, st.session_state.get("sus_actions", 0) - 1)
 
 
 def _skip(query: int, candidate: int) -> None:
@@ -110,13 +116,13 @@ def _review_one(todo, store, ds_info) -> None:
     mid.markdown(f"similarity **{r['similarity']:.3f}** (its labelled positive: {r['positive_similarity']:.3f}), "
                  f"rank {int(r['rank'])}, **P(false negative) = {r['p_false_negative']:.3f}**{truth}")
     right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
-                 shortcut="F", on_click=_decide, args=(store, q, c, review.FALSE_NEGATIVE, review.UNDECIDED))
+                 shortcut="F", on_click=_decide, args=(store, q, c, review.FALSE_NEGATIVE))
     right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch", shortcut="T",
-                 on_click=_decide, args=(store, q, c, review.TRUE_NEGATIVE, review.UNDECIDED))
+                 on_click=_decide, args=(store, q, c, review.TRUE_NEGATIVE))
     right.button("Next", key="sus_next", icon=":material/skip_next:", width="stretch", shortcut="N",
                  on_click=_skip, args=(q, c))
     right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch", shortcut="U",
-                 on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_undo"))
+                 on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_actions"))
     st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
     if ds_info is not None:
         l1, l2, _ = st.columns([1, 1, 2])
@@ -191,8 +197,8 @@ def _page():
                                 (b2, "Mark selected as true negative", review.TRUE_NEGATIVE),
                                 (b3, "Clear decision", review.UNDECIDED)):
             if col.button(f"{label} ({len(picked)})", key=f"sus_bulk_{dec}"):
-                for q, c, prev in zip(picked["query"], picked["candidate"], picked["decision"], strict=True):
-                    _decide(store, q, c, dec, prev)
+                for q, c in zip(picked["query"], picked["candidate"], strict=True):
+                    _decide(store, q, c, dec)
                 st.rerun()
 
     st.subheader("Export")

@@ -15,6 +15,9 @@ st.caption("Train a small dual encoder on the chosen dataset with any negative s
 DATASETS = {"shapes, small (600 training images, about 10 s)": ("shapes", {"n_train": 600}),
             "shapes, full (2,000 training images)": ("shapes", {}),
             "digits (scikit-learn handwritten digits)": ("digits", {}),
+            "shapes as frozen pretrained features (the paper's setting; first use builds them, minutes)":
+                ("shapes-precomp", {}),
+            "digits as frozen pretrained features (first use builds them, minutes)": ("digits-precomp", {}),
             "my own folder (pairs, precomp or saved dataset)": ("folder", {})}
 
 
