@@ -72,7 +72,9 @@ def _sparse_lookup(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np
     valid = cols >= 0
     out = np.zeros(cols.shape, dtype=bool)
     if valid.any():
-        out[valid] = np.asarray(mat[rows_b[valid], cols[valid]]).ravel().astype(bool)
+        from fnlab.posterior import pair_member
+
+        out[valid] = pair_member(sp.csr_matrix(mat, dtype=bool), rows_b[valid], cols[valid])
     return out
 
 
