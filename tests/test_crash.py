@@ -82,14 +82,34 @@ def test_train_killed_at_every_stage_keeps_the_old_run(tmp_path, capsys):
     assert not [p for p in (tmp_path / "runs").rglob("*") if ".tmp-" in p.name]
 
 
-def test_train_killed_without_previous_run_leaves_nothing_loadable(tmp_path):
-    out = tmp_path / "runs" / "fresh"
-    _kill_at(["train", *TINY, "--out", str(out)], tmp_path, "run:before-finalize")
+WRITER = """
+import sys
+import numpy as np
+from fnlab.runs import RunStore
+w = RunStore(sys.argv[1]).create({"sampler": "random"}, name="fresh")
+w.log_metrics({"epoch": 1, "loss": 0.5})
+w.save_array("emb_a_val", np.ones((4, 2), np.float32))
+w.finalize()
+"""
+
+
+def test_run_killed_before_finalize_never_loads(tmp_path):
+    """A first run killed just before its move into place (a writer without torch, for speed)."""
+    proc_args = ["-c", WRITER, str(tmp_path / "runs")]
+    env = dict(os.environ, FNLAB_TEST_PAUSE="run:before-finalize", FNLAB_TEST_PAUSE_FILE=str(tmp_path / "paused"))
+    proc = subprocess.Popen([sys.executable, *proc_args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + WAIT_S
+    while not (tmp_path / "paused").exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "stage not reached"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     store = RunStore(tmp_path / "runs")
-    assert store.names() == [] and not out.exists()
+    assert store.names() == [] and not (tmp_path / "runs" / "fresh").exists()
     with pytest.raises(FileNotFoundError, match="interrupted"):
         store.load("fresh")
-    assert main(["train", *TINY, "--out", str(out)]) == 0  # the leftover staging folder is cleared
+    subprocess.run([sys.executable, *proc_args], check=True, timeout=WAIT_S)  # the leftover never blocks
     store.load("fresh").verify()
 
 
