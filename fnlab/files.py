@@ -120,9 +120,10 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def dumps(obj: Any, *, indent: int | None = None) -> str:
-    """JSON text of ``obj`` under the NaN policy (``null``); ``TypeError`` for what JSON cannot hold."""
-    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+def dumps(obj: Any, *, indent: int | None = None, default: Callable[[Any], Any] | None = None) -> str:
+    """JSON text of ``obj`` under the NaN policy (``null``); ``TypeError`` for what JSON cannot hold
+    (unless ``default`` converts it, as in ``json.dumps``)."""
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, default=default)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

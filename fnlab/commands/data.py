@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from fnlab.files import dumps
 
 _DESCRIPTIONS = {
     "shapes": ("generated 32x32 images of 1-2 objects, 5 captions of varying specificity", True),
@@ -70,7 +71,7 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append({"name": name, "ground_truth": {True: "yes", False: "no", None: "optional"}[gt],
                      "description": desc})
     if args.json:
-        print(json.dumps(rows))
+        print(dumps(rows))
         return 0
     width = max(len(r["name"]) for r in rows)
     print(f"{'name':<{width}} {'ground truth':<13} description")
@@ -97,7 +98,7 @@ def run_info(args: argparse.Namespace) -> int:
     options = dict(_parse_option(o) for o in args.option)
     info = info_dict(args.name, args.split, args.root, options)
     if args.json:
-        print(json.dumps(info))
+        print(dumps(info))
         return 0
     labels = {
         "items_a": "items, side A (images)", "items_b": "items, side B (captions/queries)",

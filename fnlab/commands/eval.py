@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
+
+from fnlab.files import dumps
 
 
 def add_parser(subparsers) -> None:
@@ -77,7 +78,7 @@ def _fmt(x) -> str:
 def run(args: argparse.Namespace) -> int:
     out = evaluate_run(args.run_dir, args.split, args.fn_top_k)
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))  # NaN as null, like every JSON fnlab writes
         return 0
     print(f"split {args.split}")
     for key in ("recall", "relevant_recall"):

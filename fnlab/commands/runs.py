@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from fnlab.files import dumps
+
 _RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is not a folder here is looked up in runs/); "
              "with --runs DIR: a run name inside DIR")
 
@@ -98,19 +100,19 @@ def run_show(args: argparse.Namespace) -> int:
                "config": run.config,
                "metrics": json.loads(metrics.to_json(orient="records")) if len(metrics) else [],
                "eval": evaluation, "files": run.files()}
-        print(json.dumps(out, default=str))
+        print(dumps(out, default=str))
         return 0
     print(f"run {run.name}  ({run.path})")
     print(f"created {run.info.get('created')}, finished {run.info.get('finished')}")
     print("config:")
-    print(json.dumps(run.config, indent=2, default=str))
+    print(dumps(run.config, indent=2, default=str))
     print("metrics:")
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(metrics) else "  (none)")
     for line in run_health(metrics):
         print(f"note: {line}")
     if evaluation is not None:
         print("eval:")
-        print(json.dumps(evaluation, indent=2, default=str))
+        print(dumps(evaluation, indent=2, default=str))
     checked = " (sha256 checked)" if run.checksums else ""
     print("files: " + ", ".join(run.files()) + checked)
     return 0
