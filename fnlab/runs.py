@@ -470,7 +470,12 @@ class RunStore:
             raise FileExistsError(f"run {name!r} already exists in {self.root} (use --overwrite to replace it, "
                                   f"or remove it with: fnlab runs rm {self.root / name})")
         self.staging.mkdir(parents=True, exist_ok=True)
-        fd = files.try_lock(self._lock_path(name))
+        fd = None
+        for _ in range(20):  # a listing (is_running) holds the lock for microseconds: retry briefly
+            fd = files.try_lock(self._lock_path(name))
+            if fd is not None:
+                break
+            time.sleep(0.025)
         if fd is None:
             raise FileExistsError(f"run {name!r} in {self.root} is being written by another process right now; "
                                   "wait for it to finish or choose another name")
