@@ -7,16 +7,19 @@ does not fit one process:
    shards (id + embedding columns), or, for ``.npy`` shards and in-memory arrays, a Dataset of
    row ranges that the first search stage reads (memory-mapped; Ray's ``read_numpy`` keeps no
    row positions, and the ids of ``.npy`` rows are their positions). See :mod:`fnlab.scale.shards`.
-2. **Posterior, once, on the driver, from a sample.** The driver reads only the rows it needs:
-   the queries of (a sample of, ``positive_sample``) the labelled pairs and of the seeded uniform
-   sample of unlabelled pairs (the very sample :func:`fnlab.scan.scan` draws for the same seed),
-   and fits the posterior with :func:`fnlab.scan.fit_scan_posterior`. The fitted object goes to
-   the object store once and every batch applies it through :func:`fnlab.scan.suspects_table`.
+2. **Posterior, once, on the driver.** :func:`fnlab.scan.fit_scan_posterior` on the scan's
+   :class:`fnlab.posterior.PairContext`, the very fit (and seeded sample of unlabelled pairs)
+   of the local scan. The default ``pu`` posterior reads signals beyond the similarity (the
+   candidate's labelled queries, its hubness among all queries), so the driver reads every
+   embedding; the context (with the hubness computed once) and the fitted posterior go to the
+   object store once, and the last stage applies them per batch through
+   :func:`fnlab.scan.suspects_table`. Memory: the driver, and the object store of each node,
+   hold the queries and the candidates once (float32).
 3. **Search.** The candidates are split into ``candidate_shards`` contiguous shards; each shard's
    index (exact ``IndexFlatIP``, or an approximate one built once on the driver and serialised)
    is put in the object store once (``ray.put``). Each shard is a ``map_batches`` stage served by
    an actor pool (a callable class that loads its shard in ``__init__``), so no worker holds more
-   than one shard. A batch flows through the stages; each searches its shard (labelled
+   than one shard's index. A batch flows through the stages; each searches its shard (labelled
    positives left out) and merges its top-k into the running top-k exactly
    (:func:`fnlab.similarity.merge_topk`: the k best of the union of per-shard top-k lists).
 4. **Output.** The last stage turns each batch into rows with ``p_false_negative`` and writes
@@ -53,17 +56,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fnlab import scan as scanmod
+from fnlab.posterior import PairContext
 from fnlab.scale import RAY_INSTALL_HINT
 from fnlab.scale.shards import ShardSet, embedding_matrix, open_shards
 from fnlab.scan import ScanInputError, ScanResult, ScanWarning
 from fnlab.similarity import build_index, index_description, merge_topk, recall_at_k, topk
 from fnlab.similarity import index_params as check_index_params
 
-__all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE", "POSITIVE_SAMPLE"]
+__all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 4096
-#: Labelled pairs whose similarities the driver computes for the posterior fit (all when fewer).
-POSITIVE_SAMPLE = 1_000_000
 SUMMARY_NAME = "summary.json"
 
 
@@ -140,7 +142,7 @@ class _ShardSearcher:
 
     def __init__(self, *, shard: list, index_blob: list | None, lo: int, first: bool, last: bool, k: int,
                  threads: int, positives: list, normalize: bool, query_source: dict, out_dir: str,
-                 posterior: list, candidate_ids: list, kill_marker: str | None = None):
+                 posterior: list, candidate_ids: list, context: list, kill_marker: str | None = None):
         import faiss
         import ray
 
@@ -155,11 +157,13 @@ class _ShardSearcher:
         self.first, self.last, self.k, self.normalize = first, last, k, normalize
         self.pos = ray.get(positives[0])
         self.source = dict(query_source)
-        if self.source.get("array") is not None:
-            self.source["array"] = ray.get(self.source["array"][0])
+        for key in ("array", "id_lookup"):
+            if first and self.source.get(key) is not None:
+                self.source[key] = ray.get(self.source[key][0])
         self.out_dir = out_dir
         self.posterior = ray.get(posterior[0]) if last else None
         self.candidate_ids = ray.get(candidate_ids[0]) if last else None
+        self.context = ray.get(context[0]) if last else None
         self.kill_marker = kill_marker
         self.calls = 0
 
@@ -178,7 +182,9 @@ class _ShardSearcher:
                     embedding_matrix(emb_col.take(sel), src["dim"],
                                      f"{path} (queries, column {src['embedding_column']!r})")
                 raise
-            return ids, _prepare_rows(raw, ids, paths, self.normalize)
+            sorted_ids, order = src["id_lookup"]
+            positions = order[np.searchsorted(sorted_ids, ids)]
+            return ids, positions, _prepare_rows(raw, ids, paths, self.normalize)
         parts, ids, files = [], [], []
         for f, start, stop in zip(batch["shard"], batch["start"], batch["stop"], strict=True):
             f, start, stop = int(f), int(start), int(stop)
@@ -189,8 +195,8 @@ class _ShardSearcher:
             parts.append(np.asarray(rows))
             ids.append(np.arange(start, stop, dtype=np.int64) + int(src["offsets"][f]))
             files.extend([src["files"][f]] * (stop - start))
-        id_arr = np.concatenate(ids)
-        return id_arr, _prepare_rows(np.concatenate(parts), id_arr, files, self.normalize)
+        id_arr = np.concatenate(ids)  # .npy rows and arrays: the id is the position
+        return id_arr, id_arr, _prepare_rows(np.concatenate(parts), id_arr, files, self.normalize)
 
     # -- labelled positives of a batch inside this shard
     def _positives_in_shard(self, qids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,13 +219,14 @@ class _ShardSearcher:
             Path(self.kill_marker).touch()  # fault injection for the tests: this worker dies mid-job, once
             os.kill(os.getpid(), signal.SIGKILL)
         if self.first:
-            qids, emb = self._read(batch)
+            qids, qpos, emb = self._read(batch)
             b = qids.size
             run_s = np.full((b, self.k), -np.inf, np.float32)
             run_i = np.full((b, self.k), -1, np.int64)
             best = np.full(b, np.nan, np.float32)
         else:
             qids, emb = np.asarray(batch["id"], np.int64), np.asarray(batch["emb"], np.float32)
+            qpos = np.asarray(batch["pos"], np.int64)
             run_s, run_i = np.asarray(batch["run_s"], np.float32), np.asarray(batch["run_i"], np.int64)
             best = np.array(batch["best"], np.float32)
             b = qids.size
@@ -232,18 +239,21 @@ class _ShardSearcher:
             sims = np.einsum("ij,ij->i", emb[rows], self.keys[cols])
             np.fmax.at(best, rows, sims)
         if not self.last:
-            return {"id": qids, "emb": emb, "run_s": run_s, "run_i": run_i, "best": best}
-        return self._write(qids, run_s, run_i, best)
+            return {"id": qids, "pos": qpos, "emb": emb, "run_s": run_s, "run_i": run_i, "best": best}
+        return self._write(qids, qpos, run_s, run_i, best)
 
     # -- output (last stage)
-    def _write(self, qids, run_s, run_i, best) -> dict[str, np.ndarray]:
+    def _write(self, qids, qpos, run_s, run_i, best) -> dict[str, np.ndarray]:
         k = run_s.shape[1]
         flat = run_i.ravel()
         keep = flat >= 0
         query_col = np.repeat(qids, k)[keep]
-        table = scanmod.suspects_table(self.posterior, query_col, self.candidate_ids[flat[keep]],
+        # the posterior sees every signal of each pair through the scan's context (positions) ...
+        table = scanmod.suspects_table(self.posterior, np.repeat(qpos, k)[keep], flat[keep],
                                        np.tile(np.arange(1, k + 1, dtype=np.int32), qids.size)[keep],
-                                       run_s.ravel()[keep], np.repeat(best, k)[keep])
+                                       run_s.ravel()[keep], np.repeat(best, k)[keep], ctx=self.context)
+        table["query"] = query_col  # ... and the rows are written with the shards' ids
+        table["candidate"] = self.candidate_ids[flat[keep]]
         digest = hashlib.sha1(np.ascontiguousarray(qids).tobytes()).hexdigest()[:20]
         name = f"part-{digest}.parquet"
         tmp = Path(self.out_dir) / f".{name}.{uuid.uuid4().hex}.tmp"
@@ -285,21 +295,6 @@ def _positives_positions(positives: Any, qs: ShardSet, cs: ShardSet, names: Mapp
     return scanmod._positives_matrix(positives, qs.n, cs.n, names, notes)
 
 
-def _prepare_gathered(qs: ShardSet, positions: np.ndarray, normalize: bool) -> np.ndarray:
-    """Rows of the queries at ``positions``, checked and normalised as the workers do."""
-    return _prepare_rows(qs.gather(positions), qs.ids[positions], _LazyFiles(qs, positions), normalize)
-
-
-class _LazyFiles:
-    """``files[r]`` for error messages without building a list of every row's file."""
-
-    def __init__(self, qs: ShardSet, positions: np.ndarray):
-        self.qs, self.positions = qs, positions
-
-    def __getitem__(self, r: int) -> str:
-        return self.qs.file_of(int(self.positions[r]))
-
-
 def _unwrap(err: BaseException) -> BaseException:
     """The user-facing error inside a Ray task error (a ScanInputError raised by a worker)."""
     seen = err
@@ -316,13 +311,13 @@ def _unwrap(err: BaseException) -> BaseException:
 
 
 def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, prior: Any = "auto",
-             estimator: str = "gaussian", normalize: bool = True, index: str = "flat",
+             estimator: str = "pu", posterior: Any = None, normalize: bool = True, index: str = "flat",
              index_params: Mapping[str, Any] | list[str] | None = None, recall_check: int = 0,
              progress: bool = False, negative_sample: int = 100_000, seed: int = 0,
              names: Mapping[str, str] | None = None, chunk_size: int | None = None, device: str = "auto",
              out: str | os.PathLike | None = None, ray_address: str | None = None, candidate_shards: int = 1,
              workers: int | None = None, worker_cpus: int = 1, batch_size: int | None = None,
-             positive_sample: int = POSITIVE_SAMPLE, id_column: str = "id", embedding_column: str = "embedding",
+             id_column: str = "id", embedding_column: str = "embedding",
              num_cpus: int | None = None, connect_timeout: float = 10.0,
              _kill_marker: str | None = None) -> ScanResult:
     """The scan of :func:`fnlab.scan.scan` as a Ray Data job (module docstring).
@@ -345,7 +340,6 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         workers: actors per shard (default: cluster CPUs / (shards * worker_cpus), at least 1).
         worker_cpus: CPUs (and faiss threads) reserved by each actor.
         batch_size: queries per batch (default 4096).
-        positive_sample: labelled pairs used for the posterior fit (all when fewer).
         id_column, embedding_column: Parquet column names.
 
     Returns:
@@ -375,7 +369,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     if device not in ("auto", "cpu"):
         raise ScanInputError(f"device {device!r}: the Ray engine searches with faiss on CPU; use 'auto' or 'cpu'")
     for name, value, low in (("candidate_shards", candidate_shards, 1), ("worker_cpus", worker_cpus, 1),
-                             ("recall_check", recall_check, 0), ("positive_sample", positive_sample, 2),
+                             ("recall_check", recall_check, 0),
                              ("negative_sample", negative_sample, 2)):
         if not isinstance(value, int | np.integer) or value < low:
             raise ScanInputError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -388,6 +382,8 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         raise ScanInputError(f"{out_path} (out): exists and is a file; the Ray engine writes a folder of Parquet "
                              "parts and summary.json")
     ray = _import_ray()
+    if ray_address or (not ray.is_initialized() and os.environ.get("RAY_ADDRESS")):
+        check_ray_address(ray_address or os.environ["RAY_ADDRESS"], connect_timeout)  # before any work
 
     # --- inputs (headers, schemas, ids) and the labelled pairs
     qs = open_shards(queries, "queries", id_column=id_column, embedding_column=embedding_column)
@@ -401,48 +397,47 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     pos = _positives_positions(positives, qs, cs, names, notes)
     nq, nc, d = qs.n, cs.n, qs.dim
 
+    # --- the posterior, fitted once on the driver: fnlab.posterior.fit on the scan's PairContext
+    # (the same context, sample and fit as the local scan for this seed). Its signals beyond the
+    # similarity (a candidate's labelled queries, its hubness among all queries) need every
+    # embedding, so the driver reads them all; the context then goes to the object store once.
+    q_raw = scanmod._check_embeddings(qs.read_all(), "queries", names)
     c_raw = scanmod._check_embeddings(cs.read_all(), "candidates", names)
-    dup = scanmod._duplicate_rows(c_raw)
-    if dup:
-        notes.append(f"{scanmod._where(names, 'candidates')}: {dup} row(s) duplicate an earlier row exactly")
+    for key, arr in (("queries", q_raw), ("candidates", c_raw)):
+        dup = scanmod._duplicate_rows(arr)
+        if dup:
+            notes.append(f"{scanmod._where(names, key)}: {dup} row(s) duplicate an earlier row exactly")
+    q = scanmod._prepare(q_raw, "queries", names, normalize)
     c = scanmod._prepare(c_raw, "candidates", names, normalize)
-    del c_raw
+    del q_raw, c_raw
     n_pos = np.diff(pos.indptr)
     no_pos = int((n_pos == 0).sum())
     policy = scanmod.NO_POSITIVE_POLICY if estimator != "relative" else (
         "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
+    ctx = PairContext(q, c, pos)
     if no_pos:
         notes.append(f"{no_pos} of {nq} queries have no labelled positive; {policy}")
     for msg in notes:
         warnings.warn(msg, ScanWarning, stacklevel=2)
 
-    # --- the posterior, fitted once on the driver from a sample (the local scan's sample for this seed)
     t_fit = time.perf_counter()
     coo = pos.tocoo()
     if pos.nnz < 2:
         raise ScanInputError(f"{scanmod._where(names, 'positives')}: {pos.nnz} labelled pair(s); at least 2 are "
                              "needed to fit the positive distribution")
-    rng = np.random.default_rng(seed)
-    sq, sc = scanmod._sample_unlabelled(pos, int(negative_sample), rng)
-    if pos.nnz > positive_sample:
-        sel = np.sort(np.random.default_rng([seed, 2]).choice(pos.nnz, positive_sample, replace=False))
+    pos_sims = scanmod._rowwise_dot(q, c, coo.row, coo.col)
+    sq, sc = ctx.draw_unlabelled(int(negative_sample), np.random.default_rng(seed))
+    sample_sims = ctx.similarity(sq, sc)
+    if posterior is None:
+        post, prior_method = scanmod.fit_scan_posterior(estimator, prior, ctx, seed=seed)
     else:
-        sel = np.arange(pos.nnz)
-    sel_rows, sel_cols = coo.row[sel].astype(np.int64), coo.col[sel].astype(np.int64)
-    gathered = np.unique(np.concatenate([sel_rows, sq]))
-    q_g = _prepare_gathered(qs, gathered, normalize)
-    sub = pos[gathered].tocoo()
-    sub_sims = scanmod._rowwise_dot(q_g, c, sub.row, sub.col)
-    best_g = np.full(gathered.size, np.nan, dtype=np.float32)
-    np.fmax.at(best_g, sub.row, sub_sims)
-    if sel.size == pos.nnz:
-        pos_sims = sub_sims  # every labelled pair, in the local scan's (row-major) order
-    else:
-        pos_sims = scanmod._rowwise_dot(q_g, c, np.searchsorted(gathered, sel_rows), sel_cols)
-    g_sq = np.searchsorted(gathered, sq)
-    sample_sims = scanmod._rowwise_dot(q_g, c, g_sq, sc)
-    post, prior_method = scanmod.fit_scan_posterior(estimator, prior, pos_sims, sample_sims, best_g[g_sq], seed=seed)
-    del q_g
+        post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
+        estimator = getattr(post, "estimator", "given")
+    for msg in ctx.notes + list(getattr(post, "notes", ())):
+        if msg not in notes:
+            notes.append(msg)
+    if "candidate_hubness" in ctx.signal_names:
+        ctx.candidate_hubness()  # computed once here, not by every worker
     t_fit = time.perf_counter() - t_fit
 
     # --- candidate shards, their indexes, and the recall check (driver)
@@ -454,7 +449,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     recall = None
     if recall_check:
         rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
-        q_r = _prepare_gathered(qs, rq, normalize)
+        q_r = q[rq]
         excl = pos[rq]
         exact = topk(q_r, c, top_k, exclude=excl, backend="faiss")[1]
         approx_s = approx_i = None
@@ -473,10 +468,13 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
         n_shards = len(shards)
         n_workers = int(workers or max(1, cluster_cpus // (n_shards * worker_cpus)))
-        # every stage's pool must fit at once (a batch flows through all of them): share CPUs if needed
-        actor_cpus = min(float(worker_cpus), cluster_cpus / (n_shards * n_workers))
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(progress)
+        # every stage's pool must fit at once (a batch flows through all of them), and Ray Data's
+        # Parquet reading tasks need a CPU of their own: share the rest among the actors if needed
+        # (a reservation for the scheduler; faiss still runs worker_cpus threads)
+        free = max(cluster_cpus - (1 if qs.kind == "parquet" else 0), 0.5)
+        actor_cpus = min(float(worker_cpus), free / (n_shards * n_workers))
+        data_context = ray.data.DataContext.get_current()
+        data_context.enable_progress_bars = bool(progress)
         if not progress:
             logging.getLogger("ray.data").setLevel(logging.WARNING)
 
@@ -497,6 +495,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         del shards, indexes
         posterior_ref = ray.put(post)
         cand_ids_ref = ray.put(cs.ids)
+        context_ref = ray.put(ctx)
 
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,9 +507,10 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         source: dict[str, Any] = {"kind": qs.kind, "files": qs.files, "offsets": qs.offsets, "dim": d,
                                   "id_column": id_column, "embedding_column": embedding_column, "array": None}
         if qs.kind == "parquet":
-            ds = ray.data.read_parquet(qs.files, columns=[id_column, embedding_column], include_paths=True,
-                                       ray_remote_args={"num_cpus": 0})
+            ds = ray.data.read_parquet(qs.files, columns=[id_column, embedding_column], include_paths=True)
             first_format, first_batch = "pyarrow", batch_size
+            id_order = np.argsort(qs.ids, kind="stable")
+            source["id_lookup"] = [ray.put((qs.ids[id_order], id_order))]
         else:
             if qs.kind == "memory":
                 source["array"] = [ray.put(np.ascontiguousarray(qs.array))]
@@ -526,6 +526,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
                           lo=int(bounds[s]), first=s == 0, last=s == n_shards - 1, k=int(top_k), threads=worker_cpus,
                           positives=[positives_ref], normalize=bool(normalize), query_source=source,
                           out_dir=str(staging), posterior=[posterior_ref], candidate_ids=[cand_ids_ref],
+                          context=[context_ref],
                           kill_marker=_kill_marker)
             ds = ds.map_batches(_ShardSearcher, fn_constructor_kwargs=kwargs,
                                 batch_size=first_batch if s == 0 else batch_size,
