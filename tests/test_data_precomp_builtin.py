@@ -154,6 +154,39 @@ def test_shapes_precomp_is_cached_and_deterministic(shapes_small, cache, tmp_pat
     np.testing.assert_array_equal(fresh.b_inputs, again.b_inputs)
 
 
+def test_shipped_features_skip_pretraining(shapes_small, cache, tmp_path, monkeypatch):
+    import shutil
+
+    import fnlab.data.pretrained as pre
+
+    shipped = tmp_path / "shipped"
+    for folder in cache.glob("precomp/shapes-precomp-features-*"):
+        shutil.copytree(folder, shipped / folder.name)
+    monkeypatch.setattr(pre, "shipped_root", lambda: shipped)
+    monkeypatch.setenv("FNLAB_CACHE", str(tmp_path / "empty_cache"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("pretrained although the features were shipped")
+
+    monkeypatch.setattr(pre, "_train_cnn", no_training)
+    ds = data.load("shapes-precomp", split="test", **SMALL_SHAPES)
+    np.testing.assert_array_equal(ds.a_inputs, shapes_small["test"].a_inputs)
+
+
+def test_repo_ships_features_for_the_default_options():
+    """sample_data/precomp holds the frozen features of both datasets at their defaults (regenerate them with
+    fnlab.data.pretrained.ship_default_features after changing the defaults or BUILD_VERSION)."""
+    import fnlab.data.pretrained as pre
+
+    for name, defaults, keys in (("shapes-precomp", pre.SHAPES_DEFAULTS, pre._SHAPES_IMAGE_KEYS),
+                                 ("digits-precomp", pre.DIGITS_DEFAULTS, pre._DIGITS_IMAGE_KEYS)):
+        o = pre._check(name, defaults, {})
+        folder = pre.shipped_root() / f"{name}-features-{pre._key(name + '/features', {k: o[k] for k in keys})}"
+        feats = np.load(folder / "features.npy", allow_pickle=False)
+        assert feats.dtype == np.float32 and feats.shape[1] == defaults["feature_dim"]
+        assert np.isfinite(feats).all()
+
+
 def test_genericness_reuses_image_features_and_moves_fn_density(shapes_small):
     specific = data.load("shapes-precomp", split="train", **SMALL_SHAPES, genericness=0.0)
     generic = data.load("shapes-precomp", split="train", **SMALL_SHAPES, genericness=0.8)

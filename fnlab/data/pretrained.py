@@ -28,7 +28,8 @@ read back with the same loader a Flickr30K/COCO user points at their own folder.
 **Caching.** Built on first use (progress bars on stderr) into ``$FNLAB_CACHE/precomp/NAME-HASH/``
 (default ``.fnlab_cache``), where HASH covers every option and :data:`BUILD_VERSION`. The frozen
 image features are cached on their own (they do not depend on the captions), so a new ``genericness``
-only re-embeds captions. A folder is written under a temporary name and renamed into place. The same
+only re-embeds captions; those of the default options ship in ``sample_data/precomp`` (3.7 MB), so a
+first use at the defaults skips pretraining (:func:`ship_default_features` regenerates them). A folder is written under a temporary name and renamed into place. The same
 options give the same arrays on the same machine (seeded generators, seeded CPU training; the CNN's
 float sums can differ across torch thread counts, so the first build of a cache folder fixes them).
 
@@ -174,15 +175,24 @@ def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]
     return np.stack(cols, axis=1), classes, heads
 
 
+def shipped_root() -> Path:
+    """``sample_data/precomp`` of the source checkout: frozen image features shipped for the default options."""
+    return Path(__file__).resolve().parents[2] / "sample_data" / "precomp"
+
+
 def _image_features(name: str, image_opts: dict, build) -> tuple[np.ndarray, dict]:
     """Cached frozen features of the retrieval images (all splits, in order) and the pretraining report.
 
-    ``build()`` returns ``(features [N, d], report dict)``; it runs only on a cache miss.
+    Looked up in the cache, then among the features shipped in :func:`shipped_root` (same folder name, so
+    the same options and :data:`BUILD_VERSION`); ``build()``, returning ``(features [N, d], report dict)``,
+    runs only when neither has them.
     """
-    final = cache_root() / f"{name}-features-{_key(name + '/features', image_opts)}"
-    if (final / "build.json").is_file():
-        feats = np.load(final / "features.npy", allow_pickle=False)
-        return feats, json.loads((final / "build.json").read_text())
+    folder_name = f"{name}-features-{_key(name + '/features', image_opts)}"
+    final = cache_root() / folder_name
+    for folder in (final, shipped_root() / folder_name):
+        if (folder / "build.json").is_file() and (folder / "features.npy").is_file():
+            feats = np.load(folder / "features.npy", allow_pickle=False)
+            return feats, json.loads((folder / "build.json").read_text())
     feats, report = build()
     tmp = _tmp_sibling(final)
     np.save(tmp / "features.npy", feats)
@@ -372,6 +382,29 @@ def _rows_of(split_of_a: np.ndarray, split: str) -> np.ndarray:
     if split == "all":
         return np.concatenate([np.flatnonzero(split_of_a == s) for s in _SPLITS])
     return np.flatnonzero(split_of_a == split)
+
+
+def ship_default_features(out: str | Path | None = None) -> list[Path]:
+    """Copy the frozen image features of both datasets at their default options into ``out``
+    (default :func:`shipped_root`), building them if needed. Run it after changing how features are made
+    (and bump :data:`BUILD_VERSION`): ``python -c "from fnlab.data.pretrained import ship_default_features as f; f()"``.
+    """
+    out = Path(out) if out is not None else shipped_root()
+    written = []
+    for name, defaults, keys in (("shapes-precomp", SHAPES_DEFAULTS, _SHAPES_IMAGE_KEYS),
+                                 ("digits-precomp", DIGITS_DEFAULTS, _DIGITS_IMAGE_KEYS)):
+        _BUILDERS[name]()
+        o = _check(name, defaults, {})
+        folder_name = f"{name}-features-{_key(name + '/features', {k: o[k] for k in keys})}"
+        src = cache_root() / folder_name
+        if not src.is_dir():  # served from an older shipped copy: nothing to refresh
+            continue
+        dst = out / folder_name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("features.npy", "build.json"):
+            shutil.copy2(src / f, dst / f)
+        written.append(dst)
+    return written
 
 
 def build_info(name: str, **options) -> dict:
