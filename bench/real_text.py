@@ -88,8 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     copies = rng.choice(len(docs), size=int(args.plant * len(docs)), replace=False)
     corpus = docs + [docs[i] for i in copies]
     t_emb = time.perf_counter()
-    q_emb = encode_texts(queries)
-    c_emb = encode_texts(corpus)
+    import hashlib
+
+    key = hashlib.sha256("\x00".join(queries + ["\x01"] + corpus).encode()).hexdigest()[:16]
+    cache = Path(".fnlab_cache") / f"real_text_{key}.npz"
+    if cache.exists():  # embeddings of these exact texts, from an earlier run
+        with np.load(cache, allow_pickle=False) as z:
+            q_emb, c_emb = z["q"], z["c"]
+    else:
+        q_emb = encode_texts(queries)
+        c_emb = encode_texts(corpus)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, q=q_emb, c=c_emb)
     t_emb = time.perf_counter() - t_emb
     # ground truth: a document is relevant to a query when its text equals the labelled document's
     by_text: dict[str, list[int]] = {}
@@ -106,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
              f"false negatives (exact duplicates of the labelled document), true prior {true_prior:.2e}; "
              f"embedding {t_emb:.0f} s.", "",
              "| estimator | prior (true {:.2e}) | top-k AUROC (similarity) | top-k AP (similarity) | top-k ECE | "
-             "pool AUROC (similarity) | pool AP (similarity) | pool ECE | fit s |".format(true_prior),
-             "|---|---|---|---|---|---|---|---|---|"]
+             "flagged p>0.5 (precision) | pool AUROC (similarity) | pool AP (similarity) | pool ECE | fit s |"
+             .format(true_prior),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     pq = rng.integers(0, len(queries), 200_000)
     pc = rng.integers(0, len(corpus), 200_000)
     keep = pc != pq
@@ -141,10 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             "pool_ap": average_precision_score(yy, pp), "pool_ap_sim": average_precision_score(yy, ss),
             "pool_ece": expected_calibration_error(pp[: pq.size], yy[: pq.size]),
             "fit_s": fit_s, "signals": res.summary.get("signals"),
+            "flagged": float((p > 0.5).mean()), "precision": float(y[p > 0.5].mean()) if (p > 0.5).any() else None,
+            "notes": res.summary.get("warnings"),
         }
         results[name] = row
+        precision = "-" if row["precision"] is None else f"{row['precision']:.2f}"
         lines.append(f"| {name} | {row['prior']:.2e} | {row['topk_auroc']:.3f} ({row['topk_auroc_sim']:.3f}) | "
                      f"{row['topk_ap']:.3f} ({row['topk_ap_sim']:.3f}) | {row['topk_ece']:.3f} | "
+                     f"{row['flagged']:.1%} ({precision}) | "
                      f"{row['pool_auroc']:.3f} ({row['pool_auroc_sim']:.3f}) | {row['pool_ap']:.3f} "
                      f"({row['pool_ap_sim']:.3f}) | {row['pool_ece']:.4f} | {fit_s:.1f} |")
     lines += ["", "Pool: 200k uniform unlabelled pairs plus every false negative (for AUROC/AP; ECE on the uniform "
