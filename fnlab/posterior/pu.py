@@ -223,6 +223,10 @@ class PUPosterior:
         device = signals.similarity.device
         if not names:
             return torch.full(shape, base, dtype=torch.float64, device=device)
+        if np.allclose(self.covs_[0], self.covs_[1]):
+            fast = self._linear_log_odds(signals, names, present, base, shape)
+            if fast is not None:
+                return fast
         flat = features_of(signals, names).reshape(-1, len(names))
         idx = torch.as_tensor(present, device=device)
         means = torch.as_tensor(self.means_, device=device)[:, idx]
@@ -245,6 +249,25 @@ class PUPosterior:
             ln = _log_normal(xo, means[0][o], covs[0][o][:, o])
             out[rows] = base + lp - ln
         return out.reshape(shape)
+
+    def _linear_log_odds(self, signals: PairSignals, names: tuple[str, ...], present: list[int], base: float,
+                         shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Shared covariance: the log-odds is linear, ``w . (x - (mu+ + mu-) / 2) + log(pi / (1 - pi))`` with
+        ``w = S^-1 (mu+ - mu-)`` over the offered features (the FNE sampler's hot path: one pass over
+        ``[B, M]``, no ``[B, M, m]`` stack). ``None`` when some entry misses a feature (general path)."""
+        cols = []
+        for name in names:
+            col = features_of(signals, (name,))[..., 0]
+            if bool(torch.isnan(col).any()):
+                return None
+            cols.append(col)
+        sub = np.ix_(present, present)
+        w = np.linalg.solve(self.covs_[0][sub], self.means_[1][present] - self.means_[0][present])
+        mid = 0.5 * (self.means_[1][present] + self.means_[0][present])
+        out = torch.full(shape, base - float(w @ mid), dtype=torch.float64, device=signals.similarity.device)
+        for wj, col in zip(w, cols, strict=True):
+            out = out + float(wj) * col
+        return out
 
     def prob_false_negative(self, signals: PairSignals | Any, pos_sims: Any = None) -> torch.Tensor:
         """P(false negative) per pair; same shape as the similarities (float64 for float64 input).
