@@ -42,6 +42,7 @@ PARAMS = {
     "max_score": "Highest similarity kept (cosine)",
     "relative_margin": "Relative margin (share of s⁺)",
     "num_negatives": "Negatives kept per query (count)",
+    "min_confident": "Confident pairs before the posterior switches on (count)",
 }
 PARAM_OVERRIDES = {
     ("fne", "margin"): "Cut-down margin below the mean positive (cosine)",

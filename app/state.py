@@ -503,8 +503,14 @@ def current_run() -> tuple[Path, str, str] | None:
     """``(root, run name, split)`` from the sidebar, or ``None`` (with a message) when there is no run."""
     name = st.session_state.get("run")
     if not name:
-        st.info("No trained run yet. Train one on the **Train** page (a few seconds on the sample data), "
-                "or point the sidebar's *Runs folder* at a folder of runs.")
+        from app import jobs
+
+        if jobs.running(runs_root()):
+            st.info("The demo run is training in the background (the bar above): this page fills in when it is done. "
+                    "The Data page works meanwhile.")
+        else:
+            st.info("No trained run yet. Train one on the **Train** page, or point the sidebar's *Runs folder* at a "
+                    "folder of runs.")
         return None
     return runs_root(), name, st.session_state.get("split", SPLITS[0])
 

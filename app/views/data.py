@@ -87,9 +87,9 @@ def _page():
     cols[2].metric("Labelled pairs", f"{s.labelled_pairs:,}")
     if s.relevant_pairs is not None:
         cols[3].metric("False negatives", f"{s.relevant_pairs - s.labelled_pairs:,}",
-                       help="Relevant pairs that are not labelled (ground truth).")
-        cols[4].metric("Queries with a false negative", f"{s.share_queries_with_fn:.0%}",
-                       help=f"mean {s.fn_per_query_mean:.1f}, max {s.fn_per_query_max} per caption")
+                       help="Relevant (caption, image) pairs that are not labelled (ground truth).")
+        cols[4].metric("Captions with FNs", f"{s.share_queries_with_fn:.0%}",
+                       help="Share of captions with at least one false negative.")
     else:
         cols[3].metric("False negatives", "unknown", help="This dataset has no ground truth.")
     if s.fn_per_query_mean is not None:
@@ -110,7 +110,7 @@ def _page():
             row["false negatives"] = int(rel_col.nnz - len(by_a[i]))
         rows.append(row)
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch", row_height=70,
+    st.dataframe(table, hide_index=True, width="stretch", row_height=96, height=560,
                  column_config={"image": st.column_config.ImageColumn("image", width="small"),
                                 "item": st.column_config.TextColumn("image", width="medium"),
                                 "captions": st.column_config.TextColumn("its labelled captions", width="large"),

@@ -107,13 +107,13 @@ def _page():
     summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior)
     left, right = st.columns([3, 2])
     left.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="pg_scatter")
-    right.dataframe(summary, hide_index=True, width="stretch",
+    right.dataframe(summary, hide_index=True, width="stretch", column_order=["sampler", "hardness", "fn_risk"],
                     column_config={"sampler": st.column_config.TextColumn("sampler"),
                                    "fn_risk": st.column_config.NumberColumn("FN risk", format="percent"),
-                                   "hardness": st.column_config.NumberColumn("hardness (cosine)", format="%.3f"),
-                                   "risk_source": st.column_config.TextColumn("risk from")})
+                                   "hardness": st.column_config.NumberColumn("hardness (cosine)", format="%.3f")})
+    source = summary["risk_source"].iloc[0] if len(summary) else "ground truth"
     right.caption("Hardness: expected similarity of the drawn negative. FN risk: expected share of drawn negatives "
-                  "that truly match the query (ground truth where known, else the posterior).")
+                  f"that truly match the query (here from the {source}).")
 
 
 state.guard(_page)

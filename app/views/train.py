@@ -12,7 +12,7 @@ state.sidebar()
 st.caption("Train a small dual encoder on the chosen dataset with any negative sampler. Training runs in the "
            "background: you can change pages meanwhile, and the run then appears on every page.")
 
-DATASETS = {"shapes, small (600 training images, about 10 s)": ("shapes", {"n_train": 600}),
+DATASETS = {"shapes, small (600 training images; the demo run)": ("shapes", {"n_train": 600}),
             "shapes, full (2,000 training images)": ("shapes", {}),
             "digits (scikit-learn handwritten digits)": ("digits", {}),
             "shapes as frozen pretrained features (the paper's setting; first use builds them, minutes)":
