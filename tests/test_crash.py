@@ -25,7 +25,8 @@ from fnlab.files import recover
 from fnlab.runs import RunStore
 
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
-        "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress"]
+        "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
+        "--threads", "1"]
 WAIT_S = 240  # generous: a busy 2-core machine may take long to import torch and train
 
 

@@ -17,7 +17,8 @@ import pytest
 from fnlab.cli import main
 
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
-        "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress"]
+        "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
+        "--threads", "1"]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -190,7 +191,7 @@ def test_disk_full_while_writing_scan_keeps_previous_output(ws, capsys, monkeypa
 
 
 def test_summary_beside_output_and_runs_commands(ws, capsys):
-    """<out>.summary.json per output file; runs list shows a status column; runs rm; --overwrite."""
+    """<out>.summary.json per output file; runs list shows a status column; runs rm."""
     assert main(_scan(ws, "--format", "csv", out="a.csv")) == 0
     assert main(_scan(ws, "--top-k", "3", out="a.parquet")) == 0
     s_csv = json.loads((ws / "a.csv.summary.json").read_text())
@@ -208,12 +209,8 @@ def test_summary_beside_output_and_runs_commands(ws, capsys):
     assert rows["broken"]["status"] == "corrupt" and "model.pt" in rows["broken"]["problem"]
     assert main(["runs", "rm", str(runs / "killed")]) == 0 and not (runs / ".staging" / "killed").exists()
     assert main(["runs", "rm", "broken", "--runs", str(runs)]) == 0 and not (runs / "broken").exists()
-    old = json.loads((runs / "base" / "run.json").read_text())
-    assert main(["train", *TINY, "--seed", "1", "--out", str(runs / "base"), "--overwrite"]) == 0
-    new = json.loads((runs / "base" / "run.json").read_text())
-    assert new["files"]["config.json"] != old["files"]["config.json"]  # replaced by the seed-1 run
-    assert json.loads((runs / "base" / "config.json").read_text())["seed"] == 1
     assert [p.name for p in (runs / ".staging").iterdir() if not p.name.endswith(".lock")] == []
+    # train --overwrite is exercised in tests/test_crash.py (killed and completed replacements)
 
 
 def test_read_only_out_is_one_line(ws, capsys, monkeypatch):
