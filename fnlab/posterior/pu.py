@@ -370,7 +370,8 @@ def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: flo
 
     ``lab [L, m]`` labelled pairs (positive component, responsibility 1), ``unl [U, m]`` unlabelled
     sample with pool weights ``weights [U]``. The labelled pairs are given, together, the weight of
-    the unlabelled positives (``pi * sum(weights)``) so that neither group swamps the other.
+    the unlabelled positives (``pi * sum(weights)``) so that neither group swamps the other, and each
+    at least the weight of one sampled unlabelled row (so the anchor never fades as ``pi`` shrinks).
     Returns ``(pi, means [2, m], covs [2, m, m], iterations, converged)``.
     """
     x = np.concatenate([lab, unl])
@@ -400,7 +401,7 @@ def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: flo
           + math.log(unl_s) + math.log(pi) - math.log1p(-pi))
     r0 = 0.5 * (1.0 + np.tanh(0.5 * np.clip(d0, -700, 700)))
     r0[:n_lab] = 1.0
-    w0 = np.concatenate([np.full(n_lab, pi * total_w / max(n_lab, 1)), weights])
+    w0 = np.concatenate([np.full(n_lab, max(pi * total_w / max(n_lab, 1), total_w / max(weights.size, 1))), weights])
     mean_n, cov_n = moments(w0 * (1.0 - r0))
     mean_p, cov_p = moments(w0 * r0)
     means, covs = np.stack([mean_n, mean_p]), np.stack([cov_n, cov_p])
@@ -413,7 +414,7 @@ def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: flo
         new_pi = pi
         if prior is None:
             new_pi = float(np.clip((weights * r[n_lab:]).sum() / total_w, lo, hi))
-        lab_w = new_pi * total_w / max(n_lab, 1)
+        lab_w = max(new_pi * total_w / max(n_lab, 1), total_w / max(weights.size, 1))  # floor: one sampled row each
         w_all = np.concatenate([np.full(n_lab, lab_w), weights])
         new_means, new_covs = np.empty_like(means), np.empty_like(covs)
         sums = [0.0, 0.0]
