@@ -125,7 +125,7 @@ def _review_one(todo, store, ds_info) -> None:
                  on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_actions"))
     st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
     if ds_info is not None:
-        l1, l2, _ = st.columns([1, 1, 2])
+        l1, l2 = st.columns(2)
         if l1.button("Open this query in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:"):
             state.open_ranking("t2i", q)
         if l2.button("Show this query on the map", key="sus_to_map", icon=":material/scatter_plot:"):
