@@ -230,12 +230,14 @@ def sampler_weights(b: Batch, samplers: Mapping[str, object]) -> dict[str, torch
     return out
 
 
-def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=None) -> pd.DataFrame:
+def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=None,
+                    sides: Sides | None = None) -> pd.DataFrame:
     """Hardness and false-negative risk of each sampler, as expectations under its sampling distribution.
 
     ``hardness`` = expected similarity of a sampled negative; ``fn_risk`` = expected share of sampled
     negatives that are truly relevant (ground truth), or, without ground truth, their expected posterior
-    P(FN) (column ``risk_source`` says which). Averaged over the batch's queries.
+    P(FN) (column ``risk_source`` says which). Averaged over the batch's queries. ``sides`` (the batch's
+    :class:`Sides`) lets the posterior use every signal of a pair, not only its similarity and margin.
     """
     fn = b.false_negative_mask
     rows = []
@@ -246,9 +248,15 @@ def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=
         if fn is not None:
             risk, src = float((p * fn.double()).sum(1).mean()), "ground truth"
         elif posterior is not None:
-            from fnlab.posterior import prob_false_negative
+            if sides is not None:
+                nq, nc = b.sims.shape
+                qq = np.repeat(b.queries, nc)
+                cc = np.tile(np.arange(nc), nq)
+                p_fn = torch.from_numpy(sides.prob_false_negative(posterior, qq, cc).reshape(nq, nc))
+            else:
+                from fnlab.posterior import prob_false_negative
 
-            p_fn = prob_false_negative(posterior, b.sims.double(), b.pos_sims.double()[:, None])
+                p_fn = prob_false_negative(posterior, b.sims.double(), b.pos_sims.double()[:, None])
             risk, src = float((p * p_fn).sum(1).mean()), "posterior"
         else:
             risk, src = float("nan"), "none"

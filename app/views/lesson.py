@@ -96,7 +96,8 @@ def _page():
             "batch of captions: FNE stays hard (right) with a lower false-negative risk (down) than hardest.")
         st.plotly_chart(fig, width="stretch", key="lesson_fne")
         bb = state.query_batch(str(root), name, split, "t2i", 128)
-        summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=post)
+        summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=post,
+                                          sides=state.sides(str(root), name, split, "t2i"))
         st.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="lesson_scatter")
     else:
         rel, summary = figures.reliability_figure(root, name, split, "t2i")

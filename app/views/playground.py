@@ -104,7 +104,7 @@ def _page():
     st.subheader("Hardness vs false-negative risk")
     bsize = st.slider("Queries averaged (a random batch, fixed seed)", 8, min(512, nq), min(128, nq), key="pg_batch")
     bb = state.query_batch(str(root), name, split, direction, int(bsize))
-    summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior)
+    summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior, sides=s)
     left, right = st.columns([3, 2])
     left.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="pg_scatter")
     right.dataframe(summary, hide_index=True, width="stretch", column_order=["sampler", "hardness", "fn_risk"],
