@@ -357,3 +357,15 @@ def test_data_page_uploads(env, tmp_path):
                  "x/a.npy": _npy(a[:2]), "x/b.npy": _npy(b[:2])})
     at.file_uploader(key="data_upload").set_value(("evil.zip", evil, "application/zip")).run()
     assert not at.exception and "outside the uploaded folder" in at.error[0].value
+
+
+def test_train_on_own_folder_checks_the_folder(env, tmp_path):
+    at = _open("views/train.py")
+    at.selectbox(key="tr_dataset").set_value("my own folder (pairs, precomp or saved dataset)").run()
+    _ok(at)
+    assert at.selectbox(key="tr_layout").value == "pairs"
+    at.text_input(key="tr_folder").set_value("/etc").run()
+    assert not at.exception and "system folder" in at.error[0].value
+    at.text_input(key="tr_folder").set_value(str(tmp_path / "missing")).run()
+    assert not at.exception and "does not exist" in at.error[0].value
+    assert not (tmp_path / "missing").exists()  # nothing created by looking
