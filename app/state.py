@@ -253,7 +253,7 @@ def lesson_example(root: str, name: str, split: str, _mtime_key: float) -> dict 
     fn_sims = np.where(fn[q], sims[q], -np.inf)
     return {"query": q, "false_negative": int(np.argmax(fn_sims)),
             "positive": int(np.argmax(np.where(pos[q], sims[q], -np.inf))),
-            "false_negatives_above": int(above[q])}
+            "false_negatives_above": int(above[q]), "hardest_pick_is_fn": bool(top_is_fn[q])}
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

@@ -81,23 +81,28 @@ def _page():
         st.plotly_chart(fig, width="stretch", key="lesson_ranking")
     elif step == 2:
         fig, _ = figures.sampler_bars(root, name, split, "t2i", q, _samplers(post, "hardest", "random"), 20)
+        here = ("and here that is a false negative (the vermillion bar)" if ex.get("hardest_pick_is_fn")
+                else "here a true negative, but on many captions a false negative")
         st.markdown(
             "A sampler decides which candidate becomes *the* negative for this caption. **Hardest** (VSE++) puts all "
-            "its weight on the most similar non-positive, and here that is a false negative (vermillion bars); "
-            "random spreads its weight, so it rarely hits one. (From the Sampler playground.)")
+            f"its weight on the most similar non-positive, {here}; random spreads its weight, so it rarely hits one. "
+            "(From the Sampler playground.)")
         st.plotly_chart(fig, width="stretch", key="lesson_hardest")
     elif step == 3:
         samplers = _samplers(post, "hardest", "fne · calibrated", "semihard", "random")
         fig, _ = figures.sampler_bars(root, name, split, "t2i", q,
                                       {k: samplers[k] for k in ("hardest", "fne · calibrated")}, 20)
-        st.markdown(
-            "**FNE** weighs each candidate by how hard it is *and* by the posterior P(false negative): likely false "
-            "negatives lose their weight, which moves to hard candidates that are truly negative. Below, over a "
-            "batch of captions: FNE stays hard (right) with a lower false-negative risk (down) than hardest.")
-        st.plotly_chart(fig, width="stretch", key="lesson_fne")
         bb = state.query_batch(str(root), name, split, "t2i", 128)
         summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=post,
                                           sides=state.sides(str(root), name, split, "t2i"))
+        risk = dict(zip(summary["sampler"], summary["fn_risk"], strict=True))
+        st.markdown(
+            "**FNE** weighs each candidate by how hard it is *and* by the run's posterior P(false negative): likely "
+            "false negatives lose weight, which moves to hard candidates that are truly negative. Over a batch of "
+            f"{len(bb.queries)} captions on this run, {risk['fne · calibrated']:.1%} of FNE's draws are false "
+            f"negatives against {risk['hardest']:.1%} for hardest and {risk['random']:.1%} for random (the lower "
+            "chart: right is harder, down is safer). How far it gets depends on how sharp the posterior is.")
+        st.plotly_chart(fig, width="stretch", key="lesson_fne")
         st.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="lesson_scatter")
     else:
         rel, summary = figures.reliability_figure(root, name, split, "t2i")
