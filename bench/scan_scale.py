@@ -118,6 +118,7 @@ def stage_index(kind: str, a: argparse.Namespace) -> dict:
     scores, idx = topk(q, None, a.k, exclude=excl, index=index)
     t_search = time.perf_counter() - t
     peak = peak_mb()
+    described = index_description(index)
     rq = np.sort(np.random.default_rng([a.seed, 1]).choice(a.nq, min(a.recall_queries, a.nq), replace=False))
     del index
     t = time.perf_counter()
@@ -127,8 +128,8 @@ def stage_index(kind: str, a: argparse.Namespace) -> dict:
             "recall_at_k": recall_at_k(idx[rq], exact), "recall_queries": int(rq.size),
             "exact_search_of_sample_s": t_exact_sample, "peak_mb": peak, "data_mb": base,
             "queries_per_s": a.nq / t_search,
-            "params": index_description(build_index(c[:1000], kind)) if kind != "flat" else {"kind": "flat"},
-            "params_used": a.index_param if kind == a.index else "defaults"}
+            "params": described,
+            "params_used": (a.index_param or "defaults") if kind == a.index else "defaults"}
 
 
 def run_child(argv: list[str]) -> dict:
@@ -156,6 +157,7 @@ def main() -> None:
     p.add_argument("--index-param", action="append", default=[])
     p.add_argument("--kinds", default="flat,ivf,hnsw", help="indexes: kinds to compare")
     p.add_argument("--recall-queries", type=int, default=1000)
+    p.add_argument("--tag", default="", help="suffix of the results file name")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.figure == "_stage":
@@ -179,7 +181,7 @@ def main() -> None:
                          f"{r['uptime_after'][-40:]}")
         lines.append(f"ray / local = {ratio:.3f} (target <= 1.3)")
         lines.append("ray peak MB is the driver's only (workers are other processes)")
-        name = f"scan_scale_engines_{nq // 1000}k.txt"
+        name = f"scan_scale_engines_{nq // 1000}k{a.tag}.txt"
     else:
         nq = a.nq or (100_000 if a.figure == "indexes" else 1_000_000)
         nc = a.nc or 1_000_000
@@ -197,7 +199,7 @@ def main() -> None:
         for r in rows:
             lines.append(f"load {r['stage'][6:]}: before {r['uptime_before']} | after {r['uptime_after']}")
         lines.append(f"recall measured on {rows[0]['recall_queries']} sampled queries against exact IndexFlatIP")
-        name = f"scan_scale_{a.figure}.txt"
+        name = f"scan_scale_{a.figure}{a.tag}.txt"
     cmd = "nice -n 5 python bench/scan_scale.py " + " ".join(sys.argv[1:])
     text = "\n".join([f"command: {cmd}", *lines, "", "raw: " + json.dumps(rows)]) + "\n"
     (RESULTS / name).write_text(text)
