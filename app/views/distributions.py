@@ -43,11 +43,12 @@ def _page():
     if rel is not None:
         right.plotly_chart(rel, width="stretch", key="ds_reliability")
         c = right.columns(3)
-        c[0].metric("Calibration error (ECE)", f"{summary['calibration error (ECE)']:.3f}",
-                    help="Mean gap between predicted P(false negative) and the observed rate, weighted by pairs "
-                         "(0 = perfectly calibrated).")
-        c[1].metric("Mean predicted P(FN)", f"{summary['mean P(false negative)']:.3f}")
-        c[2].metric("Observed FN rate", f"{summary['true false-negative rate']:.3f}",
+        c[0].metric("ECE", f"{summary['calibration error (ECE)']:.3f}",
+                    help="Expected calibration error: the mean gap between predicted P(false negative) and the "
+                         "observed rate, weighted by pairs (0 = perfectly calibrated).")
+        c[1].metric("Mean P(FN)", f"{summary['mean P(false negative)']:.3f}",
+                    help="Mean predicted P(false negative) over these pairs.")
+        c[2].metric("True FN rate", f"{summary['true false-negative rate']:.3f}",
                     help=f"Share of the {summary['pairs']:,} pairs that truly match (ground truth).")
     else:
         right.info("This dataset has no ground truth: the reliability diagram needs known false negatives.")
