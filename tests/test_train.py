@@ -171,5 +171,7 @@ def test_runs_show_says_when_fne_sampled_as_simans():
                           "below_warmup": [0.0, 0.0, 1.0]})
     notes = run_health(never)
     assert any("sampled as SimANS" in n for n in notes) and any("warm-up" in n for n in notes)
-    active = never.assign(posterior_active=[0.0, 1.0, 0.5], below_warmup=0.0)
+    active = never.assign(posterior_active=[0.0, 1.0, 0.5], below_warmup=0.0, fne_prior=[None, 0.05, 0.04])
     assert run_health(active) == ["the posterior was active on 75% of the steps after the warm-up"]
+    empty = active.assign(fne_prior=[None, 1e-7, 1e-7])
+    assert "found no false negatives" in run_health(empty)[-1]

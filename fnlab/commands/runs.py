@@ -135,6 +135,10 @@ def run_health(metrics) -> list[str]:
                        "calibrated mode)")
         elif len(after):
             out.append(f"the posterior was active on {float(active.mean()):.0%} of the steps after the warm-up")
+            prior = after["fne_prior"].dropna() if "fne_prior" in after.columns else []
+            if len(prior) and float(prior.max()) < 1e-5:
+                out.append(f"but its fitted prior stayed at {float(prior.max()):.1g}: the posterior found no false "
+                           "negatives to remove, so FNE weighted like SimANS with its cut-down")
     if len(metrics) and "below_warmup" in metrics.columns and float(metrics["below_warmup"].iloc[-1] or 0) > 0:
         out.append("the kept model is no better than the warm-up's: the sampler epochs did not help")
     return out
