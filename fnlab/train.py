@@ -263,13 +263,16 @@ def _build_sampler(config: TrainConfig):
 
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
-                      prior: float | str = "auto", seed: int = 0) -> Any:
+                      prior: float | str = "auto", seed: int = 0, quick: bool = False) -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
     :func:`fnlab.posterior.fit_dataset` with captions querying images. Shapes: ``emb_a [n_a, d]``,
-    ``emb_b [n_b, d]``."""
-    from fnlab.posterior import fit_dataset
+    ``emb_b [n_b, d]``. ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE)."""
+    from fnlab import posterior
 
-    return fit_dataset(emb_a, emb_b, dataset, estimator, prior=prior, seed=seed)
+    params = {}
+    if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
+        params["n_random"] = 10_000
+    return posterior.fit_dataset(emb_a, emb_b, dataset, estimator, prior=prior, seed=seed, **params)
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -367,7 +370,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 ea_, eb_ = (encode_side(model, val_ds.a_inputs, "a", device=device),
                             encode_side(model, val_ds.b_inputs, "b", device=device))
                 return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                         seed=config.seed + _epoch)
+                                         seed=config.seed + _epoch, quick=True)
 
             sampler.start_epoch(epoch, warmup=in_warmup, fit_posterior=fit_posterior)
             model.train()

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.registry import ParamSpec
+
 from fnlab.posterior.gaussian import ArrayLike, GaussianPosterior
 
 @dataclass
@@ -32,6 +34,9 @@ class MixturePosterior(GaussianPosterior):
     converged_: bool = False
     log_likelihood_: float = float("nan")
     anchored_positive: bool = False
+
+    PARAMS = (ParamSpec("n_random", 50_000, 1000, 1_000_000, "uniform unlabelled pairs in the fit sample",
+                        integer=True),)
 
     @property
     def estimator(self) -> str:

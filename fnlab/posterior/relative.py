@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.registry import ParamSpec
+
 from fnlab.posterior.gaussian import ArrayLike, _as_tensor
 from fnlab.posterior.mixture import MixturePosterior
 
@@ -29,6 +31,9 @@ class RelativePosterior:
     Call :meth:`prob_false_negative` with ``pos_sims`` (broadcastable to ``sims``). The result never
     decreases as ``s - s+`` grows (see :meth:`_monotone_floor`).
     """
+
+    PARAMS = (ParamSpec("n_random", 50_000, 1000, 1_000_000, "uniform unlabelled pairs in the fit sample",
+                        integer=True),)
 
     uses_positive_similarity = True
 
