@@ -178,11 +178,6 @@ class PUPosterior:
             raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
         names = tuple(n for n in FEATURES if all(s in ctx.signal_names for s in FEATURES[n]))
         lab = features_of(ctx.signals(lq, lc, leave_pair_out=True), names).numpy()
-        if "positive_neighbour" in names:
-            j = names.index("positive_neighbour")
-            gap = np.isnan(lab[:, j])
-            if gap.any():
-                lab[gap, j] = _neighbour_query_positive_similarity(ctx, lq[gap], lc[gap])
         if "margin" in names:
             # A labelled pair whose query has no other positive shows no margin. For a true match
             # the margin is the difference of two positive similarities (the query's designated
@@ -304,21 +299,6 @@ class PUPosterior:
 
 
 # ---------------------------------------------------------------------------- maths
-def _neighbour_query_positive_similarity(ctx: PairContext, q: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """For labelled pairs ``(q, c)`` whose query has no other positive: ``max_p' s(c, p')`` over the labelled
-    positives ``p'`` of ``q``'s nearest other query ``q'``. What a match of ``q`` shows in the candidate
-    space is its similarity to another match of ``q``; the positives of the query most like ``q`` (the
-    same caption written for another image, a duplicated question) stand in for those. ``[N]``, NaN where
-    the neighbour has no positive."""
-    from fnlab.similarity import topk
-
-    uq, inv = np.unique(q, return_inverse=True)
-    _, nn = topk(ctx.queries[uq], ctx.queries, min(2, ctx.n_queries), backend="faiss")
-    nearest = np.where(nn[:, 0] == uq, nn[:, -1], nn[:, 0])[inv]  # skip the query itself
-    return PairContext._max_over_set(ctx.candidates, c, ctx.positives, ctx.candidates, set_rows=nearest,
-                                     exclude=c)
-
-
 def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.ndarray) -> int | None:
     """Index of the feature whose discriminant weight most contradicts "more similar, more likely a
     match" (standardised weight below zero), or ``None``. Every feature is a similarity or a
