@@ -2,6 +2,46 @@
 
 Reference: Li et al., "Your Negative May not Be True Negative: Boosting Image-Text
 Matching with False Negative Elimination", ACM MM 2023 (FNE).
+
+The entry points a notebook needs::
+
+    import fnlab
+    ds = fnlab.load_dataset("shapes-precomp", split="val")
+    sampler = fnlab.samplers.build("fne")
+    loss = fnlab.losses.build("triplet")
+    post = fnlab.posterior.fit("pu", fnlab.posterior.PairContext(queries, docs, labelled_pairs))
+    result = fnlab.scan.scan(queries, docs, labelled_pairs)
+    run = fnlab.train.train(fnlab.train.TrainConfig(dataset="shapes"), store=fnlab.RunStore("runs"))
+    metrics = fnlab.evaluate.evaluate_embeddings(emb_a, emb_b, ds, posterior=post)
+
+Submodules load on first use, so ``import fnlab`` stays cheap.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+__all__ = ["RunStore", "evaluate", "load_dataset", "losses", "posterior", "samplers", "scan", "train",
+           "__version__"]
+
+_SUBMODULES = {"evaluate", "losses", "posterior", "samplers", "scan", "train"}
+
+
+def load_dataset(name_or_path: str, *, split: str = "train", root: str | None = None, **options: Any):
+    """One split of a dataset (:func:`fnlab.data.load`): a built-in name, a loader with ``root``, or a folder."""
+    from fnlab import data
+
+    return data.load(name_or_path, split=split, root=root, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fnlab.{name}")
+    if name == "RunStore":
+        from fnlab.runs import RunStore
+
+        return RunStore
+    raise AttributeError(f"module 'fnlab' has no attribute {name!r}")
