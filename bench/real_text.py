@@ -109,22 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     positives = pd.DataFrame({"query": np.arange(len(queries)), "candidate": np.arange(len(queries))})
     n_pool = len(queries) * len(corpus) - len(queries)
     true_prior = len(truth) / n_pool
-    lines = [f"# False-negative detection on real text (MiniLM, stdlib docstrings)", "",
+    lines = ["# False-negative detection on real text (MiniLM, stdlib docstrings)", "",
              f"`python bench/real_text.py --max-docs {args.max_docs} --plant {args.plant} --top-k {args.top_k} "
              f"--seed {args.seed}`", "",
              f"{len(queries)} queries, {len(corpus)} documents ({len(copies)} planted copies), {len(truth)} "
              f"false negatives (exact duplicates of the labelled document), true prior {true_prior:.2e}; "
              f"embedding {t_emb:.0f} s.", "",
-             "| estimator | prior (true {:.2e}) | top-k AUROC (similarity) | top-k AP (similarity) | top-k ECE | "
+             f"| estimator | prior (true {true_prior:.2e}) | top-k AUROC (similarity) | top-k AP (similarity) | top-k ECE | "
              "flagged p>0.5 (precision) | pool AUROC (similarity) | pool AP (similarity) | pool ECE | fit s |"
-             .format(true_prior),
+             ,
              "|---|---|---|---|---|---|---|---|---|---|"]
     pq = rng.integers(0, len(queries), 200_000)
     pc = rng.integers(0, len(corpus), 200_000)
     keep = pc != pq
     pq, pc = pq[keep], pc[keep]
     # every false negative joins the pool sample, weighted to its share (AP needs some positives)
-    fq = np.array([i for i, _ in truth]); fc = np.array([j for _, j in truth])
+    fq = np.array([i for i, _ in truth])
+    fc = np.array([j for _, j in truth])
     y_pool = np.array([(a, b) in truth for a, b in zip(pq, pc, strict=True)])
     results = {}
     for name in P.available():

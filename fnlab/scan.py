@@ -25,7 +25,6 @@ one chunk plus the output table (``Nq * top_k`` rows).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -57,7 +56,6 @@ __all__ = [
     "scan_dataset",
     "load_embeddings",
     "load_positives",
-    "estimate_prior_em",
     "write_table",
     "write_json",
     "triplets",

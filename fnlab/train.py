@@ -55,8 +55,8 @@ import torch
 
 from fnlab.device import resolve_device
 from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
-from fnlab.samplers import DEFAULT_SAMPLER
 from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
+from fnlab.samplers import DEFAULT_SAMPLER
 
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.posterior.gaussian import ArrayLike, GaussianPosterior
 from fnlab.registry import ParamSpec
 
-from fnlab.posterior.gaussian import ArrayLike, GaussianPosterior
 
 @dataclass
 class MixturePosterior(GaussianPosterior):

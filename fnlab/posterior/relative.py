@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fnlab.registry import ParamSpec
-
 from fnlab.posterior.gaussian import ArrayLike, _as_tensor
 from fnlab.posterior.mixture import MixturePosterior
+from fnlab.registry import ParamSpec
+
 
 class RelativePosterior:
     """Per-anchor posterior: P(false negative | s - s+), with ``s+`` the anchor's labelled positive.
