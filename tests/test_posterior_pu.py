@@ -171,3 +171,31 @@ def test_every_estimator_fits_from_a_context_and_round_trips(name):
     assert p.shape == (200,) and bool(((p >= 0) & (p <= 1)).all())
     back = P.from_params(post.params())
     torch.testing.assert_close(P.prob_false_negative(back, sig).double(), p.double())
+
+
+def test_best_bin_prior_recovers_a_planted_proportion_and_matches_a_slow_reference():
+    from fnlab.posterior.pu import best_bin_prior
+
+    rng = np.random.default_rng(0)
+    lab = rng.normal(0.0, 0.05, 2000)  # positives' margins
+    for pi in (0.02, 0.1):
+        n = 60_000
+        k = int(pi * n)
+        unl = np.concatenate([rng.normal(0.0, 0.05, k), rng.normal(-0.4, 0.1, n - k)])
+        w = np.full(n, 3.0)  # pool weights: a constant scale changes nothing
+        est = best_bin_prior(lab, unl, w)
+        assert pi / 2 < est < 2 * pi, (pi, est)
+
+    # slow reference: the same minimum over the same thresholds, by plain loops
+    unl = rng.normal(-0.3, 0.2, 500)
+    w = rng.uniform(0.5, 2.0, 500)
+    lab = rng.normal(0.0, 0.1, 80)
+    n_eff = w.sum() ** 2 / (w * w).sum()
+    c_u, c_p = math.sqrt(math.log(40) / (2 * n_eff)), math.sqrt(math.log(40) / (2 * lab.size))
+    want = 0.5
+    for t in np.quantile(lab, np.linspace(0.0, 0.95, 40)):
+        q_p = sum(v >= t for v in lab) / lab.size
+        q_u = sum(wi for v, wi in zip(unl, w, strict=True) if v >= t) / w.sum()
+        if q_p - c_p > 0:
+            want = min(want, (q_u + c_u) / (q_p - c_p))
+    assert best_bin_prior(lab, unl, w) == pytest.approx(max(want, 1e-7))

@@ -61,6 +61,9 @@ from fnlab.registry import ParamSpec
 
 __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
 
+#: the smallest prior the EM may reach
+PRIOR_FLOOR = 1e-7
+
 #: feature names, in order, and the signals each needs
 FEATURES = {
     "similarity": ("similarity",),
@@ -201,10 +204,21 @@ class PUPosterior:
         fixed = None if prior == "auto" else float(prior)
         if fixed is not None and not 0 < fixed < 1:
             raise ValueError(f"prior must be 'auto' or lie in (0, 1), got {prior!r}")
+        all_names, all_lab, all_unl = names, lab, unl
         while True:
             pi, means, covs, it, conv = _fit_em(lab, unl, uw, prior=fixed, max_iter=max_iter, tol=tol)
             worst = _worst_inverted_feature(names, means, covs)
             if worst is None or len(names) <= 1:
+                if fixed is None and pi <= PRIOR_FLOOR * 10 and "margin" in all_names:
+                    # the mixture found no positive component (a shifted copy of the negatives' shape is
+                    # barely identifiable where the classes overlap): estimate the prior on its own from
+                    # the margin, then refit with it fixed
+                    j = all_names.index("margin")
+                    fixed = best_bin_prior(all_lab[:, j], all_unl[:, j], uw)
+                    notes.append(f"the mixture's prior collapsed; prior {fixed:.3g} by best bin estimation on "
+                                 "the margin s - s+ (Garg et al., NeurIPS 2021), then refitted")
+                    names, lab, unl = all_names, all_lab, all_unl
+                    continue
                 break
             notes.append(f"feature {names[worst]} dropped: the fit made P(FN) fall as it rises")
             keep = [j for j in range(len(names)) if j != worst]
@@ -299,6 +313,38 @@ class PUPosterior:
 
 
 # ---------------------------------------------------------------------------- maths
+def best_bin_prior(labelled: np.ndarray, unlabelled: np.ndarray, weights: np.ndarray, *, delta: float = 0.1,
+                   min_share: float = 0.05) -> float:
+    """Mixture proportion of positives among unlabelled values by Best Bin Estimation (Garg, Wu,
+    Smola, Balakrishnan & Lipton, "Mixture proportion estimation and PU learning: a modern approach",
+    NeurIPS 2021): ``min_t (q_U(t) + c_U) / (q_P(t) - c_P)`` over upper tails ``[t, inf)``, with
+    ``q_P``, ``q_U`` the shares of labelled and (weighted) unlabelled values in the tail and ``c`` their
+    Hoeffding confidence terms; tails holding fewer than ``min_share`` of the labelled values are skipped.
+
+    Shapes: ``labelled [L]``, ``unlabelled [U]``, ``weights [U]`` (NaN entries ignored). Clipped to
+    ``[PRIOR_FLOOR, 0.5]``.
+    """
+    lab = labelled[np.isfinite(labelled)]
+    ok = np.isfinite(unlabelled)
+    unl, w = unlabelled[ok], weights[ok]
+    if lab.size < 2 or unl.size < 2:
+        return PRIOR_FLOOR
+    order = np.argsort(unl)
+    unl, w = unl[order], w[order]
+    tail_w = np.cumsum(w[::-1])[::-1] / w.sum()  # weighted share of unlabelled values >= unl[i]
+    n_eff = w.sum() ** 2 / (w * w).sum()  # effective sample size of the weighted sample
+    c_u = np.sqrt(np.log(4 / delta) / (2 * n_eff))
+    c_p = np.sqrt(np.log(4 / delta) / (2 * lab.size))
+    best = 0.5
+    for t in np.quantile(lab, np.linspace(0.0, 1.0 - min_share, 40)):
+        q_p = float((lab >= t).mean())
+        i = int(np.searchsorted(unl, t, side="left"))
+        q_u = float(tail_w[i]) if i < unl.size else 0.0
+        if q_p - c_p > 0:
+            best = min(best, (q_u + c_u) / (q_p - c_p))
+    return float(min(max(best, PRIOR_FLOOR), 0.5))
+
+
 def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.ndarray) -> int | None:
     """Index of the feature whose discriminant weight most contradicts "more similar, more likely a
     match" (standardised weight below zero), or ``None``. Every feature is a similarity or a
@@ -364,7 +410,7 @@ def _component_stats(x: np.ndarray, obs_patterns: np.ndarray, inverse: np.ndarra
 
 
 def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: float | None, max_iter: int,
-            tol: float, prior_bounds: tuple[float, float] = (1e-7, 0.5), ridge: float = 1e-5,
+            tol: float, prior_bounds: tuple[float, float] = (PRIOR_FLOOR, 0.5), ridge: float = 1e-5,
             tied: bool = True) -> tuple[float, np.ndarray, np.ndarray, int, bool]:
     """EM for the positive-unlabelled mixture with missing features (module docstring).
 
