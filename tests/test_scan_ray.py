@@ -186,9 +186,9 @@ def test_recall_check_in_summary_matches_a_direct_computation(ray_cluster, data)
     q, c, pos, _ = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loc = scan(q, c, pos, top_k=K, seed=11, negative_sample=5000, index="ivf",
+        loc = scan(q, c, pos, top_k=K, seed=11, negative_sample=5000, index="ivf", estimator="paper",
                    index_params=["nlist=30", "nprobe=2"], recall_check=200)
-        ray_res = scan(q, c, pos, top_k=K, seed=11, negative_sample=5000, index="ivf",
+        ray_res = scan(q, c, pos, top_k=K, seed=11, negative_sample=5000, index="ivf", estimator="paper",
                        index_params={"nlist": 30, "nprobe": 2}, recall_check=200, engine="ray", batch_size=300)
     r = loc.summary["recall_check"]
     assert r["queries"] == 200 and r["k"] == K
@@ -211,7 +211,8 @@ def test_hnsw_recall_and_index_parameter_validation(data, tmp_path, capsys):
     q, c, pos, _ = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = scan(q, c, pos, top_k=K, negative_sample=5000, index="hnsw", index_params={"efSearch": 64, "M": 8},
+        res = scan(q, c, pos, top_k=K, negative_sample=5000, index="hnsw", estimator="paper",
+                   index_params={"efSearch": 64, "M": 8},
                    recall_check=100)
     assert res.summary["index_params"] == {"kind": "hnsw", "M": 8, "efConstruction": 80, "efSearch": 64}
     assert 0.5 < res.summary["recall_check"]["recall_at_k"] <= 1.0
