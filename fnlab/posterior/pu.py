@@ -107,16 +107,21 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
     inside their query's top-``top_k`` dropped, weighted ``(pool - |T|) / kept``. Weights sum to the
     number of unlabelled pairs.
     """
-    scores, idx = ctx.topk_unlabelled(top_k)
     nq = ctx.n_queries
     chosen = np.arange(nq) if nq <= max_queries else np.sort(rng.choice(nq, size=max_queries, replace=False))
-    valid = idx[chosen] >= 0
-    tq = np.repeat(chosen, idx.shape[1]).reshape(len(chosen), -1)[valid]
-    tc = idx[chosen][valid]
-    size_t = int((idx >= 0).sum())
     rq, rc = ctx.draw_unlabelled(n_random, rng)
-    kth = np.where(idx[:, -1] >= 0, scores[:, -1], -np.inf)  # a pair at or above it sits in stratum T
-    in_t = ctx.similarity(rq, rc) >= kth[rq]
+    # one search, over the queries the sample touches only (not every query of a large scan)
+    rows = np.union1d(chosen, rq)
+    scores, idx = ctx.topk_unlabelled(top_k, rows=rows)
+    ci = np.searchsorted(rows, chosen)  # rows is sorted: the position of each query's top-k
+    valid = idx[ci] >= 0
+    tq = np.repeat(chosen, idx.shape[1]).reshape(len(chosen), -1)[valid]
+    tc = idx[ci][valid]
+    # |T| over every query: min(top_k, its unlabelled candidates)
+    size_t = int(np.minimum(idx.shape[1], ctx.n_candidates - np.diff(ctx.positives.indptr)).sum())
+    ri = np.searchsorted(rows, rq)
+    kth = np.where(idx[ri, -1] >= 0, scores[ri, -1], -np.inf)  # a pair at or above it sits in stratum T
+    in_t = ctx.similarity(rq, rc) >= kth
     rq, rc = rq[~in_t], rc[~in_t]
     rest = ctx.n_unlabelled - size_t
     w_t = np.full(tq.size, size_t / max(tq.size, 1), dtype=np.float64)

@@ -41,6 +41,9 @@ import torch
 
 __all__ = ["SIGNALS", "PairSignals", "PairContext", "pair_member"]
 
+#: above this many queries, candidate hubness is measured against a seeded sample of them
+HUBNESS_MAX_QUERIES = 50_000
+
 #: every signal a posterior may use, in a fixed order
 SIGNALS = ("similarity", "positive_similarity", "positive_neighbour", "query_neighbour", "candidate_hubness")
 
@@ -211,13 +214,19 @@ class PairContext:
         coo = self.positives.tocoo()
         return coo.row.astype(np.int64), coo.col.astype(np.int64), self.similarity(coo.row, coo.col)
 
-    def topk_unlabelled(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's ``k`` most similar unlabelled candidates: ``(scores [Nq, k], idx [Nq, k])``
-        (``idx`` -1 where a query has fewer)."""
+    def topk_unlabelled(self, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar unlabelled candidates of every query, or of the queries ``rows``:
+        ``(scores [N, k], idx [N, k])`` (``idx`` -1 where a query has fewer)."""
         k = int(max(1, min(k, self.n_candidates)))
-        if k not in self._topk:
-            from fnlab.similarity import topk
+        from fnlab.similarity import topk
 
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if k in self._topk:
+                scores, idx = self._topk[k]
+                return scores[rows], idx[rows]
+            return topk(self.queries[rows], self.candidates, k, exclude=self.positives[rows], backend="faiss")
+        if k not in self._topk:
             self._topk[k] = topk(self.queries, self.candidates, k, exclude=self.positives, backend="faiss")
         return self._topk[k]
 
@@ -226,8 +235,14 @@ class PairContext:
         if self._hubness is None:
             from fnlab.similarity import topk
 
-            k = max(1, min(self.hubness_k, self.n_queries))
-            scores, _ = topk(self.candidates, self.queries, k, backend="faiss")
+            queries, k = self.queries, max(1, min(self.hubness_k, self.n_queries))
+            if self.n_queries > HUBNESS_MAX_QUERIES:
+                # a large scan: the same rank among a seeded sample of queries (k scaled to the sample)
+                # instead of a second full search of every candidate against every query
+                pick = np.sort(np.random.default_rng(0).choice(self.n_queries, HUBNESS_MAX_QUERIES, replace=False))
+                queries = self.queries[pick]
+                k = max(1, round(k * HUBNESS_MAX_QUERIES / self.n_queries))
+            scores, _ = topk(self.candidates, queries, k, backend="faiss")
             self._hubness = np.where(np.isfinite(scores), scores, np.nan).mean(1).astype(np.float32)
         return self._hubness
 
