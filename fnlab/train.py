@@ -91,8 +91,8 @@ class TrainConfig:
         fn_top_k: candidates per caption for the FN-detection metrics.
         seed: seeds torch, numpy shuffling and the sampler's generator.
         device: ``auto``, ``cpu`` or ``cuda``.
-        num_threads: CPU threads for torch during training (``None``: torch's default). On a
-            busy 2-core machine 1 thread was ~5x faster than 2 for these small convolutions.
+        num_threads: CPU threads for torch during training (``None``: torch's default; see the
+            README's benchmarks for what one thread gives on small machines).
         eval_splits: splits whose embeddings are saved (the last one goes into ``eval.json``).
     """
 
