@@ -50,12 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from fnlab.device import resolve_device
-from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
 from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
+from fnlab.objective import SampledObjective
 from fnlab.samplers import DEFAULT_SAMPLER
 
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
@@ -224,22 +223,6 @@ def build_pick_loss(name: str, params: dict[str, Any]):
     return losses.build(name, reduction="sum", **extra, **{k: v for k, v in params.items() if k in accepted})
 
 
-class _Relevance:
-    """Ground-truth lookups ``relevance[b, a]`` for anchors and pools."""
-
-    def __init__(self, relevance: sp.csr_matrix | None) -> None:
-        self.rel = None if relevance is None else sp.csr_matrix(relevance, dtype=bool)
-        self.rel_t = None if relevance is None else self.rel.T.tocsr()
-
-    def mask(self, anchor_idx: np.ndarray, pool_idx: np.ndarray, anchors_are_b: bool) -> np.ndarray | None:
-        """``[B, M]`` bool: relevance of each anchor to each pool entry."""
-        if self.rel is None:
-            return None
-        table = self.rel if anchors_are_b else self.rel_t
-        rows = table[anchor_idx]  # [B, n_other]
-        return rows[:, pool_idx].toarray().astype(bool)
-
-
 # ----------------------------------------------------------------------------- loop
 def _load_split(config: TrainConfig, split: str):
     from fnlab import data
@@ -320,30 +303,20 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
 
     model: DualEncoder = build_dual_encoder(train_ds, dim=config.dim, text_encoder=config.text_encoder,
                                             width=config.width).to(device)
-    use_queue = config.queue_size > 0
-    twin = make_momentum_copy(model).to(device) if use_queue else None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    sampler = _build_sampler(config)
-    needs_rel = bool(getattr(sampler, "needs_relevance", False))
-    pick_loss = build_pick_loss(config.loss, config.loss_params)
     # the warm-up: VSE++ over the batch with the registry's one triplet loss
     from fnlab.losses import TripletLoss
 
-    warmup_loss = TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss,
-                              reduction="sum")
-    rel = _Relevance(train_ds.relevance)
-    if needs_rel and rel.rel is None:
-        raise ValueError(f"sampler {config.sampler!r} needs ground-truth relevance; dataset "
-                         f"{config.dataset!r} has none")
-
+    b_to_a = torch.from_numpy(train_ds.b_to_a).to(device)
+    objective = SampledObjective(
+        _build_sampler(config), build_pick_loss(config.loss, config.loss_params),
+        TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
+        model, b_to_a, queue_size=config.queue_size, dim=config.dim, momentum=config.momentum,
+        num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen)
     a_all = to_tensor(train_ds.a_inputs, device)
     b_all = to_tensor(train_ds.b_inputs, device)
-    b_to_a = torch.from_numpy(train_ds.b_to_a).to(device)
     n_b = train_ds.n_b
     steps = max(1, n_b // config.batch_size)  # drop the last partial batch
-    # queue ids are caption indices; the image entry of a slot is the caption's labelled image
-    queue = FeatureQueue(config.dim, config.queue_size, device=device) if use_queue else None
     warmup = config.effective_warmup
 
     writer = None
@@ -372,65 +345,23 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
                                          seed=config.seed + _epoch, quick=True)
 
-            sampler.start_epoch(epoch, warmup=in_warmup, fit_posterior=fit_posterior)
+            objective.start_epoch(epoch, warmup=in_warmup, queue_starts=epoch == warmup + 1 and warmup > 0,
+                                  model=model, fit_posterior=fit_posterior)
             model.train()
-            if use_queue and epoch == warmup + 1 and warmup > 0:
-                # the queue starts now: restart the momentum twin from the warmed-up online model.
-                # Copied at initialisation, after one warm-up epoch of ~40-80 steps it would still
-                # be 0.995^steps = 70-80% random init, and the whole queue would hold near-random
-                # features (the paper starts from pretrained encoders with thousands of steps per epoch).
-                twin.load_state_dict(model.state_dict())
             order = torch.from_numpy(np_rng.permutation(n_b)).to(device)
-            loss_sum, picked, picked_fn = 0.0, [0, 0], [0, 0]
+            loss_sum = 0.0
             for step in range(steps):
                 bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 aidx = b_to_a[bidx]
-                fa = model.encode_a(a_all[aidx])
-                fb = model.encode_b(b_all[bidx])
-                bsz = bidx.shape[0]
-                if in_warmup:
-                    loss = warmup_loss.in_batch(fa @ fb.T, aidx) / bsz
-                else:
-                    with torch.no_grad():
-                        sampler.observe((fa @ fb.T).detach(), aidx)
-                    if use_queue:
-                        with torch.no_grad():
-                            ka, kb = twin.encode_a(a_all[aidx]), twin.encode_b(b_all[bidx])
-                        pool_a, pool_b, pool_b_idx = queue.pool(ka, kb, bidx)
-                        pool_a_idx = b_to_a[pool_b_idx]
-                    else:
-                        pool_a, pool_a_idx, pool_b, pool_b_idx = fa, aidx, fb, bidx
-                    loss = fa.new_zeros(())
-                    # direction i2t: image anchors (item aidx) over captions; t2i: caption anchors over images
-                    for d, (anchor, pool, pool_item, anchor_np, pool_np, anchors_are_b) in enumerate((
-                        (fa, pool_b, b_to_a[pool_b_idx], aidx, pool_b_idx, False),
-                        (fb, pool_a, pool_a_idx, bidx, pool_a_idx, True),
-                    )):
-                        sims = anchor @ pool.T  # [B, M]
-                        pos_sims = sims[:, :bsz].diagonal()  # own positive sits at the same batch slot
-                        pos_mask = aidx[:, None] == pool_item[None, :]
-                        rel_mask = None
-                        if rel.rel is not None:
-                            m = rel.mask(anchor_np.cpu().numpy(), pool_np.cpu().numpy(), anchors_are_b)
-                            rel_mask = torch.from_numpy(m).to(device)
-                        ctx = {"relevant_mask": rel_mask} if needs_rel else {}
-                        idx = sampler.sample(sims.detach(), pos_sims.detach(), pos_mask,
-                                             k=config.num_negatives, generator=gen, **ctx)
-                        loss = loss + pick_loss(sims, pos_sims, pos_mask, neg_idx=idx)
-                        if rel_mask is not None:
-                            chosen = rel_mask.gather(1, idx) & ~pos_mask.gather(1, idx)
-                            picked[d] += int(idx.numel())
-                            picked_fn[d] += int(chosen.sum())
-                    loss = loss / bsz
+                a_in, b_in = a_all[aidx], b_all[bidx]
+                loss = objective.loss(model.encode_a(a_in), model.encode_b(b_in), a_in, b_in, aidx, bidx,
+                                      warmup=in_warmup)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 opt.step()
-                if use_queue:
-                    momentum_update(model, twin, m=config.momentum)
-                    if not in_warmup:
-                        queue.enqueue(ka, kb, bidx)
+                objective.after_step(model, warmup=in_warmup)
                 loss_sum += float(loss.detach())
                 for cb in callbacks:
                     cb.on_step(epoch, step + 1, steps, float(loss.detach()))
@@ -438,18 +369,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
             ea = encode_side(model, val_ds.a_inputs, "a", device=device)
             eb = encode_side(model, val_ds.b_inputs, "b", device=device)
             rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
-            total_picked = sum(picked)
-            row: dict[str, float] = {
-                "epoch": epoch, "loss": loss_sum / steps, "val_rsum": rec["rsum"],
-                "sampled_fn_rate": (sum(picked_fn) / total_picked) if total_picked else float("nan"),
-                "seconds": seconds,
-            }
-            if rel.rel is not None:
-                row["sampled_fn_rate_i2t"] = picked_fn[0] / picked[0] if picked[0] else float("nan")
-                row["sampled_fn_rate_t2i"] = picked_fn[1] / picked[1] if picked[1] else float("nan")
+            row: dict[str, float] = {"epoch": epoch, "loss": loss_sum / steps, "val_rsum": rec["rsum"]}
+            row.update(objective.epoch_metrics())
+            row["seconds"] = seconds
             if rel_rec is not None:
                 row["val_relevant_rsum"] = rel_rec["rsum"]
-            row.update(sampler.epoch_metrics())
             row["warmup"] = float(in_warmup)
             if best is None or rec["rsum"] > best[0]:
                 best = (rec["rsum"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})

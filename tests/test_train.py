@@ -9,8 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from fnlab.objective import Relevance
 from fnlab.runs import RunStore
-from fnlab.train import Callback, TrainConfig, _Relevance, train
+from fnlab.train import Callback, TrainConfig, train
 
 TINY = {"n_train": 160, "n_val": 40, "n_test": 40}
 
@@ -90,7 +91,7 @@ def test_oracle_never_samples_false_negatives():
 def test_relevance_lookup_directions():
     """t2i: anchor caption b, negative image a; i2t: anchor image a, negative caption b: both relevance[b, a]."""
     dense = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)  # [n_b=4, n_a=3]
-    rel = _Relevance(sp.csr_matrix(dense))
+    rel = Relevance(sp.csr_matrix(dense))
     t2i = rel.mask(np.array([0, 2]), np.array([2, 1, 0]), anchors_are_b=True)
     np.testing.assert_array_equal(t2i, [[dense[0, 2], dense[0, 1], dense[0, 0]], [dense[2, 2], dense[2, 1], dense[2, 0]]])
     i2t = rel.mask(np.array([1]), np.array([3, 2, 0]), anchors_are_b=False)
