@@ -11,7 +11,7 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_SPEC := $(if $(HAS_GPU),torch,$(TORCH_CPU_SPEC))
 
-.PHONY: install demo test test-fast bench sample-data browser-deps lint clean
+.PHONY: install demo test test-all test-fast bench sample-data browser-deps lint clean
 
 $(VENV)/.stamp-install: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: install sample_data/shapes/dataset.json
 	  --server.headless true --browser.gatherUsageStats false
 
 test: install browser-deps
+	$(PY) -m pytest -q -m "not slow"
+
+# everything, with the slow end-to-end tests (the browser's first start trains the real demo run)
+test-all: install browser-deps
 	$(PY) -m pytest -q
 
 test-fast: install
