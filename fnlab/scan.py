@@ -38,7 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from fnlab.posterior import DEFAULT_ESTIMATOR, PairContext, check_estimator, pair_member
+from fnlab.posterior import DEFAULT_ESTIMATOR, PairContext, check_estimator, check_prior, pair_member
 from fnlab.similarity import (
     DEFAULT_CHUNK_SIZE,
     build_index,
@@ -396,13 +396,10 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             check_estimator(estimator)
         except ValueError as err:
             raise ScanInputError(str(err)) from None
-    if prior != "auto":
-        try:
-            prior = float(prior)
-        except (TypeError, ValueError):
-            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
-        if not 0.0 < prior < 1.0:
-            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    try:
+        prior = check_prior(prior)
+    except ValueError as err:
+        raise ScanInputError(str(err)) from None
     if index not in ("flat", "hnsw", "ivf"):
         raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
     try:

@@ -50,7 +50,7 @@ from fnlab.registry import ParamSpec, Registry
 __all__ = [
     "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "GaussianPosterior", "MixturePosterior",
     "PUPosterior", "PairContext", "PairSignals", "RelativePosterior", "RunningGaussianStats", "available",
-    "check_estimator", "describe", "fit", "fit_dataset", "from_params", "normal_log_pdf", "pair_member",
+    "check_estimator", "check_prior", "describe", "fit", "fit_dataset", "from_params", "normal_log_pdf", "pair_member",
     "param_specs", "prob_false_negative",
 ]
 
@@ -89,6 +89,19 @@ def check_estimator(name: str) -> str:
     return name
 
 
+def check_prior(prior: float | str) -> float | str:
+    """``"auto"`` or the prior as a float in (0, 1); ``ValueError`` otherwise (no work done)."""
+    if prior == "auto":
+        return prior
+    try:
+        value = float(prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    return value
+
+
 def describe(name: str) -> str:
     """One line on what estimator ``name`` computes."""
     return _DESCRIPTIONS[check_estimator(name)]
@@ -113,13 +126,7 @@ def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: i
         ValueError: unknown name or parameter, a prior outside (0, 1), too little data.
     """
     cls = ESTIMATORS.get(check_estimator(name))
-    if prior != "auto":
-        try:
-            prior = float(prior)
-        except (TypeError, ValueError):
-            raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
-        if not 0.0 < prior < 1.0:
-            raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    prior = check_prior(prior)
     accepted = [p for p in inspect.signature(cls.fit_context if hasattr(cls, "fit_context") else cls.fit).parameters
                 if p not in ("self", "cls", "ctx", "prior", "seed")]
     unknown = sorted(set(params) - set(accepted))

@@ -56,7 +56,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fnlab import scan as scanmod
-from fnlab.posterior import PairContext
+from fnlab.posterior import PairContext, check_prior
 from fnlab.scale import RAY_INSTALL_HINT
 from fnlab.scale.shards import ShardSet, embedding_matrix, open_shards
 from fnlab.scan import ScanInputError, ScanResult, ScanWarning
@@ -353,13 +353,10 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     names = dict(names or {})
     if not isinstance(top_k, int | np.integer) or top_k < 1:
         raise ScanInputError(f"top_k must be a positive integer, got {top_k!r}")
-    if prior != "auto":
-        try:
-            prior = float(prior)
-        except (TypeError, ValueError):
-            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}") from None
-        if not 0.0 < prior < 1.0:
-            raise ScanInputError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
+    try:
+        prior = check_prior(prior)
+    except ValueError as err:
+        raise ScanInputError(str(err)) from None
     if index not in ("flat", "hnsw", "ivf"):
         raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
     try:
