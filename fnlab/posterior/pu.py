@@ -61,8 +61,8 @@ from fnlab.registry import ParamSpec
 
 __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
 
-#: the smallest prior the EM may reach
-PRIOR_FLOOR = 1e-7
+#: the smallest and largest prior the EM may reach
+PRIOR_FLOOR, PRIOR_CAP = 1e-7, 0.5
 
 #: feature names, in order, and the signals each needs
 FEATURES = {
@@ -214,13 +214,14 @@ class PUPosterior:
             pi, means, covs, it, conv = _fit_em(lab, unl, uw, prior=fixed, max_iter=max_iter, tol=tol)
             worst = _worst_inverted_feature(names, means, covs)
             if worst is None or len(names) <= 1:
-                if fixed is None and pi <= PRIOR_FLOOR * 10 and "margin" in all_names:
-                    # the mixture found no positive component (a shifted copy of the negatives' shape is
-                    # barely identifiable where the classes overlap): estimate the prior on its own from
-                    # the margin, then refit with it fixed
+                if fixed is None and (pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9) and "margin" in all_names:
+                    # the mixture found no positive component, or called half the pool positive (a
+                    # shifted copy of the negatives' shape is barely identifiable where the classes
+                    # overlap): estimate the prior on its own from the margin, then refit with it fixed
                     j = all_names.index("margin")
                     fixed = best_bin_prior(all_lab[:, j], all_unl[:, j], uw)
-                    notes.append(f"the mixture's prior collapsed; prior {fixed:.3g} by best bin estimation on "
+                    notes.append(f"the mixture's prior ran to its bound ({pi:.2g}); prior {fixed:.3g} by best bin "
+                                 "estimation on "
                                  "the margin s - s+ (Garg et al., NeurIPS 2021), then refitted")
                     names, lab, unl = all_names, all_lab, all_unl
                     continue
@@ -415,7 +416,7 @@ def _component_stats(x: np.ndarray, obs_patterns: np.ndarray, inverse: np.ndarra
 
 
 def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: float | None, max_iter: int,
-            tol: float, prior_bounds: tuple[float, float] = (PRIOR_FLOOR, 0.5), ridge: float = 1e-5,
+            tol: float, prior_bounds: tuple[float, float] = (PRIOR_FLOOR, PRIOR_CAP), ridge: float = 1e-5,
             tied: bool = True) -> tuple[float, np.ndarray, np.ndarray, int, bool]:
     """EM for the positive-unlabelled mixture with missing features (module docstring).
 
