@@ -307,6 +307,24 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
 
 
 # ---------------------------------------------------------------------------------------- scan
+def check_scan_options(prior: Any, index: str, index_params: Any) -> tuple[float | str, dict[str, Any]]:
+    """The prior (``"auto"`` or a float in (0, 1)) and the index parameters, checked for every engine.
+
+    Raises:
+        ScanInputError: a bad prior, an unknown index or a bad index parameter.
+    """
+    try:
+        prior = check_prior(prior)
+    except ValueError as err:
+        raise ScanInputError(str(err)) from None
+    if index not in ("flat", "hnsw", "ivf"):
+        raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
+    try:
+        return prior, check_index_params(index, index_params)
+    except ValueError as err:
+        raise ScanInputError(f"index_params: {err}") from None
+
+
 def _resolve_backend(device: str, index: str) -> tuple[str, str]:
     from fnlab.device import resolve_device
 
@@ -396,16 +414,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             check_estimator(estimator)
         except ValueError as err:
             raise ScanInputError(str(err)) from None
-    try:
-        prior = check_prior(prior)
-    except ValueError as err:
-        raise ScanInputError(str(err)) from None
-    if index not in ("flat", "hnsw", "ivf"):
-        raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
-    try:
-        index_params = check_index_params(index, index_params)
-    except ValueError as err:
-        raise ScanInputError(f"index_params: {err}") from None
+    prior, index_params = check_scan_options(prior, index, index_params)
     if not isinstance(recall_check, int | np.integer) or recall_check < 0:
         raise ScanInputError(f"recall_check must be a non-negative integer (queries), got {recall_check!r}")
     backend, dev = _resolve_backend(device, index)

@@ -56,12 +56,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fnlab import scan as scanmod
-from fnlab.posterior import PairContext, check_prior
+from fnlab.posterior import PairContext
 from fnlab.scale import RAY_INSTALL_HINT
 from fnlab.scale.shards import ShardSet, embedding_matrix, open_shards
 from fnlab.scan import ScanInputError, ScanResult, ScanWarning
 from fnlab.similarity import build_index, index_description, merge_topk, recall_at_k, topk
-from fnlab.similarity import index_params as check_index_params
 
 __all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
 
@@ -353,16 +352,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     names = dict(names or {})
     if not isinstance(top_k, int | np.integer) or top_k < 1:
         raise ScanInputError(f"top_k must be a positive integer, got {top_k!r}")
-    try:
-        prior = check_prior(prior)
-    except ValueError as err:
-        raise ScanInputError(str(err)) from None
-    if index not in ("flat", "hnsw", "ivf"):
-        raise ScanInputError(f"unknown index {index!r}: expected 'flat', 'hnsw' or 'ivf'")
-    try:
-        params = check_index_params(index, index_params)
-    except ValueError as err:
-        raise ScanInputError(f"index_params: {err}") from None
+    prior, params = scanmod.check_scan_options(prior, index, index_params)
     if device not in ("auto", "cpu"):
         raise ScanInputError(f"device {device!r}: the Ray engine searches with faiss on CPU; use 'auto' or 'cpu'")
     for name, value, low in (("candidate_shards", candidate_shards, 1), ("worker_cpus", worker_cpus, 1),
