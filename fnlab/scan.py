@@ -307,6 +307,19 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
 
 
 # ---------------------------------------------------------------------------------------- scan
+def announce_notes(pos: sp.csr_matrix, estimator: str, notes: list[str]) -> tuple[int, str]:
+    """Add the note on queries without a labelled positive to ``notes`` and warn every note once
+    (:class:`ScanWarning`), for every engine. Returns ``(queries without a positive, their policy)``."""
+    no_pos = int((np.diff(pos.indptr) == 0).sum())
+    policy = NO_POSITIVE_POLICY if estimator != "relative" else (
+        "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
+    if no_pos:
+        notes.append(f"{no_pos} of {pos.shape[0]} queries have no labelled positive; {policy}")
+    for msg in notes:
+        warnings.warn(msg, ScanWarning, stacklevel=3)
+    return no_pos, policy
+
+
 def check_scan_options(prior: Any, index: str, index_params: Any) -> tuple[float | str, dict[str, Any]]:
     """The prior (``"auto"`` or a float in (0, 1)) and the index parameters, checked for every engine.
 
@@ -435,15 +448,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     c = _prepare(c_raw, "candidates", names, normalize)
     del q_raw, c_raw
 
-    n_pos = np.diff(pos.indptr)
-    no_pos = int((n_pos == 0).sum())
-    policy = NO_POSITIVE_POLICY if estimator != "relative" else (
-        "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
+    no_pos, policy = announce_notes(pos, estimator, notes)
     ctx = PairContext(q, c, pos)
-    if no_pos:
-        notes.append(f"{no_pos} of {nq} queries have no labelled positive; {policy}")
-    for msg in notes:
-        warnings.warn(msg, ScanWarning, stacklevel=2)
 
     # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
     # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair

@@ -59,7 +59,7 @@ from fnlab import scan as scanmod
 from fnlab.posterior import PairContext
 from fnlab.scale import RAY_INSTALL_HINT
 from fnlab.scale.shards import ShardSet, embedding_matrix, open_shards
-from fnlab.scan import ScanInputError, ScanResult, ScanWarning
+from fnlab.scan import ScanInputError, ScanResult
 from fnlab.similarity import build_index, index_description, merge_topk, recall_at_k, topk
 
 __all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
@@ -397,15 +397,8 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     q = scanmod._prepare(q_raw, "queries", names, normalize)
     c = scanmod._prepare(c_raw, "candidates", names, normalize)
     del q_raw, c_raw
-    n_pos = np.diff(pos.indptr)
-    no_pos = int((n_pos == 0).sum())
-    policy = scanmod.NO_POSITIVE_POLICY if estimator != "relative" else (
-        "scanned, but their P(false negative) is NaN: the relative posterior is a function of s - s+")
+    no_pos, policy = scanmod.announce_notes(pos, estimator, notes)
     ctx = PairContext(q, c, pos)
-    if no_pos:
-        notes.append(f"{no_pos} of {nq} queries have no labelled positive; {policy}")
-    for msg in notes:
-        warnings.warn(msg, ScanWarning, stacklevel=2)
 
     t_fit = time.perf_counter()
     coo = pos.tocoo()
@@ -466,6 +459,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
             logging.getLogger("ray.data").setLevel(logging.WARNING)
 
         # object store: each large read-only array once
+        n_pos = np.diff(pos.indptr)
         pos_rows = np.flatnonzero(n_pos > 0)
         pos_ids = qs.ids[pos_rows]
         order = np.argsort(pos_ids, kind="stable")
