@@ -241,6 +241,12 @@ def index_params(kind: str, params: Mapping[str, object] | Sequence[str] | None 
     return out
 
 
+#: Keys sampled per k-means cell to train an ivf index. faiss warns below 39 and caps at 256; k-means
+#: cost grows with the sample, and 64 a cell places the centroids as well as 256 for search (the
+#: recall of ``bench/scan_scale.py million`` is measured with it).
+IVF_TRAIN_PER_CELL = 64
+
+
 def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *,
                 params: Mapping[str, object] | Sequence[str] | None = None, hnsw_m: int | None = None,
                 ef_construction: int | None = None, ef_search: int | None = None, nlist: int | None = None,
@@ -252,7 +258,7 @@ def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *,
             (``IndexHNSWFlat``, Malkov & Yashunin, TPAMI 2020, inner-product metric; parameters
             ``M``, ``efConstruction``, ``efSearch``); ``"ivf"`` approximate inverted lists
             (``IndexIVFFlat``, Jegou et al., TPAMI 2011: ``nlist`` k-means cells trained with
-            ``seed`` on at most 256 keys a cell, searching the ``nprobe`` nearest cells).
+            ``seed`` on a sample of at most :data:`IVF_TRAIN_PER_CELL` keys a cell, searching the ``nprobe`` nearest cells).
         params: parameters of :data:`INDEX_PARAMS` (mapping or ``KEY=VALUE`` strings), validated
             by :func:`index_params`. The keyword arguments ``hnsw_m``, ``ef_construction``,
             ``ef_search``, ``nlist``, ``nprobe`` are older spellings of the same.
@@ -290,7 +296,8 @@ def build_index(keys: np.ndarray | torch.Tensor, kind: IndexKind = "flat", *,
         index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        train = arr if n <= 256 * cells else arr[np.sort(rng.choice(n, 256 * cells, replace=False))]
+        cap = IVF_TRAIN_PER_CELL * cells
+        train = arr if n <= cap else arr[np.sort(rng.choice(n, cap, replace=False))]
         index.train(train)
         index.nprobe = min(p["nprobe"], cells)
     index.add(arr)
