@@ -41,7 +41,6 @@ import torch
 from fnlab.posterior import DEFAULT_ESTIMATOR, PairContext, check_estimator, check_prior, pair_member
 from fnlab.similarity import (
     DEFAULT_CHUNK_SIZE,
-    build_index,
     index_description,
     recall_at_k,
     topk,
@@ -269,6 +268,10 @@ def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: in
     return post, how
 
 
+#: rows whose posterior is computed at once when the table is written (bounds the float64 signals)
+TABLE_CHUNK_ROWS = 1 << 20
+
+
 def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
                    similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None) -> pd.DataFrame:
     """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
@@ -290,19 +293,24 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
 
     sims = np.ascontiguousarray(similarity, dtype=np.float32)
     best = np.ascontiguousarray(positive_similarity, dtype=np.float32)
-    if ctx is not None:
-        signals = ctx.signals(np.asarray(query, dtype=np.int64), np.asarray(candidate, dtype=np.int64))
-        signals.similarity = torch.from_numpy(sims.astype(np.float64))  # the searched score, as written
-    else:
-        signals = PairSignals.of(torch.from_numpy(sims), torch.from_numpy(best))
-    p_fn = prob_false_negative(posterior, signals)
+    query = np.asarray(query, dtype=np.int64)
+    candidate = np.asarray(candidate, dtype=np.int64)
+    p_fn = np.empty(sims.shape, dtype=np.float32)
+    for i in range(0, sims.size, TABLE_CHUNK_ROWS):  # signals are float64 [rows, m]: bound their memory
+        part = slice(i, i + TABLE_CHUNK_ROWS)
+        if ctx is not None:
+            signals = ctx.signals(query[part], candidate[part])
+            signals.similarity = torch.from_numpy(sims[part].astype(np.float64))  # the searched score, as written
+        else:
+            signals = PairSignals.of(torch.from_numpy(sims[part]), torch.from_numpy(best[part]))
+        p_fn[part] = prob_false_negative(posterior, signals).double().numpy()
     return pd.DataFrame({
-        "query": np.asarray(query, dtype=np.int64),
-        "candidate": np.asarray(candidate, dtype=np.int64),
+        "query": query,
+        "candidate": candidate,
         "rank": np.asarray(rank, dtype=np.int32),
         "similarity": sims,
         "positive_similarity": best,
-        "p_false_negative": p_fn.double().numpy().astype(np.float32, copy=False),
+        "p_false_negative": p_fn,
     })
 
 
@@ -449,7 +457,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     del q_raw, c_raw
 
     no_pos, policy = announce_notes(pos, estimator, notes)
-    ctx = PairContext(q, c, pos)
+    ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed)
 
     # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
     # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair
@@ -487,7 +495,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
                                progress=bar.update if bar else None)
         else:
-            faiss_index = build_index(c, index, params=index_params, seed=seed) if index != "flat" else None
+            faiss_index = ctx.candidate_index()  # the fit's index, built once (None: exact search)
             scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
                                progress=bar.update if bar else None)

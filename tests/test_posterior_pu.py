@@ -199,3 +199,61 @@ def test_best_bin_prior_recovers_a_planted_proportion_and_matches_a_slow_referen
         if q_p - c_p > 0:
             want = min(want, (q_u + c_u) / (q_p - c_p))
     assert best_bin_prior(lab, unl, w) == pytest.approx(max(want, 1e-7))
+
+
+def planted_image_text(seed=0, n_groups=40, per_group=5, caps=3, d=24):
+    """Image-text with several captions an image and designated positives.
+
+    Images fall in groups (what a caption can say); every caption of an image matches every image
+    of its group (the false negatives), but it is written for one image, so it lies closer to that
+    one (the designated positive). Captions differ in how generic they are: the noise, hence the
+    similarity scale, varies by caption, so raw similarity is not comparable across queries.
+    """
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((n_groups, d)))
+    group = np.repeat(np.arange(n_groups), per_group)
+    img = unit(centres[group] + rng.standard_normal((group.size, d)) / np.sqrt(d))
+    owner = np.repeat(np.arange(group.size), caps)
+    noise = rng.uniform(0.3, 1.6, owner.size)[:, None]
+    cap = unit(0.5 * centres[group[owner]] + 0.5 * img[owner] + noise * rng.standard_normal((owner.size, d)) / np.sqrt(d))
+    pos = sp.csr_matrix((np.ones(owner.size, bool), (np.arange(owner.size), owner)), shape=(owner.size, group.size))
+    truth = group[owner][:, None] == group[None, :]
+    return cap, img, pos, truth
+
+
+def test_pu_with_several_captions_an_image_uses_the_margin_and_beats_similarity():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    q, c, pos, truth = planted_image_text()
+    ctx = P.PairContext(q, c, pos)
+    post = P.fit("pu", ctx, seed=0)
+    assert post.features_ == ("margin", "query_neighbour")  # labelled pairs show query_neighbour
+    qi, ci = np.nonzero(~pos.toarray())
+    y = truth[qi, ci]
+    sig = ctx.signals(qi, ci)
+    p = P.prob_false_negative(post, sig).numpy()
+    ap, ap_sim = average_precision_score(y, p), average_precision_score(y, sig.numpy("similarity"))
+    assert ap > ap_sim + 0.03, (ap, ap_sim)
+    assert roc_auc_score(y, p) > roc_auc_score(y, sig.numpy("similarity"))
+    true_prior = y.mean()
+    assert true_prior / 2 < post.prior_pos < 2 * true_prior, (post.prior_pos, true_prior)
+    assert ece(p, y) < 0.02
+
+
+def test_score_is_the_log_density_ratio_with_missing_features_marginalised():
+    from fnlab.posterior.pu import _score
+
+    rng = np.random.default_rng(3)
+    means = np.array([[0.0, 0.2, -0.1], [0.5, 0.6, 0.3]])
+    a = rng.standard_normal((3, 3))
+    cov = a @ a.T + 0.5 * np.eye(3)
+    covs = np.stack([cov, cov + 0.1 * np.eye(3)])
+    x = rng.standard_normal((20, 3))
+    x[::3, 1] = np.nan
+    x[::5, 2] = np.nan
+    want = []
+    for row in x:
+        o = ~np.isnan(row)
+        want.append(multivariate_normal(means[1][o], covs[1][np.ix_(o, o)]).logpdf(row[o])
+                    - multivariate_normal(means[0][o], covs[0][np.ix_(o, o)]).logpdf(row[o]))
+    np.testing.assert_allclose(_score(x, means, covs), want, rtol=1e-9, atol=1e-9)

@@ -2,16 +2,33 @@
 
 The labelled pairs are a sample of the matches; the unlabelled pairs are a mixture of
 non-matches and unlabelled matches (the false negatives) with class prior ``pi``. Each pair is
-described by a feature vector built from :class:`fnlab.posterior.signals.PairSignals`:
+described by a feature vector built from :class:`fnlab.posterior.signals.PairSignals`.
 
-    x = [s, s - s+, positive_neighbour, query_neighbour, s - candidate_hubness]
+**Which features.** Offered: ``[s, s - s+, positive_neighbour, query_neighbour, s - candidate_hubness]``
+(only those the data provide; an entry may be missing for some pairs). A positive-unlabelled fit
+learns the false negatives' distribution from the labelled pairs, so it matters which features the
+labelled pairs show as an unlabelled match would:
 
-(only the features the data offer; an entry may be missing for some pairs). A fitted feature whose
-weight says "more similar, less likely a match" is dropped and the model refitted: every feature
-is a similarity in which the candidate enters positively.
+* When labelled pairs show a *transitive* signal (``query_neighbour``: the candidate's other
+  labelled queries, as in image-text data with several captions an image; ``positive_neighbour``:
+  the query's other positives), the fit uses the margin ``s - s+`` and those signals only. The raw
+  similarity is left out: a labelled positive is its query's *designated* match, which a trained
+  model scores above the query's other matches (the labelled pairs are not "selected completely at
+  random" in ``s``), while the margin measures every candidate against the query's own positive.
+  A labelled pair shows no margin of its own; for a true match it is the difference of two positive
+  similarities, imputed by pairing each labelled similarity with a random other one (as the
+  ``relative`` estimator). Features no labelled pair shows are left out: their positive component
+  would be learned from unlabelled structure alone, which latched onto clusters of non-matches
+  (measured in ``bench/fn_detection.py``); so is the mutual rank, which training inflates for
+  labelled pairs.
+* Otherwise (one labelled pair per query and per candidate, as in a query-document corpus) the fit
+  uses all offered features, anchored by the similarity of the labelled pairs; ``positive_neighbour``
+  (a near-duplicate of the labelled positive is almost surely a match) is then learned from the
+  unlabelled pairs, where duplicates form their own mode. A fitted feature whose weight says "more
+  similar, less likely a match" is dropped and the model refitted: every feature is a similarity in
+  which the candidate enters positively.
 
-(only the features the data offer; an entry may be missing for some pairs). The model is a
-two-component Gaussian mixture in that space with full covariances,
+The model is a two-component Gaussian mixture in that space,
 
     f_U(x) = pi N(x; mu+, S+) + (1 - pi) N(x; mu-, S-),
 
@@ -32,7 +49,12 @@ conditional covariance), on
 positive component, the semi-supervised mixture-model approach to positive-unlabelled prior
 estimation (e.g. Ward, Hastie et al., "Presence-only data and the EM algorithm", Biometrics 2009,
 who fit it by EM; see also the mixture-proportion estimation literature: Elkan & Noto, KDD 2008;
-Ramaswamy, Scott & Tewari, ICML 2016). The posterior of an unlabelled pair is then
+Ramaswamy, Scott & Tewari, ICML 2016). Where every feature is shown by labelled pairs (the first
+case above), the prior is then re-estimated by Best Bin Estimation on the fitted model's log-odds
+(Garg, Wu, Smola, Balakrishnan & Lipton, "Mixture proportion estimation and PU learning: a modern
+approach", NeurIPS 2021: the upper tail of a score where labelled pairs are purest bounds ``pi``),
+and the model refitted with it fixed; a mixture prior that runs to either bound falls back to the
+same estimator on the margin. The posterior of an unlabelled pair is then
 
     P(FN | x) = pi N+(x) / (pi N+(x) + (1 - pi) N-(x)),
 
@@ -63,6 +85,9 @@ __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_samp
 
 #: the smallest and largest prior the EM may reach
 PRIOR_FLOOR, PRIOR_CAP = 1e-7, 0.5
+
+#: the transitive signals: evidence from the labelled pairs of the query or the candidate
+TRANSITIVE = ("positive_neighbour", "query_neighbour")
 
 #: feature names, in order, and the signals each needs
 FEATURES = {
@@ -197,8 +222,9 @@ class PUPosterior:
             gap = np.isnan(lab[:, j])
             if gap.any():
                 lab[gap, j] = lsim[gap] - lsim[rng.permutation(lsim.size)][gap]
-        unl = features_of(ctx.signals(uq, uc), names).numpy()
         notes = list(ctx.notes)
+        names, lab = _anchored_features(names, lab, notes)
+        unl = features_of(ctx.signals(uq, uc), names).numpy()
         keep = [j for j, n in enumerate(names)
                 if np.isfinite(unl[:, j]).sum() >= 2 and np.nanstd(unl[:, j]) > 0]
         dropped = [names[j] for j in range(len(names)) if j not in keep]
@@ -210,6 +236,8 @@ class PUPosterior:
         if fixed is not None and not 0 < fixed < 1:
             raise ValueError(f"prior must be 'auto' or lie in (0, 1), got {prior!r}")
         all_names, all_lab, all_unl = names, lab, unl
+        anchored = bool(np.isfinite(lab).any(axis=0).all())  # every feature shown by some labelled pair
+        scored = False
         while True:
             pi, means, covs, it, conv = _fit_em(lab, unl, uw, prior=fixed, max_iter=max_iter, tol=tol)
             worst = _worst_inverted_feature(names, means, covs)
@@ -224,6 +252,14 @@ class PUPosterior:
                                  "estimation on "
                                  "the margin s - s+ (Garg et al., NeurIPS 2021), then refitted")
                     names, lab, unl = all_names, all_lab, all_unl
+                    continue
+                if prior == "auto" and not scored and anchored:
+                    # every feature is shown by labelled pairs: the prior by Best Bin Estimation on the
+                    # fitted model's score (its purest top bin, Garg et al. 2021), then refitted with it
+                    scored = True
+                    fixed = best_bin_prior(_score(lab, means, covs), _score(unl, means, covs), uw)
+                    notes.append(f"prior {fixed:.3g} by best bin estimation on the fitted log-odds "
+                                 f"(the mixture's own: {pi:.3g}), then refitted")
                     continue
                 break
             notes.append(f"feature {names[worst]} dropped: the fit made P(FN) fall as it rises")
@@ -351,6 +387,29 @@ def best_bin_prior(labelled: np.ndarray, unlabelled: np.ndarray, weights: np.nda
     return float(min(max(best, PRIOR_FLOOR), 0.5))
 
 
+def _anchored_features(names: tuple[str, ...], lab: np.ndarray, notes: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The features the fit uses, from those offered (module docstring, "Which features"), with the
+    labelled rows ``lab [L, len(names)]`` cut to them; the choice gets a note."""
+    shown = [n for j, n in enumerate(names) if n in TRANSITIVE and np.isfinite(lab[:, j]).any()]
+    if "margin" not in names or not shown:
+        return names, lab
+    chosen = ("margin", *shown)
+    left = [n for n in names if n not in chosen]
+    notes.append(f"features {', '.join(chosen)}: labelled pairs show {', '.join(shown)}, so the margin to the "
+                 f"query's own positive anchors the fit; {', '.join(left) or 'nothing'} left out")
+    keep = [names.index(n) for n in chosen]
+    return chosen, lab[:, keep]
+
+
+def _score(x: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    """Log-density ratio ``log N+(x) - log N-(x)`` per row of ``x [n, m]`` (missing entries marginalised)."""
+    obs = ~np.isnan(x)
+    patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    return (_component_stats(x, patterns, inverse, means[1], covs[1])[0]
+            - _component_stats(x, patterns, inverse, means[0], covs[0])[0])
+
+
 def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.ndarray) -> int | None:
     """Index of the feature whose discriminant weight most contradicts "more similar, more likely a
     match" (standardised weight below zero), or ``None``. Every feature is a similarity or a
@@ -368,6 +427,7 @@ def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.
         if total < 0 and pulls and score.min() >= 0:
             # s falls out of favour through the features that also contain it: drop the strongest
             return max(pulls, key=lambda j: score[j])
+    score[0] = np.inf  # the anchor feature (margin or similarity) always stays
     worst = int(np.argmin(score))
     return worst if score[worst] < 0 else None
 
@@ -444,14 +504,15 @@ def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: flo
 
     # start: responsibilities from the similarity alone (labelled pairs' moments against the
     # weighted unlabelled sample, prior 1%), then one moment step with missing entries skipped
-    sim = x[:, 0]  # the similarity: always the first feature
+    sim = x[:, 0]  # the anchor feature (margin or similarity): always first, set for every labelled pair
     lab_m, lab_s = float(np.nanmean(sim[:n_lab])), float(np.nanstd(sim[:n_lab])) + 1e-3
-    unl_m = float(np.average(sim[n_lab:], weights=weights))
-    unl_s = float(np.sqrt(np.average((sim[n_lab:] - unl_m) ** 2, weights=weights))) + 1e-3
+    seen = np.isfinite(sim[n_lab:])
+    unl_m = float(np.average(sim[n_lab:][seen], weights=weights[seen]))
+    unl_s = float(np.sqrt(np.average((sim[n_lab:][seen] - unl_m) ** 2, weights=weights[seen]))) + 1e-3
     pi = prior if prior is not None else 0.01
     d0 = (-0.5 * ((sim - lab_m) / lab_s) ** 2 - math.log(lab_s) + 0.5 * ((sim - unl_m) / unl_s) ** 2
           + math.log(unl_s) + math.log(pi) - math.log1p(-pi))
-    r0 = 0.5 * (1.0 + np.tanh(0.5 * np.clip(d0, -700, 700)))
+    r0 = 0.5 * (1.0 + np.tanh(0.5 * np.clip(np.nan_to_num(d0, nan=math.log(pi) - math.log1p(-pi)), -700, 700)))
     r0[:n_lab] = 1.0
     w0 = np.concatenate([np.full(n_lab, max(pi * total_w / max(n_lab, 1), total_w / max(weights.size, 1))), weights])
     mean_n, cov_n = moments(w0 * (1.0 - r0))

@@ -135,13 +135,18 @@ class PairContext:
         positives: ``[Nq, Nc]`` sparse bool, the labelled pairs.
         signals: the signals to compute (default: all of :data:`SIGNALS`); ``similarity`` is always on.
         hubness_k: neighbours of each candidate among the queries for ``candidate_hubness``.
+        index: the faiss index kind of the context's own searches (``"flat"`` exact, ``"ivf"`` or
+            ``"hnsw"``, :func:`fnlab.similarity.build_index`), with ``index_params``: a scan with an
+            approximate index fits its posterior with the same kind of search, so the fit never
+            costs more than the scan. :meth:`candidate_index` is built once and shared.
 
     Raises:
         ValueError: shapes that do not agree.
     """
 
     def __init__(self, queries: np.ndarray, candidates: np.ndarray, positives: sp.spmatrix, *,
-                 signals: tuple[str, ...] | None = None, hubness_k: int = 10) -> None:
+                 signals: tuple[str, ...] | None = None, hubness_k: int = 10, index: str = "flat",
+                 index_params: Any = None, seed: int = 0) -> None:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         c = np.ascontiguousarray(candidates, dtype=np.float32)
         if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
@@ -161,6 +166,8 @@ class PairContext:
         self.hubness_k = int(hubness_k)
         self._hubness: np.ndarray | None = None
         self._topk: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.index_kind, self.index_params, self.seed = index, index_params, int(seed)
+        self._candidate_index = None
         self.notes: list[str] = []
         if "query_neighbour" in self.signal_names and not (np.diff(self.positives_t.indptr) >= 2).any():
             # no candidate has two labelled queries: no labelled pair can show this signal
@@ -183,6 +190,12 @@ class PairContext:
         if direction == "i2t":
             return cls(emb_a, emb_b, lab.T, **kw)
         raise ValueError(f"unknown direction {direction!r}: expected 't2i' or 'i2t'")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (sent to Ray workers): the faiss index is left out and rebuilt where needed."""
+        state = self.__dict__.copy()
+        state["_candidate_index"] = None
+        return state
 
     # ------------------------------------------------------------------ sizes and lookups
     @property
@@ -220,15 +233,28 @@ class PairContext:
         k = int(max(1, min(k, self.n_candidates)))
         from fnlab.similarity import topk
 
+        index = self.candidate_index()
+        keys = None if index is not None else self.candidates
         if rows is not None:
             rows = np.asarray(rows, dtype=np.int64)
             if k in self._topk:
                 scores, idx = self._topk[k]
                 return scores[rows], idx[rows]
-            return topk(self.queries[rows], self.candidates, k, exclude=self.positives[rows], backend="faiss")
+            return topk(self.queries[rows], keys, k, exclude=self.positives[rows], backend="faiss", index=index)
         if k not in self._topk:
-            self._topk[k] = topk(self.queries, self.candidates, k, exclude=self.positives, backend="faiss")
+            self._topk[k] = topk(self.queries, keys, k, exclude=self.positives, backend="faiss", index=index)
         return self._topk[k]
+
+    def candidate_index(self):
+        """The faiss index over the candidates for an approximate ``index`` kind (built once), else ``None``."""
+        if self.index_kind == "flat":
+            return None
+        if self._candidate_index is None:
+            from fnlab.similarity import build_index
+
+            self._candidate_index = build_index(self.candidates, self.index_kind, params=self.index_params,
+                                                seed=self.seed)
+        return self._candidate_index
 
     def candidate_hubness(self) -> np.ndarray:
         """``[Nc]`` mean similarity of each candidate to its ``hubness_k`` nearest queries."""
@@ -242,7 +268,13 @@ class PairContext:
                 pick = np.sort(np.random.default_rng(0).choice(self.n_queries, HUBNESS_MAX_QUERIES, replace=False))
                 queries = self.queries[pick]
                 k = max(1, round(k * HUBNESS_MAX_QUERIES / self.n_queries))
-            scores, _ = topk(self.candidates, queries, k, backend="faiss")
+            if self.index_kind == "flat":
+                scores, _ = topk(self.candidates, queries, k, backend="faiss")
+            else:  # the same kind of approximate search, over the (sampled) queries
+                from fnlab.similarity import build_index
+
+                index = build_index(queries, self.index_kind, params=self.index_params, seed=self.seed)
+                scores, _ = topk(self.candidates, None, k, backend="faiss", index=index)
             self._hubness = np.where(np.isfinite(scores), scores, np.nan).mean(1).astype(np.float32)
         return self._hubness
 

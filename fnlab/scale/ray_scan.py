@@ -398,7 +398,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     c = scanmod._prepare(c_raw, "candidates", names, normalize)
     del q_raw, c_raw
     no_pos, policy = scanmod.announce_notes(pos, estimator, notes)
-    ctx = PairContext(q, c, pos)
+    ctx = PairContext(q, c, pos, index=index, index_params=params, seed=seed)
 
     t_fit = time.perf_counter()
     coo = pos.tocoo()
