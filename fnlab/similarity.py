@@ -37,7 +37,6 @@ DEFAULT_CHUNK_SIZE = 4096
 
 __all__ = [
     "normalize",
-    "similarity_matrix",
     "topk",
     "build_index",
     "as_exclude_matrix",
@@ -72,22 +71,6 @@ def normalize(x: np.ndarray | torch.Tensor, *, eps: float = 1e-12) -> np.ndarray
         arr = arr.astype(np.float32, copy=False)
     norms = np.linalg.norm(arr, axis=-1, keepdims=True)
     return arr / np.maximum(norms, eps).astype(arr.dtype)
-
-
-def similarity_matrix(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *,
-                      normalized: bool = True) -> torch.Tensor:
-    """Full similarity matrix ``[Na, Nb]`` (float32 tensor on ``a``'s device). For small inputs only.
-
-    Args:
-        a: ``[Na, d]``; b: ``[Nb, d]``.
-        normalized: rows are already unit length; if False they are normalised first (cosine).
-    """
-    ta = _as_float_tensor(a, "a")
-    tb = _as_float_tensor(b, "b").to(ta.device)
-    _check_pair(ta.shape, tb.shape, "a", "b")
-    if not normalized:
-        ta, tb = normalize(ta), normalize(tb)
-    return ta @ tb.T
 
 
 # --------------------------------------------------------------------------- helpers

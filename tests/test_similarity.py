@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnlab.similarity import as_exclude_matrix, build_index, normalize, similarity_matrix, topk
+from fnlab.similarity import as_exclude_matrix, build_index, normalize, topk
 
 
 def reference_topk(q, keys, k, exclude_sets):
@@ -114,8 +114,6 @@ def test_normalize_numpy_and_torch():
     t = normalize(torch.tensor([[3.0, 4.0]], dtype=torch.float64))
     assert t.dtype == torch.float64
     torch.testing.assert_close(t, torch.tensor([[0.6, 0.8]], dtype=torch.float64))
-    m = similarity_matrix(np.array([[2.0, 0.0]], np.float32), np.array([[1.0, 1.0]], np.float32), normalized=False)
-    assert m.shape == (1, 1) and abs(float(m) - 2 ** -0.5) < 1e-6
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
