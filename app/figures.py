@@ -10,7 +10,7 @@ from fnlab import status as fs
 
 
 def _gauss_params(post) -> dict | None:  # the fitted Gaussians, where the posterior has them
-    p = post.params() if hasattr(post, "params") else {}
+    p = post.params()
     keys = ("pos_mean", "pos_std", "neg_mean", "neg_std")
     return {k: float(p[k]) for k in keys} if all(isinstance(p.get(k), float | int) for k in keys) else None
 

@@ -36,8 +36,9 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
     Raises:
         ValueError: a bad configuration, or the name is taken.
     """
-    train = state.need("fnlab.train", "Training")
-    train.TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
+    from fnlab.train import TrainConfig  # torch: loaded when a run starts, not at app start
+
+    TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
     name = name or new_run_name(config)
     if not jobs.start(root, name, config):
         raise ValueError(f"run {name!r} is being trained already")

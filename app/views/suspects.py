@@ -189,7 +189,7 @@ def _page():
                                         "is_relevant": st.column_config.CheckboxColumn("truly relevant"),
                                         "p_false_negative": st.column_config.ProgressColumn(
                                             "P(FN)", format="%.3f", min_value=0.0, max_value=1.0)})
-    rows = list(event.selection.rows) if event is not None and hasattr(event, "selection") else []
+    rows = list(event.selection.rows)
     if rows:
         picked = shown.iloc[rows]
         b1, b2, b3 = st.columns(3)
