@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import nn
 
