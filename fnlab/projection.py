@@ -19,18 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from fnlab.runs import atomic_write
+from fnlab.files import atomic_write
+from fnlab.similarity import normalize
 
 
 def default_cache_dir() -> Path:
     """``$FNLAB_CACHE/umap`` (default ``.fnlab_cache/umap``), read at call time."""
     return Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "umap"
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def knn_graph(emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +37,7 @@ def knn_graph(emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     import faiss
 
-    x = _unit(emb)
+    x = normalize(np.asarray(emb, dtype=np.float32))
     n = x.shape[0]
     k = min(k, n)
     index = faiss.IndexFlatIP(x.shape[1])
@@ -103,7 +98,7 @@ def cached_umap(emb: np.ndarray, *, n_neighbors: int = 15, random_state: int | N
 def pca_2d(emb: np.ndarray) -> np.ndarray:
     """``[N, 2]`` float32 projection of the unit-normalised rows on their two principal axes (instant; a stand-in
     while UMAP computes). Signs are fixed so the largest coordinate of each axis is positive."""
-    x = _unit(np.asarray(emb))
+    x = normalize(np.asarray(emb, dtype=np.float32))
     x = x - x.mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     out = x @ vt[:2].T
@@ -174,7 +169,7 @@ def umap_2d(
             n_neighbors=k, n_components=2, metric="cosine", min_dist=min_dist, random_state=random_state,
             precomputed_knn=(idx, dist), init="spectral" if n > k + 2 else "random",
         )
-        out = np.asarray(reducer.fit_transform(_unit(emb)), dtype=np.float32)
+        out = np.asarray(reducer.fit_transform(normalize(np.asarray(emb, dtype=np.float32))), dtype=np.float32)
     if path is not None:
         try:  # the cache is an optimisation: a failed write is not an error
             path.parent.mkdir(parents=True, exist_ok=True)

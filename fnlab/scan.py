@@ -47,6 +47,7 @@ from fnlab.similarity import (
     topk,
 )
 from fnlab.similarity import index_params as check_index_params
+from fnlab.similarity import normalize as unit_rows
 
 __all__ = [
     "ScanResult",
@@ -166,21 +167,20 @@ def _check_embeddings(arr: Any, key: str, names: Mapping[str, str]) -> np.ndarra
 
 
 def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: bool) -> np.ndarray:
-    """float32 contiguous copy, L2-normalised in place (in chunks, so no float64 temporaries)."""
-    out = np.array(arr, dtype=np.float32, order="C", copy=True)
-    if normalize:
-        step = 65536
-        for s in range(0, out.shape[0], step):
-            block = out[s:s + step]
-            scale = np.abs(block).max(axis=1)  # divide by the largest entry first: the squared norm of a
-            zero = scale == 0                  # row like 1e20 * x overflows float32, of 1e-30 * x underflows
-            if zero.any():
-                rows = np.flatnonzero(zero) + s
-                raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
-                                     f"(first rows: {rows[:5].tolist()}); cannot normalise them")
-            block /= scale[:, None]
-            block /= np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
-    return out
+    """float32 C-contiguous copy ``[N, d]``, L2-normalised by :func:`fnlab.similarity.normalize`.
+
+    Raises:
+        ScanInputError: with ``normalize``, rows that are all zeros (no direction to keep).
+    """
+    if not normalize:
+        return np.array(arr, dtype=np.float32, order="C", copy=True)
+    arr = np.asarray(arr, dtype=np.float32)
+    zero = ~arr.any(axis=1)
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
+                             f"(first rows: {rows[:5].tolist()}); cannot normalise them")
+    return unit_rows(arr)
 
 
 def _duplicate_rows(arr: np.ndarray) -> int:

@@ -114,6 +114,13 @@ def test_normalize_numpy_and_torch():
     t = normalize(torch.tensor([[3.0, 4.0]], dtype=torch.float64))
     assert t.dtype == torch.float64
     torch.testing.assert_close(t, torch.tensor([[0.6, 0.8]], dtype=torch.float64))
+    v = np.array([[3.0, 4.0], [3e20, 4e20], [3e-30, 4e-30]], dtype=np.float32)
+    before = v.copy()
+    np.testing.assert_allclose(normalize(v), [[0.6, 0.8]] * 3, rtol=1e-6)  # no overflow, no underflow
+    assert np.array_equal(v, before) and normalize(np.array([3.0, 4.0])).dtype == np.float64
+    x = torch.randn(4, 3, requires_grad=True)
+    normalize(x).sum().backward()  # differentiable: the encoders' forward pass uses it
+    assert x.grad is not None
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
