@@ -45,7 +45,7 @@ KS: tuple[int, ...] = (1, 5, 10)
 
 __all__ = [
     "KS", "Candidates", "evaluate_embeddings", "retrieval_recall", "r_precision", "fn_candidates", "pool_candidates",
-    "fn_detection", "expected_calibration_error",
+    "fn_detection", "expected_calibration_error", "reliability_bins",
 ]
 
 
@@ -252,9 +252,16 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins:
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width bins on [0, 1]: ``{"lo", "hi", "count", "mean_p", "frac_positive"}`` per non-empty bin."""
+    """Equal-width bins on [0, 1] (the bins of :func:`expected_calibration_error`): ``{"lo", "hi", "count",
+    "mean_p", "frac_positive"}`` per non-empty bin, lowest first. ``probs``, ``labels``: ``[N]``.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths.
+    """
     p = np.asarray(probs, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=np.float64).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"probs and labels must have the same length, got {p.shape} and {y.shape}")
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
     cnt = np.bincount(bins, minlength=n_bins)
     sp_ = np.bincount(bins, weights=p, minlength=n_bins)

@@ -213,22 +213,6 @@ def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int =
                    legend="bottom")
 
 
-def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
-    """Equal-width calibration bins: ``bin_mid, mean_predicted, observed_rate, count``; empty bins dropped."""
-    p, y = _np(probs), _np(labels)
-    if p.shape != y.shape:
-        raise ValueError(f"probs and labels differ in size: {p.size} vs {y.size}")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        m = idx == b
-        if m.any():
-            rows.append({"bin_mid": (edges[b] + edges[b + 1]) / 2, "mean_predicted": float(p[m].mean()),
-                         "observed_rate": float(y[m].mean()), "count": int(m.sum())})
-    return pd.DataFrame(rows, columns=["bin_mid", "mean_predicted", "observed_rate", "count"])
-
-
 def reliability_diagram(
     estimators: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
@@ -240,12 +224,15 @@ def reliability_diagram(
     Args:
         estimators: name -> ``(predicted probabilities, ground-truth 0/1 labels)``.
     """
+    from fnlab.evaluate import reliability_bins  # torch: loaded when a diagram is drawn, not with viz
+
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                     line=dict(color="#555555", dash="dash"))
     for i, (name, (p, y)) in enumerate(estimators.items()):
-        bins = reliability_bins(p, y, n_bins=n_bins)
-        fig.add_scatter(x=bins["mean_predicted"], y=bins["observed_rate"], mode="lines+markers", name=name,
+        bins = pd.DataFrame(reliability_bins(_np(p), _np(y), n_bins=n_bins),
+                            columns=["lo", "hi", "count", "mean_p", "frac_positive"])
+        fig.add_scatter(x=bins["mean_p"], y=bins["frac_positive"], mode="lines+markers", name=name,
                         marker=dict(size=np.clip(np.sqrt(bins["count"].to_numpy()) * 1.5, 6, 22)),
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2),
                         customdata=bins["count"], hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}"

@@ -13,6 +13,7 @@ from fnlab.evaluate import (
     expected_calibration_error,
     fn_candidates,
     r_precision,
+    reliability_bins,
     retrieval_recall,
 )
 from fnlab.posterior import GaussianPosterior
@@ -202,6 +203,22 @@ def test_ece_against_loop_reference():
     assert expected_calibration_error(p, y) == pytest.approx(total)
     # a perfectly calibrated constant predictor
     assert expected_calibration_error(np.full(4, 0.5), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+
+
+def test_reliability_bins_match_slow_reference():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < p).astype(int)
+    bins = reliability_bins(p, y, n_bins=5)
+    for row in bins:
+        m = (p >= row["lo"]) & ((p < row["hi"]) | (row["hi"] >= 1.0))
+        assert row["count"] == m.sum()
+        assert row["frac_positive"] == pytest.approx(y[m].mean()) and row["mean_p"] == pytest.approx(p[m].mean())
+    assert sum(row["count"] for row in bins) == 400
+    ece = sum(row["count"] / 400 * abs(row["frac_positive"] - row["mean_p"]) for row in bins)
+    assert expected_calibration_error(p, y, n_bins=5) == pytest.approx(ece)
+    with pytest.raises(ValueError):
+        reliability_bins([0.1, 0.2], [1])
 
 
 def test_mismatched_embeddings_raise():
