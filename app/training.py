@@ -15,7 +15,7 @@ DEMO_EPOCHS = 3
 
 
 def demo_config(**overrides) -> dict:
-    """A short run on the sample data (shapes), sized to finish well under a minute on 2 CPU cores."""
+    """A short run on the sample data (shapes), sized for a CPU (the README gives the time measured)."""
     cfg = {"dataset": "shapes", "dataset_options": {"n_train": 600}, "sampler": "fne", "epochs": DEMO_EPOCHS,
            "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 1024, "seed": 0, "device": "auto"}
     cfg.update(overrides)

@@ -2,8 +2,8 @@
 
 UMAP's own nearest-neighbour search (pynndescent) is the slow, compile-heavy part of a first fit.
 fnlab already has exact inner-product neighbours from faiss, so :func:`umap_2d` hands UMAP that graph
-(``precomputed_knn``; column 0 is the point itself, distance ``1 - cosine``), which cut a first fit on
-2 CPU cores several-fold (bench/results and the README have the figures).
+(``precomputed_knn``; column 0 is the point itself, distance ``1 - cosine``) and skips that step. The
+README's app figures give the times measured.
 
 Results are cached on disk under a hash of the embeddings and the parameters, so a map is computed
 once per run and reused across sessions. ``umap`` is imported lazily: importing fnlab stays fast.

@@ -1,4 +1,4 @@
-"""Small encoders that train on CPU in seconds.
+"""Small encoders, sized to train on a CPU.
 
 Every encoder maps a batch of raw inputs to ``[N, dim]`` float32 features (not yet
 normalised; :class:`fnlab.models.dual.DualEncoder` L2-normalises them, as VSE++ and FNE
