@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from fnlab import files
-from fnlab.files import FileFormatError, atomic_write, pause_point  # noqa: F401  (atomic_write: old import path)
+from fnlab.files import FileFormatError, atomic_write, pause_point
 
 STAGING = ".staging"
 MARKER = "run.json"

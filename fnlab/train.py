@@ -46,7 +46,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -431,13 +430,3 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     for cb in callbacks:
         cb.on_train_end(run)
     return run
-
-
-def run_store_for(out: str | Path) -> tuple[Any, str]:
-    """``(RunStore(parent of out), basename of out)`` for a ``--out DIR`` path."""
-    from fnlab.runs import RunStore
-
-    out = Path(out)
-    if not out.name:
-        raise ValueError(f"--out {str(out)!r}: expected a folder path such as runs/my-run")
-    return RunStore(out.parent if str(out.parent) else "."), out.name
