@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from app import state
-from fnlab import explore, viz
-from fnlab import status as fs
-from fnlab.evaluate import expected_calibration_error
+from fnlab.analysis import explore, viz
+from fnlab.analysis.evaluate import expected_calibration_error
+from fnlab.core import status as fs
 
 
 def _gauss_params(post) -> dict | None:  # the fitted Gaussians, where the posterior has them

@@ -108,10 +108,10 @@ def run_names(root: Path) -> list[str]:
 
 @st.cache_data(show_spinner=False, ttl=30)
 def _run_names(root: str, _mtime_key: float) -> list[str]:
-    """Complete runs only (``fnlab.runs`` never lists a run still being written), newest first."""
+    """Complete runs only (``fnlab.storage.runs`` never lists a run still being written), newest first."""
     if not Path(root).is_dir():
         return []
-    from fnlab.runs import MARKER, RunStore
+    from fnlab.storage.runs import MARKER, RunStore
 
     names = RunStore(root).names()
     return sorted(names, key=lambda n: (-_mtime(Path(root) / n / MARKER), n))
@@ -128,7 +128,7 @@ def get_run(root: Path, name: str):
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _get_run(root: str, name: str, _mtime_key: float):
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     return RunStore(root).load(name)
 
@@ -172,7 +172,7 @@ def _run_embeddings(root: str, name: str, split: str, _mtime_key: float) -> tupl
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def sides(root: str, name: str, split: str, direction: str):
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     ds = run_dataset(Path(root), name, split)
     a, b = run_embeddings(Path(root), name, split)
@@ -230,7 +230,7 @@ def lesson_example(root: str, name: str, split: str, _mtime_key: float) -> dict 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def query_batch(root: str, name: str, split: str, direction: str, size: int):
     """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     s = sides(root, name, split, direction)
     qs = np.random.default_rng(0).choice(len(s.queries), size=min(size, len(s.queries)), replace=False)
@@ -249,7 +249,7 @@ def hard_pair_probs(root: str, name: str, split: str, direction: str, _mtime_key
 
 @st.cache_resource(show_spinner="Computing similarities…", max_entries=32)
 def similarity_sample(root: str, name: str, split: str, direction: str):
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     return explore.similarity_sample(sides(root, name, split, direction))
 
@@ -268,7 +268,7 @@ def map_coords(root: str, name: str, split: str, _mtime_key: float) -> tuple[np.
 
 def umap_ready(root: str, name: str, split: str) -> bool:
     from app import mapjob
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     return projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
@@ -279,7 +279,7 @@ def umap_ready(root: str, name: str, split: str) -> bool:
 def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
     """The UMAP map from its disk cache (never computed here); ``LookupError`` (not cached) when absent."""
     from app import mapjob
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     xy = projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
@@ -291,7 +291,7 @@ def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.nda
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     return projection.pca_2d(np.concatenate([a, b]))
@@ -299,7 +299,7 @@ def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
 
 @st.cache_data(show_spinner="Scanning for suspected false negatives…", max_entries=16)
 def scan_run(root: str, name: str, split: str, top_k: int, _mtime_key: float) -> tuple[pd.DataFrame, dict]:
-    from fnlab import scan
+    from fnlab.analysis import scan
 
     ds = run_dataset(Path(root), name, split)
     a, b = run_embeddings(Path(root), name, split)
@@ -313,10 +313,11 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
                 top_k: int) -> tuple[pd.DataFrame, dict]:
     """Scan uploaded files (their bytes; ``names`` = the three file names, for messages).
 
-    Read with fnlab.files' safe readers: nothing is unpickled, and every fault names the file and says what
+    Read with fnlab.core.files' safe readers: nothing is unpickled, and every fault names the file and says what
     was expected.
     """
-    from fnlab import files, scan
+    from fnlab.analysis import scan
+    from fnlab.core import files
 
     q = files.read_npy(q_bytes, "a float array [queries, dim]", name=names[0], label="queries")
     c = files.read_npy(c_bytes, "a float array [candidates, dim]", name=names[1], label="candidates")

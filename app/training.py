@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import jobs, state
-from fnlab import viz
+from fnlab.analysis import viz
 
 DEMO_EPOCHS = 3
 
@@ -36,7 +36,7 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
     Raises:
         ValueError: a bad configuration, or the name is taken.
     """
-    from fnlab.train import TrainConfig  # torch: loaded when a run starts, not at app start
+    from fnlab.training.train import TrainConfig  # torch: loaded when a run starts, not at app start
 
     TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
     name = name or new_run_name(config)
@@ -48,7 +48,7 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
 @st.fragment(run_every=1.5)
 def live_curves(root: str, name: str) -> None:
     """Training curves of run ``name`` so far (complete or being written)."""
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     try:
         metrics = RunStore(root).progress(name)

@@ -7,8 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from fnlab.data.base import MatchingDataset
-from fnlab.evaluate import (
+from fnlab.analysis.evaluate import (
     evaluate_embeddings,
     expected_calibration_error,
     fn_candidates,
@@ -16,6 +15,7 @@ from fnlab.evaluate import (
     reliability_bins,
     retrieval_recall,
 )
+from fnlab.data.base import MatchingDataset
 from fnlab.posterior import GaussianPosterior
 
 
@@ -167,7 +167,7 @@ def test_fn_detection_over_the_pool_against_loop_reference(max_pairs):
     """fn_detection: every unlabelled (caption, image) pair (or a uniform sample of them)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from fnlab.evaluate import pool_candidates
+    from fnlab.analysis.evaluate import pool_candidates
 
     ea, eb, ds = make_case(12, 3, 6, 5)
     sims = eb @ ea.T
@@ -243,7 +243,7 @@ def test_no_relevance_gives_nulls():
 def test_fn_detection_passes_anchor_positives_to_a_relative_posterior():
     from sklearn.metrics import roc_auc_score
 
-    from fnlab.evaluate import pool_candidates
+    from fnlab.analysis.evaluate import pool_candidates
     from fnlab.posterior import RelativePosterior
 
     ea, eb, ds = make_case(12, 3, 6, 5)

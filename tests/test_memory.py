@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fnlab import samplers
-from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
+from fnlab.retrieval.memory import FeatureQueue, make_momentum_copy, momentum_update
 
 
 @pytest.mark.parametrize("size,chunks", [(5, [2, 2, 2, 3]), (8, [3, 11, 1]), (4, [4, 4]), (7, [0, 6, 2, 9])])

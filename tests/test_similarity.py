@@ -1,4 +1,4 @@
-"""fnlab.similarity: top-k against a slow brute-force reference written here (ties tolerated)."""
+"""fnlab.retrieval.similarity: top-k against a slow brute-force reference written here (ties tolerated)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnlab.similarity import as_exclude_matrix, build_index, normalize, topk
+from fnlab.retrieval.similarity import as_exclude_matrix, build_index, normalize, topk
 
 
 def reference_topk(q, keys, k, exclude_sets):

@@ -1,4 +1,4 @@
-"""fnlab.viz: each builder returns a figure holding the data it was given, with labelled axes."""
+"""fnlab.analysis.viz: each builder returns a figure holding the data it was given, with labelled axes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from fnlab import viz
-from fnlab.evaluate import reliability_bins
+from fnlab.analysis import viz
+from fnlab.analysis.evaluate import reliability_bins
 
 
 def _rng():
@@ -131,7 +131,7 @@ def test_embedding_scatter_custom_data_and_click_selection():
 
 
 def test_status_colours_are_one_per_status_and_kept_out_of_the_category_palette():
-    from fnlab import status
+    from fnlab.core import status
 
     assert len(set(status.COLORS.values())) == len(status.COLORS)
     assert not set(status.COLORS.values()) & set(viz.PALETTE)

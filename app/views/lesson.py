@@ -8,7 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures, state
-from fnlab import explore, samplers, viz
+from fnlab import samplers
+from fnlab.analysis import explore, viz
 
 st.title("Lesson: false negatives in five steps")
 state.sidebar()

@@ -10,8 +10,8 @@ import numpy as np
 import streamlit as st
 
 from app import figures, labels, state
-from fnlab import explore, viz
 from fnlab import samplers as smp
+from fnlab.analysis import explore, viz
 
 st.title("Sampler playground")
 state.sidebar()

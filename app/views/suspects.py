@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import state
-from fnlab import review
+from fnlab.analysis import review
 
 st.title("Suspects")
 state.sidebar()
@@ -63,7 +63,7 @@ def _source():
 
 
 def _session() -> str:
-    """This browser tab's review session: fnlab.review's undo takes back this session's own actions only."""
+    """This browser tab's review session: fnlab.analysis.review's undo takes back this session's own actions only."""
     import uuid
 
     return st.session_state.setdefault("sus_session", uuid.uuid4().hex[:12])

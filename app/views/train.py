@@ -7,7 +7,7 @@ import streamlit as st
 from app import jobs, labels, state
 from app.training import demo_config, live_curves, start_training
 from fnlab import samplers as smp
-from fnlab.train import TRAIN_LOSSES
+from fnlab.training.train import TRAIN_LOSSES
 
 st.title("Train")
 state.sidebar()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder
-from fnlab.similarity import normalize
+from fnlab.retrieval.similarity import normalize
 
 
 class DualEncoder(nn.Module):

@@ -218,7 +218,7 @@ class PairContext:
         """The ``k`` most similar unlabelled candidates of every query, or of the queries ``rows``:
         ``(scores [N, k], idx [N, k])`` (``idx`` -1 where a query has fewer)."""
         k = int(max(1, min(k, self.n_candidates)))
-        from fnlab.similarity import topk
+        from fnlab.retrieval.similarity import topk
 
         if rows is not None:
             rows = np.asarray(rows, dtype=np.int64)
@@ -233,7 +233,7 @@ class PairContext:
     def candidate_hubness(self) -> np.ndarray:
         """``[Nc]`` mean similarity of each candidate to its ``hubness_k`` nearest queries."""
         if self._hubness is None:
-            from fnlab.similarity import topk
+            from fnlab.retrieval.similarity import topk
 
             queries, k = self.queries, max(1, min(self.hubness_k, self.n_queries))
             if self.n_queries > HUBNESS_MAX_QUERIES:

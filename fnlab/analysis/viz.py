@@ -4,7 +4,7 @@ Every function takes plain arrays / DataFrames / dicts and returns a
 :class:`plotly.graph_objects.Figure`. Nothing here imports streamlit, and nothing here
 computes what the engine computes (posteriors, weights, scans): callers pass results in.
 
-Status names and colours come from :mod:`fnlab.status` (one colour per status on every page);
+Status names and colours come from :mod:`fnlab.core.status` (one colour per status on every page);
 other categories take colours from :data:`PALETTE`, which leaves the status colours out.
 """
 
@@ -17,10 +17,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fnlab import status as _status
+from fnlab.core import status as _status
 
 # ----------------------------------------------------------------- colours
-# One home for the status names and colours (fnlab.status); re-exported here for figure callers.
+# One home for the status names and colours (fnlab.core.status); re-exported here for figure callers.
 POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, UNKNOWN = (_status.POSITIVE, _status.FALSE_NEGATIVE,
                                                     _status.TRUE_NEGATIVE, _status.UNKNOWN)
 STATUS_COLORS: dict[str, str] = {**_status.COLORS, **_status.CONTEXT_COLORS}
@@ -68,7 +68,7 @@ def _normal_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def status_labels(positive: np.ndarray, false_negative: np.ndarray | None) -> np.ndarray:
-    """Ground-truth status string per candidate from boolean masks (see :func:`fnlab.status.labels`)."""
+    """Ground-truth status string per candidate from boolean masks (see :func:`fnlab.core.status.labels`)."""
     return _status.labels(positive, false_negative)
 
 
@@ -224,7 +224,8 @@ def reliability_diagram(
     Args:
         estimators: name -> ``(predicted probabilities, ground-truth 0/1 labels)``.
     """
-    from fnlab.evaluate import reliability_bins  # torch: loaded when a diagram is drawn, not with viz
+    # a local import: evaluate loads torch, which the app loads only when a diagram is drawn
+    from fnlab.analysis.evaluate import reliability_bins
 
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
@@ -440,7 +441,7 @@ def embedding_scatter(
         color: ``[N]`` category per point (strings or ints); numeric with more than 20 values is drawn as a
             continuous colour scale in one trace.
         row_ids: ``[N]`` ids returned by selections (default ``0..N-1``); read back with
-            :func:`fnlab.projection.selection_to_ids`.
+            :func:`fnlab.analysis.projection.selection_to_ids`.
         hover: ``[N]`` hover texts (captions, item names).
         symbol: ``[N]`` marker symbol groups (e.g. modality) shown as circle / diamond.
         highlight: row ids to ring in black (the selected point, its neighbours).

@@ -442,7 +442,7 @@ def _topk_faiss(queries, keys, k, exclude, chunk_size, index, progress):
 
 
 def _topk_torch(queries, keys, k, exclude, chunk_size, device, progress):
-    from fnlab.device import resolve_device
+    from fnlab.core.device import resolve_device
 
     dev = resolve_device(device)
     q = _as_float_tensor(queries, "queries")

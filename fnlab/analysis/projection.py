@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fnlab.files import atomic_write
-from fnlab.similarity import normalize
+from fnlab.core.files import atomic_write
+from fnlab.retrieval.similarity import normalize
 
 
 def default_cache_dir() -> Path:
@@ -183,7 +183,7 @@ def selection_to_ids(event: Any) -> list[int]:
     """Row ids of the points in a Streamlit plotly selection event.
 
     Reads ``custom_data[0]`` of each selected point (the row id put there by
-    :func:`fnlab.viz.embedding_scatter`), because plotly's point indices count within each trace.
+    :func:`fnlab.analysis.viz.embedding_scatter`), because plotly's point indices count within each trace.
     Accepts the object returned by ``st.plotly_chart(..., on_select="rerun")``, its ``selection`` or a plain
     dict; returns sorted unique ids, ``[]`` for no selection.
     """

@@ -16,9 +16,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from fnlab.core.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
 from fnlab.data.base import MatchingDataset
-from fnlab.similarity import normalize
-from fnlab.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
+from fnlab.retrieval.similarity import normalize
 
 DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
 
@@ -163,7 +163,7 @@ def similarity_sample(s: Sides, *, max_negatives: int = 200_000, hard_k: int = 1
     keep = ~np.asarray(s.positives[qi, ci]).ravel().astype(bool)
     negative = np.einsum("ij,ij->i", s.queries[qi[keep]], s.candidates[ci[keep]])
     # Hard candidates: each query's top non-positive candidates.
-    from fnlab.similarity import topk
+    from fnlab.retrieval.similarity import topk
 
     k = min(hard_k, max(1, nc - 1))
     scores, idx = topk(s.queries, s.candidates, k, exclude=s.positives)

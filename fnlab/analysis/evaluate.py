@@ -21,7 +21,7 @@ Metrics (docs/METHODS.md, "Evaluation"):
   ``roc_auc_score`` and ``average_precision_score`` and a 10-bin equal-width expected calibration
   error (ECE = sum over bins of ``|bin| / N * |mean label - mean probability|``).
 
-Top-k retrieval goes through :func:`fnlab.similarity.topk` (faiss by default). R-precision needs
+Top-k retrieval goes through :func:`fnlab.retrieval.similarity.topk` (faiss by default). R-precision needs
 a per-query cut-off R (up to all items), so it ranks in chunks with torch instead.
 
 The output of :func:`evaluate_embeddings` is the JSON object of ``fnlab eval --json``; keys are
@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fnlab.similarity import topk
+from fnlab.retrieval.similarity import topk
 
 KS: tuple[int, ...] = (1, 5, 10)
 
