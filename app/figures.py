@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from app import state
-from fnlab import explore, viz
-from fnlab import status as fs
+from fnlab.analysis import explore, viz
+from fnlab.analysis.evaluate import expected_calibration_error
+from fnlab.core import status as fs
 
 
 def _gauss_params(post) -> dict | None:  # the fitted Gaussians, where the posterior has them
-    p = post.params() if hasattr(post, "params") else {}
+    p = post.params()
     keys = ("pos_mean", "pos_std", "neg_mean", "neg_std")
     return {k: float(p[k]) for k in keys} if all(isinstance(p.get(k), float | int) for k in keys) else None
 
@@ -32,8 +33,7 @@ def reliability_figure(root, name: str, split: str, direction: str):
     p = state.hard_pair_probs(str(root), name, split, direction, state.run_key(root, name))
     fig = viz.reliability_diagram({"the run's posterior": (p, smp.hard_is_fn)},
                                   title="Reliability of the run's posterior")
-    b = viz.reliability_bins(p, smp.hard_is_fn, n_bins=10)
-    ece = float((b["count"] * (b["mean_predicted"] - b["observed_rate"]).abs()).sum() / max(1, len(p)))
+    ece = expected_calibration_error(p, smp.hard_is_fn)
     return fig, {"calibration error (ECE)": ece, "mean P(false negative)": float(np.mean(p)),
                  "true false-negative rate": float(np.mean(smp.hard_is_fn)), "pairs": int(len(p))}
 

@@ -144,7 +144,7 @@ def start(root: str | os.PathLike, name: str, config: dict) -> bool:
     Raises:
         ValueError: the run exists already, or the name is invalid.
     """
-    from fnlab import runs
+    from fnlab.storage import runs
 
     root = Path(root)
     runs.validate_name(name)
@@ -190,7 +190,8 @@ def stop(root: str | os.PathLike, name: str) -> None:
 
 # ------------------------------------------------------------------------------------ the job itself
 def _run_job(root: Path, name: str, config: dict) -> int:
-    from fnlab import runs, train
+    from fnlab.storage import runs
+    from fnlab.training import train
 
     progress = _progress(root, name)
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 A first UMAP fit in a fresh process spends most of its time compiling (numba); the app must not block on
 that. :func:`start` spawns ``python -m app.mapjob`` (this file), which computes the map exactly as the page
-asks for it (:func:`fnlab.projection.umap_2d`, disk cache under ``$FNLAB_CACHE/umap``) and exits; meanwhile
+asks for it (:func:`fnlab.analysis.projection.umap_2d`, disk cache under ``$FNLAB_CACHE/umap``) and exits; meanwhile
 the page shows an instant PCA projection. A lock file (``<key>.lock`` with the pid) keeps one job per map;
 a lock whose process died is stale and ignored. Nothing here imports streamlit.
 """
@@ -25,7 +25,7 @@ RANDOM_STATE = 0
 
 
 def _lock(root: Path, name: str, split: str) -> Path:
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     key = hashlib.sha256(f"{Path(root).resolve()}/{name}/{split}".encode()).hexdigest()[:20]
     return projection.default_cache_dir() / f".job-{key}.lock"
@@ -35,7 +35,7 @@ def embeddings(root: str | os.PathLike, name: str, split: str):
     """Images then captions of run ``name``'s split, as the map stacks them (``[n_a + n_b, d]`` float32)."""
     import numpy as np
 
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     run = RunStore(root).load(name)
     a = np.ascontiguousarray(run.load_array(f"emb_a_{split}"), dtype=np.float32)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", required=True)
     args = ap.parse_args(argv)
     try:
-        from fnlab import projection
+        from fnlab.analysis import projection
 
         projection.umap_2d(embeddings(args.root, args.name, args.split), n_neighbors=N_NEIGHBORS,
                            random_state=RANDOM_STATE)

@@ -7,38 +7,20 @@ and UMAP coordinates in ``st.cache_data`` keyed by plain values.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from fnlab import data
+from fnlab.data import display
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data" / "shapes"
 SPLITS = ("test", "val")
-
-
-class NotAvailable(RuntimeError):
-    """A part of fnlab the page needs is not installed / written yet."""
-
-
-def optional(module: str) -> ModuleType | None:
-    """Import an fnlab module, or ``None`` when it does not exist yet."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-def need(module: str, what: str) -> ModuleType:
-    mod = optional(module)
-    if mod is None:
-        raise NotAvailable(f"{what} is not available yet (module `{module}` is missing).")
-    return mod
 
 
 def upload_folder():
@@ -64,8 +46,6 @@ def guard(fn):
     """Run a page body; show errors as one ``st.error`` line instead of a stack trace (logged on the server)."""
     try:
         fn()
-    except NotAvailable as err:
-        st.info(str(err))
     except (ValueError, FileNotFoundError, KeyError, IndexError, OSError) as err:
         st.error(public_message(err))
     except Exception as err:  # a bug: one line on the page, the traceback in the server log
@@ -128,10 +108,10 @@ def run_names(root: Path) -> list[str]:
 
 @st.cache_data(show_spinner=False, ttl=30)
 def _run_names(root: str, _mtime_key: float) -> list[str]:
-    """Complete runs only (``fnlab.runs`` never lists a run still being written), newest first."""
+    """Complete runs only (``fnlab.storage.runs`` never lists a run still being written), newest first."""
     if not Path(root).is_dir():
         return []
-    from fnlab.runs import MARKER, RunStore
+    from fnlab.storage.runs import MARKER, RunStore
 
     names = RunStore(root).names()
     return sorted(names, key=lambda n: (-_mtime(Path(root) / n / MARKER), n))
@@ -148,7 +128,7 @@ def get_run(root: Path, name: str):
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _get_run(root: str, name: str, _mtime_key: float):
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     return RunStore(root).load(name)
 
@@ -161,7 +141,6 @@ def run_metrics(root: Path, name: str) -> pd.DataFrame:
 # --------------------------------------------------------------- datasets
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=8)
 def dataset(name_or_path: str, split: str, root: str | None = None, options_json: str = "{}"):
-    data = need("fnlab.data", "Dataset loading")
     kw = json.loads(options_json)
     if root:
         kw["root"] = root
@@ -193,7 +172,7 @@ def _run_embeddings(root: str, name: str, split: str, _mtime_key: float) -> tupl
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def sides(root: str, name: str, split: str, direction: str):
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     ds = run_dataset(Path(root), name, split)
     a, b = run_embeddings(Path(root), name, split)
@@ -205,24 +184,16 @@ def run_posterior(root: Path, name: str):
     return _run_posterior(str(root), name, _mtime(Path(root) / name))
 
 
-def posterior_from_params(params: dict):
-    post = optional("fnlab.posterior")
-    if post is None:
-        raise NotAvailable("Posteriors are not available yet (module `fnlab.posterior` is missing).")
-    if hasattr(post, "from_params"):
-        return post.from_params(params)
-    keys = ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos")
-    return post.GaussianPosterior(**{k: params[k] for k in keys if k in params})
-
-
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _run_posterior(root: str, name: str, _mtime_key: float):
+    from fnlab.posterior import fit_dataset, from_params
+
     run = _get_run(root, name, _mtime_key)
     try:
-        return posterior_from_params(run.load_json("posterior"))
+        return from_params(run.load_json("posterior"))
     except (FileNotFoundError, KeyError, ValueError, TypeError, OSError):
         pass
-    from fnlab.posterior import fit_dataset  # a run without posterior.json: fit it as training does
+    # a run without posterior.json: fit it as training does
 
     ds = run_dataset(Path(root), name, "val")
     a, b = run_embeddings(Path(root), name, "val")
@@ -259,7 +230,7 @@ def lesson_example(root: str, name: str, split: str, _mtime_key: float) -> dict 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def query_batch(root: str, name: str, split: str, direction: str, size: int):
     """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     s = sides(root, name, split, direction)
     qs = np.random.default_rng(0).choice(len(s.queries), size=min(size, len(s.queries)), replace=False)
@@ -278,7 +249,7 @@ def hard_pair_probs(root: str, name: str, split: str, direction: str, _mtime_key
 
 @st.cache_resource(show_spinner="Computing similarities…", max_entries=32)
 def similarity_sample(root: str, name: str, split: str, direction: str):
-    from fnlab import explore
+    from fnlab.analysis import explore
 
     return explore.similarity_sample(sides(root, name, split, direction))
 
@@ -297,7 +268,7 @@ def map_coords(root: str, name: str, split: str, _mtime_key: float) -> tuple[np.
 
 def umap_ready(root: str, name: str, split: str) -> bool:
     from app import mapjob
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     return projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
@@ -308,7 +279,7 @@ def umap_ready(root: str, name: str, split: str) -> bool:
 def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
     """The UMAP map from its disk cache (never computed here); ``LookupError`` (not cached) when absent."""
     from app import mapjob
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     xy = projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
@@ -320,7 +291,7 @@ def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.nda
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
-    from fnlab import projection
+    from fnlab.analysis import projection
 
     a, b = run_embeddings(Path(root), name, split)
     return projection.pca_2d(np.concatenate([a, b]))
@@ -328,7 +299,8 @@ def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
 
 @st.cache_data(show_spinner="Scanning for suspected false negatives…", max_entries=16)
 def scan_run(root: str, name: str, split: str, top_k: int, _mtime_key: float) -> tuple[pd.DataFrame, dict]:
-    scan = need("fnlab.scan", "The scan")
+    from fnlab.analysis import scan
+
     ds = run_dataset(Path(root), name, split)
     a, b = run_embeddings(Path(root), name, split)
     # the run's own posterior, so a pair shows the same P(FN) here, on Rankings and in fnlab eval
@@ -341,12 +313,12 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
                 top_k: int) -> tuple[pd.DataFrame, dict]:
     """Scan uploaded files (their bytes; ``names`` = the three file names, for messages).
 
-    Read with fnlab.files' safe readers: nothing is unpickled, and every fault names the file and says what
+    Read with fnlab.core.files' safe readers: nothing is unpickled, and every fault names the file and says what
     was expected.
     """
-    from fnlab import files
+    from fnlab.analysis import scan
+    from fnlab.core import files
 
-    scan = need("fnlab.scan", "The scan")
     q = files.read_npy(q_bytes, "a float array [queries, dim]", name=names[0], label="queries")
     c = files.read_npy(c_bytes, "a float array [candidates, dim]", name=names[1], label="candidates")
     p = files.read_table(p_bytes, "labelled pairs (query, candidate)", name=names[2], label="positives",
@@ -358,9 +330,6 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
 @st.cache_data(show_spinner=False, max_entries=4096)
 def thumb(ds_key: tuple, i: int, size: int = 64) -> str | None:
     """``data:`` URI of image ``i`` of the dataset identified by ``ds_key`` (see :func:`ds_key`)."""
-    display = optional("fnlab.data.display")
-    if display is None:
-        return None
     return display.image_data_uri(dataset(*ds_key), int(i), size=size)
 
 
@@ -372,18 +341,11 @@ def ds_key(root: Path, name: str, split: str) -> tuple:
 
 
 def caption(ds, j: int) -> str:
-    display = optional("fnlab.data.display")
-    if display is not None:
-        return display.caption(ds, int(j))
-    caps = ds.captions()
-    return caps[int(j)] if caps else f"query {int(j)}"
+    return display.caption(ds, int(j))
 
 
 def a_label(ds, i: int) -> str:
-    display = optional("fnlab.data.display")
-    if display is not None and hasattr(display, "a_label"):
-        return display.a_label(ds, int(i))
-    return f"image {int(i)}"
+    return display.a_label(ds, int(i))
 
 
 # ---------------------------------------------------------------- sidebar
@@ -522,9 +484,6 @@ def run_key(root: Path, name: str) -> float:
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def image(ds_key: tuple, i: int):
     """``[H, W, 3]`` uint8 image of A item ``i`` (for ``st.image``), or ``None``."""
-    display = optional("fnlab.data.display")
-    if display is None:
-        return None
     return display.image_array(dataset(*ds_key), int(i))
 
 
@@ -567,11 +526,10 @@ def _thumb_store(ds_key: tuple, size: int) -> dict[int, str | None]:
 def thumbs(ds_key: tuple, ids, size: int = 48) -> list[str | None]:
     """``data:`` URIs of A items ``ids`` (for ImageColumn), encoded once per item and kept for the process."""
     store = _thumb_store(ds_key, int(size))
-    display = optional("fnlab.data.display")
     out = []
     for i in ids:
         i = int(i)
         if i not in store:
-            store[i] = display.image_data_uri(dataset(*ds_key), i, size=size) if display else None
+            store[i] = display.image_data_uri(dataset(*ds_key), i, size=size)
         out.append(store[i])
     return out

@@ -9,13 +9,13 @@ from pathlib import Path
 import streamlit as st
 
 from app import jobs, state
-from fnlab import viz
+from fnlab.analysis import viz
 
 DEMO_EPOCHS = 3
 
 
 def demo_config(**overrides) -> dict:
-    """A short run on the sample data (shapes), sized to finish well under a minute on 2 CPU cores."""
+    """A short run on the sample data (shapes), sized for a CPU (the README gives the time measured)."""
     cfg = {"dataset": "shapes", "dataset_options": {"n_train": 600}, "sampler": "fne", "epochs": DEMO_EPOCHS,
            "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 1024, "seed": 0, "device": "auto"}
     cfg.update(overrides)
@@ -36,8 +36,9 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
     Raises:
         ValueError: a bad configuration, or the name is taken.
     """
-    train = state.need("fnlab.train", "Training")
-    train.TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
+    from fnlab.training.train import TrainConfig  # torch: loaded when a run starts, not at app start
+
+    TrainConfig.from_dict(config)  # a bad configuration fails here, in the page, not in the job
     name = name or new_run_name(config)
     if not jobs.start(root, name, config):
         raise ValueError(f"run {name!r} is being trained already")
@@ -47,7 +48,7 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
 @st.fragment(run_every=1.5)
 def live_curves(root: str, name: str) -> None:
     """Training curves of run ``name`` so far (complete or being written)."""
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     try:
         metrics = RunStore(root).progress(name)

@@ -134,8 +134,8 @@ def check_confined(ds, root: Path, what: str = "pairs table") -> None:
     Raises:
         UploadError: naming the first such row.
     """
-    meta = getattr(ds, "a_meta", None)
-    if meta is None or "image_path" not in meta.columns:
+    meta = ds.a_meta
+    if "image_path" not in meta.columns:
         return
     root = root.resolve()
     for i, p in enumerate(meta["image_path"].tolist()):

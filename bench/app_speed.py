@@ -69,7 +69,7 @@ def main() -> None:
     at.run()
     if args.warm_map:
         from app import mapjob
-        from fnlab import projection
+        from fnlab.analysis import projection
 
         for split in ("test", "val"):
             projection.umap_2d(mapjob.embeddings(os.environ["FNLAB_RUNS"], at.sidebar.selectbox(key="run").value,

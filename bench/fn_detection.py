@@ -35,8 +35,8 @@ def ensure_run(dataset: str, root: Path, seed: int) -> Path:
 def score(dataset: str, run_dir: Path, seed: int) -> list[dict]:
     from fnlab import data
     from fnlab import posterior as P
-    from fnlab.evaluate import fn_candidates, fn_detection, pool_candidates
-    from fnlab.files import read_json
+    from fnlab.analysis.evaluate import fn_candidates, fn_detection, pool_candidates
+    from fnlab.core.files import read_json
 
     cfg = read_json(run_dir / "config.json")
     spec = cfg["dataset"]

@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from fnlab import posterior as P
+    from fnlab.analysis.evaluate import expected_calibration_error
+    from fnlab.analysis.scan import scan
     from fnlab.data.minilm import embed_texts as encode_texts
-    from fnlab.evaluate import expected_calibration_error
-    from fnlab.scan import scan
 
     t0 = time.perf_counter()
     pairs = stdlib_docstrings(args.max_docs)

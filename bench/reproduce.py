@@ -36,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnlab.train import TrainConfig, train  # noqa: E402
+from fnlab.training.train import TrainConfig, train  # noqa: E402
 
 SAMPLERS: dict[str, tuple[str, dict]] = {
     "random": ("random", {}),

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fnlab import samplers  # noqa: E402
-from fnlab.device import resolve_device  # noqa: E402
+from fnlab.core.device import resolve_device  # noqa: E402
 from fnlab.posterior import GaussianPosterior  # noqa: E402
 
 

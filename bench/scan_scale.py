@@ -78,7 +78,7 @@ def uptime() -> str:
 def stage_engine(engine: str, a: argparse.Namespace) -> dict:
     import pandas as pd
 
-    from fnlab.scan import scan
+    from fnlab.analysis.scan import scan
 
     q, c = make_data(a.nq, a.nc, a.dim, a.clusters, a.seed)
     pos = pd.DataFrame({"query": np.arange(a.nq), "candidate": np.arange(a.nq) % a.nc})
@@ -109,7 +109,7 @@ def stage_index(kind: str, a: argparse.Namespace) -> dict:
     import faiss
     import scipy.sparse as sp
 
-    from fnlab.similarity import build_index, index_description, recall_at_k, topk
+    from fnlab.retrieval.similarity import build_index, index_description, recall_at_k, topk
 
     faiss.omp_set_num_threads(a.cpus)
     q, c = make_data(a.nq, a.nc, a.dim, a.clusters, a.seed)

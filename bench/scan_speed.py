@@ -3,7 +3,7 @@
 Random unit embeddings (default 100,000 queries x 100,000 candidates, d = 256; smaller with
 ``--queries/--candidates/--dim``), query i labelled with candidate i. In one run it times
 
-  (a) ``fnlab.scan.scan`` end to end (checks, normalisation, posterior fit, chunked exact search
+  (a) ``fnlab.analysis.scan.scan`` end to end (checks, normalisation, posterior fit, chunked exact search
       without the labelled positives, output table with posteriors),
   (b) a bare ``faiss.IndexFlatIP`` top-k search of the same data (the physical floor on CPU),
   (c) ``sentence_transformers.util.semantic_search`` on the same tensors (its defaults:
@@ -80,7 +80,7 @@ def stage(name: str, nq: int, nc: int, d: int, k: int, seed: int) -> dict:
     if name == "fnlab_scan":
         import pandas as pd
 
-        from fnlab.scan import scan
+        from fnlab.analysis.scan import scan
 
         pos = pd.DataFrame({"query": np.arange(nq), "candidate": np.arange(nq) % nc})
         t = time.perf_counter()

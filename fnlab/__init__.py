@@ -14,7 +14,9 @@ The entry points a notebook needs::
     run = fnlab.train.train(fnlab.train.TrainConfig(dataset="shapes"), store=fnlab.RunStore("runs"))
     metrics = fnlab.evaluate.evaluate_embeddings(emb_a, emb_b, ds, posterior=post)
 
-Submodules load on first use, so ``import fnlab`` stays cheap.
+Submodules load on first use, so ``import fnlab`` stays cheap. ``fnlab.scan``, ``fnlab.train`` and
+``fnlab.evaluate`` are the modules :mod:`fnlab.analysis.scan`, :mod:`fnlab.training.train` and
+:mod:`fnlab.analysis.evaluate`; the folders follow the layers of ``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ __version__ = "0.1.0"
 __all__ = ["RunStore", "evaluate", "load_dataset", "losses", "posterior", "samplers", "scan", "train",
            "__version__"]
 
-_SUBMODULES = {"evaluate", "losses", "posterior", "samplers", "scan", "train"}
+_SUBMODULES = {"evaluate": "fnlab.analysis.evaluate", "losses": "fnlab.losses", "posterior": "fnlab.posterior",
+               "samplers": "fnlab.samplers", "scan": "fnlab.analysis.scan", "train": "fnlab.training.train"}
 
 
 def load_dataset(name_or_path: str, *, split: str = "train", root: str | None = None, **options: Any):
@@ -39,9 +42,9 @@ def load_dataset(name_or_path: str, *, split: str = "train", root: str | None = 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"fnlab.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name == "RunStore":
-        from fnlab.runs import RunStore
+        from fnlab.storage.runs import RunStore
 
         return RunStore
     raise AttributeError(f"module 'fnlab' has no attribute {name!r}")

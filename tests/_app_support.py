@@ -18,7 +18,8 @@ def tiny_runs_root(base: Path) -> Path:
     """A runs folder holding one tiny trained run (trained once per session) and its UMAP cache."""
     if "root" in _ROOT:
         return _ROOT["root"]
-    from fnlab import runs, train
+    from fnlab.storage import runs
+    from fnlab.training import train
 
     root = base / "runs"
     train.train(train.TrainConfig.from_dict(TINY), store=runs.RunStore(root), name="tiny")
@@ -44,7 +45,8 @@ def warm_umap_cache(root: Path, run: str = "tiny", split: str = "test", n_neighb
     """
     import numpy as np
 
-    from fnlab import projection, runs
+    from fnlab.analysis import projection
+    from fnlab.storage import runs
 
     r = runs.RunStore(root).load(run)
     a = np.ascontiguousarray(r.load_array(f"emb_a_{split}"), dtype=np.float32)

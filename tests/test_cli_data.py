@@ -10,7 +10,7 @@ from test_data_builtin import digits_classes, shapes_reference
 
 import fnlab.data as data
 from fnlab.cli import main
-from fnlab.runs import RunStore
+from fnlab.storage.runs import RunStore
 
 KEYS = ["items_a", "items_b", "labelled_pairs", "relevant_pairs", "fn_per_query_mean", "fn_per_query_max",
         "share_queries_with_fn"]

@@ -2,7 +2,7 @@
 no half-written run loads, and a re-run works. Two concurrent scans to one output leave one
 consistent table + summary pair.
 
-The processes pause at a stage through ``fnlab.files.pause_point`` (environment variables
+The processes pause at a stage through ``fnlab.core.files.pause_point`` (environment variables
 ``FNLAB_TEST_PAUSE`` / ``FNLAB_TEST_PAUSE_FILE``, set only here) and are killed there with SIGKILL.
 """
 
@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from fnlab.cli import main
-from fnlab.files import recover
-from fnlab.runs import RunStore
+from fnlab.core.files import recover
+from fnlab.storage.runs import RunStore
 
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
         "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
@@ -86,7 +86,7 @@ def test_train_killed_at_every_stage_keeps_the_old_run(tmp_path, capsys):
 WRITER = """
 import sys
 import numpy as np
-from fnlab.runs import RunStore
+from fnlab.storage.runs import RunStore
 w = RunStore(sys.argv[1]).create({"sampler": "random"}, name="fresh")
 w.log_metrics({"epoch": 1, "loss": 0.5})
 w.save_array("emb_a_val", np.ones((4, 2), np.float32))

@@ -7,14 +7,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from fnlab.data.base import MatchingDataset
-from fnlab.evaluate import (
+from fnlab.analysis.evaluate import (
     evaluate_embeddings,
     expected_calibration_error,
     fn_candidates,
     r_precision,
+    reliability_bins,
     retrieval_recall,
 )
+from fnlab.data.base import MatchingDataset
 from fnlab.posterior import GaussianPosterior
 
 
@@ -166,7 +167,7 @@ def test_fn_detection_over_the_pool_against_loop_reference(max_pairs):
     """fn_detection: every unlabelled (caption, image) pair (or a uniform sample of them)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from fnlab.evaluate import pool_candidates
+    from fnlab.analysis.evaluate import pool_candidates
 
     ea, eb, ds = make_case(12, 3, 6, 5)
     sims = eb @ ea.T
@@ -204,6 +205,22 @@ def test_ece_against_loop_reference():
     assert expected_calibration_error(np.full(4, 0.5), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
 
 
+def test_reliability_bins_match_slow_reference():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < p).astype(int)
+    bins = reliability_bins(p, y, n_bins=5)
+    for row in bins:
+        m = (p >= row["lo"]) & ((p < row["hi"]) | (row["hi"] >= 1.0))
+        assert row["count"] == m.sum()
+        assert row["frac_positive"] == pytest.approx(y[m].mean()) and row["mean_p"] == pytest.approx(p[m].mean())
+    assert sum(row["count"] for row in bins) == 400
+    ece = sum(row["count"] / 400 * abs(row["frac_positive"] - row["mean_p"]) for row in bins)
+    assert expected_calibration_error(p, y, n_bins=5) == pytest.approx(ece)
+    with pytest.raises(ValueError):
+        reliability_bins([0.1, 0.2], [1])
+
+
 def test_mismatched_embeddings_raise():
     ea, eb, ds = make_case(5, 2, 4, 7)
     with pytest.raises(ValueError, match="emb_a has 4 rows"):
@@ -226,7 +243,7 @@ def test_no_relevance_gives_nulls():
 def test_fn_detection_passes_anchor_positives_to_a_relative_posterior():
     from sklearn.metrics import roc_auc_score
 
-    from fnlab.evaluate import pool_candidates
+    from fnlab.analysis.evaluate import pool_candidates
     from fnlab.posterior import RelativePosterior
 
     ea, eb, ds = make_case(12, 3, 6, 5)

@@ -1,4 +1,4 @@
-"""fnlab.explore with a fitted posterior: one P(false negative) per pair, from every signal the pair offers."""
+"""fnlab.analysis.explore with a fitted posterior: one P(false negative) per pair, from every signal the pair offers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fnlab import explore, posterior
+from fnlab import posterior
+from fnlab.analysis import explore
 
 
 def _sides(nq=30, nc=20, d=8, seed=0, relevant=True):

@@ -1,4 +1,4 @@
-"""fnlab.files: safe readers name the file and say what was expected; one NaN policy; atomic and
+"""fnlab.core.files: safe readers name the file and say what was expected; one NaN policy; atomic and
 multi-file writes leave old files intact on failure; locks; roll-forward of an interrupted commit."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnlab import files
-from fnlab.files import FileFormatError
+from fnlab.core import files
+from fnlab.core.files import FileFormatError
 
 
 def _strict_json(text: str):

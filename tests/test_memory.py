@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fnlab import samplers
-from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
+from fnlab.retrieval.memory import FeatureQueue, make_momentum_copy, momentum_update
 
 
 @pytest.mark.parametrize("size,chunks", [(5, [2, 2, 2, 3]), (8, [3, 11, 1]), (4, [4, 4]), (7, [0, 6, 2, 9])])
@@ -24,42 +24,38 @@ def test_ring_buffer_matches_list_reference(size, chunks):
         ref = ref[-size:]
         next_id += n
         fa, fb, fi = q.features()
-        assert len(q) == len(ref) and q.is_full == (len(ref) == size)
+        assert q.filled == len(ref)
         assert fi.tolist() == [r[2] for r in ref]
         assert fa.tolist() == [r[0] for r in ref] and fb.tolist() == [r[1] for r in ref]
 
 
-def test_positive_mask_and_pool_with_a_sampler():
+def test_pool_with_a_sampler():
     q = FeatureQueue(dim=4, size=6)
     g = torch.Generator().manual_seed(0)
     feats = torch.nn.functional.normalize(torch.randn(9, 4, generator=g), dim=1)
     q.enqueue(feats, feats, torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 0]))  # keeps ids 0 1 2 3 4 0
     anchors = torch.tensor([0, 5])
-    mask = q.positive_mask(anchors)
-    assert mask.tolist() == [[True, False, False, False, False, True], [False] * 6]
     ba = torch.nn.functional.normalize(torch.randn(2, 4, generator=g), dim=1)
     pa, pb, pid = q.pool(ba, ba, anchors)
     assert pa.shape == (8, 4) and pid.tolist() == [0, 5, 0, 1, 2, 3, 4, 0]
     pool_mask = anchors[:, None] == pid[None, :]
+    assert pool_mask[:, 2:].tolist() == [[True, False, False, False, False, True], [False] * 6]
     sims = ba @ pb.T
     idx = samplers.build("fne").sample(sims, sims.diagonal(), pool_mask, k=3, generator=g)
     assert not pool_mask.gather(1, idx).any()
 
 
-def test_queue_errors_and_state_roundtrip():
+def test_queue_errors():
     q = FeatureQueue(dim=3, size=4)
     with pytest.raises(ValueError, match="feats_a"):
         q.enqueue(torch.zeros(2, 5), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="ids"):
         q.enqueue(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match="feats_b"):
+        q.enqueue(torch.zeros(2, 3), torch.zeros(1, 3), torch.zeros(2, dtype=torch.long))
+    assert q.filled == 0 and q.features()[0].shape == (0, 3)
     q.enqueue(torch.ones(3, 3), torch.ones(3, 3), torch.tensor([7, 8, 9]))
-    r = FeatureQueue(dim=3, size=4)
-    r.load_state_dict(q.state_dict())
-    assert r.features()[2].tolist() == [7, 8, 9] and len(r) == 3
-    with pytest.raises(ValueError, match="feats_a"):
-        FeatureQueue(dim=2, size=4).load_state_dict(q.state_dict())
-    q.clear()
-    assert len(q) == 0 and q.features()[0].shape == (0, 3)
+    assert q.features()[2].tolist() == [7, 8, 9] and q.filled == 3
 
 
 def test_momentum_update_formula():

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from fnlab import data, explore
+from fnlab import data
 from fnlab import posterior as P
-from fnlab.evaluate import candidate_probs, fn_candidates
-from fnlab.scan import scan_dataset
+from fnlab.analysis import explore
+from fnlab.analysis.evaluate import candidate_probs, fn_candidates
+from fnlab.analysis.scan import scan_dataset
 
 
 @pytest.fixture(scope="module")

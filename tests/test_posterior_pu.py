@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from fnlab import posterior as P
-from fnlab.evaluate import expected_calibration_error as ece
+from fnlab.analysis.evaluate import expected_calibration_error as ece
 from fnlab.posterior.pu import PUPosterior, features_of
 
 

@@ -1,11 +1,11 @@
-"""fnlab.projection: faiss kNN graph, UMAP with its disk cache, selection_to_ids."""
+"""fnlab.analysis.projection: faiss kNN graph, UMAP with its disk cache, selection_to_ids."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fnlab import projection
+from fnlab.analysis import projection
 
 
 def _clusters(n_per=40, d=16, seed=0):

@@ -215,12 +215,12 @@ def test_summary_beside_output_and_runs_commands(ws, capsys):
 
 def test_read_only_out_is_one_line(ws, capsys, monkeypatch):
     """--out on a read-only mount (simulated: tests run as root, where chmod does not stop writes)."""
-    import fnlab.runs
+    import fnlab.storage.runs
 
     def read_only(path, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(fnlab.runs.files, "try_lock", read_only)
+    monkeypatch.setattr(fnlab.storage.runs.files, "try_lock", read_only)
     before = snapshot(ws)
     rc, err = run_cli(["train", *TINY, "--out", str(ws / "ro" / "r")], capsys)
     assert rc == 2 and "Traceback" not in err and "read-only" in err and str(ws / "ro") in err, err

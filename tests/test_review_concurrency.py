@@ -7,7 +7,7 @@ import threading
 
 import pandas as pd
 
-from fnlab import review
+from fnlab.analysis import review
 
 
 def _writer(folder: str, offset: int, n: int, start) -> None:

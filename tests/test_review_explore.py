@@ -1,4 +1,4 @@
-"""fnlab.review (decisions, export) and fnlab.explore (rankings, batches, sampler summaries)."""
+"""fnlab.analysis.review (decisions, export) and fnlab.analysis.explore (rankings, batches, sampler summaries)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from fnlab import explore, review
+from fnlab.analysis import explore, review
 from fnlab.data.base import MatchingDataset
 
 

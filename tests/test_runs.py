@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnlab.runs import RunStore, validate_name
+from fnlab.storage.runs import RunStore, validate_name
 
 CONFIG = {"dataset": {"name": "shapes", "root": None, "options": {"n_train": 30}}, "sampler": {"name": "fne"}}
 

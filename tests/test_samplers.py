@@ -164,9 +164,7 @@ def test_oracle_without_mask_raises_clearly():
     sims, pos, mask = make(2, 6)
     with pytest.raises(ValueError, match="relevant_mask"):
         S.build("oracle").weights(sims, pos, mask)
-    s = S.build("oracle")
-    s.set_relevant_mask(mask.clone())
-    assert s.sample(sims, pos, mask).shape == (2, 1)
+    assert S.build("oracle").sample(sims, pos, mask, relevant_mask=mask.clone()).shape == (2, 1)
 
 
 # ------------------------------------------------------------------ FNE vs official code

@@ -1,4 +1,4 @@
-"""fnlab.scan: planted false negatives are found, chunking is exact, bad input is refused clearly."""
+"""fnlab.analysis.scan: planted false negatives are found, chunking is exact, bad input is refused clearly."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from fnlab.data.base import MatchingDataset
-from fnlab.scan import (
+from fnlab.analysis.scan import (
     ScanInputError,
     ScanWarning,
     load_embeddings,
@@ -19,6 +18,7 @@ from fnlab.scan import (
     scan_dataset,
     triplets,
 )
+from fnlab.data.base import MatchingDataset
 
 FAST = {"negative_sample": 20_000}  # smaller random sample of unlabelled pairs: faster posterior fit
 
@@ -96,7 +96,7 @@ def test_several_positives_and_torch_backend_agree():
     res = scan(q, c, pos2, top_k=5, **FAST)
     assert not ((res.table["query"] == 0) & res.table["candidate"].isin([0, 50, 51])).any()
     assert not ((res.table["query"] == 5) & res.table["candidate"].isin([5, 60])).any()
-    from fnlab.similarity import topk
+    from fnlab.retrieval.similarity import topk
 
     s, i = topk(q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True), 5,
                 backend="torch", device="cpu",

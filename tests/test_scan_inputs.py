@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fnlab.scan import ScanInputError, scan
+from fnlab.analysis.scan import ScanInputError, scan
 
 
 def _data():

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fnlab.analysis.scan import ScanInputError, scan
 from fnlab.cli import main
-from fnlab.scan import ScanInputError, scan
-from fnlab.similarity import index_params, recall_at_k, topk
+from fnlab.retrieval.similarity import index_params, recall_at_k, topk
 
 NQ, NC, D, K = 600, 1500, 16, 8
 

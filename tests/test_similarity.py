@@ -1,4 +1,4 @@
-"""fnlab.similarity: top-k against a slow brute-force reference written here (ties tolerated)."""
+"""fnlab.retrieval.similarity: top-k against a slow brute-force reference written here (ties tolerated)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnlab.similarity import as_exclude_matrix, build_index, normalize, similarity_matrix, topk
+from fnlab.retrieval.similarity import as_exclude_matrix, build_index, normalize, topk
 
 
 def reference_topk(q, keys, k, exclude_sets):
@@ -114,8 +114,13 @@ def test_normalize_numpy_and_torch():
     t = normalize(torch.tensor([[3.0, 4.0]], dtype=torch.float64))
     assert t.dtype == torch.float64
     torch.testing.assert_close(t, torch.tensor([[0.6, 0.8]], dtype=torch.float64))
-    m = similarity_matrix(np.array([[2.0, 0.0]], np.float32), np.array([[1.0, 1.0]], np.float32), normalized=False)
-    assert m.shape == (1, 1) and abs(float(m) - 2 ** -0.5) < 1e-6
+    v = np.array([[3.0, 4.0], [3e20, 4e20], [3e-30, 4e-30]], dtype=np.float32)
+    before = v.copy()
+    np.testing.assert_allclose(normalize(v), [[0.6, 0.8]] * 3, rtol=1e-6)  # no overflow, no underflow
+    assert np.array_equal(v, before) and normalize(np.array([3.0, 4.0])).dtype == np.float64
+    x = torch.randn(4, 3, requires_grad=True)
+    normalize(x).sum().backward()  # differentiable: the encoders' forward pass uses it
+    assert x.grad is not None
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])

@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from fnlab.objective import Relevance
-from fnlab.runs import RunStore
-from fnlab.train import Callback, TrainConfig, train
+from fnlab.storage.runs import RunStore
+from fnlab.training.objective import Relevance
+from fnlab.training.train import Callback, TrainConfig, train
 
 TINY = {"n_train": 160, "n_val": 40, "n_test": 40}
 
@@ -150,7 +150,7 @@ def test_every_training_loss_runs_on_picked_negatives(loss):
 def test_pick_loss_is_the_registered_loss():
     """``triplet`` in the trainer is fnlab.losses' triplet on the picked negatives: mean over the k
     picked negatives, summed over anchors."""
-    from fnlab.train import build_pick_loss
+    from fnlab.training.train import build_pick_loss
 
     torch.manual_seed(0)
     sims = torch.rand(5, 9) * 2 - 1
@@ -166,7 +166,7 @@ def test_pick_loss_is_the_registered_loss():
 def test_runs_show_says_when_fne_sampled_as_simans():
     import pandas as pd
 
-    from fnlab.commands.runs import run_health
+    from fnlab.cli.runs import run_health
 
     never = pd.DataFrame({"epoch": [1, 2, 3], "warmup": [1.0, 0.0, 0.0], "posterior_active": [0.0, 0.0, 0.0],
                           "below_warmup": [0.0, 0.0, 1.0]})

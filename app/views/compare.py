@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import labels, state
-from fnlab import viz
+from fnlab.analysis import viz
 
 st.title("Compare runs")
 state.sidebar()

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state, uploads
+from fnlab.data import display
 
 st.title("fnlab: a false-negative lab")
 state.sidebar()
@@ -100,10 +101,9 @@ def _page():
     n = st.slider("Images shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a), key="data_gallery_n")
     by_a = ds.a_to_b()
     rows = []
-    display = state.optional("fnlab.data.display")
     for i in range(min(n, ds.n_a)):
         caps = [state.caption(ds, j) for j in by_a[i][:5]]
-        row = {"image": display.image_data_uri(ds, i, size=64) if display else None,
+        row = {"image": display.image_data_uri(ds, i, size=64),
                "item": state.a_label(ds, i), "captions": " · ".join(caps)}
         if ds.relevance is not None:
             rel_col = ds.relevance[:, i]

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import figures, state
-from fnlab import explore, viz
+from fnlab.analysis import explore, viz
 
 st.title("Distributions")
 state.sidebar()

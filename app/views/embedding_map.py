@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from app import state
-from fnlab import projection, viz
-from fnlab import status as fs
+from fnlab.analysis import projection, viz
+from fnlab.core import status as fs
 
 st.title("Embedding map")
 state.sidebar()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures, state
-from fnlab import explore, viz
+from fnlab import samplers
+from fnlab.analysis import explore, viz
 
 st.title("Lesson: false negatives in five steps")
 state.sidebar()
@@ -35,10 +36,9 @@ def _nav(step: int) -> None:
 
 
 def _samplers(post, *names: str) -> dict:
-    smp = state.need("fnlab.samplers", "Samplers")
-    built = {"hardest": lambda: smp.build("hardest"), "random": lambda: smp.build("random"),
-             "semihard": lambda: smp.build("semihard"),
-             "fne · calibrated": lambda: smp.build("fne", mode="calibrated", posterior=post)}
+    built = {"hardest": lambda: samplers.build("hardest"), "random": lambda: samplers.build("random"),
+             "semihard": lambda: samplers.build("semihard"),
+             "fne · calibrated": lambda: samplers.build("fne", mode="calibrated", posterior=post)}
     return {n: built[n]() for n in names}
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import streamlit as st
 
 from app import figures, labels, state
-from fnlab import explore, viz
+from fnlab import samplers as smp
+from fnlab.analysis import explore, viz
 
 st.title("Sampler playground")
 state.sidebar()
@@ -52,7 +53,6 @@ def _slider(sampler: str, spec, key: str):
 
 
 def _build(chosen: list[str], posterior) -> dict:
-    smp = state.need("fnlab.samplers", "Samplers")
     built = {}
     cols = st.columns(min(4, max(1, len(chosen))))
     for i, label in enumerate(chosen):

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import state
-from fnlab import review
+from fnlab.analysis import review
 
 st.title("Suspects")
 state.sidebar()
@@ -63,7 +63,7 @@ def _source():
 
 
 def _session() -> str:
-    """This browser tab's review session: fnlab.review's undo takes back this session's own actions only."""
+    """This browser tab's review session: fnlab.analysis.review's undo takes back this session's own actions only."""
     import uuid
 
     return st.session_state.setdefault("sus_session", uuid.uuid4().hex[:12])
@@ -189,7 +189,7 @@ def _page():
                                         "is_relevant": st.column_config.CheckboxColumn("truly relevant"),
                                         "p_false_negative": st.column_config.ProgressColumn(
                                             "P(FN)", format="%.3f", min_value=0.0, max_value=1.0)})
-    rows = list(event.selection.rows) if event is not None and hasattr(event, "selection") else []
+    rows = list(event.selection.rows)
     if rows:
         picked = shown.iloc[rows]
         b1, b2, b3 = st.columns(3)

@@ -6,6 +6,8 @@ import streamlit as st
 
 from app import jobs, labels, state
 from app.training import demo_config, live_curves, start_training
+from fnlab import samplers as smp
+from fnlab.training.train import TRAIN_LOSSES
 
 st.title("Train")
 state.sidebar()
@@ -43,7 +45,7 @@ def _dataset() -> tuple[str, dict, str | None] | None:
     return layout, {}, str(path)
 
 
-def _param_inputs(sampler: str, smp) -> dict:
+def _param_inputs(sampler: str) -> dict:
     params = {}
     specs = [s for s in smp.param_specs(sampler) if not s.optional]  # optional windows: try them in the playground
     if not specs:
@@ -61,8 +63,6 @@ def _param_inputs(sampler: str, smp) -> dict:
 
 
 def _page():
-    smp = state.need("fnlab.samplers", "Samplers")
-    train = state.need("fnlab.train", "Training")
     root = state.runs_root()
     # Outside the form: changing the dataset or sampler must redraw the fields at once.
     picked = _dataset()
@@ -71,7 +71,7 @@ def _page():
     sampler = c2.selectbox("Negative sampler", names, index=names.index("fne") if "fne" in names else 0,
                            format_func=labels.sampler, key="tr_sampler",
                            help="How each query's negative is drawn from the batch and the memory queue.")
-    losses = list(getattr(train, "TRAIN_LOSSES", ("triplet", "infonce")))
+    losses = list(TRAIN_LOSSES)
     loss = c3.selectbox("Loss", losses, format_func=lambda n: labels.LOSSES.get(n, n), key="tr_loss",
                         help="Applied to the negatives the sampler picked.")
     with st.form("train_form"):
@@ -86,7 +86,7 @@ def _page():
                         key="tr_mode", help="paper: the official weighting (keeps 61% of a sure false negative's "
                                             "weight); calibrated: multiplies by 1 − P(FN), really removing them.") \
             if sampler == "fne" else None
-        params = _param_inputs(sampler, smp)
+        params = _param_inputs(sampler)
         name = st.text_input("Run name (empty: automatic)", key="tr_name", max_chars=100)
         go = st.form_submit_button("Train in the background", type="primary")
     if go:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fnlab import files
+from fnlab.core import files
 from fnlab.data.base import DatasetError, MatchingDataset
 from fnlab.data.validate import check_array, read_json, require_file
 

@@ -1,5 +1,5 @@
 """Safe, checked readers for user files. Every error is a :class:`DatasetError` naming the file,
-the field and what was expected. The reading itself is :mod:`fnlab.files` (never unpickles); this
+the field and what was expected. The reading itself is :mod:`fnlab.core.files` (never unpickles); this
 module adds the dataset's field names and value checks."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fnlab import files
+from fnlab.core import files
 from fnlab.data.base import DatasetError
 
 
 def _as_dataset_error(err: Exception, path: Path, field: str) -> DatasetError:
-    """A :class:`fnlab.files.FileFormatError` re-worded as ``PATH: field 'F': ...``."""
+    """A :class:`fnlab.core.files.FileFormatError` re-worded as ``PATH: field 'F': ...``."""
     msg, prefix = str(err), f"{path}: "
     return DatasetError(f"{path}: field {field!r}: {msg[len(prefix):] if msg.startswith(prefix) else msg}")
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from fnlab.registry import ParamSpec
+from fnlab.core.registry import ParamSpec
 
 REDUCTIONS = ("mean", "sum", "none")
 

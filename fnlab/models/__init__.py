@@ -8,9 +8,9 @@ from fnlab.models.dual import (
     encode_side,
     to_tensor,
 )
-from fnlab.models.encoders import TEXT_KINDS, FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
+from fnlab.models.encoders import TEXT_KINDS, FeatureMLP, PixelCNN, TokenEncoder
 
 __all__ = [
     "TEXT_KINDS", "DualEncoder", "FeatureMLP", "PixelCNN", "TokenEncoder", "build_dual_encoder", "dual_encoder_from_spec",
-    "encode_side", "l2_normalize", "to_tensor",
+    "encode_side", "to_tensor",
 ]

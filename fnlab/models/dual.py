@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder, l2_normalize
+from fnlab.models.encoders import FeatureMLP, PixelCNN, TokenEncoder
+from fnlab.retrieval.similarity import normalize
 
 
 class DualEncoder(nn.Module):
@@ -42,11 +43,11 @@ class DualEncoder(nn.Module):
 
     def encode_a(self, inputs: torch.Tensor) -> torch.Tensor:
         """Side-A inputs ``[N, ...]`` -> unit vectors ``[N, dim]``."""
-        return l2_normalize(self.encoder_a(inputs))
+        return normalize(self.encoder_a(inputs), eps=1e-8)
 
     def encode_b(self, inputs: torch.Tensor) -> torch.Tensor:
         """Side-B inputs ``[N, ...]`` -> unit vectors ``[N, dim]``."""
-        return l2_normalize(self.encoder_b(inputs))
+        return normalize(self.encoder_b(inputs), eps=1e-8)
 
     def forward(self, inputs_a: torch.Tensor, inputs_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode_a(inputs_a), self.encode_b(inputs_b)

@@ -1,4 +1,4 @@
-"""Small encoders that train on CPU in seconds.
+"""Small encoders, sized to train on a CPU.
 
 Every encoder maps a batch of raw inputs to ``[N, dim]`` float32 features (not yet
 normalised; :class:`fnlab.models.dual.DualEncoder` L2-normalises them, as VSE++ and FNE
@@ -19,7 +19,6 @@ normalised; :class:`fnlab.models.dual.DualEncoder` L2-normalises them, as VSE++ 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 TEXT_KINDS = ("cnn", "gru", "bag")
@@ -184,7 +183,3 @@ class FeatureMLP(nn.Module):
             raise ValueError(f"FeatureMLP expects features [N, {self.in_dim}], got shape {tuple(x.shape)}")
         return self.net(x)
 
-
-def l2_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Rows scaled to unit L2 norm: ``[N, d] -> [N, d]``."""
-    return F.normalize(x, dim=-1, eps=eps)

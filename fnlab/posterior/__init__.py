@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.core.registry import ParamSpec, Registry
 from fnlab.posterior.gaussian import PAPER_PRIOR, GaussianPosterior, RunningGaussianStats, normal_log_pdf
 from fnlab.posterior.mixture import MixturePosterior
 from fnlab.posterior.pu import PUPosterior
 from fnlab.posterior.relative import RelativePosterior
 from fnlab.posterior.signals import SIGNALS, PairContext, PairSignals, pair_member
-from fnlab.registry import ParamSpec, Registry
 
 __all__ = [
     "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "GaussianPosterior", "MixturePosterior",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.core.registry import ParamSpec
 from fnlab.posterior.gaussian import ArrayLike, GaussianPosterior
-from fnlab.registry import ParamSpec
 
 
 @dataclass

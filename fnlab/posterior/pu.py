@@ -78,8 +78,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.core.registry import ParamSpec
 from fnlab.posterior.signals import PairContext, PairSignals
-from fnlab.registry import ParamSpec
 
 __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fnlab.core.registry import ParamSpec
 from fnlab.posterior.gaussian import ArrayLike, _as_tensor
 from fnlab.posterior.mixture import MixturePosterior
-from fnlab.registry import ParamSpec
 
 
 class RelativePosterior:

@@ -231,7 +231,7 @@ class PairContext:
         """The ``k`` most similar unlabelled candidates of every query, or of the queries ``rows``:
         ``(scores [N, k], idx [N, k])`` (``idx`` -1 where a query has fewer)."""
         k = int(max(1, min(k, self.n_candidates)))
-        from fnlab.similarity import topk
+        from fnlab.retrieval.similarity import topk
 
         index = self.candidate_index()
         keys = None if index is not None else self.candidates
@@ -259,7 +259,7 @@ class PairContext:
     def candidate_hubness(self) -> np.ndarray:
         """``[Nc]`` mean similarity of each candidate to its ``hubness_k`` nearest queries."""
         if self._hubness is None:
-            from fnlab.similarity import topk
+            from fnlab.retrieval.similarity import topk
 
             queries, k = self.queries, max(1, min(self.hubness_k, self.n_queries))
             if self.n_queries > HUBNESS_MAX_QUERIES:

@@ -107,8 +107,8 @@ class Sampler:
     """Base class of negative samplers. Subclasses implement :meth:`_weights`.
 
     Call :meth:`weights` for the weight matrix and :meth:`sample` to draw negatives.
-    Samplers hold parameters only, no state, unless documented (``fne`` holds a posterior,
-    ``oracle`` may hold a relevance mask).
+    Samplers hold parameters only, no state, unless documented (``fne`` holds its running
+    statistics or a fitted posterior).
     """
 
     name: ClassVar[str] = "base"

@@ -14,9 +14,8 @@ class OracleSampler(Sampler):
     """Hardest or SimANS sampling that never picks a truly relevant candidate.
 
     The ground truth comes as ``relevant_mask`` (``[B, M]`` bool, true where the candidate
-    truly matches the anchor, labelled or not): pass it to ``weights``/``sample`` as a
-    keyword, or set it once with :meth:`set_relevant_mask`. Relevant candidates get weight 0;
-    among the others:
+    truly matches the anchor, labelled or not), passed to ``weights``/``sample`` as a
+    keyword. Relevant candidates get weight 0; among the others:
 
     * ``base="hardest"`` (default): weight 1 on the most similar non-relevant candidate;
     * ``base="simans"``: SimANS weights ``exp(-a (s - s+ - b)^2)`` over the ``top_k`` most
@@ -36,22 +35,15 @@ class OracleSampler(Sampler):
         ParamSpec("top_k", 100, 1, 1000, "candidates considered (base='simans')", integer=True),
     )
 
-    def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100,
-                 relevant_mask: torch.Tensor | None = None) -> None:
+    def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100) -> None:
         if base not in ("hardest", "simans"):
             raise ValueError(f"oracle: 'base' must be 'hardest' or 'simans', got {base!r}")
         self.base, self.a, self.b, self.top_k = base, float(a), float(b), int(top_k)
-        self.relevant_mask = relevant_mask
 
-    def set_relevant_mask(self, relevant_mask: torch.Tensor | None) -> None:
-        """Store the ``[B, M]`` ground truth used when no ``relevant_mask`` is passed."""
-        self.relevant_mask = relevant_mask
-
-    def _relevance(self, sims: torch.Tensor, relevant_mask: torch.Tensor | None) -> torch.Tensor:
-        rel = self.relevant_mask if relevant_mask is None else relevant_mask
+    def _relevance(self, sims: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:
         if rel is None:
             raise ValueError("oracle: needs 'relevant_mask' ([B, M] bool ground truth) passed to "
-                             "weights()/sample() or set with set_relevant_mask()")
+                             "weights()/sample()")
         if not isinstance(rel, torch.Tensor) or rel.dtype != torch.bool or rel.shape != sims.shape:
             got = tuple(rel.shape) if isinstance(rel, torch.Tensor) else type(rel).__name__
             raise ValueError(f"oracle: 'relevant_mask' must be a bool tensor of shape {tuple(sims.shape)}, got {got}")

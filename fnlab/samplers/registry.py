@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fnlab.registry import ParamSpec, Registry
+from fnlab.core.registry import ParamSpec, Registry
 
 __all__ = ["ParamSpec", "Registry", "SAMPLERS", "register", "available", "build", "param_specs"]
 

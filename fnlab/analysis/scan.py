@@ -18,7 +18,7 @@ A query without any labelled positive is scanned like any other; signals it cann
 margin, the similarity to its positive) are marginalised out, and its ``positive_similarity`` is
 NaN. The summary says how many such queries there were.
 
-Memory stays bounded: queries are searched in chunks (``fnlab.similarity.topk``), the
+Memory stays bounded: queries are searched in chunks (``fnlab.retrieval.similarity.topk``), the
 ``[Nq, Nc]`` matrix is never formed; peak memory is the float32 copies of the embeddings plus
 one chunk plus the output table (``Nq * top_k`` rows).
 """
@@ -39,13 +39,14 @@ import scipy.sparse as sp
 import torch
 
 from fnlab.posterior import DEFAULT_ESTIMATOR, PairContext, check_estimator, check_prior, pair_member
-from fnlab.similarity import (
+from fnlab.retrieval.similarity import (
     DEFAULT_CHUNK_SIZE,
     index_description,
     recall_at_k,
     topk,
 )
-from fnlab.similarity import index_params as check_index_params
+from fnlab.retrieval.similarity import index_params as check_index_params
+from fnlab.retrieval.similarity import normalize as unit_rows
 
 __all__ = [
     "ScanResult",
@@ -104,12 +105,12 @@ class ScanResult:
 
 # ------------------------------------------------------------------------------------ loading
 def load_embeddings(path: str | os.PathLike, field_name: str = "embeddings") -> np.ndarray:
-    """Load a ``[N, d]`` float16/32/64 ``.npy`` array safely (never unpickles; :func:`fnlab.files.read_npy`).
+    """Load a ``[N, d]`` float16/32/64 ``.npy`` array safely (never unpickles; :func:`fnlab.core.files.read_npy`).
 
     Raises:
         ScanInputError: missing/empty file, not a ``.npy`` file, truncated, object array, a folder.
     """
-    from fnlab.files import read_npy
+    from fnlab.core.files import read_npy
 
     try:
         return read_npy(path, "a float array [N, d] saved with numpy.save", label=field_name)
@@ -123,7 +124,7 @@ def load_positives(path: str | os.PathLike) -> pd.DataFrame:
     Raises:
         ScanInputError: missing/empty/unreadable file, unknown extension, no header, missing columns, no rows.
     """
-    from fnlab.files import read_table
+    from fnlab.core.files import read_table
 
     try:
         return read_table(path, "labelled pairs with integer columns query,candidate", label="positives",
@@ -165,21 +166,20 @@ def _check_embeddings(arr: Any, key: str, names: Mapping[str, str]) -> np.ndarra
 
 
 def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: bool) -> np.ndarray:
-    """float32 contiguous copy, L2-normalised in place (in chunks, so no float64 temporaries)."""
-    out = np.array(arr, dtype=np.float32, order="C", copy=True)
-    if normalize:
-        step = 65536
-        for s in range(0, out.shape[0], step):
-            block = out[s:s + step]
-            scale = np.abs(block).max(axis=1)  # divide by the largest entry first: the squared norm of a
-            zero = scale == 0                  # row like 1e20 * x overflows float32, of 1e-30 * x underflows
-            if zero.any():
-                rows = np.flatnonzero(zero) + s
-                raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
-                                     f"(first rows: {rows[:5].tolist()}); cannot normalise them")
-            block /= scale[:, None]
-            block /= np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
-    return out
+    """float32 C-contiguous copy ``[N, d]``, L2-normalised by :func:`fnlab.retrieval.similarity.normalize`.
+
+    Raises:
+        ScanInputError: with ``normalize``, rows that are all zeros (no direction to keep).
+    """
+    if not normalize:
+        return np.array(arr, dtype=np.float32, order="C", copy=True)
+    arr = np.asarray(arr, dtype=np.float32)
+    zero = ~arr.any(axis=1)
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
+                             f"(first rows: {rows[:5].tolist()}); cannot normalise them")
+    return unit_rows(arr)
 
 
 def _duplicate_rows(arr: np.ndarray) -> int:
@@ -250,7 +250,7 @@ def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, s
 def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: int = 0):
     """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`.
 
-    One entry point for every engine (local, ``fnlab.scale.ray_scan``).
+    One entry point for every engine (local, ``fnlab.analysis.scale.ray_scan``).
 
     Returns:
         ``(posterior, description of the method)``; apply it with :func:`suspects_table`.
@@ -347,7 +347,7 @@ def check_scan_options(prior: Any, index: str, index_params: Any) -> tuple[float
 
 
 def _resolve_backend(device: str, index: str) -> tuple[str, str]:
-    from fnlab.device import resolve_device
+    from fnlab.core.device import resolve_device
 
     dev = resolve_device(device)
     if index != "flat":
@@ -388,11 +388,11 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         seed: seeds the random sample (and IVF training): equal seeds give equal results.
         names: file names for error messages, keys ``queries``, ``candidates``, ``positives``.
         index_params: parameters of the approximate index (``{"nprobe": 64}`` or ``["nprobe=64"]``;
-            :data:`fnlab.similarity.INDEX_PARAMS`: ``nlist``/``nprobe`` for ivf, ``M``/``efConstruction``/
+            :data:`fnlab.retrieval.similarity.INDEX_PARAMS`: ``nlist``/``nprobe`` for ivf, ``M``/``efConstruction``/
             ``efSearch`` for hnsw).
         recall_check: measure recall@top_k of the index against exact search on this many sampled
             queries (seeded by ``seed``); the summary's ``recall_check`` holds it (0: not measured).
-        engine: ``"local"`` (this process) or ``"ray"`` (:func:`fnlab.scale.ray_scan.ray_scan`: queries
+        engine: ``"local"`` (this process) or ``"ray"`` (:func:`fnlab.analysis.scale.ray_scan.ray_scan`: queries
             and candidates may also be folders of Parquet/.npy shards; ``engine_options`` such as
             ``out``, ``ray_address``, ``candidate_shards``, ``workers``, ``batch_size`` go there).
 
@@ -415,7 +415,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     if engine not in ENGINES:
         raise ScanInputError(f"unknown engine {engine!r}: expected one of {list(ENGINES)}")
     if engine == "ray":
-        from fnlab.scale.ray_scan import ray_scan
+        from fnlab.analysis.scale.ray_scan import ray_scan
 
         return ray_scan(queries, candidates, positives, top_k=top_k, prior=prior, estimator=estimator,
                         posterior=posterior, normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
@@ -646,7 +646,7 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
     if num_negatives < 1:
         raise ScanInputError(f"num_negatives must be >= 1, got {num_negatives}")
     if result.positive_pairs is None:
-        raise ScanInputError("this ScanResult has no positive_pairs; run fnlab.scan.scan to get one")
+        raise ScanInputError("this ScanResult has no positive_pairs; run fnlab.analysis.scan.scan to get one")
     t = result.table
     neg = t[t["p_false_negative"] <= threshold]
     neg = neg.sort_values(["query", "rank"], kind="stable").groupby("query", sort=False).head(num_negatives)
@@ -661,11 +661,11 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:
-    """Write ``df`` as parquet, csv or jsonl atomically (:func:`fnlab.files.write_table`).
+    """Write ``df`` as parquet, csv or jsonl atomically (:func:`fnlab.core.files.write_table`).
 
     ``fmt`` defaults to the extension of ``path``. On any error no file is left at ``path``.
     """
-    from fnlab import files
+    from fnlab.core import files
 
     p = Path(path)
     try:
@@ -677,8 +677,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON atomically (NaN written as null: :func:`fnlab.files.write_json`)."""
-    from fnlab import files
+    """Write ``obj`` as indented JSON atomically (NaN written as null: :func:`fnlab.core.files.write_json`)."""
+    from fnlab.core import files
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -686,6 +686,6 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    from fnlab.files import to_jsonable
+    from fnlab.core.files import to_jsonable
 
     return to_jsonable(obj)

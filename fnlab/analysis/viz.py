@@ -4,7 +4,7 @@ Every function takes plain arrays / DataFrames / dicts and returns a
 :class:`plotly.graph_objects.Figure`. Nothing here imports streamlit, and nothing here
 computes what the engine computes (posteriors, weights, scans): callers pass results in.
 
-Status names and colours come from :mod:`fnlab.status` (one colour per status on every page);
+Status names and colours come from :mod:`fnlab.core.status` (one colour per status on every page);
 other categories take colours from :data:`PALETTE`, which leaves the status colours out.
 """
 
@@ -17,10 +17,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fnlab import status as _status
+from fnlab.core import status as _status
 
 # ----------------------------------------------------------------- colours
-# One home for the status names and colours (fnlab.status); re-exported here for figure callers.
+# One home for the status names and colours (fnlab.core.status); re-exported here for figure callers.
 POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE, UNKNOWN = (_status.POSITIVE, _status.FALSE_NEGATIVE,
                                                     _status.TRUE_NEGATIVE, _status.UNKNOWN)
 STATUS_COLORS: dict[str, str] = {**_status.COLORS, **_status.CONTEXT_COLORS}
@@ -68,7 +68,7 @@ def _normal_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def status_labels(positive: np.ndarray, false_negative: np.ndarray | None) -> np.ndarray:
-    """Ground-truth status string per candidate from boolean masks (see :func:`fnlab.status.labels`)."""
+    """Ground-truth status string per candidate from boolean masks (see :func:`fnlab.core.status.labels`)."""
     return _status.labels(positive, false_negative)
 
 
@@ -213,22 +213,6 @@ def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int =
                    legend="bottom")
 
 
-def reliability_bins(probs, labels, *, n_bins: int = 10) -> pd.DataFrame:
-    """Equal-width calibration bins: ``bin_mid, mean_predicted, observed_rate, count``; empty bins dropped."""
-    p, y = _np(probs), _np(labels)
-    if p.shape != y.shape:
-        raise ValueError(f"probs and labels differ in size: {p.size} vs {y.size}")
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        m = idx == b
-        if m.any():
-            rows.append({"bin_mid": (edges[b] + edges[b + 1]) / 2, "mean_predicted": float(p[m].mean()),
-                         "observed_rate": float(y[m].mean()), "count": int(m.sum())})
-    return pd.DataFrame(rows, columns=["bin_mid", "mean_predicted", "observed_rate", "count"])
-
-
 def reliability_diagram(
     estimators: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
@@ -240,12 +224,16 @@ def reliability_diagram(
     Args:
         estimators: name -> ``(predicted probabilities, ground-truth 0/1 labels)``.
     """
+    # a local import: evaluate loads torch, which the app loads only when a diagram is drawn
+    from fnlab.analysis.evaluate import reliability_bins
+
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                     line=dict(color="#555555", dash="dash"))
     for i, (name, (p, y)) in enumerate(estimators.items()):
-        bins = reliability_bins(p, y, n_bins=n_bins)
-        fig.add_scatter(x=bins["mean_predicted"], y=bins["observed_rate"], mode="lines+markers", name=name,
+        bins = pd.DataFrame(reliability_bins(_np(p), _np(y), n_bins=n_bins),
+                            columns=["lo", "hi", "count", "mean_p", "frac_positive"])
+        fig.add_scatter(x=bins["mean_p"], y=bins["frac_positive"], mode="lines+markers", name=name,
                         marker=dict(size=np.clip(np.sqrt(bins["count"].to_numpy()) * 1.5, 6, 22)),
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2),
                         customdata=bins["count"], hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}"
@@ -453,7 +441,7 @@ def embedding_scatter(
         color: ``[N]`` category per point (strings or ints); numeric with more than 20 values is drawn as a
             continuous colour scale in one trace.
         row_ids: ``[N]`` ids returned by selections (default ``0..N-1``); read back with
-            :func:`fnlab.projection.selection_to_ids`.
+            :func:`fnlab.analysis.projection.selection_to_ids`.
         hover: ``[N]`` hover texts (captions, item names).
         symbol: ``[N]`` marker symbol groups (e.g. modality) shown as circle / diamond.
         highlight: row ids to ring in black (the selected point, its neighbours).

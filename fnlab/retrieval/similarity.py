@@ -37,7 +37,6 @@ DEFAULT_CHUNK_SIZE = 4096
 
 __all__ = [
     "normalize",
-    "similarity_matrix",
     "topk",
     "build_index",
     "as_exclude_matrix",
@@ -51,11 +50,18 @@ __all__ = [
 
 
 def normalize(x: np.ndarray | torch.Tensor, *, eps: float = 1e-12) -> np.ndarray | torch.Tensor:
-    """L2-normalise the rows of ``x`` (``[N, d]``), numpy or torch; returns the same type.
+    """L2-normalise the rows of ``x`` (``[..., d]``), numpy or torch; returns the same type.
 
-    Rows of norm below ``eps`` are divided by ``eps`` (they stay near zero rather than
-    becoming NaN). Integer and float16 numpy input comes back float32; torch keeps its dtype
-    (float16 is computed in float32 and cast back).
+    The one row normalisation of fnlab (the encoders' outputs, the scan's inputs, the app's sides,
+    the maps).
+
+    * torch: ``x / max(||x||, eps)``, differentiable (the encoders call it in their forward pass;
+      the same arithmetic as ``torch.nn.functional.normalize``); keeps the dtype (float16 and
+      bfloat16 are computed in float32 and cast back; integers come back float32).
+    * numpy: a new C-contiguous array, float64 for float64 input and float32 otherwise, computed in
+      blocks of 65,536 rows: each row is divided by its largest absolute entry before the squared
+      norm, so rows like ``1e20 * v`` or ``1e-30 * v`` neither overflow nor underflow. All-zero rows
+      stay zero. The input is not modified.
 
     Example:
         >>> normalize(np.array([[3.0, 4.0]], dtype=np.float32))
@@ -68,26 +74,15 @@ def normalize(x: np.ndarray | torch.Tensor, *, eps: float = 1e-12) -> np.ndarray
         out = work / work.norm(dim=-1, keepdim=True).clamp_min(eps)
         return out.to(x.dtype) if x.is_floating_point() else out
     arr = np.asarray(x)
-    if arr.dtype != np.float64:
-        arr = arr.astype(np.float32, copy=False)
-    norms = np.linalg.norm(arr, axis=-1, keepdims=True)
-    return arr / np.maximum(norms, eps).astype(arr.dtype)
-
-
-def similarity_matrix(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *,
-                      normalized: bool = True) -> torch.Tensor:
-    """Full similarity matrix ``[Na, Nb]`` (float32 tensor on ``a``'s device). For small inputs only.
-
-    Args:
-        a: ``[Na, d]``; b: ``[Nb, d]``.
-        normalized: rows are already unit length; if False they are normalised first (cosine).
-    """
-    ta = _as_float_tensor(a, "a")
-    tb = _as_float_tensor(b, "b").to(ta.device)
-    _check_pair(ta.shape, tb.shape, "a", "b")
-    if not normalized:
-        ta, tb = normalize(ta), normalize(tb)
-    return ta @ tb.T
+    out = np.array(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32, order="C", copy=True)
+    rows = out.reshape(-1, out.shape[-1]) if out.ndim != 2 else out  # a view: edited in place
+    step = 65536
+    for s in range(0, rows.shape[0], step):
+        block = rows[s:s + step]
+        scale = np.abs(block).max(axis=1) if block.shape[1] else np.zeros(block.shape[0], block.dtype)
+        block /= np.where(scale == 0, 1, scale)[:, None]
+        block /= np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block)), eps)[:, None]
+    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -454,7 +449,7 @@ def _topk_faiss(queries, keys, k, exclude, chunk_size, index, progress):
 
 
 def _topk_torch(queries, keys, k, exclude, chunk_size, device, progress):
-    from fnlab.device import resolve_device
+    from fnlab.core.device import resolve_device
 
     dev = resolve_device(device)
     q = _as_float_tensor(queries, "queries")

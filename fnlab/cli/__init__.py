@@ -1,5 +1,6 @@
-"""The ``fnlab`` command. Each subcommand lives in ``fnlab/commands/<name>.py`` and exposes
-``add_parser(subparsers)``; heavy imports happen inside the command's ``run``.
+"""The ``fnlab`` command (front-end layer). Each subcommand lives in ``fnlab/cli/<name>.py`` and exposes
+``add_parser(subparsers)``; heavy imports happen inside the command's ``run``. ``python -m fnlab.cli``
+runs it too (``__main__.py``).
 
 Every user fault ends as one line on stderr, ``fnlab COMMAND: error: ...`` naming the file or flag
 and what was expected, with exit code 2; never a traceback (``FNLAB_DEBUG=1`` shows one)."""
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"fnlab.commands.{name}").add_parser(sub)
+        importlib.import_module(f"fnlab.cli.{name}").add_parser(sub)
     return parser
 
 
@@ -90,7 +91,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fnlab {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -47,7 +47,7 @@ def _at_least(low: int):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from fnlab.commands.options import registry_names
+    from fnlab.cli.options import registry_names
 
     p = sub.add_parser("scan", help="flag suspected false negatives in your own embeddings",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,8 +141,8 @@ def _summary_lines(s: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fnlab import scan as scanmod
-    from fnlab.commands.options import parse_kvs  # the CLI's one KEY=VALUE parser
+    from fnlab.analysis import scan as scanmod
+    from fnlab.cli.options import parse_kvs  # the CLI's one KEY=VALUE parser
 
     out = Path(args.out)
     fmt = _format_of(out, args.format)
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     prior = args.prior if args.prior == "auto" else _float(args.prior, "--prior")
     given = None
     if args.posterior:
-        from fnlab.files import read_json
+        from fnlab.core.files import read_json
         from fnlab.posterior import from_params
 
         given = from_params(read_json(args.posterior))
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_ray(args: argparse.Namespace, kw: dict) -> int:
     """``--engine ray``: shard folders in, a committed folder of Parquet parts + summary.json out."""
-    from fnlab import scan as scanmod
+    from fnlab.analysis import scan as scanmod
 
     bad = [flag for flag, given in (("--dataset-dir", args.dataset_dir), ("--triplets", args.triplets),
                                     ("--format", args.format not in (None, "parquet"))) if given]
@@ -267,11 +267,11 @@ def _check_paths(args: argparse.Namespace, out: Path, summary_path: Path) -> Non
 
 
 def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: str, summary_path: Path) -> None:
-    """Table, triplets and summary written as one unit (:func:`fnlab.files.commit_files`): a failure or a
+    """Table, triplets and summary written as one unit (:func:`fnlab.core.files.commit_files`): a failure or a
     kill leaves the previous outputs as they were, or (killed during the final renames) a set the next scan
-    to the same --out, or ``fnlab.files.recover(out)``, completes; never a mix of two scans."""
-    from fnlab import files
+    to the same --out, or ``fnlab.core.files.recover(out)``, completes; never a mix of two scans."""
     from fnlab.cli import describe_error
+    from fnlab.core import files
 
     writers = {out: files.table_writer(result.table, fmt)}
     if args.triplets:
@@ -304,7 +304,7 @@ def _float(text: str, flag: str) -> float:
 
 
 def _embeddings(path: str | None, field: str, fallback, where: str):
-    from fnlab import scan as scanmod
+    from fnlab.analysis import scan as scanmod
 
     if path:
         return scanmod.load_embeddings(path, field)

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fnlab.files import dumps
+from fnlab.core.files import dumps
 
 _RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is not a folder here is looked up in runs/); "
              "with --runs DIR: a run name inside DIR")
@@ -55,10 +55,10 @@ def add_parser(subparsers) -> None:
 
 def resolve(ref: str, runs_root: str | None):
     """``(RunStore, name)`` for a run reference (a folder path, or a bare name in ``runs_root``)."""
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     if runs_root is not None:  # NAME inside --runs (never a path: '../x' is an invalid name)
-        from fnlab.runs import validate_name
+        from fnlab.storage.runs import validate_name
 
         return RunStore(runs_root), validate_name(ref)
     path = Path(ref)
@@ -69,7 +69,7 @@ def resolve(ref: str, runs_root: str | None):
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from fnlab.runs import RunStore
+    from fnlab.storage.runs import RunStore
 
     store = RunStore(args.runs_root or "runs")
     if store.root.exists() and not store.root.is_dir():

@@ -2,8 +2,8 @@
 
 UMAP's own nearest-neighbour search (pynndescent) is the slow, compile-heavy part of a first fit.
 fnlab already has exact inner-product neighbours from faiss, so :func:`umap_2d` hands UMAP that graph
-(``precomputed_knn``; column 0 is the point itself, distance ``1 - cosine``), which cut a first fit on
-2 CPU cores several-fold (bench/results and the README have the figures).
+(``precomputed_knn``; column 0 is the point itself, distance ``1 - cosine``) and skips that step. The
+README's app figures give the times measured.
 
 Results are cached on disk under a hash of the embeddings and the parameters, so a map is computed
 once per run and reused across sessions. ``umap`` is imported lazily: importing fnlab stays fast.
@@ -19,18 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from fnlab.runs import atomic_write
+from fnlab.core.files import atomic_write
+from fnlab.retrieval.similarity import normalize
 
 
 def default_cache_dir() -> Path:
     """``$FNLAB_CACHE/umap`` (default ``.fnlab_cache/umap``), read at call time."""
     return Path(os.environ.get("FNLAB_CACHE", ".fnlab_cache")) / "umap"
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def knn_graph(emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +37,7 @@ def knn_graph(emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     import faiss
 
-    x = _unit(emb)
+    x = normalize(np.asarray(emb, dtype=np.float32))
     n = x.shape[0]
     k = min(k, n)
     index = faiss.IndexFlatIP(x.shape[1])
@@ -103,7 +98,7 @@ def cached_umap(emb: np.ndarray, *, n_neighbors: int = 15, random_state: int | N
 def pca_2d(emb: np.ndarray) -> np.ndarray:
     """``[N, 2]`` float32 projection of the unit-normalised rows on their two principal axes (instant; a stand-in
     while UMAP computes). Signs are fixed so the largest coordinate of each axis is positive."""
-    x = _unit(np.asarray(emb))
+    x = normalize(np.asarray(emb, dtype=np.float32))
     x = x - x.mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     out = x @ vt[:2].T
@@ -174,7 +169,7 @@ def umap_2d(
             n_neighbors=k, n_components=2, metric="cosine", min_dist=min_dist, random_state=random_state,
             precomputed_knn=(idx, dist), init="spectral" if n > k + 2 else "random",
         )
-        out = np.asarray(reducer.fit_transform(_unit(emb)), dtype=np.float32)
+        out = np.asarray(reducer.fit_transform(normalize(np.asarray(emb, dtype=np.float32))), dtype=np.float32)
     if path is not None:
         try:  # the cache is an optimisation: a failed write is not an error
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +183,7 @@ def selection_to_ids(event: Any) -> list[int]:
     """Row ids of the points in a Streamlit plotly selection event.
 
     Reads ``custom_data[0]`` of each selected point (the row id put there by
-    :func:`fnlab.viz.embedding_scatter`), because plotly's point indices count within each trace.
+    :func:`fnlab.analysis.viz.embedding_scatter`), because plotly's point indices count within each trace.
     Accepts the object returned by ``st.plotly_chart(..., on_select="rerun")``, its ``selection`` or a plain
     dict; returns sorted unique ids, ``[]`` for no selection.
     """

@@ -35,7 +35,7 @@ the anchor is an image ``a`` and a negative a caption ``b``; both look up ``rele
 
 At the end the run holds (``docs/CONTRACTS.md``, "What training writes"): ``config.json``,
 metrics, ``emb_{a,b}_{val,test}.npy``, ``model.pt``, ``posterior.json`` (fitted on the val split)
-and ``eval.json`` (the test split, :func:`fnlab.evaluate.evaluate_embeddings`).
+and ``eval.json`` (the test split, :func:`fnlab.analysis.evaluate.evaluate_embeddings`).
 
 No UI code here: progress goes to :class:`Callback` objects.
 """
@@ -46,16 +46,15 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fnlab.device import resolve_device
+from fnlab.core.device import resolve_device
 from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
-from fnlab.objective import SampledObjective
 from fnlab.samplers import DEFAULT_SAMPLER
+from fnlab.training.objective import SampledObjective
 
 __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
 
@@ -206,7 +205,7 @@ class Callback:
         """After every epoch with that epoch's metrics row."""
 
     def on_train_end(self, run: Any) -> None:
-        """After the run was written (``run`` is a :class:`fnlab.runs.Run`, or ``None``)."""
+        """After the run was written (``run`` is a :class:`fnlab.storage.runs.Run`, or ``None``)."""
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -265,12 +264,12 @@ def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any
     Args:
         config: the :class:`TrainConfig`.
         callbacks: :class:`Callback` objects notified of progress.
-        store: a :class:`fnlab.runs.RunStore` to write into (``None``: nothing is written and
+        store: a :class:`fnlab.storage.runs.RunStore` to write into (``None``: nothing is written and
             a dict of results is returned instead of a ``Run``; handy for tests and benches).
         name: run name inside ``store`` (``None``: the store picks one).
 
     Returns:
-        The finished :class:`fnlab.runs.Run`, or without a store a dict with ``metrics`` (list of
+        The finished :class:`fnlab.storage.runs.Run`, or without a store a dict with ``metrics`` (list of
         per-epoch rows), ``eval`` (test metrics), ``posterior`` (params), ``model`` and
         ``embeddings``.
 
@@ -329,7 +328,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     for cb in callbacks:
         cb.on_train_start(config, info)
 
-    from fnlab.evaluate import retrieval_recall
+    from fnlab.analysis.evaluate import retrieval_recall
 
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (val rSum, epoch, weights)
@@ -390,7 +389,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 cb.on_epoch_end(epoch, row)
 
         # ---------------------------------------------------------------- outputs
-        from fnlab.evaluate import evaluate_embeddings
+        from fnlab.analysis.evaluate import evaluate_embeddings
 
         model.load_state_dict(best[2])  # keep the best validation epoch, not the last
 
@@ -431,13 +430,3 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     for cb in callbacks:
         cb.on_train_end(run)
     return run
-
-
-def run_store_for(out: str | Path) -> tuple[Any, str]:
-    """``(RunStore(parent of out), basename of out)`` for a ``--out DIR`` path."""
-    from fnlab.runs import RunStore
-
-    out = Path(out)
-    if not out.name:
-        raise ValueError(f"--out {str(out)!r}: expected a folder path such as runs/my-run")
-    return RunStore(out.parent if str(out.parent) else "."), out.name

@@ -1,19 +1,19 @@
 """``fnlab scan --engine ray``: the false-negative scan as a Ray Data job.
 
-The same scan as :func:`fnlab.scan.scan` (same rows, same posterior), laid out for data that
+The same scan as :func:`fnlab.analysis.scan.scan` (same rows, same posterior), laid out for data that
 does not fit one process:
 
 1. **Inputs.** Queries are a Ray Dataset: ``ray.data.read_parquet`` over a folder of Parquet
    shards (id + embedding columns), or, for ``.npy`` shards and in-memory arrays, a Dataset of
    row ranges that the first search stage reads (memory-mapped; Ray's ``read_numpy`` keeps no
-   row positions, and the ids of ``.npy`` rows are their positions). See :mod:`fnlab.scale.shards`.
-2. **Posterior, once, on the driver.** :func:`fnlab.scan.fit_scan_posterior` on the scan's
+   row positions, and the ids of ``.npy`` rows are their positions). See :mod:`fnlab.analysis.scale.shards`.
+2. **Posterior, once, on the driver.** :func:`fnlab.analysis.scan.fit_scan_posterior` on the scan's
    :class:`fnlab.posterior.PairContext`, the very fit (and seeded sample of unlabelled pairs)
    of the local scan. The default ``pu`` posterior reads signals beyond the similarity (the
    candidate's labelled queries, its hubness among all queries), so the driver reads every
    embedding; the context (with the hubness computed once) and the fitted posterior go to the
    object store once, and the last stage applies them per batch through
-   :func:`fnlab.scan.suspects_table`. Memory: the driver, and the object store of each node,
+   :func:`fnlab.analysis.scan.suspects_table`. Memory: the driver, and the object store of each node,
    hold the queries and the candidates once (float32).
 3. **Search.** The candidates are split into ``candidate_shards`` contiguous shards; each shard's
    index (exact ``IndexFlatIP``, or an approximate one built once on the driver and serialised)
@@ -21,7 +21,7 @@ does not fit one process:
    an actor pool (a callable class that loads its shard in ``__init__``), so no worker holds more
    than one shard's index. A batch flows through the stages; each searches its shard (labelled
    positives left out) and merges its top-k into the running top-k exactly
-   (:func:`fnlab.similarity.merge_topk`: the k best of the union of per-shard top-k lists).
+   (:func:`fnlab.retrieval.similarity.merge_topk`: the k best of the union of per-shard top-k lists).
 4. **Output.** The last stage turns each batch into rows with ``p_false_negative`` and writes
    one Parquet part, named by a hash of the batch's query ids (a retried batch rewrites the same
    part), into a staging folder. When every batch is done the driver checks that each query was
@@ -55,12 +55,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fnlab import scan as scanmod
+from fnlab.analysis import scan as scanmod
+from fnlab.analysis.scale import RAY_INSTALL_HINT
+from fnlab.analysis.scale.shards import ShardSet, embedding_matrix, open_shards
+from fnlab.analysis.scan import ScanInputError, ScanResult
 from fnlab.posterior import PairContext
-from fnlab.scale import RAY_INSTALL_HINT
-from fnlab.scale.shards import ShardSet, embedding_matrix, open_shards
-from fnlab.scan import ScanInputError, ScanResult
-from fnlab.similarity import build_index, index_description, merge_topk, recall_at_k, topk
+from fnlab.retrieval.similarity import build_index, index_description, merge_topk, recall_at_k, topk
 
 __all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
 
@@ -116,7 +116,7 @@ def _connect(ray, address: str | None, num_cpus: int | None, timeout: float) -> 
 # ------------------------------------------------------------------------------------ workers
 def _prepare_rows(raw: np.ndarray, ids: np.ndarray, files: Any, normalize: bool) -> np.ndarray:
     """float32 copy checked (finite, non-zero rows; errors name the shard file and the id) and
-    L2-normalised by the local scan's own ``fnlab.scan._prepare``, so both engines compute the same rows."""
+    L2-normalised by the local scan's own ``fnlab.analysis.scan._prepare``, so both engines compute the same rows."""
     arr = np.asarray(raw)
     with np.errstate(over="ignore"):
         bad = ~np.isfinite(arr.astype(np.float32, copy=False)).all(axis=1)
@@ -319,7 +319,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
              id_column: str = "id", embedding_column: str = "embedding",
              num_cpus: int | None = None, connect_timeout: float = 10.0,
              _kill_marker: str | None = None) -> ScanResult:
-    """The scan of :func:`fnlab.scan.scan` as a Ray Data job (module docstring).
+    """The scan of :func:`fnlab.analysis.scan.scan` as a Ray Data job (module docstring).
 
     Args:
         queries: folder of Parquet / ``.npy`` shards, one such file, or an array ``[Nq, d]``.
@@ -328,7 +328,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
             ``query``, ``candidate`` holding **ids** (positions for ``.npy`` shards and arrays); an
             array ``[P, 2]`` or sparse ``[Nq, Nc]`` of positions when neither side is Parquet.
         top_k, prior, estimator, normalize, index, index_params, recall_check, negative_sample,
-            seed, names: as :func:`fnlab.scan.scan`.
+            seed, names: as :func:`fnlab.analysis.scan.scan`.
         progress: Ray Data's progress bars.
         chunk_size: default of ``batch_size``. device: ``"auto"`` or ``"cpu"`` (faiss on CPU).
         out: output folder (``part-*.parquet`` + ``summary.json``), committed at the end; ``None``
@@ -342,7 +342,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         id_column, embedding_column: Parquet column names.
 
     Returns:
-        :class:`fnlab.scan.ScanResult`; ``table`` is ``None`` when ``out`` is given (read the parts).
+        :class:`fnlab.analysis.scan.ScanResult`; ``table`` is ``None`` when ``out`` is given (read the parts).
 
     Raises:
         ScanInputError: bad input (named with its file), bad options, Ray not installed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fnlab.files import dumps
+from fnlab.core.files import dumps
 
 _DESCRIPTIONS = {
     "shapes": ("generated 32x32 images of 1-2 objects, 5 captions of varying specificity", True),
@@ -20,7 +20,7 @@ _DESCRIPTIONS = {
 
 
 def _parse_option(text: str) -> tuple[str, object]:
-    from fnlab.commands.options import parse_kv  # the CLI's one KEY=VALUE parser
+    from fnlab.cli.options import parse_kv  # the CLI's one KEY=VALUE parser
 
     return parse_kv(text, "--option")
 

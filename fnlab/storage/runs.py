@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fnlab import files
-from fnlab.files import FileFormatError, atomic_write, pause_point  # noqa: F401  (atomic_write: old import path)
+from fnlab.core import files
+from fnlab.core.files import FileFormatError, atomic_write, pause_point
 
 STAGING = ".staging"
 MARKER = "run.json"

@@ -1,8 +1,8 @@
 """Human review of suspected false negatives: a concurrency-safe decision log with undo, and exports.
 
-A reviewer looks at a scan's suspects (``fnlab.scan``: columns ``query, candidate, rank, similarity,
+A reviewer looks at a scan's suspects (``fnlab.analysis.scan``: columns ``query, candidate, rank, similarity,
 positive_similarity, p_false_negative``) and marks each pair *false negative* or *true negative*
-(the strings of :mod:`fnlab.status`).
+(the strings of :mod:`fnlab.core.status`).
 
 Storage: an **append-only log**, ``review_decisions.jsonl`` in the run folder (:class:`RunDecisions`)
 or in any folder (:class:`FolderDecisions`, for uploads without a run). One JSON line per action:
@@ -40,8 +40,8 @@ from typing import Any
 
 import pandas as pd
 
-from fnlab import files
-from fnlab.status import FALSE_NEGATIVE, TRUE_NEGATIVE
+from fnlab.core import files
+from fnlab.core.status import FALSE_NEGATIVE, TRUE_NEGATIVE
 
 UNDECIDED = "undecided"
 DECISIONS = (FALSE_NEGATIVE, TRUE_NEGATIVE)

@@ -559,7 +559,7 @@ def pause_point(stage: str) -> None:
     Active only where the environment sets ``FNLAB_TEST_PAUSE=stage`` and ``FNLAB_TEST_PAUSE_FILE=PATH``:
     the process then writes its pid to ``PATH`` and sleeps. Stages: ``commit:file-written``,
     ``commit:journal-written`` (:func:`commit_files`), ``run:file-written``, ``run:before-finalize``,
-    ``run:marker-written`` (:mod:`fnlab.runs`).
+    ``run:marker-written`` (:mod:`fnlab.storage.runs`).
     """
     if os.environ.get("FNLAB_TEST_PAUSE") != stage:
         return

@@ -16,8 +16,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from fnlab.core.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
 from fnlab.data.base import MatchingDataset
-from fnlab.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
+from fnlab.retrieval.similarity import normalize
 
 DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
 
@@ -65,11 +66,6 @@ class Sides:
         return sp.csr_matrix(fn, dtype=bool)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: str) -> Sides:
     """Arrange a split's embeddings as queries and candidates.
 
@@ -83,9 +79,10 @@ def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: 
                          f"{ds.split!r} has {ds.n_a} and {ds.n_b}")
     lab = ds.labelled_matrix().tocsr()
     rel = ds.relevance
+    a, b = normalize(np.asarray(emb_a, dtype=np.float32)), normalize(np.asarray(emb_b, dtype=np.float32))
     if direction == "t2i":
-        return Sides(_unit(emb_b), _unit(emb_a), lab, rel, direction)
-    return Sides(_unit(emb_a), _unit(emb_b), lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction)
+        return Sides(b, a, lab, rel, direction)
+    return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction)
 
 
 def _row(m: sp.csr_matrix | None, q: int, n: int) -> np.ndarray:
@@ -166,7 +163,7 @@ def similarity_sample(s: Sides, *, max_negatives: int = 200_000, hard_k: int = 1
     keep = ~np.asarray(s.positives[qi, ci]).ravel().astype(bool)
     negative = np.einsum("ij,ij->i", s.queries[qi[keep]], s.candidates[ci[keep]])
     # Hard candidates: each query's top non-positive candidates.
-    from fnlab.similarity import topk
+    from fnlab.retrieval.similarity import topk
 
     k = min(hard_k, max(1, nc - 1))
     scores, idx = topk(s.queries, s.candidates, k, exclude=s.positives)

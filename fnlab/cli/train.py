@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fnlab.commands.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
-from fnlab.commands.options import registry_names as _names
+from fnlab.cli.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
+from fnlab.cli.options import registry_names as _names
 
 #: named sampler options -> sampler parameter names (only passed when given)
 SAMPLER_FLAGS = {
@@ -72,7 +72,7 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from fnlab.train import TrainConfig
+    from fnlab.training.train import TrainConfig
 
     sampler_params = dict(_parse_kv(t, "--param") for t in args.param)
     sampler_flags = {}
@@ -106,7 +106,7 @@ def check_train_params(sampler: str, sampler_params: dict, sampler_flags: dict, 
         ValueError: unknown sampler or loss (valid names listed), unknown loss parameter, wrong type.
     """
     from fnlab import losses, samplers
-    from fnlab.commands.options import check_params
+    from fnlab.cli.options import check_params
 
     sampler_params = check_params(sampler_params, samplers.param_specs(sampler), owner=f"sampler {sampler!r}",
                                   flags=sampler_flags, strict=False)  # names: the sampler's own check
@@ -150,15 +150,15 @@ class _TqdmCallback:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fnlab.runs import RunStore
-    from fnlab.train import train
+    from fnlab.storage.runs import RunStore
+    from fnlab.training.train import train
 
     config = config_from_args(args)
     store, name = RunStore.for_path(args.out, overwrite=args.overwrite)
     if store.exists(name) and not args.overwrite:  # fail before loading data and training
         raise FileExistsError(f"--out {args.out}: run {name!r} already exists in {store.root} (use --overwrite "
                               f"to replace it, or remove it with: fnlab runs rm {args.out})")
-    callbacks = [] if args.no_progress else [_TqdmCallback()]  # duck-typed fnlab.train.Callback
+    callbacks = [] if args.no_progress else [_TqdmCallback()]  # duck-typed fnlab.training.train.Callback
     result = train(config, callbacks=callbacks, store=store, name=name)
     summary = result.load_json("eval")
     rec = summary["recall"]

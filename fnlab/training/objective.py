@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fnlab.memory import FeatureQueue, make_momentum_copy, momentum_update
+from fnlab.retrieval.memory import FeatureQueue, make_momentum_copy, momentum_update
 
 __all__ = ["Relevance", "SampledObjective"]
 

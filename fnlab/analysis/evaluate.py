@@ -21,7 +21,7 @@ Metrics (docs/METHODS.md, "Evaluation"):
   ``roc_auc_score`` and ``average_precision_score`` and a 10-bin equal-width expected calibration
   error (ECE = sum over bins of ``|bin| / N * |mean label - mean probability|``).
 
-Top-k retrieval goes through :func:`fnlab.similarity.topk` (faiss by default). R-precision needs
+Top-k retrieval goes through :func:`fnlab.retrieval.similarity.topk` (faiss by default). R-precision needs
 a per-query cut-off R (up to all items), so it ranks in chunks with torch instead.
 
 The output of :func:`evaluate_embeddings` is the JSON object of ``fnlab eval --json``; keys are
@@ -39,13 +39,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fnlab.similarity import topk
+from fnlab.retrieval.similarity import topk
 
 KS: tuple[int, ...] = (1, 5, 10)
 
 __all__ = [
     "KS", "Candidates", "evaluate_embeddings", "retrieval_recall", "r_precision", "fn_candidates", "pool_candidates",
-    "fn_detection", "expected_calibration_error",
+    "fn_detection", "expected_calibration_error", "reliability_bins",
 ]
 
 
@@ -252,9 +252,16 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins:
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width bins on [0, 1]: ``{"lo", "hi", "count", "mean_p", "frac_positive"}`` per non-empty bin."""
+    """Equal-width bins on [0, 1] (the bins of :func:`expected_calibration_error`): ``{"lo", "hi", "count",
+    "mean_p", "frac_positive"}`` per non-empty bin, lowest first. ``probs``, ``labels``: ``[N]``.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths.
+    """
     p = np.asarray(probs, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=np.float64).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"probs and labels must have the same length, got {p.shape} and {y.shape}")
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
     cnt = np.bincount(bins, minlength=n_bins)
     sp_ = np.bincount(bins, weights=p, minlength=n_bins)

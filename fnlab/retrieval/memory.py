@@ -11,16 +11,13 @@ Example:
     >>> q = FeatureQueue(dim=4, size=6)
     >>> q.enqueue(torch.randn(4, 4), torch.randn(4, 4), torch.tensor([0, 1, 2, 3]))
     >>> q.enqueue(torch.randn(4, 4), torch.randn(4, 4), torch.tensor([4, 5, 6, 7]))
-    >>> len(q), q.features()[2].tolist()
-    (6, [2, 3, 4, 5, 6, 7])
-    >>> q.positive_mask(torch.tensor([3, 9])).sum(dim=1).tolist()
-    [1, 0]
+    >>> q.features()[2].tolist()
+    [2, 3, 4, 5, 6, 7]
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +66,7 @@ class FeatureQueue:
         dim: feature size of side A (images).
         size: capacity (FNE: 8224).
         dim_b: feature size of side B (captions); defaults to ``dim``.
-        device: where the buffers live (default CPU; move with :meth:`to`).
+        device: where the buffers live (default CPU).
         dtype: feature dtype (float32).
 
     Entries are returned oldest first. Only filled entries are returned (the official code
@@ -92,22 +89,6 @@ class FeatureQueue:
     @property
     def device(self) -> torch.device:
         return self.feats_a.device
-
-    def __len__(self) -> int:
-        return self.filled
-
-    @property
-    def is_full(self) -> bool:
-        return self.filled == self.size
-
-    def clear(self) -> None:
-        self.ids.fill_(-1)
-        self.ptr = self.filled = 0
-
-    def to(self, device: str | torch.device) -> FeatureQueue:
-        """Move the buffers (in place); returns self."""
-        self.feats_a, self.feats_b, self.ids = (t.to(device) for t in (self.feats_a, self.feats_b, self.ids))
-        return self
 
     @torch.no_grad()
     def enqueue(self, feats_a: torch.Tensor, feats_b: torch.Tensor, ids: torch.Tensor) -> None:
@@ -152,11 +133,6 @@ class FeatureQueue:
         order = self._order()
         return self.feats_a[order], self.feats_b[order], self.ids[order]
 
-    def positive_mask(self, anchor_ids: torch.Tensor) -> torch.Tensor:
-        """``[B, F]`` bool: queue entries sharing each anchor's item id (labelled positives)."""
-        _, _, ids = self.features()
-        return anchor_ids.reshape(-1, 1).to(self.device) == ids[None, :]
-
     def pool(self, batch_a: torch.Tensor, batch_b: torch.Tensor, batch_ids: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch followed by the queue, as FNE's pool: ``([B+F, dim], [B+F, dim_b], [B+F])``.
@@ -166,23 +142,3 @@ class FeatureQueue:
         qa, qb, qi = self.features()
         return (torch.cat([batch_a, qa.to(batch_a.dtype)]), torch.cat([batch_b, qb.to(batch_b.dtype)]),
                 torch.cat([batch_ids.reshape(-1).to(qi), qi]))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"feats_a": self.feats_a, "feats_b": self.feats_b, "ids": self.ids,
-                "ptr": torch.tensor(self.ptr), "filled": torch.tensor(self.filled)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (e.g. after ``torch.load(..., weights_only=True)``).
-
-        Raises:
-            ValueError: buffers of the wrong shape.
-        """
-        for key, cur in (("feats_a", self.feats_a), ("feats_b", self.feats_b), ("ids", self.ids)):
-            if key not in state or tuple(state[key].shape) != tuple(cur.shape):
-                got = tuple(state[key].shape) if key in state else "missing"
-                raise ValueError(f"FeatureQueue.load_state_dict: field {key!r} must have shape "
-                                 f"{tuple(cur.shape)}, got {got}")
-        self.feats_a = state["feats_a"].to(self.feats_a)
-        self.feats_b = state["feats_b"].to(self.feats_b)
-        self.ids = state["ids"].to(self.ids)
-        self.ptr, self.filled = int(state["ptr"]), int(state["filled"])

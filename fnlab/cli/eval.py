@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from fnlab.files import dumps
+from fnlab.core.files import dumps
 
 
 def add_parser(subparsers) -> None:
@@ -33,12 +33,12 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
     from pathlib import Path
 
     from fnlab import data
-    from fnlab.evaluate import evaluate_embeddings
-    from fnlab.runs import Run
+    from fnlab.analysis.evaluate import evaluate_embeddings
+    from fnlab.storage.runs import Run
 
     path = Path(run_dir)
     if not path.is_dir():
-        from fnlab.runs import RunStore
+        from fnlab.storage.runs import RunStore
 
         store, name = RunStore.for_path(path)
         if (store.staging / name).is_dir():

@@ -1,7 +1,7 @@
 """The status of a (query, candidate) pair: its one name and its one colour, everywhere.
 
-Every view (figures in :mod:`fnlab.viz`, tables in :mod:`fnlab.explore`, review decisions in
-:mod:`fnlab.review`, every app page) uses these strings and colours, so a labelled positive, a false
+Every view (figures in :mod:`fnlab.analysis.viz`, tables in :mod:`fnlab.analysis.explore`, review decisions in
+:mod:`fnlab.analysis.review`, every app page) uses these strings and colours, so a labelled positive, a false
 negative and a true negative look the same on every page. Nothing here imports plotly or streamlit.
 
 Colours follow the Okabe-Ito palette (readable for colour-blind viewers): labelled positive = bluish

@@ -1,0 +1,1 @@
+"""Storage layer: the run store (``runs``: staging folder, atomic rename, checksums)."""
