@@ -6,10 +6,10 @@ seeded synthetic data:
 1. ``engines``: ``fnlab.scan.scan`` at ``--nq x --nc`` (default 100k x 100k, d=128, top-10),
    ``engine="local"`` vs ``engine="ray"`` on a local Ray with the same cores (queries as .npy
    shards, output as committed Parquet parts), the ratio ray / local printed side by side.
-2. ``indexes``: the retrieval of the scan (``fnlab.similarity.build_index`` + ``topk`` with the
+2. ``indexes``: the retrieval of the scan (``fnlab.retrieval.similarity.build_index`` + ``topk`` with the
    labelled positive left out) for 1M candidates x 100k queries, d=128, k=10: exact (flat) vs
    ivf vs hnsw: build and search time, peak memory, recall@10 against exact on 1,000 sampled
-   queries (``fnlab.similarity.recall_at_k``).
+   queries (``fnlab.retrieval.similarity.recall_at_k``).
 3. ``million``: the same retrieval at 1M x 1M with the approximate index (targets: recall@10 >= 0.95
    on 1,000 sampled queries, < 15 min on 2 cores, peak < 4 GB).
 

@@ -257,3 +257,18 @@ def test_score_is_the_log_density_ratio_with_missing_features_marginalised():
         want.append(multivariate_normal(means[1][o], covs[1][np.ix_(o, o)]).logpdf(row[o])
                     - multivariate_normal(means[0][o], covs[0][np.ix_(o, o)]).logpdf(row[o]))
     np.testing.assert_allclose(_score(x, means, covs), want, rtol=1e-9, atol=1e-9)
+
+
+def test_context_with_an_approximate_index_searches_with_it_and_pickles_without_it():
+    import pickle
+
+    q, c, pos, _ = planted_retrieval(nq=200, nc=400, n_dup=20)
+    exact = P.PairContext(q, c, pos)
+    approx = P.PairContext(q, c, pos, index="ivf", index_params={"nprobe": 64})
+    assert exact.candidate_index() is None and approx.candidate_index() is approx.candidate_index()
+    s_exact, i_exact = exact.topk_unlabelled(5)
+    s_approx, i_approx = approx.topk_unlabelled(5)
+    np.testing.assert_array_equal(i_approx, i_exact)  # every cell probed: the same ranking
+    np.testing.assert_allclose(s_approx, s_exact, atol=1e-5)
+    back = pickle.loads(pickle.dumps(approx))  # as sent to Ray workers: the faiss index stays behind
+    assert back._candidate_index is None and back.candidate_index() is not None

@@ -136,7 +136,7 @@ class PairContext:
         signals: the signals to compute (default: all of :data:`SIGNALS`); ``similarity`` is always on.
         hubness_k: neighbours of each candidate among the queries for ``candidate_hubness``.
         index: the faiss index kind of the context's own searches (``"flat"`` exact, ``"ivf"`` or
-            ``"hnsw"``, :func:`fnlab.similarity.build_index`), with ``index_params``: a scan with an
+            ``"hnsw"``, :func:`fnlab.retrieval.similarity.build_index`), with ``index_params``: a scan with an
             approximate index fits its posterior with the same kind of search, so the fit never
             costs more than the scan. :meth:`candidate_index` is built once and shared.
 
@@ -250,7 +250,7 @@ class PairContext:
         if self.index_kind == "flat":
             return None
         if self._candidate_index is None:
-            from fnlab.similarity import build_index
+            from fnlab.retrieval.similarity import build_index
 
             self._candidate_index = build_index(self.candidates, self.index_kind, params=self.index_params,
                                                 seed=self.seed)
@@ -271,7 +271,7 @@ class PairContext:
             if self.index_kind == "flat":
                 scores, _ = topk(self.candidates, queries, k, backend="faiss")
             else:  # the same kind of approximate search, over the (sampled) queries
-                from fnlab.similarity import build_index
+                from fnlab.retrieval.similarity import build_index
 
                 index = build_index(queries, self.index_kind, params=self.index_params, seed=self.seed)
                 scores, _ = topk(self.candidates, None, k, backend="faiss", index=index)
