@@ -89,6 +89,10 @@ PRIOR_FLOOR, PRIOR_CAP = 1e-7, 0.5
 #: the transitive signals: evidence from the labelled pairs of the query or the candidate
 TRANSITIVE = ("positive_neighbour", "query_neighbour")
 
+#: share of labelled pairs that must show a transitive signal for it to anchor the fit (a few
+#: queries with a second positive do not make a one-positive dataset)
+MIN_SHOWN_SHARE = 0.1
+
 #: feature names, in order, and the signals each needs
 FEATURES = {
     "similarity": ("similarity",),
@@ -236,7 +240,7 @@ class PUPosterior:
         if fixed is not None and not 0 < fixed < 1:
             raise ValueError(f"prior must be 'auto' or lie in (0, 1), got {prior!r}")
         all_names, all_lab, all_unl = names, lab, unl
-        anchored = bool(np.isfinite(lab).any(axis=0).all())  # every feature shown by some labelled pair
+        anchored = bool((np.isfinite(lab).mean(axis=0) >= MIN_SHOWN_SHARE).all())  # labelled pairs show every feature
         scored = False
         while True:
             pi, means, covs, it, conv = _fit_em(lab, unl, uw, prior=fixed, max_iter=max_iter, tol=tol)
@@ -390,7 +394,8 @@ def best_bin_prior(labelled: np.ndarray, unlabelled: np.ndarray, weights: np.nda
 def _anchored_features(names: tuple[str, ...], lab: np.ndarray, notes: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
     """The features the fit uses, from those offered (module docstring, "Which features"), with the
     labelled rows ``lab [L, len(names)]`` cut to them; the choice gets a note."""
-    shown = [n for j, n in enumerate(names) if n in TRANSITIVE and np.isfinite(lab[:, j]).any()]
+    shown = [n for j, n in enumerate(names)
+             if n in TRANSITIVE and np.isfinite(lab[:, j]).mean() >= MIN_SHOWN_SHARE]
     if "margin" not in names or not shown:
         return names, lab
     chosen = ("margin", *shown)
