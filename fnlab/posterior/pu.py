@@ -263,7 +263,7 @@ class PUPosterior:
                     scored = True
                     fixed = best_bin_prior(_score(lab, means, covs), _score(unl, means, covs), uw)
                     notes.append(f"prior {fixed:.3g} by best bin estimation on the fitted log-odds "
-                                 f"(the mixture's own: {pi:.3g}), then refitted")
+                                 f"(before: {pi:.3g}), then refitted")
                     continue
                 break
             notes.append(f"feature {names[worst]} dropped: the fit made P(FN) fall as it rises")
