@@ -132,9 +132,25 @@ def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warm
         assert row["posterior_active"] == 1.0 and row["posterior_on_step"] == 1.0
         assert 0.0 < row["fne_prior"] < 1.0
     assert out["posterior"]["estimator"] == "pu"
-    # the kept model is the best validation epoch
-    best = max(m, key=lambda r: r["val_rsum"])
+    # the kept model is the best validation epoch, on the relevant rSum where ground truth exists
+    best = max(m, key=lambda r: r["val_relevant_rsum"])
     assert m[-1]["best_epoch"] == best["epoch"]
+    assert out["eval"]["selected_on"] == "val_relevant_rsum" and out["eval"]["best_epoch"] == best["epoch"]
+
+
+def test_select_by_labelled_keeps_the_best_labelled_epoch_and_relevant_needs_ground_truth():
+    out = train(tiny_config(epochs=3, eval_splits=("val",), select_by="labelled"))
+    m = out["metrics"]
+    assert m[-1]["best_epoch"] == max(m, key=lambda r: r["val_rsum"])["epoch"]
+    assert out["eval"]["selected_on"] == "val_rsum"
+    with pytest.raises(ValueError, match="select_by"):
+        tiny_config(select_by="best")
+    from fnlab.training.train import _selection_score
+
+    with pytest.raises(ValueError, match="ground truth"):
+        _selection_score("relevant", {"rsum": 100.0}, None)
+    assert _selection_score("auto", {"rsum": 100.0}, None) == 100.0
+    assert _selection_score("auto", {"rsum": 100.0}, {"rsum": 300.0}) == 300.0
 
 
 @pytest.mark.parametrize("loss", ["triplet", "infonce", "dcl", "hcl", "fnc"])

@@ -55,6 +55,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup-epochs", type=int, default=None,
                    help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it, "
                    "else 0)")
+    p.add_argument("--select-by", default="auto", choices=["auto", "relevant", "labelled"],
+                   help="validation figure the kept epoch maximises: auto = relevant rSum where the data have "
+                        "ground truth (a labelled-only rSum punishes ranking unlabelled matches high), else labelled")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dim", type=int, default=64, help="joint embedding size")
@@ -94,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
         sampler=args.sampler, sampler_params=sampler_params, loss=args.loss, loss_params=loss_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=args.dim, text_encoder=args.text_encoder,
         queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
+        select_by=args.select_by,
         posterior=args.posterior, seed=args.seed, device=args.device, num_threads=args.threads,
     )
 

@@ -24,8 +24,14 @@ false-negative posterior on the current validation embeddings, labels only), ``o
 step's in-batch scores) and ``epoch_metrics`` (:class:`fnlab.samplers.base.Sampler`); FNE keeps its
 running statistics or its fitted posterior there and reports whether it was active.
 
-The best epoch by validation rSum is kept (its weights are restored at the end); the metrics
-record ``best_epoch`` and ``below_warmup`` (the kept model scores below the warm-up's).
+The best epoch on the validation split is kept (its weights are restored at the end); the metrics
+record ``best_epoch`` and ``below_warmup`` (the kept model scores below the
+warm-up's); ``eval.json`` says which figure it was ``selected_on``. ``select_by="auto"`` selects on the relevant rSum (every ground-truth match counts)
+where the validation split has ground truth, else on the labelled rSum: a labelled-only metric counts
+an unlabelled match ranked above the labelled one as an error, so it penalises exactly the models
+that stop repelling false negatives; model selection then inherits the false-negative bias
+(measured in ``bench/results/headline_probes.md``: the oracle sampler's labelled validation rSum falls
+after the warm-up while its relevant rSum rises).
 
 Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
 ``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
@@ -61,6 +67,21 @@ __all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSE
 #: losses the training loop applies to the picked negatives (names of :mod:`fnlab.losses`;
 #: ``triplet`` is the same hinge as the warm-up's, averaged over the picked negatives)
 TRAIN_LOSSES = ("triplet", "infonce", "dcl", "hcl", "fnc")
+
+
+#: what the kept epoch is selected on (module docstring)
+SELECT_BY = ("auto", "relevant", "labelled")
+
+
+def _selection_score(select_by: str, rec: dict, rel_rec: dict | None) -> float:
+    """The validation figure the kept epoch maximises: relevant rSum (``"relevant"``, or ``"auto"``
+    with ground truth) or labelled rSum (``"labelled"``, or ``"auto"`` without ground truth)."""
+    if select_by == "relevant" and rel_rec is None:
+        raise ValueError("train config: select_by='relevant' needs a validation split with ground truth "
+                         "(relevance); use 'auto' or 'labelled'")
+    if select_by != "labelled" and rel_rec is not None:
+        return float(rel_rec["rsum"])
+    return float(rec["rsum"])
 
 
 @dataclass
@@ -120,6 +141,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     eval_splits: tuple[str, ...] = ("val", "test")
+    select_by: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -144,6 +166,7 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
+        need(self.select_by in SELECT_BY, "select_by", f"must be one of {', '.join(SELECT_BY)}")
         from fnlab import posterior, samplers
 
         need(self.posterior in posterior.ESTIMATORS.available(), "posterior",
@@ -374,10 +397,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
             if rel_rec is not None:
                 row["val_relevant_rsum"] = rel_rec["rsum"]
             row["warmup"] = float(in_warmup)
-            if best is None or rec["rsum"] > best[0]:
-                best = (rec["rsum"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            score = _selection_score(config.select_by, rec, rel_rec)
+            if best is None or score > best[0]:
+                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
             if in_warmup:
-                warmup_rsum = rec["rsum"]
+                warmup_rsum = score
             row["best_epoch"] = float(best[1])
             # the kept (best) model scores below the warm-up's: the sampler epochs undid the warm-up
             row["below_warmup"] = float(warmup_rsum is not None and not in_warmup and best[0] <= warmup_rsum
@@ -411,6 +435,9 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
                                      fn_top_k=config.fn_top_k)
         result["split"] = eval_split
+        result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
+                                 else "val_rsum")
+        result["best_epoch"] = int(history[-1]["best_epoch"])
         if writer is None:
             return {"metrics": history, "eval": result, "model": model,
                     "posterior": None if posterior is None else posterior.params(),
