@@ -166,7 +166,9 @@ def _check_embeddings(arr: Any, key: str, names: Mapping[str, str]) -> np.ndarra
 
 
 def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: bool) -> np.ndarray:
-    """float32 C-contiguous copy ``[N, d]``, L2-normalised by :func:`fnlab.retrieval.similarity.normalize`.
+    """float32 C-contiguous ``[N, d]`` unit rows: a copy L2-normalised by
+    :func:`fnlab.retrieval.similarity.normalize`, or the input itself when its rows already are unit
+    float32 (never modified: the scan only reads it).
 
     Raises:
         ScanInputError: with ``normalize``, rows that are all zeros (no direction to keep).
@@ -179,7 +181,18 @@ def _prepare(arr: np.ndarray, key: str, names: Mapping[str, str], normalize: boo
         rows = np.flatnonzero(zero)
         raise ScanInputError(f"{_where(names, key)}: {rows.size} row(s) are all zeros "
                              f"(first rows: {rows[:5].tolist()}); cannot normalise them")
+    if arr.flags.c_contiguous and _unit_already(arr):
+        return arr  # already unit rows (most embedding models' output): no second copy in memory
     return unit_rows(arr)
+
+
+def _unit_already(arr: np.ndarray, tol: float = 1e-5, step: int = 65536) -> bool:
+    """Every row of float32 ``arr`` has an L2 norm within ``tol`` of 1 (checked in blocks)."""
+    for s in range(0, arr.shape[0], step):
+        block = arr[s:s + step].astype(np.float64)
+        if np.abs(np.sqrt(np.einsum("ij,ij->i", block, block)) - 1.0).max() > tol:
+            return False
+    return True
 
 
 def _duplicate_rows(arr: np.ndarray) -> int:
