@@ -61,7 +61,7 @@ def _run_one(job) -> dict:
     opts = dict(options) if dataset.startswith("shapes") else {k: v for k, v in options.items() if k != "n_train"}
     cfg = TrainConfig(dataset=dataset, dataset_options=opts, sampler=sampler, sampler_params=params,
                       epochs=args.epochs, batch_size=args.batch_size, queue_size=args.queue_size,
-                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads)
+                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by)
     t0 = time.perf_counter()
     out = train(cfg)
     ev, last = out["eval"], out["metrics"][-1]
@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--queue-size", type=int, default=8224)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--select-by", default="relevant", choices=["auto", "relevant", "labelled"],
+                   help="validation figure the kept epoch maximises, the same for every sampler: relevant rSum "
+                        "(ground truth) by default, since a labelled-only rSum punishes ranking false negatives "
+                        "high, which is what a sampler that stops repelling them does")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))

@@ -124,7 +124,7 @@ def test_fne_posterior_switch_is_recorded_per_epoch():
 
 
 def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warmup():
-    cfg = dict(sampler="fne", queue_size=96, epochs=3, warmup_epochs=1, eval_splits=("val",))
+    cfg = dict(sampler="fne", queue_size=96, epochs=3, warmup_epochs=1, eval_splits=("val",), select_by="auto")
     out = train(tiny_config(**cfg))
     m = out["metrics"]
     assert m[0]["posterior_active"] == 0.0  # warm-up
@@ -139,7 +139,7 @@ def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warm
 
 
 def test_select_by_labelled_keeps_the_best_labelled_epoch_and_relevant_needs_ground_truth():
-    out = train(tiny_config(epochs=3, eval_splits=("val",), select_by="labelled"))
+    out = train(tiny_config(epochs=3, eval_splits=("val",)))  # the default: labelled
     m = out["metrics"]
     assert m[-1]["best_epoch"] == max(m, key=lambda r: r["val_rsum"])["epoch"]
     assert out["eval"]["selected_on"] == "val_rsum"

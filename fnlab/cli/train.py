@@ -55,9 +55,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup-epochs", type=int, default=None,
                    help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it, "
                    "else 0)")
-    p.add_argument("--select-by", default="auto", choices=["auto", "relevant", "labelled"],
-                   help="validation figure the kept epoch maximises: auto = relevant rSum where the data have "
-                        "ground truth (a labelled-only rSum punishes ranking unlabelled matches high), else labelled")
+    p.add_argument("--select-by", default="labelled", choices=["auto", "relevant", "labelled"],
+                   help="validation figure the kept epoch maximises: labelled rSum (default), relevant rSum "
+                        "(needs ground truth; a labelled-only rSum punishes ranking unlabelled matches high), or "
+                        "auto (relevant where the data have ground truth)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--dim", type=int, default=64, help="joint embedding size")

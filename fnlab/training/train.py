@@ -25,13 +25,15 @@ step's in-batch scores) and ``epoch_metrics`` (:class:`fnlab.samplers.base.Sampl
 running statistics or its fitted posterior there and reports whether it was active.
 
 The best epoch on the validation split is kept (its weights are restored at the end); the metrics
-record ``best_epoch`` and ``below_warmup`` (the kept model scores below the
-warm-up's); ``eval.json`` says which figure it was ``selected_on``. ``select_by="auto"`` selects on the relevant rSum (every ground-truth match counts)
-where the validation split has ground truth, else on the labelled rSum: a labelled-only metric counts
-an unlabelled match ranked above the labelled one as an error, so it penalises exactly the models
-that stop repelling false negatives; model selection then inherits the false-negative bias
-(measured in ``bench/results/headline_probes.md``: the oracle sampler's labelled validation rSum falls
-after the warm-up while its relevant rSum rises).
+record ``best_epoch`` and ``below_warmup`` (the kept model scores below the warm-up's), and
+``eval.json`` says which figure it was ``selected_on``. By default (``select_by="labelled"``) that
+is the labelled rSum, the only figure a user's own data offer. ``"relevant"`` (or ``"auto"`` where
+the validation split has ground truth) selects on the relevant rSum instead, as
+``bench/reproduce.py`` does for every sampler: a labelled-only metric counts an unlabelled match
+ranked above the labelled one as an error, so it penalises exactly the models that stop repelling
+false negatives, and model selection inherits the false-negative bias (measured in
+``bench/results/headline_probes.md``: the oracle sampler's labelled validation rSum falls after the
+warm-up while its relevant rSum rises).
 
 Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
 ``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
@@ -141,7 +143,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     eval_splits: tuple[str, ...] = ("val", "test")
-    select_by: str = "auto"
+    select_by: str = "labelled"
 
     def __post_init__(self) -> None:
         self.validate()
