@@ -285,6 +285,22 @@ def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: in
 TABLE_CHUNK_ROWS = 1 << 20
 
 
+def scan_posterior(ctx: Any, posterior: Any, estimator: str, prior: float | str, seed: int,
+                   notes: list[str]) -> tuple[Any, str, str]:
+    """The posterior a scan applies, for every engine: ``posterior`` when given (a run's), else
+    :func:`fit_scan_posterior` on the scan's context; the context's and the posterior's notes are
+    added to ``notes`` once each. Returns ``(posterior, how its prior was set, estimator name)``."""
+    if posterior is None:
+        post, prior_method = fit_scan_posterior(estimator, prior, ctx, seed=seed)
+    else:
+        post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
+        estimator = getattr(post, "estimator", "given")
+    for msg in ctx.notes + list(getattr(post, "notes", ())):
+        if msg not in notes:
+            notes.append(msg)
+    return post, prior_method, estimator
+
+
 def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
                    similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None) -> pd.DataFrame:
     """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
@@ -485,14 +501,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     rng = np.random.default_rng(seed)
     sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
     sample_sims = ctx.similarity(sq, sc)
-    if posterior is None:
-        post, prior_method = fit_scan_posterior(estimator, prior, ctx, seed=seed)
-    else:
-        post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
-        estimator = getattr(post, "estimator", "given")
-    for msg in ctx.notes + list(getattr(post, "notes", ())):
-        if msg not in notes:
-            notes.append(msg)
+    post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
     t_fit = time.perf_counter() - t_fit
 
     # --- search: chunked top-k without the labelled positives

@@ -408,14 +408,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     pos_sims = scanmod._rowwise_dot(q, c, coo.row, coo.col)
     sq, sc = ctx.draw_unlabelled(int(negative_sample), np.random.default_rng(seed))
     sample_sims = ctx.similarity(sq, sc)
-    if posterior is None:
-        post, prior_method = scanmod.fit_scan_posterior(estimator, prior, ctx, seed=seed)
-    else:
-        post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
-        estimator = getattr(post, "estimator", "given")
-    for msg in ctx.notes + list(getattr(post, "notes", ())):
-        if msg not in notes:
-            notes.append(msg)
+    post, prior_method, estimator = scanmod.scan_posterior(ctx, posterior, estimator, prior, seed, notes)
     if "candidate_hubness" in ctx.signal_names:
         ctx.candidate_hubness()  # computed once here, not by every worker
     t_fit = time.perf_counter() - t_fit
