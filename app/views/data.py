@@ -17,6 +17,36 @@ st.markdown(
     "in a trained model's top results."
 )
 
+
+def _example() -> None:
+    """Two sentences on the run's example caption, the one Rankings and the Sampler playground open on."""
+    name = st.session_state.get("run")
+    if not name:
+        return
+    root, split = state.runs_root(), st.session_state.get("split", state.SPLITS[0])
+    ex = state.teaching_example(str(root), name, split, state.run_key(root, name))
+    if ex is None:
+        return
+    q = ex["query"]
+    cap = state.caption_array(state.ds_key(root, name, split))[q]
+    above = ex["false_negatives_above"]
+    behind = (f"behind {above} image{'s' if above != 1 else ''} that it also describes but nobody labelled "
+              "(false negatives)" if above else "with no false negative above it")
+    c1, c2 = st.columns([5, 1])
+    c1.markdown(
+        f"**An example on run {name}:** caption #{q} “{cap}” finds its labelled image at rank "
+        f"{ex['positive_rank']}, {behind}; **Rankings** opens on it. "
+        f"Asked for a negative for it, hardest-negative mining draws a false negative {ex['hardest_fn_risk']:.0%} "
+        f"of the time and FNE {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show where each "
+        "puts its weight.")
+    if c2.button("Open in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch"):
+        state.open_ranking("t2i", q)
+    if c2.button("Open in the playground", key="data_to_playground", icon=":material/tune:", width="stretch"):
+        state.open_playground(q)
+
+
+state.guard(_example)
+
 SOURCES = {
     "sample: shapes (sample_data/shapes)": "sample",
     "shapes (generated)": "shapes",
