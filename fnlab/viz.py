@@ -264,6 +264,7 @@ def sampler_weight_bars(
     similarities: np.ndarray | None = None,
     hover: Sequence[str] | None = None,
     title: str | None = "Sampling probability per ranked candidate",
+    normalise: bool = True,
 ) -> go.Figure:
     """One bar chart per sampler: the (normalised) weight on each ranked candidate, coloured by status.
 
@@ -273,6 +274,8 @@ def sampler_weight_bars(
         status: ``[M]`` ground-truth status strings (see :func:`status_labels`).
         similarities: optional ``[M]`` similarities shown on hover.
         hover: optional ``[M]`` texts (captions, item names) shown on hover.
+        normalise: ``False`` when ``weights`` are already sampling probabilities over a larger set of which
+            these ``M`` candidates are the top: the bars then show them as they are (summing to less than one).
     """
     if not weights:
         raise ValueError("sampler_weight_bars needs at least one sampler")
@@ -288,7 +291,7 @@ def sampler_weight_bars(
         if w.size != status.size:
             raise ValueError(f"sampler {name!r}: {w.size} weights for {status.size} candidates")
         total = w.sum()
-        prob = w / total if total > 0 else w
+        prob = w / total if total > 0 and normalise else w
         for st in STATUS_ORDER:
             m = status == st
             if not m.any():
