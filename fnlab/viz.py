@@ -358,7 +358,8 @@ def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,
     if "p_false_negative" in table:
         fig.add_scatter(x=table["rank"], y=table["p_false_negative"], mode="lines+markers", name="P(false negative)",
                         line=dict(color="black", width=2), secondary_y=True)
-        fig.update_yaxes(title_text="P(false negative)", range=[0, 1.02], secondary_y=True)
+        fig.update_yaxes(title_text="P(false negative)", range=[0, 1.02], tickmode="linear", tick0=0, dtick=0.25,
+                         showgrid=False, secondary_y=True)  # round ticks, not ones synced to the similarity axis
         if threshold is not None:
             fig.add_hline(y=threshold, line=dict(color="black", dash="dot"), secondary_y=True)
     fig.update_yaxes(title_text="similarity", secondary_y=False)

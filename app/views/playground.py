@@ -31,6 +31,9 @@ VARIANTS = {
     "random": ("random", {}),
 }
 DEFAULT = ["hardest", "simans", "fne · paper", "fne · calibrated"]
+# parameters that do nothing here: the playground hands FNE the run's posterior (min_confident only gates the
+# running statistics FNE keeps when it has none), and fn_cutoff is paper mode's
+HIDDEN = {"fne · paper": {"min_confident"}, "fne · calibrated": {"min_confident", "fn_cutoff"}}
 
 
 def _slider(sampler: str, spec, key: str):
@@ -60,7 +63,8 @@ def _build(chosen: list[str], posterior) -> dict:
         with cols[i % len(cols)].expander(label, expanded=True, icon=":material/tune:"):
             params = {}
             for spec in smp.param_specs(name):
-                params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
+                if spec.name not in HIDDEN.get(label, ()):
+                    params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
             if name == "range" and params.get("range_max") is not None and params["range_max"] <= params["range_min"]:
                 st.warning("The last rank considered must come after the ranks skipped: ignored.")
                 params["range_max"] = None

@@ -83,13 +83,13 @@ def _page():
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
                  height=min(1000, 40 + 61 * len(table)),
                  column_config={
-                     "rank": st.column_config.NumberColumn("rank", width="small"),
+                     "rank": st.column_config.NumberColumn("rank", width=50),
                      "image": st.column_config.ImageColumn("image", width="small"),
                      "similarity": st.column_config.ProgressColumn("similarity (cosine)", format="%.3f",
-                                                                   min_value=-1.0, max_value=1.0),
+                                                                   min_value=-1.0, max_value=1.0, width=130),
                      "p_false_negative": st.column_config.ProgressColumn("P(false negative)", format="%.3f",
-                                                                         min_value=0.0, max_value=1.0),
-                     "badges": st.column_config.TextColumn("status", width="medium"),
+                                                                         min_value=0.0, max_value=1.0, width=130),
+                     "badges": st.column_config.TextColumn("status", width=255),  # the longest badge in full
                      "item": st.column_config.TextColumn("candidate", width="large"),
                  })
 
