@@ -19,14 +19,11 @@ def demo_config(**overrides) -> dict:
     setting), 3 epochs (a VSE++ warm-up, then 2 with FNE and the paper's 8224-entry queue; the best
     validation epoch is kept). Cold, with only what the repository ships, its first start (building the
     dataset, training, writing the run) takes well under a minute on 2 CPU cores (bench/train_speed.py).
-    One torch thread: the job shares the cores with the Streamlit server and the browser, and two threads
-    that wait on each other's core made it several times slower whenever the machine was busy (216 s
-    against 37 s at a load average of 5-8; the runs are identical). The Train page starts from this
+    It trains what ``fnlab train --dataset shapes-precomp --epochs 3`` trains. The Train page starts from this
     configuration; ``text_encoder`` only matters for datasets of words (``shapes``).
     """
     cfg = {"dataset": "shapes-precomp", "dataset_options": {}, "sampler": "fne", "epochs": DEMO_EPOCHS,
-           "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 8224, "seed": 0, "device": "auto",
-           "num_threads": 1}
+           "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 8224, "seed": 0, "device": "auto"}
     cfg.update(overrides)
     return cfg
 
