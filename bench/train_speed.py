@@ -78,7 +78,7 @@ def bench_cli(epochs: int, threads: int | None, profile: bool, tmp: Path) -> lis
     r = _run([sys.executable, *args], {})
     shown = " ".join(["fnlab", *args[2:]]).replace(str(tmp / "cli"), "RUN")
     out += [f"$ {shown}", _line("cli", r), "    " + _epochs(tmp / "cli"),
-            "    " + r["stdout"].strip().splitlines()[-1]]
+            "    " + r["stdout"].strip().splitlines()[-1].replace(str(tmp / "cli"), "RUN")]
     if profile:
         prof = tmp / "cli.prof"
         args[args.index("--out") + 1] = str(tmp / "cli_profiled")
