@@ -38,7 +38,7 @@ def _example() -> None:
         f"Asked for a negative for it, hardest-negative mining draws a false negative {ex['hardest_fn_risk']:.0%} "
         f"of the time and FNE {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show where each "
         "puts its weight.")
-    c1, c2, _ = st.columns([1, 1, 2])
+    c1, c2, _ = st.columns(3)
     if c1.button("Open it in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch"):
         state.open_ranking("t2i", q)
     if c2.button("Open it in the playground", key="data_to_playground", icon=":material/tune:", width="stretch"):
