@@ -43,7 +43,8 @@ demo: install sample_data/shapes/dataset.json
 test: install browser-deps
 	$(PY) -m pytest -q -m "not slow"
 
-# everything, with the slow end-to-end tests (the browser's first start trains the real demo run)
+# everything, with tests marked slow (none at present: the browser's first start, which trains the real demo
+# run, takes about a minute and runs in make test)
 test-all: install browser-deps
 	$(PY) -m pytest -q
 

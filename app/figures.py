@@ -90,5 +90,5 @@ def sampler_bars(root, name: str, split: str, direction: str, q: int, samplers: 
         if p[order].sum() < 0.999:
             outside.append(f"{label}: {1 - p[order].sum():.0%}")
     fig = viz.sampler_weight_bars(shown, status, similarities=sims[order], hover=[cand[int(c)] for c in order],
-                                  title=f"Query #{q}: {query_text}")
+                                  title=f"Query #{q}: {query_text}", normalise=False)  # over every candidate
     return fig, outside

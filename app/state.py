@@ -200,31 +200,69 @@ def _run_posterior(root: str, name: str, _mtime_key: float):
     return fit_dataset(a, b, ds)
 
 
+#: the example caption's labelled image ranks at most this high (Rankings opens on it)
+EXAMPLE_MAX_RANK = 3
+#: ... and FNE draws a false negative for it at most this share of the time (hardest: every time)
+EXAMPLE_MAX_FNE_RISK = 0.25
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def lesson_example(root: str, name: str, split: str, _mtime_key: float) -> dict | None:
-    """The Lesson's example caption: the one with the most ground-truth false negatives ranked above its
-    labelled image (text → image), with its best-ranked false negative and its positive; ``None`` without
-    ground truth."""
+def teaching_example(root: str, name: str, split: str, _mtime_key: float) -> dict | None:
+    """The run's example caption (text → image), the one the app opens on: Rankings and the Sampler playground
+    select it first, the Data page's introduction and the Lesson point at it. ``None`` without ground truth.
+
+    The first caption, in split order, that shows the story: its labelled image ranks in the top
+    :data:`EXAMPLE_MAX_RANK`, behind at least one ground-truth false negative; hardest-negative mining's pick
+    (its most similar unlabelled image) is a false negative; and FNE (calibrated, with the run's posterior)
+    draws a false negative at most :data:`EXAMPLE_MAX_FNE_RISK` of the time. Where no caption meets all four,
+    the first that meets the most (in that order of importance) wins.
+
+    Returns:
+        ``query``, ``positive`` (its best-ranked labelled image), ``false_negative`` (its best-ranked false
+        negative), ``positive_rank``, ``false_negatives_above``, ``hardest_pick_is_fn``, ``fne_fn_risk`` and
+        ``hardest_fn_risk`` (the probability that each draws a false negative for this caption).
+    """
     s = sides(root, name, split, "t2i")
     fnm = s.false_negatives
     if fnm is None or fnm.nnz == 0:
         return None
-    sims = s.queries @ s.candidates.T  # [queries, images]
-    pos = s.positives.toarray().astype(bool)
-    best_pos = np.where(pos, sims, -np.inf).max(axis=1)
-    fn = fnm.toarray().astype(bool)
-    above = (fn & (sims > best_pos[:, None])).sum(axis=1)
-    top_negative = np.where(pos, -np.inf, sims).argmax(axis=1)
-    top_is_fn = fn[np.arange(len(fn)), top_negative]
-    pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
-    # A clear example: hardest's pick is a false negative, one ranks above the positive, the positive is in the
-    # top 10, and the caption is specific enough that not everything is a false negative. First such caption wins.
-    score = 8 * top_is_fn + 4 * (above >= 1) + 2 * (pos_rank <= 10) + (fn.sum(axis=1) <= 30)
-    q = int(np.argmax(score))
-    fn_sims = np.where(fn[q], sims[q], -np.inf)
-    return {"query": q, "false_negative": int(np.argmax(fn_sims)),
-            "positive": int(np.argmax(np.where(pos[q], sims[q], -np.inf))),
-            "false_negatives_above": int(above[q]), "hardest_pick_is_fn": bool(top_is_fn[q])}
+    from fnlab.analysis import explore
+
+    smp = need("fnlab.samplers", "Samplers")
+    samplers = {"hardest": smp.build("hardest"),
+                "fne": smp.build("fne", mode="calibrated", posterior=run_posterior(Path(root), name))}
+    best, best_score = None, -1
+    for start in range(0, min(len(s.queries), 4096), 256):  # chunks: stop at the first caption that has it all
+        qs = np.arange(start, min(start + 256, len(s.queries)))
+        b = explore.batch(s, qs)
+        sims, pos, fn = b.sims.numpy(), b.positive_mask.numpy(), b.false_negative_mask.numpy()
+        best_pos = np.where(pos, sims, -np.inf).max(axis=1)
+        above = (fn & (sims > best_pos[:, None])).sum(axis=1)
+        pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
+        pick = np.where(pos, -np.inf, sims).argmax(axis=1)
+        pick_is_fn = fn[np.arange(len(qs)), pick]
+        risk = {k: (w / w.sum(dim=1, keepdim=True).clamp_min(1e-30) * b.false_negative_mask).sum(dim=1).numpy()
+                for k, w in explore.sampler_weights(b, samplers).items()}
+        score = (8 * (pos_rank <= EXAMPLE_MAX_RANK) + 4 * (above >= 1) + 2 * pick_is_fn
+                 + (risk["fne"] <= EXAMPLE_MAX_FNE_RISK))
+        i = int(np.argmax(score))
+        if score[i] > best_score:
+            fn_sims = np.where(fn[i], sims[i], -np.inf)
+            best_score = int(score[i])
+            best = {"query": int(qs[i]), "positive": int(np.argmax(np.where(pos[i], sims[i], -np.inf))),
+                    "false_negative": int(np.argmax(fn_sims)) if np.isfinite(fn_sims).any() else None,
+                    "positive_rank": int(pos_rank[i]), "false_negatives_above": int(above[i]),
+                    "hardest_pick_is_fn": bool(pick_is_fn[i]), "fne_fn_risk": float(risk["fne"][i]),
+                    "hardest_fn_risk": float(risk["hardest"][i])}
+        if best_score == 15:
+            break
+    return best
+
+
+def example_query(root: Path, name: str, split: str) -> int:
+    """The caption the app opens on (:func:`teaching_example`), or 0 without ground truth."""
+    ex = teaching_example(str(root), name, split, run_key(root, name))
+    return 0 if ex is None else int(ex["query"])
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -448,6 +486,13 @@ def open_ranking(direction_: str, query: int) -> None:
     st.session_state[_P["direction"]] = direction_
     st.session_state["_rk_focus"] = int(query)
     st.switch_page("views/rankings.py")
+
+
+def open_playground(query: int) -> None:
+    """Switch to the Sampler playground showing caption ``query`` (text → image)."""
+    st.session_state[_P["direction"]] = "t2i"
+    st.session_state["pg_query_t2i"] = int(query)
+    st.switch_page("views/playground.py")
 
 
 def open_on_map(point: int) -> None:

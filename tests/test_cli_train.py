@@ -50,3 +50,19 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):
         main(["train", "--help"])
+
+
+def test_the_command_makes_openmp_threads_wait_passively():
+    """fnlab sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP (spinning threads made training several times
+    slower on shared cores; the thread count, hence every result, stays), unless the environment sets it."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, fnlab.cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

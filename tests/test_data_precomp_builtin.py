@@ -187,6 +187,33 @@ def test_repo_ships_features_for_the_default_options():
         assert np.isfinite(feats).all()
 
 
+def test_repo_ships_caption_embeddings_for_the_default_options(monkeypatch):
+    """sample_data/precomp/minilm-captions.npz holds MiniLM's embedding of every caption of both datasets at
+    their defaults, so a first build at the defaults never loads MiniLM; other captions are embedded."""
+    import fnlab.data.minilm as minilm
+    import fnlab.data.pretrained as pre
+
+    with np.load(pre.shipped_root() / pre.CAPTION_TABLE, allow_pickle=False) as z:
+        texts, feats = z["texts"], z["features"]
+    assert feats.dtype == np.float32 and feats.shape == (len(texts), minilm.DIM)
+    assert (texts[:-1] < texts[1:]).all()  # sorted and distinct: the lookup bisects
+    for name in ("shapes", "digits"):
+        opts = {k: v for k, v in (pre.SHAPES_DEFAULTS if name == "shapes" else pre.DIGITS_DEFAULTS).items()
+                if k in ("n_train", "n_val", "n_test", "seed", "genericness", "p_two", "p_scene")}
+        caps = data.load(name, split="all", **opts).b_meta["text"].astype(str)
+        assert np.isin(caps.unique(), texts).all(), name
+    picked = [str(texts[0]), str(texts[len(texts) // 2])]
+    got = pre._caption_features([picked[1], picked[0], picked[1]])  # from the table
+    np.testing.assert_array_equal(got, feats[[len(texts) // 2, 0, len(texts) // 2]])
+    real = minilm.embed_texts(picked)  # the table is MiniLM's own output
+    np.testing.assert_allclose(real, feats[[0, len(texts) // 2]], atol=1e-5)
+    seen = []
+    monkeypatch.setattr(minilm, "embed_texts", lambda t, **kw: seen.append(list(t)) or real[:1].repeat(len(t), 0))
+    out = pre._caption_features([picked[0], "a caption nobody shipped"], progress=False)
+    assert seen == [["a caption nobody shipped"]]  # only the missing one is embedded
+    np.testing.assert_array_equal(out[0], feats[0])
+
+
 def test_genericness_reuses_image_features_and_moves_fn_density(shapes_small):
     specific = data.load("shapes-precomp", split="train", **SMALL_SHAPES, genericness=0.0)
     generic = data.load("shapes-precomp", split="train", **SMALL_SHAPES, genericness=0.8)

@@ -241,6 +241,37 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
 
 
+@pytest.mark.parametrize("mode", ["paper", "calibrated"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fne_posterior_above_the_cut_only_gives_the_same_weights(mode, dtype):
+    """FNE scores only the pairs above its cut-down (the rest get weight 0 whatever P is): the weights are
+    those of scoring the whole pool, also for a posterior that reads each anchor's positive. Bit for bit in
+    float32 (training's dtype); float64 may differ in the last bit, where torch's vectorised exp and its scalar
+    tail loop round differently."""
+    from fnlab.posterior import PairSignals
+
+    class Margin:  # P rises with s - s+: a wrong row alignment of s+ would show
+        pos_mean = 0.5
+
+        def prob_false_negative(self, sig):
+            return torch.sigmoid(12 * (sig.similarity - sig.positive_similarity + 0.15))
+
+    sims, pos, mask = make(16, 300, seed=3)
+    sims, pos = sims.to(dtype), pos.to(dtype)
+    for post in (Margin(), GaussianPosterior(0.55, 0.1, 0.1, 0.15, prior_pos=0.05)):
+        smp = S.build("fne", posterior=post, mode=mode)
+        p = post.prob_false_negative(PairSignals(sims, positive_similarity=pos[:, None])).to(dtype)
+        w = torch.exp(-0.5 * (sims - pos[:, None]) ** 2)
+        w = torch.where(1 - p < 1 - 1e-3, torch.exp(-0.5 * p), w) if mode == "paper" else w * (1 - p).clamp_min(0)
+        want = w.masked_fill(sims <= post.pos_mean - 0.2, 0.0).masked_fill(mask, 0.0)
+        got = smp.weights(sims, pos, mask)
+        assert (sims <= post.pos_mean - 0.2).float().mean() > 0.2  # the cut does remove pairs here
+        if dtype == torch.float32:
+            assert torch.equal(got, want), (type(post).__name__, (got - want).abs().max())
+        else:
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+
+
 # ------------------------------------------------------------------ range and positive_aware
 def test_range_defaults_are_a_band_below_the_positive():
     """Defaults: uniform over ranks 10..49 among non-positives, never above the positive's score."""

@@ -79,6 +79,10 @@ def test_status_labels_and_weight_bars():
     assert list(fn_bar.y) == pytest.approx([0.25])
     with pytest.raises(ValueError):
         viz.sampler_weight_bars({"x": np.ones(3)}, status)
+    # Probabilities over a larger pool, of which these are the top 4, are drawn as they are (the playground's
+    # bars must agree with its "probability below the ones shown" line).
+    part = viz.sampler_weight_bars({"random": np.array([0.1, 0, 0.1, 0.2])}, status, normalise=False)
+    assert sum(sum(t.y) for t in part.data if t.type == "bar") == pytest.approx(0.4)
 
 
 def test_hardness_risk_scatter():

@@ -18,7 +18,38 @@ st.markdown(
     "in a trained model's top results."
 )
 
+
+def _example() -> None:
+    """Two sentences on the run's example caption, the one Rankings and the Sampler playground open on."""
+    name = st.session_state.get("run")
+    if not name:
+        return
+    root, split = state.runs_root(), st.session_state.get("split", state.SPLITS[0])
+    ex = state.teaching_example(str(root), name, split, state.run_key(root, name))
+    if ex is None:
+        return
+    q = ex["query"]
+    cap = state.caption_array(state.ds_key(root, name, split))[q]
+    above = ex["false_negatives_above"]
+    behind = (f"behind {above} image{'s' if above != 1 else ''} that it also describes but nobody labelled "
+              "(false negatives)" if above else "with no false negative above it")
+    st.markdown(
+        f"**An example on run {name}:** caption #{q} “{cap}” finds its labelled image at rank "
+        f"{ex['positive_rank']}, {behind}; **Rankings** opens on it. "
+        f"Asked for a negative for it, hardest-negative mining draws a false negative {ex['hardest_fn_risk']:.0%} "
+        f"of the time and FNE {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show where each "
+        "puts its weight.")
+    c1, c2, _ = st.columns(3)
+    if c1.button("Open it in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch"):
+        state.open_ranking("t2i", q)
+    if c2.button("Open it in the playground", key="data_to_playground", icon=":material/tune:", width="stretch"):
+        state.open_playground(q)
+
+
+state.guard(_example)
+
 SOURCES = {
+    "the dataset of the run in the sidebar": "run",
     "sample: shapes (sample_data/shapes)": "sample",
     "shapes (generated)": "shapes",
     "digits": "digits",
@@ -66,6 +97,14 @@ def _load():
     c1, c2 = st.columns([3, 1])
     choice = SOURCES[c1.selectbox("Dataset", list(SOURCES), key="data_source")]
     split = c2.selectbox("Split", ["train", "val", "test", "all"], index=2, key="data_split")
+    if choice == "run":
+        name = st.session_state.get("run")
+        if name:
+            key = state.ds_key(state.runs_root(), name, split)
+            st.caption(f"Run **{name}** was trained on `{key[0]}`.")
+            return state.dataset(*key)
+        st.caption("No trained run yet: showing the sample data.")
+        choice = "sample"
     if choice == "sample":
         if not state.SAMPLE_DATA.joinpath("dataset.json").is_file():
             raise FileNotFoundError("the sample data is missing: run `make sample-data`")
@@ -112,7 +151,7 @@ def _page():
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch", row_height=96, height=560,
                  column_config={"image": st.column_config.ImageColumn("image", width="small"),
-                                "item": st.column_config.TextColumn("image", width="medium"),
+                                "item": st.column_config.TextColumn("what it shows", width="medium"),
                                 "captions": st.column_config.TextColumn("its labelled captions", width="large"),
                                 "false negatives": st.column_config.NumberColumn(
                                     "false negatives", help="Captions that describe this image but are not "

@@ -48,7 +48,7 @@ def _page():
         return
     root, name, split = cur
     step = int(st.session_state.get("lesson_step", 0))
-    ex = state.lesson_example(str(root), name, split, state.run_key(root, name))
+    ex = state.teaching_example(str(root), name, split, state.run_key(root, name))
     if ex is None:
         st.info("The lesson needs a dataset with ground truth (shapes or digits): pick such a run in the sidebar.")
         return
@@ -65,6 +65,8 @@ def _page():
             "Contrastive training treats every unlabelled pair as a negative, so it pushes these true matches apart.")
         cols = st.columns(4)
         for col, i, text in ((cols[0], pos_cand, "labelled positive"), (cols[1], fn_cand, "false negative")):
+            if i is None:
+                continue
             img = state.image(dkey, int(i))
             if img is not None:
                 col.image(img, width=128, caption=f"{text}: {state.label_array(dkey)[int(i)]}")

@@ -32,6 +32,9 @@ VARIANTS = {
     "random": ("random", {}),
 }
 DEFAULT = ["hardest", "simans", "fne · paper", "fne · calibrated"]
+# parameters that do nothing here: the playground hands FNE the run's posterior (min_confident only gates the
+# running statistics FNE keeps when it has none), and fn_cutoff is paper mode's
+HIDDEN = {"fne · paper": {"min_confident"}, "fne · calibrated": {"min_confident", "fn_cutoff"}}
 
 
 def _slider(sampler: str, spec, key: str):
@@ -60,7 +63,8 @@ def _build(chosen: list[str], posterior) -> dict:
         with cols[i % len(cols)].expander(label, expanded=True, icon=":material/tune:"):
             params = {}
             for spec in smp.param_specs(name):
-                params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
+                if spec.name not in HIDDEN.get(label, ()):
+                    params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
             if name == "range" and params.get("range_max") is not None and params["range_max"] <= params["range_min"]:
                 st.warning("The last rank considered must come after the ranks skipped: ignored.")
                 params["range_max"] = None
@@ -84,7 +88,10 @@ def _page():
     dkey = state.ds_key(root, name, split)
     caps, labs = state.caption_array(dkey), state.label_array(dkey)
     labels = caps.__getitem__ if direction == "t2i" else labs.__getitem__
-    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=f"pg_query_{direction}")
+    key = f"pg_query_{direction}"
+    if key not in st.session_state and direction == "t2i":  # the session's first visit: the run's example caption
+        st.session_state[key] = state.example_query(root, name, split)
+    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=key)
     top_m = c3.slider("Candidates shown (ranks)", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
     chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
     if not chosen:

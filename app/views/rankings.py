@@ -14,12 +14,15 @@ st.caption("What a trained model ranks above (and around) a query's labelled pos
            "positive; vermillion: a ground-truth false negative (a true match nobody labelled); blue: a true negative.")
 
 
-def _query_picker(labels: np.ndarray, direction: str) -> int | None:
-    """Text search, then a select box; a query opened from another page (or the URL) is selected first."""
+def _query_picker(labels: np.ndarray, direction: str, default: int) -> int | None:
+    """Text search, then a select box; a query opened from another page (or the URL) is selected first, else
+    ``default`` (the run's example caption) on the session's first visit."""
     key = f"rk_query_{direction}"
     focus = st.session_state.pop("_rk_focus", None)
     if focus is None:
         focus = state.url_index("query")
+    if focus is None and key not in st.session_state:
+        focus = default
     if focus is not None and 0 <= int(focus) < len(labels):
         st.session_state["rk_search"] = ""
         st.session_state[key] = int(focus)
@@ -50,7 +53,7 @@ def _page():
     s = state.sides(str(root), name, split, direction)
     dkey = state.ds_key(root, name, split)
     labels = state.caption_array(dkey) if direction == "t2i" else state.label_array(dkey)
-    q = _query_picker(labels, direction)
+    q = _query_picker(labels, direction, state.example_query(root, name, split) if direction == "t2i" else 0)
     if q is None:
         return
     st.query_params["query"] = str(int(q))
@@ -80,13 +83,13 @@ def _page():
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
                  height=min(1000, 40 + 61 * len(table)),
                  column_config={
-                     "rank": st.column_config.NumberColumn("rank", width="small"),
+                     "rank": st.column_config.NumberColumn("rank", width=50),
                      "image": st.column_config.ImageColumn("image", width="small"),
                      "similarity": st.column_config.ProgressColumn("similarity (cosine)", format="%.3f",
-                                                                   min_value=-1.0, max_value=1.0),
+                                                                   min_value=-1.0, max_value=1.0, width=130),
                      "p_false_negative": st.column_config.ProgressColumn("P(false negative)", format="%.3f",
-                                                                         min_value=0.0, max_value=1.0),
-                     "badges": st.column_config.TextColumn("status", width="medium"),
+                                                                         min_value=0.0, max_value=1.0, width=130),
+                     "badges": st.column_config.TextColumn("status", width=255),  # the longest badge in full
                      "item": st.column_config.TextColumn("candidate", width="large"),
                  })
 

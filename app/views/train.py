@@ -14,12 +14,12 @@ state.sidebar()
 st.caption("Train a small dual encoder on the chosen dataset with any negative sampler. Training runs in the "
            "background: you can change pages meanwhile, and the run then appears on every page.")
 
-DATASETS = {"shapes, small (600 training images; the demo run)": ("shapes", {"n_train": 600}),
-            "shapes, full (2,000 training images)": ("shapes", {}),
-            "digits (scikit-learn handwritten digits)": ("digits", {}),
-            "shapes as frozen pretrained features (the paper's setting; first use builds them, minutes)":
+DATASETS = {"shapes as frozen pretrained features (shapes-precomp, the paper's setting; the demo run)":
                 ("shapes-precomp", {}),
-            "digits as frozen pretrained features (first use builds them, minutes)": ("digits-precomp", {}),
+            "digits as frozen pretrained features (digits-precomp)": ("digits-precomp", {}),
+            "shapes from pixels and words (600 training images)": ("shapes", {"n_train": 600}),
+            "shapes from pixels and words (2,000 training images)": ("shapes", {}),
+            "digits (scikit-learn handwritten digits)": ("digits", {}),
             "my own folder (pairs, precomp or saved dataset)": ("folder", {})}
 
 
@@ -79,7 +79,7 @@ def _page():
         epochs = c4.number_input("Epochs", 1, 100, 3, key="tr_epochs",
                                  help="Passes over the training split; the first is a warm-up without the sampler.")
         batch = c5.number_input("Batch size (pairs)", 8, 1024, 128, step=8, key="tr_batch")
-        queue = c6.number_input("Memory queue (entries; 0 = off, paper 8224)", 0, 20000, 1024, step=64,
+        queue = c6.number_input("Memory queue (entries; 0 = off, paper 8224)", 0, 20000, 8224, step=64,
                                 key="tr_queue", help="Past batches' features kept as extra negatives (momentum encoder).")
         seed = c7.number_input("Seed", 0, 10_000, 0, key="tr_seed", help="The same seed gives the same run.")
         mode = st.radio("FNE mode", list(labels.FNE_MODES), format_func=labels.FNE_MODES.get, horizontal=True,

@@ -252,6 +252,7 @@ def sampler_weight_bars(
     similarities: np.ndarray | None = None,
     hover: Sequence[str] | None = None,
     title: str | None = "Sampling probability per ranked candidate",
+    normalise: bool = True,
 ) -> go.Figure:
     """One bar chart per sampler: the (normalised) weight on each ranked candidate, coloured by status.
 
@@ -261,6 +262,8 @@ def sampler_weight_bars(
         status: ``[M]`` ground-truth status strings (see :func:`status_labels`).
         similarities: optional ``[M]`` similarities shown on hover.
         hover: optional ``[M]`` texts (captions, item names) shown on hover.
+        normalise: ``False`` when ``weights`` are already sampling probabilities over a larger set of which
+            these ``M`` candidates are the top: the bars then show them as they are (summing to less than one).
     """
     if not weights:
         raise ValueError("sampler_weight_bars needs at least one sampler")
@@ -276,7 +279,7 @@ def sampler_weight_bars(
         if w.size != status.size:
             raise ValueError(f"sampler {name!r}: {w.size} weights for {status.size} candidates")
         total = w.sum()
-        prob = w / total if total > 0 else w
+        prob = w / total if total > 0 and normalise else w
         for st in STATUS_ORDER:
             m = status == st
             if not m.any():
@@ -343,7 +346,8 @@ def similarity_rank_bars(table: pd.DataFrame, *, threshold: float | None = None,
     if "p_false_negative" in table:
         fig.add_scatter(x=table["rank"], y=table["p_false_negative"], mode="lines+markers", name="P(false negative)",
                         line=dict(color="black", width=2), secondary_y=True)
-        fig.update_yaxes(title_text="P(false negative)", range=[0, 1.02], secondary_y=True)
+        fig.update_yaxes(title_text="P(false negative)", range=[0, 1.02], tickmode="linear", tick0=0, dtick=0.25,
+                         showgrid=False, secondary_y=True)  # round ticks, not ones synced to the similarity axis
         if threshold is not None:
             fig.add_hline(y=threshold, line=dict(color="black", dash="dot"), secondary_y=True)
     fig.update_yaxes(title_text="similarity", secondary_y=False)

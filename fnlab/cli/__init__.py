@@ -15,6 +15,12 @@ import sys
 
 from fnlab import __version__
 
+# OpenMP threads that wait for each other by spinning fight the machine's other work for the cores: on 2 cores
+# shared with other jobs a 10-epoch shapes-precomp run took about 200 s instead of 47 s, its warm-up epoch 10-24 s
+# instead of 0.3 s (bench/train_speed.py). Waiting passively keeps the thread count, so every result is the same.
+# Set before torch loads OpenMP; a value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 COMMANDS = ("data", "train", "eval", "scan", "runs")
 
 EPILOG = """\

@@ -28,8 +28,11 @@ read back with the same loader a Flickr30K/COCO user points at their own folder.
 **Caching.** Built on first use (progress bars on stderr) into ``$FNLAB_CACHE/precomp/NAME-HASH/``
 (default ``.fnlab_cache``), where HASH covers every option and :data:`BUILD_VERSION`. The frozen
 image features are cached on their own (they do not depend on the captions), so a new ``genericness``
-only re-embeds captions; those of the default options ship in ``sample_data/precomp`` (3.7 MB), so a
-first use at the defaults skips pretraining (:func:`ship_default_features` regenerates them). A folder is written under a temporary name and renamed into place. The same
+only re-embeds captions. What a first use at the default options needs ships in ``sample_data/precomp``:
+the frozen image features of both datasets (3.7 MB), so it skips pretraining, and the MiniLM embeddings of
+their distinct captions (:data:`CAPTION_TABLE`, 2.9 MB), so it skips loading and running MiniLM (about
+20 s on 2 cores); captions missing from the table are embedded as usual. :func:`ship_default_features`
+regenerates both. A folder is written under a temporary name and renamed into place. The same
 options give the same arrays on the same machine (seeded generators, seeded CPU training; the CNN's
 float sums can differ across torch thread counts, so the first build of a cache folder fixes them).
 
@@ -66,6 +69,8 @@ import scipy.sparse as sp
 from fnlab.data.base import MatchingDataset
 
 BUILD_VERSION = 1
+#: shipped MiniLM caption embeddings: ``texts [n]`` (str) and ``features [n, 384]`` float32, in :func:`shipped_root`
+CAPTION_TABLE = "minilm-captions.npz"
 PRETRAIN_SEED_OFFSET = 7919  #: shapes: pretraining images use seed + this (disjoint draws)
 _SPLITS = ("train", "val", "test")
 
@@ -176,8 +181,33 @@ def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]
 
 
 def shipped_root() -> Path:
-    """``sample_data/precomp`` of the source checkout: frozen image features shipped for the default options."""
+    """``sample_data/precomp`` of the source checkout: frozen image features and caption embeddings shipped
+    for the default options."""
     return Path(__file__).resolve().parents[2] / "sample_data" / "precomp"
+
+
+def _caption_features(texts: list[str], progress: bool = True) -> np.ndarray:
+    """MiniLM embeddings ``[len(texts), 384]`` float32: read from the shipped :data:`CAPTION_TABLE` where it
+    holds the text, the rest embedded (:func:`fnlab.data.minilm.embed_texts`; the model loads only then)."""
+    from fnlab.data.minilm import DIM, embed_texts
+
+    uniq, inverse = np.unique(np.asarray(texts, dtype=str), return_inverse=True)
+    out = np.zeros((len(uniq), DIM), dtype=np.float32)
+    found = np.zeros(len(uniq), dtype=bool)
+    table = shipped_root() / CAPTION_TABLE
+    if table.is_file():
+        with np.load(table, allow_pickle=False) as z:
+            known, feats = z["texts"], z["features"]
+        if feats.shape == (len(known), DIM) and len(known):
+            pos = np.searchsorted(known, uniq).clip(max=len(known) - 1)  # the table is sorted
+            found = known[pos] == uniq
+            out[found] = feats[pos[found]]
+    missing = np.flatnonzero(~found)
+    if len(missing):
+        _say(f"embedding {len(missing)} distinct captions with all-MiniLM-L6-v2 "
+             f"({int(found.sum())} read from {CAPTION_TABLE})")
+        out[missing] = embed_texts(uniq[missing].tolist(), progress=progress)
+    return out[np.asarray(inverse).ravel()]
 
 
 def _image_features(name: str, image_opts: dict, build) -> tuple[np.ndarray, dict]:
@@ -214,12 +244,10 @@ def _write_folder(name: str, full: MatchingDataset, feats: np.ndarray, build_inf
     """Write ``full`` (split ``all``, with ``a_meta["split"]``) in the precomp layout into ``final``."""
     from tqdm.auto import tqdm
 
-    from fnlab.data.minilm import embed_texts
-
     t0 = time.perf_counter()
     texts = full.b_meta["text"].astype(str).tolist()
-    _say(f"{name}: embedding {len(set(texts))} distinct captions with all-MiniLM-L6-v2")
-    cap_feats = embed_texts(texts, progress=True)
+    _say(f"{name}: caption embeddings of {len(set(texts))} distinct captions (all-MiniLM-L6-v2)")
+    cap_feats = _caption_features(texts)
     tmp = _tmp_sibling(final)
     split_of_a = full.a_meta["split"].to_numpy()
     order_a = np.concatenate([np.flatnonzero(split_of_a == s) for s in _SPLITS])
@@ -385,15 +413,20 @@ def _rows_of(split_of_a: np.ndarray, split: str) -> np.ndarray:
 
 
 def ship_default_features(out: str | Path | None = None) -> list[Path]:
-    """Copy the frozen image features of both datasets at their default options into ``out``
-    (default :func:`shipped_root`), building them if needed. Run it after changing how features are made
-    (and bump :data:`BUILD_VERSION`): ``python -c "from fnlab.data.pretrained import ship_default_features as f; f()"``.
+    """Copy what a first use at the default options needs into ``out`` (default :func:`shipped_root`):
+    the frozen image features of both datasets and the MiniLM embeddings of their captions
+    (:data:`CAPTION_TABLE`), building them if needed. Run it after changing how features are made (and
+    bump :data:`BUILD_VERSION`): ``python -c "from fnlab.data.pretrained import ship_default_features as f; f()"``.
     """
     out = Path(out) if out is not None else shipped_root()
     written = []
+    texts, feats = [], []
     for name, defaults, keys in (("shapes-precomp", SHAPES_DEFAULTS, _SHAPES_IMAGE_KEYS),
                                  ("digits-precomp", DIGITS_DEFAULTS, _DIGITS_IMAGE_KEYS)):
-        _BUILDERS[name]()
+        folder = _BUILDERS[name]()
+        for split in _SPLITS:
+            texts += (folder / f"{split}_caps.txt").read_text(encoding="utf-8").splitlines()
+            feats.append(np.load(folder / f"{split}_caps.npy", allow_pickle=False))
         o = _check(name, defaults, {})
         folder_name = f"{name}-features-{_key(name + '/features', {k: o[k] for k in keys})}"
         src = cache_root() / folder_name
@@ -404,7 +437,12 @@ def ship_default_features(out: str | Path | None = None) -> list[Path]:
         for f in ("features.npy", "build.json"):
             shutil.copy2(src / f, dst / f)
         written.append(dst)
-    return written
+    uniq, first = np.unique(np.asarray(texts, dtype=str), return_index=True)  # sorted, as the lookup needs
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{CAPTION_TABLE}.tmp-{os.getpid()}.npz"
+    np.savez_compressed(tmp, texts=uniq, features=np.concatenate(feats)[first].astype(np.float32))
+    os.replace(tmp, out / CAPTION_TABLE)
+    return [*written, out / CAPTION_TABLE]
 
 
 def build_info(name: str, **options) -> dict:

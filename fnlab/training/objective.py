@@ -45,6 +45,15 @@ class Relevance:
         rows = table[anchor_idx]  # [B, n_other]
         return rows[:, pool_idx].toarray().astype(bool)
 
+    def picked(self, anchor_idx: np.ndarray, picked_idx: np.ndarray, anchors_are_b: bool) -> np.ndarray | None:
+        """``[B, k]`` bool: relevance of each anchor to its ``k`` picked items (item ids ``picked_idx [B, k]``);
+        the same values as :meth:`mask` gathered at the picks, without building the ``[B, M]`` mask."""
+        if self.rel is None:
+            return None
+        table = self.rel if anchors_are_b else self.rel_t
+        rows = np.broadcast_to(np.asarray(anchor_idx)[:, None], picked_idx.shape)
+        return np.asarray(table[rows.ravel(), np.asarray(picked_idx).ravel()]).reshape(picked_idx.shape).astype(bool)
+
 
 class SampledObjective:
     """Sampler + loss on the picked negatives + optional momentum queue (module docstring).
@@ -130,15 +139,20 @@ class SampledObjective:
             pos_sims = sims[:, :bsz].diagonal()  # the anchor's own positive sits at the same batch slot
             pos_mask = aidx[:, None] == pool_item[None, :]
             rel_mask = None
-            if self.rel.rel is not None:
+            if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
                 m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
                 rel_mask = torch.from_numpy(m).to(self.device)
             ctx = {"relevant_mask": rel_mask} if self.needs_rel else {}
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,
                                       generator=self.gen, **ctx)
             loss = loss + self.pick_loss(sims, pos_sims, pos_mask, neg_idx=idx)
-            if rel_mask is not None:
-                chosen = rel_mask.gather(1, idx) & ~pos_mask.gather(1, idx)
+            if self.rel.rel is not None:  # the sampled false-negative rate: ground truth at the picks only
+                if rel_mask is not None:
+                    hit = rel_mask.gather(1, idx)
+                else:
+                    picked_ids = pool_ids.cpu().numpy()[idx.cpu().numpy()]
+                    hit = torch.from_numpy(self.rel.picked(anchor_ids.cpu().numpy(), picked_ids, anchors_are_b))
+                chosen = hit.to(self.device) & ~pos_mask.gather(1, idx)
                 self.picked[d] += int(idx.numel())
                 self.picked_fn[d] += int(chosen.sum())
         return loss / bsz
