@@ -168,7 +168,7 @@ def start(root: str | os.PathLike, name: str, config: dict) -> bool:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.jobs", "--root", str(root), "--name", name, "--config", json.dumps(config)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ})  # as the fnlab command (fnlab/cli.py) sets it
+            env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ})  # as the fnlab command (fnlab/cli/__init__.py) sets it
     except OSError:
         _lock(root, name).unlink(missing_ok=True)
         raise

@@ -226,9 +226,9 @@ def teaching_example(root: str, name: str, split: str, _mtime_key: float) -> dic
     fnm = s.false_negatives
     if fnm is None or fnm.nnz == 0:
         return None
+    from fnlab import samplers as smp
     from fnlab.analysis import explore
 
-    smp = need("fnlab.samplers", "Samplers")
     samplers = {"hardest": smp.build("hardest"),
                 "fne": smp.build("fne", mode="calibrated", posterior=run_posterior(Path(root), name))}
     best, best_score = None, -1
