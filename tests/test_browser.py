@@ -321,9 +321,8 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
     """The real first start: no run, an empty dataset cache (only what the repository ships). The demo run trains
     in the background; then the first page points at its example caption, Rankings opens on it with the labelled
     image in the top 3 behind a false negative, and the Sampler playground opens on it too: hardest draws a false
-    negative for it, FNE much less often, and over the batch FNE's false-negative risk is below hardest's (and,
-    the issue's aim, below SimANS's: an expected failure while the posterior cannot tell false negatives from
-    hard negatives; the numbers go to test-artifacts/demo_story.txt)."""
+    negative for it, FNE much less often, and over a batch of training captions (the pool samplers see in training)
+    FNE's false-negative risk is below hardest's and SimANS's (the numbers go to test-artifacts/demo_story.txt)."""
     _needs_browser()
     root = tmp_path / "runs"
     env = {"FNLAB_RUNS": str(root), "FNLAB_CACHE": str(tmp_path / "cache")}
@@ -380,10 +379,11 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
         risk = {t["name"]: t["y"][0] for t in _traces(page, 1)}
         story.append(f"playground, query #{query}: probability of drawing a false negative (top 30 shown): "
                      + ", ".join(f"{n} {v:.1%}" for n, v in on_fn.items()))
-        story.append("playground, batch of 128 test captions: false-negative risk "
+        story.append("playground, batch of 128 training captions against the training split: false-negative risk "
                      + ", ".join(f"{n} {v:.1%}" for n, v in risk.items()))
         assert on_fn["hardest"] > 0.99 and on_fn["fne · calibrated"] < 0.5 * on_fn["hardest"], on_fn
         assert risk["fne · calibrated"] < risk["hardest"] and risk["fne · paper"] < risk["hardest"], risk
+        assert risk["fne · calibrated"] < risk["simans"], risk
         _no_errors(page, "playground")
         _not_cut_off(page, "playground")
         _shot(page, "story_playground")
@@ -394,8 +394,3 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "demo_story.txt").write_text("\n".join(story) + "\n")
     assert not errors, errors
-    if not risk["fne · calibrated"] < risk["simans"]:
-        pytest.xfail(f"FNE's false-negative risk over the batch is not below SimANS's: FNE calibrated "
-                     f"{risk['fne · calibrated']:.1%}, FNE paper {risk['fne · paper']:.1%}, SimANS {risk['simans']:.1%}, "
-                     f"hardest {risk['hardest']:.1%} (the run's posterior barely separates false negatives from hard "
-                     "negatives above FNE's cut; issue 9)")

@@ -243,6 +243,21 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     assert calib[0, 4] == 0 and paper[0, 4] == 0
 
 
+def test_fne_applies_the_posterior_of_the_direction_it_samples():
+    """After a calibrated refit FNE holds one posterior per direction and a call's ``direction`` picks it;
+    a call without one (the app's playground) uses the run's caption-to-image posterior."""
+    sims, pos, mask = make(8, 60, seed=2)
+    flat = GaussianPosterior(0.5, 0.1, 0.0, 0.2, prior_pos=1e-6)  # P ~ 0 everywhere
+    sure = GaussianPosterior(0.5, 0.1, 0.0, 0.2, prior_pos=1 - 1e-6)  # P ~ 1 above the negatives
+    smp = S.build("fne")
+    smp.start_epoch(2, warmup=False, fit_posterior=lambda prior, direction: {"t2i": flat, "i2t": sure}[direction])
+    assert smp.by_direction == {"t2i": flat, "i2t": sure} and smp.posterior is flat
+    t2i = smp.weights(sims, pos, mask, direction="t2i")
+    i2t = smp.weights(sims, pos, mask, direction="i2t")
+    torch.testing.assert_close(smp.weights(sims, pos, mask), t2i)
+    assert i2t.sum() < 0.1 * t2i.sum()  # likely false negatives gone (empty rows fall back to one pick each)
+
+
 def test_fne_calibrated_cuts_in_the_pools_own_similarity_space():
     """Training scores online anchors against momentum keys, well below the online-online figures the
     posterior is fitted on. The paper's cut at the fitted mu+ then empties rows, which fall back to the

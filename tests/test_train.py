@@ -138,6 +138,39 @@ def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warm
     assert out["eval"]["selected_on"] == "val_relevant_rsum" and out["eval"]["best_epoch"] == best["epoch"]
 
 
+def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_scored(monkeypatch):
+    """Each refit fits captions->images and images->captions, queries from the online encoder and candidates
+    from the momentum twin that fills the queue, and every sampler call says which direction it samples."""
+    from fnlab.samplers.fne import FNESampler
+    from fnlab.training import train as T
+
+    fits, seen = [], []
+    real_fit = T.fit_run_posterior
+
+    def spy_fit(emb_a, emb_b, dataset, **kw):
+        fits.append((kw.get("direction", "t2i"), emb_a.copy(), emb_b.copy()))
+        return real_fit(emb_a, emb_b, dataset, **kw)
+
+    real_weights = FNESampler._weights
+
+    def spy_weights(self, sims, pos_sims, positive_mask, **context):
+        seen.append(context.get("direction"))
+        return real_weights(self, sims, pos_sims, positive_mask, **context)
+
+    monkeypatch.setattr(T, "fit_run_posterior", spy_fit)
+    monkeypatch.setattr(FNESampler, "_weights", spy_weights)
+    out = train(tiny_config(sampler="fne", queue_size=96, epochs=3, warmup_epochs=1, eval_splits=("val",)))
+    refits = [f[0] for f in fits[:-1]]  # the last fit is the run's posterior.json (captions query images)
+    assert refits == ["t2i", "i2t", "t2i", "i2t"] and fits[-1][0] == "t2i"
+    assert seen[:2] == ["i2t", "t2i"] and set(seen) == {"i2t", "t2i"}
+    # epoch 3's refit: candidates come from the twin, which lags the online encoder the queries come from
+    _, a_t2i, b_t2i = fits[2]
+    _, a_i2t, b_i2t = fits[3]
+    assert not np.allclose(a_t2i, a_i2t)  # images: twin (t2i candidates) vs online (i2t queries)
+    assert not np.allclose(b_t2i, b_i2t)
+    assert 0.0 < out["metrics"][-1]["fne_prior_i2t"] < 1.0
+
+
 def test_select_by_labelled_keeps_the_best_labelled_epoch_and_relevant_needs_ground_truth():
     out = train(tiny_config(epochs=3, eval_splits=("val",)))  # the default: labelled
     m = out["metrics"]

@@ -52,7 +52,12 @@ class FNESampler(Sampler):
       positives were collected, prior 1e-4 (or ``prior``);
     * ``"calibrated"``: at the start of every epoch after the warm-up, the run's posterior
       (:mod:`fnlab.posterior`, default estimator ``pu``, prior estimated unless ``prior`` is set) is
-      fitted on the current embeddings, labels only, and applied from the first step.
+      fitted on the validation split, labels only, and applied from the first step. One posterior per
+      direction (``by_direction``; the trainer says which direction a call samples, ``direction=`` in
+      the call's context), each fitted where the pool is scored: queries from the online encoder,
+      candidates from the encoder that fills the pool (the momentum twin when there is a queue). A
+      caption-to-image posterior applied to image anchors, or an online-online fit applied to momentum
+      keys, reads signals whose scale it never saw.
 
     Args:
         posterior: any object with ``prob_false_negative(signals) -> Tensor`` and ``pos_mean``.
@@ -100,6 +105,7 @@ class FNESampler(Sampler):
         self.mode, self.tau, self.margin, self.fn_cutoff = mode, float(tau), float(margin), float(fn_cutoff)
         self.min_confident, self.prior = int(min_confident), prior
         self._owns_posterior = posterior is None
+        self.by_direction: dict[str, Any] = {}
         self._steps = self._active = 0
         self._first_active: int | None = None
         self._warmup = True
@@ -118,7 +124,8 @@ class FNESampler(Sampler):
             self.posterior = RunningGaussianStats(min_count=self.min_confident,
                                                   prior_pos=PAPER_PRIOR if self.prior == "auto" else float(self.prior))
         elif not warmup and fit_posterior is not None:
-            self.posterior = fit_posterior(prior=self.prior)
+            self.by_direction = {d: fit_posterior(prior=self.prior, direction=d) for d in ("t2i", "i2t")}
+            self.posterior = self.by_direction["t2i"]
 
     def observe(self, batch_scores: torch.Tensor, ids: torch.Tensor) -> None:
         """Feed the paper's running statistics; count the steps that sample with a posterior."""
@@ -133,11 +140,13 @@ class FNESampler(Sampler):
                 self._first_active = self._steps
 
     def epoch_metrics(self) -> dict[str, float]:
-        """``fne_prior`` (the posterior's prior), ``confident_pairs`` (paper mode: positives collected),
-        ``posterior_active`` (share of the epoch's steps that sampled with the posterior; 0: FNE ran
+        """``fne_prior`` (the posterior's prior; ``fne_prior_i2t``: the image-to-text one), ``confident_pairs``
+        (paper mode: positives collected), ``posterior_active`` (share of the epoch's steps that sampled with the posterior; 0: FNE ran
         as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
         post = self.posterior
         out = {"fne_prior": float(getattr(post, "prior_pos", float("nan"))) if post is not None else float("nan"),
+               **{f"fne_prior_{d}": float(getattr(p, "prior_pos", float("nan"))) for d, p in self.by_direction.items()
+                  if d != "t2i"},
                "posterior_active": 0.0 if self._warmup or not self._steps else self._active / self._steps,
                "posterior_on_step": float(self._first_active) if self._first_active is not None else math.nan}
         if hasattr(post, "count"):
@@ -159,7 +168,8 @@ class FNESampler(Sampler):
             p = torch.as_tensor(p)
         return p.to(device=sims.device, dtype=sims.dtype)
 
-    def _prob_above_cut(self, sims: torch.Tensor, pos_sims: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def _prob_above_cut(self, sims: torch.Tensor, pos_sims: torch.Tensor, keep: torch.Tensor,
+                        posterior: Any = None) -> torch.Tensor:
         """:meth:`prob_false_negative` on the pairs ``keep`` marks, 0 on the others (``[B, M]``).
 
         The cut-down zeroes every other weight whatever P is, so P is computed where it counts only, at a
@@ -173,7 +183,7 @@ class FNESampler(Sampler):
         rows, cols = keep.nonzero(as_tuple=True)
         p = torch.zeros_like(sims)
         if len(rows):
-            picked = self.posterior.prob_false_negative(
+            picked = (self.posterior if posterior is None else posterior).prob_false_negative(
                 PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
             p[rows, cols] = torch.as_tensor(picked).to(device=sims.device, dtype=sims.dtype)
         return p
@@ -184,7 +194,7 @@ class FNESampler(Sampler):
             return w
         ref = float(self.posterior.pos_mean) if self.mode == "paper" else pos_sims.mean()
         cut = sims <= ref - self.margin
-        p = self._prob_above_cut(sims, pos_sims, ~cut)
+        p = self._prob_above_cut(sims, pos_sims, ~cut, self.by_direction.get(context.get("direction")))
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
             w = torch.where(replace, torch.exp(-self.tau * p), w)

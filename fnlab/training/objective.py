@@ -19,6 +19,7 @@ through its hooks ``start_epoch``, ``observe`` and ``epoch_metrics``; this modul
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -97,9 +98,11 @@ class SampledObjective:
         (the paper starts from pretrained encoders with thousands of steps per epoch).
         """
         self.picked, self.picked_fn = [0, 0], [0, 0]
-        self.sampler.start_epoch(epoch, warmup=warmup, fit_posterior=fit_posterior)
         if self.twin is not None and queue_starts:
             self.twin.load_state_dict(model.state_dict())
+        if fit_posterior is not None and self.twin is not None:
+            fit_posterior = functools.partial(fit_posterior, key_model=self.twin)
+        self.sampler.start_epoch(epoch, warmup=warmup, fit_posterior=fit_posterior)
 
     def epoch_metrics(self) -> dict[str, float]:
         """``sampled_fn_rate`` (and per direction where ground truth exists) plus the sampler's own metrics."""
@@ -142,7 +145,9 @@ class SampledObjective:
             if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
                 m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
                 rel_mask = torch.from_numpy(m).to(self.device)
-            ctx = {"relevant_mask": rel_mask} if self.needs_rel else {}
+            ctx = {"direction": ("i2t", "t2i")[d]}
+            if self.needs_rel:
+                ctx["relevant_mask"] = rel_mask
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,
                                       generator=self.gen, **ctx)
             loss = loss + self.pick_loss(sims, pos_sims, pos_mask, neg_idx=idx)

@@ -270,16 +270,18 @@ def _build_sampler(config: TrainConfig):
 
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
-                      prior: float | str = "auto", seed: int = 0, quick: bool = False) -> Any:
+                      prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i") -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
-    :func:`fnlab.posterior.fit_dataset` with captions querying images. Shapes: ``emb_a [n_a, d]``,
-    ``emb_b [n_b, d]``. ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE)."""
+    :func:`fnlab.posterior.fit_dataset`, captions querying images (``direction="t2i"``, the run's
+    ``posterior.json``) or images querying captions. Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
+    ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE)."""
     from fnlab import posterior
 
     params = {}
     if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
         params["n_random"] = 10_000
-    return posterior.fit_dataset(emb_a, emb_b, dataset, estimator, prior=prior, seed=seed, **params)
+    return posterior.fit_dataset(emb_a, emb_b, dataset, estimator, direction=direction, prior=prior, seed=seed,
+                                 **params)
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -395,11 +397,17 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
             t0 = time.perf_counter()
             in_warmup = epoch <= warmup
 
-            def fit_posterior(prior: float | str = "auto", _epoch: int = epoch) -> Any:
-                ea_, eb_ = (encode_side(model, val_ds.a_inputs, "a", device=device),
-                            encode_side(model, val_ds.b_inputs, "b", device=device))
+            def fit_posterior(prior: float | str = "auto", direction: str = "t2i", key_model: Any = None,
+                              _epoch: int = epoch) -> Any:
+                # queries from the online encoder, candidates from the encoder that fills the pool (the momentum
+                # twin when there is a queue): the space the sampler scores the pool in
+                keys = model if key_model is None else key_model
+                q_side, c_side = ("b", "a") if direction == "t2i" else ("a", "b")
+                q = encode_side(model, getattr(val_ds, f"{q_side}_inputs"), q_side, device=device)
+                c = encode_side(keys, getattr(val_ds, f"{c_side}_inputs"), c_side, device=device)
+                ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
                 return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                         seed=config.seed + _epoch, quick=True)
+                                         seed=config.seed + _epoch, quick=True, direction=direction)
 
             objective.start_epoch(epoch, warmup=in_warmup, queue_starts=epoch == warmup + 1 and warmup > 0,
                                   model=model, fit_posterior=fit_posterior)
