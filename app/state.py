@@ -266,6 +266,16 @@ def example_query(root: Path, name: str, split: str) -> int:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
+def pool_split(root: Path, name: str, split: str) -> str:
+    """The split whose candidates the samplers' batch summary draws from: the run's training split when it saved
+    those embeddings (the demo run does), else ``split``.
+
+    Samplers are made for the pool training gives them (FNE's queue holds 8224 features, SimANS ranks the top 100
+    of it); on a test split of 200 images SimANS's top 100 is half the pool and it draws almost at random, which is
+    not what it does in training."""
+    return "train" if get_run(root, name).has("emb_a_train.npy") else split
+
+
 def query_batch(root: str, name: str, split: str, direction: str, size: int):
     """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
     from fnlab.analysis import explore

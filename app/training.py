@@ -21,10 +21,13 @@ def demo_config(**overrides) -> dict:
     epoch, so it would cost time and change nothing the pages show. It trains what ``fnlab train --dataset
     shapes-precomp --epochs 2`` trains. Cold, with only what the repository ships, the first start (building
     the dataset, training, writing the run) takes well under a minute on 2 CPU cores (bench/train_speed.py).
-    The Train page starts from this configuration; ``text_encoder`` only matters for datasets of words.
+    The Train page starts from this configuration; ``text_encoder`` only matters for datasets of words. The
+    training split's embeddings are saved too (a few MB): the playground's batch summary samples from that pool,
+    the size samplers see in training (:func:`app.state.pool_split`).
     """
     cfg = {"dataset": "shapes-precomp", "dataset_options": {}, "sampler": "fne", "epochs": DEMO_EPOCHS,
-           "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 8224, "seed": 0, "device": "auto"}
+           "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 8224, "seed": 0, "device": "auto",
+           "eval_splits": ["train", "val", "test"]}
     cfg.update(overrides)
     return cfg
 

@@ -94,14 +94,15 @@ def _page():
         samplers = _samplers(post, "hardest", "fne · calibrated", "semihard", "random")
         fig, _ = figures.sampler_bars(root, name, split, "t2i", q,
                                       {k: samplers[k] for k in ("hardest", "fne · calibrated")}, 20)
-        bb = state.query_batch(str(root), name, split, "t2i", 128)
+        pool = state.pool_split(root, name, split)
+        bb = state.query_batch(str(root), name, pool, "t2i", 128)
         summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=post,
-                                          sides=state.sides(str(root), name, split, "t2i"))
+                                          sides=state.sides(str(root), name, pool, "t2i"))
         risk = dict(zip(summary["sampler"], summary["fn_risk"], strict=True))
         st.markdown(
             "**FNE** weighs each candidate by how hard it is *and* by the run's posterior P(false negative): likely "
             "false negatives lose weight, which moves to hard candidates that are truly negative. Over a batch of "
-            f"{len(bb.queries)} captions on this run, {risk['fne · calibrated']:.1%} of FNE's draws are false "
+            f"{len(bb.queries)} {pool} captions on this run, {risk['fne · calibrated']:.1%} of FNE's draws are false "
             f"negatives against {risk['hardest']:.1%} for hardest and {risk['random']:.1%} for random (the lower "
             "chart: right is harder, down is safer). How far it gets depends on how sharp the posterior is.")
         st.plotly_chart(fig, width="stretch", key="lesson_fne")

@@ -109,9 +109,12 @@ def _page():
         st.caption("Probability on candidates ranked below the ones shown: " + ", ".join(outside))
 
     st.subheader("Hardness vs false-negative risk")
-    bsize = st.slider("Queries averaged (a random batch, fixed seed)", 8, min(512, nq), min(128, nq), key="pg_batch")
-    bb = state.query_batch(str(root), name, split, direction, int(bsize))
-    summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior, sides=s)
+    pool = state.pool_split(root, name, split)
+    ps = state.sides(str(root), name, pool, direction)
+    bsize = st.slider("Queries averaged (a random batch, fixed seed)", 8, min(512, len(ps.queries)),
+                      min(128, len(ps.queries)), key="pg_batch")
+    bb = state.query_batch(str(root), name, pool, direction, int(bsize))
+    summary = explore.sampler_summary(bb, explore.sampler_weights(bb, samplers), posterior=posterior, sides=ps)
     left, right = st.columns([3, 2])
     left.plotly_chart(viz.hardness_risk_scatter(summary), width="stretch", key="pg_scatter")
     right.dataframe(summary, hide_index=True, width="stretch", column_order=["sampler", "hardness", "fn_risk"],
@@ -119,8 +122,15 @@ def _page():
                                    "fn_risk": st.column_config.NumberColumn("FN risk", format="percent"),
                                    "hardness": st.column_config.NumberColumn("hardness (cosine)", format="%.3f")})
     source = summary["risk_source"].iloc[0] if len(summary) else "ground truth"
-    right.caption("Hardness: expected similarity of the drawn negative. FN risk: expected share of drawn negatives "
-                  f"that truly match the query (here from the {source}).")
+    where = (f"the {len(ps.candidates)} candidates of the training split, the pool size samplers see in training"
+             if pool != split else f"the {len(ps.candidates)} candidates of the {split} split")
+    right.caption(f"{len(bb.queries)} queries, each against {where}. Hardness: expected similarity of the drawn "
+                  f"negative. FN risk: expected share of drawn negatives that truly match the query (here from the "
+                  f"{source}).")
+    if pool == split and len(ps.candidates) < 1000:
+        right.caption("A small pool: SimANS ranks only its top 100 candidates, here a large part of the pool, so it "
+                      "draws almost at random. Train with the training split's embeddings saved (the demo run does) "
+                      "to compare samplers on a training-sized pool.")
 
 
 state.guard(_page)
