@@ -85,7 +85,7 @@ SHAPES_DEFAULTS = dict(
 _SHAPES_IMAGE_KEYS = ("n_train", "n_val", "n_test", "seed", "p_two", "image_size", "noise", "pretrain_images",
                       "pretrain_epochs", "feature_dim")
 DIGITS_DEFAULTS = dict(
-    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.2, n_style=3, image_size=32, pretrain_epochs=30,
+    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.1, n_style=3, image_size=32, pretrain_epochs=30,
     feature_dim=256, write_images=True,
 )
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
@@ -172,10 +172,10 @@ def _slot_targets(a_meta: pd.DataFrame) -> tuple[np.ndarray, list[int], list[str
     return np.stack(cols, axis=1), classes, heads
 
 
-def _digit_targets(digit: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
-    """``digits-precomp`` targets ``[N, 1 + n_generic + 3]``: the class, per generic caption template whether it
-    applies, and the image's half of each style attribute (:mod:`fnlab.data.digit_styles`), so the frozen
-    features carry what the captions name."""
+def _digit_targets(digit: np.ndarray, tertiles: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
+    """``digits-precomp`` targets ``[N, 1 + n_generic + A]``: the class, per generic caption template whether it
+    applies, and the image's third of its class on each style attribute (:mod:`fnlab.data.digit_styles`), so
+    the frozen features carry what the captions name."""
     from fnlab.data.digit_styles import STYLES
     from fnlab.data.digits import GENERIC
 
@@ -186,10 +186,10 @@ def _digit_targets(digit: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, l
         cols.append(np.isin(digit, members).astype(np.int64))
         classes.append(2)
         heads.append(text)
-    for a, (attr, words) in enumerate(STYLES):
-        cols.append(levels[:, a].astype(np.int64))
-        classes.append(len(words))
-        heads.append(f"{attr} ({'/'.join(words)})")
+    for a, (attr, (low, high)) in enumerate(STYLES):
+        cols.append(tertiles[:, a].astype(np.int64))
+        classes.append(3)
+        heads.append(f"{attr} ({low}/-/{high})")
     return np.stack(cols, axis=1), classes, heads
 
 
@@ -352,7 +352,8 @@ def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarr
     """
     from dataclasses import replace
 
-    from fnlab.data.digit_styles import STYLES, caption_relevance, make_captions, style_levels, style_words
+    from fnlab.data.digit_styles import (STYLES, caption_relevance, make_captions, style_percentiles, style_sides,
+                                         style_words)
     from fnlab.data.digits import CAPTIONS_PER_IMAGE, load_digits, read_sklearn_digits
     from fnlab.data.text import build_vocab, encode
 
@@ -366,20 +367,20 @@ def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarr
                          f"got {o['n_style']}")
     plain = load_digits("all", n_val=o["n_val"], n_test=o["n_test"], seed=o["seed"], genericness=o["genericness"],
                         image_size=o["image_size"])
-    raw, labels = read_sklearn_digits()  # halves are taken within each class over all 1797 scans
-    levels = style_levels(raw, labels)[plain.a_meta["sklearn_index"].to_numpy()]
+    raw, labels = read_sklearn_digits()  # percentiles are taken within each class over all 1797 scans
+    pct = style_percentiles(raw, labels)[plain.a_meta["sklearn_index"].to_numpy()]
     digit = plain.a_meta["digit"].to_numpy()
-    caps = make_captions(digit, levels, CAPTIONS_PER_IMAGE, genericness=o["genericness"], n_style=o["n_style"],
+    caps = make_captions(digit, pct, CAPTIONS_PER_IMAGE, genericness=o["genericness"], n_style=o["n_style"],
                          rng=np.random.default_rng([o["seed"], 2]))
     a_meta = plain.a_meta.copy()
-    for a, (attr, words) in enumerate(STYLES):
-        a_meta[attr] = [words[v] for v in levels[:, a]]
-    a_meta["style"] = style_words(levels)
+    for a, (attr, _words) in enumerate(STYLES):
+        a_meta[f"{attr}_percentile"] = pct[:, a]
+    a_meta["style"] = style_words(pct)
     b_meta = pd.DataFrame({"text": caps["text"], "generic": caps["generic"], "n_classes": caps["classes"].sum(1),
                            "n_style": (caps["named"] >= 0).sum(1)})
     vocab = build_vocab(sorted(set(caps["text"])))
     src = replace(plain, name="digits-precomp", b_to_a=caps["b_to_a"], b_inputs=encode(caps["text"], vocab),
-                  relevance=caption_relevance(caps, digit, levels), a_meta=a_meta, b_meta=b_meta, vocab=vocab,
+                  relevance=caption_relevance(caps, digit, style_sides(pct)), a_meta=a_meta, b_meta=b_meta, vocab=vocab,
                   b_ids=np.arange(len(caps["text"]), dtype=np.int64))
     src.validate()
     train_items = np.flatnonzero(a_meta["split"].to_numpy() == "train")
@@ -390,7 +391,7 @@ def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarr
 
 def build_digits_precomp(**options) -> Path:
     """The ``digits-precomp`` folder for ``options`` (built on a cache miss); see the module docstring."""
-    from fnlab.data.digit_styles import STYLES
+    from fnlab.data.digit_styles import STYLES, style_tertiles
 
     o = _check("digits-precomp", DIGITS_DEFAULTS, options)
     src, full, fold = digits_source(**o)  # checks the options
@@ -402,9 +403,8 @@ def build_digits_precomp(**options) -> Path:
 
     def build():
         t = time.perf_counter()
-        levels = np.stack([src.a_meta[attr].map({w: i for i, w in enumerate(words)}).to_numpy()
-                           for attr, words in STYLES], axis=1)[fold]
-        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold], levels)
+        pct = src.a_meta[[f"{attr}_percentile" for attr, _ in STYLES]].to_numpy()[fold]
+        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold], style_tertiles(pct))
         model, report = _train_cnn(src.a_inputs[fold], targets, classes, heads, o, seed=o["seed"])
         from fnlab.data.attribute_cnn import extract_features
 
