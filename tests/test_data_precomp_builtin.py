@@ -175,7 +175,7 @@ def test_shipped_features_skip_pretraining(shapes_small, cache, tmp_path, monkey
 
 def test_repo_ships_features_for_the_default_options():
     """sample_data/precomp holds the frozen features of both datasets at their defaults (regenerate them with
-    fnlab.data.pretrained.ship_default_features after changing the defaults or BUILD_VERSION)."""
+    fnlab.data.pretrained.ship_default_features after changing the defaults or BUILD_VERSIONS)."""
     import fnlab.data.pretrained as pre
 
     for name, defaults, keys in (("shapes-precomp", pre.SHAPES_DEFAULTS, pre._SHAPES_IMAGE_KEYS),
