@@ -362,8 +362,14 @@ def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarr
     """
     from dataclasses import replace
 
-    from fnlab.data.digit_styles import (STYLES, caption_relevance, make_captions, style_percentiles, style_sides,
-                                         style_words)
+    from fnlab.data.digit_styles import (
+        STYLES,
+        caption_relevance,
+        make_captions,
+        style_percentiles,
+        style_sides,
+        style_words,
+    )
     from fnlab.data.digits import CAPTIONS_PER_IMAGE, load_digits, read_sklearn_digits
     from fnlab.data.text import build_vocab, encode
 
