@@ -175,7 +175,7 @@ def test_shipped_features_skip_pretraining(shapes_small, cache, tmp_path, monkey
 
 def test_repo_ships_features_for_the_default_options():
     """sample_data/precomp holds the frozen features of both datasets at their defaults (regenerate them with
-    fnlab.data.pretrained.ship_default_features after changing the defaults or BUILD_VERSION)."""
+    fnlab.data.pretrained.ship_default_features after changing the defaults or BUILD_VERSIONS)."""
     import fnlab.data.pretrained as pre
 
     for name, defaults, keys in (("shapes-precomp", pre.SHAPES_DEFAULTS, pre._SHAPES_IMAGE_KEYS),
@@ -197,11 +197,12 @@ def test_repo_ships_caption_embeddings_for_the_default_options(monkeypatch):
         texts, feats = z["texts"], z["features"]
     assert feats.dtype == np.float32 and feats.shape == (len(texts), minilm.DIM)
     assert (texts[:-1] < texts[1:]).all()  # sorted and distinct: the lookup bisects
-    for name in ("shapes", "digits"):
-        opts = {k: v for k, v in (pre.SHAPES_DEFAULTS if name == "shapes" else pre.DIGITS_DEFAULTS).items()
-                if k in ("n_train", "n_val", "n_test", "seed", "genericness", "p_two", "p_scene")}
-        caps = data.load(name, split="all", **opts).b_meta["text"].astype(str)
-        assert np.isin(caps.unique(), texts).all(), name
+    opts = {k: v for k, v in pre.SHAPES_DEFAULTS.items()
+            if k in ("n_train", "n_val", "n_test", "seed", "genericness", "p_two", "p_scene")}
+    caps = {"shapes": data.load("shapes", split="all", **opts).b_meta["text"].astype(str),
+            "digits-precomp": pre.digits_source()[1].b_meta["text"].astype(str)}
+    for name, c in caps.items():
+        assert np.isin(c.unique(), texts).all(), name
     picked = [str(texts[0]), str(texts[len(texts) // 2])]
     got = pre._caption_features([picked[1], picked[0], picked[1]])  # from the table
     np.testing.assert_array_equal(got, feats[[len(texts) // 2, 0, len(texts) // 2]])
@@ -250,17 +251,98 @@ def test_digits_precomp_pretrains_on_a_disjoint_fold(cache):
     fold = set(info["pretrain_fold_sklearn_index"])
     assert len(fold) == SMALL_DIGITS["n_pretrain"]
     assert fold.isdisjoint(ds.a_meta["sklearn_index"].tolist())
-    assert {"digit", "an odd digit", "a prime number"} <= set(info["pretrain"]["heads"])
-    # ground truth: a caption is relevant exactly to the images whose class it describes
-    from fnlab.data.digits import caption_classes
-
-    texts, classes = caption_classes()
-    row_of = {t: i for i, t in enumerate(texts)}
-    cap_classes = classes[[row_of[t] for t in ds.b_meta["text"]]]  # [n_b, 10]
-    want = cap_classes[:, ds.a_meta["digit"].to_numpy()]
-    np.testing.assert_array_equal(ds.relevance.toarray(), want)
+    heads = set(info["pretrain"]["heads"])
+    assert {"digit", "an odd digit", "a prime number"} <= heads
+    assert {h for h in heads if "/-/" in h} == {"ink (faint/-/bold)", "slant (upright/-/italic)",  # style heads
+                                                "width (slender/-/squat)", "height (short/-/tall)",
+                                                "balance (top-heavy/-/bottom-heavy)"}
+    _check_relevance_by_reading_the_captions(ds)
     test = data.load("digits-precomp", split="test", **SMALL_DIGITS)
     assert test.n_a == SMALL_DIGITS["n_test"]
+
+
+def _check_relevance_by_reading_the_captions(ds):
+    """Slow reference: parse every caption's words, and test them image by image against the class and the
+    style percentiles, with loops and no shared code with the builder's vectorised relevance."""
+    from fnlab.data.digit_styles import STYLES
+    from fnlab.data.digits import GENERIC, NUMBER_WORDS
+
+    groups = {t.split(" ", 1)[1]: set(members) for t, members in GENERIC}
+    word_side = {w: (f"{attr}_percentile", side) for attr, words in STYLES for side, w in enumerate(words)}
+    digit = ds.a_meta["digit"].to_numpy()
+    rel = ds.relevance.toarray()
+    for j, text in enumerate(ds.b_meta["text"]):
+        words = text.split()[1:]  # drop the article
+        named = []
+        while words and words[0] in word_side:
+            named.append(word_side[words.pop(0)])
+        phrase = " ".join(words)
+        if phrase in groups:
+            classes = groups[phrase]
+        else:  # "seven", "handwritten 7", "digit seven"
+            last = words[-1]
+            classes = {int(last)} if last.isdigit() else {NUMBER_WORDS.index(last)}
+        mine = ds.a_meta.iloc[ds.b_to_a[j]]
+        for column, side in named:  # a caption names only pronounced attributes of its own image, truly
+            assert (mine[column] >= 0.5) == bool(side) and not 1 / 3 <= mine[column] < 2 / 3, text
+        for i in range(ds.n_a):
+            want = int(digit[i]) in classes and all(
+                (ds.a_meta[column].iat[i] >= 0.5) == bool(side) for column, side in named)
+            assert rel[j, i] == want, (text, i)
+
+
+def test_digits_precomp_relevance_matches_a_slow_reference_at_the_defaults():
+    """Planted check at the default options (no CNN, no MiniLM: digits_source only) on a sample of captions."""
+    from fnlab.data.pretrained import digits_source
+
+    full = digits_source()[1]
+    rng = np.random.default_rng(0)
+    test = full.subset(np.flatnonzero(full.a_meta["split"].to_numpy() == "test"), "test")
+    sample = test.subset(np.sort(rng.choice(test.n_a, 60, replace=False)), "sample")
+    _check_relevance_by_reading_the_captions(sample)
+    styled = sample.b_meta["n_style"].to_numpy()
+    assert (styled > 0).mean() > 0.8 and styled.max() == 3  # most captions name a style, at most n_style
+
+
+def test_digits_precomp_false_negatives_per_query_at_the_defaults():
+    """Instance-level captions: about 20 false negatives per training query at the defaults (the class-level
+    captions had 232), rising with genericness and falling with n_style."""
+    from fnlab.data.pretrained import digits_source
+
+    def fn_per_query(**opts):
+        full = digits_source(**opts)[1]
+        train = full.subset(np.flatnonzero(full.a_meta["split"].to_numpy() == "train"), "train")
+        return train.stats().fn_per_query_mean
+
+    default = fn_per_query()
+    assert 10 <= default <= 30
+    assert fn_per_query(genericness=0.0) < default < fn_per_query(genericness=0.3)
+    assert fn_per_query(n_style=1) > default
+    assert fn_per_query(n_style=0) > 80  # class-level captions: every image of the class (about 80)
+
+
+def test_digits_precomp_style_words_are_balanced_within_classes():
+    from fnlab.data.digit_styles import STYLES, pronounced, style_percentiles, style_sides
+    from fnlab.data.digits import read_sklearn_digits
+
+    raw, labels = read_sklearn_digits()
+    pct = style_percentiles(raw, labels)
+    assert pct.shape == (1797, len(STYLES))
+    for c in range(10):
+        share_high = style_sides(pct[labels == c]).mean(axis=0)
+        assert np.all(np.abs(share_high - 0.5) < 0.01)  # each word true of half of every class
+        assert np.all(np.abs(pronounced(pct[labels == c]).mean(axis=0) - 2 / 3) < 0.02)
+
+
+def test_digits_precomp_bad_style_options():
+    from fnlab.data.pretrained import digits_source
+
+    with pytest.raises(ValueError, match="option 'n_style' must be an integer in \\[0, 5\\]"):
+        digits_source(n_style=6)
+    with pytest.raises(ValueError, match="'n_style' must be a non-negative integer"):
+        digits_source(n_style=1.5)
+    with pytest.raises(ValueError, match="'genericness' must be in \\[0, 1\\]"):
+        digits_source(genericness=1.5)
 
 
 # ------------------------------------------------------------------ CLI

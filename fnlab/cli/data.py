@@ -11,8 +11,9 @@ _DESCRIPTIONS = {
     "digits": ("scikit-learn handwritten digits with template captions ('an odd digit')", True),
     "shapes-precomp": ("shapes as frozen pretrained features (attribute CNN + MiniLM captions); built on first use",
                        True),
-    "digits-precomp": ("digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM); "
-                       "built on first use", True),
+    "digits-precomp": ("digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM), "
+                       "instance-level captions naming class and style ('a bold italic seven'); built on first use",
+                       True),
     "precomp": ("VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt "
                 "(+ optional {split}_caps.npy, {split}_relevance.npz)", None),
     "pairs": ("your own pairs table + .npy embeddings: --root with pairs.csv|parquet, a.npy, b.npy", None),

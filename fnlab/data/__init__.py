@@ -6,7 +6,7 @@ name            what                                                            
 shapes          generated 32x32 images of 1-2 objects, 5 captions of varying specificity       yes
 digits          scikit-learn's handwritten digits, template captions ("an odd digit")          yes
 shapes-precomp  ``shapes`` as frozen features: pretrained attribute CNN + MiniLM captions      yes
-digits-precomp  ``digits`` as frozen features (CNN pretrained on a disjoint fold) + MiniLM     yes
+digits-precomp  ``digits`` as frozen features + MiniLM, captions naming class and style        yes
 precomp         VSE/SCAN/FNE precomputed features (``{split}_ims.npy``, ``{split}_caps.txt``)  optional
 pairs           your own pairs table + ``.npy`` embeddings/features (+ optional relevance)     optional
 (folder)        a dataset saved with :func:`fnlab.data.io.save_dataset` (``dataset.json``)     as saved

