@@ -124,7 +124,7 @@ def checks(df: pd.DataFrame) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=["shapes", "digits"])
+    p.add_argument("--datasets", nargs="+", default=["shapes-precomp", "digits-precomp"])
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help="names from: " + ", ".join(SAMPLERS))
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--n-train", type=int, default=None, help="shapes training images (default: the dataset's)")
