@@ -225,7 +225,7 @@ def test_fne_warmup_is_simans_without_cutdown():
 
 
 def test_fne_calibrated_eliminates_likely_false_negatives():
-    sims = torch.tensor([[0.7, 0.62, 0.6, 0.45, 0.3]], dtype=torch.float64)
+    sims = torch.tensor([[0.9, 0.62, 0.6, 0.45, 0.3]], dtype=torch.float64)
     mask = torch.tensor([[True, False, False, False, False]])
     pos = sims[:, 0]
     post = GaussianPosterior(0.6, 0.05, 0.2, 0.1, prior_pos=0.05)
@@ -236,11 +236,9 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     # paper keeps about exp(-0.5) of a near-certain false negative; calibrated removes it
     assert paper[0, 2] == pytest.approx(math.exp(-0.5 * float(p[0, 2])))
     assert calib[0, 2] < 0.01 * paper[0, 2]
-    want = math.exp(-0.5 * (0.62 - 0.7) ** 2) * (1 - float(p[0, 1]))
-    assert calib[0, 1] == pytest.approx(want)
-    # cut-down: paper at the posterior's mu+ - margin = 0.4, calibrated at the mean positive 0.7 - 0.2 = 0.5
-    assert paper[0, 3] > 0 and calib[0, 3] == 0
-    assert calib[0, 4] == 0 and paper[0, 4] == 0
+    want = math.exp(-0.5 * (0.45 - 0.9) ** 2) * (1 - float(p[0, 3]))
+    assert calib[0, 3] == pytest.approx(want)
+    assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
 
 
 def test_fne_applies_the_posterior_of_the_direction_it_samples():
@@ -256,23 +254,14 @@ def test_fne_applies_the_posterior_of_the_direction_it_samples():
     i2t = smp.weights(sims, pos, mask, direction="i2t")
     torch.testing.assert_close(smp.weights(sims, pos, mask), t2i)
     assert i2t.sum() < 0.1 * t2i.sum()  # likely false negatives gone (empty rows fall back to one pick each)
-
-
-def test_fne_calibrated_cuts_in_the_pools_own_similarity_space():
-    """Training scores online anchors against momentum keys, well below the online-online figures the
-    posterior is fitted on. The paper's cut at the fitted mu+ then empties rows, which fall back to the
-    hardest negative; the calibrated cut is relative to the call's own positives and keeps the band."""
-    sims, pos, mask = make(32, 400, seed=5)
-    sims, pos = sims * 0.6, pos * 0.6  # every similarity far below the posterior's positive mean
-    post = GaussianPosterior(0.9, 0.05, 0.2, 0.1, prior_pos=0.01)
-    paper = S.build("fne", posterior=post, mode="paper").weights(sims, pos, mask)
-    calib = S.build("fne", posterior=post, mode="calibrated").weights(sims, pos, mask)
-    hardest = sims.masked_fill(mask, -2).argmax(1)
-    kept_paper = (paper > 0).sum(1)
-    assert (kept_paper == 1).all() and (paper.argmax(1) == hardest).all()  # every row fell back
-    band = (sims > pos.mean() - 0.2) & ~mask
-    assert torch.equal(calib > 0, band)
-    assert (calib > 0).sum(1).float().mean() > 5
+    # the cut-down sits at the positive mean of the direction's posterior (fitted where that pool is scored)
+    low, high = (GaussianPosterior(mu, 0.1, 0.0, 0.2, prior_pos=1e-9) for mu in (0.3, 0.6))
+    smp.start_epoch(3, warmup=False, fit_posterior=lambda prior, direction: {"t2i": low, "i2t": high}[direction])
+    for direction, mu in (("t2i", 0.3), ("i2t", 0.6)):
+        w = smp.weights(sims, pos, mask, direction=direction)
+        band = (sims > mu - 0.2) & ~mask
+        rows = band.any(dim=1)
+        assert rows.sum() >= 4 and torch.equal(w[rows] > 0, band[rows])
 
 
 @pytest.mark.parametrize("mode", ["paper", "calibrated"])
@@ -297,10 +286,9 @@ def test_fne_posterior_above_the_cut_only_gives_the_same_weights(mode, dtype):
         p = post.prob_false_negative(PairSignals(sims, positive_similarity=pos[:, None])).to(dtype)
         w = torch.exp(-0.5 * (sims - pos[:, None]) ** 2)
         w = torch.where(1 - p < 1 - 1e-3, torch.exp(-0.5 * p), w) if mode == "paper" else w * (1 - p).clamp_min(0)
-        ref = post.pos_mean if mode == "paper" else pos.mean()
-        want = w.masked_fill(sims <= ref - 0.2, 0.0).masked_fill(mask, 0.0)
+        want = w.masked_fill(sims <= post.pos_mean - 0.2, 0.0).masked_fill(mask, 0.0)
         got = smp.weights(sims, pos, mask)
-        assert (sims <= ref - 0.2).float().mean() > 0.2  # the cut does remove pairs here
+        assert (sims <= post.pos_mean - 0.2).float().mean() > 0.2  # the cut does remove pairs here
         if dtype == torch.float32:
             assert torch.equal(got, want), (type(post).__name__, (got - want).abs().max())
         else:

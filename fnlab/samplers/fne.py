@@ -31,13 +31,12 @@ class FNESampler(Sampler):
     * ``mode="calibrated"`` (default): ``w = exp(-tau (s - s+)^2) * (1 - P)``, so likely false
       negatives really vanish when the posterior is calibrated (fit it with an honest prior,
       see :func:`fnlab.posterior.fit`);
-    * cut-down: ``w = 0`` where ``s <= mu+ - margin``. Paper mode: ``mu+`` is the posterior's
-      positive mean (the official running mean of in-batch positives). Calibrated mode: ``mu+`` is the
-      mean of the call's own positive similarities ``pos_sims``, measured in the same space as ``sims``.
-      In training the pool is the momentum queue, scored online anchor against momentum key, and its
-      similarities run well below the online-online figures a posterior is fitted on (mean positive
-      0.50 against 0.73 in a ``shapes-precomp`` run): a cut at the fitted mean then emptied most rows,
-      and an empty row falls back to the hardest negative, the false-negative magnet;
+    * cut-down: ``w = 0`` where ``s <= mu+ - margin``, ``mu+`` the posterior's positive mean (the official
+      running mean of in-batch positives in paper mode; the fitted posterior's in calibrated mode, which
+      the trainer fits in the space it scores the pool in, see below). A cut taken from a posterior
+      fitted elsewhere empties rows: scored online anchor against momentum key, a ``shapes-precomp``
+      pool's positives averaged 0.50 against the 0.73 of an online-online fit, and an empty row falls
+      back to the hardest negative, the false-negative magnet;
     * zero on labelled positives, hardest-non-positive fallback for empty rows (base class).
 
     ``posterior=None``, or a posterior whose ``ready`` attribute is false (e.g.
@@ -192,9 +191,9 @@ class FNESampler(Sampler):
         w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
             return w
-        ref = float(self.posterior.pos_mean) if self.mode == "paper" else pos_sims.mean()
-        cut = sims <= ref - self.margin
-        p = self._prob_above_cut(sims, pos_sims, ~cut, self.by_direction.get(context.get("direction")))
+        post = self.by_direction.get(context.get("direction"), self.posterior)
+        cut = sims <= float(post.pos_mean) - self.margin
+        p = self._prob_above_cut(sims, pos_sims, ~cut, post)
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
             w = torch.where(replace, torch.exp(-self.tau * p), w)
