@@ -262,6 +262,13 @@ def test_fne_applies_the_posterior_of_the_direction_it_samples():
         band = (sims > mu - 0.2) & ~mask
         rows = band.any(dim=1)
         assert rows.sum() >= 4 and torch.equal(w[rows] > 0, band[rows])
+    # in training the call passes the pool's own positive mean, which moves the calibrated cut (not the paper's)
+    w = smp.weights(sims, pos, mask, direction="t2i", positive_mean=0.6)
+    band = (sims > 0.4) & ~mask
+    rows = band.any(dim=1)
+    assert torch.equal(w[rows] > 0, band[rows])
+    paper = S.build("fne", posterior=low, mode="paper")
+    torch.testing.assert_close(paper.weights(sims, pos, mask, positive_mean=0.6), paper.weights(sims, pos, mask))
 
 
 @pytest.mark.parametrize("mode", ["paper", "calibrated"])

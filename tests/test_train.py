@@ -155,6 +155,7 @@ def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_score
 
     def spy_weights(self, sims, pos_sims, positive_mask, **context):
         seen.append(context.get("direction"))
+        assert isinstance(context["positive_mean"], float)
         return real_weights(self, sims, pos_sims, positive_mask, **context)
 
     monkeypatch.setattr(T, "fit_run_posterior", spy_fit)

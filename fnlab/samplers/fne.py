@@ -31,12 +31,14 @@ class FNESampler(Sampler):
     * ``mode="calibrated"`` (default): ``w = exp(-tau (s - s+)^2) * (1 - P)``, so likely false
       negatives really vanish when the posterior is calibrated (fit it with an honest prior,
       see :func:`fnlab.posterior.fit`);
-    * cut-down: ``w = 0`` where ``s <= mu+ - margin``, ``mu+`` the posterior's positive mean (the official
-      running mean of in-batch positives in paper mode; the fitted posterior's in calibrated mode, which
-      the trainer fits in the space it scores the pool in, see below). A cut taken from a posterior
-      fitted elsewhere empties rows: scored online anchor against momentum key, a ``shapes-precomp``
-      pool's positives averaged 0.50 against the 0.73 of an online-online fit, and an empty row falls
-      back to the hardest negative, the false-negative magnet;
+    * cut-down: ``w = 0`` where ``s <= mu+ - margin``. ``mu+`` is the posterior's positive mean (paper
+      mode: the official running mean of in-batch positives), except that in calibrated mode a call may
+      pass ``positive_mean=`` in its context: the trainer passes the mean positive similarity of the
+      step's pool, which follows the online and momentum encoders as they drift apart within an epoch
+      (a cut fixed at the refit's positive mean held for four epochs of ``shapes-precomp`` and then
+      emptied rows in the fifth, which fell back to the hardest negative: sampled false-negative rate
+      0.61, validation relevant rSum 570.6 -> 462.2). Without it (the app) a pair's weight does not
+      depend on the other queries of the call;
     * zero on labelled positives, hardest-non-positive fallback for empty rows (base class).
 
     ``posterior=None``, or a posterior whose ``ready`` attribute is false (e.g.
@@ -192,7 +194,8 @@ class FNESampler(Sampler):
         if not _posterior_ready(self.posterior):
             return w
         post = self.by_direction.get(context.get("direction"), self.posterior)
-        cut = sims <= float(post.pos_mean) - self.margin
+        ref = context.get("positive_mean") if self.mode == "calibrated" else None
+        cut = sims <= (float(post.pos_mean) if ref is None else ref) - self.margin
         p = self._prob_above_cut(sims, pos_sims, ~cut, post)
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
