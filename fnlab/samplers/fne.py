@@ -33,7 +33,7 @@ class FNESampler(Sampler):
       see :func:`fnlab.posterior.fit`);
     * cut-down: ``w = 0`` where ``s <= mu+ - margin``. ``mu+`` is the posterior's positive mean (paper
       mode: the official running mean of in-batch positives), except that in calibrated mode a call may
-      pass ``positive_mean=`` in its context: the trainer passes the mean positive similarity of the
+      pass ``positive_mean=`` (a float or 0-dim tensor) in its context: the trainer passes the mean positive similarity of the
       step's pool, which follows the online and momentum encoders as they drift apart within an epoch
       (a cut fixed at the refit's positive mean held for four epochs of ``shapes-precomp`` and then
       emptied rows in the fifth, which fell back to the hardest negative: sampled false-negative rate
@@ -142,8 +142,8 @@ class FNESampler(Sampler):
 
     def epoch_metrics(self) -> dict[str, float]:
         """``fne_prior`` (the posterior's prior; ``fne_prior_i2t``: the image-to-text one), ``confident_pairs``
-        (paper mode: positives collected), ``posterior_active`` (share of the epoch's steps that sampled with the posterior; 0: FNE ran
-        as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
+        (paper mode: positives collected), ``posterior_active`` (share of the epoch's steps that sampled with
+        the posterior; 0: FNE ran as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
         post = self.posterior
         out = {"fne_prior": float(getattr(post, "prior_pos", float("nan"))) if post is not None else float("nan"),
                **{f"fne_prior_{d}": float(getattr(p, "prior_pos", float("nan"))) for d, p in self.by_direction.items()
@@ -195,7 +195,11 @@ class FNESampler(Sampler):
             return w
         post = self.by_direction.get(context.get("direction"), self.posterior)
         ref = context.get("positive_mean") if self.mode == "calibrated" else None
-        cut = sims <= (float(post.pos_mean) if ref is None else ref) - self.margin
+        if ref is None:
+            ref = float(post.pos_mean)
+        elif isinstance(ref, torch.Tensor):
+            ref = ref.double()  # the threshold in float64, as a Python float would give it
+        cut = sims <= ref - self.margin
         p = self._prob_above_cut(sims, pos_sims, ~cut, post)
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)

@@ -145,7 +145,7 @@ class SampledObjective:
             if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
                 m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
                 rel_mask = torch.from_numpy(m).to(self.device)
-            ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": float(pos_sims.detach().mean())}
+            ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": pos_sims.detach().mean()}  # 0-dim: no device sync
             if self.needs_rel:
                 ctx["relevant_mask"] = rel_mask
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,
