@@ -135,6 +135,10 @@ class PairContext:
         positives: ``[Nq, Nc]`` sparse bool, the labelled pairs.
         signals: the signals to compute (default: all of :data:`SIGNALS`); ``similarity`` is always on.
         hubness_k: neighbours of each candidate among the queries for ``candidate_hubness``.
+        query_keys: ``[Nq, d]`` the queries as the candidates' encoder holds them, for ``query_neighbour``
+            (default: ``queries``). A training pool compares an online anchor with the momentum features
+            stored beside a candidate (:mod:`fnlab.posterior.pool`); a posterior fitted for that pool
+            reads the same comparison here.
         index: the faiss index kind of the context's own searches (``"flat"`` exact, ``"ivf"`` or
             ``"hnsw"``, :func:`fnlab.retrieval.similarity.build_index`), with ``index_params``: a scan with an
             approximate index fits its posterior with the same kind of search, so the fit never
@@ -146,11 +150,14 @@ class PairContext:
 
     def __init__(self, queries: np.ndarray, candidates: np.ndarray, positives: sp.spmatrix, *,
                  signals: tuple[str, ...] | None = None, hubness_k: int = 10, index: str = "flat",
-                 index_params: Any = None, seed: int = 0) -> None:
+                 index_params: Any = None, seed: int = 0, query_keys: np.ndarray | None = None) -> None:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         c = np.ascontiguousarray(candidates, dtype=np.float32)
         if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
             raise ValueError(f"queries {q.shape} and candidates {c.shape} must be [N, d] with the same d")
+        qk = q if query_keys is None else np.ascontiguousarray(query_keys, dtype=np.float32)
+        if qk.shape != q.shape:
+            raise ValueError(f"query_keys has shape {qk.shape}, expected the queries' {q.shape}")
         pos = sp.csr_matrix(positives, dtype=bool)
         if pos.shape != (q.shape[0], c.shape[0]):
             raise ValueError(f"positives has shape {pos.shape}, expected [{q.shape[0]}, {c.shape[0]}]")
@@ -159,7 +166,7 @@ class PairContext:
         unknown = set(wanted) - set(SIGNALS)
         if unknown:
             raise ValueError(f"unknown signal(s) {sorted(unknown)}; expected some of {list(SIGNALS)}")
-        self.queries, self.candidates, self.positives = q, c, pos
+        self.queries, self.candidates, self.positives, self.query_keys = q, c, pos, qk
         self.positives_t = pos.T.tocsr()
         self.positives_t.sort_indices()
         self.signal_names = tuple(n for n in SIGNALS if n == "similarity" or n in wanted)
@@ -318,7 +325,7 @@ class PairContext:
             out["positive_neighbour"] = self._max_over_set(self.candidates, c, self.positives, self.candidates,
                                                            set_rows=q, exclude=excl_c)
         if "query_neighbour" in names:
-            out["query_neighbour"] = self._max_over_set(self.queries, q, self.positives_t, self.queries,
+            out["query_neighbour"] = self._max_over_set(self.queries, q, self.positives_t, self.query_keys,
                                                         set_rows=c, exclude=q if leave_pair_out else None,
                                                         drop_self=q)
         if "candidate_hubness" in names:

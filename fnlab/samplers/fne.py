@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .base import Sampler
+from .base import Sampler, check_inputs
 from .registry import ParamSpec, register
 
 
@@ -78,6 +78,8 @@ class FNESampler(Sampler):
     """
 
     needs_warmup = True  # the paper's first epoch is plain VSE++ before FNE samples
+    #: calibrated draws: rejection rounds before an anchor is drawn from its exact weights
+    max_tries = 8
     PARAMS = (
         ParamSpec("tau", 0.5, 0.0, 20.0, "sharpness of exp(-tau (s - s+)^2)"),
         ParamSpec("margin", 0.2, 0.0, 1.0, "cut-down: zero weight where s <= mu+ - margin"),
@@ -170,7 +172,7 @@ class FNESampler(Sampler):
         return p.to(device=sims.device, dtype=sims.dtype)
 
     def _prob_above_cut(self, sims: torch.Tensor, pos_sims: torch.Tensor, keep: torch.Tensor,
-                        posterior: Any = None) -> torch.Tensor:
+                        posterior: Any = None, pool: Any = None) -> torch.Tensor:
         """:meth:`prob_false_negative` on the pairs ``keep`` marks, 0 on the others (``[B, M]``).
 
         The cut-down zeroes every other weight whatever P is, so P is computed where it counts only, at a
@@ -178,32 +180,97 @@ class FNESampler(Sampler):
         the posterior over the whole pool had taken a quarter of the step (bench/train_speed.py). Each
         pair's P depends on its own signals alone, so the values are the same; in float64 the last bit can
         differ (torch's vectorised exp and its scalar tail loop round differently), in float32 training the
-        runs are identical bit for bit."""
-        from fnlab.posterior import PairSignals
+        runs are identical bit for bit.
 
+        ``pool``: a :class:`fnlab.posterior.pool.PoolEvidence` (the trainer passes one): the pairs also get
+        the transitive signals the posterior was fitted on (:func:`pool_signals_of`); without it those are
+        marginalised out."""
+        post = self.posterior if posterior is None else posterior
         rows, cols = keep.nonzero(as_tuple=True)
         p = torch.zeros_like(sims)
         if len(rows):
-            picked = (self.posterior if posterior is None else posterior).prob_false_negative(
-                PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
-            p[rows, cols] = torch.as_tensor(picked).to(device=sims.device, dtype=sims.dtype)
+            p[rows, cols] = self._prob_at(post, sims, pos_sims, rows, cols, pool)
         return p
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
-        w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
-        if not _posterior_ready(self.posterior):
-            return w
+    def _posterior_and_cut(self, sims: torch.Tensor, context: dict) -> tuple[Any, torch.Tensor]:
+        """The posterior of the call's direction and the cut-down mask ``[B, M]`` (``s <= mu+ - margin``)."""
         post = self.by_direction.get(context.get("direction"), self.posterior)
         ref = context.get("positive_mean") if self.mode == "calibrated" else None
         if ref is None:
             ref = float(post.pos_mean)
         elif isinstance(ref, torch.Tensor):
             ref = ref.double()  # the threshold in float64, as a Python float would give it
-        cut = sims <= ref - self.margin
-        p = self._prob_above_cut(sims, pos_sims, ~cut, post)
+        return post, sims <= ref - self.margin
+
+    def _weights(self, sims, pos_sims, positive_mask, **context):
+        w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
+        if not _posterior_ready(self.posterior):
+            return w
+        post, cut = self._posterior_and_cut(sims, context)
+        pool = context.get("pool") if self.mode == "calibrated" else None
+        p = self._prob_above_cut(sims, pos_sims, ~cut, post, pool)
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
             w = torch.where(replace, torch.exp(-self.tau * p), w)
         else:
             w = w * (1 - p).clamp_min(0)
         return w.masked_fill(cut, 0.0)
+
+    def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor, k: int = 1,
+               generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
+        """Draw ``k`` negatives per anchor (:meth:`Sampler.sample`).
+
+        Calibrated mode with a posterior draws one negative per anchor by rejection, in the same
+        distribution as the weights ``exp(-tau (s - s+)^2) (1 - P)`` above the cut: a candidate is drawn
+        from the base weights above the cut and kept with probability ``1 - P``, which needs ``P`` (and
+        the pool's signals) at the drawn pairs only, about ``B / E[1 - P]`` of them, instead of at every
+        pair above the cut. Anchors that keep nothing in ``max_tries`` rounds, or have nothing above the
+        cut, are drawn from their exact weights (:meth:`weights`, with its hardest-negative fallback).
+        """
+        if self.mode != "calibrated" or int(k) != 1 or not _posterior_ready(self.posterior):
+            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, **context)
+        with torch.no_grad():
+            sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
+            post, cut = self._posterior_and_cut(sims, context)
+            pool = context.get("pool")
+            base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
+            todo = base.sum(dim=1) > 0
+            out = torch.zeros(sims.shape[0], dtype=torch.long, device=sims.device)
+            for _ in range(self.max_tries):
+                rows = todo.nonzero(as_tuple=True)[0]
+                if not rows.numel():
+                    break
+                cols = self._draw(base[rows], sims[rows], 1, generator)[:, 0]
+                p = self._prob_at(post, sims, pos_sims, rows, cols, pool)
+                u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
+                kept = u >= p  # probability 1 - P
+                out[rows[kept]] = cols[kept]
+                todo[rows[kept]] = False
+            rest = todo | (base.sum(dim=1) <= 0)
+            if bool(rest.any()):
+                ctx = dict(context)
+                if pool is not None:
+                    ctx["pool"] = pool.rows(rest)
+                out[rest] = super().sample(sims[rest], pos_sims[rest], positive_mask[rest], k=1, generator=generator,
+                                           **ctx)[:, 0]
+            return out[:, None]
+
+    def _prob_at(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor, pool: Any) -> torch.Tensor:
+        """``[N]`` P at the pairs ``(rows, cols)``, with the pool's signals where the posterior reads them."""
+        from fnlab.posterior import PairSignals
+
+        wanted = pool_signals_of(post) if pool is not None else ()
+        signals = (pool.pair_signals(sims, pos_sims, wanted, rows, cols) if wanted
+                   else PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
+        return torch.as_tensor(post.prob_false_negative(signals)).to(device=sims.device, dtype=sims.dtype)
+
+
+def pool_signals_of(posterior: Any) -> tuple[str, ...]:
+    """The transitive signals (:data:`fnlab.posterior.pool.POOL_SIGNALS`) a fitted posterior reads: those
+    its features (``features_``, as :class:`fnlab.posterior.PUPosterior` records them) are made of."""
+    from fnlab.posterior.pool import POOL_SIGNALS
+    from fnlab.posterior.pu import FEATURES
+
+    needs = {sig for f in getattr(posterior, "features_", ()) for sig in FEATURES.get(f, ())}
+    return tuple(n for n in POOL_SIGNALS if n in needs)

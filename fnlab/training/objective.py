@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fnlab.posterior.pool import PoolEvidence
 from fnlab.retrieval.memory import FeatureQueue, make_momentum_copy, momentum_update
 
 __all__ = ["Relevance", "SampledObjective"]
@@ -134,9 +135,10 @@ class SampledObjective:
             pool_a, pool_a_idx, pool_b, pool_b_idx = fa, aidx, fb, bidx
         loss = fa.new_zeros(())
         # direction i2t: image anchors (item aidx) over captions; t2i: caption anchors over images
-        for d, (anchor, pool, pool_item, anchor_ids, pool_ids, anchors_are_b) in enumerate((
-            (fa, pool_b, self.b_to_a[pool_b_idx], aidx, pool_b_idx, False),
-            (fb, pool_a, pool_a_idx, bidx, pool_a_idx, True),
+        # each pool slot holds a pair: the candidate and, beside it, its partner (the other modality)
+        for d, (anchor, pool, pool_item, anchor_ids, pool_ids, anchors_are_b, partner, partner_ids) in enumerate((
+            (fa, pool_b, self.b_to_a[pool_b_idx], aidx, pool_b_idx, False, pool_a, pool_a_idx),
+            (fb, pool_a, pool_a_idx, bidx, pool_a_idx, True, pool_b, pool_b_idx),
         )):
             sims = anchor @ pool.T  # [B, M]
             pos_sims = sims[:, :bsz].diagonal()  # the anchor's own positive sits at the same batch slot
@@ -145,7 +147,9 @@ class SampledObjective:
             if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
                 m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
                 rel_mask = torch.from_numpy(m).to(self.device)
-            ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": pos_sims.detach().mean()}  # 0-dim: no device sync
+            ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": pos_sims.detach().mean(),  # 0-dim: no sync
+                   "pool": PoolEvidence(anchor.detach(), pool.detach(), partner.detach(), pool_ids, partner_ids,
+                                        anchor_ids, pos_mask)}
             if self.needs_rel:
                 ctx["relevant_mask"] = rel_mask
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,

@@ -270,18 +270,21 @@ def _build_sampler(config: TrainConfig):
 
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
-                      prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i") -> Any:
+                      prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i",
+                      query_keys: np.ndarray | None = None) -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
-    :func:`fnlab.posterior.fit_dataset`, captions querying images (``direction="t2i"``, the run's
+    :func:`fnlab.posterior.fit`, captions querying images (``direction="t2i"``, the run's
     ``posterior.json``) or images querying captions. Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
-    ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE)."""
+    ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE). ``query_keys``: the queries
+    as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`)."""
     from fnlab import posterior
 
+    posterior.check_estimator(estimator)
     params = {}
     if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
         params["n_random"] = 10_000
-    return posterior.fit_dataset(emb_a, emb_b, dataset, estimator, direction=direction, prior=prior, seed=seed,
-                                 **params)
+    ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys)
+    return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -405,9 +408,12 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 q_side, c_side = ("b", "a") if direction == "t2i" else ("a", "b")
                 q = encode_side(model, getattr(val_ds, f"{q_side}_inputs"), q_side, device=device)
                 c = encode_side(keys, getattr(val_ds, f"{c_side}_inputs"), c_side, device=device)
+                # the pool stores each candidate beside its labelled query, both from the pool's encoder
+                qk = None if key_model is None else encode_side(keys, getattr(val_ds, f"{q_side}_inputs"), q_side,
+                                                                  device=device)
                 ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
                 return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                         seed=config.seed + _epoch, quick=True, direction=direction)
+                                         seed=config.seed + _epoch, quick=True, direction=direction, query_keys=qk)
 
             objective.start_epoch(epoch, warmup=in_warmup, queue_starts=epoch == warmup + 1 and warmup > 0,
                                   model=model, fit_posterior=fit_posterior)

@@ -1,0 +1,192 @@
+"""The transitive signals of a training pool (fnlab.posterior.pool) against slow loops, against the split-level
+definitions (PairContext) and as FNE reads them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fnlab import posterior as P
+from fnlab import samplers as S
+from fnlab.posterior.pool import PoolEvidence
+from fnlab.posterior.pu import PUPosterior
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def random_pool(b: int, m: int, n_items: int, seed: int) -> PoolEvidence:
+    g = torch.Generator().manual_seed(seed)
+    d = 4
+    anchors, cands, partners = (unit(torch.randn(n, d, generator=g)) for n in (b, m, m))
+    cand_ids = torch.randint(0, n_items, (m,), generator=g)
+    partner_ids = torch.randint(0, b + 3, (m,), generator=g)  # some partners are anchors themselves
+    anchor_ids = torch.arange(b)
+    anchor_item = torch.randint(0, n_items, (b,), generator=g)
+    positive_mask = anchor_item[:, None] == cand_ids[None, :]
+    return PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, anchor_ids, positive_mask)
+
+
+def slow_pool_signals(ev: PoolEvidence, i: int, j: int) -> tuple[float, float]:
+    """The module docstring's definitions, one pair at a time."""
+    m = ev.candidates.shape[0]
+    pos = [p for p in range(m) if ev.positive_mask[i, p]]
+    pn = max((float(ev.candidates[j] @ ev.candidates[p]) for p in pos), default=math.nan)
+    same = [k for k in range(m) if ev.candidate_ids[k] == ev.candidate_ids[j] and ev.partner_ids[k] != ev.anchor_ids[i]]
+    qn = max((float(ev.anchors[i] @ ev.partners[k]) for k in same), default=math.nan)
+    return pn, qn
+
+
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 6), m=st.integers(1, 15), n_items=st.integers(1, 6), seed=st.integers(0, 10**6))
+def test_pool_signals_match_slow_loops(b, m, n_items, seed):
+    ev = random_pool(b, m, n_items, seed)
+    rows, cols = torch.meshgrid(torch.arange(b), torch.arange(m), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    got = ev.signals(("positive_neighbour", "query_neighbour"), rows, cols)
+    want = np.array([slow_pool_signals(ev, int(i), int(j)) for i, j in zip(rows, cols, strict=True)]).reshape(-1, 2)
+    np.testing.assert_allclose(got["positive_neighbour"].numpy(), want[:, 0], rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got["query_neighbour"].numpy(), want[:, 1], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("direction", ["t2i", "i2t"])
+def test_a_pool_holding_the_whole_split_gives_the_split_level_signals(direction):
+    """A queue that holds every (image, caption) pair of a split: each unlabelled pair's pool signals are
+    those :class:`PairContext` computes with ``query_keys`` (the momentum copy of the queries)."""
+    rng = np.random.default_rng(3)
+    n_img, per = 6, 3
+    b_to_a = np.repeat(np.arange(n_img), per)  # caption -> its image
+    n_cap = b_to_a.size
+    img_q, img_k = (unit(torch.from_numpy(rng.standard_normal((n_img, 5)))).float() for _ in range(2))
+    cap_q, cap_k = (unit(torch.from_numpy(rng.standard_normal((n_cap, 5)))).float() for _ in range(2))
+    lab = sp.csr_matrix((np.ones(n_cap, bool), (np.arange(n_cap), b_to_a)), shape=(n_cap, n_img))
+    slots_img, slots_cap = torch.from_numpy(b_to_a), torch.arange(n_cap)
+    if direction == "t2i":  # captions (online) over the images of the pool, each stored beside a caption
+        anchors, anchor_ids = cap_q, torch.arange(n_cap)
+        ev = PoolEvidence(anchors, img_k[slots_img], cap_k, slots_img, slots_cap, anchor_ids,
+                          torch.from_numpy(b_to_a)[:, None] == slots_img[None, :])
+        ctx = P.PairContext(cap_q.numpy(), img_k.numpy(), lab, query_keys=cap_k.numpy())
+        cand_of_slot = slots_img
+    else:  # images (online) over the captions of the pool, each stored beside its image
+        anchors, anchor_ids = img_q, torch.arange(n_img)
+        ev = PoolEvidence(anchors, cap_k, img_k[slots_img], slots_cap, slots_img, anchor_ids,
+                          anchor_ids[:, None] == slots_img[None, :])
+        ctx = P.PairContext(img_q.numpy(), cap_k.numpy(), lab.T.tocsr(), query_keys=img_k.numpy())
+        cand_of_slot = slots_cap
+    rows, cols = (~ev.positive_mask).nonzero(as_tuple=True)
+    got = ev.signals(("positive_neighbour", "query_neighbour"), rows, cols)
+    want = ctx.signals(rows.numpy(), cand_of_slot[cols].numpy())
+    for name in ("positive_neighbour", "query_neighbour"):
+        if name in ctx.signal_names:
+            np.testing.assert_allclose(got[name].numpy(), want.numpy(name), rtol=1e-5, atol=1e-6, equal_nan=True,
+                                       err_msg=name)
+    assert {"t2i": "query_neighbour", "i2t": "positive_neighbour"}[direction] in ctx.signal_names
+
+
+def test_query_keys_replace_the_queries_in_query_neighbour_only():
+    rng = np.random.default_rng(0)
+    q, k, c = (unit(torch.from_numpy(rng.standard_normal((n, 4)))).numpy() for n in (5, 5, 3))
+    pos = sp.csr_matrix(np.eye(5, 3, dtype=bool) | np.eye(5, 3, k=-2, dtype=bool))
+    plain, keyed = P.PairContext(q, c, pos), P.PairContext(q, c, pos, query_keys=k)
+    qi, ci = np.array([0, 1, 4]), np.array([2, 0, 1])
+    a, b = plain.signals(qi, ci), keyed.signals(qi, ci)
+    np.testing.assert_allclose(a.numpy("similarity"), b.numpy("similarity"))
+    np.testing.assert_allclose(a.numpy("positive_neighbour"), b.numpy("positive_neighbour"), equal_nan=True)
+    dense = pos.toarray()
+    want = [max((float(q[i] @ k[x]) for x in np.flatnonzero(dense[:, j]) if x != i), default=math.nan)
+            for i, j in zip(qi, ci, strict=True)]
+    np.testing.assert_allclose(b.numpy("query_neighbour"), want, rtol=1e-5, equal_nan=True)
+    with pytest.raises(ValueError, match="query_keys"):
+        P.PairContext(q, c, pos, query_keys=k[:4])
+
+
+def test_fne_reads_the_pool_signals_its_posterior_was_fitted_on():
+    """Calibrated FNE with a ``pool`` in the call: P over (margin, query_neighbour) from the pool, not the
+    query_neighbour marginalised; without a pool, or in paper mode, the call is unchanged."""
+    ev = random_pool(4, 30, 5, seed=1)
+    sims = ev.anchors @ ev.candidates.T
+    pos_sims = sims.max(dim=1).values
+    post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.2,
+                       means=[[-0.6, 0.0], [0.0, 0.8]], covs=[[[0.1, 0.0], [0.0, 0.05]]] * 2, pos_mean=0.0)
+    smp = S.build("fne", posterior=post, margin=2.0)  # the cut keeps every candidate
+    with_pool = smp.weights(sims, pos_sims, ev.positive_mask, pool=ev)
+    without = smp.weights(sims, pos_sims, ev.positive_mask)
+    rows, cols = (~ev.positive_mask).nonzero(as_tuple=True)
+    qn = ev.signals(("query_neighbour",), rows, cols)["query_neighbour"]
+    p = post.prob_false_negative(P.PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows],
+                                               query_neighbour=qn))
+    base = torch.exp(-0.5 * (sims - pos_sims[:, None]) ** 2)[rows, cols]
+    torch.testing.assert_close(with_pool[rows, cols], (base * (1 - p)).float(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(with_pool, without)
+    paper = S.build("fne", posterior=post, mode="paper", margin=2.0)
+    torch.testing.assert_close(paper.weights(sims, pos_sims, ev.positive_mask, pool=ev),
+                               paper.weights(sims, pos_sims, ev.positive_mask))
+
+
+def test_pool_evidence_rejects_shapes_that_do_not_fit():
+    ev = random_pool(3, 7, 4, seed=0)
+    with pytest.raises(ValueError, match="positive_mask"):
+        PoolEvidence(ev.anchors, ev.candidates[:5], ev.partners, ev.candidate_ids, ev.partner_ids, ev.anchor_ids,
+                     ev.positive_mask)
+    with pytest.raises(ValueError, match="offers"):
+        ev.signals(("similarity",), torch.tensor([0]), torch.tensor([0]))
+
+
+def test_pairwise_and_matrix_paths_agree(monkeypatch):
+    import fnlab.posterior.pool as pool_module
+
+    ev = random_pool(5, 40, 6, seed=4)
+    rows, cols = torch.meshgrid(torch.arange(5), torch.arange(40), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    names = ("positive_neighbour", "query_neighbour")
+    few = ev.signals(names, rows, cols)
+    monkeypatch.setattr(pool_module, "PAIRWISE_MAX", 0)
+    many = ev.signals(names, rows, cols)
+    for name in names:
+        torch.testing.assert_close(few[name], many[name], equal_nan=True)
+
+
+@pytest.mark.parametrize("with_pool", [False, True])
+def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(with_pool):
+    """Calibrated FNE's one-negative draw (a base-weight draw kept with probability 1 - P) follows
+    ``weights() / sum``: the same anchor repeated 30,000 times, frequencies within 5 standard errors."""
+    ev = random_pool(1, 12, 4, seed=7)
+    reps = 30_000
+    ev = PoolEvidence(ev.anchors.expand(reps, -1), ev.candidates, ev.partners, ev.candidate_ids, ev.partner_ids,
+                      ev.anchor_ids.expand(reps), ev.positive_mask.expand(reps, -1))
+    sims = (ev.anchors @ ev.candidates.T).contiguous()
+    pos_sims = torch.full((reps,), 0.5)
+    post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.4,
+                       means=[[-0.8, -0.5], [0.0, 0.6]], covs=[[[0.1, 0.0], [0.0, 0.1]]] * 2, pos_mean=0.5)
+    smp = S.build("fne", posterior=post, margin=1.2)
+    ctx = {"pool": ev} if with_pool else {}
+    want = smp.weights(sims[:1], pos_sims[:1], ev.positive_mask[:1].contiguous(),
+                       **({"pool": ev.rows(torch.arange(reps) == 0)} if with_pool else {}))[0]
+    want = (want / want.sum()).double()
+    got = smp.sample(sims, pos_sims, ev.positive_mask.contiguous(), generator=torch.Generator().manual_seed(0), **ctx)
+    freq = torch.bincount(got[:, 0], minlength=sims.shape[1]).double() / reps
+    se = (want * (1 - want) / reps).sqrt().clamp_min(1e-4)
+    assert ((freq - want).abs() <= 5 * se).all(), (freq, want)
+    assert freq[ev.positive_mask[0]].sum() == 0
+    # the same seed draws the same negatives
+    again = smp.sample(sims, pos_sims, ev.positive_mask.contiguous(), generator=torch.Generator().manual_seed(0), **ctx)
+    assert torch.equal(got, again)
+
+
+def test_calibrated_fne_falls_back_to_the_exact_weights_when_every_candidate_is_a_false_negative():
+    sims = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.9, 0.3, 0.2, 0.1]])
+    mask = torch.tensor([[True, False, False, False], [True, False, False, False]])
+    sure = P.GaussianPosterior(0.8, 0.1, -0.5, 0.1, prior_pos=1 - 1e-9)  # P ~ 1 above the negatives
+    smp = S.build("fne", posterior=sure, margin=0.3)
+    got = smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))
+    # row 0: the band (0.8, 0.7) is all P ~ 1: the exact weights are empty, so the hardest allowed one;
+    # row 1: nothing above the cut (0.6): the hardest allowed one as well
+    assert got[:, 0].tolist() == [1, 1]
+    torch.testing.assert_close(got, smp.sample(sims, sims[:, 0], mask, k=1, generator=torch.Generator().manual_seed(5)))
