@@ -147,19 +147,26 @@ def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_score
     fits, seen = [], []
     real_fit = T.fit_run_posterior
 
+    from fnlab.posterior.pool import PoolEvidence
+
+    keys = []
+
     def spy_fit(emb_a, emb_b, dataset, **kw):
         fits.append((kw.get("direction", "t2i"), emb_a.copy(), emb_b.copy()))
+        keys.append(kw.get("query_keys"))
         return real_fit(emb_a, emb_b, dataset, **kw)
 
-    real_weights = FNESampler._weights
+    real_sample = FNESampler.sample
 
-    def spy_weights(self, sims, pos_sims, positive_mask, **context):
+    def spy_sample(self, sims, pos_sims, positive_mask, **context):
         seen.append(context.get("direction"))
         assert torch.as_tensor(context["positive_mean"]).ndim == 0
-        return real_weights(self, sims, pos_sims, positive_mask, **context)
+        pool = context["pool"]  # the step's pool evidence, one row per anchor, one column per pool slot
+        assert isinstance(pool, PoolEvidence) and pool.positive_mask.shape == sims.shape
+        return real_sample(self, sims, pos_sims, positive_mask, **context)
 
     monkeypatch.setattr(T, "fit_run_posterior", spy_fit)
-    monkeypatch.setattr(FNESampler, "_weights", spy_weights)
+    monkeypatch.setattr(FNESampler, "sample", spy_sample)
     out = train(tiny_config(sampler="fne", queue_size=96, epochs=3, warmup_epochs=1, eval_splits=("val",)))
     refits = [f[0] for f in fits[:-1]]  # the last fit is the run's posterior.json (captions query images)
     assert refits == ["t2i", "i2t", "t2i", "i2t"] and fits[-1][0] == "t2i"
@@ -169,6 +176,10 @@ def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_score
     _, a_i2t, b_i2t = fits[3]
     assert not np.allclose(a_t2i, a_i2t)  # images: twin (t2i candidates) vs online (i2t queries)
     assert not np.allclose(b_t2i, b_i2t)
+    # query_neighbour is fitted as the pool shows it: the online query against the twin's copies of the queries
+    assert keys[2] is not None and keys[2].shape == b_t2i.shape and not np.allclose(keys[2], b_t2i)
+    assert keys[3] is not None and keys[3].shape == a_i2t.shape and np.allclose(keys[3], a_t2i)
+    assert keys[-1] is None  # the run's posterior.json: online embeddings on both sides
     assert 0.0 < out["metrics"][-1]["fne_prior_i2t"] < 1.0
 
 

@@ -78,6 +78,8 @@ class PoolEvidence:
         self.anchors, self.candidates, self.partners = anchors, candidates, partners
         self.candidate_ids, self.partner_ids, self.anchor_ids = candidate_ids, partner_ids, anchor_ids
         self.positive_mask = positive_mask
+        self._positive_slots: torch.Tensor | None = None  # [B, P] each anchor's positive slots, -1 padded
+        self._copies: tuple[torch.Tensor, torch.Tensor] | None = None  # slot -> item, item -> its slots
 
     def signals(self, names: tuple[str, ...], rows: torch.Tensor, cols: torch.Tensor) -> dict[str, torch.Tensor]:
         """The signals ``names`` (some of :data:`POOL_SIGNALS`) of the pairs ``(rows[n], cols[n])``:
@@ -131,7 +133,9 @@ class PoolEvidence:
 
     def _positive_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """``[N]``: :meth:`_positive_neighbour` at the pairs only (each anchor's positive slots, padded)."""
-        slots = _padded_groups(*self.positive_mask.nonzero(as_tuple=True), self.positive_mask.shape[0])
+        if self._positive_slots is None:  # built once per pool: a draw asks again for the anchors left
+            self._positive_slots = _padded_groups(*self.positive_mask.nonzero(as_tuple=True), self.positive_mask.shape[0])
+        slots = self._positive_slots
         if slots.shape[1] == 0:
             return torch.full(rows.shape, float("nan"), dtype=self.candidates.dtype, device=self.candidates.device)
         mine = slots[rows]  # [N, P]
@@ -140,8 +144,11 @@ class PoolEvidence:
 
     def _query_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """``[N]``: :meth:`_query_neighbour` at the pairs only (each candidate item's slots, padded)."""
-        items, slot_item = torch.unique(self.candidate_ids, return_inverse=True)
-        copies = _padded_groups(slot_item, torch.arange(slot_item.numel(), device=slot_item.device), items.numel())
+        if self._copies is None:  # built once per pool
+            items, slot_item = torch.unique(self.candidate_ids, return_inverse=True)
+            self._copies = (slot_item, _padded_groups(slot_item, torch.arange(slot_item.numel(), device=slot_item.device),
+                                                      items.numel()))
+        slot_item, copies = self._copies
         mine = copies[slot_item[cols]]  # [N, K]: the slots holding the same candidate item as each pair's
         safe = mine.clamp_min(0)
         vals = torch.einsum("nd,nkd->nk", self.anchors[rows], self.partners[safe])

@@ -194,6 +194,7 @@ class PUPosterior:
         self.pos_mean, self.pos_std = float(pos_mean), float(pos_std)
         self.n_iter_, self.converged_ = int(n_iter), bool(converged)
         self.notes = tuple(notes)
+        self._linear: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # fitted parameters never change
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -321,10 +322,13 @@ class PUPosterior:
             if bool(torch.isnan(col).any()):
                 return None
             cols.append(col)
-        sub = np.ix_(present, present)
-        w = np.linalg.solve(self.covs_[0][sub], self.means_[1][present] - self.means_[0][present])
-        mid = 0.5 * (self.means_[1][present] + self.means_[0][present])
-        out = torch.full(shape, base - float(w @ mid), dtype=torch.float64, device=signals.similarity.device)
+        key = tuple(present)
+        if key not in self._linear:  # one solve per set of offered features (FNE asks many times a step)
+            sub = np.ix_(present, present)
+            w_ = np.linalg.solve(self.covs_[0][sub], self.means_[1][present] - self.means_[0][present])
+            self._linear[key] = (w_, float(w_ @ (0.5 * (self.means_[1][present] + self.means_[0][present]))))
+        w, offset = self._linear[key]
+        out = torch.full(shape, base - offset, dtype=torch.float64, device=signals.similarity.device)
         for wj, col in zip(w, cols, strict=True):
             out = out + float(wj) * col
         return out
