@@ -180,13 +180,30 @@ def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(wi
     assert torch.equal(got, again)
 
 
-def test_calibrated_fne_falls_back_to_the_exact_weights_when_every_candidate_is_a_false_negative():
-    sims = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.9, 0.3, 0.2, 0.1]])
-    mask = torch.tensor([[True, False, False, False], [True, False, False, False]])
+def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a_false_negative():
+    """A row left empty (every candidate of the band a near-certain false negative, or nothing above the cut)
+    draws from the base weights over all its non-positives, never its hardest candidate (which would undo the
+    elimination: the likeliest false negative of all)."""
+    reps = 4000
+    sims = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.9, 0.3, 0.2, 0.1]]).repeat(reps, 1)
+    mask = torch.tensor([[True, False, False, False], [True, False, False, False]]).repeat(reps, 1)
     sure = P.GaussianPosterior(0.8, 0.1, -0.5, 0.1, prior_pos=1 - 1e-9)  # P ~ 1 above the negatives
-    smp = S.build("fne", posterior=sure, margin=0.3)
-    got = smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))
-    # row 0: the band (0.8, 0.7) is all P ~ 1: the exact weights are empty, so the hardest allowed one;
-    # row 1: nothing above the cut (0.6): the hardest allowed one as well
-    assert got[:, 0].tolist() == [1, 1]
-    torch.testing.assert_close(got, smp.sample(sims, sims[:, 0], mask, k=1, generator=torch.Generator().manual_seed(5)))
+    for rule in ("soft", "keep", "drop"):
+        smp = S.build("fne", posterior=sure, margin=0.3, rule=rule, keep_fraction=0.5 if rule == "keep" else 1 / 3)
+        got = smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))[:, 0]
+        for row in (0, 1):  # row 0: the band (0.8, 0.7) is all P ~ 1; row 1: nothing above the cut (0.6)
+            s = sims[row]
+            base = torch.exp(-0.5 * (s - s[0]) ** 2).masked_fill(mask[row], 0.0).double()
+            freq = torch.bincount(got[row::2], minlength=4).double() / reps
+            if rule == "keep" and row == 0:
+                # 'keep' ranks the band by P and keeps its lower half (one candidate), whatever P's level is
+                assert sorted(freq.tolist()) == [0.0, 0.0, 0.0, 1.0] and freq[1:3].sum() == 1.0
+                continue
+            want = base / base.sum()
+            se = (want * (1 - want) / reps).sqrt().clamp_min(1e-4)
+            assert ((freq - want).abs() <= 5 * se).all(), (rule, row, freq, want)
+        assert torch.equal(got, smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))[:, 0])
+    # paper mode keeps the official fallback: the hardest negative
+    paper = S.build("fne", posterior=sure, margin=0.3, mode="paper")
+    w = paper.weights(sims[:2], sims[:2, 0], mask[:2])
+    assert w[1].tolist() == [0.0, 1.0, 0.0, 0.0]

@@ -241,6 +241,65 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
 
 
+def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob):
+    """Per-row reference of calibrated FNE's eliminating rules (``prob(s, s+)`` gives P): base weight
+    ``exp(-tau (s - s+)^2)`` in the band ``s > mu+ - margin``; 'keep' keeps the ceil(fraction * n) band members
+    of lowest P (ties by position), 'drop' those with P < drop_above; an empty row takes the base weights of
+    every non-positive."""
+    def f(row, p, pm, bl):
+        band = [j for j in range(len(row)) if not pm[j] and row[j] > mu_p - margin]
+        base = [math.exp(-tau * (s - p) ** 2) for s in row]
+        if rule == "keep":
+            kept = set(sorted(band, key=lambda j: (prob(row[j], p), j))[:math.ceil(keep_fraction * len(band))])
+        else:
+            kept = {j for j in band if prob(row[j], p) < drop_above}
+        w = [base[j] if j in kept else 0.0 for j in range(len(row))]
+        if sum(w) == 0:
+            w = [0.0 if pm[j] else base[j] for j in range(len(row))]
+        return w
+    return f
+
+
+@pytest.mark.parametrize("rule", ["keep", "drop"])
+@pytest.mark.parametrize("b,m", [(3, 12), (8, 50), (16, 200)])
+def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
+    sims, pos, mask = make(b, m, seed=m + 7)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.2, prior_pos=0.05)
+
+    def prob(s, _p):
+        return float(post.prob_false_negative(torch.tensor([s], dtype=torch.float64))[0])
+
+    for frac, drop in ((1 / 3, 0.5), (0.25, 0.2), (1.0, 0.05)):
+        smp = S.build("fne", posterior=post, rule=rule, keep_fraction=frac, drop_above=drop)
+        got = smp.weights(sims, pos, mask)
+        want = ref_rows(ref_fne_eliminating(rule, frac, drop, 0.5, 0.2, 0.45, prob), sims, pos, mask)
+        torch.testing.assert_close(got, want)
+
+
+def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
+    """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
+    those of its weights."""
+    sims, pos, mask = make(1, 30, seed=11, dtype=torch.float32)
+    post = GaussianPosterior(0.4, 0.15, 0.0, 0.2, prior_pos=0.1)
+    smp = S.build("fne", posterior=post, rule="drop", drop_above=0.3)
+    w = smp.weights(sims, pos, mask)[0].double()
+    assert (w == 0).sum() > mask.sum() + 3  # the rule does drop candidates here
+    reps = 6000
+    draws = smp.sample(sims.expand(reps, -1), pos.expand(reps), mask.expand(reps, -1),
+                       generator=torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(draws, minlength=30).double() / reps
+    want = w / w.sum()
+    se = (want * (1 - want) / reps).sqrt().clamp_min(1e-4)
+    assert ((freq - want).abs() <= 5 * se).all()
+
+
+def test_fne_rule_and_fractions_are_validated():
+    for kw, field in (({"rule": "hard"}, "rule"), ({"keep_fraction": 0.0}, "keep_fraction"),
+                      ({"drop_above": 1.5}, "drop_above")):
+        with pytest.raises(ValueError, match=field):
+            S.build("fne", **kw)
+
+
 def test_fne_applies_the_posterior_of_the_direction_it_samples():
     """After a calibrated refit FNE holds one posterior per direction and a call's ``direction`` picks it;
     a call without one (the app's playground) uses the run's caption-to-image posterior."""

@@ -8,8 +8,9 @@ pool and draws negatives from them (pytorch-metric-learning calls this a *miner*
 * runs without gradients on detached inputs,
 * checks shapes, dtypes and devices, with errors naming the argument,
 * zeroes labelled positives (and anything else :meth:`Sampler._blocked` returns),
-* gives a row whose weights are all zero a one-hot weight on its hardest allowed candidate
-  (FNE's fallback, Li et al., ACM MM 2023, official ``choice_negative``),
+* gives a row whose weights are all zero the sampler's fallback weights (:meth:`Sampler._fallback_weights`),
+  by default a one-hot weight on its hardest allowed candidate (the official FNE ``choice_negative``,
+  Li et al., ACM MM 2023, and VSE++'s pick),
 * checks the output (finite, non-negative, exactly zero on positives),
 * draws indices with ``torch.multinomial`` and an optional generator.
 
@@ -128,6 +129,14 @@ class Sampler:
         """``[B, M]`` bool: candidates that must get zero weight (default: labelled positives)."""
         return positive_mask
 
+    def _fallback_weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+                          **context: Any) -> torch.Tensor | None:
+        """``[R, M]`` weights for rows whose :meth:`_weights` all vanished (the rows are given), or ``None``
+        for the default: a one-hot weight on the hardest allowed candidate. A sampler whose filter removes
+        suspected false negatives overrides this, so that an emptied row does not fall back to the hardest
+        candidate, the likeliest false negative of all (FNE's calibrated mode)."""
+        return None
+
     # ------------------------------------------------------------- training hooks
     def start_epoch(self, epoch: int, *, warmup: bool, fit_posterior: Any = None) -> None:
         """Called by the trainer before each epoch. Adaptive samplers reset or refit their state here.
@@ -187,6 +196,13 @@ class Sampler:
             empty = w.sum(dim=1) <= 0
             dead = empty
             if bool(empty.any()):
+                fb = self._fallback_weights(sims[empty], pos_sims[empty], positive_mask[empty],
+                                            **_rows_of(context, empty))
+                if fb is not None:
+                    w[empty] = fb.to(w.dtype).masked_fill(positive_mask[empty], 0.0).clamp_min(0.0)
+                    empty = w.sum(dim=1) <= 0
+                    dead = empty
+            if bool(empty.any()):
                 # Hardest allowed candidate; where everything is blocked, the hardest non-positive.
                 has_allowed = (~blocked).any(dim=1)
                 fb_block = torch.where(has_allowed[:, None], blocked, positive_mask)
@@ -241,6 +257,20 @@ class Sampler:
         if bool(enough.any()):
             out[enough] = torch.multinomial(w[enough], k, replacement=False, generator=generator)
         return out
+
+
+def _rows_of(context: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+    """The call context restricted to ``rows`` (``[B]`` bool): ``[B, ...]`` tensors and objects with a
+    ``rows(mask)`` method (the pool's evidence) are sliced, everything else is passed as it is."""
+    out: dict[str, Any] = {}
+    for key, value in context.items():
+        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == rows.shape[0]:
+            out[key] = value[rows]
+        elif hasattr(value, "rows") and callable(value.rows):
+            out[key] = value.rows(rows)
+        else:
+            out[key] = value
+    return out
 
 
 def _draw_one(w: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

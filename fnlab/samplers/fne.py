@@ -31,6 +31,13 @@ class FNESampler(Sampler):
     * ``mode="calibrated"`` (default): ``w = exp(-tau (s - s+)^2) * (1 - P)``, so likely false
       negatives really vanish when the posterior is calibrated (fit it with an honest prior,
       see :func:`fnlab.posterior.fit`);
+    * ``rule`` (calibrated mode only) says how P acts inside the band above the cut:
+      ``"soft"`` (default) multiplies by ``1 - P`` as above; ``"keep"`` eliminates: each anchor keeps the
+      ``keep_fraction`` of its band with the lowest P (at least one candidate) at their base weights, the
+      rest get zero; ``"drop"`` eliminates every candidate with ``P >= drop_above``. The soft rule leaves
+      much of the band's weight on false negatives wherever P is spread out (with ``tau = 0.5`` on cosine
+      the base kernel is nearly flat, so the draw is about uniform over the band times ``1 - P``); a rank
+      rule needs only P's order within each anchor, not its calibration;
     * cut-down: ``w = 0`` where ``s <= mu+ - margin``. ``mu+`` is the posterior's positive mean (paper
       mode: the official running mean of in-batch positives), except that in calibrated mode a call may
       pass ``positive_mean=`` (a float or 0-dim tensor) in its context: the trainer passes the mean positive similarity of the
@@ -39,7 +46,10 @@ class FNESampler(Sampler):
       emptied rows in the fifth, which fell back to the hardest negative: sampled false-negative rate
       0.61, validation relevant rSum 570.6 -> 462.2). Without it (the app) a pair's weight does not
       depend on the other queries of the call;
-    * zero on labelled positives, hardest-non-positive fallback for empty rows (base class).
+    * zero on labelled positives. A row left empty (nothing above the cut, or every candidate eliminated)
+      falls back, in calibrated mode, to the base weights over all its non-positives, never to its hardest
+      candidate, which is the likeliest false negative of all and would undo the elimination; paper mode
+      keeps the official fallback to the hardest negative.
 
     ``posterior=None``, or a posterior whose ``ready`` attribute is false (e.g.
     :class:`fnlab.posterior.RunningGaussianStats` before 200 confident positives), gives the
@@ -68,6 +78,9 @@ class FNESampler(Sampler):
         fn_cutoff: paper mode replaces weights where ``P > fn_cutoff`` (1e-3).
         min_confident: paper mode: confident positives the running statistics need (200).
         prior: P(match) of an unlabelled pair: ``"auto"`` (paper: 1e-4; calibrated: estimated) or a float.
+        rule: calibrated mode: ``"soft"``, ``"keep"`` or ``"drop"`` (above).
+        keep_fraction: ``rule="keep"``: the share of each anchor's band kept, lowest P first.
+        drop_above: ``rule="drop"``: candidates with ``P >= drop_above`` are eliminated.
 
     Example:
         >>> from fnlab.posterior import GaussianPosterior
@@ -86,13 +99,24 @@ class FNESampler(Sampler):
         ParamSpec("fn_cutoff", 1e-3, 1e-6, 0.5, "paper mode: P_fn above this replaces the weight"),
         ParamSpec("min_confident", 200, 0, 5000, "paper mode: confident positives before the posterior is used",
                   integer=True),
+        ParamSpec("keep_fraction", 1 / 3, 0.01, 1.0, "rule 'keep': share of each anchor's band kept, lowest P first"),
+        ParamSpec("drop_above", 0.5, 0.01, 1.0, "rule 'drop': candidates with P >= this are eliminated"),
     )
+    #: calibrated mode's rules for P inside the band
+    RULES = ("soft", "keep", "drop")
 
     def __init__(self, posterior: Any = None, mode: str = "calibrated", tau: float = 0.5,
                  margin: float = 0.2, fn_cutoff: float = 1e-3, min_confident: int = 200,
-                 prior: float | str = "auto") -> None:
+                 prior: float | str = "auto", rule: str = "soft", keep_fraction: float = 1 / 3,
+                 drop_above: float = 0.5) -> None:
         if mode not in ("paper", "calibrated"):
             raise ValueError(f"fne: 'mode' must be 'paper' or 'calibrated', got {mode!r}")
+        if rule not in self.RULES:
+            raise ValueError(f"fne: 'rule' must be one of {', '.join(self.RULES)}, got {rule!r}")
+        if not 0 < keep_fraction <= 1:
+            raise ValueError(f"fne: 'keep_fraction' must lie in (0, 1], got {keep_fraction}")
+        if not 0 < drop_above <= 1:
+            raise ValueError(f"fne: 'drop_above' must lie in (0, 1], got {drop_above}")
         if tau < 0:
             raise ValueError(f"fne: 'tau' must be >= 0, got {tau}")
         if not 0 < fn_cutoff < 1:
@@ -107,6 +131,7 @@ class FNESampler(Sampler):
         self.posterior = posterior
         self.mode, self.tau, self.margin, self.fn_cutoff = mode, float(tau), float(margin), float(fn_cutoff)
         self.min_confident, self.prior = int(min_confident), prior
+        self.rule, self.keep_fraction, self.drop_above = rule, float(keep_fraction), float(drop_above)
         self._owns_posterior = posterior is None
         self.by_direction: dict[str, Any] = {}
         self._steps = self._active = 0
@@ -212,9 +237,29 @@ class FNESampler(Sampler):
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
             w = torch.where(replace, torch.exp(-self.tau * p), w)
-        else:
+        elif self.rule == "soft":
             w = w * (1 - p).clamp_min(0)
+        elif self.rule == "drop":
+            w = w.masked_fill(p >= self.drop_above, 0.0)
+        else:
+            w = w.masked_fill(~self._lowest_p(p, ~cut & ~positive_mask), 0.0)
         return w.masked_fill(cut, 0.0)
+
+    def _lowest_p(self, p: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """``[B, M]`` bool: in each row, the ``ceil(keep_fraction * n)`` candidates of the ``band`` (``n`` of
+        them) with the lowest ``p``; ties broken by position (a stable sort)."""
+        n = band.sum(dim=1)
+        keep_n = torch.ceil(self.keep_fraction * n.double()).long().clamp_max(n)
+        order = p.masked_fill(~band, float("inf")).argsort(dim=1, stable=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(p.shape[1], device=p.device).expand_as(order))
+        return band & (ranks < keep_n[:, None])
+
+    def _fallback_weights(self, sims, pos_sims, positive_mask, **context):
+        """Calibrated mode: an emptied row draws from the base weights over all its non-positives."""
+        if self.mode == "paper":
+            return None
+        return torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
 
     def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor, k: int = 1,
                generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
@@ -225,9 +270,11 @@ class FNESampler(Sampler):
         from the base weights above the cut and kept with probability ``1 - P``, which needs ``P`` (and
         the pool's signals) at the drawn pairs only, about ``B / E[1 - P]`` of them, instead of at every
         pair above the cut. Anchors that keep nothing in ``max_tries`` rounds, or have nothing above the
-        cut, are drawn from their exact weights (:meth:`weights`, with its hardest-negative fallback).
+        cut, are drawn from their exact weights (:meth:`weights`; an emptied row falls back to the base weights).
+        ``rule="drop"`` draws the same way and keeps a candidate when ``P < drop_above``.
         """
-        if self.mode != "calibrated" or int(k) != 1 or not _posterior_ready(self.posterior):
+        if (self.mode != "calibrated" or self.rule == "keep" or int(k) != 1
+                or not _posterior_ready(self.posterior)):
             return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, **context)
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
@@ -242,8 +289,11 @@ class FNESampler(Sampler):
                     break
                 cols = self._draw(base[rows], sims[rows], 1, generator)[:, 0]
                 p = self._prob_at(post, sims, pos_sims, rows, cols, pool)
-                u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
-                kept = u >= p  # probability 1 - P
+                if self.rule == "drop":
+                    kept = p < self.drop_above
+                else:
+                    u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
+                    kept = u >= p  # probability 1 - P
                 out[rows[kept]] = cols[kept]
                 todo[rows[kept]] = False
             rest = todo | (base.sum(dim=1) <= 0)
