@@ -21,6 +21,7 @@ Policies:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -89,15 +90,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+#: a failed write into a folder with less free space than this is reported as a full disk
+DISK_FULL_BYTES = 1 << 20
+
+
+def disk_full(folder: str | os.PathLike) -> bool:
+    """Whether the file system holding ``folder`` has (almost) no space left for this user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_FULL_BYTES
+
+
 def _named(err: BaseException, path: Path) -> BaseException:
-    """``err`` as an ``OSError`` naming the final ``path`` (pyarrow and torch omit the file name)."""
+    """``err`` as an ``OSError`` naming the final ``path`` (pyarrow and torch omit the file name).
+
+    A full disk is reported as ``ENOSPC`` ("no space left on the device") however the writer said it:
+    ``torch.save`` raises a ``RuntimeError`` ("unexpected pos ...", "file write failed") without an errno,
+    pyarrow an ``OSError`` whose text holds "[errno 28]"; where the errno is missing, the free space of the
+    folder decides (checked while the half-written temporary file still holds its space).
+    """
     if isinstance(err, OSError) and err.filename is not None and ".tmp-" not in os.fspath(err.filename):
         return err
     code = err.errno if isinstance(err, OSError) else None
     text = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or type(err).__name__
+    if code is None and ("No space left" in text or "errno 28]" in text.lower() or disk_full(path.parent)):
+        code = errno.ENOSPC
     if code is None:
         return OSError(f"{path}: could not write the file ({text})")
-    return OSError(code, f"could not write the file ({text})", str(path))
+    return OSError(code, f"could not write the file ({' '.join(text.split())})", str(path))
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -278,7 +300,8 @@ def _looks_headerless(columns: Iterable[Any]) -> bool:
 
 
 def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name: str | None = None,
-               label: str | None = None, columns: Iterable[str] = ()) -> pd.DataFrame:
+               label: str | None = None, columns: Iterable[str] = (),
+               integer_columns: Iterable[str] = ()) -> pd.DataFrame:
     """A non-empty ``.csv`` / ``.parquet`` (``.pq``) table, with the given columns.
 
     Args:
@@ -287,10 +310,12 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
         label: the file's role, shown after its name (``"positives"``).
         columns: required column names; a CSV without them whose header is numbers is reported as
             lacking its header line (``query,candidate``).
+        integer_columns: columns that must hold an integer in every row (ids); returned as int64. An empty
+            cell (NaN), a fraction or a text is reported by column and row.
 
     Raises:
         FileNotFoundError: no such file. FileFormatError: folder, empty, unknown extension,
-        unreadable, no rows, missing columns.
+        unreadable, no rows, missing columns, a non-integer in an integer column.
     """
     columns = list(columns)
     role = f" ({label})" if label else ""
@@ -328,7 +353,26 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
                               f"{columns} (found {[str(c) for c in df.columns]})")
     if len(df) == 0:
         raise FileFormatError(f"{where}: no rows (only a header); expected {what}")
+    for col in integer_columns:
+        df[col] = _integer_column(df[col], col, where, csv=suffix == ".csv")
     return df
+
+
+def _integer_column(values: pd.Series, col: str, where: str, *, csv: bool) -> pd.Series:
+    """``values`` as int64, or a FileFormatError naming the column and the first bad row."""
+    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(np.int64)
+    numeric = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else \
+        pd.Series(np.nan, index=values.index)
+    bad = numeric.isna() | ~np.isfinite(numeric.fillna(0)) | (numeric.fillna(0) % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raw = values.iloc[i]
+        shown = "is empty (NaN)" if pd.isna(raw) else f"holds {raw!r}"
+        line = f" (line {i + 2} of the file)" if csv else ""
+        raise FileFormatError(f"{where}: column {col!r}, row {i}{line} {shown}; expected an integer id in every "
+                              f"row ({int(bad.sum())} such row(s))")
+    return numeric.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------- integrity
