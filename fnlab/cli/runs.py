@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fnlab.core.files import dumps
 
-_RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is not a folder here is looked up in runs/); "
+_RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is nothing here is looked up in runs/); "
              "with --runs DIR: a run name inside DIR")
 
 
@@ -72,8 +72,8 @@ def resolve(ref: str, runs_root: str | None):
         return RunStore(runs_root), validate_name(ref)
     path = Path(ref)
     store, name = RunStore.for_path(path)
-    if "/" not in ref and not path.is_dir():
-        store = RunStore("runs")  # a bare NAME: the default store
+    if "/" not in ref and not os.path.lexists(path):
+        store = RunStore("runs")  # a bare NAME that is nothing here: the default store
     return store, name
 
 
