@@ -393,7 +393,7 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
     q = files.read_npy(q_bytes, "a float array [queries, dim]", name=names[0], label="queries")
     c = files.read_npy(c_bytes, "a float array [candidates, dim]", name=names[1], label="candidates")
     p = files.read_table(p_bytes, "labelled pairs (query, candidate)", name=names[2], label="positives",
-                         columns=("query", "candidate"))
+                         columns=("query", "candidate"), integer_columns=("query", "candidate"))
     res = scan.scan(q, c, p, top_k=top_k)
     return res.table, dict(res.summary)
 

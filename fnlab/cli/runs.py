@@ -1,7 +1,7 @@
 """``fnlab runs``: list the runs in a run store (with their status), show one, remove one.
 
 A run is named by its folder path (``runs/my-run``), as in ``fnlab train --out`` and ``fnlab eval``;
-a bare ``NAME`` that is not a folder here is looked up in ``runs/``; with ``--runs DIR`` the argument is a run
+a bare ``NAME`` that is nothing here is looked up in ``runs/``; with ``--runs DIR`` the argument is a run
 name inside ``DIR``.
 """
 

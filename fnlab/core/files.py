@@ -95,9 +95,12 @@ DISK_FULL_BYTES = 1 << 20
 
 
 def disk_full(folder: str | os.PathLike) -> bool:
-    """Whether the file system holding ``folder`` has (almost) no space left for this user."""
+    """Whether the file system holding ``folder`` (or its nearest existing parent) has (almost) no space left."""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
     try:
-        st = os.statvfs(folder)
+        st = os.statvfs(path)
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < DISK_FULL_BYTES
@@ -368,6 +371,7 @@ def _integer_column(values: pd.Series, col: str, where: str, *, csv: bool) -> pd
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raw = values.iloc[i]
+        raw = raw.item() if isinstance(raw, np.generic) else raw
         shown = "is empty (NaN)" if pd.isna(raw) else f"holds {raw!r}"
         line = f" (line {i + 2} of the file)" if csv else ""
         raise FileFormatError(f"{where}: column {col!r}, row {i}{line} {shown}; expected an integer id in every "
