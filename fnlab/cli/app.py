@@ -24,7 +24,7 @@ EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("app", help="serve the fnlab app (127.0.0.1 unless --address)",
-                              description=__doc__.split("\n\n", 1)[1].strip())
+                              description=__doc__.split("\n\n", 1)[1].strip().replace("``", ""))
     p.add_argument("--address", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 serves every "
                         "network interface, so anyone who can reach this machine can open the app)")

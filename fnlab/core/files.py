@@ -398,9 +398,12 @@ def try_lock(path: str | os.PathLike, *, blocking: bool = False) -> int | None:
     detected (inode check) and the lock retaken on the new file, so :func:`unlock` may remove it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder was tidied away (empty) between the two calls: make it again
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -319,6 +319,7 @@ class RunWriter(_Files):
         if self._lock_fd is not None:
             files.unlock(self._lock_fd, remove=self.store._lock_path(self.name))
             self._lock_fd = None
+            self.store._tidy()
 
     def log_metrics(self, metrics: dict) -> None:
         """Append one row (e.g. one epoch) to ``metrics.jsonl`` (the whole file replaced atomically)."""
@@ -474,6 +475,13 @@ class RunStore:
 
     def _lock_path(self, name: str) -> Path:
         return self.staging / f".{name}.lock"
+
+    def _tidy(self) -> None:
+        """Remove the staging folder once it is empty (nothing left behind in a folder the user named)."""
+        try:
+            os.rmdir(self.staging)
+        except OSError:
+            pass  # in use, or already gone
 
     def create(self, config: dict, name: str | None = None) -> RunWriter:
         """Start a run in the staging folder and write its ``config.json``.
@@ -680,3 +688,4 @@ class RunStore:
         finally:
             if fd is not None:
                 files.unlock(fd, remove=self._lock_path(name))
+            self._tidy()
