@@ -85,7 +85,7 @@ REFUSED_RM = [
     ("the-store", "runs", ["runs", "run store holding 4 run(s)"]),
     ("bare-folder-name", "thesis", ["thesis", "not a run (no run.json)"]),
     ("absolute-path", "{ws}/thesis", ["thesis", "not a run"]),
-    ("dot-dot", "runs/../thesis", ["runs/../thesis", "not a run"]),
+    ("dot-dot", "runs/../thesis", ["{ws}/thesis", "not a run"]),  # named resolved
     ("ends-in-dot-dot", "runs/a/..", ["runs/a/.."]),
     ("a-file", "notes.txt", ["notes.txt", "is a file"]),
     ("empty-folder", "runs/empty", ["runs/empty", "not a run"]),
@@ -102,7 +102,7 @@ def test_runs_rm_refuses_anything_that_is_not_a_run_and_changes_nothing(ws, caps
     line = one_line(err)
     assert rc == 2 and line.startswith("fnlab runs: error:"), err
     for text in expect:
-        assert text in line, (text, line)
+        assert text.format(ws=ws) in line, (text, line)
     assert snapshot(ws) == before
     assert not (ws / ".staging").exists()  # nothing created beside the target either
 
@@ -233,6 +233,13 @@ def test_resolve_keeps_the_last_component_and_resolves_the_rest(ws):
         ownership.check(ws / "thesis", ownership.RUN, inside=ws / "runs")
     with pytest.raises(ownership.OwnershipError, match="outside"):
         ownership.check(ws / "runs", ownership.RUN, inside=ws / "runs")  # never the place itself
+
+
+def test_a_run_path_with_dot_dot_is_resolved_first_and_creates_no_stray_folder(ws):
+    store, name = RunStore.for_path("runs/nowhere/../fresh")
+    assert (store.root, name) == (ws / "runs", "fresh")
+    fake_run(store, name)
+    assert (ws / "runs" / "fresh" / "run.json").is_file() and not (ws / "runs" / "nowhere").exists()
 
 
 def test_remove_puts_a_folder_back_when_a_file_turns_up_after_the_check(ws, monkeypatch):

@@ -447,7 +447,10 @@ def split_run_path(path: str | os.PathLike) -> tuple[Path, str]:
     if not p.name or p.name in (".", ".."):
         raise ValueError(f"run path {str(path)!r}: expected a run folder path such as runs/my-run")
     validate_name(p.name, f"run name (last part of {str(path)!r})")
-    return (p.parent if str(p.parent) else Path(".")), p.name
+    parent = p.parent if str(p.parent) else Path(".")
+    if ".." in parent.parts:  # resolved first: runs/a/../b is runs/b (and never creates runs/a)
+        parent = Path(os.path.realpath(parent))
+    return parent, p.name
 
 
 class RunStore:
