@@ -359,3 +359,17 @@ def test_make_sample_never_replaces_a_folder_that_is_not_a_saved_dataset(ws, cap
     before = snapshot(ws)
     rc, err = run_cli(["data", "make-sample", "--out", "data"], capsys)
     assert rc == 2 and "not a dataset fnlab saved" in one_line(err) and snapshot(ws) == before
+
+
+def test_a_forged_or_copied_commit_journal_never_moves_a_users_file(tmp_path):
+    from fnlab.core import files
+
+    thesis, out = tmp_path / "thesis.tex", tmp_path / "s.parquet"
+    thesis.write_text("mine\n")
+    (tmp_path / "x").mkdir()
+    stray = tmp_path / "x" / ".s.parquet.tmp-1-aaaaaaaa"  # a temporary name, but in another folder
+    stray.write_text("not this one\n")
+    renames = [[str(thesis), str(out)], [".s.parquet.tmp-1-bbbbbbbb", str(out)], [str(stray), str(out)]]
+    (tmp_path / ".s.parquet.commit.json").write_text(json.dumps({"renames": renames}))
+    assert files.recover(out) is True  # the journal is consumed ...
+    assert thesis.read_text() == "mine\n" and stray.exists() and not out.exists()  # ... and moves nothing of these

@@ -498,10 +498,19 @@ def _roll_forward(journal: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         journal.unlink(missing_ok=True)  # a journal is written atomically: unreadable means not ours
         return
-    for tmp, final in renames:
-        if os.path.exists(tmp):
+    for tmp, final in renames if isinstance(renames, list) else []:
+        if _own_temp(tmp, final) and os.path.exists(tmp):
             os.replace(tmp, final)
     journal.unlink(missing_ok=True)
+
+
+def _own_temp(tmp: Any, final: Any) -> bool:
+    """Whether ``tmp`` is a temporary sibling fnlab wrote for ``final`` (:func:`_tmp_sibling`): a journal only ever
+    moves such a file onto its own final name, never anything else (a journal copied elsewhere, or forged)."""
+    if not isinstance(tmp, str) or not isinstance(final, str) or not os.path.isabs(tmp):
+        return False
+    t, f = Path(tmp), Path(final)
+    return t.parent == f.parent and t.name.startswith(f".{f.name}.tmp-")
 
 
 def recover(key: str | os.PathLike) -> bool:
@@ -591,8 +600,8 @@ def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) ->
             journal = _journal(key)
             if journal.exists():
                 _roll_forward(journal)
-            write_text(journal, json.dumps({"renames": [[str(t), str(f)] for t, f in zip(tmps, finals,
-                                                                                           strict=True)]}))
+            write_text(journal, json.dumps({"renames": [[os.path.abspath(t), os.path.abspath(f)]
+                                                        for t, f in zip(tmps, finals, strict=True)]}))
             _fsync(journal)
             pause_point("commit:journal-written")
             _roll_forward(journal)

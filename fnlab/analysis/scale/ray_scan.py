@@ -591,7 +591,7 @@ def _check_top_k(top_k: int, n_candidates: int, batch: int) -> int:
     if need > mem // 2:
         raise ScanInputError(f"top_k {top_k}: a batch of {batch:,} queries x {k:,} candidates needs about "
                              f"{need / 2**30:,.1f} GiB in a worker, more than half this machine's memory "
-                             f"({mem / 2**30:,.1f} GiB); lower top_k or batch_size")
+                             f"({mem / 2**30:,.1f} GiB); lower top_k or batch_size (--top-k, --batch-size)")
     return k
 
 
