@@ -486,9 +486,13 @@ def sidebar() -> None:
         if not root.exists():  # never created from the text box: only by this explicit click
             st.warning(f"`{root}` does not exist.")
             if st.button("Create this folder", key="create_runs_root", icon=":material/create_new_folder:"):
-                root.mkdir(parents=True, exist_ok=True)
-                refresh_runs()
-                st.rerun()
+                try:
+                    root.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    st.error(f"Could not create `{root}`: {err.strerror or err}")
+                else:
+                    refresh_runs()
+                    st.rerun()
         names = run_names(root)
         if names:
             wanted = st.session_state.pop("_fn_url_run", None) or st.session_state.pop("run_pending", None)

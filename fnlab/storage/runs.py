@@ -369,6 +369,7 @@ class RunWriter(_Files):
 
         Raises:
             FileExistsError: a run with this name exists and the store does not overwrite.
+            ownership.OwnershipError: the name is now taken by something that is not a run fnlab wrote.
         """
         self._check_open()
         self.store.check_target(self.name)  # again: the folder may have changed while the run was written
