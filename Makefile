@@ -36,9 +36,10 @@ sample_data/shapes/dataset.json: | install
 sample-data: install
 	$(PY) -m fnlab.cli data make-sample --out sample_data
 
+# fnlab app passes every server setting itself (127.0.0.1 only; ADDRESS=0.0.0.0 serves the network, deliberately)
+ADDRESS ?= 127.0.0.1
 demo: install sample_data/shapes/dataset.json
-	$(VENV)/bin/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	$(PY) -m fnlab.cli app --address $(ADDRESS) --port $(PORT)
 
 test: install browser-deps
 	$(PY) -m pytest -q -m "not slow"

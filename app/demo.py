@@ -15,11 +15,14 @@ from app.training import demo_config
 
 
 def ensure_demo_run() -> None:
-    """Start the demo run in the background when the runs folder holds no run (not with FNLAB_NO_DEMO set)."""
+    """Start the demo run in the background when the default runs folder holds no run (not with FNLAB_NO_DEMO set).
+
+    Only the default folder (``$FNLAB_RUNS``, else ``runs``): a folder typed into the sidebar never gets a run, nor
+    is it created, without a click (the page offers the demo run there with a button)."""
     if os.environ.get("FNLAB_NO_DEMO"):
         return
     root = state.runs_root()
-    if state.run_names(root):
+    if root != state.default_root() or state.run_names(root):
         return
     job = jobs.status(root, state.DEMO_RUN)
     if job is not None and job.state in ("running", "done"):

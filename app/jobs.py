@@ -9,8 +9,13 @@ Files, under ``ROOT/.jobs/`` (hidden, so the run store never lists them)::
     NAME.lock            {"pid", "started"}: the job owning run NAME. Created with O_EXCL (one winner
                          when two sessions start the same run); removed by the job when it ends; a lock
                          whose pid is gone (a crash, kill -9) is stale and removed by the next reader.
-    NAME.progress.json   {"state": running|done|failed, "fraction", "text", "error", "epoch", ...},
+    NAME.progress.json   {"state": running|done|failed, "fraction", "text", "error", "epoch", "pid", ...},
                          replaced atomically.
+
+A job ends in this order: it releases its lock, then writes its final state (done or failed). So a reader
+that sees the final state never finds the lock still there; in the instant between the two, the progress
+file still says running and names the job's pid, which is alive, so the job still reads as running (and as
+failed if it was killed right there).
     NAME.log             the job's stdout and stderr, for whoever debugs it (never shown in the app).
 """
 
@@ -19,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -116,8 +120,12 @@ def status(root: str | os.PathLike, name: str) -> JobStatus | None:
     if prog is None:
         return JobStatus(name, "running", 0.0, "Starting…", pid=pid) if pid else None
     state = prog.get("state", "running")
-    if state == "running" and pid is None:
-        state = "failed"
+    if state == "running" and pid is None:  # no lock: the job is writing its final state, or it died
+        finishing = prog.get("pid")
+        if isinstance(finishing, int) and finishing > 0 and pid_alive(finishing):
+            pid = finishing
+        else:
+            state = "failed"
     return JobStatus(name, state, float(prog.get("fraction", 0.0)), str(prog.get("text", "")),
                      prog.get("error"), pid)
 
@@ -160,8 +168,8 @@ def start(root: str | os.PathLike, name: str, config: dict) -> bool:
         return False  # another session won the race
     with os.fdopen(fd, "w") as f:
         json.dump({"pid": os.getpid(), "started": time.time()}, f)
-    # Nobody else can own the name now: an interrupted attempt's staging folder is ours to clear.
-    shutil.rmtree(store.staging / name, ignore_errors=True)
+    # An interrupted attempt's staging folder is cleared by the run store when the job creates the run, under the
+    # run's own lock (so a run that `fnlab train` writes to the same name at this moment is never touched).
     _write_json(_progress(root, name), {"state": "running", "fraction": 0.0, "text": "Starting…"})
     log = open(_dir(root) / f"{name}.log", "w")  # noqa: SIM115 - handed to the child
     try:
@@ -190,12 +198,14 @@ def stop(root: str | os.PathLike, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ the job itself
-def _run_job(root: Path, name: str, config: dict) -> int:
+def _run_job(root: Path, name: str, config: dict) -> dict:
+    """Train the run; returns the final progress record (written by :func:`main` after the lock is released)."""
     from fnlab.storage import runs
     from fnlab.training import train
 
     progress = _progress(root, name)
     t0 = time.perf_counter()
+    me = os.getpid()
 
     class Progress(train.Callback):
         total = 1
@@ -204,33 +214,32 @@ def _run_job(root: Path, name: str, config: dict) -> int:
         def on_train_start(self, cfg, info) -> None:
             self.total = max(1, int(info.get("epochs", 1)) * int(info.get("steps_per_epoch", 1)))
             self.epochs = int(info.get("epochs", 1))
-            _write_json(progress, {"state": "running", "fraction": 0.0,
+            _write_json(progress, {"state": "running", "fraction": 0.0, "pid": me,
                                    "text": f"Training on {info.get('device', 'cpu')}…"})
 
         def on_step(self, epoch, step, steps, loss) -> None:
             if step == steps or step % 3 == 0:
                 done = min(1.0, ((epoch - 1) * steps + step) / self.total)
-                _write_json(progress, {"state": "running", "fraction": 0.95 * done, "epoch": epoch,
+                _write_json(progress, {"state": "running", "fraction": 0.95 * done, "epoch": epoch, "pid": me,
                                        "text": f"epoch {epoch}/{self.epochs}, step {step}/{steps}, loss {loss:.3f}, "
                                                f"{time.perf_counter() - t0:.0f} s"})
 
         def on_epoch_end(self, epoch, metrics) -> None:
-            _write_json(progress, {"state": "running", "fraction": 0.95 * epoch / self.epochs, "epoch": epoch,
+            _write_json(progress, {"state": "running", "fraction": 0.95 * epoch / self.epochs, "epoch": epoch, "pid": me,
                                    "text": f"epoch {epoch}/{self.epochs} done; evaluating…"})
 
+    _write_json(progress, {"state": "running", "fraction": 0.0, "text": "Starting…", "pid": me})
     try:
         cfg = train.TrainConfig.from_dict(config)
         train.train(cfg, callbacks=[Progress()], store=runs.RunStore(root), name=name)
     except BaseException as err:  # noqa: BLE001 - reported to the app as one line, details in the log
         msg = "stopped" if isinstance(err, SystemExit | KeyboardInterrupt) else (
-            str(err).splitlines()[0] if str(err) else type(err).__name__)
-        _write_json(progress, {"state": "failed", "fraction": 0.0, "text": "failed", "error": msg})
+            " ".join(str(err).split()) if str(err) else type(err).__name__)
         import traceback
 
         traceback.print_exc()
-        return 1
-    _write_json(progress, {"state": "done", "fraction": 1.0, "text": f"Done in {time.perf_counter() - t0:.0f} s"})
-    return 0
+        return {"state": "failed", "fraction": 0.0, "text": "failed", "error": msg}
+    return {"state": "done", "fraction": 1.0, "text": f"Done in {time.perf_counter() - t0:.0f} s"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,12 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = Path(args.root)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    final = {"state": "failed", "fraction": 0.0, "text": "failed", "error": "the training process stopped"}
     try:
-        return _run_job(root, args.name, json.loads(args.config))
+        final = _run_job(root, args.name, json.loads(args.config))
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the end is not interrupted half way
         info = _read_json(_lock(root, args.name))
         if info is not None and int(info.get("pid", -1)) == os.getpid():
-            _lock(root, args.name).unlink(missing_ok=True)
+            _lock(root, args.name).unlink(missing_ok=True)  # first the lock ...
+        _write_json(_progress(root, args.name), final)  # ... then the final state
+    return 0 if final["state"] == "done" else 1
 
 
 if __name__ == "__main__":

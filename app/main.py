@@ -1,4 +1,4 @@
-"""fnlab app entry: ``streamlit run app/main.py``.
+"""fnlab app entry: ``fnlab app`` (127.0.0.1 unless ``--address``), or ``streamlit run app/main.py``.
 
 Nine thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab;
 shared caching and sidebar in app/state.py. On first start with no trained run, a short demo run trains in the
@@ -42,6 +42,7 @@ if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once
     target = next((p for p in PAGES if wanted and wanted in (p.url_path, p.title.lower().replace(" ", "_"))), None)
     if target is not None and target.url_path != nav.url_path:
         st.switch_page(target)
+state.warn_if_public()
 ensure_demo_run()
 progress_panel()
 nav.run()  # every page draws the shared sidebar itself (state.sidebar), so each page also runs alone

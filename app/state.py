@@ -86,6 +86,29 @@ def checked_folder(text: str, what: str) -> Path:
     return path
 
 
+def default_root() -> Path:
+    """The default runs folder, resolved (``$FNLAB_RUNS``, else ``runs`` in the working folder): the one folder
+    the demo run trains in without a click."""
+    return checked_folder(default_runs_root(), "Runs folder")
+
+
+@st.cache_resource(show_spinner=False)
+def _public(port: int) -> bool:
+    from app.listening import every_interface, listening_addresses
+
+    return int(port) in every_interface(listening_addresses())
+
+
+def warn_if_public() -> None:
+    """A warning on every page when this server listens on every network interface, not only on this machine
+    (asked of the kernel: the socket of the server's port, :mod:`app.listening`)."""
+    port = st.get_option("server.port")
+    if port and _public(int(port)):
+        st.warning(f"This app is listening on every network interface (port {port}): anyone who can reach this "
+                   "machine can open it and read your runs. Start it with `fnlab app` (this machine only) unless "
+                   "you mean to share it.", icon=":material/public:")
+
+
 def runs_root() -> Path:
     """The runs folder chosen in the sidebar (resolved; the default when the box holds a refused path)."""
     try:
@@ -370,7 +393,7 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
     q = files.read_npy(q_bytes, "a float array [queries, dim]", name=names[0], label="queries")
     c = files.read_npy(c_bytes, "a float array [candidates, dim]", name=names[1], label="candidates")
     p = files.read_table(p_bytes, "labelled pairs (query, candidate)", name=names[2], label="positives",
-                         columns=("query", "candidate"))
+                         columns=("query", "candidate"), integer_columns=("query", "candidate"))
     res = scan.scan(q, c, p, top_k=top_k)
     return res.table, dict(res.summary)
 
@@ -460,6 +483,16 @@ def sidebar() -> None:
         except ValueError as err:
             st.error(f"{err}. Showing `{default_runs_root()}` instead.")
         root = runs_root()
+        if not root.exists():  # never created from the text box: only by this explicit click
+            st.warning(f"`{root}` does not exist.")
+            if st.button("Create this folder", key="create_runs_root", icon=":material/create_new_folder:"):
+                try:
+                    root.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    st.error(f"Could not create `{root}`: {err.strerror or err}")
+                else:
+                    refresh_runs()
+                    st.rerun()
         names = run_names(root)
         if names:
             wanted = st.session_state.pop("_fn_url_run", None) or st.session_state.pop("run_pending", None)
@@ -522,12 +555,22 @@ def current_run() -> tuple[Path, str, str] | None:
     if not name:
         from app import jobs
 
-        if jobs.running(runs_root()):
+        root = runs_root()
+        if jobs.running(root):
             st.info("The demo run is training in the background (the bar above): this page fills in when it is done. "
                     "The Data page works meanwhile.")
+        elif not root.exists():
+            st.info(f"The runs folder `{root}` does not exist: create it in the sidebar, or point the sidebar's "
+                    "*Runs folder* at a folder of runs.")
         else:
             st.info("No trained run yet. Train one on the **Train** page, or point the sidebar's *Runs folder* at a "
                     "folder of runs.")
+            # the demo run trains outside the default folder only on a click
+            if root != default_root() and st.button("Train the demo run in this folder", key="demo_here"):
+                from app.training import demo_config
+
+                jobs.start(root, DEMO_RUN, demo_config())
+                st.rerun()
         return None
     return runs_root(), name, st.session_state.get("split", SPLITS[0])
 

@@ -1,7 +1,11 @@
 """Uploaded zip files: bounded extraction into a private per-session folder, removed when the session ends.
 
-* **Bounded.** At most :data:`MAX_FILES` members and :data:`MAX_BYTES` extracted bytes, counted while
-  writing (a member's declared size can lie); beyond either the extraction stops and is deleted.
+* **Refused before anything is written.** The zip's directory is read first: more than :data:`MAX_FILES`
+  members, declared sizes adding up to more than :data:`MAX_BYTES`, a compression ratio above
+  :data:`MAX_RATIO` (a zip bomb), unsafe or over-long names, links, a path that is both a file and a folder,
+  or two members of one name are refused at once, with the upload's name and the reason.
+* **Bounded while writing.** Declared sizes can lie: each member is cut off at its declared size, and the
+  total at :data:`MAX_BYTES`; beyond either the extraction stops and is deleted.
 * **Private.** Each session extracts under its own ``mkdtemp`` folder (mode 0700), removed when the
   session's state is dropped and when the server exits; a failed extraction is deleted at once and never
   reused.
@@ -25,6 +29,10 @@ from pathlib import Path, PurePosixPath
 
 MAX_BYTES = 512 * 1024 * 1024  # extracted size of one upload
 MAX_FILES = 20_000  # members of one upload
+MAX_RATIO = 100  # declared extracted bytes per compressed byte, over the upload (real data: 1-10)
+RATIO_FLOOR = 16 * 1024 * 1024  # uploads that extract to less than this are not checked for their ratio
+NAME_MAX = 255  # bytes in one path component (Linux)
+PATH_MAX = 1024  # bytes in a member's path
 _CHUNK = 1 << 20
 
 
@@ -81,31 +89,89 @@ def _extract(data: bytes, name: str, target: Path, max_bytes: int, max_files: in
     except (zipfile.BadZipFile, zlib.error, ValueError, EOFError) as err:
         raise UploadError(f"{name}: not a valid zip file ({_short(err)}); expected a zipped dataset folder") from None
     with zf:
-        members = zf.infolist()
-        if len(members) > max_files:
-            raise UploadError(f"{name}: holds {len(members):,} files; at most {max_files:,} are accepted")
+        plan = _plan(zf, name, max_bytes, max_files)  # every check on the directory, before anything is written
         total = 0
-        for info in members:
-            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-            if not parts or info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                raise UploadError(f"{name}: holds an unsafe path {info.filename!r}; expected paths inside the folder")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise UploadError(f"{name}: holds a link {info.filename!r}; links are not accepted")
+        for info, parts in plan:
             dest = target.joinpath(*parts)
-            if info.is_dir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with zf.open(info) as src, open(dest, "wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise UploadError(f"{name}: extracts to more than {max_bytes / 2**20:,.0f} MiB; "
-                                              "upload a smaller dataset or load it from a folder")
-                        out.write(chunk)
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                total += _copy_member(zf, info, dest, name, max_bytes - total, max_bytes)
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
                 raise UploadError(f"{name}: member {info.filename!r} is corrupt ({_short(err)})") from None
+            except (OSError, ValueError) as err:  # what the checks above did not foresee: still the upload's error
+                why = err.strerror if isinstance(err, OSError) and err.strerror else _short(err)
+                raise UploadError(f"{name}: member {info.filename!r} could not be extracted ({why})") from None
+
+
+def _plan(zf: zipfile.ZipFile, name: str, max_bytes: int, max_files: int) -> list[tuple[zipfile.ZipInfo, tuple]]:
+    """The members to extract with their path parts, after every check that the zip's directory allows.
+
+    Raises:
+        UploadError: too many members, too large or too compressed as declared, an unsafe or over-long name,
+        a link, a path that is both a file and a folder, two members with one name.
+    """
+    members = zf.infolist()
+    if len(members) > max_files:
+        raise UploadError(f"{name}: holds {len(members):,} files; at most {max_files:,} are accepted")
+    declared = sum(info.file_size for info in members)
+    if declared > max_bytes:
+        raise UploadError(f"{name}: extracts to {declared / 2**20:,.0f} MiB (its declared sizes); at most "
+                          f"{max_bytes / 2**20:,.0f} MiB are accepted: upload a smaller dataset or load it from a "
+                          "folder")
+    packed = sum(info.compress_size for info in members)
+    if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
+        raise UploadError(f"{name}: compressed {declared / max(packed, 1):,.0f} to 1 ({packed / 2**20:,.1f} MiB "
+                          f"extracting to {declared / 2**20:,.0f} MiB); at most {MAX_RATIO} to 1 is accepted (a "
+                          "zip bomb?)")
+    plan, files, folders = [], set(), set()
+    for info in members:
+        parts = _parts(info, name)
+        if info.is_dir():
+            folders.add(parts)
+        elif parts in files:
+            raise UploadError(f"{name}: holds two members named {info.filename!r}; expected one file per path")
+        else:
+            files.add(parts)
+        folders.update(parts[:i] for i in range(1, len(parts)))
+        plan.append((info, parts))
+    both = sorted(files & folders)
+    if both:
+        raise UploadError(f"{name}: holds {'/'.join(both[0])!r} both as a file and as a folder; expected each path "
+                          "once")
+    return plan
+
+
+def _parts(info: zipfile.ZipInfo, name: str) -> tuple[str, ...]:
+    parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+    if not parts or info.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or "\x00" in \
+            info.filename:
+        raise UploadError(f"{name}: holds an unsafe path {info.filename!r}; expected paths inside the folder")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UploadError(f"{name}: holds a link {info.filename!r}; links are not accepted")
+    long = next((p for p in parts if len(p.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
+    if long is not None or len(info.filename.encode("utf-8", "surrogateescape")) > PATH_MAX:
+        raise UploadError(f"{name}: holds a name too long for a file system ({info.filename[:60]!r}…); at most "
+                          f"{NAME_MAX} bytes a name and {PATH_MAX} a path are accepted")
+    return parts
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, name: str, room: int, max_bytes: int) -> int:
+    """Write one member, cut off at its declared size and at ``room`` bytes; returns the bytes written."""
+    written = 0
+    with zf.open(info) as src, open(dest, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > info.file_size:
+                raise UploadError(f"{name}: member {info.filename!r} is larger than its declared size "
+                                  f"({info.file_size:,} bytes); the zip is damaged or forged")
+            if written > room:
+                raise UploadError(f"{name}: extracts to more than {max_bytes / 2**20:,.0f} MiB; upload a smaller "
+                                  "dataset or load it from a folder")
+            out.write(chunk)
+    return written
 
 
 def _short(err: BaseException) -> str:

@@ -27,7 +27,7 @@ from fnlab.storage.runs import RunStore
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
         "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
         "--threads", "1"]
-WAIT_S = 240  # generous: a busy 2-core machine may take long to import torch and train
+WAIT_S = 900  # generous: two suites on a busy 2-core machine may take minutes to import torch and train
 
 
 def _fnlab(args: list[str], tmp: Path, stage: str | None = None) -> subprocess.Popen:

@@ -25,7 +25,7 @@ def test_two_processes_lose_no_decision(tmp_path):
         p.start()
     start.set()
     for p in procs:
-        p.join(timeout=240)
+        p.join(timeout=900)  # generous: only ends a hung test
         assert p.exitcode == 0
     d = review.FolderDecisions(tmp_path).load()
     assert len(d) == 200 and set(d["query"]) == set(range(100)) | set(range(1000, 1100))

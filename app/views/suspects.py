@@ -138,6 +138,8 @@ def _page():
         return
     table, summary, store, ds_info, stem = got
     table = review.merge(table, store.load(), direction="t2i")
+    for problem in store.problems:  # a damaged line of the review log: skipped, the rest kept
+        st.warning(state.public_message(ValueError(problem)))
     m = st.columns(4)
     m[0].metric("Pairs scanned", f"{len(table):,}")
     m[1].metric("P(false negative) ≥ 0.5", f"{int((table['p_false_negative'] >= 0.5).sum()):,}")

@@ -13,7 +13,9 @@ or in any folder (:class:`FolderDecisions`, for uploads without a run). One JSON
 
 Each append happens under an exclusive ``fcntl.flock`` on ``.review_decisions.lock`` and is one
 ``write`` of a whole line, so two browser tabs (or processes) clicking at once never lose a decision;
-a reader ignores a last line without its newline (a writer killed mid-line). The current decisions
+a reader ignores a last line without its newline (a writer killed mid-line), and skips a line that is not a
+valid action (not JSON, or fields of the wrong type: damaged by hand or by a disk) with a
+:class:`ReviewLogWarning` naming the file and the line, keeping every other line. The current decisions
 are the log replayed: the last action on a pair wins, ``undecided`` clears it, and an undone action
 counts as if it never happened (the pair's previous decision comes back). :meth:`RunDecisions.undo`
 undoes this object's (this tab's) last action that is still in effect.
@@ -34,6 +36,7 @@ import io
 import json
 import os
 import uuid
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,27 @@ KEY = ["direction", "query", "candidate"]
 EXPORT_FORMATS = ("csv", "parquet")
 
 __all__ = ["FALSE_NEGATIVE", "TRUE_NEGATIVE", "UNDECIDED", "DECISIONS", "RunDecisions", "FolderDecisions",
-           "apply", "empty", "merge", "export_bytes", "replay"]
+           "ReviewLogWarning", "apply", "empty", "merge", "export_bytes", "replay"]
+
+
+class ReviewLogWarning(UserWarning):
+    """A line of a review log that is skipped (not a valid action); the message names the file and the line."""
+
+
+def _action_problem(entry: Any) -> str | None:
+    """What makes a parsed log line not a valid action, or ``None``."""
+    if not isinstance(entry, dict):
+        return f"expected a JSON object, got {type(entry).__name__}"
+    if "undo" in entry:
+        return None if isinstance(entry["undo"], str) else "field 'undo' must be the id (a string) of an action"
+    for key in ("query", "candidate"):
+        if isinstance(entry.get(key), bool) or not isinstance(entry.get(key), int):
+            return f"field {key!r} must be an integer, got {entry.get(key)!r}"
+    if not isinstance(entry.get("direction"), str):
+        return f"field 'direction' must be a string, got {entry.get('direction')!r}"
+    if entry.get("decision") not in (*DECISIONS, UNDECIDED):
+        return f"field 'decision' must be one of {[*DECISIONS, UNDECIDED]}, got {entry.get('decision')!r}"
+    return None
 
 
 def empty() -> pd.DataFrame:
@@ -134,6 +157,8 @@ class FolderDecisions:
     def __init__(self, folder: str | os.PathLike, *, session: str | None = None) -> None:
         self.folder = Path(folder)
         self.session = session or uuid.uuid4().hex[:12]
+        #: the lines the last read skipped, one sentence each (also warned as ReviewLogWarning)
+        self.problems: list[str] = []
 
     @property
     def path(self) -> Path:
@@ -149,10 +174,13 @@ class FolderDecisions:
         return self.folder / f"{TABLE}.parquet"
 
     def entries(self) -> list[dict[str, Any]]:
-        """The log's actions in order (a torn last line is ignored; a corrupt line is an error)."""
+        """The log's actions in order. A torn last line is ignored (a writer killed mid-line); a line that is
+        not a valid action is skipped with a :class:`ReviewLogWarning` naming the file and the line (and listed
+        in :attr:`problems`); every other line is kept."""
+        self.problems = []
         if not self.path.is_file():
             return []
-        text = self.path.read_text(encoding="utf-8")
+        text = self.path.read_bytes().decode("utf-8", errors="replace")
         lines = text.split("\n")
         complete = lines[:-1]  # the part after the last newline is empty, or a line still being written
         out = []
@@ -160,10 +188,16 @@ class FolderDecisions:
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError as err:
-                raise files.FileFormatError(f"{self.path}: line {i} is not valid JSON ({err}); expected one "
-                                            "review action per line") from None
+                problem = f"not valid JSON ({err})"
+            else:
+                problem = _action_problem(entry)
+            if problem is None:
+                out.append(entry)
+                continue
+            self.problems.append(f"{self.path}: line {i} skipped: {problem}; expected one review action per line")
+            warnings.warn(ReviewLogWarning(self.problems[-1]), stacklevel=2)
         return out
 
     def _base(self) -> pd.DataFrame | None:

@@ -128,7 +128,7 @@ def load_positives(path: str | os.PathLike) -> pd.DataFrame:
 
     try:
         return read_table(path, "labelled pairs with integer columns query,candidate", label="positives",
-                          columns=("query", "candidate"))
+                          columns=("query", "candidate"), integer_columns=("query", "candidate"))
     except (ValueError, FileNotFoundError) as err:
         raise ScanInputError(str(err)) from None
 
@@ -476,6 +476,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         raise ScanInputError(f"dimension mismatch: {_where(names, 'queries')} has d={q_raw.shape[1]} but "
                              f"{_where(names, 'candidates')} has d={c_raw.shape[1]}; expected the same embedding size")
     nq, nc, d = q_raw.shape[0], c_raw.shape[0], q_raw.shape[1]
+    top_k = min(int(top_k), nc)  # a query can never have more candidates than there are
     pos = _positives_matrix(positives, nq, nc, names, notes)
     for key, arr in (("queries", q_raw), ("candidates", c_raw)):
         dup = _duplicate_rows(arr)

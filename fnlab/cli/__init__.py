@@ -3,7 +3,9 @@
 runs it too (``__main__.py``).
 
 Every user fault ends as one line on stderr, ``fnlab COMMAND: error: ...`` naming the file or flag
-and what was expected, with exit code 2; never a traceback (``FNLAB_DEBUG=1`` shows one)."""
+and what was expected, with exit code 2 (usage errors too: a bad flag value is one line, ``--help``
+shows the usage); never a traceback (``FNLAB_DEBUG=1`` shows one). An unexpected failure (a bug) is one
+line ``fnlab COMMAND: internal error: ...`` with exit code 1."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from fnlab import __version__
 # Set before torch loads OpenMP; a value in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-COMMANDS = ("data", "train", "eval", "scan", "runs")
+COMMANDS = ("data", "train", "eval", "scan", "runs", "app")
 
 EPILOG = """\
 conventions:
@@ -34,11 +36,22 @@ conventions:
   against the registries before any work starts.
   errors: one line on stderr naming the file or flag, exit code 2
   (FNLAB_DEBUG=1 shows the traceback).
+  fnlab deletes, replaces or moves only what it wrote (a run with its
+  run.json, a scan output with its summary), inside the folder given;
+  anything else is refused before any work.
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``fnlab train: error: argument --lr: ...`` (exit code 2)."""
+
+    def error(self, message: str):
+        name = self.prog if self.prog.startswith("fnlab") else f"fnlab {self.prog}"
+        self.exit(2, f"{name}: error: {' '.join(message.split())} (see {name} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fnlab",
         description="fnlab: find, measure and eliminate false negatives in contrastive and retrieval training.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,6 +73,8 @@ _OS_HINTS = {
     errno.ENOENT: "no such file or folder",
     errno.EEXIST: "already exists",
     errno.EDQUOT: "disk quota exceeded",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.ELOOP: "too many levels of links",
 }
 
 
@@ -97,3 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fnlab {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if os.environ.get("FNLAB_DEBUG"):
+            raise
+        print(f"fnlab {args.command}: internal error: {type(err).__name__}: {describe_error(err)} (a bug in fnlab; "
+              "FNLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fnlab.cli.options import integer
 from fnlab.core.files import dumps
 
 _DESCRIPTIONS = {
@@ -53,13 +54,14 @@ def add_parser(subparsers) -> None:
 
     p_make = sub.add_parser(
         "make-sample", help="write the small sample datasets (sample_data/shapes)",
-        description="Regenerate the sample data the app opens on: OUT/shapes (a saved shapes dataset).",
+        description="Regenerate the sample data the app opens on: OUT/shapes (a saved shapes dataset). An existing "
+        "OUT/shapes is replaced only when it is a dataset fnlab saved (its dataset.json) holding nothing else.",
     )
     p_make.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
-    p_make.add_argument("--n-train", type=int, default=1000, help="training images (default: 1000)")
-    p_make.add_argument("--n-val", type=int, default=200, help="validation images (default: 200)")
-    p_make.add_argument("--n-test", type=int, default=200, help="test images (default: 200)")
-    p_make.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p_make.add_argument("--n-train", type=integer(1), default=1000, help="training images (default: 1000)")
+    p_make.add_argument("--n-val", type=integer(1), default=200, help="validation images (default: 200)")
+    p_make.add_argument("--n-test", type=integer(1), default=200, help="test images (default: 200)")
+    p_make.add_argument("--seed", type=integer(0), default=0, help="random seed (default: 0)")
     p_make.set_defaults(func=run_make_sample)
 
 
@@ -120,9 +122,11 @@ def run_info(args: argparse.Namespace) -> int:
 def run_make_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fnlab.core import ownership
     from fnlab.data import load
     from fnlab.data.io import save_dataset
 
+    ownership.check(Path(args.out) / "shapes", ownership.DATASET, label="--out", action="replace")  # before any work
     ds = load("shapes", split="all", n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed)
     folder = save_dataset(ds, Path(args.out) / "shapes")
     size = sum(f.stat().st_size for f in folder.iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from fnlab.cli.options import integer
 from fnlab.core.files import dumps
 
 
@@ -17,7 +18,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("run_dir", metavar="RUN", help="a run folder written by fnlab train, e.g. runs/my-run")
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default: test)")
-    p.add_argument("--fn-top-k", type=int, default=None, help="FN-detection candidates per caption "
+    p.add_argument("--fn-top-k", type=integer(1), default=None, help="FN-detection candidates per caption "
                    "(default: the run's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -65,7 +66,9 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
     if "sampled_fn_rate" in metrics and len(metrics):
         last = float(metrics["sampled_fn_rate"].iloc[-1])
         rate = None if math.isnan(last) else last
-    top_k = fn_top_k or int(r.config.get("fn_top_k", 10))
+    top_k = fn_top_k if fn_top_k is not None else int(r.config.get("fn_top_k", 10))
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"--fn-top-k {top_k!r}: expected an integer >= 1")
     out = evaluate_embeddings(r.load_array(f"emb_a_{split}"), r.load_array(f"emb_b_{split}"), ds,
                               posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k)
     return out

@@ -9,6 +9,7 @@ work starts, with a message naming the flag, the parameter and what was expected
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -95,6 +96,58 @@ def check_params(params: Mapping[str, Any], specs: Iterable[Any], *, owner: str,
                 hint += f" (did you mean {near[0]!r}?)"
             raise ValueError(f"{label}: {owner} has no parameter {key!r}; {hint}")
     return out
+
+
+def integer(low: int | None = None, high: int | None = None):
+    """An argparse type: an integer in ``[low, high]`` (either end optional); a clear usage error otherwise."""
+    span = _span(low, high, "an integer")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {span}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {span}, got {value}")
+        return value
+
+    parse.__name__ = span
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False):
+    """An argparse type: a finite number in the given range (``low_open``/``high_open``: the end excluded);
+    ``nan``, ``inf`` and text are refused with a clear usage error."""
+    span = _span(low, high, "a finite number", low_open, high_open)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {span}, got {text!r}") from None
+        bad = not math.isfinite(value)
+        bad |= low is not None and (value <= low if low_open else value < low)
+        bad |= high is not None and (value >= high if high_open else value > high)
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {span}, got {text!r}")
+        return value
+
+    parse.__name__ = span
+    return parse
+
+
+def _span(low, high, what: str, low_open: bool = False, high_open: bool = False) -> str:
+    def fmt(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    if low is not None and high is not None:
+        return f"{what} in {'(' if low_open else '['}{fmt(low)}, {fmt(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{what} {'>' if low_open else '>='} {fmt(low)}"
+    if high is not None:
+        return f"{what} {'<' if high_open else '<='} {fmt(high)}"
+    return what
 
 
 def registry_names(module: str, attr: str = "available") -> str:

@@ -1,7 +1,7 @@
 """``fnlab runs``: list the runs in a run store (with their status), show one, remove one.
 
 A run is named by its folder path (``runs/my-run``), as in ``fnlab train --out`` and ``fnlab eval``;
-a bare ``NAME`` that is not a folder here is looked up in ``runs/``; with ``--runs DIR`` the argument is a run
+a bare ``NAME`` that is nothing here is looked up in ``runs/``; with ``--runs DIR`` the argument is a run
 name inside ``DIR``.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from fnlab.core.files import dumps
 
-_RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is not a folder here is looked up in runs/); "
+_RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is nothing here is looked up in runs/); "
              "with --runs DIR: a run name inside DIR")
 
 
@@ -32,9 +33,14 @@ def add_parser(subparsers) -> None:
                             description="List runs: name, status, created, dataset, sampler and final metrics. "
                             "status: complete; running (a process is writing it); interrupted (its writer "
                             "died: remove it with 'fnlab runs rm', or train again with the same --out); "
-                            "corrupt (a file is unreadable or changed; the problem column says which).")
+                            "corrupt (a file is unreadable or changed, or run.json breaks its schema; the problem "
+                            "column says which); not a run (a folder of the store without run.json: empty, copied "
+                            "in, or someone else's; fnlab never removes it). Sizes are checked; --verify checks "
+                            "every file's sha256 too.")
     _add_store_flag(p_list, "run store folder (default: runs)")
     p_list.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p_list.add_argument("--verify", action="store_true", help="check every file of every run against the sha256 "
+                        "recorded when it finished (reads every file; without it only sizes are checked)")
     p_list.set_defaults(func=run_list)
 
     p_show = sub.add_parser("show", help="config, metrics and files of one run",
@@ -47,7 +53,10 @@ def add_parser(subparsers) -> None:
 
     p_rm = sub.add_parser("rm", help="remove a run (complete, interrupted or corrupt)",
                           description="Remove a run folder, or the staging folder an interrupted run left. "
-                          "A run that a live process is writing is refused.")
+                          "Only a run fnlab wrote is removed: a folder with its run.json holding nothing but the "
+                          "run's files. Anything else (a run store, a folder of your own, a run holding files "
+                          "fnlab did not write) is refused before anything is removed; a linked run is removed as "
+                          "a link. A run that a live process is writing is refused.")
     p_rm.add_argument("run", metavar="RUN", help=_RUN_HELP)
     _add_store_flag(p_rm, "run store for a bare NAME (default: runs)")
     p_rm.set_defaults(func=run_rm)
@@ -63,8 +72,8 @@ def resolve(ref: str, runs_root: str | None):
         return RunStore(runs_root), validate_name(ref)
     path = Path(ref)
     store, name = RunStore.for_path(path)
-    if "/" not in ref and not path.is_dir():
-        store = RunStore("runs")  # a bare NAME: the default store
+    if "/" not in ref and not os.path.lexists(path):
+        store = RunStore("runs")  # a bare NAME that is nothing here: the default store
     return store, name
 
 
@@ -74,7 +83,7 @@ def run_list(args: argparse.Namespace) -> int:
     store = RunStore(args.runs_root or "runs")
     if store.root.exists() and not store.root.is_dir():
         raise NotADirectoryError(f"--runs {store.root}: not a folder; expected a run store folder")
-    df = store.list(include_incomplete=True)
+    df = store.list(include_incomplete=True, verify=args.verify)
     if args.json:
         print(df.to_json(orient="records"))
         return 0
@@ -146,6 +155,11 @@ def run_health(metrics) -> list[str]:
 
 def run_rm(args: argparse.Namespace) -> int:
     store, name = resolve(args.run, args.runs_root)
+    link = store.root / name
+    target = os.path.realpath(link) if link.is_symlink() else None
     store.delete(name)
-    print(f"removed run {name!r} from {store.root}")
+    if target is not None:
+        print(f"removed the link {link} (the run it pointed to, {target}, is untouched)")
+    else:
+        print(f"removed run {name!r} from {store.root}")
     return 0

@@ -31,23 +31,13 @@ failed or killed scan leaves the previous outputs as they were (details: README,
 scan guarantee after a crash"); no output may be an input or another output."""
 
 
-def _at_least(low: int):
-    """An argparse type: an integer >= ``low`` (a clear usage error otherwise)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
+#: bytes one scan row takes in memory (the table's columns and the search's score and index): --top-k is refused
+#: where Nq x k rows would not fit the machine's memory
+ROW_BYTES = 48
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from fnlab.cli.options import registry_names
+    from fnlab.cli.options import integer, number, registry_names
 
     p = sub.add_parser("scan", help="flag suspected false negatives in your own embeddings",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output table (suspects.parquet)")
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default=None,
                    help="output format (default: from the extension of --out, else parquet)")
-    p.add_argument("--top-k", type=_at_least(1), default=50, help="candidates kept per query (default 50)")
+    p.add_argument("--top-k", type=integer(1), default=50, help="candidates kept per query (default 50)")
     p.add_argument("--prior", default="auto", help="P(pos) of an unlabelled pair: 'auto' (estimated) or a number")
     p.add_argument("--estimator", default="pu",
                    help=f"posterior estimator: {registry_names('fnlab.posterior')} (default pu: every signal of a "
@@ -74,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="approximate index parameter, repeatable: ivf nlist (cells, default 4*sqrt(Nc)) and "
                         "nprobe (cells searched, default 32); hnsw M (links, default 32), efConstruction (default "
                         "80), efSearch (default 128). E.g. --index ivf --index-param nprobe=64")
-    p.add_argument("--recall-check", type=int, default=0, metavar="N",
+    p.add_argument("--recall-check", type=integer(0), default=0, metavar="N",
                    help="measure recall@top-k of the index against exact search on N sampled queries "
                         "(written to the summary; use it with --index hnsw|ivf)")
     ray = p.add_argument_group("Ray engine (--engine ray; needs pip install 'fnlab[ray]')")
@@ -84,26 +74,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "ids, --out is a folder of Parquet parts + summary.json, committed at the end")
     ray.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                      help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on all cores)")
-    ray.add_argument("--candidate-shards", type=int, default=1,
+    ray.add_argument("--candidate-shards", type=integer(1), default=1,
                      help="split the candidates into this many shards, searched by separate actor pools and "
                           "merged exactly (default 1)")
-    ray.add_argument("--workers", type=int, default=None, help="actors per candidate shard (default: CPUs / shards)")
-    ray.add_argument("--worker-cpus", type=int, default=1, help="CPUs (faiss threads) per actor (default 1)")
-    ray.add_argument("--batch-size", type=int, default=None, help="queries per Ray batch (default 4096)")
+    ray.add_argument("--workers", type=integer(1), default=None,
+                     help="actors per candidate shard (default: CPUs / shards)")
+    ray.add_argument("--worker-cpus", type=integer(1), default=1, help="CPUs (faiss threads) per actor (default 1)")
+    ray.add_argument("--batch-size", type=integer(1), default=None, help="queries per Ray batch (default 4096)")
     ray.add_argument("--id-column", default="id", help="id column of Parquet shards (default id)")
     ray.add_argument("--embedding-column", default="embedding",
                      help="embedding column of Parquet shards, a list of floats (default embedding)")
-    p.add_argument("--chunk-size", type=_at_least(1), default=None, help="queries per search chunk")
-    p.add_argument("--negative-sample", type=_at_least(2), default=100_000,
+    p.add_argument("--chunk-size", type=integer(1), default=None, help="queries per search chunk")
+    p.add_argument("--negative-sample", type=integer(2), default=100_000,
                    help="random non-positive pairs used to fit the negative distribution and the prior")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default 0)")
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the random sample (default 0)")
     p.add_argument("--no-normalize", action="store_true", help="use raw inner products (inputs already unit length)")
     p.add_argument("--triplets", metavar="FILE", default=None,
                    help="also write (anchor, positive, negative) triplets with suspects removed "
                         "(sentence-transformers triplet layout, indices and scores)")
-    p.add_argument("--suspect-threshold", type=float, default=0.5,
+    p.add_argument("--suspect-threshold", type=number(0, 1), default=0.5,
                    help="negatives with p_false_negative above this are left out of --triplets (default 0.5)")
-    p.add_argument("--num-negatives", type=_at_least(1), default=3, help="negatives per labelled pair in --triplets")
+    p.add_argument("--num-negatives", type=integer(1), default=3, help="negatives per labelled pair in --triplets")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
     p.set_defaults(func=run)
 
@@ -179,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
             names = {"queries": args.queries or f"{args.dataset_dir} B features",
                      "candidates": args.candidates or f"{args.dataset_dir} A features",
                      "positives": f"{args.dataset_dir} pairs"}
-            result = scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw)
+            kw["top_k"] = _check_top_k(args.top_k, len(emb_b), len(emb_a))
+            result = _bounded(lambda: scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw), kw["top_k"])
         else:
             missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
                                       ("--positives", args.positives)) if not v]
@@ -189,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
             c = scanmod.load_embeddings(args.candidates, "candidates")
             pos = scanmod.load_positives(args.positives)
             names = {"queries": args.queries, "candidates": args.candidates, "positives": args.positives}
-            result = scanmod.scan(q, c, pos, names=names, **kw)
+            kw["top_k"] = _check_top_k(args.top_k, len(q), len(c))
+            result = _bounded(lambda: scanmod.scan(q, c, pos, names=names, **kw), kw["top_k"])
     for w in caught:
         if issubclass(w.category, scanmod.ScanWarning):
             print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
@@ -216,12 +209,21 @@ def _run_ray(args: argparse.Namespace, kw: dict) -> int:
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (--engine ray reads shard folders or files)")
     kw = dict(kw, chunk_size=None, batch_size=args.batch_size or args.chunk_size)
+    from fnlab.analysis.scale.ray_scan import check_output
+
+    out = args.out.rstrip("/") or args.out
+    # the local engine's checks, for a folder: never an input, never a folder fnlab did not write (before any work)
+    check_output(out, {"--queries": args.queries, "--candidates": args.candidates, "--positives": args.positives},
+                 label="--out")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scanmod.ScanWarning)
-        result = scanmod.scan(args.queries, args.candidates, args.positives, engine="ray", out=args.out,
-                              ray_address=args.ray_address, candidate_shards=args.candidate_shards,
-                              workers=args.workers, worker_cpus=args.worker_cpus, id_column=args.id_column,
-                              embedding_column=args.embedding_column, **kw)
+        try:  # the engine checks --out against the inputs and what is there before any work
+            result = scanmod.scan(args.queries, args.candidates, args.positives, engine="ray", out=out,
+                                  ray_address=args.ray_address, candidate_shards=args.candidate_shards,
+                                  workers=args.workers, worker_cpus=args.worker_cpus, id_column=args.id_column,
+                                  embedding_column=args.embedding_column, **kw)
+        except (scanmod.ScanInputError, MemoryError) as err:
+            raise type(err)(_flag_names(str(err))) from None
     for w in caught:
         if issubclass(w.category, scanmod.ScanWarning):
             print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
@@ -230,6 +232,44 @@ def _run_ray(args: argparse.Namespace, kw: dict) -> int:
             print(line)
         print(f"wrote {args.out}/ ({result.summary['output']['parts']} Parquet parts and summary.json)")
     return 0
+
+
+_FLAGS = {"top_k": "--top-k", "batch_size": "--batch-size", "candidate_shards": "--candidate-shards",
+          "workers": "--workers", "worker_cpus": "--worker-cpus", "negative_sample": "--negative-sample",
+          "recall_check": "--recall-check", "out": "--out"}
+
+
+def _flag_names(message: str) -> str:
+    """An engine message that starts with a parameter name (``top_k ...``), with the flag's name instead."""
+    head, _, rest = message.partition(" ")
+    return f"{_FLAGS[head]} {rest}" if head in _FLAGS else message
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_top_k(top_k: int, n_queries: int, n_candidates: int) -> int:
+    """``--top-k`` capped at the number of candidates; refused, naming it, where the rows cannot fit in memory."""
+    k = min(int(top_k), int(n_candidates))
+    need, mem = int(n_queries) * k * ROW_BYTES, _memory_bytes()
+    if mem is not None and need > mem:
+        raise ValueError(f"--top-k {top_k}: {n_queries:,} queries x {k:,} candidates each need about "
+                         f"{need / 2**30:,.1f} GiB, more than this machine's memory ({mem / 2**30:,.1f} GiB); "
+                         "lower --top-k, or scan with --engine ray, which writes the rows in parts")
+    return k
+
+
+def _bounded(job, top_k: int):
+    """Run the scan; a MemoryError names --top-k (the size of the table it builds)."""
+    try:
+        return job()
+    except MemoryError as err:
+        raise MemoryError(f"{err}; the table holds --top-k {top_k} rows per query: lower --top-k, or --chunk-size "
+                          "for the search") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -264,6 +304,13 @@ def _check_paths(args: argparse.Namespace, out: Path, summary_path: Path) -> Non
             if _same_file(path, in_path):
                 raise ValueError(f"{flag} {path}: is the same file as the input {in_flag}; the scan would "
                                  "overwrite its input: choose another output path")
+    # an existing file is replaced only when fnlab wrote it (fnlab.core.ownership)
+    from fnlab.core import ownership
+
+    kinds = {"--out": ownership.SCAN_TABLE, "--triplets": ownership.SCAN_TRIPLETS}
+    for flag, path in outputs.items():
+        ownership.check(path, kinds.get(flag, ownership.SCAN_SUMMARY),
+                        label=flag if flag in kinds else "the summary file", action="replace")
 
 
 def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: str, summary_path: Path) -> None:

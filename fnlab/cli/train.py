@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import math
 from typing import Any
 
+from fnlab.cli.options import integer, number
 from fnlab.cli.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
 from fnlab.cli.options import registry_names as _names
 
 #: named sampler options -> sampler parameter names (only passed when given)
 SAMPLER_FLAGS = {
     "mode": ("fne: 'paper' (official weights) or 'calibrated' (weight * (1 - P_fn))", str),
-    "tau": ("fne: sharpness of exp(-tau (s - s+)^2)", float),
-    "margin": ("fne: cut-down margin below the positive mean; semihard/range margins", float),
-    "fn_cutoff": ("fne paper mode: P_fn above this replaces the weight", float),
-    "top_k": ("simans/positive_aware/oracle: candidates considered per anchor", int),
-    "a": ("simans/oracle: sharpness a", float),
-    "b": ("simans/oracle: bias b", float),
+    "tau": ("fne: sharpness of exp(-tau (s - s+)^2)", number()),
+    "margin": ("fne: cut-down margin below the positive mean; semihard/range margins", number()),
+    "fn_cutoff": ("fne paper mode: P_fn above this replaces the weight", number()),
+    "top_k": ("simans/positive_aware/oracle: candidates considered per anchor", integer(1)),
+    "a": ("simans/oracle: sharpness a", number()),
+    "b": ("simans/oracle: bias b", number()),
     "base": ("oracle: 'hardest' or 'simans'", str),
 }
+#: each built-in loader's option defaults (module, attribute): -o values are type-checked against them
+DATASET_DEFAULTS = {"shapes": ("fnlab.data.shapes", "DEFAULTS"), "digits": ("fnlab.data.digits", "DEFAULTS"),
+                    "shapes-precomp": ("fnlab.data.pretrained", "SHAPES_DEFAULTS"),
+                    "digits-precomp": ("fnlab.data.pretrained", "DIGITS_DEFAULTS"),
+                    "precomp": ("fnlab.data.precomp", "DEFAULTS"), "pairs": ("fnlab.data.pairs", "DEFAULTS")}
+SEED_MAX = 2**63 - 1
 
 
 def add_parser(subparsers) -> None:
@@ -44,33 +53,35 @@ def add_parser(subparsers) -> None:
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, e.g. --loss-param tau_plus=0.1 (repeatable; JSON values; names from "
                    "fnlab.losses.param_specs(LOSS), plus margin: the warm-up's hinge margin)")
-    p.add_argument("--loss-margin", type=float, default=None, help="alias of --loss-param margin=X")
-    p.add_argument("--temperature", type=float, default=None, help="alias of --loss-param temperature=X "
+    p.add_argument("--loss-margin", type=number(), default=None, help="alias of --loss-param margin=X")
+    p.add_argument("--temperature", type=number(), default=None, help="alias of --loss-param temperature=X "
                    "(losses with a temperature only)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=integer(1), default=5)
+    p.add_argument("--seed", type=integer(0, SEED_MAX), default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--queue-size", type=int, default=8224, help="memory queue entries (0: off)")
-    p.add_argument("--momentum", type=float, default=0.995, help="momentum of the key encoders")
-    p.add_argument("--warmup-epochs", type=int, default=None,
+    p.add_argument("--queue-size", type=integer(0), default=8224, help="memory queue entries (0: off)")
+    p.add_argument("--momentum", type=number(0, 1, high_open=True), default=0.995,
+                   help="momentum of the key encoders")
+    p.add_argument("--warmup-epochs", type=integer(0), default=None,
                    help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it, "
                    "else 0)")
     p.add_argument("--select-by", default="labelled", choices=["auto", "relevant", "labelled"],
                    help="validation figure the kept epoch maximises: labelled rSum (default), relevant rSum "
                         "(needs ground truth; a labelled-only rSum punishes ranking unlabelled matches high), or "
                         "auto (relevant where the data have ground truth)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--dim", type=int, default=64, help="joint embedding size")
+    p.add_argument("--batch-size", type=integer(2), default=128)
+    p.add_argument("--lr", type=number(0, low_open=True), default=2e-3)
+    p.add_argument("--dim", type=integer(1), default=64, help="joint embedding size")
     p.add_argument("--text-encoder", default="cnn", choices=["cnn", "gru", "bag"])
     p.add_argument("--posterior", default="pu",
                    help=f"false-negative posterior estimator (posterior.json, FNE's calibrated mode): "
                    f"{_names('fnlab.posterior')}")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=integer(1), default=None, help="CPU threads for torch")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to create, e.g. runs/my-run (must not "
                    "exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the run at --out; the old run stays "
-                   "until the new one is complete")
+                   "until the new one is complete. Only a run fnlab wrote is ever replaced: a folder or file of "
+                   "your own at --out is refused before any work")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -93,8 +104,9 @@ def config_from_args(args: argparse.Namespace):
         loss_params["temperature"], loss_flags["temperature"] = args.temperature, "--temperature"
     sampler_params, loss_params = check_train_params(args.sampler, sampler_params, sampler_flags, args.loss,
                                                      loss_params, loss_flags)
+    dataset_options = check_dataset_options(args.dataset, dict(_parse_kv(t, "--option") for t in args.option))
     return TrainConfig(
-        dataset=args.dataset, dataset_root=args.root, dataset_options=dict(_parse_kv(t, "--option") for t in args.option),
+        dataset=args.dataset, dataset_root=args.root, dataset_options=dataset_options,
         sampler=args.sampler, sampler_params=sampler_params, loss=args.loss, loss_params=loss_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=args.dim, text_encoder=args.text_encoder,
         queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
@@ -123,6 +135,37 @@ def check_train_params(sampler: str, sampler_params: dict, sampler_flags: dict, 
                                              [s for s in losses.param_specs("triplet") if s.name == "margin"],
                                              owner="warm-up", flags=loss_flags)["margin"]
     return sampler_params, loss_params
+
+
+def check_dataset_options(dataset: str, options: dict) -> dict:
+    """Types of ``-o KEY=VALUE`` checked against the built-in loader's defaults (:data:`DATASET_DEFAULTS`),
+    before any work: an integer option takes an integer, a number option a finite number, a switch true/false.
+    Unknown names are left to the loader, which lists the valid ones.
+
+    Raises:
+        ValueError: naming ``-o KEY`` and what it takes.
+    """
+    where = DATASET_DEFAULTS.get(dataset)
+    if where is None:
+        return options
+    defaults = getattr(importlib.import_module(where[0]), where[1])
+    out = dict(options)
+    for key, value in options.items():
+        if key not in defaults:
+            continue
+        default, label = defaults[key], f"-o/--option {key}={value!r} (dataset {dataset!r})"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{label}: expected true or false")
+        elif isinstance(default, int):
+            if isinstance(value, float) and value.is_integer():
+                out[key] = value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{label}: expected an integer")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{label}: expected a finite number")
+    return out
 
 
 class _TqdmCallback:
@@ -160,9 +203,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     store, name = RunStore.for_path(args.out, overwrite=args.overwrite)
-    if store.exists(name) and not args.overwrite:  # fail before loading data and training
+    try:  # before loading data and training: only a run fnlab wrote is ever replaced
+        store.check_target(name, label="--out")
+    except FileExistsError:
         raise FileExistsError(f"--out {args.out}: run {name!r} already exists in {store.root} (use --overwrite "
-                              f"to replace it, or remove it with: fnlab runs rm {args.out})")
+                              f"to replace it, or remove it with: fnlab runs rm {args.out})") from None
     callbacks = [] if args.no_progress else [_TqdmCallback()]  # duck-typed fnlab.training.train.Callback
     result = train(config, callbacks=callbacks, store=store, name=name)
     summary = result.load_json("eval")

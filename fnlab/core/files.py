@@ -21,6 +21,7 @@ Policies:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -89,15 +90,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+#: a failed write into a folder with less free space than this is reported as a full disk
+DISK_FULL_BYTES = 1 << 20
+
+
+def disk_full(folder: str | os.PathLike) -> bool:
+    """Whether the file system holding ``folder`` (or its nearest existing parent) has (almost) no space left."""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_FULL_BYTES
+
+
 def _named(err: BaseException, path: Path) -> BaseException:
-    """``err`` as an ``OSError`` naming the final ``path`` (pyarrow and torch omit the file name)."""
+    """``err`` as an ``OSError`` naming the final ``path`` (pyarrow and torch omit the file name).
+
+    A full disk is reported as ``ENOSPC`` ("no space left on the device") however the writer said it:
+    ``torch.save`` raises a ``RuntimeError`` ("unexpected pos ...", "file write failed") without an errno,
+    pyarrow an ``OSError`` whose text holds "[errno 28]"; where the errno is missing, the free space of the
+    folder decides (checked while the half-written temporary file still holds its space).
+    """
     if isinstance(err, OSError) and err.filename is not None and ".tmp-" not in os.fspath(err.filename):
         return err
     code = err.errno if isinstance(err, OSError) else None
     text = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or type(err).__name__
+    if code is None and ("No space left" in text or "errno 28]" in text.lower() or disk_full(path.parent)):
+        code = errno.ENOSPC
     if code is None:
         return OSError(f"{path}: could not write the file ({text})")
-    return OSError(code, f"could not write the file ({text})", str(path))
+    return OSError(code, f"could not write the file ({' '.join(text.split())})", str(path))
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -278,7 +303,8 @@ def _looks_headerless(columns: Iterable[Any]) -> bool:
 
 
 def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name: str | None = None,
-               label: str | None = None, columns: Iterable[str] = ()) -> pd.DataFrame:
+               label: str | None = None, columns: Iterable[str] = (),
+               integer_columns: Iterable[str] = ()) -> pd.DataFrame:
     """A non-empty ``.csv`` / ``.parquet`` (``.pq``) table, with the given columns.
 
     Args:
@@ -287,10 +313,12 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
         label: the file's role, shown after its name (``"positives"``).
         columns: required column names; a CSV without them whose header is numbers is reported as
             lacking its header line (``query,candidate``).
+        integer_columns: columns that must hold an integer in every row (ids); returned as int64. An empty
+            cell (NaN), a fraction or a text is reported by column and row.
 
     Raises:
         FileNotFoundError: no such file. FileFormatError: folder, empty, unknown extension,
-        unreadable, no rows, missing columns.
+        unreadable, no rows, missing columns, a non-integer in an integer column.
     """
     columns = list(columns)
     role = f" ({label})" if label else ""
@@ -328,7 +356,27 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
                               f"{columns} (found {[str(c) for c in df.columns]})")
     if len(df) == 0:
         raise FileFormatError(f"{where}: no rows (only a header); expected {what}")
+    for col in integer_columns:
+        df[col] = _integer_column(df[col], col, where, csv=suffix == ".csv")
     return df
+
+
+def _integer_column(values: pd.Series, col: str, where: str, *, csv: bool) -> pd.Series:
+    """``values`` as int64, or a FileFormatError naming the column and the first bad row."""
+    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(np.int64)
+    numeric = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else \
+        pd.Series(np.nan, index=values.index)
+    bad = numeric.isna() | ~np.isfinite(numeric.fillna(0)) | (numeric.fillna(0) % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raw = values.iloc[i]
+        raw = raw.item() if isinstance(raw, np.generic) else raw
+        shown = "is empty (NaN)" if pd.isna(raw) else f"holds {raw!r}"
+        line = f" (line {i + 2} of the file)" if csv else ""
+        raise FileFormatError(f"{where}: column {col!r}, row {i}{line} {shown}; expected an integer id in every "
+                              f"row ({int(bad.sum())} such row(s))")
+    return numeric.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------- integrity
@@ -350,9 +398,12 @@ def try_lock(path: str | os.PathLike, *, blocking: bool = False) -> int | None:
     detected (inode check) and the lock retaken on the new file, so :func:`unlock` may remove it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder was tidied away (empty) between the two calls: make it again
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -447,10 +498,19 @@ def _roll_forward(journal: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         journal.unlink(missing_ok=True)  # a journal is written atomically: unreadable means not ours
         return
-    for tmp, final in renames:
-        if os.path.exists(tmp):
+    for tmp, final in renames if isinstance(renames, list) else []:
+        if _own_temp(tmp, final) and os.path.exists(tmp):
             os.replace(tmp, final)
     journal.unlink(missing_ok=True)
+
+
+def _own_temp(tmp: Any, final: Any) -> bool:
+    """Whether ``tmp`` is a temporary sibling fnlab wrote for ``final`` (:func:`_tmp_sibling`): a journal only ever
+    moves such a file onto its own final name, never anything else (a journal copied elsewhere, or forged)."""
+    if not isinstance(tmp, str) or not isinstance(final, str) or not os.path.isabs(tmp):
+        return False
+    t, f = Path(tmp), Path(final)
+    return t.parent == f.parent and t.name.startswith(f".{f.name}.tmp-")
 
 
 def recover(key: str | os.PathLike) -> bool:
@@ -540,8 +600,8 @@ def commit_files(writers: Mapping[str | os.PathLike, Callable[[Path], None]]) ->
             journal = _journal(key)
             if journal.exists():
                 _roll_forward(journal)
-            write_text(journal, json.dumps({"renames": [[str(t), str(f)] for t, f in zip(tmps, finals,
-                                                                                           strict=True)]}))
+            write_text(journal, json.dumps({"renames": [[os.path.abspath(t), os.path.abspath(f)]
+                                                        for t, f in zip(tmps, finals, strict=True)]}))
             _fsync(journal)
             pause_point("commit:journal-written")
             _roll_forward(journal)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fnlab.core import files
+from fnlab.core import files, ownership
 from fnlab.data.base import DatasetError, MatchingDataset
 from fnlab.data.validate import check_array, read_json, require_file
 
@@ -52,6 +52,7 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists")
+    ownership.check(folder, ownership.DATASET, action="replace")  # only a dataset fnlab saved is replaced
     folder.parent.mkdir(parents=True, exist_ok=True)
     if "split" in ds.a_meta.columns:
         split_of_a = ds.a_meta["split"].astype(str).to_numpy()
@@ -92,7 +93,10 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
             os.replace(folder, old)
         os.replace(tmp, folder)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                ownership.remove(old, ownership.DATASET)
+            except (OSError, ValueError):
+                pass  # a file appeared in it meanwhile: left in place, hidden beside the new dataset
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,7 +27,11 @@ Safety:
     cleared by the next :meth:`RunStore.create` instead of blocking it; :meth:`RunStore.list` with
     ``include_incomplete=True`` reports such runs as ``running`` / ``interrupted`` / ``corrupt``;
   * ``RunStore(root, overwrite=True)`` replaces a complete run of the same name only when the new
-    one finalizes (an atomic exchange of the two folders), so a failed re-run keeps the old run.
+    one finalizes (an atomic exchange of the two folders), so a failed re-run keeps the old run;
+  * nothing but a run is ever replaced or removed (:mod:`fnlab.core.ownership`): a folder is a run when
+    its ``run.json`` fits the marker schema (:func:`fnlab.core.ownership.run_marker_problem`) and it
+    holds only the run's own files; :meth:`RunStore.delete`, ``overwrite`` and the clearing of an
+    interrupted run refuse anything else before any work, and remove a linked run as a link.
 
 Example:
     >>> store = RunStore("runs")                                         # doctest: +SKIP
@@ -41,7 +45,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -51,19 +54,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fnlab.core import files
+from fnlab.core import files, ownership
 from fnlab.core.files import FileFormatError, atomic_write, pause_point
 
 STAGING = ".staging"
 MARKER = "run.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
-STATUSES = ("complete", "running", "interrupted", "corrupt")
+STATUSES = ("complete", "running", "interrupted", "corrupt", "not a run")
+NOT_A_RUN = "not a run"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class CorruptRunError(ValueError):
     """A run file that is missing, truncated or changed since the run finished (named in the message)."""
+
+
+class NotARunError(FileNotFoundError):
+    """A folder without the ``run.json`` marker: never a run fnlab finished (named in the message)."""
 
 
 def validate_name(name: str, what: str = "run name") -> str:
@@ -116,6 +124,15 @@ def _read_metrics(folder: Path) -> pd.DataFrame:
 
 def _file_record(path: Path) -> dict[str, Any]:
     return {"sha256": files.sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _not_a_run(path: Path) -> str:
+    """Why ``path`` does not load as a run (it has no ``run.json``)."""
+    if path.exists() and not path.is_dir():
+        return f"{path}: not a run (a file, not a run folder)"
+    if (path / CONFIG).is_file():
+        return f"{path}: an incomplete run (no {MARKER}: it never finished, or was copied before it did)"
+    return f"{path}: not a run (no {MARKER}, the marker fnlab train writes when a run finishes)"
 
 
 class _Files:
@@ -198,18 +215,20 @@ class Run(_Files):
         info: the parsed completion marker (``created``, ``finished``, ``files``).
 
     Raises (constructor):
-        FileNotFoundError: no ``run.json`` (the run never finished).
-        FileFormatError / CorruptRunError: ``run.json`` or ``config.json`` unreadable or changed.
+        NotARunError: no ``run.json`` (not a folder fnlab finished a run in).
+        FileFormatError / CorruptRunError: ``run.json`` unreadable or not of the marker's schema (wrong types,
+        a file entry outside the run), ``config.json`` unreadable or changed.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.name = self.path.name
         if not (self.path / MARKER).is_file():
-            raise FileNotFoundError(f"run {self.name!r} at {self.path} is incomplete (no {MARKER}): it never finished")
+            raise NotARunError(_not_a_run(self.path))
         self.info = files.read_json(self.path / MARKER, "the run's completion marker (a JSON object)")
-        if not isinstance(self.info, dict):
-            raise FileFormatError(f"{self.path / MARKER}: expected a JSON object, got {type(self.info).__name__}")
+        problem = ownership.run_marker_problem(self.info)
+        if problem is not None:
+            raise CorruptRunError(f"{self.path / MARKER}: {problem}; expected the completion marker fnlab train writes")
         self._check(CONFIG)
         self.config = files.read_json(self.path / CONFIG, "the run's config (a JSON object)")
 
@@ -300,6 +319,7 @@ class RunWriter(_Files):
         if self._lock_fd is not None:
             files.unlock(self._lock_fd, remove=self.store._lock_path(self.name))
             self._lock_fd = None
+            self.store._tidy()
 
     def log_metrics(self, metrics: dict) -> None:
         """Append one row (e.g. one epoch) to ``metrics.jsonl`` (the whole file replaced atomically)."""
@@ -349,11 +369,10 @@ class RunWriter(_Files):
 
         Raises:
             FileExistsError: a run with this name exists and the store does not overwrite.
+            ownership.OwnershipError: the name is now taken by something that is not a run fnlab wrote.
         """
         self._check_open()
-        if self.final_path.exists() and not self.store.overwrite:
-            raise FileExistsError(f"run {self.name!r} already exists in {self.store.root} "
-                                  "(use --overwrite to replace it)")
+        self.store.check_target(self.name)  # again: the folder may have changed while the run was written
         pause_point("run:before-finalize")
         recorded = {p.name: _file_record(p) for p in sorted(self.path.iterdir())
                     if p.is_file() and not p.name.startswith(".") and p.name != MARKER}
@@ -361,14 +380,14 @@ class RunWriter(_Files):
                   "finished": datetime.now(UTC).isoformat(timespec="seconds"), "files": recorded}
         files.write_json(self.path / MARKER, marker)
         pause_point("run:marker-written")
-        if self.final_path.exists():
+        if os.path.lexists(self.final_path):  # the old run (checked above): swapped out, then removed
             if files.exchange(self.path, self.final_path):
-                shutil.rmtree(self.path, ignore_errors=True)  # now the old run
+                old = self.path
             else:
-                trash = self.store.staging / f".replaced-{self.name}-{uuid.uuid4().hex[:6]}"
-                os.replace(self.final_path, trash)
+                old = self.store.staging / f".replaced-{self.name}-{uuid.uuid4().hex[:6]}"
+                os.replace(self.final_path, old)
                 os.replace(self.path, self.final_path)
-                shutil.rmtree(trash, ignore_errors=True)
+            _remove_quietly(old, ownership.RUN, self.store.staging)
         else:
             os.replace(self.path, self.final_path)
         self._closed = True
@@ -378,7 +397,7 @@ class RunWriter(_Files):
     def abort(self) -> None:
         """Delete the staging folder; the run never appears."""
         if not self._closed:
-            shutil.rmtree(self.path, ignore_errors=True)
+            _remove_quietly(self.path, ownership.STAGED_RUN, self.store.staging)
             self._closed = True
         self._release()
 
@@ -394,6 +413,14 @@ class RunWriter(_Files):
             self._release()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _remove_quietly(path: Path, kind: ownership.Kind, inside: Path) -> None:
+    """Remove fnlab's own ``path`` (:func:`fnlab.core.ownership.remove`); anything it does not recognise stays."""
+    try:
+        ownership.remove(path, kind, inside=inside)
+    except (OSError, ValueError):
+        pass
 
 
 def _auto_name(config: dict) -> str:
@@ -421,7 +448,10 @@ def split_run_path(path: str | os.PathLike) -> tuple[Path, str]:
     if not p.name or p.name in (".", ".."):
         raise ValueError(f"run path {str(path)!r}: expected a run folder path such as runs/my-run")
     validate_name(p.name, f"run name (last part of {str(path)!r})")
-    return (p.parent if str(p.parent) else Path(".")), p.name
+    parent = p.parent if str(p.parent) else Path(".")
+    if ".." in parent.parts:  # resolved first: runs/a/../b is runs/b (and never creates runs/a)
+        parent = Path(os.path.realpath(parent))
+    return parent, p.name
 
 
 class RunStore:
@@ -450,6 +480,13 @@ class RunStore:
     def _lock_path(self, name: str) -> Path:
         return self.staging / f".{name}.lock"
 
+    def _tidy(self) -> None:
+        """Remove the staging folder once it is empty (nothing left behind in a folder the user named)."""
+        try:
+            os.rmdir(self.staging)
+        except OSError:
+            pass  # in use, or already gone
+
     def create(self, config: dict, name: str | None = None) -> RunWriter:
         """Start a run in the staging folder and write its ``config.json``.
 
@@ -464,11 +501,7 @@ class RunStore:
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         files.dumps(config)  # fail before creating anything
         name = validate_name(name) if name is not None else _auto_name(config)
-        if self.root.exists() and not self.root.is_dir():
-            raise NotADirectoryError(f"run store {self.root}: exists and is not a folder")
-        if (self.root / name).exists() and not self.overwrite:
-            raise FileExistsError(f"run {name!r} already exists in {self.root} (use --overwrite to replace it, "
-                                  f"or remove it with: fnlab runs rm {self.root / name})")
+        self.check_target(name)
         self.staging.mkdir(parents=True, exist_ok=True)
         fd = None
         for _ in range(20):  # a listing (is_running) holds the lock for microseconds: retry briefly
@@ -481,12 +514,30 @@ class RunStore:
                                   "wait for it to finish or choose another name")
         try:
             leftover = self.staging / name
-            if leftover.exists():  # a killed writer's folder: we hold the lock, so nobody is writing it
-                shutil.rmtree(leftover)
+            if os.path.lexists(leftover):  # a killed writer's folder: we hold the lock, so nobody is writing it
+                ownership.remove(leftover, ownership.STAGED_RUN, inside=self.staging)
             return RunWriter(self, name, config, fd)
         except BaseException:
             files.unlock(fd, remove=self._lock_path(name))
             raise
+
+    def check_target(self, name: str, *, label: str | None = None) -> None:
+        """Refuse, before any work, a run name whose folder cannot be written: the store is a file, the name
+        is taken by something that is not a run fnlab wrote (:data:`fnlab.core.ownership.RUN`), or by a run
+        while the store does not ``overwrite``.
+
+        Raises:
+            NotADirectoryError, ownership.OwnershipError (a ValueError), FileExistsError.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"run store {self.root}: exists and is not a folder")
+        target = self._path(name)
+        if not os.path.lexists(target):
+            return
+        ownership.check(target, ownership.RUN, inside=self.root, label=label, action="replace")
+        if not self.overwrite:
+            raise FileExistsError(f"run {name!r} already exists in {self.root} (use --overwrite to replace it, "
+                                  f"or remove it with: fnlab runs rm {target})")
 
     def names(self) -> list[str]:
         """Names of the complete runs."""
@@ -537,13 +588,13 @@ class RunStore:
                 return _read_metrics(folder)
         raise FileNotFoundError(f"no run named {name!r} in {self.root}")
 
-    def _row(self, name: str, folder: Path, status: str) -> dict[str, Any]:
+    def _row(self, name: str, folder: Path, status: str, *, verify: bool = False) -> dict[str, Any]:
         row: dict[str, Any] = {"name": name, "status": status, "created": None, "dataset": None, "sampler": None}
         problem = None
         try:
             if status == "complete":
                 run = Run(folder)
-                run.verify(full=False)  # sizes only: cheap enough for a listing
+                run.verify(full=verify)  # sizes only unless asked: cheap enough for a listing
                 config, created, metrics = run.config, run.info.get("created"), run.metrics
             else:
                 config = files.read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
@@ -560,6 +611,8 @@ class RunStore:
                 pass
         if not isinstance(config, dict):
             config = {}
+        if not isinstance(created, str):
+            created = None
         ds, sampler = config.get("dataset"), config.get("sampler")
         row.update(created=created, dataset=ds.get("name") if isinstance(ds, dict) else ds,
                    sampler=sampler.get("name") if isinstance(sampler, dict) else sampler)
@@ -568,23 +621,32 @@ class RunStore:
         row["problem"] = problem
         return row
 
-    def list(self, *, include_incomplete: bool = False) -> pd.DataFrame:
+    def _not_runs(self) -> list[dict[str, Any]]:
+        """Folders of the store that are not runs (no ``run.json``): listed, never loaded."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or not p.is_dir() or (p / MARKER).is_file():
+                continue
+            out.append({"name": p.name, "status": NOT_A_RUN, "created": None, "dataset": None, "sampler": None,
+                        "problem": _not_a_run(p).split(": ", 1)[1].removeprefix("not a run (").rstrip(")")})
+        return out
+
+    def list(self, *, include_incomplete: bool = False, verify: bool = False) -> pd.DataFrame:
         """Runs, newest first: ``name, created, dataset, sampler`` and the last metrics row.
 
         Args:
             include_incomplete: also list runs that are ``running``, ``interrupted`` (in staging, no
-                writer alive) or ``corrupt`` (unreadable marker, config or metrics, or a recorded
-                file of the wrong size), with columns ``status`` and ``problem``. Without it, only
-                readable complete runs are listed.
+                writer alive) or ``corrupt`` (a marker that is unreadable or breaks its schema, an unreadable
+                config or metrics, a recorded file of the wrong size), and folders of the store that are
+                ``not a run`` (no ``run.json``: empty, copied in, someone else's), with columns ``status`` and
+                ``problem``. Without it, only readable complete runs are listed.
+            verify: check every recorded file's sha256 too (a flipped bit), not only its size.
         """
-        rows = [self._row(name, self.root / name, "complete") for name in self.names()]
+        rows = [self._row(name, self.root / name, "complete", verify=verify) for name in self.names()]
         if include_incomplete:
-            if self.root.is_dir():  # run folders without a marker (copied in, or a failed move)
-                rows += [self._row(p.name, p, "corrupt") | {"problem": f"{p / MARKER}: missing (the run never "
-                                                                       "finished)"}
-                         for p in sorted(self.root.iterdir())
-                         if p.is_dir() and _NAME.fullmatch(p.name) and not (p / MARKER).exists()
-                         and (p / CONFIG).exists()]
+            rows += self._not_runs()
             rows += [self._row(name, self.staging / name, "running" if self.is_running(name) else "interrupted")
                      for name in self.in_progress()]
         else:
@@ -603,26 +665,31 @@ class RunStore:
     def delete(self, name: str) -> None:
         """Remove run ``name``: complete, corrupt, or interrupted (its staging folder).
 
-        The folder is renamed out first, so it disappears atomically.
+        Only a run fnlab wrote is removed (:data:`fnlab.core.ownership.RUN`: a ``run.json`` of its own and
+        nothing but the run's files); anything else is refused before anything is removed. A linked run is
+        removed as a link (what it points to stays). Each folder disappears from its name at once.
 
         Raises:
-            FileNotFoundError: no such run; FileExistsError: a process is writing it right now.
+            FileNotFoundError: no such run; FileExistsError: a process is writing it right now;
+            ownership.OwnershipError (a ValueError): not a run, or a run holding files fnlab did not write.
         """
         path = self._path(name)
         staged = self.staging / name
-        if not path.is_dir() and not staged.is_dir():
+        found = [p for p in (path, staged) if os.path.lexists(p)]
+        if not found:
             raise FileNotFoundError(f"no run named {name!r} in {self.root}")
+        for folder in found:  # every check before anything is removed
+            ownership.check(folder, ownership.RUN if folder == path else ownership.STAGED_RUN,
+                            inside=self.root if folder == path else self.staging, action="remove")
         fd = files.try_lock(self._lock_path(name)) if self.staging.is_dir() else None
         if self.staging.is_dir() and fd is None:
             raise FileExistsError(f"run {name!r} in {self.root} is being written by another process right now; "
                                   "it cannot be removed until that process ends")
         try:
-            self.staging.mkdir(parents=True, exist_ok=True)
-            for folder in (path, staged):
-                if folder.is_dir():
-                    trash = self.staging / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
-                    os.replace(folder, trash)
-                    shutil.rmtree(trash, ignore_errors=True)
+            for folder in found:
+                ownership.remove(folder, ownership.RUN if folder == path else ownership.STAGED_RUN,
+                                 inside=self.root if folder == path else self.staging)
         finally:
             if fd is not None:
                 files.unlock(fd, remove=self._lock_path(name))
+            self._tidy()

@@ -74,7 +74,31 @@ def _import_ray():
         import ray.data  # noqa: F401
     except ImportError:
         raise ScanInputError(RAY_INSTALL_HINT) from None
+    except Exception as err:  # noqa: BLE001 - a broken install raises anything while importing
+        text = " ".join(str(err).split())[:300] or "no message"
+        raise ScanInputError(f"Ray is installed but could not be imported ({type(err).__name__}: {text}); reinstall "
+                             f"it, or scan without --engine ray. {RAY_INSTALL_HINT}") from None
     return ray
+
+
+def check_output(out: str | os.PathLike, inputs: Mapping[str, Any], *, label: str = "out") -> Path:
+    """The output folder, refused before any work unless the commit may replace it (:mod:`fnlab.core.ownership`):
+    it must not be an input, lie inside an input folder or hold an input, and where it exists it must be an
+    output folder a Ray scan wrote (``summary.json`` and ``part-*.parquet`` only) or empty.
+
+    Raises:
+        ScanInputError: naming ``out`` and why.
+    """
+    from fnlab.core import ownership
+
+    path = Path(out)
+    if not path.name or path.name in (".", ".."):
+        raise ScanInputError(f"{label} {out}: expected an output folder path such as suspects/")
+    try:
+        ownership.check_apart(path, inputs, label=label)
+        return ownership.check(path, ownership.RAY_SCAN_OUTPUT, label=label, action="replace")
+    except ownership.OwnershipError as err:
+        raise ScanInputError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------ cluster
@@ -364,10 +388,9 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ScanInputError(f"{name} must be a positive integer, got {value!r}")
     batch_size = int(batch_size or chunk_size or DEFAULT_BATCH_SIZE)
-    out_path = Path(out) if out is not None else None
-    if out_path is not None and out_path.exists() and not out_path.is_dir():
-        raise ScanInputError(f"{out_path} (out): exists and is a file; the Ray engine writes a folder of Parquet "
-                             "parts and summary.json")
+    out_path = None
+    if out is not None:  # before any work: never an input, never a folder fnlab did not write
+        out_path = check_output(out, {"queries": queries, "candidates": candidates, "positives": positives})
     ray = _import_ray()
     if ray_address or (not ray.is_initialized() and os.environ.get("RAY_ADDRESS")):
         check_ray_address(ray_address or os.environ["RAY_ADDRESS"], connect_timeout)  # before any work
@@ -383,6 +406,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     notes: list[str] = []
     pos = _positives_positions(positives, qs, cs, names, notes)
     nq, nc, d = qs.n, cs.n, qs.dim
+    top_k = _check_top_k(top_k, nc, min(batch_size, nq))
 
     # --- the posterior, fitted once on the driver: fnlab.posterior.fit on the scan's PairContext
     # (the same context, sample and fit as the local scan for this seed). Its signals beyond the
@@ -552,6 +576,25 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
             ray.shutdown()
 
 
+#: bytes one row of a batch takes in a worker (running top-k scores and ids, the table's columns)
+ROW_BYTES = 48
+
+
+def _check_top_k(top_k: int, n_candidates: int, batch: int) -> int:
+    """``top_k`` capped at the number of candidates; refused where one batch's rows cannot fit in memory."""
+    k = min(int(top_k), int(n_candidates))
+    try:
+        mem = int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return k
+    need = int(batch) * k * ROW_BYTES
+    if need > mem // 2:
+        raise ScanInputError(f"top_k {top_k}: a batch of {batch:,} queries x {k:,} candidates needs about "
+                             f"{need / 2**30:,.1f} GiB in a worker, more than half this machine's memory "
+                             f"({mem / 2**30:,.1f} GiB); lower top_k or batch_size (--top-k, --batch-size)")
+    return k
+
+
 def _serialize(index) -> np.ndarray:
     import faiss
 
@@ -559,14 +602,24 @@ def _serialize(index) -> np.ndarray:
 
 
 def _commit(staging: Path, out: Path) -> None:
-    """Rename the finished staging folder to ``out`` (replacing an older output folder)."""
+    """Rename the finished staging folder to ``out``, replacing an older output folder of a Ray scan (checked
+    again here: only a folder a Ray scan wrote, or an empty one, is ever replaced; :mod:`fnlab.core.ownership`)."""
+    from fnlab.core import ownership
+
     old = None
-    if out.exists():
+    if os.path.lexists(out):
+        try:
+            ownership.check(out, ownership.RAY_SCAN_OUTPUT, label="out", action="replace")
+        except ownership.OwnershipError as err:
+            raise ScanInputError(f"{err}; nothing was written") from None
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
         os.replace(out, old)
     os.replace(staging, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            ownership.remove(old, ownership.RAY_SCAN_OUTPUT)
+        except (OSError, ValueError):
+            pass  # a file appeared in it meanwhile: left in place
 
 
 def _summary(stats, qs, cs, top_k, pos, no_pos, policy, estimator, prior, prior_method, post, sample_sims,
