@@ -154,7 +154,7 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
 
     full = MatchingDataset(
         name="pairs", split="all", b_to_a=a, a_inputs=a_emb, b_inputs=b_emb[b], a_kind="features",
-        b_kind="features", relevance=relevance, a_meta=a_meta, b_meta=b_meta, b_ids=b,
+        b_kind="features", relevance=relevance, a_meta=a_meta, b_meta=b_meta, b_ids=b, inputs_are_embeddings=True,
     )
     from fnlab.data import split_indices
 
