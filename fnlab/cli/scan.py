@@ -180,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
                      "candidates": args.candidates or f"{args.dataset_dir} A features",
                      "positives": f"{args.dataset_dir} pairs"}
             result = scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw)
+            from fnlab.analysis.explore import with_content  # ids, texts and image paths beside the indices
+
+            result.table = with_content(result.table, ds)
         else:
             missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
                                       ("--positives", args.positives)) if not v]
