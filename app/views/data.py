@@ -128,14 +128,15 @@ def _page():
     cols[2].metric("Labelled pairs", f"{s.labelled_pairs:,}")
     if s.relevant_pairs is not None:
         cols[3].metric("False negatives", f"{s.relevant_pairs - s.labelled_pairs:,}",
-                       help="Relevant (caption, image) pairs that are not labelled (ground truth).")
-        cols[4].metric("Captions with FNs", f"{s.share_queries_with_fn:.0%}",
-                       help="Share of captions with at least one false negative.")
+                       help=f"Relevant ({words.b}, {words.a}) pairs that are not labelled (ground truth).")
+        cols[4].metric(f"{words.b_plural.capitalize()} with FNs", f"{s.share_queries_with_fn:.0%}",
+                       help=f"Share of {words.b_plural} with at least one false negative.")
     else:
         cols[3].metric("False negatives", "unknown", help="This dataset has no ground truth.")
     if s.fn_per_query_mean is not None:
-        st.caption(f"Per caption: {s.fn_per_query_mean:.1f} false negatives on average, at most "
-                   f"{s.fn_per_query_max}. A false negative is a relevant (caption, image) pair that is not labelled.")
+        st.caption(f"Per {words.b}: {s.fn_per_query_mean:.1f} false negatives on average, at most "
+                   f"{s.fn_per_query_max}. A false negative is a relevant ({words.b}, {words.a}) pair that is not "
+                   "labelled.")
 
     st.subheader("Gallery")
     n = st.slider(f"{words.a_plural.capitalize()} shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a),
