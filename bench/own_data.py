@@ -43,8 +43,8 @@ def planted_folder(root: Path, n_queries: int, *, dim: int = 64, clusters: int =
 
     Documents are cluster centres plus noise; a share of them is duplicated (a near-copy); every document
     (original or copy) has one query, a noisy copy of it, seen through a fixed linear distortion
-    ``I + distort G`` (``G`` Gaussian, so a trained map has something to learn). A query's false negatives are its document's
-    duplicates (``relevance.csv``); a document and its copies share a split.
+    ``I + distort G`` (``G`` Gaussian, so a trained map has something to learn). A query's false
+    negatives are its document's duplicates (``relevance.csv``); a document and its copies share a split.
     """
     rng = np.random.default_rng(seed)
     n_orig = int(round(n_queries / (1 + dup_share)))
