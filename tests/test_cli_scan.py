@@ -131,7 +131,8 @@ def test_scan_a_pairs_dataset_folder_with_ground_truth(tmp_path):
     folder.mkdir()
     np.save(folder / "a.npy", a)
     np.save(folder / "b.npy", b)
-    pd.DataFrame({"b": np.arange(nb), "a": b_to_a}).to_csv(folder / "pairs.csv", index=False)
+    pd.DataFrame({"b": np.arange(nb), "a": b_to_a, "text": [f"query text {j}" for j in range(nb)],
+                  "a_text": [f"document {i}" for i in b_to_a]}).to_csv(folder / "pairs.csv", index=False)
     # ground truth: each caption of images 0..4 also matches the duplicate image
     extra = [(j, na - 5 + int(b_to_a[j])) for j in range(nb) if b_to_a[j] < 5]
     rel = [(j, int(b_to_a[j])) for j in range(nb)] + extra
@@ -144,3 +145,6 @@ def test_scan_a_pairs_dataset_folder_with_ground_truth(tmp_path):
     assert len(planted) == len(extra) and (planted["rank"] == 1).all()
     assert planted["p_false_negative"].min() > 0.9
     assert t.loc[~t["is_relevant"], "p_false_negative"].median() < 0.1
+    # the table carries what each pair is beside its indices: ids (rows of b.npy / a.npy) and texts
+    assert (t["query_text"] == [f"query text {j}" for j in t["query_id"]]).all()
+    assert (t["candidate_text"] == [f"document {i}" for i in t["candidate_id"]]).all()

@@ -296,6 +296,49 @@ def test_saved_folder_round_trip(tmp_path):
     save_dataset(p, tmp_path / "p")
     q = data.load(str(tmp_path / "p"), split="all")
     assert np.allclose(q.a_inputs, p.a_inputs) and q.relevance is None and q.a_kind == "features"
+    assert (q.a_modality, q.b_modality, q.inputs_are_embeddings) == (p.a_modality, p.b_modality, True)
+
+
+# ------------------------------------------------------------------------------ modality and wording
+def test_modalities_follow_what_the_data_provide(tmp_path):
+    shapes = data.load("shapes", split="val", **SMALL)
+    assert (shapes.a_modality, shapes.b_modality) == ("image", "text")
+    assert (shapes.nouns.a_plural, shapes.nouns.b_plural) == ("images", "captions")
+    assert not shapes.inputs_are_embeddings
+    write_pairs(tmp_path, relevance=False)  # texts on side B, image paths on side A
+    p = data.load("pairs", root=tmp_path, split="all")
+    assert (p.a_modality, p.b_modality, p.inputs_are_embeddings) == ("image", "text", True)
+    df = pd.read_csv(tmp_path / "pairs.csv").drop(columns="image_path")
+    df["a_text"] = [f"document {c}" for c in df["candidate"]]
+    df.to_csv(tmp_path / "pairs.csv", index=False)
+    t = data.load("pairs", root=tmp_path, split="all")  # texts on both sides: documents and queries
+    assert (t.a_modality, t.b_modality) == ("text", "text")
+    assert (t.nouns.a_plural, t.nouns.b_plural, t.nouns.side("b", plural=False)) == ("documents", "queries", "query")
+    df.drop(columns=["a_text", "text"]).to_csv(tmp_path / "pairs.csv", index=False)
+    bare = data.load("pairs", root=tmp_path, split="all")  # embeddings only: neutral words
+    assert (bare.a_modality, bare.b_modality) == ("item", "item")
+    assert (bare.nouns.a_plural, bare.nouns.b_plural) == ("candidates", "queries")
+    with pytest.raises(DatasetError, match="a_modality"):
+        from dataclasses import replace
+
+        replace(bare, a_modality="video")
+
+
+def test_side_content_gives_ids_texts_and_paths(tmp_path):
+    from fnlab.data.display import a_label, caption, side_content
+
+    a, b, df, _ = write_pairs(tmp_path, relevance=False, split=True)
+    val = data.load("pairs", root=tmp_path, split="val")
+    qb = side_content(val, "b")
+    assert qb["id"].tolist() == val.b_ids.tolist()  # rows of b.npy, not indices within the split
+    assert qb["text"].tolist() == [f"query {i}" for i in val.b_ids]
+    ca = side_content(val, "a")
+    assert ca["id"].tolist() == val.a_ids.tolist()
+    assert ca["image_path"].tolist() == [str(tmp_path / f"img/{i}.png") for i in val.a_ids]
+    df.drop(columns=["text", "image_path"]).to_csv(tmp_path / "pairs.csv", index=False)
+    bare = data.load("pairs", root=tmp_path, split="val")
+    assert set(side_content(bare, "b")) == {"id"} and set(side_content(bare, "a")) == {"id"}
+    assert caption(bare, 0) == f"query {bare.b_ids[0]}" and a_label(bare, 0) == f"candidate {bare.a_ids[0]}"
 
 
 def test_save_failure_leaves_nothing(tmp_path):

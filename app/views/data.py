@@ -122,28 +122,31 @@ def _page():
         return
     s = ds.stats()
     cols = st.columns(5)
-    cols[0].metric("Images (A)", f"{s.items_a:,}")
-    cols[1].metric("Captions (B)", f"{s.items_b:,}")
+    words = ds.nouns
+    cols[0].metric(f"{words.a_plural.capitalize()} (A)", f"{s.items_a:,}")
+    cols[1].metric(f"{words.b_plural.capitalize()} (B)", f"{s.items_b:,}")
     cols[2].metric("Labelled pairs", f"{s.labelled_pairs:,}")
     if s.relevant_pairs is not None:
         cols[3].metric("False negatives", f"{s.relevant_pairs - s.labelled_pairs:,}",
-                       help="Relevant (caption, image) pairs that are not labelled (ground truth).")
-        cols[4].metric("Captions with FNs", f"{s.share_queries_with_fn:.0%}",
-                       help="Share of captions with at least one false negative.")
+                       help=f"Relevant ({words.b}, {words.a}) pairs that are not labelled (ground truth).")
+        cols[4].metric(f"{words.b_plural.capitalize()} with FNs", f"{s.share_queries_with_fn:.0%}",
+                       help=f"Share of {words.b_plural} with at least one false negative.")
     else:
         cols[3].metric("False negatives", "unknown", help="This dataset has no ground truth.")
     if s.fn_per_query_mean is not None:
-        st.caption(f"Per caption: {s.fn_per_query_mean:.1f} false negatives on average, at most "
-                   f"{s.fn_per_query_max}. A false negative is a relevant (caption, image) pair that is not labelled.")
+        st.caption(f"Per {words.b}: {s.fn_per_query_mean:.1f} false negatives on average, at most "
+                   f"{s.fn_per_query_max}. A false negative is a relevant ({words.b}, {words.a}) pair that is not "
+                   "labelled.")
 
     st.subheader("Gallery")
-    n = st.slider("Images shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a), key="data_gallery_n")
+    n = st.slider(f"{words.a_plural.capitalize()} shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a),
+                  key="data_gallery_n")
     by_a = ds.a_to_b()
     rows = []
     for i in range(min(n, ds.n_a)):
         caps = [state.caption(ds, j) for j in by_a[i][:5]]
-        row = {"image": display.image_data_uri(ds, i, size=64),
-               "item": state.a_label(ds, i), "captions": " · ".join(caps)}
+        row = {"image": display.image_data_uri(ds, i, size=64)} if ds.a_modality == "image" else {}
+        row.update({"item": state.a_label(ds, i), "captions": " · ".join(caps)})
         if ds.relevance is not None:
             rel_col = ds.relevance[:, i]
             row["false negatives"] = int(rel_col.nnz - len(by_a[i]))
@@ -152,7 +155,8 @@ def _page():
     st.dataframe(table, hide_index=True, width="stretch", row_height=96, height=560,
                  column_config={"image": st.column_config.ImageColumn("image", width="small"),
                                 "item": st.column_config.TextColumn("what it shows", width="medium"),
-                                "captions": st.column_config.TextColumn("its labelled captions", width="large"),
+                                "captions": st.column_config.TextColumn(f"its labelled {words.b_plural}",
+                                                                        width="large"),
                                 "false negatives": st.column_config.NumberColumn(
                                     "false negatives", help="Captions that describe this image but are not "
                                                             "labelled with it.", width="small")})

@@ -207,7 +207,8 @@ def _page():
     fmt = st.radio("Format", list(review.EXPORT_FORMATS), horizontal=True, key="sus_fmt")
     scope = st.radio("Rows", ["all scanned pairs", "this view"], horizontal=True, key="sus_scope")
     out = table if scope == "all scanned pairs" else view
-    st.download_button(f"Download {len(out):,} rows with decisions ({fmt})", review.export_bytes(out, fmt),
+    data = review.export_bytes(out, fmt, dataset=ds_info[0] if ds_info is not None else None)
+    st.download_button(f"Download {len(out):,} rows with decisions ({fmt})", data,
                        f"suspects-{stem}.{fmt}", "text/csv" if fmt == "csv" else "application/octet-stream",
                        key="sus_download")
 

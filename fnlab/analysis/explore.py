@@ -23,6 +23,76 @@ from fnlab.retrieval.similarity import normalize
 DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
 
 
+def direction_labels(ds: MatchingDataset) -> dict[str, str]:
+    """Words for the two directions of ``ds``: :data:`DIRECTIONS` for images with text, else from its
+    modalities (``"query → document"`` / ``"document → query"`` for text on both sides).
+
+    ``"t2i"`` always means side-B queries over side-A candidates, ``"i2t"`` the reverse.
+    """
+    if (ds.a_modality, ds.b_modality) == ("image", "text"):
+        return dict(DIRECTIONS)
+    n = ds.nouns
+    return {"t2i": f"{n.b} → {n.a}", "i2t": f"{n.a} → {n.b}"}
+
+
+#: roles of a table's pairs and the dataset side they come from, per direction
+_ROLE_SIDES = {"t2i": {"query": "b", "candidate": "a"}, "i2t": {"query": "a", "candidate": "b"}}
+
+
+def with_content(table: pd.DataFrame, ds: MatchingDataset, *, direction: str | None = None) -> pd.DataFrame:
+    """``table`` (columns ``query``, ``candidate``: item indices within ``ds``'s split, as a scan, a ranking
+    or a review export has them) with what each item is, beside its index: ``query_id``, ``candidate_id``
+    (the items' ids in the full dataset: the rows of a ``pairs`` folder's ``b.npy``/``a.npy``) and, where
+    the dataset has them, ``query_text``/``candidate_text``, ``..._image_path`` and ``..._label``
+    (:func:`fnlab.data.display.side_content`). Each new column sits after its index column.
+
+    Args:
+        table: the pairs; a ``direction`` column (``t2i``/``i2t`` per row) wins over ``direction``.
+        ds: the split the indices refer to.
+        direction: ``"t2i"`` (queries are side B; the default) or ``"i2t"``.
+
+    Raises:
+        ValueError: an unknown direction, or an index outside the split (naming the column).
+    """
+    from fnlab.data.display import side_content
+
+    out = table.copy()
+    if "direction" in out.columns:
+        dirs = out["direction"].astype(str).to_numpy()
+    else:
+        dirs = np.full(len(out), direction or "t2i", dtype=object)
+    bad = sorted(set(dirs) - set(_ROLE_SIDES))
+    if bad:
+        raise ValueError(f"unknown direction {bad[0]!r}: expected one of {list(_ROLE_SIDES)}")
+    content = {"a": side_content(ds, "a"), "b": side_content(ds, "b")}
+    sizes = {"a": ds.n_a, "b": ds.n_b}
+    for role in ("query", "candidate"):
+        if role not in out.columns:
+            raise ValueError(f"table lacks column {role!r}: expected item indices of the {ds.split!r} split")
+        idx = out[role].to_numpy(dtype=np.int64)
+        side_of_row = np.array([_ROLE_SIDES[d][role] for d in dirs], dtype=object)
+        new: dict[str, np.ndarray] = {}
+        for side in ("a", "b"):
+            rows = side_of_row == side
+            if not rows.any():
+                continue
+            if (idx[rows] < 0).any() or (idx[rows] >= sizes[side]).any():
+                raise ValueError(f"column {role!r} has indices outside [0, {sizes[side]}), the {ds.nouns.side(side)} "
+                                 f"of split {ds.split!r}; expected indices of that split")
+            for col, values in content[side].items():
+                name = f"{role}_{col}"
+                if name not in new:
+                    new[name] = np.full(len(out), None if values.dtype == object else -1, dtype=values.dtype)
+                new[name][rows] = values[idx[rows]]
+        at = out.columns.get_loc(role) + 1
+        for name, values in new.items():
+            if name in out.columns:
+                out = out.drop(columns=name)
+            out.insert(min(at, len(out.columns)), name, values)
+            at += 1
+    return out
+
+
 @dataclass(frozen=True)
 class Sides:
     """Queries and candidates of one direction, with their pair masks.

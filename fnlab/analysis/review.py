@@ -312,16 +312,28 @@ def merge(suspects: pd.DataFrame, decisions: pd.DataFrame, *, direction: str | N
     return out
 
 
-def export_bytes(table: pd.DataFrame, fmt: str) -> bytes:
+def export_bytes(table: pd.DataFrame, fmt: str, *, dataset: Any = None, direction: str | None = None) -> bytes:
     """Serialise a reviewed table as CSV or Parquet (for a download button or a file).
 
+    Args:
+        table: pairs with ``query``/``candidate`` indices (and ``direction``, ``decision``...).
+        fmt: ``"csv"`` or ``"parquet"``.
+        dataset: the split the indices refer to (a :class:`fnlab.data.base.MatchingDataset`): with it each
+            row also carries what its query and candidate are, beside the indices (ids in the full dataset,
+            texts, image paths: :func:`fnlab.analysis.explore.with_content`).
+        direction: for tables without a ``direction`` column (default ``"t2i"``).
+
     Raises:
-        ValueError: unknown format.
+        ValueError: unknown format, or indices outside ``dataset``'s split.
     """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: expected one of {list(EXPORT_FORMATS)}")
+    if dataset is not None:
+        from fnlab.analysis.explore import with_content
+
+        table = with_content(table, dataset, direction=direction)
     if fmt == "csv":
         return table.to_csv(index=False).encode()
-    if fmt == "parquet":
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        return buf.getvalue()
-    raise ValueError(f"unknown export format {fmt!r}: expected one of {list(EXPORT_FORMATS)}")
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return buf.getvalue()

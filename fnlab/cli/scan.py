@@ -172,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
                      "positives": f"{args.dataset_dir} pairs"}
             kw["top_k"] = _check_top_k(args.top_k, len(emb_b), len(emb_a))
             result = _bounded(lambda: scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw), kw["top_k"])
+            from fnlab.analysis.explore import with_content  # ids, texts and image paths beside the indices
+
+            result.table = with_content(result.table, ds)
         else:
             missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
                                       ("--positives", args.positives)) if not v]

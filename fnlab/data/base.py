@@ -23,6 +23,9 @@ import scipy.sparse as sp
 
 AKind = Literal["pixels", "features"]
 BKind = Literal["tokens", "features"]
+Modality = Literal["image", "text", "item"]
+#: what a side's items are, for wording: ``image`` (pixels or image files), ``text``, or a neutral ``item``
+MODALITIES = ("image", "text", "item")
 
 
 class DatasetError(ValueError):
@@ -43,6 +46,67 @@ class GroundTruthStats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Nouns:
+    """What to call the items of each side, for the app and reports (lower case).
+
+    ``a``/``a_plural``: side A (``image``, ``document`` or ``candidate``); ``b``/``b_plural``: side B
+    (``caption`` for text beside images, ``query`` otherwise, ``query image`` for images).
+    """
+
+    a: str
+    a_plural: str
+    b: str
+    b_plural: str
+
+    def side(self, side: str, *, plural: bool = True) -> str:
+        """The noun of side ``"a"`` or ``"b"``."""
+        if side not in ("a", "b"):
+            raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+        return getattr(self, f"{side}_plural" if plural else side)
+
+
+_A_NOUNS = {"image": ("image", "images"), "text": ("document", "documents"), "item": ("candidate", "candidates")}
+
+
+def nouns_for(a_modality: str, b_modality: str) -> Nouns:
+    """The :class:`Nouns` of a dataset whose sides hold ``a_modality`` and ``b_modality`` items.
+
+    Example:
+        >>> nouns_for("image", "text").b_plural, nouns_for("text", "text").a_plural
+        ('captions', 'documents')
+    """
+    for name, m in (("a_modality", a_modality), ("b_modality", b_modality)):
+        if m not in MODALITIES:
+            raise ValueError(f"{name} must be one of {', '.join(MODALITIES)}, got {m!r}")
+    a, a_pl = _A_NOUNS[a_modality]
+    if b_modality == "image":
+        b, b_pl = "query image", "query images"
+    elif b_modality == "text" and a_modality == "image":
+        b, b_pl = "caption", "captions"
+    else:
+        b, b_pl = "query", "queries"
+    return Nouns(a, a_pl, b, b_pl)
+
+
+def _has_values(meta: pd.DataFrame, column: str) -> bool:
+    """Whether ``meta`` has ``column`` with at least one non-empty value."""
+    if column not in meta.columns or not len(meta):
+        return False
+    col = meta[column]
+    return bool((col.notna() & (col.astype(str).str.len() > 0)).any())
+
+
+def derive_modality(kind: str, meta: pd.DataFrame, side: str) -> str:
+    """A side's modality from what the data provides: pixels or ``image_path`` -> ``image``; token ids,
+    ``text`` (side B) or ``a_text`` (side A) -> ``text``; otherwise ``item``."""
+    if kind == "pixels" or _has_values(meta, "image_path"):
+        return "image"
+    if kind == "tokens" or _has_values(meta, "a_text" if side == "a" else "text"):
+        return "text"
+    return "item"
 
 
 @dataclass
@@ -66,6 +130,12 @@ class MatchingDataset:
         a_ids, b_ids: ``[n_a]``, ``[n_b]`` int64 ids of the items in the full dataset.
         spec: how to rebuild the dataset, ``{"name", "root", "options"}`` (set by
             :func:`fnlab.data.load`; ``fnlab.data.spec_of`` reads it), or ``None``.
+        inputs_are_embeddings: the feature inputs are embeddings that already rank the pairs (a user's
+            own ``pairs`` folder), so models start from them (:mod:`fnlab.models.heads`) instead of
+            learning a projection from random init.
+        a_modality, b_modality: what each side's items are (``image``, ``text`` or ``item``), declared by
+            the loader or, when ``None``, derived from the data (:func:`derive_modality`); :attr:`nouns`
+            turns them into words for the app.
     """
 
     name: str
@@ -82,9 +152,16 @@ class MatchingDataset:
     a_ids: np.ndarray | None = None
     b_ids: np.ndarray | None = None
     spec: dict | None = None
+    inputs_are_embeddings: bool = False
+    a_modality: Modality | None = None
+    b_modality: Modality | None = None
 
     def __post_init__(self) -> None:
         self.b_to_a = np.asarray(self.b_to_a, dtype=np.int64)
+        if self.a_modality is None:
+            self.a_modality = derive_modality(self.a_kind, self.a_meta, "a")
+        if self.b_modality is None:
+            self.b_modality = derive_modality(self.b_kind, self.b_meta, "b")
         if self.a_ids is None:
             self.a_ids = np.arange(self.n_a, dtype=np.int64)
         if self.b_ids is None:
@@ -103,6 +180,11 @@ class MatchingDataset:
     @property
     def n_b(self) -> int:
         return int(self.b_to_a.shape[0])
+
+    @property
+    def nouns(self) -> Nouns:
+        """What to call each side's items (``images``/``captions``, ``documents``/``queries``...)."""
+        return nouns_for(self.a_modality, self.b_modality)
 
     @property
     def has_ground_truth(self) -> bool:
@@ -179,6 +261,9 @@ class MatchingDataset:
             raise DatasetError(f"{where}: field 'a_meta' has {len(self.a_meta)} rows, expected {n_a}")
         if len(self.b_meta) not in (0, self.n_b):
             raise DatasetError(f"{where}: field 'b_meta' has {len(self.b_meta)} rows, expected {self.n_b}")
+        for fname, m in (("a_modality", self.a_modality), ("b_modality", self.b_modality)):
+            if m not in MODALITIES:
+                raise DatasetError(f"{where}: field {fname!r} must be one of {', '.join(MODALITIES)}, got {m!r}")
 
     # ---------------------------------------------------------------- subsets
     def subset(self, a_items: np.ndarray, split: str) -> MatchingDataset:

@@ -1,6 +1,8 @@
-"""Display helpers: an A item as an RGB array or a PNG data URI, a B item as text.
+"""Display helpers: an A item as an RGB array or a PNG data URI, a B item as text, and each side's
+content (texts, image paths, labels) as columns for tables and exports.
 
-No streamlit here: the app passes these values to ``st.image`` or an ``ImageColumn``.
+No streamlit here: the app passes these values to ``st.image`` or an ``ImageColumn``. The words for
+each side come from the dataset (:attr:`fnlab.data.base.MatchingDataset.nouns`).
 """
 
 from __future__ import annotations
@@ -75,17 +77,53 @@ def image_data_uri(ds: MatchingDataset, i: int, size: int = 64) -> str | None:
 
 
 def caption(ds: MatchingDataset, j: int) -> str:
-    """Text of B item ``j``: its caption, else its decoded tokens, else ``"query <id>"``."""
+    """Text of B item ``j``: its caption, else its decoded tokens, else ``"<noun> <id>"`` (``query 3``)."""
     j = int(j)
     if "text" in ds.b_meta.columns:
         return str(ds.b_meta["text"].iloc[j])
     if ds.b_kind == "tokens" and ds.vocab is not None and ds.b_inputs is not None:
         return decode(ds.b_inputs[j], ds.vocab)
-    return f"query {int(ds.b_ids[j])}"
+    return f"{ds.nouns.b} {int(ds.b_ids[j])}"
 
 
 def a_label(ds: MatchingDataset, i: int) -> str:
-    """A short label of A item ``i``: its ``label`` column, else ``"item <id>"``."""
+    """A short label of A item ``i``: its ``label`` column, else ``"<noun> <id>"`` (``candidate 7``)."""
     if "label" in ds.a_meta.columns:
         return str(ds.a_meta["label"].iloc[int(i)])
-    return f"item {int(ds.a_ids[int(i)])}"
+    return f"{ds.nouns.a} {int(ds.a_ids[int(i)])}"
+
+
+def _meta_column(meta, column: str) -> np.ndarray | None:
+    if column not in meta.columns:
+        return None
+    return meta[column].fillna("").astype(str).to_numpy(dtype=object)
+
+
+def side_content(ds: MatchingDataset, side: str) -> dict[str, np.ndarray]:
+    """What the dataset knows about each item of one side, as columns of one value per item.
+
+    Always ``id`` (the item's id in the full dataset: the row of ``a.npy``/``b.npy`` of a ``pairs``
+    folder); then, where the data have them, ``text`` (captions, decoded tokens or ``a_text``),
+    ``image_path`` and ``label`` (side A's short description, where it differs from the text).
+
+    Args:
+        side: ``"a"`` or ``"b"``.
+
+    Returns:
+        ``{column: [n_side] object/int64 array}``.
+    """
+    if side not in ("a", "b"):
+        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    meta = ds.a_meta if side == "a" else ds.b_meta
+    out: dict[str, np.ndarray] = {"id": np.asarray(ds.a_ids if side == "a" else ds.b_ids, dtype=np.int64)}
+    if side == "b":
+        if "text" in meta.columns or (ds.b_kind == "tokens" and ds.vocab is not None and ds.b_inputs is not None):
+            out["text"] = np.array([caption(ds, j) for j in range(ds.n_b)], dtype=object)
+    elif (text := _meta_column(meta, "a_text")) is not None:
+        out["text"] = text
+    if (paths := _meta_column(meta, "image_path")) is not None:
+        out["image_path"] = paths
+    if side == "a" and (label := _meta_column(meta, "label")) is not None and not (
+            "text" in out and np.array_equal(label, out["text"])):
+        out["label"] = label
+    return out

@@ -4,7 +4,8 @@ Layout of ``FOLDER/``::
 
     dataset.json      {"format": "fnlab-dataset", "version": 1, "name", "a_kind", "b_kind",
                        "vocab": [...] | null, "splits": ["train", "val", "test"],
-                       "counts": {split: {"items_a", "items_b"}}, "source": {"name", "root", "options"} | null}
+                       "counts": {split: {"items_a", "items_b"}}, "source": {"name", "root", "options"} | null,
+                       "a_modality", "b_modality", "inputs_are_embeddings"}  (the last three optional)
     arrays.npz        compressed, never pickled: b_to_a [n_b] int64, a_split [n_a] int64 (index into
                       "splits"), a_ids [n_a], b_ids [n_b], a_inputs / b_inputs (when present),
                       relevance_indptr [n_b + 1], relevance_indices [nnz] (when ground truth is known)
@@ -78,6 +79,7 @@ def save_dataset(ds: MatchingDataset, folder: str | Path, *, overwrite: bool = T
     meta = {
         "format": FORMAT, "version": VERSION, "name": ds.name, "a_kind": ds.a_kind, "b_kind": ds.b_kind,
         "n_a": ds.n_a, "n_b": ds.n_b, "vocab": ds.vocab, "splits": names, "counts": counts, "source": ds.spec,
+        "a_modality": ds.a_modality, "b_modality": ds.b_modality, "inputs_are_embeddings": ds.inputs_are_embeddings,
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     os.chmod(tmp, 0o755)
@@ -205,7 +207,8 @@ def load_folder(folder: str | Path, split: str = "train") -> MatchingDataset:
         full = MatchingDataset(
             name=str(meta["name"]), split="all", b_to_a=b_to_a, a_inputs=a_inputs, b_inputs=b_inputs,
             a_kind=meta["a_kind"], b_kind=meta["b_kind"], relevance=relevance, a_meta=a_meta, b_meta=b_meta,
-            vocab=vocab, a_ids=arr.get("a_ids"), b_ids=arr.get("b_ids"),
+            vocab=vocab, a_ids=arr.get("a_ids"), b_ids=arr.get("b_ids"), a_modality=meta.get("a_modality"),
+            b_modality=meta.get("b_modality"), inputs_are_embeddings=bool(meta.get("inputs_are_embeddings", False)),
         )
     except DatasetError as err:
         raise DatasetError(f"{folder}: {err}") from err

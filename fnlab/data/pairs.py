@@ -20,6 +20,12 @@ all rows of ``a.npy``. Both sides are ``features`` (``a_inputs``/``b_inputs`` fl
 ``seed`` 0). Everything is checked on load; a problem raises :class:`DatasetError` naming the file,
 the column or field, and what was expected. ``.npy`` files are never unpickled.
 
+The loaded dataset says its inputs are embeddings that already rank the pairs
+(``inputs_are_embeddings``): training keeps them as frozen features under heads that start from them
+(:mod:`fnlab.models.heads`). Its wording follows the columns: ``text`` and ``a_text`` make both sides
+text (documents and queries), ``image_path`` makes side A images, embeddings alone are neutral
+candidates and queries (:attr:`fnlab.data.base.MatchingDataset.nouns`).
+
 Example:
     >>> ds = fnlab.data.load("pairs", root="my_data", split="all")       # doctest: +SKIP
 """
@@ -154,7 +160,7 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
 
     full = MatchingDataset(
         name="pairs", split="all", b_to_a=a, a_inputs=a_emb, b_inputs=b_emb[b], a_kind="features",
-        b_kind="features", relevance=relevance, a_meta=a_meta, b_meta=b_meta, b_ids=b,
+        b_kind="features", relevance=relevance, a_meta=a_meta, b_meta=b_meta, b_ids=b, inputs_are_embeddings=True,
     )
     from fnlab.data import split_indices
 

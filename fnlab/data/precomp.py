@@ -233,7 +233,7 @@ def load_precomp(root: str | Path, split: str = "train", **options) -> MatchingD
     return MatchingDataset(
         name="precomp", split=split, b_to_a=b_to_a, a_inputs=feats,
         b_inputs=b_inputs, a_kind="features", b_kind=b_kind,
-        relevance=relevance, a_meta=a_meta, b_meta=pd.DataFrame({"text": caps}), vocab=vocab,
+        relevance=relevance, a_meta=a_meta, b_meta=pd.DataFrame({"text": caps}), vocab=vocab, a_modality="image",
     )
 
 

@@ -33,7 +33,9 @@ the validation split has ground truth) selects on the relevant rSum instead, as
 ranked above the labelled one as an error, so it penalises exactly the models that stop repelling
 false negatives, and model selection inherits the false-negative bias (measured in
 ``bench/results/headline_probes.md``: the oracle sampler's labelled validation rSum falls after the
-warm-up while its relevant rSum rises).
+warm-up while its relevant rSum rises). A model that starts from its inputs (a user's own embeddings
+under identity-start heads, :mod:`fnlab.models.heads`) is evaluated before training too, as epoch 0
+of the metrics, and selection may keep it: such a run never ends below its starting point.
 
 Per epoch the loop records ``epoch, loss, val_rsum, sampled_fn_rate, seconds`` (plus
 ``sampled_fn_rate_i2t``, ``sampled_fn_rate_t2i``, ``val_relevant_rsum`` where ground truth exists).
@@ -349,6 +351,23 @@ def _reuse_freed_memory() -> None:
         pass
 
 
+def _initial_epoch(model: DualEncoder, val_ds: Any, select_by: str, device: torch.device
+                   ) -> tuple[dict[str, float], tuple[float, int, dict[str, torch.Tensor]]]:
+    """Epoch 0 of a model that starts from its inputs (identity-start heads): its validation row and the
+    ``best`` entry that later epochs must beat, so a run never ends below its starting point."""
+    from fnlab.analysis.evaluate import retrieval_recall
+
+    ea = encode_side(model, val_ds.a_inputs, "a", device=device)
+    eb = encode_side(model, val_ds.b_inputs, "b", device=device)
+    rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
+    row = {"epoch": 0, "loss": math.nan, "val_rsum": rec["rsum"], "sampled_fn_rate": math.nan, "seconds": 0.0}
+    if rel_rec is not None:
+        row["val_relevant_rsum"] = rel_rec["rsum"]
+    row.update(warmup=0.0, best_epoch=0.0, below_warmup=0.0)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return row, (_selection_score(select_by, rec, rel_rec), 0, weights)
+
+
 def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callback], store: Any,
            name: str | None) -> Any:
     torch.manual_seed(config.seed)
@@ -372,8 +391,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     objective = SampledObjective(
         _build_sampler(config), build_pick_loss(config.loss, config.loss_params),
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
-        model, b_to_a, queue_size=config.queue_size, dim=config.dim, momentum=config.momentum,
-        num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen)
+        model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)),
+        momentum=config.momentum, num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen)
     a_all = to_tensor(train_ds.a_inputs, device)
     b_all = to_tensor(train_ds.b_inputs, device)
     n_b = train_ds.n_b
@@ -396,6 +415,11 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (val rSum, epoch, weights)
     warmup_rsum: float | None = None
     try:
+        if model.starts_from_inputs:  # epoch 0: the untrained model is the user's embeddings; selection may keep it
+            row0, best = _initial_epoch(model, val_ds, config.select_by, device)
+            history.append(row0)
+            if writer is not None:
+                writer.log_metrics(row0)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             in_warmup = epoch <= warmup
