@@ -1,9 +1,10 @@
 """The headline experiment: does hard-negative mining suffer from false negatives, and does FNE fix it?
 
-For each dataset and sampler (random, hardest, semihard, simans, positive_aware, range, fne paper,
-fne calibrated, oracle = hardest with the true false negatives removed) and each seed, this trains a
-dual encoder with the same pipeline (momentum queue, one VSE++ warm-up epoch, the best validation
-epoch kept) and writes
+For each dataset and sampler (every sampler of the registry, ``fnlab.samplers.variants``: random,
+hardest, semihard, simans, positive_aware, range, fne paper, fne calibrated, oracle = hardest with the
+true false negatives removed, and the related methods) and each seed, this trains a dual encoder with the
+same pipeline (momentum queue unless the sampler uses none, one VSE++ warm-up epoch, the best validation
+epoch kept, the sampler's own loss) and writes
 
 - ``bench/results/reproduce.csv``: one row per run, every metric;
 - ``bench/results/reproduce.md``: mean +- sd over seeds per (dataset, sampler), and the four checks
@@ -21,6 +22,7 @@ Usage::
 
     python bench/reproduce.py --datasets shapes-precomp digits-precomp --seeds 0 1 2 --jobs 2
     python bench/reproduce.py --datasets shapes --epochs 3 --seeds 0
+    python bench/reproduce.py --datasets shapes-precomp --samplers hardest star adore --epochs 3 --seeds 0
 """
 
 from __future__ import annotations
@@ -36,19 +38,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fnlab.samplers import variants  # noqa: E402
 from fnlab.training.train import TrainConfig, train  # noqa: E402
 
-SAMPLERS: dict[str, tuple[str, dict]] = {
-    "random": ("random", {}),
-    "hardest": ("hardest", {}),
-    "semihard": ("semihard", {}),
-    "simans": ("simans", {}),
-    "positive_aware": ("positive_aware", {}),
-    "range": ("range", {}),
-    "fne paper": ("fne", {"mode": "paper"}),
-    "fne calibrated": ("fne", {"mode": "calibrated"}),
-    "oracle": ("oracle", {}),
-}
+#: table label -> (sampler, fixed params): every registered sampler, one row per value of its variant parameter
+#: ("fne paper", "fne calibrated"), each trained with its own default loss
+SAMPLERS: dict[str, tuple[str, dict]] = variants(separator=" ")
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -69,7 +64,7 @@ def _run_one(job) -> dict:
     rp = ev["r_precision"] or {}
     after = [m for m in out["metrics"] if not m.get("warmup")]
     row = {
-        "dataset": dataset, "sampler": label, "seed": seed,
+        "dataset": dataset, "sampler": label, "loss": cfg.loss, "seed": seed,
         "rsum": ev["recall"]["rsum"],
         "relevant_rsum": (ev["relevant_recall"] or {}).get("rsum"),
         "r_precision": (rp.get("i2t", 0) + rp.get("t2i", 0)) / 2 if rp else None,
