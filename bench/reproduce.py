@@ -56,7 +56,8 @@ def _run_one(job) -> dict:
     opts = dict(options) if dataset.startswith("shapes") else {k: v for k, v in options.items() if k != "n_train"}
     cfg = TrainConfig(dataset=dataset, dataset_options=opts, sampler=sampler, sampler_params=params,
                       epochs=args.epochs, batch_size=args.batch_size, queue_size=args.queue_size,
-                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by)
+                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by,
+                      warmup_epochs=args.warmup_epochs, posterior=args.posterior)
     t0 = time.perf_counter()
     out = train(cfg)
     ev, last = out["eval"], out["metrics"][-1]
@@ -71,6 +72,8 @@ def _run_one(job) -> dict:
         # the sampled FN rate over all sampler epochs (not only the last)
         "sampled_fn_rate": _mean([m["sampled_fn_rate"] for m in after if m.get("sampled_fn_rate") is not None
                                   and m["sampled_fn_rate"] == m["sampled_fn_rate"]]),
+        # the false-negative rate of the candidates a mining sampler appended to the pool
+        "mined_fn_rate": _mean([m["mined_fn_rate"] for m in after if "mined_fn_rate" in m]),
         "fn_auroc": det.get("auroc"), "fn_ap": det.get("ap"), "fn_ece": det.get("ece"),
         "sim_auroc": det.get("similarity_auroc"), "sim_ap": det.get("similarity_ap"),
         "posterior": (out["posterior"] or {}).get("estimator"),
@@ -130,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--queue-size", type=int, default=8224)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--posterior", default="pu", help="the runs' false-negative posterior estimator")
+    p.add_argument("--warmup-epochs", type=int, default=None,
+                   help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it)")
     p.add_argument("--select-by", default="relevant", choices=["auto", "relevant", "labelled"],
                    help="validation figure the kept epoch maximises, the same for every sampler: relevant rSum "
                         "(ground truth) by default, since a labelled-only rSum punishes ranking false negatives "

@@ -17,6 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from fnlab import samplers
+
 pytest.importorskip("streamlit")
 from _app_support import REPO, app_env, ensure_repo_on_path, tiny_runs_root, warm_umap_cache  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -136,6 +138,12 @@ def test_playground_page(env):
     at.slider(key="pg_simans_a").set_value(2.0).run()
     at.multiselect(key="pg_samplers").set_value(["hardest", "oracle", "range", "positive_aware"]).run()
     _ok(at)
+    assert any("ClusterNS" in c.value and "dynamic mining" in c.value for c in at.caption)  # why they are not shown
+    at.multiselect(key="pg_samplers").set_value(["star", "adore", "moco_hnf"]).run()
+    _ok(at)
+    assert len(at.dataframe[0].value) == 3
+    at.multiselect(key="pg_samplers").set_value(["hardest", "oracle", "range", "positive_aware"]).run()
+    _ok(at)
     at.checkbox(key="pg_range_range_max_on").check().run()
     at.sidebar.radio(key="direction").set_value("i2t").run()
     _ok(at)
@@ -220,6 +228,12 @@ def test_train_form_starts_a_background_job(env):
     _ok(at)
     labels = [w.label for w in at.number_input]
     assert not [x for x in labels if "_" in x]  # no raw parameter names (top_k, fn_cutoff)
+    assert at.radio(key="tr_fne_mode").value == "calibrated"  # FNE's mode: a choice spec like any other
+    for name in ("star", "adore", "clusterns", "dynamic_hn", "moco_hnf"):  # the related methods: their widgets
+        at.selectbox(key="tr_sampler").set_value(name).run()
+        _ok(at)
+        assert at.selectbox(key=f"tr_loss_{name}").value == samplers.default_loss(name)
+        assert not [w.label for w in at.number_input if "_" in w.label]
     at.selectbox(key="tr_sampler").set_value("simans").run()
     _ok(at)
     at.text_input(key="tr_name").set_value("from-form")

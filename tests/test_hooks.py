@@ -342,3 +342,19 @@ def test_the_worked_example_of_the_architecture_page_runs(monkeypatch):
     assert ctx.extended_from == 4 and sims.shape[1] > 4
     picks = real(sims, sims.diagonal(), mask, ctx=ctx, generator=torch.Generator().manual_seed(0))
     assert (picks >= 4).all()  # drawn from the mined slots only
+
+
+def test_cli_flags_and_the_default_loss_come_from_the_registries():
+    from fnlab.cli import build_parser
+    from fnlab.cli.train import config_from_args
+
+    parser = build_parser()
+    base = ["train", "--dataset", "shapes", "--out", "x", "--epochs", "1"]
+    cfg = config_from_args(parser.parse_args([*base, "--sampler", "star"]))
+    assert cfg.loss == "pairwise_logistic" and cfg.sampler_params == {}
+    cfg = config_from_args(parser.parse_args([*base, "--sampler", "fne", "--mode", "paper", "--tau", "2"]))
+    assert cfg.loss == "triplet" and cfg.sampler_params == {"mode": "paper", "tau": 2.0}
+    with pytest.raises(ValueError, match=r"--mode.*expected one of calibrated, paper"):
+        config_from_args(parser.parse_args([*base, "--sampler", "fne", "--mode", "soft"]))
+    with pytest.raises(ValueError, match="lambdarank.*needs rank"):
+        config_from_args(parser.parse_args([*base, "--sampler", "hardest", "--loss", "lambdarank"]))

@@ -151,7 +151,8 @@ def test_losses_stable_at_low_temperature_and_empty_rows():
 
 
 def test_registry_and_errors():
-    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "triplet"]
+    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "infonce_bml", "lambdarank", "pairwise_logistic",
+                             "triplet"]
     with pytest.raises(ValueError, match="valid names: dcl, fnc, hcl"):
         L.build("ntxent")
     with pytest.raises(ValueError, match="reduction"):

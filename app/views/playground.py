@@ -80,11 +80,11 @@ def _page():
     nq = len(s.queries)
     dkey = state.ds_key(root, name, split)
     caps, labs = state.caption_array(dkey), state.label_array(dkey)
-    labels = caps.__getitem__ if direction == "t2i" else labs.__getitem__
+    describe = caps.__getitem__ if direction == "t2i" else labs.__getitem__
     key = f"pg_query_{direction}"
     if key not in st.session_state and direction == "t2i":  # the session's first visit: the run's example caption
         st.session_state[key] = state.example_query(root, name, split)
-    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=key)
+    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {describe(i)}", key=key)
     top_m = c3.slider("Candidates shown (ranks)", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
     chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
     if NOT_SHOWN:

@@ -40,6 +40,26 @@ LOSSES.declare("fnc", "fnlab.losses.fnc:FNCLoss", label="False-negative cancella
                                  "(elimination) or also become positives (attraction)",
                                  choices=("elimination", "attraction"))))
 
+LOSSES.declare("pairwise_logistic", "fnlab.losses.pairwise:PairwiseLogisticLoss", label="Pairwise logistic (STAR)",
+               short="pairwise logistic",
+               summary="log(1 + e^{(s - s+)/t}) averaged over every valid (anchor, negative) pair (STAR)",
+               params=(ParamSpec("temperature", 1.0, 0.01, 2.0, "scale t of s - s+ (1: the official dot-product scale)"),))
+LOSSES.declare("lambdarank", "fnlab.losses.lambdarank:LambdaRankLoss", label="LambdaRank, delta-MRR weighted (ADORE)",
+               short="LambdaRank",
+               summary="RankNet over (positive, negative) pairs of each retrieved list, weighted by |1/r_p - 1/r_n| "
+                       "(ADORE; needs a sampler that passes ranks)",
+               params=(ParamSpec("sigma", 1.0, 0.1, 50.0, "RankNet slope on the scores"),
+                       ParamSpec("metric_cut", 200, 1, 1000, "positions beyond this count 0 in the MRR weight",
+                                 integer=True)))
+LOSSES.declare("infonce_bml", "fnlab.losses.bml:InfoNCEBMLLoss", label="InfoNCE + bidirectional margin (ClusterNS)",
+               short="InfoNCE + BML",
+               summary="InfoNCE plus a band -beta < s - s+ < -alpha on the sampler's suspected false negatives "
+                       "(ClusterNS)",
+               params=(ParamSpec("temperature", 0.05, 0.01, 1.0, "softmax temperature t"),
+                       ParamSpec("alpha", 0.2, 0.0, 1.0, "BML: flagged candidates stay at least alpha below s+"),
+                       ParamSpec("beta", 0.5, 0.0, 2.0, "BML: flagged candidates stay at most beta below s+"),
+                       ParamSpec("bml_weight", 1e-4, 0.0, 1.0, "weight of the BML term")))
+
 
 def available() -> list[str]:
     """Names of the registered losses, sorted (no import of the losses or torch)."""

@@ -200,7 +200,7 @@ class CorpusIndex:
 
     Example:
         >>> idx = CorpusIndex(lambda: torch.eye(3))
-        >>> scores, ids = idx.search(torch.tensor([[0.0, 1.0, 0.0]]), 2, exclude=[[1]])
+        >>> scores, ids = idx.search(torch.tensor([[0.6, 0.8, 0.0]]), 2, exclude=[[1]])
         >>> ids.tolist(), idx.version
         ([[0, 2]], 1)
     """

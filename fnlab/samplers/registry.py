@@ -114,6 +114,73 @@ SAMPLERS.declare(
             ParamSpec("top_k", 100, 1, 1000, "candidates considered (base='simans')", integer=True,
                       label=f"Candidates considered {_COUNT}", flag=True, when=(("base", "simans"),))))
 
+# ---------------------------------------------------------------- related methods (docs/METHODS.md)
+SAMPLERS.declare(
+    "star", "fnlab.samplers.star:STARSampler", label="STAR (static hard negatives, SIGIR 2021)", short="STAR",
+    summary="top-200 mined once after the warm-up; one per anchor shared across the batch; pairwise logistic",
+    params=(ParamSpec("top_k", 200, 1, 1000, "the mined list's length per anchor", integer=True,
+                      label=f"Mined hard negatives per query {_COUNT}", flag=True),
+            ParamSpec("hard_num", 1, 1, 10, "hard negatives drawn per anchor and step", integer=True,
+                      label=f"Drawn per query and step {_COUNT}", training_only=True)),
+    meta={"loss": "pairwise_logistic"})
+SAMPLERS.declare(
+    "adore", "fnlab.samplers.adore:ADORESampler", label="ADORE (dynamic hard negatives, SIGIR 2021)",
+    short="ADORE",
+    summary="each step the caption encoder searches a frozen image index (top-200); LambdaRank; only queries train",
+    params=(ParamSpec("top_k", 200, 1, 1000, "candidates retrieved per anchor and step", integer=True,
+                      label=f"Retrieved per query {_COUNT}", flag=True),
+            ParamSpec("metric_cut", 200, 1, 1000, "ranks beyond this count 0 in the MRR weight (playground view)",
+                      integer=True, label="MRR cut (rank)")),
+    meta={"loss": "lambdarank"})
+SAMPLERS.declare(
+    "clusterns", "fnlab.samplers.clusterns:ClusterNSSampler", label="ClusterNS (clustering-aware negatives)",
+    short="ClusterNS",
+    summary="momentum k-means over the anchors: same-cluster items flagged, second-nearest centroid as a hard "
+            "negative; InfoNCE + bidirectional margin",
+    params=(ParamSpec("k", 32, 2, 512, "clusters (the official 128 at 512 anchors a step, scaled to 128)",
+                      integer=True, label=f"Clusters {_COUNT}"),
+            ParamSpec("kmeans_lr", 1e-3, 1e-5, 1.0, "centroid momentum: C <- lr sum(members) + (1 - lr) C",
+                      label="Centroid momentum"),
+            ParamSpec("kmean_cosine", 0.4, -1.0, 1.0, "start clustering when the batch's mean cosine falls to this",
+                      label="Start at mean cosine"),
+            ParamSpec("init", "farthest", help="initial centroids: greedy farthest point, or the official chain",
+                      choices=("farthest", "chain"), label="Centroid start",
+                      choice_labels=("farthest point (k-center)", "the official chain")),
+            ParamSpec("seed", 0, 0, 10_000, "the first centroid's row", integer=True, label="Seed")),
+    meta={"loss": "infonce_bml",
+          "no_playground": "its false-negative flags and centroid negatives come from k-means centroids that "
+                           "only training builds"})
+SAMPLERS.declare(
+    "dynamic_hn", "fnlab.samplers.dynamic_hn:DynamicHardNegativeSampler",
+    label="Dynamic hard-negative mining (Conan-embedding)", short="dynamic mining",
+    summary="cached hard negatives re-scored every 100 steps, replaced when s_now * 1.15 < s_0; optional "
+            "false-negative filter on the replacement",
+    params=(ParamSpec("period", 100, 1, 10_000, "steps between re-scorings", integer=True,
+                      label="Re-score every (steps)"),
+            ParamSpec("ratio", 1.15, 1.0, 3.0, "replace when s_now * ratio < s_0", label="Staleness factor"),
+            ParamSpec("n_hard", 1, 1, 20, "hard negatives cached per anchor", integer=True,
+                      label=f"Cached per query {_COUNT}"),
+            ParamSpec("filter", "none", help="false-negative filter on mined candidates",
+                      choices=("none", "positive_aware", "posterior"), label="Filter", flag=True,
+                      choice_labels=("none (Conan)", "positive-aware (s ≤ perc · s⁺)", "posterior (P(FN) < cut)")),
+            ParamSpec("perc", 0.95, 0.5, 1.0, "positive-aware filter: drop s > perc * s+",
+                      label="Keep s below this share of s⁺", when=(("filter", "positive_aware"),)),
+            ParamSpec("drop_above", 0.5, 0.01, 1.0, "posterior filter: drop P(FN) >= this",
+                      label="Drop where P(FN) reaches", when=(("filter", "posterior"),)),
+            ParamSpec("abs_cap", None, 0.0, 1.0, "also require |s_now| < this to replace (unverified)",
+                      optional=True, label="Replace only below |s| (cosine)"),
+            ParamSpec("depth", 50, 1, 1000, "candidates searched per anchor for a replacement", integer=True,
+                      label=f"Search depth {_COUNT}")),
+    meta={"loss": "infonce",
+          "no_playground": "its cached hard negatives and their first scores are a history only training builds"})
+SAMPLERS.declare(
+    "moco_hnf", "fnlab.samplers.moco_hnf:MoCoHNFSampler", label="MoCo with hard-negative filtering (contrast case)",
+    short="MoCo-HNF",
+    summary="the top-N most similar queue items as negatives, symmetric InfoNCE; picks false negatives first",
+    params=(ParamSpec("top_n", 16, 1, 1000, "most similar queue items kept as negatives per anchor", integer=True,
+                      label=f"Negatives kept per query {_COUNT}"),),
+    meta={"loss": "infonce", "contrast": True})
+
 
 def available() -> list[str]:
     """Names of the registered samplers, sorted (no import of the samplers or torch)."""
