@@ -358,3 +358,21 @@ def test_cli_flags_and_the_default_loss_come_from_the_registries():
         config_from_args(parser.parse_args([*base, "--sampler", "fne", "--mode", "soft"]))
     with pytest.raises(ValueError, match="lambdarank.*needs rank"):
         config_from_args(parser.parse_args([*base, "--sampler", "hardest", "--loss", "lambdarank"]))
+
+
+def test_mined_fn_rate_counts_each_anchors_own_mined_candidates():
+    truth = np.kron(np.eye(4), np.ones((2, 1))).astype(bool)
+    truth[0, 3] = True  # caption 0 (row 0) truly matches image 3
+    relevance = sp.csr_matrix(truth)
+
+    class Owned(_Miner):
+        def extend_pool(self, ctx, epoch):  # image 3 mined for row 0, image 1 for row 2
+            return PoolExtension(torch.tensor([3, 1]), owners=torch.tensor([0, 2]))
+
+    miner = Owned([3, 1])
+    obj, (a_in, b_in), bidx, aidx = _objective(miner, L.build("infonce", reduction="sum"), relevance=relevance)
+    fa, fb = obj.model.encode_a(a_in[aidx]), obj.model.encode_b(b_in[bidx])
+    obj.loss(fa, fb, a_in[aidx], b_in[bidx], aidx, bidx, warmup=False)
+    assert obj.epoch_metrics()["mined_fn_rate"] == pytest.approx(1 / 2)  # row 0's own pick is a false negative
+    with pytest.raises(ValueError, match="owners"):
+        PoolExtension(torch.tensor([1, 2]), owners=torch.tensor([0]))

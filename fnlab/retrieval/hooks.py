@@ -169,12 +169,16 @@ class PoolExtension:
             their hard negatives).
         index: a :class:`CorpusIndex` whose stored (detached) embeddings are the features.
         replace: the pool is these candidates alone (no batch, no queue; ADORE).
+        owners: ``[N]`` long, the anchor (row of the call) each candidate was mined for, ``-1`` for one mined
+            for every anchor; ``None``: all ``-1``. Only the metrics read it: ``mined_fn_rate`` is the
+            false-negative share of each anchor's own mined candidates (every anchor still sees them all).
     """
 
     ids: torch.Tensor
     features: torch.Tensor | None = None
     index: CorpusIndex | None = None
     replace: bool = False
+    owners: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.ids, torch.Tensor) or self.ids.ndim != 1 or self.ids.is_floating_point():
@@ -184,6 +188,8 @@ class PoolExtension:
                              f"got {tuple(self.features.shape)}")
         if self.features is None and bool((self.ids < 0).any()):
             raise ValueError("PoolExtension: synthetic candidates (id -1) need their 'features'")
+        if self.owners is not None and tuple(self.owners.shape) != tuple(self.ids.shape):
+            raise ValueError(f"PoolExtension: 'owners' must be [N={self.ids.shape[0]}], got {tuple(self.owners.shape)}")
 
 
 class CorpusIndex:

@@ -97,6 +97,7 @@ class _Pool:
     partner_ids: torch.Tensor  # [M]
     batch_first: bool = True  # the batch's own pairs sit at slots 0..B-1 (slot i: anchor i's positive)
     extended_from: int | None = None
+    owners: torch.Tensor | None = None  # [M - extended_from] the anchor row each mined slot was mined for (-1: all)
 
     @property
     def anchors_are_b(self) -> bool:
@@ -208,8 +209,8 @@ class SampledObjective:
         return self._labels[direction]
 
     def epoch_metrics(self) -> dict[str, float]:
-        """``sampled_fn_rate`` (and per direction where ground truth exists; ``mined_fn_rate`` over the mined
-        candidates) plus the sampler's own metrics."""
+        """``sampled_fn_rate`` (and per direction where ground truth exists; ``mined_fn_rate`` over each anchor's
+        own mined candidates, ``PoolExtension.owners``) plus the sampler's own metrics."""
         total = sum(self.picked)
         row = {"sampled_fn_rate": (sum(self.picked_fn) / total) if total else float("nan")}
         if self.rel.rel is not None:
@@ -321,6 +322,9 @@ class SampledObjective:
             mined = (~pos_mask & (p.cand_ids >= 0)[None, :])[:, p.extended_from:]
             if negatives is not None:
                 mined = mined & negatives[:, p.extended_from:]
+            if p.owners is not None:  # each anchor's own mined candidates
+                rows = torch.arange(mined.shape[0], device=mined.device)[:, None]
+                mined = mined & ((p.owners[None, :] == rows) | (p.owners[None, :] < 0))
             self.mined += int(mined.sum())
             self.mined_fn += int((rel_mask[:, p.extended_from:] & mined).sum())
 
@@ -328,6 +332,7 @@ class SampledObjective:
     def _extend(self, p: _Pool, ext: PoolExtension) -> _Pool:
         """The pool with ``ext``'s candidates appended (or alone, ``ext.replace``), with partners, ids and labels."""
         ids = ext.ids.to(self.device, torch.long)
+        owners = None if ext.owners is None else ext.owners.to(self.device, torch.long)
         real = ids >= 0
         side = p.cand_side
         feats = self._extension_features(ext, ids, side).to(p.cand.dtype)
@@ -342,10 +347,11 @@ class SampledObjective:
                 partners[real] = self._encode_ids("b" if side == "a" else "a", partner_ids[real]).to(feats.dtype)
         if ext.replace:
             return replace(p, cand=feats, cand_ids=ids, cand_items=items, partner=partners, partner_ids=partner_ids,
-                           batch_first=False, extended_from=0)
+                           batch_first=False, extended_from=0, owners=owners)
         return replace(p, cand=torch.cat([p.cand, feats]), cand_ids=torch.cat([p.cand_ids, ids]),
                        cand_items=torch.cat([p.cand_items, items]), partner=torch.cat([p.partner, partners]),
-                       partner_ids=torch.cat([p.partner_ids, partner_ids]), extended_from=p.cand.shape[0])
+                       partner_ids=torch.cat([p.partner_ids, partner_ids]), extended_from=p.cand.shape[0],
+                       owners=owners)
 
     def _extension_features(self, ext: PoolExtension, ids: torch.Tensor, side: str) -> torch.Tensor:
         if ext.features is not None:

@@ -19,10 +19,11 @@ One step, per direction (FNE, Li et al., ACM MM 2023, Sec. 3 and the official ``
 
 With the queue on, the first ``warmup_epochs`` (default 1) train plain VSE++ (sum of in-batch
 hinges, no queue), and the queue starts filling after them, as in the paper. The loop knows no
-sampler by name: each sampler gets the hooks ``start_epoch`` (with a callable that fits the run's
-false-negative posterior on the current validation embeddings, labels only), ``observe`` (each
-step's in-batch scores) and ``epoch_metrics`` (:class:`fnlab.samplers.base.Sampler`); FNE keeps its
-running statistics or its fitted posterior there and reports whether it was active.
+sampler by name: each sampler gets the typed hooks of :mod:`fnlab.retrieval.hooks` through the objective
+(``start_epoch`` with an ``EpochContext``: the posterior fit on the current validation embeddings, labels
+only, encoders and corpus indexes; ``observe``, each step's in-batch scores; ``extend_pool``,
+``side_info``, ``epoch_metrics``: :class:`fnlab.samplers.base.Sampler`); FNE keeps its running statistics
+or its fitted posterior there and reports whether it was active, the mining samplers their lists.
 
 The best epoch on the validation split is kept (its weights are restored at the end); the metrics
 record ``best_epoch`` and ``below_warmup`` (the kept model scores below the warm-up's), and
