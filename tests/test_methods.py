@@ -90,7 +90,9 @@ def test_star_mines_once_never_a_labelled_positive_and_draws_uniformly():
     reps = 10_000
     smp.mined["t2i"] = before[:1].expand(reps, -1).clone()
     ctx = SampleContext("t2i", anchors=anchors[:1].expand(reps, -1), anchor_ids=torch.arange(reps))
-    drawn = smp.extend_pool(ctx, epoch).ids
+    ext = smp.extend_pool(ctx, epoch)
+    drawn = ext.ids
+    assert torch.equal(ext.owners, torch.arange(reps))  # one per anchor, shared by the batch
     planted = set(before[0, :10:2].tolist())
     rate = float(np.isin(drawn.numpy(), list(planted)).mean())
     assert abs(rate - 5 / 200) < 0.01 and len(drawn) == reps

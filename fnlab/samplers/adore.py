@@ -53,7 +53,7 @@ class ADORESampler(Sampler):
       the index's embeddings as features (no gradient). A positive the search missed is appended after its
       anchor's list.
     * :meth:`side_info` passes ``rank``: each slot's 1-based position in its anchor's list (0 outside it), what
-      the LambdaRank loss weighs pairs by.
+      the LambdaRank loss weighs pairs by, and ``neg_mask = rank > 0``: an anchor's negatives are its own list.
 
     Outside training (the app's playground) :meth:`weights` is the push the loss puts on each candidate: for a
     negative ``n`` among the ``top_k`` by similarity, ``sum_p |1/r_p - 1/r_n| sigmoid(s_n - s_p)`` over the
@@ -67,7 +67,7 @@ class ADORESampler(Sampler):
     needs_warmup = True
     uses_queue = False
     directions = ("t2i",)
-    PROVIDES = ("rank",)
+    PROVIDES = ("rank", "neg_mask")
 
     def __init__(self, top_k: int = 200, metric_cut: int = 200) -> None:
         if int(top_k) < 1 or int(metric_cut) < 1:
@@ -89,7 +89,7 @@ class ADORESampler(Sampler):
     def side_info(self, sims, pos_sims, positive_mask, ctx):
         if self._rank is None or self._rank.shape != sims.shape:
             raise RuntimeError("adore: side_info comes after extend_pool in the same step")
-        return {"rank": self._rank}
+        return {"rank": self._rank, "neg_mask": self._rank > 0}  # an anchor's negatives: its own list
 
     def num_picks(self, k: int) -> int | None:
         return None  # the loss sees each anchor's whole list

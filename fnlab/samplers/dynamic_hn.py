@@ -159,9 +159,10 @@ class DynamicHardNegativeSampler(Sampler):
             self.checks += d in self.hard
             self.replaced += self.refresh(epoch, d)
             self._checked[d] = epoch.step
-        ids = self.hard[d].to(ctx.anchor_ids.device)[ctx.anchor_ids].flatten()
-        ids = ids[ids >= 0]
-        return PoolExtension(ids) if ids.numel() else None
+        ids = self.hard[d].to(ctx.anchor_ids.device)[ctx.anchor_ids]  # [B, n_hard]
+        owners = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)
+        keep = ids >= 0
+        return PoolExtension(ids[keep], owners=owners[keep]) if bool(keep.any()) else None
 
     def num_picks(self, k: int) -> int | None:
         return None  # the loss sees the whole pool

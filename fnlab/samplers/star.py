@@ -70,8 +70,9 @@ class STARSampler(Sampler):
             return None
         u = torch.rand((mine.shape[0], self.hard_num), generator=epoch.generator, device=mine.device)
         drawn = mine.gather(1, (u * n.clamp_min(1)).long().clamp_max(mine.shape[1] - 1))  # uniform over each list
-        drawn = drawn[(n > 0).expand_as(drawn)]
-        return PoolExtension(drawn.reshape(-1))
+        has = (n > 0).expand_as(drawn)
+        owners = torch.arange(drawn.shape[0], device=drawn.device)[:, None].expand_as(drawn)
+        return PoolExtension(drawn[has], owners=owners[has])  # shared by the batch; owners for the metric
 
     def num_picks(self, k: int) -> int | None:
         return None  # the loss sees the whole pool
