@@ -1,56 +1,66 @@
-"""Human names for what the app shows: samplers, their parameters, losses and metrics (with units)."""
+"""Human names for what the app shows: samplers, their parameters, losses and metrics (with units).
+
+Method names and their labels come from the registries (:mod:`fnlab.samplers.registry`,
+:mod:`fnlab.losses.registry`), read without importing any method; this module names none.
+"""
 
 from __future__ import annotations
 
-SAMPLERS = {
-    "hardest": "Hardest (VSE++ max violation)",
-    "semihard": "Semi-hard (FaceNet window)",
-    "simans": "SimANS (ambiguous negatives)",
-    "positive_aware": "Positive-aware (TopK-PercPos / MarginPos)",
-    "range": "Range / margin mining",
-    "fne": "FNE (false-negative elimination)",
-    "oracle": "Oracle (true false negatives removed)",
-    "random": "Random",
-}
+from typing import Any
 
-SHORT_SAMPLERS = {"fne": "FNE", "hardest": "hardest (VSE++)", "semihard": "semi-hard", "simans": "SimANS",
-                  "positive_aware": "positive-aware", "range": "range", "oracle": "oracle", "random": "random"}
-SHORT_LOSSES = {"triplet": "triplet", "infonce": "InfoNCE", "dcl": "DCL", "hcl": "HCL", "fnc": "FNC"}
+from fnlab.losses.registry import LOSSES
+from fnlab.samplers.registry import SAMPLERS
 
-LOSSES = {
-    "triplet": "Triplet hinge (the paper's)",
-    "infonce": "InfoNCE",
-    "dcl": "Debiased contrastive (DCL)",
-    "hcl": "Hard-negative contrastive (HCL)",
-    "fnc": "False-negative cancellation (FNC)",
-}
 
-FNE_MODES = {"calibrated": "calibrated: weight × (1 − P(FN))", "paper": "paper: the official weighting"}
+def sampler(name: str) -> str:
+    """The sampler's human name (its registry label)."""
+    return SAMPLERS.entry(name).title if name in SAMPLERS else str(name)
 
-# parameter name -> label; (sampler, name) overrides where one name means different things
-PARAMS = {
-    "tau": "Sharpness τ of the weight exp(−τ (s − s⁺)²)",
-    "margin": "Margin (cosine similarity)",
-    "fn_cutoff": "P(FN) above which a weight is replaced (paper mode)",
-    "top_k": "Candidates considered (count)",
-    "a": "Sharpness a of exp(−a (s − s⁺ − b)²)",
-    "b": "Offset b (cosine similarity)",
-    "perc": "Keep s below this share of s⁺",
-    "range_min": "Skip the most similar (ranks)",
-    "range_max": "Consider ranks up to (rank)",
-    "min_score": "Lowest similarity kept (cosine)",
-    "max_score": "Highest similarity kept (cosine)",
-    "relative_margin": "Relative margin (share of s⁺)",
-    "num_negatives": "Negatives kept per query (count)",
-    "min_confident": "Confident pairs before the posterior switches on (count)",
-}
-PARAM_OVERRIDES = {
-    ("fne", "margin"): "Cut-down margin below the mean positive (cosine)",
-    ("hardest", "top_k"): "Hardest negatives sharing the weight (count)",
-    ("positive_aware", "margin"): "Margin below the positive (cosine)",
-    ("positive_aware", "top_k"): "Hard negatives kept per query (count)",
-    ("semihard", "margin"): "Semi-hard window below the positive (cosine)",
-}
+
+def short_sampler(name: str) -> str:
+    """The sampler's short name for tables."""
+    return SAMPLERS.entry(name).short_title if name in SAMPLERS else str(name)
+
+
+def loss(name: str) -> str:
+    """The loss's human name."""
+    return LOSSES.entry(name).title if name in LOSSES else str(name)
+
+
+def short_loss(name: str) -> str:
+    """The loss's short name for tables."""
+    return LOSSES.entry(name).short_title if name in LOSSES else str(name)
+
+
+def _spec(sampler_name: str, name: str):
+    if sampler_name in SAMPLERS:
+        for spec in SAMPLERS.entry(sampler_name).params:
+            if spec.name == name:
+                return spec
+    return None
+
+
+def param(sampler_name: str, name: str) -> str:
+    """A sampler parameter's human name with its unit (its spec's label)."""
+    spec = _spec(sampler_name, name)
+    return spec.title if spec is not None else name.replace("_", " ")
+
+
+def choice(sampler_name: str, name: str, value: Any) -> str:
+    """The human name of one value of a sampler's choice parameter."""
+    spec = _spec(sampler_name, name)
+    return spec.choice_label(value) if spec is not None else str(value)
+
+
+def sampler_variant(name: str, params: dict | None) -> str:
+    """The short name of a sampler with the value of its variant parameter (``FNE · paper``), as run configs
+    record it."""
+    text = short_sampler(name)
+    for spec in SAMPLERS.entry(name).params if name in SAMPLERS else ():
+        if spec.variant:
+            text += f" · {(params or {}).get(spec.name, spec.default)}"
+    return text
+
 
 METRICS = {
     "recall.rsum": "rSum, labelled pairs only (0–600)",
@@ -69,14 +79,6 @@ METRICS = {
     "recall.i2t.5": "Recall@5, image → text (%)",
     "recall.i2t.10": "Recall@10, image → text (%)",
 }
-
-
-def sampler(name: str) -> str:
-    return SAMPLERS.get(name, name)
-
-
-def param(sampler_name: str, name: str) -> str:
-    return PARAM_OVERRIDES.get((sampler_name, name), PARAMS.get(name, name.replace("_", " ")))
 
 
 def metric(key: str) -> str:

@@ -253,7 +253,7 @@ def teaching_example(root: str, name: str, split: str, _mtime_key: float) -> dic
     from fnlab.analysis import explore
 
     samplers = {"hardest": smp.build("hardest"),
-                "fne": smp.build("fne", mode="calibrated", posterior=run_posterior(Path(root), name))}
+                "fne": smp.build_for_run("fne", posterior=run_posterior(Path(root), name))}
     best, best_score = None, -1
     for start in range(0, min(len(s.queries), 4096), 256):  # chunks: stop at the first caption that has it all
         qs = np.arange(start, min(start + 256, len(s.queries)))

@@ -25,7 +25,11 @@ def demo_config(**overrides) -> dict:
     training split's embeddings are saved too (a few MB): the playground's batch summary samples from that pool,
     the size samplers see in training (:func:`app.state.pool_split`).
     """
-    cfg = {"dataset": "shapes-precomp", "dataset_options": {}, "sampler": "fne", "epochs": DEMO_EPOCHS,
+    from fnlab import data
+    from fnlab.samplers import DEFAULT_SAMPLER
+
+    demo = next(n for n in data.available() if data.entry(n).meta.get("demo"))
+    cfg = {"dataset": demo, "dataset_options": {}, "sampler": DEFAULT_SAMPLER, "epochs": DEMO_EPOCHS,
            "batch_size": 128, "dim": 64, "text_encoder": "bag", "queue_size": 8224, "seed": 0, "device": "auto",
            "eval_splits": ["train", "val", "test"]}
     cfg.update(overrides)

@@ -1,9 +1,10 @@
 """The headline experiment: does hard-negative mining suffer from false negatives, and does FNE fix it?
 
-For each dataset and sampler (random, hardest, semihard, simans, positive_aware, range, fne paper,
-fne calibrated, oracle = hardest with the true false negatives removed) and each seed, this trains a
-dual encoder with the same pipeline (momentum queue, one VSE++ warm-up epoch, the best validation
-epoch kept) and writes
+For each dataset and sampler (every sampler of the registry, ``fnlab.samplers.variants``: random,
+hardest, semihard, simans, positive_aware, range, fne paper, fne calibrated, oracle = hardest with the
+true false negatives removed, and the related methods) and each seed, this trains a dual encoder with the
+same pipeline (momentum queue unless the sampler uses none, one VSE++ warm-up epoch, the best validation
+epoch kept, the sampler's own loss) and writes
 
 - ``bench/results/reproduce.csv``: one row per run, every metric;
 - ``bench/results/reproduce.md``: mean +- sd over seeds per (dataset, sampler), and the four checks
@@ -21,6 +22,7 @@ Usage::
 
     python bench/reproduce.py --datasets shapes-precomp digits-precomp --seeds 0 1 2 --jobs 2
     python bench/reproduce.py --datasets shapes --epochs 3 --seeds 0
+    python bench/reproduce.py --datasets shapes-precomp --samplers hardest star adore --epochs 3 --seeds 0
 """
 
 from __future__ import annotations
@@ -36,19 +38,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fnlab.samplers import variants  # noqa: E402
 from fnlab.training.train import TrainConfig, train  # noqa: E402
 
-SAMPLERS: dict[str, tuple[str, dict]] = {
-    "random": ("random", {}),
-    "hardest": ("hardest", {}),
-    "semihard": ("semihard", {}),
-    "simans": ("simans", {}),
-    "positive_aware": ("positive_aware", {}),
-    "range": ("range", {}),
-    "fne paper": ("fne", {"mode": "paper"}),
-    "fne calibrated": ("fne", {"mode": "calibrated"}),
-    "oracle": ("oracle", {}),
-}
+#: table label -> (sampler, fixed params): every registered sampler, one row per value of its variant parameter
+#: ("fne paper", "fne calibrated"), each trained with its own default loss
+SAMPLERS: dict[str, tuple[str, dict]] = variants(separator=" ")
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -61,7 +56,8 @@ def _run_one(job) -> dict:
     opts = dict(options) if dataset.startswith("shapes") else {k: v for k, v in options.items() if k != "n_train"}
     cfg = TrainConfig(dataset=dataset, dataset_options=opts, sampler=sampler, sampler_params=params,
                       epochs=args.epochs, batch_size=args.batch_size, queue_size=args.queue_size,
-                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by)
+                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by,
+                      warmup_epochs=args.warmup_epochs, posterior=args.posterior)
     t0 = time.perf_counter()
     out = train(cfg)
     ev, last = out["eval"], out["metrics"][-1]
@@ -69,13 +65,15 @@ def _run_one(job) -> dict:
     rp = ev["r_precision"] or {}
     after = [m for m in out["metrics"] if not m.get("warmup")]
     row = {
-        "dataset": dataset, "sampler": label, "seed": seed,
+        "dataset": dataset, "sampler": label, "loss": cfg.loss, "seed": seed,
         "rsum": ev["recall"]["rsum"],
         "relevant_rsum": (ev["relevant_recall"] or {}).get("rsum"),
         "r_precision": (rp.get("i2t", 0) + rp.get("t2i", 0)) / 2 if rp else None,
         # the sampled FN rate over all sampler epochs (not only the last)
         "sampled_fn_rate": _mean([m["sampled_fn_rate"] for m in after if m.get("sampled_fn_rate") is not None
                                   and m["sampled_fn_rate"] == m["sampled_fn_rate"]]),
+        # the false-negative rate of the candidates a mining sampler appended to the pool
+        "mined_fn_rate": _mean([m["mined_fn_rate"] for m in after if "mined_fn_rate" in m]),
         "fn_auroc": det.get("auroc"), "fn_ap": det.get("ap"), "fn_ece": det.get("ece"),
         "sim_auroc": det.get("similarity_auroc"), "sim_ap": det.get("similarity_ap"),
         "posterior": (out["posterior"] or {}).get("estimator"),
@@ -135,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--queue-size", type=int, default=8224)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--posterior", default="pu", help="the runs' false-negative posterior estimator")
+    p.add_argument("--warmup-epochs", type=int, default=None,
+                   help="VSE++ epochs before the sampler (default: 1 with the queue or a sampler that needs it)")
     p.add_argument("--select-by", default="relevant", choices=["auto", "relevant", "labelled"],
                    help="validation figure the kept epoch maximises, the same for every sampler: relevant rSum "
                         "(ground truth) by default, since a labelled-only rSum punishes ranking false negatives "

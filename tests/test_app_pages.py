@@ -17,6 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from fnlab import samplers
+
 pytest.importorskip("streamlit")
 from _app_support import REPO, app_env, ensure_repo_on_path, tiny_runs_root, warm_umap_cache  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -134,7 +136,13 @@ def test_playground_page(env):
     assert len(_plotly(at)) == 2  # weight bars + hardness/risk scatter
     at.slider(key="pg_fne · paper_tau").set_value(5.0).run()
     at.slider(key="pg_simans_a").set_value(2.0).run()
-    at.multiselect(key="pg_samplers").set_value(["hardest", "oracle · simans", "range", "positive_aware"]).run()
+    at.multiselect(key="pg_samplers").set_value(["hardest", "oracle", "range", "positive_aware"]).run()
+    _ok(at)
+    assert any("ClusterNS" in c.value and "dynamic mining" in c.value for c in at.caption)  # why they are not shown
+    at.multiselect(key="pg_samplers").set_value(["star", "adore", "moco_hnf"]).run()
+    _ok(at)
+    assert len(at.dataframe[0].value) == 3
+    at.multiselect(key="pg_samplers").set_value(["hardest", "oracle", "range", "positive_aware"]).run()
     _ok(at)
     at.checkbox(key="pg_range_range_max_on").check().run()
     at.sidebar.radio(key="direction").set_value("i2t").run()
@@ -201,7 +209,7 @@ def test_compare_page(env):
     at = _open("views/compare.py")
     _ok(at)
     assert len(_plotly(at)) == 2 and len(at.dataframe) == 2  # how each run was trained, its metrics
-    for c in ("dataset", "sampler", "FNE mode", "loss", "queue", "batch"):
+    for c in ("dataset", "sampler", "loss", "queue", "batch"):
         assert c in list(at.dataframe[0].value.columns)
     cols = list(at.dataframe[1].value.columns)
     assert "FN detection AUROC (0.5 = chance)" in cols
@@ -220,6 +228,12 @@ def test_train_form_starts_a_background_job(env):
     _ok(at)
     labels = [w.label for w in at.number_input]
     assert not [x for x in labels if "_" in x]  # no raw parameter names (top_k, fn_cutoff)
+    assert at.radio(key="tr_fne_mode").value == "calibrated"  # FNE's mode: a choice spec like any other
+    for name in ("star", "adore", "clusterns", "dynamic_hn", "moco_hnf"):  # the related methods: their widgets
+        at.selectbox(key="tr_sampler").set_value(name).run()
+        _ok(at)
+        assert at.selectbox(key=f"tr_loss_{name}").value == samplers.default_loss(name)
+        assert not [w.label for w in at.number_input if "_" in w.label]
     at.selectbox(key="tr_sampler").set_value("simans").run()
     _ok(at)
     at.text_input(key="tr_name").set_value("from-form")
@@ -391,9 +405,10 @@ def test_data_page_uploads(env, tmp_path):
 
 def test_train_on_own_folder_checks_the_folder(env, tmp_path):
     at = _open("views/train.py")
-    at.selectbox(key="tr_dataset").set_value("my own folder (pairs, precomp or saved dataset)").run()
+    own = [o for o in at.selectbox(key="tr_dataset").options if o.startswith("my own folder")]
+    at.selectbox(key="tr_dataset").set_value(own[0]).run()
     _ok(at)
-    assert at.selectbox(key="tr_layout").value == "pairs"
+    assert at.selectbox(key="tr_layout").value in ("pairs", "precomp")  # the registry's folder loaders
     at.text_input(key="tr_folder").set_value("/etc").run()
     assert not at.exception and "system folder" in at.error[0].value
     at.text_input(key="tr_folder").set_value(str(tmp_path / "missing")).run()

@@ -151,7 +151,8 @@ def test_losses_stable_at_low_temperature_and_empty_rows():
 
 
 def test_registry_and_errors():
-    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "triplet"]
+    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "infonce_bml", "lambdarank", "pairwise_logistic",
+                             "triplet"]
     with pytest.raises(ValueError, match="valid names: dcl, fnc, hcl"):
         L.build("ntxent")
     with pytest.raises(ValueError, match="reduction"):
@@ -167,8 +168,9 @@ def test_registry_and_errors():
 # ------------------------------------------------------------------ false-negative cancellation
 def test_fnc_params_and_errors():
     assert [(p.name, p.default) for p in L.param_specs("fnc")] == [("temperature", 0.07), ("top_k", 10),
-                                                                   ("threshold", 0.7)]
+                                                                   ("threshold", 0.7), ("mode", "elimination")]
     assert L.param_specs("fnc")[1].integer
+    assert L.param_specs("fnc")[3].choices == ("elimination", "attraction")
     with pytest.raises(ValueError, match="mode"):
         L.build("fnc", mode="cancel")
     with pytest.raises(ValueError, match="temperature"):
@@ -184,7 +186,7 @@ def test_fnc_never_cancels_labelled_positives(mode):
     sims = torch.tensor([[0.6, 0.95, 0.9, 0.8, 0.1, -0.2], [0.5, 0.2, 0.75, 0.72, 0.71, 0.0]], dtype=torch.float64)
     mask = torch.tensor([[True, True, True, False, False, False], [True, False, False, False, False, False]])
     loss = L.build("fnc", mode=mode, top_k=2, temperature=0.1, reduction="none")
-    neg, valid, pos = loss.negatives(sims, sims[:, 0], mask, None)
+    neg, valid, pos, _ = loss.negatives(sims, sims[:, 0], mask, None)
     fn = loss.false_negatives(neg, valid)
     assert fn.tolist() == [[False, False, False, True, False, False], [False, False, True, True, False, False]]
     want = [ref_fnc(float(sims[i, 0]), negatives_of_row(sims, mask, None, i), 0.1, 2, 0.7, mode) for i in range(2)]

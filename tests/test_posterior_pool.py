@@ -16,6 +16,7 @@ from fnlab import posterior as P
 from fnlab import samplers as S
 from fnlab.posterior.pool import PoolEvidence
 from fnlab.posterior.pu import PUPosterior
+from fnlab.retrieval.hooks import SampleContext
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -32,6 +33,12 @@ def random_pool(b: int, m: int, n_items: int, seed: int) -> PoolEvidence:
     anchor_item = torch.randint(0, n_items, (b,), generator=g)
     positive_mask = anchor_item[:, None] == cand_ids[None, :]
     return PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, anchor_ids, positive_mask)
+
+
+def as_ctx(ev: PoolEvidence) -> SampleContext:
+    """The sampler-call context holding a pool's features and ids (the content of ``ev``)."""
+    return SampleContext(anchors=ev.anchors, candidates=ev.candidates, partners=ev.partners, anchor_ids=ev.anchor_ids,
+                         candidate_ids=ev.candidate_ids, partner_ids=ev.partner_ids, positive_mask=ev.positive_mask)
 
 
 def slow_pool_signals(ev: PoolEvidence, i: int, j: int) -> tuple[float, float]:
@@ -108,7 +115,7 @@ def test_query_keys_replace_the_queries_in_query_neighbour_only():
 
 
 def test_fne_reads_the_pool_signals_its_posterior_was_fitted_on():
-    """Calibrated FNE with a ``pool`` in the call: P over (margin, query_neighbour) from the pool, not the
+    """Calibrated FNE with the pool's features and ids in the call's context: P over (margin, query_neighbour) from the pool, not the
     query_neighbour marginalised; without a pool, or in paper mode, the call is unchanged."""
     ev = random_pool(4, 30, 5, seed=1)
     sims = ev.anchors @ ev.candidates.T
@@ -116,7 +123,7 @@ def test_fne_reads_the_pool_signals_its_posterior_was_fitted_on():
     post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.2,
                        means=[[-0.6, 0.0], [0.0, 0.8]], covs=[[[0.1, 0.0], [0.0, 0.05]]] * 2, pos_mean=0.0)
     smp = S.build("fne", posterior=post, margin=2.0)  # the cut keeps every candidate
-    with_pool = smp.weights(sims, pos_sims, ev.positive_mask, pool=ev)
+    with_pool = smp.weights(sims, pos_sims, ev.positive_mask, ctx=as_ctx(ev))
     without = smp.weights(sims, pos_sims, ev.positive_mask)
     rows, cols = (~ev.positive_mask).nonzero(as_tuple=True)
     qn = ev.signals(("query_neighbour",), rows, cols)["query_neighbour"]
@@ -126,7 +133,7 @@ def test_fne_reads_the_pool_signals_its_posterior_was_fitted_on():
     torch.testing.assert_close(with_pool[rows, cols], (base * (1 - p)).float(), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(with_pool, without)
     paper = S.build("fne", posterior=post, mode="paper", margin=2.0)
-    torch.testing.assert_close(paper.weights(sims, pos_sims, ev.positive_mask, pool=ev),
+    torch.testing.assert_close(paper.weights(sims, pos_sims, ev.positive_mask, ctx=as_ctx(ev)),
                                paper.weights(sims, pos_sims, ev.positive_mask))
 
 
@@ -166,9 +173,9 @@ def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(wi
     post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.4,
                        means=[[-0.8, -0.5], [0.0, 0.6]], covs=[[[0.1, 0.0], [0.0, 0.1]]] * 2, pos_mean=0.5)
     smp = S.build("fne", posterior=post, margin=1.2)
-    ctx = {"pool": ev} if with_pool else {}
+    ctx = {"ctx": as_ctx(ev)} if with_pool else {}
     want = smp.weights(sims[:1], pos_sims[:1], ev.positive_mask[:1].contiguous(),
-                       **({"pool": ev.rows(torch.arange(reps) == 0)} if with_pool else {}))[0]
+                       **({"ctx": as_ctx(ev.rows(torch.arange(reps) == 0))} if with_pool else {}))[0]
     want = (want / want.sum()).double()
     got = smp.sample(sims, pos_sims, ev.positive_mask.contiguous(), generator=torch.Generator().manual_seed(0), **ctx)
     freq = torch.bincount(got[:, 0], minlength=sims.shape[1]).double() / reps

@@ -141,7 +141,7 @@ def test_calibrated_fne_uses_the_fitted_posterior_from_the_first_step_after_warm
 def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_scored(monkeypatch):
     """Each refit fits captions->images and images->captions, queries from the online encoder and candidates
     from the momentum twin that fills the queue, and every sampler call says which direction it samples."""
-    from fnlab.samplers.fne import FNESampler
+    from fnlab.samplers.fne import FNESampler, pool_evidence
     from fnlab.training import train as T
 
     fits, seen = [], []
@@ -158,12 +158,12 @@ def test_calibrated_fne_fits_one_posterior_per_direction_where_the_pool_is_score
 
     real_sample = FNESampler.sample
 
-    def spy_sample(self, sims, pos_sims, positive_mask, **context):
-        seen.append(context.get("direction"))
-        assert torch.as_tensor(context["positive_mean"]).ndim == 0
-        pool = context["pool"]  # the step's pool evidence, one row per anchor, one column per pool slot
+    def spy_sample(self, sims, pos_sims, positive_mask, k=1, generator=None, ctx=None):
+        seen.append(ctx.direction)
+        assert torch.as_tensor(ctx.positive_mean).ndim == 0
+        pool = pool_evidence(ctx)  # the step's pool evidence, one row per anchor, one column per pool slot
         assert isinstance(pool, PoolEvidence) and pool.positive_mask.shape == sims.shape
-        return real_sample(self, sims, pos_sims, positive_mask, **context)
+        return real_sample(self, sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx)
 
     monkeypatch.setattr(T, "fit_run_posterior", spy_fit)
     monkeypatch.setattr(FNESampler, "sample", spy_sample)

@@ -15,7 +15,7 @@ st.caption("Each row is a run: how it was trained, then its test metrics. Look a
            "(how often training pushed true matches apart): a sampler that avoids false negatives should score "
            "higher on the first with a lower second. A run keeps its colour however many runs you pick.")
 
-CONFIG_COLUMNS = ["dataset", "sampler", "FNE mode", "loss", "queue", "batch", "epochs"]
+CONFIG_COLUMNS = ["dataset", "sampler", "loss", "queue", "batch", "epochs"]
 PREFERRED = ["relevant_recall.rsum", "recall.rsum", "sampled_fn_rate", "fn_detection.auroc"]
 
 
@@ -39,10 +39,10 @@ def config_row(cfg: dict) -> dict:
         ds_name = f"{ds_name} ({opts['n_train']:,} train)"
     sampler = cfg.get("sampler")
     sampler = sampler.get("name") if isinstance(sampler, dict) else sampler
-    mode = (cfg.get("sampler_params") or {}).get("mode", "calibrated") if sampler == "fne" else "—"
     queue = cfg.get("queue_size")
-    return {"dataset": ds_name, "sampler": labels.SHORT_SAMPLERS.get(str(sampler), str(sampler)), "FNE mode": mode,
-            "loss": labels.SHORT_LOSSES.get(cfg.get("loss"), cfg.get("loss")), "queue": "off" if not queue else int(queue),
+    # the sampler with the value of its variant parameter, as the playground names it ("FNE · paper")
+    return {"dataset": ds_name, "sampler": labels.sampler_variant(str(sampler), cfg.get("sampler_params")),
+            "loss": labels.short_loss(cfg.get("loss") or "triplet"), "queue": "off" if not queue else int(queue),
             "batch": cfg.get("batch_size"), "epochs": cfg.get("epochs")}
 
 

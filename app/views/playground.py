@@ -19,27 +19,20 @@ st.caption("Bars: the probability that each sampler draws a candidate as *the* n
            "candidates ranked by similarity. Vermillion bars are false negatives: probability spent there pushes "
            "true matches apart. FNE uses the run's own posterior.")
 
-# variant label -> (registry name, fixed keyword arguments)
-VARIANTS = {
-    "hardest": ("hardest", {}),
-    "semihard": ("semihard", {}),
-    "simans": ("simans", {}),
-    "positive_aware": ("positive_aware", {}),
-    "range": ("range", {}),
-    "fne · paper": ("fne", {"mode": "paper"}),
-    "fne · calibrated": ("fne", {"mode": "calibrated"}),
-    "oracle · simans": ("oracle", {"base": "simans"}),
-    "random": ("random", {}),
-}
-DEFAULT = ["hardest", "simans", "fne · paper", "fne · calibrated"]
-# parameters that do nothing here: the playground hands FNE the run's posterior (min_confident only gates the
-# running statistics FNE keeps when it has none), and fn_cutoff is paper mode's
-HIDDEN = {"fne · paper": {"min_confident"}, "fne · calibrated": {"min_confident", "fn_cutoff"}}
+# variant label -> (registry name, fixed keyword arguments), from the sampler registry: one per sampler and per
+# value of its variant parameter ("fne · paper"); samplers whose weights need training state say why not
+VARIANTS = {label: v for label, v in smp.variants().items() if not smp.playground_note(v[0])}
+NOT_SHOWN = {name: smp.playground_note(name) for name in smp.available() if smp.playground_note(name)}
+DEFAULT = [label for label, (name, _) in VARIANTS.items() if smp.entry(name).meta.get("playground_default")]
 
 
-def _slider(sampler: str, spec, key: str):
-    """One widget for a ParamSpec: int/float slider, log-scale for wide positive ranges, optional toggle."""
+def _widget(sampler: str, spec, key: str):
+    """One widget for a ParamSpec: a radio for choices, int/float slider, log-scale for wide positive ranges,
+    an optional toggle."""
     label = labels.param(sampler, spec.name)
+    if spec.choices:
+        return st.radio(label, list(spec.choices), index=list(spec.choices).index(spec.default), key=key,
+                        format_func=spec.choice_label, horizontal=True, help=spec.help)
     if spec.optional:
         on = st.checkbox(f"Use: {label.lower()}", value=spec.default is not None, key=key + "_on", help=spec.help)
         if not on:
@@ -61,18 +54,18 @@ def _build(chosen: list[str], posterior) -> dict:
     for i, label in enumerate(chosen):
         name, fixed = VARIANTS[label]
         with cols[i % len(cols)].expander(label, expanded=True, icon=":material/tune:"):
-            params = {}
+            params = dict(fixed)
+            # parameters that do nothing here: training-only ones (the playground hands a sampler the run's
+            # posterior) and those whose choice parameter says they do not apply
             for spec in smp.param_specs(name):
-                if spec.name not in HIDDEN.get(label, ()):
-                    params[spec.name] = _slider(name, spec, f"pg_{label}_{spec.name}")
-            if name == "range" and params.get("range_max") is not None and params["range_max"] <= params["range_min"]:
-                st.warning("The last rank considered must come after the ranks skipped: ignored.")
-                params["range_max"] = None
-            if not smp.param_specs(name):
+                if spec.name not in fixed and not spec.training_only and spec.applies(params):
+                    params[spec.name] = _widget(name, spec, f"pg_{label}_{spec.name}")
+            if len(params) == len(fixed):
                 st.caption("no parameters")
-        if name == "fne":
-            fixed = {**fixed, "posterior": posterior}
-        built[label] = smp.build(name, **fixed, **params)
+            try:
+                built[label] = smp.build_for_run(name, params, posterior=posterior)
+            except ValueError as err:  # e.g. a rank window that ends before it starts
+                st.warning(f"{err}: not shown.")
     return built
 
 
@@ -87,21 +80,27 @@ def _page():
     nq = len(s.queries)
     dkey = state.ds_key(root, name, split)
     caps, labs = state.caption_array(dkey), state.label_array(dkey)
-    labels = caps.__getitem__ if direction == "t2i" else labs.__getitem__
+    describe = caps.__getitem__ if direction == "t2i" else labs.__getitem__
     key = f"pg_query_{direction}"
     if key not in st.session_state and direction == "t2i":  # the session's first visit: the run's example caption
         st.session_state[key] = state.example_query(root, name, split)
-    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {labels(i)}", key=key)
+    q = c2.selectbox("Query", range(nq), format_func=lambda i: f"#{i}: {describe(i)}", key=key)
     top_m = c3.slider("Candidates shown (ranks)", 10, min(100, len(s.candidates)), min(30, len(s.candidates)), key="pg_m")
     chosen = st.multiselect("Samplers", list(VARIANTS), default=DEFAULT, key="pg_samplers")
+    if NOT_SHOWN:
+        st.caption("Not shown here (their weights depend on what training builds): "
+                   + "; ".join(f"**{labels.short_sampler(n)}**: {why}" for n, why in NOT_SHOWN.items()))
     if not chosen:
         st.info("Pick at least one sampler.")
         return
     posterior = state.run_posterior(root, name)
     samplers = _build(chosen, posterior)
     if s.relevant is None:
-        samplers.pop("oracle · simans", None)
-        st.caption("No ground truth: the oracle is hidden and false-negative risk uses the posterior.")
+        hidden = [label for label, smp_ in samplers.items() if getattr(smp_, "needs_relevance", False)]
+        for label in hidden:
+            samplers.pop(label)
+        if hidden:
+            st.caption(f"No ground truth: {', '.join(hidden)} hidden; false-negative risk uses the posterior.")
 
     fig, outside = figures.sampler_bars(root, name, split, direction, int(q), samplers, int(top_m))
     st.plotly_chart(fig, width="stretch", key="pg_bars")

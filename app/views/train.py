@@ -6,21 +6,31 @@ import streamlit as st
 
 from app import jobs, labels, state
 from app.training import demo_config, live_curves, start_training
+from fnlab import data
 from fnlab import samplers as smp
-from fnlab.training.train import TRAIN_LOSSES
+from fnlab.training.train import train_losses
 
 st.title("Train")
 state.sidebar()
 st.caption("Train a small dual encoder on the chosen dataset with any negative sampler. Training runs in the "
            "background: you can change pages meanwhile, and the run then appears on every page.")
 
-DATASETS = {"shapes as frozen pretrained features (shapes-precomp, the paper's setting; the demo run)":
-                ("shapes-precomp", {}),
-            "digits as frozen pretrained features (digits-precomp)": ("digits-precomp", {}),
-            "shapes from pixels and words (600 training images)": ("shapes", {"n_train": 600}),
-            "shapes from pixels and words (2,000 training images)": ("shapes", {}),
-            "digits (scikit-learn handwritten digits)": ("digits", {}),
-            "my own folder (pairs, precomp or saved dataset)": ("folder", {})}
+
+
+def _datasets() -> dict[str, tuple[str, dict]]:
+    """label -> (dataset name, options): the registry's built-in datasets (the demo's first, each preset
+    separately), then the user's own folder."""
+    entries = sorted((data.entry(n) for n in data.builtin()), key=lambda e: not e.meta.get("demo"))
+    out: dict[str, tuple[str, dict]] = {}
+    for e in entries:
+        for suffix, options in e.meta.get("presets", ()) or (("", {}),):
+            out[f"{e.title} ({suffix})" if suffix else e.title] = (e.name, dict(options))
+    layouts = [n for n in data.available() if data.entry(n).meta.get("root")]
+    out[f"my own folder ({', '.join(layouts)} or saved dataset)"] = ("folder", {})
+    return out
+
+
+DATASETS = _datasets()
 
 
 def _dataset() -> tuple[str, dict, str | None] | None:
@@ -30,9 +40,10 @@ def _dataset() -> tuple[str, dict, str | None] | None:
     if name != "folder":
         return name, dict(opts), None
     c1, c2 = st.columns([1, 3])
-    layout = c1.selectbox("Layout", ["pairs", "precomp", "saved dataset"], key="tr_layout",
-                          help="pairs: pairs.csv|parquet with a.npy and b.npy; precomp: {split}_ims.npy and "
-                               "{split}_caps.txt; saved dataset: a folder with dataset.json.")
+    layouts = [n for n in data.available() if data.entry(n).meta.get("root")]
+    layout = c1.selectbox("Layout", [*layouts, "saved dataset"], key="tr_layout",
+                          help="; ".join(f"{n}: {data.entry(n).summary}" for n in layouts)
+                          + "; saved dataset: a folder with dataset.json.")
     folder = c2.text_input("Dataset folder", key="tr_folder", placeholder="/path/to/my_pairs")
     if not folder.strip():
         st.info("Enter the folder holding your dataset.")
@@ -48,6 +59,10 @@ def _dataset() -> tuple[str, dict, str | None] | None:
 def _param_inputs(sampler: str) -> dict:
     params = {}
     specs = [s for s in smp.param_specs(sampler) if not s.optional]  # optional windows: try them in the playground
+    for spec in (s for s in specs if s.choices):
+        params[spec.name] = st.radio(spec.title, list(spec.choices), format_func=spec.choice_label, horizontal=True,
+                                     key=f"tr_{sampler}_{spec.name}", help=spec.help)
+    specs = [s for s in specs if not s.choices]
     if not specs:
         return params
     cols = st.columns(min(4, len(specs)))
@@ -68,12 +83,15 @@ def _page():
     picked = _dataset()
     c2, c3 = st.columns(2)
     names = smp.available()
-    sampler = c2.selectbox("Negative sampler", names, index=names.index("fne") if "fne" in names else 0,
+    sampler = c2.selectbox("Negative sampler", names,
+                           index=names.index(smp.DEFAULT_SAMPLER) if smp.DEFAULT_SAMPLER in names else 0,
                            format_func=labels.sampler, key="tr_sampler",
                            help="How each query's negative is drawn from the batch and the memory queue.")
-    losses = list(TRAIN_LOSSES)
-    loss = c3.selectbox("Loss", losses, format_func=lambda n: labels.LOSSES.get(n, n), key="tr_loss",
-                        help="Applied to the negatives the sampler picked.")
+    losses = list(train_losses())
+    own = smp.default_loss(sampler)
+    loss = c3.selectbox("Loss", losses, index=losses.index(own) if own in losses else 0, format_func=labels.loss,
+                        key=f"tr_loss_{sampler}", help=f"Applied to the negatives the sampler picked (this sampler's "
+                                                       f"own: {labels.loss(own)}).")
     with st.form("train_form"):
         c4, c5, c6, c7 = st.columns(4)
         epochs = c4.number_input("Epochs", 1, 100, 3, key="tr_epochs",
@@ -82,10 +100,6 @@ def _page():
         queue = c6.number_input("Memory queue (entries; 0 = off, paper 8224)", 0, 20000, 8224, step=64,
                                 key="tr_queue", help="Past batches' features kept as extra negatives (momentum encoder).")
         seed = c7.number_input("Seed", 0, 10_000, 0, key="tr_seed", help="The same seed gives the same run.")
-        mode = st.radio("FNE mode", list(labels.FNE_MODES), format_func=labels.FNE_MODES.get, horizontal=True,
-                        key="tr_mode", help="paper: the official weighting (keeps 61% of a sure false negative's "
-                                            "weight); calibrated: multiplies by 1 − P(FN), really removing them.") \
-            if sampler == "fne" else None
         params = _param_inputs(sampler)
         name = st.text_input("Run name (empty: automatic)", key="tr_name", max_chars=100)
         go = st.form_submit_button("Train in the background", type="primary")
@@ -94,8 +108,6 @@ def _page():
             st.warning("Choose a dataset first.")
         else:
             ds_name, ds_opts, ds_root = picked
-            if mode is not None:
-                params["mode"] = mode
             cfg = demo_config(dataset=ds_name, dataset_options=ds_opts, sampler=sampler, loss=loss,
                               epochs=int(epochs), batch_size=int(batch), queue_size=int(queue), seed=int(seed),
                               sampler_params=params)

@@ -285,15 +285,17 @@ def batch(s: Sides, queries: np.ndarray) -> Batch:
 
 
 def sampler_weights(b: Batch, samplers: Mapping[str, object]) -> dict[str, torch.Tensor]:
-    """``name -> [B, M]`` weights of each built sampler on the batch (oracle gets the ground truth)."""
+    """``name -> [B, M]`` weights of each built sampler on the batch, each called with the batch's
+    :class:`~fnlab.retrieval.hooks.SampleContext` (samplers that need ground truth get it, or are left out)."""
+    from fnlab.retrieval.hooks import SampleContext
+
     out = {}
     for name, smp in samplers.items():
-        ctx = {}
-        if getattr(smp, "needs_relevance", False):
-            if b.relevant_mask is None:
-                continue
-            ctx["relevant_mask"] = b.relevant_mask
-        out[name] = smp.weights(b.sims, b.pos_sims, b.positive_mask, **ctx)
+        needs = bool(getattr(smp, "needs_relevance", False))
+        if needs and b.relevant_mask is None:
+            continue
+        ctx = SampleContext(positive_mask=b.positive_mask, relevant_mask=b.relevant_mask if needs else None)
+        out[name] = smp.weights(b.sims, b.pos_sims, b.positive_mask, ctx=ctx)
     return out
 
 

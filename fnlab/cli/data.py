@@ -7,18 +7,12 @@ import argparse
 from fnlab.cli.options import integer
 from fnlab.core.files import dumps
 
-_DESCRIPTIONS = {
-    "shapes": ("generated 32x32 images of 1-2 objects, 5 captions of varying specificity", True),
-    "digits": ("scikit-learn handwritten digits with template captions ('an odd digit')", True),
-    "shapes-precomp": ("shapes as frozen pretrained features (attribute CNN + MiniLM captions); built on first use",
-                       True),
-    "digits-precomp": ("digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM), "
-                       "instance-level captions naming class and style ('a bold italic seven'); built on first use",
-                       True),
-    "precomp": ("VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt "
-                "(+ optional {split}_caps.npy, {split}_relevance.npz)", None),
-    "pairs": ("your own pairs table + .npy embeddings: --root with pairs.csv|parquet, a.npy, b.npy", None),
-}
+
+def _descriptions() -> dict[str, tuple[str, bool | None]]:
+    """``name -> (summary, has ground truth: True, or None when optional)`` from the dataset registry."""
+    from fnlab.data import DATASETS
+
+    return {e.name: (e.summary, True if e.meta.get("ground_truth") == "yes" else None) for e in DATASETS.entries()}
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -42,8 +36,9 @@ def add_parser(subparsers) -> None:
         description="Items per side, labelled pairs, relevant pairs, false negatives per query (mean, max) and "
         "the share of queries (side-B items) with at least one. Ground-truth values are null without relevance.",
     )
-    p_info.add_argument("name", metavar="NAME", help="shapes, digits, shapes-precomp, digits-precomp, precomp, pairs, "
-                        "or a saved dataset folder")
+    from fnlab.cli.options import registry_names
+
+    p_info.add_argument("name", metavar="NAME", help=f"{registry_names('fnlab.data')}, or a saved dataset folder")
     p_info.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
                         help="which split (default: train)")
     p_info.add_argument("--root", default=None, help="data folder (precomp, pairs)")
@@ -66,11 +61,8 @@ def add_parser(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from fnlab.data import available
-
     rows = []
-    for name in available():
-        desc, gt = _DESCRIPTIONS.get(name, ("", None))
+    for name, (desc, gt) in _descriptions().items():
         rows.append({"name": name, "ground_truth": {True: "yes", False: "no", None: "optional"}[gt],
                      "description": desc})
     if args.json:

@@ -43,6 +43,11 @@ def parse_kvs(texts: Iterable[str], flag: str) -> dict[str, Any]:
 
 
 def _typed(value: Any, spec: Any, where: str) -> Any:
+    choices = getattr(spec, "choices", None)
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if getattr(spec, "optional", False):
             return None
@@ -63,7 +68,7 @@ def _typed(value: Any, spec: Any, where: str) -> Any:
 def check_params(params: Mapping[str, Any], specs: Iterable[Any], *, owner: str,
                  flags: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None,
                  strict: bool = True) -> dict[str, Any]:
-    """Check ``params`` against ``specs`` (``ParamSpec``: ``name``, ``integer``, ``optional``).
+    """Check ``params`` against ``specs`` (``ParamSpec``: ``name``, ``integer``, ``optional``, ``choices``).
 
     Args:
         owner: what takes the parameters, for messages (``"loss 'dcl'"``).
@@ -72,7 +77,7 @@ def check_params(params: Mapping[str, Any], specs: Iterable[Any], *, owner: str,
         strict: refuse names that are neither in ``specs`` nor in ``extra``.
 
     Returns:
-        the parameters with values converted (integers stay int, numbers become float).
+        the parameters with values converted (integers stay int, numbers become float, choices stay strings).
 
     Raises:
         ValueError: an unknown name (listing the valid ones) or a value of the wrong type.

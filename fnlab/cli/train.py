@@ -11,22 +11,41 @@ from fnlab.cli.options import integer, number
 from fnlab.cli.options import parse_kv as _parse_kv  # the CLI's one KEY=VALUE parser
 from fnlab.cli.options import registry_names as _names
 
-#: named sampler options -> sampler parameter names (only passed when given)
-SAMPLER_FLAGS = {
-    "mode": ("fne: 'paper' (official weights) or 'calibrated' (weight * (1 - P_fn))", str),
-    "tau": ("fne: sharpness of exp(-tau (s - s+)^2)", number()),
-    "margin": ("fne: cut-down margin below the positive mean; semihard/range margins", number()),
-    "fn_cutoff": ("fne paper mode: P_fn above this replaces the weight", number()),
-    "top_k": ("simans/positive_aware/oracle: candidates considered per anchor", integer(1)),
-    "a": ("simans/oracle: sharpness a", number()),
-    "b": ("simans/oracle: bias b", number()),
-    "base": ("oracle: 'hardest' or 'simans'", str),
-}
-#: each built-in loader's option defaults (module, attribute): -o values are type-checked against them
-DATASET_DEFAULTS = {"shapes": ("fnlab.data.shapes", "DEFAULTS"), "digits": ("fnlab.data.digits", "DEFAULTS"),
-                    "shapes-precomp": ("fnlab.data.pretrained", "SHAPES_DEFAULTS"),
-                    "digits-precomp": ("fnlab.data.pretrained", "DIGITS_DEFAULTS"),
-                    "precomp": ("fnlab.data.precomp", "DEFAULTS"), "pairs": ("fnlab.data.pairs", "DEFAULTS")}
+
+def _datasets():
+    from fnlab.data import DATASETS
+
+    return DATASETS
+
+
+def _json_value(text: str) -> Any:
+    """A flag value read as ``-p`` reads it (JSON where it is JSON, else text)."""
+    return _parse_kv(f"value={text}", "--param")[1]
+
+
+def sampler_flags() -> dict[str, tuple[str, Any]]:
+    """Named sampler flags (``--tau``): ``parameter -> (help, type)``, from the sampler registry's specs marked
+    ``flag``; the help names each sampler that takes the parameter (no sampler is imported)."""
+    from fnlab.samplers.registry import SAMPLERS
+
+    helps: dict[str, list[str]] = {}
+    kinds: dict[str, set[str]] = {}
+    for e in SAMPLERS.entries():
+        for spec in e.params:
+            if spec.flag:
+                text = spec.help + (f" ({', '.join(spec.choices)})" if spec.choices else "")
+                helps.setdefault(spec.name, []).append(f"{e.name}: {text}")
+                kinds.setdefault(spec.name, set()).add(spec.kind)
+    types = {"choice": str, "int": integer(), "float": number()}
+    return {name: ("; ".join(h), types[next(iter(kinds[name]))] if len(kinds[name]) == 1 else _json_value)
+            for name, h in helps.items()}
+
+
+#: named sampler options -> (help, type), derived from the sampler registry (only passed when given)
+SAMPLER_FLAGS = sampler_flags()
+#: each built-in loader's option defaults ``(module, attribute)``, from the dataset registry's ``defaults``:
+#: ``-o`` values are type-checked against them
+DATASET_DEFAULTS = {e.name: tuple(e.meta["defaults"].split(":")) for e in _datasets().entries() if "defaults" in e.meta}
 SEED_MAX = 2**63 - 1
 
 
@@ -39,7 +58,7 @@ def add_parser(subparsers) -> None:
         "eval.json into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", required=True, help="shapes, digits, precomp, pairs or a saved dataset folder")
+    p.add_argument("--dataset", required=True, help=f"{_names('fnlab.data')} or a saved dataset folder")
     p.add_argument("--root", default=None, help="data folder (precomp, pairs)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset loader option, e.g. -o genericness=0.5 (repeatable)")
@@ -48,8 +67,9 @@ def add_parser(subparsers) -> None:
                    help="sampler parameter, e.g. -p top_k=50 (repeatable; JSON values)")
     for flag, (help_text, typ) in SAMPLER_FLAGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=f"sp_{flag}", type=typ, default=None, help=help_text)
-    p.add_argument("--loss", default="triplet",
-                   help=f"loss on the picked negatives: {_names('fnlab.losses')}")
+    p.add_argument("--loss", default=None,
+                   help=f"loss on the picked negatives: {_names('fnlab.losses')} (default: the sampler's own loss, "
+                   "triplet for most)")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, e.g. --loss-param tau_plus=0.1 (repeatable; JSON values; names from "
                    "fnlab.losses.param_specs(LOSS), plus margin: the warm-up's hinge margin)")
@@ -102,12 +122,15 @@ def config_from_args(args: argparse.Namespace):
         loss_params["margin"], loss_flags["margin"] = args.loss_margin, "--loss-margin"
     if args.temperature is not None:
         loss_params["temperature"], loss_flags["temperature"] = args.temperature, "--temperature"
-    sampler_params, loss_params = check_train_params(args.sampler, sampler_params, sampler_flags, args.loss,
+    from fnlab.samplers import default_loss
+
+    loss = args.loss if args.loss is not None else default_loss(args.sampler)  # unknown sampler: names listed
+    sampler_params, loss_params = check_train_params(args.sampler, sampler_params, sampler_flags, loss,
                                                      loss_params, loss_flags)
     dataset_options = check_dataset_options(args.dataset, dict(_parse_kv(t, "--option") for t in args.option))
     return TrainConfig(
         dataset=args.dataset, dataset_root=args.root, dataset_options=dataset_options,
-        sampler=args.sampler, sampler_params=sampler_params, loss=args.loss, loss_params=loss_params,
+        sampler=args.sampler, sampler_params=sampler_params, loss=loss, loss_params=loss_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=args.dim, text_encoder=args.text_encoder,
         queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
         select_by=args.select_by,

@@ -1,16 +1,8 @@
 """Datasets for fnlab: built-in generated/real sets with ground truth, and loaders for your own data.
 
-==============  =============================================================================  ============
-name            what                                                                           ground truth
-==============  =============================================================================  ============
-shapes          generated 32x32 images of 1-2 objects, 5 captions of varying specificity       yes
-digits          scikit-learn's handwritten digits, template captions ("an odd digit")          yes
-shapes-precomp  ``shapes`` as frozen features: pretrained attribute CNN + MiniLM captions      yes
-digits-precomp  ``digits`` as frozen features + MiniLM, captions naming class and style        yes
-precomp         VSE/SCAN/FNE precomputed features (``{split}_ims.npy``, ``{split}_caps.txt``)  optional
-pairs           your own pairs table + ``.npy`` embeddings/features (+ optional relevance)     optional
-(folder)        a dataset saved with :func:`fnlab.data.io.save_dataset` (``dataset.json``)     as saved
-==============  =============================================================================  ============
+Every dataset name is an entry of the registry :data:`DATASETS` (its loader, labels, one-line summary and
+whether it has ground truth); ``fnlab data list`` prints them. Besides the names, :func:`load` takes a
+folder holding a dataset saved with :func:`fnlab.data.io.save_dataset` (``dataset.json``).
 
 Example:
     >>> import fnlab.data
@@ -22,25 +14,72 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fnlab.core.registry import Entry, Registry
 from fnlab.data.base import DatasetError, MatchingDataset
 
 SPLITS = ("train", "val", "test", "all")
-_BUILTIN = ("shapes", "digits")
-_PRETRAINED = ("shapes-precomp", "digits-precomp")
-_LOADERS = ("precomp", "pairs")
+
+#: The dataset registry: a new dataset is one loader file plus one entry here. ``target`` is the loader
+#: function; ``meta``: ``root`` (it reads a user's folder, ``root=``), ``name_arg`` (the loader takes the
+#: dataset's name first, as :func:`fnlab.data.pretrained.load_pretrained`), ``ground_truth`` (``"yes"`` or
+#: ``"optional"``), ``presets`` (``((label, options), ...)``: extra picks for the app's Train page) and
+#: ``demo`` (the app's first pick), ``defaults`` (``"module:ATTRIBUTE"``, the loader's option defaults, against
+#: which ``-o KEY=VALUE`` values are type-checked). Loaders are imported on first use.
+DATASETS: Registry = Registry("dataset", bind=False)
+DATASETS.declare(
+    "shapes", "fnlab.data.shapes:load_shapes", label="shapes from pixels and words", short="shapes (generated)",
+    summary="generated 32x32 images of 1-2 objects, 5 captions of varying specificity",
+    meta={"defaults": "fnlab.data.shapes:DEFAULTS", "ground_truth": "yes", "presets": (("600 training images", {"n_train": 600}),
+                                             ("2,000 training images", {}))})
+DATASETS.declare(
+    "digits", "fnlab.data.digits:load_digits", label="digits (scikit-learn handwritten digits)", short="digits",
+    summary="scikit-learn handwritten digits with template captions ('an odd digit')", meta={"defaults": "fnlab.data.digits:DEFAULTS", "ground_truth": "yes"})
+DATASETS.declare(
+    "shapes-precomp", "fnlab.data.pretrained:load_pretrained",
+    label="shapes as frozen pretrained features (shapes-precomp, the paper's setting; the demo run)",
+    short="shapes as pretrained features (shapes-precomp)",
+    summary="shapes as frozen pretrained features (attribute CNN + MiniLM captions); built on first use",
+    meta={"defaults": "fnlab.data.pretrained:SHAPES_DEFAULTS", "ground_truth": "yes", "name_arg": True, "demo": True})
+DATASETS.declare(
+    "digits-precomp", "fnlab.data.pretrained:load_pretrained",
+    label="digits as frozen pretrained features (digits-precomp)",
+    short="digits as pretrained features (digits-precomp)",
+    summary="digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM), instance-level "
+            "captions naming class and style ('a bold italic seven'); built on first use",
+    meta={"defaults": "fnlab.data.pretrained:DIGITS_DEFAULTS", "ground_truth": "yes", "name_arg": True})
+DATASETS.declare(
+    "precomp", "fnlab.data.precomp:load_precomp", label="precomp folder", short="precomp folder",
+    summary="VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt "
+            "(+ optional {split}_caps.npy, {split}_relevance.npz)",
+    meta={"defaults": "fnlab.data.precomp:DEFAULTS", "ground_truth": "optional", "root": True})
+DATASETS.declare(
+    "pairs", "fnlab.data.pairs:load_pairs", label="pairs folder", short="pairs folder",
+    summary="your own pairs table + .npy embeddings: --root with pairs.csv|parquet, a.npy, b.npy",
+    meta={"defaults": "fnlab.data.pairs:DEFAULTS", "ground_truth": "optional", "root": True})
 
 __all__ = [
-    "DatasetError", "MatchingDataset", "SPLITS", "available", "load", "spec_of", "dataset_spec",
-    "split_indices",
+    "DATASETS", "DatasetError", "MatchingDataset", "SPLITS", "available", "builtin", "entry", "load", "spec_of",
+    "dataset_spec", "split_indices",
 ]
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`load` (besides a saved-dataset folder)."""
-    return [*_BUILTIN, *_PRETRAINED, *_LOADERS]
+    """Names accepted by :func:`load` (besides a saved-dataset folder), in the registry's order."""
+    return [e.name for e in DATASETS.entries()]
+
+
+def entry(name: str) -> Entry:
+    """The registry entry of dataset ``name`` (labels, summary, ``meta``)."""
+    return DATASETS.entry(name)
+
+
+def builtin() -> list[str]:
+    """The datasets that need no folder of the user's (generated or shipped, all with ground truth)."""
+    return [e.name for e in DATASETS.entries() if not e.meta.get("root")]
 
 
 def split_indices(split_of_a: np.ndarray, split: str, where: str) -> np.ndarray:
@@ -54,6 +93,17 @@ def split_indices(split_of_a: np.ndarray, split: str, where: str) -> np.ndarray:
     if split == "all":
         return np.arange(len(split_of_a))
     return np.flatnonzero(np.asarray(split_of_a) == split)
+
+
+def _load_registered(e: Entry, split: str, root: str | Path | None, options: dict[str, Any]) -> MatchingDataset:
+    """Call a registered loader: ``loader([name,] [root,] split, **options)`` (its entry's ``meta``)."""
+    loader = DATASETS.get(e.name)
+    args: list[Any] = [e.name] if e.meta.get("name_arg") else []
+    if e.meta.get("root"):
+        if root is None:
+            raise ValueError(f"dataset {e.name!r} needs root= (the folder holding its files)")
+        args.append(root)
+    return loader(*args, split, **options)
 
 
 def dataset_spec(name: str, root: str | None = None, options: dict | None = None) -> dict:
@@ -99,29 +149,8 @@ def load(
     name = str(name_or_path)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if name == "shapes":
-        from fnlab.data.shapes import load_shapes
-
-        ds = load_shapes(split, **options)
-    elif name == "digits":
-        from fnlab.data.digits import load_digits
-
-        ds = load_digits(split, **options)
-    elif name in _PRETRAINED:
-        from fnlab.data.pretrained import load_pretrained
-
-        ds = load_pretrained(name, split, **options)
-    elif name in _LOADERS:
-        if root is None:
-            raise ValueError(f"dataset {name!r} needs root= (the folder holding its files)")
-        if name == "precomp":
-            from fnlab.data.precomp import load_precomp
-
-            ds = load_precomp(root, split, **options)
-        else:
-            from fnlab.data.pairs import load_pairs
-
-            ds = load_pairs(root, split, **options)
+    if name in DATASETS:
+        ds = _load_registered(DATASETS.entry(name), split, root, options)
     else:
         path = Path(name)
         if path.name == "dataset.json":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Loss, debiased_loss, masked_logsumexp
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("dcl")
@@ -20,10 +20,6 @@ class DCLLoss(Loss):
         reduction: over anchors.
     """
 
-    PARAMS = (
-        ParamSpec("temperature", 0.07, 0.01, 1.0, "temperature t"),
-        ParamSpec("tau_plus", 0.1, 0.0, 0.5, "expected share of false negatives among negatives"),
-    )
 
     def __init__(self, temperature: float = 0.07, tau_plus: float = 0.1, reduction: str = "mean") -> None:
         super().__init__(reduction)

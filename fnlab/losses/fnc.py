@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .base import Loss, masked_logsumexp
-from .registry import ParamSpec, register
+from .registry import register
 
 MODES = ("elimination", "attraction")
 
@@ -55,11 +55,6 @@ class FNCLoss(Loss):
         True
     """
 
-    PARAMS = (
-        ParamSpec("temperature", 0.07, 0.01, 1.0, "softmax temperature t"),
-        ParamSpec("top_k", 10, 1, 100, "how many of the most similar negatives may be cancelled", integer=True),
-        ParamSpec("threshold", 0.7, 0.0, 1.0, "cancel a top-k negative whose similarity exceeds this"),
-    )
 
     def __init__(self, temperature: float = 0.07, top_k: int = 10, threshold: float = 0.7,
                  mode: str = "elimination", reduction: str = "mean") -> None:

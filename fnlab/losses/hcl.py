@@ -6,7 +6,7 @@ import torch
 
 from .base import debiased_loss, masked_logsumexp
 from .dcl import DCLLoss
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("hcl")
@@ -23,7 +23,6 @@ class HCLLoss(DCLLoss):
         reduction: over anchors.
     """
 
-    PARAMS = DCLLoss.PARAMS + (ParamSpec("beta", 1.0, 0.0, 5.0, "hardness concentration beta"),)
 
     def __init__(self, temperature: float = 0.07, tau_plus: float = 0.1, beta: float = 1.0,
                  reduction: str = "mean") -> None:

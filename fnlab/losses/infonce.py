@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Loss, masked_logsumexp
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("infonce")
@@ -20,7 +20,6 @@ class InfoNCELoss(Loss):
         reduction: over anchors.
     """
 
-    PARAMS = (ParamSpec("temperature", 0.07, 0.01, 1.0, "softmax temperature t"),)
 
     def __init__(self, temperature: float = 0.07, reduction: str = "mean") -> None:
         super().__init__(reduction)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .base import Loss
-from .registry import ParamSpec, register
+from .registry import register
 
 MODES = ("max", "sum", "mean")
 
@@ -37,7 +37,6 @@ class TripletLoss(Loss):
         0.1
     """
 
-    PARAMS = (ParamSpec("margin", 0.2, 0.0, 1.0, "hinge margin"),)
 
     def __init__(self, margin: float = 0.2, mode: str = "max", reduction: str = "mean") -> None:
         super().__init__(reduction)

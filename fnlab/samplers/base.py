@@ -15,6 +15,14 @@ pool and draws negatives from them (pytorch-metric-learning calls this a *miner*
 * draws indices with ``torch.multinomial`` and an optional generator.
 
 Everything is vectorised over rows and runs on the device of ``sims`` (CPU or CUDA).
+
+What a call knows besides the similarities comes as one typed :class:`~fnlab.retrieval.hooks.SampleContext`
+(``ctx=``; keyword fields such as ``relevant_mask=`` are a shorthand for it). Methods that do more than
+reweight the pool use the training hooks (``docs/ARCHITECTURE.md``, "Hooks"): :meth:`Sampler.start_epoch`
+(an :class:`~fnlab.retrieval.hooks.EpochContext`: encoders, corpus indexes, the posterior fit),
+:meth:`Sampler.observe`, :meth:`Sampler.extend_pool` (mined or synthetic candidates appended to the pool),
+:meth:`Sampler.side_info` (per-negative masks and weights for the loss), :meth:`Sampler.num_picks` (``None``:
+the loss sees the whole pool) and :meth:`Sampler.parameters` (trainable parameters the trainer optimises).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+
+from fnlab.retrieval.hooks import EpochContext, PoolExtension, SampleContext
 
 from .registry import ParamSpec
 
@@ -109,7 +119,7 @@ class Sampler:
 
     Call :meth:`weights` for the weight matrix and :meth:`sample` to draw negatives.
     Samplers hold parameters only, no state, unless documented (``fne`` holds its running
-    statistics or a fitted posterior).
+    statistics or a fitted posterior; the mining samplers hold their mined lists).
     """
 
     name: ClassVar[str] = "base"
@@ -118,19 +128,25 @@ class Sampler:
     needs_relevance: ClassVar[bool] = False
     #: whether training should warm up (plain VSE++) before this sampler takes over.
     needs_warmup: ClassVar[bool] = False
+    #: whether the pool holds the momentum queue (when the run has one); ``False``: the online batch only.
+    uses_queue: ClassVar[bool] = True
+    #: the directions the trainer samples and trains (``"i2t"``, ``"t2i"``); a direction left out trains nothing.
+    directions: ClassVar[tuple[str, ...]] = ("i2t", "t2i")
+    #: the keys :meth:`side_info` returns (``fn_mask``, ``neg_weight``, ``rank``), for the losses that take them.
+    PROVIDES: ClassVar[tuple[str, ...]] = ()
 
     # --------------------------------------------------------------- subclass API
     def _weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
-                 **context: Any) -> torch.Tensor:
+                 ctx: SampleContext) -> torch.Tensor:
         """Raw ``[B, M]`` non-negative weights; the base zeroes blocked entries afterwards."""
         raise NotImplementedError
 
-    def _blocked(self, sims: torch.Tensor, positive_mask: torch.Tensor, **context: Any) -> torch.Tensor:
+    def _blocked(self, sims: torch.Tensor, positive_mask: torch.Tensor, ctx: SampleContext) -> torch.Tensor:
         """``[B, M]`` bool: candidates that must get zero weight (default: labelled positives)."""
         return positive_mask
 
     def _fallback_weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
-                          **context: Any) -> torch.Tensor | None:
+                          ctx: SampleContext) -> torch.Tensor | None:
         """``[R, M]`` weights for rows whose :meth:`_weights` all vanished (the rows are given), or ``None``
         for the default: a one-hot weight on the hardest allowed candidate. A sampler whose filter removes
         suspected false negatives overrides this, so that an emptied row does not fall back to the hardest
@@ -138,20 +154,42 @@ class Sampler:
         return None
 
     # ------------------------------------------------------------- training hooks
-    def start_epoch(self, epoch: int, *, warmup: bool, fit_posterior: Any = None) -> None:
+    def start_epoch(self, epoch: EpochContext) -> None:
         """Called by the trainer before each epoch. Adaptive samplers reset or refit their state here.
 
-        Args:
-            epoch: 1-based epoch number.
-            warmup: whether this epoch trains without the sampler (VSE++ warm-up).
-            fit_posterior: a callable ``fit_posterior(prior="auto") -> posterior`` that fits the
-                run's false-negative posterior (:mod:`fnlab.posterior`) on the current embeddings,
-                labels only; call it only if the sampler needs one (it costs an encoding pass).
+        ``epoch`` (:class:`~fnlab.retrieval.hooks.EpochContext`) carries the epoch number, whether it is a
+        warm-up epoch, the step count, ``fit_posterior`` (fits the run's false-negative posterior on the
+        current embeddings, labels only; call it only if the sampler needs one: it costs an encoding pass),
+        ``encode(split, side)`` and the run's corpus indexes (``epoch.index(side)``). A sampler may keep the
+        object: the trainer advances its ``step`` before every step's sampling.
         """
 
     def observe(self, batch_scores: torch.Tensor, ids: torch.Tensor) -> None:
         """Called with each training step's in-batch scores ``[B, B]`` (image ``i`` . caption ``j``,
         labelled pairs on the diagonal) and the batch's item ids ``[B]``, before sampling."""
+
+    def extend_pool(self, ctx: SampleContext, epoch: EpochContext) -> PoolExtension | None:
+        """Candidates to add to this step's pool of ``ctx.direction`` (mined from ``epoch.index(...)``, or
+        synthetic), or ``None``. Called before :meth:`sample`, whose context then holds the extended pool
+        (``ctx.extended_from``: the first appended slot)."""
+        return None
+
+    def side_info(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
+                  ctx: SampleContext) -> dict[str, torch.Tensor]:
+        """Per-candidate inputs for the loss, each ``[B, M]`` over the pool (keys in :attr:`PROVIDES`):
+        ``fn_mask`` (bool, suspected false negatives), ``neg_weight`` (float), ``rank`` (long, 1-based rank in
+        the anchor's retrieved list, 0 outside it), ``neg_mask`` (bool, the slots that count as the anchor's
+        negatives). Called after :meth:`sample` in the same step; the trainer gathers them at the picks."""
+        return {}
+
+    def num_picks(self, k: int) -> int | None:
+        """Negatives the trainer draws per anchor given the run's ``num_negatives = k``; ``None``: no draw,
+        the loss sees the whole pool (``neg_idx=None``)."""
+        return k
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters of the sampler; the trainer adds them to the optimiser (none by default)."""
+        return []
 
     def epoch_metrics(self) -> dict[str, float]:
         """Per-epoch metrics the sampler wants recorded (e.g. whether FNE's posterior was active)."""
@@ -159,14 +197,15 @@ class Sampler:
 
     # ---------------------------------------------------------------- public API
     def weights(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
-                **context: Any) -> torch.Tensor:
+                ctx: SampleContext | None = None, **fields: Any) -> torch.Tensor:
         """Sampling weights over the pool.
 
         Args:
             sims: ``[B, M]`` anchor-to-pool similarities.
             pos_sims: ``[B]`` each anchor's labelled-positive similarity.
             positive_mask: ``[B, M]`` bool, true on labelled positives.
-            **context: sampler-specific call-time inputs (``relevant_mask`` for ``oracle``).
+            ctx: the call's :class:`~fnlab.retrieval.hooks.SampleContext` (optional).
+            **fields: :class:`SampleContext` fields, a shorthand (``relevant_mask=`` for ``oracle``).
 
         Returns:
             ``[B, M]`` float tensor on the device of ``sims``: finite, ``>= 0``, exactly 0 where
@@ -174,18 +213,25 @@ class Sampler:
             hardest allowed candidate; a row with no non-positive candidate stays all zero.
 
         Raises:
-            ValueError: bad shapes, dtypes, devices or NaN (the message names the argument).
+            ValueError: bad shapes, dtypes, devices or NaN (the message names the argument or field).
+            TypeError: a keyword that is not a :class:`SampleContext` field.
         """
-        return self._checked_weights(sims, pos_sims, positive_mask, **context)[0]
+        return self._checked_weights(sims, pos_sims, positive_mask, self._context(ctx, fields, sims))[0]
 
-    def _checked_weights(self, sims, pos_sims, positive_mask, **context):
+    def _context(self, ctx: SampleContext | None, fields: dict[str, Any], sims: Any) -> SampleContext:
+        ctx = SampleContext.of(ctx, **fields)
+        if isinstance(sims, torch.Tensor) and sims.ndim == 2:
+            ctx.check(*sims.shape, where=self.name)
+        return ctx
+
+    def _checked_weights(self, sims, pos_sims, positive_mask, ctx: SampleContext):
         """``(weights [B, M], dead [B] bool, sims)``; ``dead`` rows have no non-positive candidate."""
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
-            blocked = self._blocked(sims, positive_mask, **context)
+            blocked = self._blocked(sims, positive_mask, ctx)
             if blocked is not positive_mask:
                 blocked = blocked | positive_mask
-            w = self._weights(sims, pos_sims, positive_mask, **context)
+            w = self._weights(sims, pos_sims, positive_mask, ctx)
             if w.shape != sims.shape:
                 raise RuntimeError(f"sampler {self.name!r} returned weights of shape {tuple(w.shape)}, "
                                    f"expected {tuple(sims.shape)}")
@@ -196,8 +242,7 @@ class Sampler:
             empty = w.sum(dim=1) <= 0
             dead = empty
             if bool(empty.any()):
-                fb = self._fallback_weights(sims[empty], pos_sims[empty], positive_mask[empty],
-                                            **_rows_of(context, empty))
+                fb = self._fallback_weights(sims[empty], pos_sims[empty], positive_mask[empty], ctx.rows(empty))
                 if fb is not None:
                     w[empty] = fb.to(w.dtype).masked_fill(positive_mask[empty], 0.0).clamp_min(0.0)
                     empty = w.sum(dim=1) <= 0
@@ -213,7 +258,8 @@ class Sampler:
             return w, dead, sims
 
     def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor,
-               k: int = 1, generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
+               k: int = 1, generator: torch.Generator | None = None, ctx: SampleContext | None = None,
+               **fields: Any) -> torch.Tensor:
         """Draw ``k`` negatives per anchor from :meth:`weights` with ``torch.multinomial``.
 
         Rows with at least ``k`` non-zero weights are drawn without replacement (``k``
@@ -224,13 +270,14 @@ class Sampler:
         Args:
             k: negatives per anchor.
             generator: a ``torch.Generator`` on the device of ``sims``, for reproducibility.
+            ctx, **fields: the call's context, as in :meth:`weights`.
 
         Returns:
             ``LongTensor[B, k]`` of pool indices.
         """
         if int(k) < 1:
             raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
-        w, dead, sims = self._checked_weights(sims, pos_sims, positive_mask, **context)
+        w, dead, sims = self._checked_weights(sims, pos_sims, positive_mask, self._context(ctx, fields, sims))
         return self._draw(w, sims, int(k), generator, dead)
 
     def __repr__(self) -> str:
@@ -257,20 +304,6 @@ class Sampler:
         if bool(enough.any()):
             out[enough] = torch.multinomial(w[enough], k, replacement=False, generator=generator)
         return out
-
-
-def _rows_of(context: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
-    """The call context restricted to ``rows`` (``[B]`` bool): ``[B, ...]`` tensors and objects with a
-    ``rows(mask)`` method (the pool's evidence) are sliced, everything else is passed as it is."""
-    out: dict[str, Any] = {}
-    for key, value in context.items():
-        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == rows.shape[0]:
-            out[key] = value[rows]
-        elif hasattr(value, "rows") and callable(value.rows):
-            out[key] = value.rows(rows)
-        else:
-            out[key] = value
-    return out
 
 
 def _draw_one(w: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from fnlab.retrieval.hooks import EpochContext, SampleContext
+
 from .base import Sampler, check_inputs
-from .registry import ParamSpec, register
+from .registry import register
 
 
 def _posterior_ready(posterior: Any) -> bool:
@@ -40,7 +42,7 @@ class FNESampler(Sampler):
       rule needs only P's order within each anchor, not its calibration;
     * cut-down: ``w = 0`` where ``s <= mu+ - margin``. ``mu+`` is the posterior's positive mean (paper
       mode: the official running mean of in-batch positives), except that in calibrated mode a call may
-      pass ``positive_mean=`` (a float or 0-dim tensor) in its context: the trainer passes the mean positive similarity of the
+      pass ``positive_mean`` (a float or 0-dim tensor) in its context: the trainer passes the mean positive similarity of the
       step's pool, which follows the online and momentum encoders as they drift apart within an epoch
       (a cut fixed at the refit's positive mean held for four epochs of ``shapes-precomp`` and then
       emptied rows in the fifth, which fell back to the hardest negative: sampled false-negative rate
@@ -64,8 +66,7 @@ class FNESampler(Sampler):
     * ``"calibrated"``: at the start of every epoch after the warm-up, the run's posterior
       (:mod:`fnlab.posterior`, default estimator ``pu``, prior estimated unless ``prior`` is set) is
       fitted on the validation split, labels only, and applied from the first step. One posterior per
-      direction (``by_direction``; the trainer says which direction a call samples, ``direction=`` in
-      the call's context), each fitted where the pool is scored: queries from the online encoder,
+      direction (``by_direction``; the trainer says which direction a call samples, ``ctx.direction``), each fitted where the pool is scored: queries from the online encoder,
       candidates from the encoder that fills the pool (the momentum twin when there is a queue). A
       caption-to-image posterior applied to image anchors, or an online-online fit applied to momentum
       keys, reads signals whose scale it never saw.
@@ -93,15 +94,6 @@ class FNESampler(Sampler):
     needs_warmup = True  # the paper's first epoch is plain VSE++ before FNE samples
     #: calibrated draws: rejection rounds before an anchor is drawn from its exact weights
     max_tries = 8
-    PARAMS = (
-        ParamSpec("tau", 0.5, 0.0, 20.0, "sharpness of exp(-tau (s - s+)^2)"),
-        ParamSpec("margin", 0.2, 0.0, 1.0, "cut-down: zero weight where s <= mu+ - margin"),
-        ParamSpec("fn_cutoff", 1e-3, 1e-6, 0.5, "paper mode: P_fn above this replaces the weight"),
-        ParamSpec("min_confident", 200, 0, 5000, "paper mode: confident positives before the posterior is used",
-                  integer=True),
-        ParamSpec("keep_fraction", 1 / 3, 0.01, 1.0, "rule 'keep': share of each anchor's band kept, lowest P first"),
-        ParamSpec("drop_above", 0.5, 0.01, 1.0, "rule 'drop': candidates with P >= this are eliminated"),
-    )
     #: calibrated mode's rules for P inside the band
     RULES = ("soft", "keep", "drop")
 
@@ -139,11 +131,12 @@ class FNESampler(Sampler):
         self._warmup = True
 
     # ------------------------------------------------------------------ training hooks
-    def start_epoch(self, epoch: int, *, warmup: bool, fit_posterior: Any = None) -> None:
+    def start_epoch(self, epoch: EpochContext) -> None:
         """Paper mode: fresh running statistics; calibrated mode: refit the run's posterior (after
-        the warm-up), so it is applied from the first step of the epoch."""
+        the warm-up, ``epoch.fit_posterior``), so it is applied from the first step of the epoch."""
         from fnlab.posterior import PAPER_PRIOR, RunningGaussianStats
 
+        warmup, fit_posterior = epoch.warmup, epoch.fit_posterior
         self._steps = self._active = 0
         self._first_active, self._warmup = None, warmup
         if not self._owns_posterior:
@@ -217,22 +210,22 @@ class FNESampler(Sampler):
             p[rows, cols] = self._prob_at(post, sims, pos_sims, rows, cols, pool)
         return p
 
-    def _posterior_and_cut(self, sims: torch.Tensor, context: dict) -> tuple[Any, torch.Tensor]:
+    def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext) -> tuple[Any, torch.Tensor]:
         """The posterior of the call's direction and the cut-down mask ``[B, M]`` (``s <= mu+ - margin``)."""
-        post = self.by_direction.get(context.get("direction"), self.posterior)
-        ref = context.get("positive_mean") if self.mode == "calibrated" else None
+        post = self.by_direction.get(ctx.direction, self.posterior)
+        ref = ctx.positive_mean if self.mode == "calibrated" else None
         if ref is None:
             ref = float(post.pos_mean)
         elif isinstance(ref, torch.Tensor):
             ref = ref.double()  # the threshold in float64, as a Python float would give it
         return post, sims <= ref - self.margin
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
             return w
-        post, cut = self._posterior_and_cut(sims, context)
-        pool = context.get("pool") if self.mode == "calibrated" else None
+        post, cut = self._posterior_and_cut(sims, ctx)
+        pool = pool_evidence(ctx) if self.mode == "calibrated" else None
         p = self._prob_above_cut(sims, pos_sims, ~cut, post, pool)
         if self.mode == "paper":
             replace = (1 - p) < (1 - self.fn_cutoff)
@@ -255,14 +248,15 @@ class FNESampler(Sampler):
         ranks.scatter_(1, order, torch.arange(p.shape[1], device=p.device).expand_as(order))
         return band & (ranks < keep_n[:, None])
 
-    def _fallback_weights(self, sims, pos_sims, positive_mask, **context):
+    def _fallback_weights(self, sims, pos_sims, positive_mask, ctx):
         """Calibrated mode: an emptied row draws from the base weights over all its non-positives."""
         if self.mode == "paper":
             return None
         return torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
 
     def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor, k: int = 1,
-               generator: torch.Generator | None = None, **context: Any) -> torch.Tensor:
+               generator: torch.Generator | None = None, ctx: SampleContext | None = None,
+               **fields: Any) -> torch.Tensor:
         """Draw ``k`` negatives per anchor (:meth:`Sampler.sample`).
 
         Calibrated mode with a posterior draws one negative per anchor by rejection, in the same
@@ -275,11 +269,12 @@ class FNESampler(Sampler):
         """
         if (self.mode != "calibrated" or self.rule == "keep" or int(k) != 1
                 or not _posterior_ready(self.posterior)):
-            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, **context)
+            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx, **fields)
+        ctx = self._context(ctx, fields, sims)
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
-            post, cut = self._posterior_and_cut(sims, context)
-            pool = context.get("pool")
+            post, cut = self._posterior_and_cut(sims, ctx)
+            pool = pool_evidence(ctx)
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0
             out = torch.zeros(sims.shape[0], dtype=torch.long, device=sims.device)
@@ -298,11 +293,8 @@ class FNESampler(Sampler):
                 todo[rows[kept]] = False
             rest = todo | (base.sum(dim=1) <= 0)
             if bool(rest.any()):
-                ctx = dict(context)
-                if pool is not None:
-                    ctx["pool"] = pool.rows(rest)
                 out[rest] = super().sample(sims[rest], pos_sims[rest], positive_mask[rest], k=1, generator=generator,
-                                           **ctx)[:, 0]
+                                           ctx=ctx.rows(rest))[:, 0]
             return out[:, None]
 
     def _prob_at(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, rows: torch.Tensor,
@@ -314,6 +306,17 @@ class FNESampler(Sampler):
         signals = (pool.pair_signals(sims, pos_sims, wanted, rows, cols) if wanted
                    else PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
         return torch.as_tensor(post.prob_false_negative(signals)).to(device=sims.device, dtype=sims.dtype)
+
+
+def pool_evidence(ctx: SampleContext) -> Any:
+    """The pool's transitive evidence (:class:`fnlab.posterior.pool.PoolEvidence`) built from the context's
+    features and ids, once per context; ``None`` where the context has no pool (the app's playground)."""
+    if not ctx.has_pool:
+        return None
+    from fnlab.posterior.pool import PoolEvidence
+
+    return ctx.memo("pool_evidence", lambda: PoolEvidence(ctx.anchors, ctx.candidates, ctx.partners, ctx.candidate_ids,
+                                                          ctx.partner_ids, ctx.anchor_ids, ctx.positive_mask))
 
 
 def pool_signals_of(posterior: Any) -> tuple[str, ...]:

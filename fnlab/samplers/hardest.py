@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Sampler, check_inputs, topk_mask
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("hardest")
@@ -22,20 +22,20 @@ class HardestSampler(Sampler):
         top_k: how many of the hardest candidates share the weight.
     """
 
-    PARAMS = (ParamSpec("top_k", 1, 1, 200, "how many of the hardest negatives share the weight", integer=True),)
 
     def __init__(self, top_k: int = 1) -> None:
         if int(top_k) < 1:
             raise ValueError(f"hardest: 'top_k' must be >= 1, got {top_k}")
         self.top_k = int(top_k)
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         return topk_mask(sims, positive_mask, self.top_k).to(sims.dtype)
 
-    def sample(self, sims, pos_sims, positive_mask, k=1, generator=None, **context):
+    def sample(self, sims, pos_sims, positive_mask, k=1, generator=None, ctx=None, **fields):
         """``[B, k]``: the ``k`` hardest non-positives (``top_k == 1``) or ``k`` draws from the top_k."""
         if self.top_k > 1:
-            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator)
+            return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx, **fields)
+        self._context(ctx, fields, sims)  # checks the context like every sampler
         if int(k) < 1:
             raise ValueError(f"{self.name}: 'k' must be >= 1, got {k}")
         with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Sampler, topk_mask
-from .registry import ParamSpec, register
+from .registry import register
 from .simans import simans_weights
 
 
@@ -14,8 +14,8 @@ class OracleSampler(Sampler):
     """Hardest or SimANS sampling that never picks a truly relevant candidate.
 
     The ground truth comes as ``relevant_mask`` (``[B, M]`` bool, true where the candidate
-    truly matches the anchor, labelled or not), passed to ``weights``/``sample`` as a
-    keyword. Relevant candidates get weight 0; among the others:
+    truly matches the anchor, labelled or not), the :class:`~fnlab.retrieval.hooks.SampleContext` field
+    (``weights(..., relevant_mask=rel)`` for short). Relevant candidates get weight 0; among the others:
 
     * ``base="hardest"`` (default): weight 1 on the most similar non-relevant candidate;
     * ``base="simans"``: SimANS weights ``exp(-a (s - s+ - b)^2)`` over the ``top_k`` most
@@ -29,11 +29,6 @@ class OracleSampler(Sampler):
     """
 
     needs_relevance = True
-    PARAMS = (
-        ParamSpec("a", 0.5, 0.0, 20.0, "SimANS sharpness (base='simans')"),
-        ParamSpec("b", 0.0, -1.0, 1.0, "SimANS bias (base='simans')"),
-        ParamSpec("top_k", 100, 1, 1000, "candidates considered (base='simans')", integer=True),
-    )
 
     def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100) -> None:
         if base not in ("hardest", "simans"):
@@ -49,11 +44,11 @@ class OracleSampler(Sampler):
             raise ValueError(f"oracle: 'relevant_mask' must be a bool tensor of shape {tuple(sims.shape)}, got {got}")
         return rel.to(sims.device)
 
-    def _blocked(self, sims, positive_mask, relevant_mask=None, **context):
-        return positive_mask | self._relevance(sims, relevant_mask)
+    def _blocked(self, sims, positive_mask, ctx):
+        return positive_mask | self._relevance(sims, ctx.relevant_mask)
 
-    def _weights(self, sims, pos_sims, positive_mask, relevant_mask=None, **context):
-        blocked = self._blocked(sims, positive_mask, relevant_mask)
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
+        blocked = self._blocked(sims, positive_mask, ctx)
         if self.base == "hardest":
             return topk_mask(sims, blocked, 1).to(sims.dtype)
         return simans_weights(sims, pos_sims, self.a, self.b) * topk_mask(sims, blocked, self.top_k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import Sampler
 from .range import RangeSampler
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("positive_aware")
@@ -30,11 +30,6 @@ class PositiveAwareSampler(Sampler):
         top_k: kept hard negatives per anchor (10).
     """
 
-    PARAMS = (
-        ParamSpec("perc", 0.95, 0.5, 1.0, "TopK-PercPos: drop s > perc * s+"),
-        ParamSpec("margin", 0.05, 0.0, 0.5, "TopK-MarginPos: drop s > s+ - margin"),
-        ParamSpec("top_k", 10, 1, 200, "hard negatives kept per anchor", integer=True),
-    )
 
     def __init__(self, mode: str = "perc", perc: float = 0.95, margin: float = 0.05, top_k: int = 10) -> None:
         if mode not in ("perc", "margin"):
@@ -53,5 +48,5 @@ class PositiveAwareSampler(Sampler):
             return RangeSampler(**window, margin=None, relative_margin=1.0 - self.perc)
         return RangeSampler(**window, margin=self.margin, relative_margin=None)
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
-        return self._range._weights(sims, pos_sims, positive_mask)
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
+        return self._range._weights(sims, pos_sims, positive_mask, ctx)

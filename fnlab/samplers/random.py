@@ -22,5 +22,5 @@ class RandomSampler(Sampler):
     def __init__(self) -> None:
         pass
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         return torch.ones_like(sims)

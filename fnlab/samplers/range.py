@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Sampler, rank_among_allowed
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("range")
@@ -42,15 +42,6 @@ class RangeSampler(Sampler):
         num_negatives: weighted candidates per row for ``"top"`` (1).
     """
 
-    PARAMS = (
-        ParamSpec("range_min", 10, 0, 1000, "skip this many most-similar candidates", integer=True),
-        ParamSpec("range_max", 50, 1, 2000, "consider ranks below this (None: all)", integer=True, optional=True),
-        ParamSpec("min_score", None, -1.0, 1.0, "drop candidates below this similarity", optional=True),
-        ParamSpec("max_score", None, -1.0, 1.0, "drop candidates above this similarity", optional=True),
-        ParamSpec("margin", 0.0, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True),
-        ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ (1 - r)", optional=True),
-        ParamSpec("num_negatives", 1, 1, 100, "candidates kept per anchor with strategy 'top'", integer=True),
-    )
 
     def __init__(self, range_min: int = 10, range_max: int | None = 50, min_score: float | None = None,
                  max_score: float | None = None, margin: float | None = 0.0,
@@ -86,7 +77,7 @@ class RangeSampler(Sampler):
             ok &= ~(sims > p * (1 - self.relative_margin))
         return ok
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         ok = self.eligible(sims, pos_sims, positive_mask)
         if self.strategy == "random":
             return ok.to(sims.dtype)

@@ -1,20 +1,206 @@
-"""Sampler registry: a decorator, ``available()``, ``build()`` and ``param_specs()``."""
+"""The sampler registry: one declarative entry per sampler, read without importing torch.
+
+A new sampler is one file (a :class:`fnlab.samplers.base.Sampler` subclass decorated with
+``@register("name")``) plus one ``SAMPLERS.declare(...)`` entry here, which gives its class path, its human
+labels and its parameter specs. Everything that lists samplers (the CLI's ``--sampler`` help and named
+flags, the app's pickers, labels and playground, ``bench/reproduce.py``'s table) reads these entries.
+
+``meta`` keys of a sampler entry:
+
+* ``loss``: the loss a run uses with this sampler unless told otherwise (default ``"triplet"``);
+* ``no_playground``: why the playground shows no per-batch view of this sampler (its weights depend on
+  state only training builds); empty when it does;
+* ``playground_default``: shown in the playground before the user picks;
+* ``contrast``: the sampler is a contrast case (it picks false negatives first), for listings.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fnlab.core.registry import ParamSpec, Registry
+from fnlab.core.registry import Entry, ParamSpec, Registry
 
-__all__ = ["ParamSpec", "Registry", "SAMPLERS", "register", "available", "build", "param_specs"]
+__all__ = ["ParamSpec", "Registry", "SAMPLERS", "register", "available", "build", "build_for_run", "param_specs",
+           "entry", "default_loss", "playground_note", "variants"]
 
 SAMPLERS: Registry = Registry("sampler")
 register = SAMPLERS.register
 
+_COUNT = "(count)"
+
+SAMPLERS.declare(
+    "random", "fnlab.samplers.random:RandomSampler", label="Random", short="random",
+    summary="uniform over the non-positive candidates")
+SAMPLERS.declare(
+    "hardest", "fnlab.samplers.hardest:HardestSampler", label="Hardest (VSE++ max violation)",
+    short="hardest (VSE++)", summary="the most similar non-positive (VSE++ max-violation)",
+    params=(ParamSpec("top_k", 1, 1, 200, "how many of the hardest negatives share the weight", integer=True,
+                      label=f"Hardest negatives sharing the weight {_COUNT}", flag=True),),
+    meta={"playground_default": True})
+SAMPLERS.declare(
+    "semihard", "fnlab.samplers.semihard:SemiHardSampler", label="Semi-hard (FaceNet window)", short="semi-hard",
+    summary="s+ - margin < s < s+ (FaceNet)",
+    params=(ParamSpec("margin", 0.2, 0.0, 1.0, "semi-hard window: s+ - margin < s < s+",
+                      label="Semi-hard window below the positive (cosine)", flag=True),))
+SAMPLERS.declare(
+    "simans", "fnlab.samplers.simans:SimANSSampler", label="SimANS (ambiguous negatives)", short="SimANS",
+    summary="exp(-a (s - s+ - b)^2) over the top-k (SimANS)",
+    params=(ParamSpec("a", 0.5, 0.0, 20.0, "sharpness of exp(-a (s - s+ - b)^2)",
+                      label="Sharpness a of exp(−a (s − s⁺ − b)²)", flag=True),
+            ParamSpec("b", 0.0, -1.0, 1.0, "bias: weight peaks at s = s+ + b (official code: -b)",
+                      label="Offset b (cosine similarity)", flag=True),
+            ParamSpec("top_k", 100, 1, 1000, "candidates considered per anchor", integer=True,
+                      label=f"Candidates considered {_COUNT}", flag=True)),
+    meta={"playground_default": True})
+SAMPLERS.declare(
+    "positive_aware", "fnlab.samplers.positive_aware:PositiveAwareSampler",
+    label="Positive-aware (TopK-PercPos / MarginPos)", short="positive-aware",
+    summary="drop s > perc * s+ (or s > s+ - margin), then the top-k (NV-Retriever)",
+    params=(ParamSpec("mode", "perc", help="TopK-PercPos (perc) or TopK-MarginPos (margin)",
+                      choices=("perc", "margin"), label="Ceiling", flag=True,
+                      choice_labels=("share of s⁺ (TopK-PercPos)", "margin below s⁺ (TopK-MarginPos)")),
+            ParamSpec("perc", 0.95, 0.5, 1.0, "TopK-PercPos: drop s > perc * s+", label="Keep s below this share of s⁺",
+                      when=(("mode", "perc"),)),
+            ParamSpec("margin", 0.05, 0.0, 0.5, "TopK-MarginPos: drop s > s+ - margin",
+                      label="Margin below the positive (cosine)", flag=True, when=(("mode", "margin"),)),
+            ParamSpec("top_k", 10, 1, 200, "hard negatives kept per anchor", integer=True,
+                      label=f"Hard negatives kept per query {_COUNT}", flag=True)))
+SAMPLERS.declare(
+    "range", "fnlab.samplers.range:RangeSampler", label="Range / margin mining", short="range",
+    summary="rank window, score bounds and margins, 'top' or 'random' (sentence-transformers mine_hard_negatives)",
+    params=(ParamSpec("range_min", 10, 0, 1000, "skip this many most-similar candidates", integer=True,
+                      label="Skip the most similar (ranks)"),
+            ParamSpec("range_max", 50, 1, 2000, "consider ranks below this (None: all)", integer=True, optional=True,
+                      label="Consider ranks up to (rank)"),
+            ParamSpec("min_score", None, -1.0, 1.0, "drop candidates below this similarity", optional=True,
+                      label="Lowest similarity kept (cosine)"),
+            ParamSpec("max_score", None, -1.0, 1.0, "drop candidates above this similarity", optional=True,
+                      label="Highest similarity kept (cosine)"),
+            ParamSpec("margin", 0.0, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True,
+                      label="Margin (cosine similarity)", flag=True),
+            ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ (1 - r)", optional=True,
+                      label="Relative margin (share of s⁺)"),
+            ParamSpec("strategy", "random", help="'random': uniform over the eligible; 'top': the most similar",
+                      choices=("random", "top"), label="Strategy",
+                      choice_labels=("random among the eligible", "the most similar eligible")),
+            ParamSpec("num_negatives", 1, 1, 100, "candidates kept per anchor with strategy 'top'", integer=True,
+                      label=f"Negatives kept per query {_COUNT}", when=(("strategy", "top"),))))
+SAMPLERS.declare(
+    "fne", "fnlab.samplers.fne:FNESampler", label="FNE (false-negative elimination)", short="FNE",
+    summary="SimANS weights times (1 - P(FN)) above a cut-down (FNE, ACM MM 2023)",
+    params=(ParamSpec("mode", "calibrated", help="'paper' (official weights) or 'calibrated' (weight * (1 - P_fn))",
+                      choices=("calibrated", "paper"), label="FNE mode", flag=True, variant=True,
+                      choice_labels=("calibrated: weight × (1 − P(FN))", "paper: the official weighting")),
+            ParamSpec("tau", 0.5, 0.0, 20.0, "sharpness of exp(-tau (s - s+)^2)",
+                      label="Sharpness τ of the weight exp(−τ (s − s⁺)²)", flag=True),
+            ParamSpec("margin", 0.2, 0.0, 1.0, "cut-down: zero weight where s <= mu+ - margin",
+                      label="Cut-down margin below the mean positive (cosine)", flag=True),
+            ParamSpec("fn_cutoff", 1e-3, 1e-6, 0.5, "paper mode: P_fn above this replaces the weight",
+                      label="P(FN) above which a weight is replaced (paper mode)", flag=True,
+                      when=(("mode", "paper"),)),
+            ParamSpec("min_confident", 200, 0, 5000, "paper mode: confident positives before the posterior is used",
+                      integer=True, label=f"Confident pairs before the posterior switches on {_COUNT}",
+                      training_only=True),
+            ParamSpec("rule", "soft", help="calibrated mode, inside the band: 'soft' (weight * (1 - P_fn)), 'keep' "
+                      "(each anchor's lowest-P keep_fraction of its band) or 'drop' (P_fn >= drop_above eliminated)",
+                      choices=("soft", "keep", "drop"), label="How P(FN) acts inside the band", flag=True,
+                      when=(("mode", "calibrated"),),
+                      choice_labels=("soft: weight × (1 − P(FN))", "keep: each query's lowest-P share of its band",
+                                     "drop: eliminate P(FN) ≥ a threshold")),
+            ParamSpec("keep_fraction", 1 / 3, 0.01, 1.0, "rule 'keep': share of each anchor's band kept, lowest P first",
+                      label="Share of the band kept, lowest P(FN) first", flag=True, when=(("rule", "keep"),)),
+            ParamSpec("drop_above", 0.5, 0.01, 1.0, "rule 'drop': candidates with P_fn >= this are eliminated",
+                      label="P(FN) at and above which a candidate is eliminated", flag=True,
+                      when=(("rule", "drop"),))),
+    meta={"playground_default": True})
+SAMPLERS.declare(
+    "oracle", "fnlab.samplers.oracle:OracleSampler", label="Oracle (true false negatives removed)", short="oracle",
+    summary="hardest or SimANS with the true false negatives removed (needs ground truth)",
+    params=(ParamSpec("base", "hardest", help="the sampler run on the non-relevant candidates",
+                      choices=("hardest", "simans"), label="Base sampler", flag=True),
+            ParamSpec("a", 0.5, 0.0, 20.0, "SimANS sharpness (base='simans')",
+                      label="Sharpness a of exp(−a (s − s⁺ − b)²)", flag=True, when=(("base", "simans"),)),
+            ParamSpec("b", 0.0, -1.0, 1.0, "SimANS bias (base='simans')", label="Offset b (cosine similarity)",
+                      flag=True, when=(("base", "simans"),)),
+            ParamSpec("top_k", 100, 1, 1000, "candidates considered (base='simans')", integer=True,
+                      label=f"Candidates considered {_COUNT}", flag=True, when=(("base", "simans"),))))
+
+# ---------------------------------------------------------------- related methods (docs/METHODS.md)
+SAMPLERS.declare(
+    "star", "fnlab.samplers.star:STARSampler", label="STAR (static hard negatives, SIGIR 2021)", short="STAR",
+    summary="top-200 mined once after the warm-up; one per anchor shared across the batch; pairwise logistic",
+    params=(ParamSpec("top_k", 200, 1, 1000, "the mined list's length per anchor", integer=True,
+                      label=f"Mined hard negatives per query {_COUNT}", flag=True),
+            ParamSpec("hard_num", 1, 1, 10, "hard negatives drawn per anchor and step", integer=True,
+                      label=f"Drawn per query and step {_COUNT}", training_only=True)),
+    meta={"loss": "pairwise_logistic"})
+SAMPLERS.declare(
+    "adore", "fnlab.samplers.adore:ADORESampler", label="ADORE (dynamic hard negatives, SIGIR 2021)",
+    short="ADORE",
+    summary="each step the caption encoder searches a frozen image index (top-200); LambdaRank; only queries train",
+    params=(ParamSpec("top_k", 200, 1, 1000, "candidates retrieved per anchor and step", integer=True,
+                      label=f"Retrieved per query {_COUNT}", flag=True),
+            ParamSpec("metric_cut", 200, 1, 1000, "ranks beyond this count 0 in the MRR weight (playground view)",
+                      integer=True, label="MRR cut (rank)")),
+    meta={"loss": "lambdarank"})
+SAMPLERS.declare(
+    "clusterns", "fnlab.samplers.clusterns:ClusterNSSampler", label="ClusterNS (clustering-aware negatives)",
+    short="ClusterNS",
+    summary="momentum k-means over the anchors: same-cluster items flagged, second-nearest centroid as a hard "
+            "negative; InfoNCE + bidirectional margin",
+    params=(ParamSpec("k", 32, 2, 512, "clusters (the official 128 at 512 anchors a step, scaled to 128)",
+                      integer=True, label=f"Clusters {_COUNT}"),
+            ParamSpec("kmeans_lr", 1e-3, 1e-5, 1.0, "centroid momentum: C <- lr sum(members) + (1 - lr) C",
+                      label="Centroid momentum"),
+            ParamSpec("kmean_cosine", 0.4, -1.0, 1.0, "start clustering when the batch's mean cosine falls to this",
+                      label="Start at mean cosine"),
+            ParamSpec("init", "farthest", help="initial centroids: greedy farthest point, or the official chain",
+                      choices=("farthest", "chain"), label="Centroid start",
+                      choice_labels=("farthest point (k-center)", "the official chain")),
+            ParamSpec("seed", 0, 0, 10_000, "the first centroid's row", integer=True, label="Seed")),
+    meta={"loss": "infonce_bml",
+          "no_playground": "its false-negative flags and centroid negatives come from k-means centroids that "
+                           "only training builds"})
+SAMPLERS.declare(
+    "dynamic_hn", "fnlab.samplers.dynamic_hn:DynamicHardNegativeSampler",
+    label="Dynamic hard-negative mining (Conan-embedding)", short="dynamic mining",
+    summary="cached hard negatives re-scored every 100 steps, replaced when s_now * 1.15 < s_0; optional "
+            "false-negative filter on the replacement",
+    params=(ParamSpec("period", 100, 1, 10_000, "steps between re-scorings", integer=True,
+                      label="Re-score every (steps)"),
+            ParamSpec("ratio", 1.15, 1.0, 3.0, "replace when s_now * ratio < s_0", label="Staleness factor"),
+            ParamSpec("n_hard", 1, 1, 20, "hard negatives cached per anchor", integer=True,
+                      label=f"Cached per query {_COUNT}"),
+            ParamSpec("filter", "none", help="false-negative filter on mined candidates",
+                      choices=("none", "positive_aware", "posterior"), label="Filter", flag=True,
+                      choice_labels=("none (Conan)", "positive-aware (s ≤ perc · s⁺)", "posterior (P(FN) < cut)")),
+            ParamSpec("perc", 0.95, 0.5, 1.0, "positive-aware filter: drop s > perc * s+",
+                      label="Keep s below this share of s⁺", when=(("filter", "positive_aware"),)),
+            ParamSpec("drop_above", 0.5, 0.01, 1.0, "posterior filter: drop P(FN) >= this",
+                      label="Drop where P(FN) reaches", when=(("filter", "posterior"),)),
+            ParamSpec("abs_cap", None, 0.0, 1.0, "also require |s_now| < this to replace (unverified)",
+                      optional=True, label="Replace only below |s| (cosine)"),
+            ParamSpec("depth", 50, 1, 1000, "candidates searched per anchor for a replacement", integer=True,
+                      label=f"Search depth {_COUNT}")),
+    meta={"loss": "infonce",
+          "no_playground": "its cached hard negatives and their first scores are a history only training builds"})
+SAMPLERS.declare(
+    "moco_hnf", "fnlab.samplers.moco_hnf:MoCoHNFSampler", label="MoCo with hard-negative filtering (contrast case)",
+    short="MoCo-HNF",
+    summary="the top-N most similar queue items as negatives, symmetric InfoNCE; picks false negatives first",
+    params=(ParamSpec("top_n", 16, 1, 1000, "most similar queue items kept as negatives per anchor", integer=True,
+                      label=f"Negatives kept per query {_COUNT}"),),
+    meta={"loss": "infonce", "contrast": True})
+
 
 def available() -> list[str]:
-    """Names of the registered samplers, sorted."""
+    """Names of the registered samplers, sorted (no import of the samplers or torch)."""
     return SAMPLERS.available()
+
+
+def entry(name: str) -> Entry:
+    """The declared :class:`~fnlab.core.registry.Entry` of sampler ``name`` (labels, specs, ``meta``)."""
+    return SAMPLERS.entry(name)
 
 
 def build(name: str, **params: Any):
@@ -27,5 +213,36 @@ def build(name: str, **params: Any):
 
 
 def param_specs(name: str) -> list[ParamSpec]:
-    """The numeric parameters of sampler ``name`` (``ParamSpec`` each), for sliders."""
+    """The parameters of sampler ``name`` (``ParamSpec`` each), for the CLI and the app's widgets."""
     return SAMPLERS.param_specs(name)
+
+
+def build_for_run(name: str, params: dict[str, Any] | None = None, *, posterior: Any = None):
+    """Build sampler ``name`` for a view of a trained run: ``params`` plus the run's ``posterior`` when the
+    sampler's constructor takes one (FNE), so that a caller names no sampler."""
+    import inspect
+
+    params = dict(params or {})
+    if "posterior" in inspect.signature(SAMPLERS.get(name).__init__).parameters:
+        params.setdefault("posterior", posterior)
+    return SAMPLERS.build(name, **params)
+
+
+def playground_note(name: str) -> str:
+    """Why the playground shows no per-batch view of sampler ``name`` (empty when it does)."""
+    return str(SAMPLERS.entry(name).meta.get("no_playground", ""))
+
+
+def default_loss(name: str) -> str:
+    """The loss a run with sampler ``name`` uses unless told otherwise."""
+    return str(SAMPLERS.entry(name).meta.get("loss", "triplet"))
+
+
+def variants(separator: str = " · ") -> dict[str, tuple[str, dict[str, Any]]]:
+    """``label -> (sampler name, fixed params)`` for every sampler and each value of its ``variant``
+    parameter (``"fne · paper"``), in declaration order: the app's playground and the benchmark tables."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for e in SAMPLERS.entries():
+        for suffix, fixed in e.variants():
+            out[f"{e.name}{separator}{suffix}" if suffix else e.name] = (e.name, fixed)
+    return out

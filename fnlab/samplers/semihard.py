@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Sampler
-from .registry import ParamSpec, register
+from .registry import register
 
 
 @register("semihard")
@@ -17,13 +17,12 @@ class SemiHardSampler(Sampler):
         margin: the triplet margin (0.2 as in VSE++).
     """
 
-    PARAMS = (ParamSpec("margin", 0.2, 0.0, 1.0, "semi-hard window: s+ - margin < s < s+"),)
 
     def __init__(self, margin: float = 0.2) -> None:
         if margin < 0:
             raise ValueError(f"semihard: 'margin' must be >= 0, got {margin}")
         self.margin = float(margin)
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         p = pos_sims[:, None]
         return ((sims > p - self.margin) & (sims < p)).to(sims.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Sampler, topk_mask
-from .registry import ParamSpec, register
+from .registry import register
 
 
 def simans_weights(sims: torch.Tensor, pos_sims: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -28,11 +28,6 @@ class SimANSSampler(Sampler):
         top_k: only the ``top_k`` most similar non-positive candidates get weight (100).
     """
 
-    PARAMS = (
-        ParamSpec("a", 0.5, 0.0, 20.0, "sharpness of exp(-a (s - s+ - b)^2)"),
-        ParamSpec("b", 0.0, -1.0, 1.0, "bias: weight peaks at s = s+ + b (official code: -b)"),
-        ParamSpec("top_k", 100, 1, 1000, "candidates considered per anchor", integer=True),
-    )
 
     def __init__(self, a: float = 0.5, b: float = 0.0, top_k: int = 100) -> None:
         if a < 0:
@@ -41,6 +36,6 @@ class SimANSSampler(Sampler):
             raise ValueError(f"simans: 'top_k' must be >= 1, got {top_k}")
         self.a, self.b, self.top_k = float(a), float(b), int(top_k)
 
-    def _weights(self, sims, pos_sims, positive_mask, **context):
+    def _weights(self, sims, pos_sims, positive_mask, ctx):
         w = simans_weights(sims, pos_sims, self.a, self.b)
         return w * topk_mask(sims, positive_mask, self.top_k)

@@ -6,34 +6,42 @@ official ``model.py``):
 
 1. the candidate pool of each direction: image-to-text (image anchors over captions) and
    text-to-image (caption anchors over images), the batch alone or the batch plus the queue, whose
-   features come from the momentum encoders;
-2. the sampler's picks (``num_negatives`` per anchor and direction) and the loss on them, summed
-   over anchors and both directions and divided by the batch size as in the official code;
+   features come from the momentum encoders; extended by the sampler's mined or synthetic candidates
+   (``Sampler.extend_pool``);
+2. the sampler's picks (``Sampler.num_picks`` per anchor and direction, or the whole pool) and the loss on
+   them with the sampler's side information (``Sampler.side_info``), summed over anchors and the sampler's
+   directions and divided by the batch size as in the official code; or, for a loss with
+   ``needs_embeddings``, that loss on the batch's embeddings;
 3. the warm-up loss (VSE++ over the batch, the registry's triplet loss) while the sampler waits;
 4. after the optimiser step: the momentum update and the queue's refill;
-5. the share of picked negatives that are truly relevant where ground truth exists.
+5. the share of the loss's negatives that are truly relevant where ground truth exists.
 
-The sampler's own state (FNE's running statistics or fitted posterior) stays in the sampler, reached
-through its hooks ``start_epoch``, ``observe`` and ``epoch_metrics``; this module names no sampler.
+The sampler's own state (FNE's running statistics or fitted posterior, a mined list, centroids) stays in
+the sampler, reached through its hooks with typed contexts (:mod:`fnlab.retrieval.hooks`); this module
+names no sampler.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fnlab.posterior.pool import PoolEvidence
+from fnlab.losses.base import accepted_side
+from fnlab.retrieval.hooks import DIRECTIONS, EpochContext, PoolExtension, SampleContext
 from fnlab.retrieval.memory import FeatureQueue, make_momentum_copy, momentum_update
 
-__all__ = ["Relevance", "SampledObjective"]
+__all__ = ["Relevance", "SampledObjective", "check_pairing"]
 
 
 class Relevance:
-    """Ground-truth lookups ``relevance[b, a]`` for anchors and pools."""
+    """Ground-truth lookups ``relevance[b, a]`` for anchors and pools (a pool id ``-1``, a synthetic
+    candidate, is never relevant)."""
 
     def __init__(self, relevance: sp.csr_matrix | None) -> None:
         self.rel = None if relevance is None else sp.csr_matrix(relevance, dtype=bool)
@@ -45,7 +53,13 @@ class Relevance:
             return None
         table = self.rel if anchors_are_b else self.rel_t
         rows = table[anchor_idx]  # [B, n_other]
-        return rows[:, pool_idx].toarray().astype(bool)
+        pool_idx = np.asarray(pool_idx)
+        real = pool_idx >= 0
+        if real.all():
+            return rows[:, pool_idx].toarray().astype(bool)
+        out = np.zeros((len(anchor_idx), len(pool_idx)), dtype=bool)
+        out[:, real] = rows[:, pool_idx[real]].toarray().astype(bool)
+        return out
 
     def picked(self, anchor_idx: np.ndarray, picked_idx: np.ndarray, anchors_are_b: bool) -> np.ndarray | None:
         """``[B, k]`` bool: relevance of each anchor to its ``k`` picked items (item ids ``picked_idx [B, k]``);
@@ -53,8 +67,45 @@ class Relevance:
         if self.rel is None:
             return None
         table = self.rel if anchors_are_b else self.rel_t
+        picked_idx = np.asarray(picked_idx)
         rows = np.broadcast_to(np.asarray(anchor_idx)[:, None], picked_idx.shape)
-        return np.asarray(table[rows.ravel(), np.asarray(picked_idx).ravel()]).reshape(picked_idx.shape).astype(bool)
+        hit = np.asarray(table[rows.ravel(), np.maximum(picked_idx, 0).ravel()]).reshape(picked_idx.shape)
+        return hit.astype(bool) & (picked_idx >= 0)
+
+
+def check_pairing(sampler: Any, loss: Any) -> None:
+    """Raise ``ValueError`` when ``loss`` needs side information ``sampler`` does not provide."""
+    missing = sorted(set(getattr(loss, "REQUIRES", ())) - set(getattr(sampler, "PROVIDES", ())))
+    if missing:
+        raise ValueError(f"loss {getattr(loss, 'name', loss)!r} needs {', '.join(missing)} from its sampler; "
+                         f"sampler {getattr(sampler, 'name', sampler)!r} provides "
+                         f"{', '.join(getattr(sampler, 'PROVIDES', ())) or 'none'}")
+
+
+@dataclass
+class _Pool:
+    """One direction's pool: the anchors and, per slot, the candidate, its partner and their ids."""
+
+    direction: str
+    anchor: torch.Tensor  # [B, d] online, with gradients
+    anchor_ids: torch.Tensor  # [B] the anchors' own item ids
+    anchor_items: torch.Tensor  # [B] the anchors' labelled image ids (what a positive slot shares)
+    cand: torch.Tensor  # [M, d]
+    cand_ids: torch.Tensor  # [M] the candidates' own item ids (-1: synthetic)
+    cand_items: torch.Tensor  # [M] the image id of each slot's pair (-1: synthetic)
+    partner: torch.Tensor  # [M, d]
+    partner_ids: torch.Tensor  # [M]
+    batch_first: bool = True  # the batch's own pairs sit at slots 0..B-1 (slot i: anchor i's positive)
+    extended_from: int | None = None
+    owners: torch.Tensor | None = None  # [M - extended_from] the anchor row each mined slot was mined for (-1: all)
+
+    @property
+    def anchors_are_b(self) -> bool:
+        return self.direction == "t2i"
+
+    @property
+    def cand_side(self) -> str:
+        return "a" if self.direction == "t2i" else "b"
 
 
 class SampledObjective:
@@ -62,23 +113,33 @@ class SampledObjective:
 
     Args:
         sampler: a :class:`fnlab.samplers.base.Sampler`.
-        pick_loss: ``loss(sims [B, M], pos_sims [B], positive_mask [B, M], neg_idx [B, k])`` summed over anchors.
+        pick_loss: ``loss(sims [B, M], pos_sims [B], positive_mask [B, M], neg_idx [B, k] | None, **side)`` summed
+            over anchors (:class:`fnlab.losses.base.Loss`).
         warmup_loss: a :class:`fnlab.losses.TripletLoss` for the warm-up (``in_batch``).
         model: the online dual encoder (its momentum copy is made here when the queue is on).
         b_to_a: ``[n_b]`` long tensor, each caption's labelled image.
-        queue_size, dim, momentum: the memory queue (``queue_size=0``: no queue, the batch is the pool).
-        num_negatives: picks per anchor and direction.
+        queue_size, dim, momentum: the memory queue (``queue_size=0``, or a sampler with ``uses_queue = False``:
+            no queue, the batch is the pool).
+        num_negatives: picks per anchor and direction (the sampler may change it: ``num_picks``).
         relevance: ground truth ``[n_b, n_a]`` or ``None`` (for the sampled false-negative rate and
             for samplers that need it, such as the oracle).
         generator: the sampler's random generator.
+        inputs: the training split's encoder inputs ``(a_inputs, b_inputs)`` (tensors on the device): mined
+            candidates without features are encoded from them.
+        encoder: ``encoder(split, side, model) -> [n, d]``, what :meth:`EpochContext.encode` calls.
     """
 
     def __init__(self, sampler: Any, pick_loss: Any, warmup_loss: Any, model: torch.nn.Module,
                  b_to_a: torch.Tensor, *, queue_size: int, dim: int, momentum: float, num_negatives: int,
-                 relevance: sp.csr_matrix | None, generator: torch.Generator) -> None:
+                 relevance: sp.csr_matrix | None, generator: torch.Generator,
+                 inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 encoder: Callable[[str, str, Any], Any] | None = None) -> None:
         self.sampler, self.pick_loss, self.warmup_loss = sampler, pick_loss, warmup_loss
-        self.b_to_a, self.num_negatives, self.momentum, self.gen = b_to_a, int(num_negatives), momentum, generator
+        self.b_to_a, self.momentum, self.gen = b_to_a, momentum, generator
+        self.model, self.inputs, self._encoder = model, inputs, encoder
         self.device = b_to_a.device
+        if not getattr(sampler, "uses_queue", True):
+            queue_size = 0
         self.twin = make_momentum_copy(model).to(self.device) if queue_size > 0 else None
         self.queue = FeatureQueue(dim, queue_size, device=self.device) if queue_size > 0 else None
         self.rel = Relevance(relevance)
@@ -86,43 +147,93 @@ class SampledObjective:
         if self.needs_rel and self.rel.rel is None:
             raise ValueError(f"sampler {getattr(sampler, 'name', sampler)!r} needs ground-truth relevance; "
                              "the dataset has none")
+        self.embeds = bool(getattr(pick_loss, "needs_embeddings", False))
+        if not self.embeds:
+            check_pairing(sampler, pick_loss)
+        self.directions = tuple(d for d in DIRECTIONS if d in getattr(sampler, "directions", DIRECTIONS))
+        self.num_picks = sampler.num_picks(int(num_negatives)) if hasattr(sampler, "num_picks") else int(num_negatives)
+        self.step = 0
+        self.indexes: dict = {}
+        self.epoch_ctx = EpochContext(0, warmup=True, generator=generator, device=self.device)
         self._keys: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._labels: dict[str, sp.csr_matrix] = {}
+        b2a = b_to_a.cpu().numpy()
+        n_a = int(inputs[0].shape[0]) if inputs is not None else (int(b2a.max()) + 1 if b2a.size else 0)
+        first_b = np.full(n_a, -1, dtype=np.int64)  # each image's first caption: its partner in a mined slot
+        order = np.argsort(b2a, kind="stable")
+        images, first = np.unique(b2a[order], return_index=True)
+        first_b[images] = order[first]
+        self.a_to_b = torch.from_numpy(first_b).to(self.device)
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
         self.picked, self.picked_fn = [0, 0], [0, 0]
+        self.mined, self.mined_fn = 0, 0
+
+    @property
+    def key_model(self) -> torch.nn.Module:
+        """The encoder that fills the pool: the momentum twin with a queue, else the online model."""
+        return self.twin if self.twin is not None else self.model
 
     # ------------------------------------------------------------------ epochs
     def start_epoch(self, epoch: int, *, warmup: bool, queue_starts: bool, model: torch.nn.Module,
-                    fit_posterior: Any) -> None:
-        """Reset the epoch's counters, tell the sampler, and restart the momentum twin when the queue starts.
+                    fit_posterior: Any, steps_per_epoch: int = 0) -> None:
+        """Reset the epoch's counters, tell the sampler (an :class:`EpochContext`), and restart the momentum twin
+        when the queue starts.
 
         The twin is restarted from the warmed-up online model: copied at initialisation, after a short
         warm-up it would still be mostly random init and the whole queue would hold near-random features
         (the paper starts from pretrained encoders with thousands of steps per epoch).
         """
-        self.picked, self.picked_fn = [0, 0], [0, 0]
+        self._reset_counts()
         if self.twin is not None and queue_starts:
             self.twin.load_state_dict(model.state_dict())
         if fit_posterior is not None and self.twin is not None:
             fit_posterior = functools.partial(fit_posterior, key_model=self.twin)
-        self.sampler.start_epoch(epoch, warmup=warmup, fit_posterior=fit_posterior)
+        self.epoch_ctx = EpochContext(epoch, warmup=warmup, fit_posterior=fit_posterior, step=self.step,
+                                      steps_per_epoch=steps_per_epoch, generator=self.gen,
+                                      encoder=self._encode if self._encoder is not None else None,
+                                      labels=self.labels, indexes=self.indexes, device=self.device)
+        self.sampler.start_epoch(self.epoch_ctx)
+
+    def _encode(self, split: str, side: str, which: str) -> Any:
+        return self._encoder(split, side, self.key_model if which == "key" else self.model)
+
+    def labels(self, direction: str) -> sp.csr_matrix:
+        """The training split's labelled pairs of ``direction``: ``[n_b, n_a]`` (t2i) or ``[n_a, n_b]`` (i2t)."""
+        if direction not in self._labels:
+            b2a = self.b_to_a.cpu().numpy()
+            n_a = len(self.a_to_b)
+            t2i = sp.csr_matrix((np.ones(len(b2a), dtype=bool), (np.arange(len(b2a)), b2a)), shape=(len(b2a), n_a))
+            self._labels = {"t2i": t2i, "i2t": t2i.T.tocsr()}
+        return self._labels[direction]
 
     def epoch_metrics(self) -> dict[str, float]:
-        """``sampled_fn_rate`` (and per direction where ground truth exists) plus the sampler's own metrics."""
+        """``sampled_fn_rate`` (and per direction where ground truth exists; ``mined_fn_rate`` over each anchor's
+        own mined candidates, ``PoolExtension.owners``) plus the sampler's own metrics."""
         total = sum(self.picked)
         row = {"sampled_fn_rate": (sum(self.picked_fn) / total) if total else float("nan")}
         if self.rel.rel is not None:
             row["sampled_fn_rate_i2t"] = self.picked_fn[0] / self.picked[0] if self.picked[0] else float("nan")
             row["sampled_fn_rate_t2i"] = self.picked_fn[1] / self.picked[1] if self.picked[1] else float("nan")
+            if self.mined:
+                row["mined_fn_rate"] = self.mined_fn / self.mined
         row.update(self.sampler.epoch_metrics())
         return row
 
     # ------------------------------------------------------------------ steps
     def loss(self, fa: torch.Tensor, fb: torch.Tensor, a_inputs: torch.Tensor, b_inputs: torch.Tensor,
              aidx: torch.Tensor, bidx: torch.Tensor, *, warmup: bool) -> torch.Tensor:
-        """The step's loss. Shapes: ``fa [B, d]`` images, ``fb [B, d]`` captions (unit rows, online encoders),
-        ``a_inputs``/``b_inputs`` their encoder inputs (for the momentum twin), ``aidx``/``bidx [B]`` item ids."""
+        """The step's loss (one call per optimiser step). Shapes: ``fa [B, d]`` images, ``fb [B, d]`` captions
+        (unit rows, online encoders), ``a_inputs``/``b_inputs`` their encoder inputs (for the momentum twin),
+        ``aidx``/``bidx [B]`` item ids."""
         bsz = bidx.shape[0]
+        self.step += 1
+        self.epoch_ctx.step = self.step
         if warmup:
             return self.warmup_loss.in_batch(fa @ fb.T, aidx) / bsz
+        if self.embeds:
+            return self.pick_loss.embed(fa, fb, aidx)
         with torch.no_grad():
             self.sampler.observe((fa @ fb.T).detach(), aidx)
         if self.queue is not None:
@@ -133,38 +244,133 @@ class SampledObjective:
             pool_a_idx = self.b_to_a[pool_b_idx]
         else:
             pool_a, pool_a_idx, pool_b, pool_b_idx = fa, aidx, fb, bidx
-        loss = fa.new_zeros(())
         # direction i2t: image anchors (item aidx) over captions; t2i: caption anchors over images
         # each pool slot holds a pair: the candidate and, beside it, its partner (the other modality)
-        for d, (anchor, pool, pool_item, anchor_ids, pool_ids, anchors_are_b, partner, partner_ids) in enumerate((
-            (fa, pool_b, self.b_to_a[pool_b_idx], aidx, pool_b_idx, False, pool_a, pool_a_idx),
-            (fb, pool_a, pool_a_idx, bidx, pool_a_idx, True, pool_b, pool_b_idx),
-        )):
-            sims = anchor @ pool.T  # [B, M]
-            pos_sims = sims[:, :bsz].diagonal()  # the anchor's own positive sits at the same batch slot
-            pos_mask = aidx[:, None] == pool_item[None, :]
-            rel_mask = None
-            if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
-                m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
-                rel_mask = torch.from_numpy(m).to(self.device)
-            ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": pos_sims.detach().mean(),  # 0-dim: no sync
-                   "pool": PoolEvidence(anchor.detach(), pool.detach(), partner.detach(), pool_ids, partner_ids,
-                                        anchor_ids, pos_mask)}
-            if self.needs_rel:
-                ctx["relevant_mask"] = rel_mask
-            idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,
-                                      generator=self.gen, **ctx)
-            loss = loss + self.pick_loss(sims, pos_sims, pos_mask, neg_idx=idx)
-            if self.rel.rel is not None:  # the sampled false-negative rate: ground truth at the picks only
-                if rel_mask is not None:
-                    hit = rel_mask.gather(1, idx)
-                else:
-                    picked_ids = pool_ids.cpu().numpy()[idx.cpu().numpy()]
-                    hit = torch.from_numpy(self.rel.picked(anchor_ids.cpu().numpy(), picked_ids, anchors_are_b))
-                chosen = hit.to(self.device) & ~pos_mask.gather(1, idx)
-                self.picked[d] += int(idx.numel())
-                self.picked_fn[d] += int(chosen.sum())
+        pools = {"i2t": _Pool("i2t", fa, aidx, aidx, pool_b, pool_b_idx, self.b_to_a[pool_b_idx], pool_a, pool_a_idx),
+                 "t2i": _Pool("t2i", fb, bidx, aidx, pool_a, pool_a_idx, pool_a_idx, pool_b, pool_b_idx)}
+        loss = fa.new_zeros(())
+        for d in self.directions:
+            loss = loss + self._direction_loss(pools[d], DIRECTIONS.index(d))
         return loss / bsz
+
+    def _direction_loss(self, p: _Pool, d: int) -> torch.Tensor:
+        """One direction: extend the pool, sample, the loss with side information, the sampled FN rate."""
+        ext = self.sampler.extend_pool(self._context(p), self.epoch_ctx)
+        if ext is not None:
+            p = self._extend(p, ext)
+        sims = p.anchor @ p.cand.T  # [B, M]
+        pos_mask = p.anchor_items[:, None] == p.cand_items[None, :]
+        pos_sims = self._positive_sims(sims, pos_mask, p)
+        rel_mask = None
+        if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
+            rel_mask = self._relevance(p)
+        ctx = self._context(p, pos_mask, positive_mean=pos_sims.detach().mean(),  # 0-dim: no device sync
+                            relevant_mask=rel_mask)
+        idx = None
+        if self.num_picks is not None:
+            idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_picks,
+                                      generator=self.gen, ctx=ctx)
+        side = accepted_side(self.pick_loss, self.sampler.side_info(sims.detach(), pos_sims.detach(), pos_mask, ctx))
+        loss = self.pick_loss(sims, pos_sims, pos_mask, neg_idx=idx, **side)
+        if self.rel.rel is not None:
+            self._count(p, d, idx, pos_mask, rel_mask, side.get("neg_mask"))
+        return loss
+
+    @staticmethod
+    def _context(p: _Pool, pos_mask: torch.Tensor | None = None, **evidence: Any) -> SampleContext:
+        """The :class:`SampleContext` of a pool (features detached), with optional evidence fields."""
+        if pos_mask is None:
+            pos_mask = p.anchor_items[:, None] == p.cand_items[None, :]
+        return SampleContext(p.direction, p.anchor.detach(), p.cand.detach(), p.partner.detach(), p.anchor_ids,
+                             p.cand_ids, p.partner_ids, pos_mask, extended_from=p.extended_from, **evidence)
+
+    @staticmethod
+    def _positive_sims(sims: torch.Tensor, pos_mask: torch.Tensor, p: _Pool) -> torch.Tensor:
+        """``[B]`` each anchor's positive similarity: its own pair's slot when the batch leads the pool, else
+        its most similar labelled positive."""
+        if p.batch_first:
+            return sims[:, :sims.shape[0]].diagonal()  # the anchor's own positive sits at the same batch slot
+        if not bool(pos_mask.any(dim=1).all()):
+            raise ValueError("a pool that replaces the batch (PoolExtension.replace) must hold every anchor's "
+                             "labelled positive")
+        return sims.masked_fill(~pos_mask, float("-inf")).amax(dim=1)
+
+    def _relevance(self, p: _Pool) -> torch.Tensor:
+        m = self.rel.mask(p.anchor_ids.cpu().numpy(), p.cand_ids.cpu().numpy(), p.anchors_are_b)
+        return torch.from_numpy(m).to(self.device)
+
+    def _count(self, p: _Pool, d: int, idx: torch.Tensor | None, pos_mask: torch.Tensor,
+               rel_mask: torch.Tensor | None, neg_mask: torch.Tensor | None) -> None:
+        """The sampled false-negative rate: ground truth at the picks, or over every negative of the loss."""
+        if idx is not None and rel_mask is None:  # ground truth at the picks only
+            picked_ids = p.cand_ids.cpu().numpy()[idx.cpu().numpy()]
+            hit = torch.from_numpy(self.rel.picked(p.anchor_ids.cpu().numpy(), picked_ids, p.anchors_are_b))
+        elif idx is not None:
+            hit = rel_mask.gather(1, idx)
+        if idx is not None:
+            chosen = hit.to(self.device) & ~pos_mask.gather(1, idx)
+            self.picked[d] += int(idx.numel())
+            self.picked_fn[d] += int(chosen.sum())
+            negatives = None
+        else:
+            rel_mask = self._relevance(p) if rel_mask is None else rel_mask
+            negatives = ~pos_mask if neg_mask is None else ~pos_mask & neg_mask
+            self.picked[d] += int(negatives.sum())
+            self.picked_fn[d] += int((rel_mask & negatives).sum())
+        if p.extended_from is not None:
+            rel_mask = self._relevance(p) if rel_mask is None else rel_mask
+            mined = (~pos_mask & (p.cand_ids >= 0)[None, :])[:, p.extended_from:]
+            if negatives is not None:
+                mined = mined & negatives[:, p.extended_from:]
+            if p.owners is not None:  # each anchor's own mined candidates
+                rows = torch.arange(mined.shape[0], device=mined.device)[:, None]
+                mined = mined & ((p.owners[None, :] == rows) | (p.owners[None, :] < 0))
+            self.mined += int(mined.sum())
+            self.mined_fn += int((rel_mask[:, p.extended_from:] & mined).sum())
+
+    # ------------------------------------------------------------------ pool extension
+    def _extend(self, p: _Pool, ext: PoolExtension) -> _Pool:
+        """The pool with ``ext``'s candidates appended (or alone, ``ext.replace``), with partners, ids and labels."""
+        ids = ext.ids.to(self.device, torch.long)
+        owners = None if ext.owners is None else ext.owners.to(self.device, torch.long)
+        real = ids >= 0
+        side = p.cand_side
+        feats = self._extension_features(ext, ids, side).to(p.cand.dtype)
+        if side == "a":  # image candidates: item id = the image, partner = one of its captions
+            items, partner_ids = ids, torch.where(real, self.a_to_b[ids.clamp_min(0)], -1)
+        else:  # caption candidates: item = its image, partner = that image
+            items = torch.where(real, self.b_to_a[ids.clamp_min(0)], -1)
+            partner_ids = items
+        partners = torch.zeros_like(feats)
+        if bool(real.any()):
+            with torch.no_grad():
+                partners[real] = self._encode_ids("b" if side == "a" else "a", partner_ids[real]).to(feats.dtype)
+        if ext.replace:
+            return replace(p, cand=feats, cand_ids=ids, cand_items=items, partner=partners, partner_ids=partner_ids,
+                           batch_first=False, extended_from=0, owners=owners)
+        return replace(p, cand=torch.cat([p.cand, feats]), cand_ids=torch.cat([p.cand_ids, ids]),
+                       cand_items=torch.cat([p.cand_items, items]), partner=torch.cat([p.partner, partners]),
+                       partner_ids=torch.cat([p.partner_ids, partner_ids]), extended_from=p.cand.shape[0],
+                       owners=owners)
+
+    def _extension_features(self, ext: PoolExtension, ids: torch.Tensor, side: str) -> torch.Tensor:
+        if ext.features is not None:
+            return ext.features.to(self.device)
+        if ext.index is not None:
+            return ext.index.embeddings.to(self.device)[ids]
+        return self._encode_ids(side, ids)  # with gradients, by the online encoder
+
+    def _encode_ids(self, side: str, ids: torch.Tensor) -> torch.Tensor:
+        """``[N, d]``: the training items ``ids`` of ``side`` through the online encoder (in train mode)."""
+        if self.inputs is None:
+            raise ValueError("this objective has no training inputs to encode mined candidates: give the "
+                             "PoolExtension its features or an index")
+        fn = self.model.encode_a if side == "a" else self.model.encode_b
+        return fn(self.inputs[0 if side == "a" else 1][ids])
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The sampler's trainable parameters (``Sampler.parameters``), for the optimiser."""
+        return list(self.sampler.parameters()) if hasattr(self.sampler, "parameters") else []
 
     def after_step(self, model: torch.nn.Module, *, warmup: bool) -> None:
         """After the optimiser step: momentum update of the twin and, past the warm-up, the queue's refill."""

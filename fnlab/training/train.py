@@ -19,10 +19,11 @@ One step, per direction (FNE, Li et al., ACM MM 2023, Sec. 3 and the official ``
 
 With the queue on, the first ``warmup_epochs`` (default 1) train plain VSE++ (sum of in-batch
 hinges, no queue), and the queue starts filling after them, as in the paper. The loop knows no
-sampler by name: each sampler gets the hooks ``start_epoch`` (with a callable that fits the run's
-false-negative posterior on the current validation embeddings, labels only), ``observe`` (each
-step's in-batch scores) and ``epoch_metrics`` (:class:`fnlab.samplers.base.Sampler`); FNE keeps its
-running statistics or its fitted posterior there and reports whether it was active.
+sampler by name: each sampler gets the typed hooks of :mod:`fnlab.retrieval.hooks` through the objective
+(``start_epoch`` with an ``EpochContext``: the posterior fit on the current validation embeddings, labels
+only, encoders and corpus indexes; ``observe``, each step's in-batch scores; ``extend_pool``,
+``side_info``, ``epoch_metrics``: :class:`fnlab.samplers.base.Sampler`); FNE keeps its running statistics
+or its fitted posterior there and reports whether it was active, the mining samplers their lists.
 
 The best epoch on the validation split is kept (its weights are restored at the end); the metrics
 record ``best_epoch`` and ``below_warmup`` (the kept model scores below the warm-up's), and
@@ -66,11 +67,19 @@ from fnlab.models import DualEncoder, build_dual_encoder, encode_side, to_tensor
 from fnlab.samplers import DEFAULT_SAMPLER
 from fnlab.training.objective import SampledObjective
 
-__all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES"]
+__all__ = ["TrainConfig", "Callback", "train", "fit_run_posterior", "TRAIN_LOSSES", "train_losses"]
 
-#: losses the training loop applies to the picked negatives (names of :mod:`fnlab.losses`;
-#: ``triplet`` is the same hinge as the warm-up's, averaged over the picked negatives)
-TRAIN_LOSSES = ("triplet", "infonce", "dcl", "hcl", "fnc")
+
+def train_losses() -> tuple[str, ...]:
+    """The losses training can use, in the registry's declaration order (names of :mod:`fnlab.losses`;
+    ``triplet`` is the same hinge as the warm-up's, averaged over the picked negatives)."""
+    from fnlab.losses.registry import LOSSES
+
+    return tuple(e.name for e in LOSSES.entries())
+
+
+#: :func:`train_losses` when this module was imported (the registry's losses; kept for callers of the name)
+TRAIN_LOSSES = train_losses()
 
 
 #: what the kept epoch is selected on (module docstring)
@@ -95,10 +104,11 @@ class TrainConfig:
     Attributes:
         dataset, dataset_root, dataset_options: what :func:`fnlab.data.load` gets.
         sampler, sampler_params: :func:`fnlab.samplers.build` arguments.
-        loss: applied to the picked negatives: ``triplet`` (hinge ``[margin - s+ + s-]_+``),
-            ``infonce`` (``-log e^{s+/t} / (e^{s+/t} + sum_picked e^{s-/t})``), ``dcl``, ``hcl`` or
-            ``fnc`` (:mod:`fnlab.losses`); ``loss_params``: their parameters (``margin`` 0.2, also used
-            by the warm-up; ``temperature`` 0.07; ``tau_plus``; ``beta``; ``top_k``; ``threshold``).
+        loss: applied to the picked negatives (or the whole pool, for samplers that pick none): ``triplet``
+            (hinge ``[margin - s+ + s-]_+``), ``infonce`` (``-log e^{s+/t} / (e^{s+/t} + sum_picked e^{s-/t})``),
+            ``dcl``, ``hcl``, ``fnc`` or any other of :func:`fnlab.losses.available`; ``None``: the sampler's own
+            loss (:func:`fnlab.samplers.default_loss`, ``triplet`` for most). ``loss_params``: their parameters
+            (``margin`` 0.2, also used by the warm-up; ``temperature`` 0.07; ``tau_plus``; ``beta``; ...).
         epochs, batch_size, lr, weight_decay, grad_clip: optimisation (Adam).
         dim, text_encoder, width: model (see :func:`fnlab.models.build_dual_encoder`).
         queue_size, momentum: memory queue (0 turns queue and momentum encoder off).
@@ -124,7 +134,7 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     sampler: str = DEFAULT_SAMPLER
     sampler_params: dict[str, Any] = field(default_factory=dict)
-    loss: str = "triplet"
+    loss: str | None = None
     loss_params: dict[str, Any] = field(default_factory=dict)
     epochs: int = 5
     batch_size: int = 128
@@ -148,6 +158,10 @@ class TrainConfig:
     select_by: str = "labelled"
 
     def __post_init__(self) -> None:
+        if self.loss is None and isinstance(self.sampler, str):
+            from fnlab.samplers.registry import SAMPLERS, default_loss
+
+            self.loss = default_loss(self.sampler) if self.sampler in SAMPLERS else "triplet"
         self.validate()
 
     def validate(self) -> None:
@@ -162,7 +176,7 @@ class TrainConfig:
         need(self.dim >= 1, "dim", "must be >= 1")
         need(self.queue_size >= 0, "queue_size", "must be >= 0 (0 turns the queue off)")
         need(0.0 <= self.momentum < 1.0, "momentum", "must lie in [0, 1)")
-        need(self.loss in TRAIN_LOSSES, "loss", f"must be one of {', '.join(TRAIN_LOSSES)}")
+        need(self.loss in train_losses(), "loss", f"must be one of {', '.join(train_losses())}")
         need(self.num_negatives >= 1, "num_negatives", "must be >= 1")
         need(self.warmup_epochs is None or self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0 or None")
         need(self.warmup_loss in ("max", "sum"), "warmup_loss", "must be 'max' or 'sum'")
@@ -177,6 +191,16 @@ class TrainConfig:
              f"must be one of {', '.join(posterior.available())}")
         need(self.sampler in samplers.available(), "sampler", f"must be one of {', '.join(samplers.available())}")
         self.eval_splits = tuple(self.eval_splits)
+        from fnlab.losses.registry import LOSSES
+        from fnlab.samplers.registry import SAMPLERS
+        from fnlab.training.objective import check_pairing
+
+        loss_cls = LOSSES.get(self.loss)
+        if not getattr(loss_cls, "needs_embeddings", False):
+            try:
+                check_pairing(SAMPLERS.get(self.sampler), loss_cls)
+            except ValueError as err:
+                raise ValueError(f"train config: field 'loss' {err}") from None
 
     @property
     def effective_warmup(self) -> int:
@@ -184,8 +208,10 @@ class TrainConfig:
             return self.warmup_epochs
         from fnlab.samplers.registry import SAMPLERS
 
-        wants = bool(getattr(SAMPLERS.get(self.sampler), "needs_warmup", False))
-        return 1 if (self.queue_size > 0 or wants) else 0
+        cls = SAMPLERS.get(self.sampler)
+        wants = bool(getattr(cls, "needs_warmup", False))
+        queue = self.queue_size if getattr(cls, "uses_queue", True) else 0
+        return 1 if (queue > 0 or wants) else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -351,30 +377,23 @@ def _reuse_freed_memory() -> None:
         pass
 
 
-def _initial_epoch(model: DualEncoder, val_ds: Any, select_by: str, device: torch.device
-                   ) -> tuple[dict[str, float], tuple[float, int, dict[str, torch.Tensor]]]:
-    """Epoch 0 of a model that starts from its inputs (identity-start heads): its validation row and the
-    ``best`` entry that later epochs must beat, so a run never ends below its starting point."""
-    from fnlab.analysis.evaluate import retrieval_recall
+@dataclass
+class _Setup:
+    """What a run trains with: its data, model, objective and optimiser."""
 
-    ea = encode_side(model, val_ds.a_inputs, "a", device=device)
-    eb = encode_side(model, val_ds.b_inputs, "b", device=device)
-    rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
-    row = {"epoch": 0, "loss": math.nan, "val_rsum": rec["rsum"], "sampled_fn_rate": math.nan, "seconds": 0.0}
-    if rel_rec is not None:
-        row["val_relevant_rsum"] = rel_rec["rsum"]
-    row.update(warmup=0.0, best_epoch=0.0, below_warmup=0.0)
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return row, (_selection_score(select_by, rec, rel_rec), 0, weights)
+    train_ds: Any
+    val_ds: Any
+    eval_sets: dict[str, Any]
+    model: DualEncoder
+    objective: SampledObjective
+    opt: torch.optim.Optimizer
+    b_to_a: torch.Tensor
+    a_all: torch.Tensor
+    b_all: torch.Tensor
+    steps: int
 
 
-def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callback], store: Any,
-           name: str | None) -> Any:
-    torch.manual_seed(config.seed)
-    np_rng = np.random.default_rng(config.seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(config.seed)
-
+def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _Setup:
     train_ds = _load_split(config, "train")
     if train_ds.a_inputs is None or train_ds.b_inputs is None:
         raise ValueError(f"dataset {config.dataset!r} split 'train' has no encoder inputs (a_inputs/b_inputs)")
@@ -383,20 +402,171 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
 
     model: DualEncoder = build_dual_encoder(train_ds, dim=config.dim, text_encoder=config.text_encoder,
                                             width=config.width).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # the warm-up: VSE++ over the batch with the registry's one triplet loss
     from fnlab.losses import TripletLoss
 
     b_to_a = torch.from_numpy(train_ds.b_to_a).to(device)
+    a_all = to_tensor(train_ds.a_inputs, device)
+    b_all = to_tensor(train_ds.b_inputs, device)
+    splits = {"train": train_ds, "val": val_ds, **eval_sets}
+
+    def encoder(split: str, side: str, enc: Any) -> np.ndarray:
+        inputs = (a_all if side == "a" else b_all) if split == "train" else getattr(splits[split], f"{side}_inputs")
+        return encode_side(enc, inputs, side, device=device)
+
     objective = SampledObjective(
         _build_sampler(config), build_pick_loss(config.loss, config.loss_params),
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
-        model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)),
-        momentum=config.momentum, num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen)
-    a_all = to_tensor(train_ds.a_inputs, device)
-    b_all = to_tensor(train_ds.b_inputs, device)
-    n_b = train_ds.n_b
-    steps = max(1, n_b // config.batch_size)  # drop the last partial batch
+        model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)), momentum=config.momentum,
+        num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen, inputs=(a_all, b_all),
+        encoder=encoder)
+    # the sampler's own trainable parameters (none for most) are optimised with the model's
+    opt = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=config.lr,
+                           weight_decay=config.weight_decay)
+    steps = max(1, train_ds.n_b // config.batch_size)  # drop the last partial batch
+    return _Setup(train_ds, val_ds, eval_sets, model, objective, opt, b_to_a, a_all, b_all, steps)
+
+
+def _posterior_fit(config: TrainConfig, run: _Setup, device: torch.device, epoch: int):
+    """The epoch's ``fit_posterior(prior, direction, key_model)`` callable (``EpochContext.fit_posterior``)."""
+    model, val_ds = run.model, run.val_ds
+
+    def fit_posterior(prior: float | str = "auto", direction: str = "t2i", key_model: Any = None) -> Any:
+        # queries from the online encoder, candidates from the encoder that fills the pool (the momentum
+        # twin when there is a queue): the space the sampler scores the pool in
+        keys = model if key_model is None else key_model
+        q_side, c_side = ("b", "a") if direction == "t2i" else ("a", "b")
+        q = encode_side(model, getattr(val_ds, f"{q_side}_inputs"), q_side, device=device)
+        c = encode_side(keys, getattr(val_ds, f"{c_side}_inputs"), c_side, device=device)
+        # the pool stores each candidate beside its labelled query, both from the pool's encoder
+        qk = None if key_model is None else encode_side(keys, getattr(val_ds, f"{q_side}_inputs"), q_side,
+                                                          device=device)
+        ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
+        return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
+                                 seed=config.seed + epoch, quick=True, direction=direction, query_keys=qk)
+
+    return fit_posterior
+
+
+def _train_epoch(config: TrainConfig, run: _Setup, epoch: int, in_warmup: bool, order: torch.Tensor,
+                 callbacks: Sequence[Callback]) -> float:
+    """One epoch's optimisation steps; returns the mean step loss."""
+    model, objective, opt = run.model, run.objective, run.opt
+    params = [p for group in opt.param_groups for p in group["params"]]
+    model.train()
+    loss_sum = 0.0
+    for step in range(run.steps):
+        bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
+        aidx = run.b_to_a[bidx]
+        a_in, b_in = run.a_all[aidx], run.b_all[bidx]
+        loss = objective.loss(model.encode_a(a_in), model.encode_b(b_in), a_in, b_in, aidx, bidx,
+                              warmup=in_warmup)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        objective.after_step(model, warmup=in_warmup)
+        loss_sum += float(loss.detach())
+        for cb in callbacks:
+            cb.on_step(epoch, step + 1, run.steps, float(loss.detach()))
+    return loss_sum / run.steps
+
+
+class _Selection:
+    """The best validation epoch so far (its weights are restored at the end) and the warm-up's score."""
+
+    def __init__(self, select_by: str, warmup: int) -> None:
+        self.select_by, self.warmup = select_by, warmup
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (score, epoch, weights)
+        self.warmup_score: float | None = None
+
+    def update(self, row: dict[str, float], model: torch.nn.Module, rec: dict, rel_rec: dict | None,
+               epoch: int, in_warmup: bool) -> None:
+        score = _selection_score(self.select_by, rec, rel_rec)
+        if self.best is None or score > self.best[0]:
+            self.best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if in_warmup:
+            self.warmup_score = score
+        row["best_epoch"] = float(self.best[1])
+        # the kept (best) model scores below the warm-up's: the sampler epochs undid the warm-up
+        row["below_warmup"] = float(self.warmup_score is not None and not in_warmup
+                                    and self.best[0] <= self.warmup_score and self.best[1] <= self.warmup)
+
+
+def _initial_epoch(run: _Setup, device: torch.device, selection: _Selection) -> dict[str, float]:
+    """Epoch 0 of a model that starts from its inputs (identity-start heads): its validation row, which also
+    becomes the kept model that later epochs must beat, so a run never ends below its starting point."""
+    from fnlab.analysis.evaluate import retrieval_recall
+
+    val_ds = run.val_ds
+    ea = encode_side(run.model, val_ds.a_inputs, "a", device=device)
+    eb = encode_side(run.model, val_ds.b_inputs, "b", device=device)
+    rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
+    row = {"epoch": 0, "loss": math.nan, "val_rsum": rec["rsum"], "sampled_fn_rate": math.nan, "seconds": 0.0}
+    if rel_rec is not None:
+        row["val_relevant_rsum"] = rel_rec["rsum"]
+    row["warmup"] = 0.0
+    selection.update(row, run.model, rec, rel_rec, 0, False)
+    return row
+
+
+def _validate_epoch(run: _Setup, device: torch.device, epoch: int, mean_loss: float, seconds: float,
+                    in_warmup: bool, selection: _Selection) -> dict[str, float]:
+    """The epoch's metrics row (validation recall, the objective's and sampler's metrics, the kept epoch)."""
+    from fnlab.analysis.evaluate import retrieval_recall
+
+    val_ds = run.val_ds
+    ea = encode_side(run.model, val_ds.a_inputs, "a", device=device)
+    eb = encode_side(run.model, val_ds.b_inputs, "b", device=device)
+    rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
+    row: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "val_rsum": rec["rsum"]}
+    row.update(run.objective.epoch_metrics())
+    row["seconds"] = seconds
+    if rel_rec is not None:
+        row["val_relevant_rsum"] = rel_rec["rsum"]
+    row["warmup"] = float(in_warmup)
+    selection.update(row, run.model, rec, rel_rec, epoch, in_warmup)
+    return row
+
+
+def _evaluate_run(config: TrainConfig, run: _Setup, device: torch.device, history: list[dict[str, float]]
+                  ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]], Any]:
+    """``(eval result, embeddings by split, posterior)`` of the kept model."""
+    from fnlab.analysis.evaluate import evaluate_embeddings
+
+    model, val_ds, eval_sets = run.model, run.val_ds, run.eval_sets
+    embeddings = {}
+    for split, ds in eval_sets.items():
+        embeddings[split] = (encode_side(model, ds.a_inputs, "a", device=device),
+                             encode_side(model, ds.b_inputs, "b", device=device))
+    posterior = None
+    ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
+                                           encode_side(model, val_ds.b_inputs, "b", device=device))
+    if val_ds.n_a > 1:
+        posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed)
+    last_rate = history[-1]["sampled_fn_rate"]
+    last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
+    eval_split = config.eval_splits[-1] if config.eval_splits else "val"
+    eval_ds = eval_sets.get(eval_split, val_ds)
+    ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
+    result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
+                                 fn_top_k=config.fn_top_k)
+    result["split"] = eval_split
+    result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
+                             else "val_rsum")
+    result["best_epoch"] = int(history[-1]["best_epoch"])
+    return result, embeddings, posterior
+
+
+def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callback], store: Any,
+           name: str | None) -> Any:
+    torch.manual_seed(config.seed)
+    np_rng = np.random.default_rng(config.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed)
+    setup = _setup(config, device, gen)
+    model, objective, train_ds = setup.model, setup.objective, setup.train_ds
     warmup = config.effective_warmup
 
     writer = None
@@ -404,80 +574,28 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         cfg = config.to_run_config(_dataset_spec(config, train_ds))
         cfg["model_spec"] = model.spec
         writer = store.create(cfg, name=name)
-    info = {"epochs": config.epochs, "steps_per_epoch": steps, "device": str(device),
-            "n_train_a": train_ds.n_a, "n_train_b": n_b}
+    info = {"epochs": config.epochs, "steps_per_epoch": setup.steps, "device": str(device),
+            "n_train_a": train_ds.n_a, "n_train_b": train_ds.n_b}
     for cb in callbacks:
         cb.on_train_start(config, info)
 
-    from fnlab.analysis.evaluate import retrieval_recall
-
     history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (val rSum, epoch, weights)
-    warmup_rsum: float | None = None
+    selection = _Selection(config.select_by, warmup)
     try:
         if model.starts_from_inputs:  # epoch 0: the untrained model is the user's embeddings; selection may keep it
-            row0, best = _initial_epoch(model, val_ds, config.select_by, device)
+            row0 = _initial_epoch(setup, device, selection)
             history.append(row0)
             if writer is not None:
                 writer.log_metrics(row0)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             in_warmup = epoch <= warmup
-
-            def fit_posterior(prior: float | str = "auto", direction: str = "t2i", key_model: Any = None,
-                              _epoch: int = epoch) -> Any:
-                # queries from the online encoder, candidates from the encoder that fills the pool (the momentum
-                # twin when there is a queue): the space the sampler scores the pool in
-                keys = model if key_model is None else key_model
-                q_side, c_side = ("b", "a") if direction == "t2i" else ("a", "b")
-                q = encode_side(model, getattr(val_ds, f"{q_side}_inputs"), q_side, device=device)
-                c = encode_side(keys, getattr(val_ds, f"{c_side}_inputs"), c_side, device=device)
-                # the pool stores each candidate beside its labelled query, both from the pool's encoder
-                qk = None if key_model is None else encode_side(keys, getattr(val_ds, f"{q_side}_inputs"), q_side,
-                                                                  device=device)
-                ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
-                return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                         seed=config.seed + _epoch, quick=True, direction=direction, query_keys=qk)
-
             objective.start_epoch(epoch, warmup=in_warmup, queue_starts=epoch == warmup + 1 and warmup > 0,
-                                  model=model, fit_posterior=fit_posterior)
-            model.train()
-            order = torch.from_numpy(np_rng.permutation(n_b)).to(device)
-            loss_sum = 0.0
-            for step in range(steps):
-                bidx = order[step * config.batch_size:(step + 1) * config.batch_size]
-                aidx = b_to_a[bidx]
-                a_in, b_in = a_all[aidx], b_all[bidx]
-                loss = objective.loss(model.encode_a(a_in), model.encode_b(b_in), a_in, b_in, aidx, bidx,
-                                      warmup=in_warmup)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                objective.after_step(model, warmup=in_warmup)
-                loss_sum += float(loss.detach())
-                for cb in callbacks:
-                    cb.on_step(epoch, step + 1, steps, float(loss.detach()))
-            seconds = time.perf_counter() - t0
-            ea = encode_side(model, val_ds.a_inputs, "a", device=device)
-            eb = encode_side(model, val_ds.b_inputs, "b", device=device)
-            rec, rel_rec = retrieval_recall(ea, eb, val_ds.b_to_a, relevance=val_ds.relevance)
-            row: dict[str, float] = {"epoch": epoch, "loss": loss_sum / steps, "val_rsum": rec["rsum"]}
-            row.update(objective.epoch_metrics())
-            row["seconds"] = seconds
-            if rel_rec is not None:
-                row["val_relevant_rsum"] = rel_rec["rsum"]
-            row["warmup"] = float(in_warmup)
-            score = _selection_score(config.select_by, rec, rel_rec)
-            if best is None or score > best[0]:
-                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            if in_warmup:
-                warmup_rsum = score
-            row["best_epoch"] = float(best[1])
-            # the kept (best) model scores below the warm-up's: the sampler epochs undid the warm-up
-            row["below_warmup"] = float(warmup_rsum is not None and not in_warmup and best[0] <= warmup_rsum
-                                        and best[1] <= warmup)
+                                  model=model, fit_posterior=_posterior_fit(config, setup, device, epoch),
+                                  steps_per_epoch=setup.steps)
+            order = torch.from_numpy(np_rng.permutation(train_ds.n_b)).to(device)
+            mean_loss = _train_epoch(config, setup, epoch, in_warmup, order, callbacks)
+            row = _validate_epoch(setup, device, epoch, mean_loss, time.perf_counter() - t0, in_warmup, selection)
             history.append(row)
             if writer is not None:
                 writer.log_metrics(row)
@@ -485,31 +603,9 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 cb.on_epoch_end(epoch, row)
 
         # ---------------------------------------------------------------- outputs
-        from fnlab.analysis.evaluate import evaluate_embeddings
-
-        model.load_state_dict(best[2])  # keep the best validation epoch, not the last
-
-        embeddings = {}
-        for split, ds in eval_sets.items():
-            embeddings[split] = (encode_side(model, ds.a_inputs, "a", device=device),
-                                 encode_side(model, ds.b_inputs, "b", device=device))
-        posterior = None
+        model.load_state_dict(selection.best[2])  # keep the best validation epoch, not the last
+        result, embeddings, posterior = _evaluate_run(config, setup, device, history)
         fit_split = "val"
-        ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
-                                               encode_side(model, val_ds.b_inputs, "b", device=device))
-        if val_ds.n_a > 1:
-            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed)
-        last_rate = history[-1]["sampled_fn_rate"]
-        last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
-        eval_split = config.eval_splits[-1] if config.eval_splits else "val"
-        eval_ds = eval_sets.get(eval_split, val_ds)
-        ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
-        result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
-                                     fn_top_k=config.fn_top_k)
-        result["split"] = eval_split
-        result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
-                                 else "val_rsum")
-        result["best_epoch"] = int(history[-1]["best_epoch"])
         if writer is None:
             return {"metrics": history, "eval": result, "model": model,
                     "posterior": None if posterior is None else posterior.params(),
