@@ -277,6 +277,48 @@ def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop"])
+@pytest.mark.parametrize("window", [1, 5, 10**6])
+def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
+    """``window=k``: the band is the anchor's k most similar non-positives (no cut-down), the rule acts inside it;
+    with tau = 0 the base is uniform, so FNE on a window differs from a uniform draw over it only by P."""
+    sims, pos, mask = make(9, 40, seed=window % 97 + 3)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.2, prior_pos=0.05)
+
+    def prob(s):
+        return float(post.prob_false_negative(torch.tensor([s], dtype=torch.float64))[0])
+
+    def ref(row, p, pm, bl):
+        allowed = [j for j in range(len(row)) if not pm[j]]
+        band = top_indices(row, allowed, window)
+        if rule == "soft":
+            w = [(1 - prob(row[j])) if j in band else 0.0 for j in range(len(row))]
+        elif rule == "keep":
+            kept = set(sorted(band, key=lambda j: (prob(row[j]), j))[:math.ceil(len(band) / 3)])
+            w = [1.0 if j in kept else 0.0 for j in range(len(row))]
+        else:
+            w = [1.0 if j in band and prob(row[j]) < 0.5 else 0.0 for j in range(len(row))]
+        if sum(w) == 0:
+            w = [0.0 if pm[j] else 1.0 for j in range(len(row))]
+        return w
+
+    got = S.build("fne", posterior=post, rule=rule, window=window, tau=0.0).weights(sims, pos, mask)
+    torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask))
+
+
+@pytest.mark.parametrize("k", [1, 4, 10**6])
+def test_oracle_window_is_the_top_k_non_positives_without_the_relevant(k):
+    sims, pos, mask = make(7, 30, seed=k % 89)
+    rel = mask | (torch.rand(7, 30, generator=torch.Generator().manual_seed(1)) < 0.3)
+
+    def ref(row, p, pm, bl):
+        window = top_indices(row, [j for j in range(len(row)) if not pm[j]], k)
+        return [1.0 if j in window and not bl[j] else 0.0 for j in range(len(row))]
+
+    got = S.build("oracle", base="window", top_k=k).weights(sims, pos, mask, relevant_mask=rel)
+    torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask, blocked=mask | rel))
+
+
 def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
     """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
     those of its weights."""

@@ -10,7 +10,7 @@ import torch
 
 from fnlab.retrieval.hooks import EpochContext, SampleContext
 
-from .base import Sampler, check_inputs
+from .base import Sampler, check_inputs, topk_mask
 from .registry import register
 
 
@@ -82,6 +82,9 @@ class FNESampler(Sampler):
         rule: calibrated mode: ``"soft"``, ``"keep"`` or ``"drop"`` (above).
         keep_fraction: ``rule="keep"``: the share of each anchor's band kept, lowest P first.
         drop_above: ``rule="drop"``: candidates with ``P >= drop_above`` are eliminated.
+        window: ``0`` (default): the band is everything above the cut-down; ``k > 0``: the band is each
+            anchor's ``k`` most similar non-positives instead (no cut-down), the hardness knob every sampler
+            of the regime map shares (``bench/regime_map.py``).
 
     Example:
         >>> from fnlab.posterior import GaussianPosterior
@@ -100,7 +103,7 @@ class FNESampler(Sampler):
     def __init__(self, posterior: Any = None, mode: str = "calibrated", tau: float = 0.5,
                  margin: float = 0.2, fn_cutoff: float = 1e-3, min_confident: int = 200,
                  prior: float | str = "auto", rule: str = "soft", keep_fraction: float = 1 / 3,
-                 drop_above: float = 0.5) -> None:
+                 drop_above: float = 0.5, window: int = 0) -> None:
         if mode not in ("paper", "calibrated"):
             raise ValueError(f"fne: 'mode' must be 'paper' or 'calibrated', got {mode!r}")
         if rule not in self.RULES:
@@ -123,7 +126,10 @@ class FNESampler(Sampler):
         self.posterior = posterior
         self.mode, self.tau, self.margin, self.fn_cutoff = mode, float(tau), float(margin), float(fn_cutoff)
         self.min_confident, self.prior = int(min_confident), prior
+        if int(window) < 0:
+            raise ValueError(f"fne: 'window' must be >= 0, got {window}")
         self.rule, self.keep_fraction, self.drop_above = rule, float(keep_fraction), float(drop_above)
+        self.window = int(window)
         self._owns_posterior = posterior is None
         self.by_direction: dict[str, Any] = {}
         self._steps = self._active = 0
@@ -210,9 +216,17 @@ class FNESampler(Sampler):
             p[rows, cols] = self._prob_at(post, sims, pos_sims, rows, cols, pool)
         return p
 
-    def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext) -> tuple[Any, torch.Tensor]:
-        """The posterior of the call's direction and the cut-down mask ``[B, M]`` (``s <= mu+ - margin``)."""
+    def _outside_window(self, sims: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, M]`` bool: everything but each anchor's ``window`` most similar non-positives."""
+        return ~topk_mask(sims, positive_mask, self.window)
+
+    def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext,
+                           positive_mask: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The posterior of the call's direction and the cut-down mask ``[B, M]`` (``s <= mu+ - margin``, or
+        everything outside the anchor's top-``window`` non-positives when a window is set)."""
         post = self.by_direction.get(ctx.direction, self.posterior)
+        if self.window > 0:
+            return post, self._outside_window(sims, positive_mask)
         ref = ctx.positive_mean if self.mode == "calibrated" else None
         if ref is None:
             ref = float(post.pos_mean)
@@ -223,8 +237,8 @@ class FNESampler(Sampler):
     def _weights(self, sims, pos_sims, positive_mask, ctx):
         w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
-            return w
-        post, cut = self._posterior_and_cut(sims, ctx)
+            return w.masked_fill(self._outside_window(sims, positive_mask), 0.0) if self.window > 0 else w
+        post, cut = self._posterior_and_cut(sims, ctx, positive_mask)
         pool = pool_evidence(ctx) if self.mode == "calibrated" else None
         p = self._prob_above_cut(sims, pos_sims, ~cut, post, pool)
         if self.mode == "paper":
@@ -273,7 +287,7 @@ class FNESampler(Sampler):
         ctx = self._context(ctx, fields, sims)
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
-            post, cut = self._posterior_and_cut(sims, ctx)
+            post, cut = self._posterior_and_cut(sims, ctx, positive_mask)
             pool = pool_evidence(ctx)
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0

@@ -19,7 +19,10 @@ class OracleSampler(Sampler):
 
     * ``base="hardest"`` (default): weight 1 on the most similar non-relevant candidate;
     * ``base="simans"``: SimANS weights ``exp(-a (s - s+ - b)^2)`` over the ``top_k`` most
-      similar non-relevant candidates.
+      similar non-relevant candidates;
+    * ``base="window"``: uniform over the anchor's ``top_k`` most similar non-positives (the window is
+      chosen from the labels alone, as every sampler's is) with the relevant ones removed: the ceiling of
+      any false-negative filter on that window (``bench/regime_map.py``).
 
     A row whose candidates are all relevant falls back to its hardest non-positive (which
     is then a false negative): no better choice exists.
@@ -31,8 +34,8 @@ class OracleSampler(Sampler):
     needs_relevance = True
 
     def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100) -> None:
-        if base not in ("hardest", "simans"):
-            raise ValueError(f"oracle: 'base' must be 'hardest' or 'simans', got {base!r}")
+        if base not in ("hardest", "simans", "window"):
+            raise ValueError(f"oracle: 'base' must be 'hardest', 'simans' or 'window', got {base!r}")
         self.base, self.a, self.b, self.top_k = base, float(a), float(b), int(top_k)
 
     def _relevance(self, sims: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:
@@ -51,4 +54,6 @@ class OracleSampler(Sampler):
         blocked = self._blocked(sims, positive_mask, ctx)
         if self.base == "hardest":
             return topk_mask(sims, blocked, 1).to(sims.dtype)
+        if self.base == "window":
+            return (topk_mask(sims, positive_mask, self.top_k) & ~blocked).to(sims.dtype)
         return simans_weights(sims, pos_sims, self.a, self.b) * topk_mask(sims, blocked, self.top_k)

@@ -111,19 +111,26 @@ SAMPLERS.declare(
                       label="Share of the band kept, lowest P(FN) first", flag=True, when=(("rule", "keep"),)),
             ParamSpec("drop_above", 0.5, 0.01, 1.0, "rule 'drop': candidates with P_fn >= this are eliminated",
                       label="P(FN) at and above which a candidate is eliminated", flag=True,
-                      when=(("rule", "drop"),))),
+                      when=(("rule", "drop"),)),
+            ParamSpec("window", 0, 0, 1_000_000, "0: the band is everything above the cut-down; k > 0: each "
+                      "anchor's k most similar non-positives instead (no cut-down)", integer=True,
+                      label=f"Hardness window: the query's most similar candidates (0: the cut-down) {_COUNT}",
+                      flag=True)),
     meta={"playground_default": True})
 SAMPLERS.declare(
     "oracle", "fnlab.samplers.oracle:OracleSampler", label="Oracle (true false negatives removed)", short="oracle",
     summary="hardest or SimANS with the true false negatives removed (needs ground truth)",
-    params=(ParamSpec("base", "hardest", help="the sampler run on the non-relevant candidates",
-                      choices=("hardest", "simans"), label="Base sampler", flag=True),
+    params=(ParamSpec("base", "hardest", help="the sampler run on the non-relevant candidates: hardest, simans, or "
+                      "window (uniform over the top_k most similar non-positives, the relevant removed)",
+                      choices=("hardest", "simans", "window"), label="Base sampler", flag=True,
+                      choice_labels=("hardest non-relevant", "SimANS over the top k non-relevant",
+                                     "uniform over the top k, the relevant removed")),
             ParamSpec("a", 0.5, 0.0, 20.0, "SimANS sharpness (base='simans')",
                       label="Sharpness a of exp(−a (s − s⁺ − b)²)", flag=True, when=(("base", "simans"),)),
             ParamSpec("b", 0.0, -1.0, 1.0, "SimANS bias (base='simans')", label="Offset b (cosine similarity)",
                       flag=True, when=(("base", "simans"),)),
-            ParamSpec("top_k", 100, 1, 1000, "candidates considered (base='simans')", integer=True,
-                      label=f"Candidates considered {_COUNT}", flag=True, when=(("base", "simans"),))))
+            ParamSpec("top_k", 100, 1, 1_000_000, "candidates considered (base='simans' or 'window')", integer=True,
+                      label=f"Candidates considered {_COUNT}", flag=True)))
 
 # ---------------------------------------------------------------- related methods (docs/METHODS.md)
 SAMPLERS.declare(

@@ -169,6 +169,7 @@ class SampledObjective:
     def _reset_counts(self) -> None:
         self.picked, self.picked_fn = [0, 0], [0, 0]
         self.mined, self.mined_fn = 0, 0
+        self.margin_sum, self.margin_n = None, 0  # the picks' s - s+ (the draw's hardness), summed on the device
 
     @property
     def key_model(self) -> torch.nn.Module:
@@ -210,9 +211,11 @@ class SampledObjective:
 
     def epoch_metrics(self) -> dict[str, float]:
         """``sampled_fn_rate`` (and per direction where ground truth exists; ``mined_fn_rate`` over each anchor's
-        own mined candidates, ``PoolExtension.owners``) plus the sampler's own metrics."""
+        own mined candidates, ``PoolExtension.owners``), ``sampled_margin`` (the picks' mean ``s - s+``: how hard
+        the draw is) plus the sampler's own metrics."""
         total = sum(self.picked)
-        row = {"sampled_fn_rate": (sum(self.picked_fn) / total) if total else float("nan")}
+        row = {"sampled_fn_rate": (sum(self.picked_fn) / total) if total else float("nan"),
+               "sampled_margin": float(self.margin_sum) / self.margin_n if self.margin_n else float("nan")}
         if self.rel.rel is not None:
             row["sampled_fn_rate_i2t"] = self.picked_fn[0] / self.picked[0] if self.picked[0] else float("nan")
             row["sampled_fn_rate_t2i"] = self.picked_fn[1] / self.picked[1] if self.picked[1] else float("nan")
@@ -270,6 +273,10 @@ class SampledObjective:
         if self.num_picks is not None:
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_picks,
                                       generator=self.gen, ctx=ctx)
+        if idx is not None:  # the draw's hardness: mean s - s+ of the picks (no device sync per step)
+            margin = (sims.detach().gather(1, idx) - pos_sims.detach()[:, None]).sum()
+            self.margin_sum = margin if self.margin_sum is None else self.margin_sum + margin
+            self.margin_n += int(idx.numel())
         side = accepted_side(self.pick_loss, self.sampler.side_info(sims.detach(), pos_sims.detach(), pos_mask, ctx))
         loss = self.pick_loss(sims, pos_sims, pos_mask, neg_idx=idx, **side)
         if self.rel.rel is not None:

@@ -530,6 +530,22 @@ def _validate_epoch(run: _Setup, device: torch.device, epoch: int, mean_loss: fl
     return row
 
 
+def _last_epoch_metrics(config: TrainConfig, run: _Setup, device: torch.device,
+                        history: list[dict[str, float]]) -> dict[str, Any]:
+    """Retrieval metrics of the *last* epoch's model on the evaluated split, before the kept epoch is restored:
+    model selection must not hide a collapse (a sampler whose last epoch fell apart keeps an earlier one)."""
+    from fnlab.analysis.evaluate import r_precision, retrieval_recall
+
+    split = config.eval_splits[-1] if config.eval_splits else "val"
+    ds = run.eval_sets.get(split, run.val_ds)
+    ea = encode_side(run.model, ds.a_inputs, "a", device=device)
+    eb = encode_side(run.model, ds.b_inputs, "b", device=device)
+    rec, rel_rec = retrieval_recall(ea, eb, ds.b_to_a, relevance=ds.relevance)
+    return {"epoch": int(history[-1]["epoch"]) if history else 0, "split": split, "recall": rec,
+            "relevant_recall": rel_rec,
+            "r_precision": None if ds.relevance is None else r_precision(ea, eb, ds.relevance)}
+
+
 def _evaluate_run(config: TrainConfig, run: _Setup, device: torch.device, history: list[dict[str, float]]
                   ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]], Any]:
     """``(eval result, embeddings by split, posterior)`` of the kept model."""
@@ -603,8 +619,10 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                 cb.on_epoch_end(epoch, row)
 
         # ---------------------------------------------------------------- outputs
+        last = _last_epoch_metrics(config, setup, device, history)
         model.load_state_dict(selection.best[2])  # keep the best validation epoch, not the last
         result, embeddings, posterior = _evaluate_run(config, setup, device, history)
+        result["last_epoch"] = last
         fit_split = "val"
         if writer is None:
             return {"metrics": history, "eval": result, "model": model,
