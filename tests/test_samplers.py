@@ -319,6 +319,32 @@ def test_oracle_window_is_the_top_k_non_positives_without_the_relevant(k):
     torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask, blocked=mask | rel))
 
 
+def test_fne_keep_rule_on_a_large_band_draws_below_the_bands_p_quantile():
+    """A band wider than ``exact_band`` is drawn by rejection below the ``keep_fraction`` quantile of P estimated on
+    a sample of the band: almost every draw lies in the exact rule's kept set, spread over it, never on a positive;
+    a narrow band is drawn from the exact weights; the same seed gives the same draws."""
+    m, reps = 3000, 400
+    g = torch.Generator().manual_seed(3)
+    sims = (torch.rand(1, m, generator=g, dtype=torch.float64) * 1.6 - 0.8).expand(reps, -1).contiguous()
+    mask = torch.zeros(reps, m, dtype=torch.bool)
+    mask[:, 0] = True
+    pos = torch.full((reps,), 0.9, dtype=torch.float64)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.3, prior_pos=0.05)
+    smp = S.build("fne", posterior=post, rule="keep", window=10**6, tau=0.0)
+    exact = smp.weights(sims[:1], pos[:1], mask[:1])[0] > 0  # the lowest-P third of the 2999 non-positives
+    assert int(exact.sum()) == 1000
+    draws = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
+    inside = exact[draws].double().mean()
+    assert inside >= 0.9, inside  # the estimated quantile misses the exact one by a few percent at most
+    assert not mask[0, draws].any() and len(set(draws.tolist())) > 250  # spread over the kept set
+    again = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert torch.equal(draws, again)
+    small = S.build("fne", posterior=post, rule="keep", window=60, tau=0.0)
+    w = small.weights(sims[:1], pos[:1], mask[:1])[0]
+    d = small.sample(sims[:50], pos[:50], mask[:50], generator=torch.Generator().manual_seed(1))[:, 0]
+    assert (w[d] > 0).all()  # exact path: only the kept members of the 60-wide window
+
+
 def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
     """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
     those of its weights."""

@@ -97,6 +97,10 @@ class FNESampler(Sampler):
     needs_warmup = True  # the paper's first epoch is plain VSE++ before FNE samples
     #: calibrated draws: rejection rounds before an anchor is drawn from its exact weights
     max_tries = 8
+    #: rule 'keep': bands up to this size are drawn from their exact weights; larger ones by rejection below the
+    #: P quantile of a ``quantile_sample`` of the band (P at every pair of a whole pool would cost a step)
+    exact_band = 512
+    quantile_sample = 256
     #: calibrated mode's rules for P inside the band
     RULES = ("soft", "keep", "drop")
 
@@ -279,10 +283,13 @@ class FNESampler(Sampler):
         the pool's signals) at the drawn pairs only, about ``B / E[1 - P]`` of them, instead of at every
         pair above the cut. Anchors that keep nothing in ``max_tries`` rounds, or have nothing above the
         cut, are drawn from their exact weights (:meth:`weights`; an emptied row falls back to the base weights).
-        ``rule="drop"`` draws the same way and keeps a candidate when ``P < drop_above``.
+        ``rule="drop"`` draws the same way and keeps a candidate when ``P < drop_above``. ``rule="keep"`` draws a
+        band of at most :attr:`exact_band` candidates from its exact weights; a larger band (a wide window, the
+        whole pool) keeps a draw when its P is at most the ``keep_fraction`` quantile of P over a uniform sample of
+        :attr:`quantile_sample` band members: about the same distribution (the quantile is estimated), with P at
+        a few hundred pairs per anchor instead of thousands.
         """
-        if (self.mode != "calibrated" or self.rule == "keep" or int(k) != 1
-                or not _posterior_ready(self.posterior)):
+        if self.mode != "calibrated" or int(k) != 1 or not _posterior_ready(self.posterior):
             return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx, **fields)
         ctx = self._context(ctx, fields, sims)
         with torch.no_grad():
@@ -291,6 +298,10 @@ class FNESampler(Sampler):
             pool = pool_evidence(ctx)
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0
+            threshold = None
+            if self.rule == "keep":  # small bands: the exact weights; large ones: P below the band's quantile
+                todo &= (base > 0).sum(dim=1) > self.exact_band
+                threshold = self._keep_thresholds(post, sims, pos_sims, base > 0, todo, generator, pool)
             out = torch.zeros(sims.shape[0], dtype=torch.long, device=sims.device)
             for _ in range(self.max_tries):
                 rows = todo.nonzero(as_tuple=True)[0]
@@ -300,16 +311,37 @@ class FNESampler(Sampler):
                 p = self._prob_at(post, sims, pos_sims, rows, cols, pool)
                 if self.rule == "drop":
                     kept = p < self.drop_above
+                elif self.rule == "keep":
+                    kept = p <= threshold[rows]
                 else:
                     u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
                     kept = u >= p  # probability 1 - P
                 out[rows[kept]] = cols[kept]
                 todo[rows[kept]] = False
             rest = todo | (base.sum(dim=1) <= 0)
+            if self.rule == "keep":
+                rest |= (base > 0).sum(dim=1) <= self.exact_band
             if bool(rest.any()):
                 out[rest] = super().sample(sims[rest], pos_sims[rest], positive_mask[rest], k=1, generator=generator,
                                            ctx=ctx.rows(rest))[:, 0]
             return out[:, None]
+
+    def _keep_thresholds(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, band: torch.Tensor,
+                         rows_mask: torch.Tensor, generator: torch.Generator | None, pool: Any) -> torch.Tensor:
+        """``[B]`` for the rows ``rows_mask`` marks: the ``keep_fraction`` quantile of P over a uniform sample of
+        ``quantile_sample`` members of the row's band (``band [B, M]`` bool), so that the 'keep' rule can draw by
+        rejection (keep a draw when its P is at most the threshold) with P at the sampled and drawn pairs only."""
+        out = torch.full((sims.shape[0],), float("inf"), dtype=sims.dtype, device=sims.device)
+        rows = rows_mask.nonzero(as_tuple=True)[0]
+        if not rows.numel():
+            return out
+        keys = torch.rand(band[rows].shape, generator=generator, device=sims.device).masked_fill(~band[rows], -1.0)
+        n = min(self.quantile_sample, band.shape[1])
+        cols = keys.topk(n, dim=1).indices  # [R, n]: a uniform sample of each band (bands exceed n here)
+        p = self._prob_at(post, sims, pos_sims, rows[:, None].expand_as(cols).reshape(-1), cols.reshape(-1), pool)
+        kth = max(1, math.ceil(self.keep_fraction * n))
+        out[rows] = p.reshape(cols.shape).kthvalue(kth, dim=1).values
+        return out
 
     def _prob_at(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, pool: Any) -> torch.Tensor:
