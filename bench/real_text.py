@@ -34,17 +34,39 @@ SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "__
         "ensurepip", "venv", "pydoc_data", "test", "msilib", "winreg", "winsound", "_winapi", "nt"}
 
 
-def stdlib_docstrings(max_docs: int) -> list[tuple[str, str]]:
-    """``(first sentence, rest)`` of standard-library docstrings with at least two sentences."""
+#: third-party libraries whose documentation joins the standard library's in the larger corpus
+LIBRARIES = ("numpy", "scipy", "pandas", "sklearn")
+_LIBRARY_SKIP = ("tests", "_test", "conftest", "f2py", "__main__", "distutils", "setup", "_build_utils", "testing")
+
+
+def library_modules() -> list[str]:
+    """The standard library's module names, then every module of :data:`LIBRARIES` (tests and build tools left out)."""
+    import pkgutil
+
+    names = [m for m in sorted(sys.stdlib_module_names) if m not in SKIP and not m.startswith("_")]
+    for pkg in LIBRARIES:
+        try:
+            mod = importlib.import_module(pkg)
+        except ImportError:
+            continue
+        names.append(pkg)
+        names += [m.name for m in pkgutil.walk_packages(mod.__path__, pkg + ".", onerror=lambda _: None)
+                  if not any(x in m.name for x in _LIBRARY_SKIP)]
+    return names
+
+
+def stdlib_docstrings(max_docs: int, modules: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(first sentence, rest)`` of standard-library docstrings with at least two sentences (``modules``: these
+    modules instead, e.g. :func:`library_modules`)."""
     out, seen_names = [], set()
-    for mod_name in sorted(sys.stdlib_module_names):
+    for mod_name in (modules if modules is not None else sorted(sys.stdlib_module_names)):
         if mod_name in SKIP or mod_name.startswith("_"):
             continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mod = importlib.import_module(mod_name)
-        except Exception:  # noqa: BLE001 - platform-specific modules
+        except BaseException:  # noqa: BLE001 - platform-specific modules, and library modules that exit on import
             continue
         objs = [mod] + [v for _, v in inspect.getmembers(mod) if inspect.isfunction(v) or inspect.isclass(v)]
         for cls in [o for o in objs if inspect.isclass(o)]:

@@ -29,13 +29,19 @@ SAMPLERS = {"random": ("random", {}), "hardest": ("hardest", {}), "semihard": ("
             "fne calibrated": ("fne", {"mode": "calibrated"}), "oracle": ("oracle", {})}
 
 
-def write_pairs(root: Path, max_docs: int, plant: float, seed: int) -> dict:
-    """The docstring corpus in the ``pairs`` layout; returns its sizes."""
-    from real_text import stdlib_docstrings
+def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: str = "stdlib",
+                split_shares: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict:
+    """The docstring corpus in the ``pairs`` layout; returns its sizes. ``corpus``: ``"stdlib"`` (the standard
+    library's docstrings) or ``"libraries"`` (those plus numpy's, scipy's, pandas' and scikit-learn's);
+    ``split_shares``: train, validation and test shares of the documents."""
+    from real_text import library_modules, stdlib_docstrings
 
     from fnlab.data.minilm import embed_texts
 
-    pairs = stdlib_docstrings(max_docs)
+    pairs = stdlib_docstrings(max_docs, library_modules() if corpus == "libraries" else None)
+    if corpus == "libraries":  # one pair per distinct query sentence (libraries repeat their summaries)
+        seen: set[str] = set()
+        pairs = [(q, d) for q, d in pairs if not (q in seen or seen.add(q))]
     queries, docs = [q for q, _ in pairs], [d for _, d in pairs]
     rng = np.random.default_rng(seed)
     copies = rng.choice(len(docs), size=int(plant * len(docs)), replace=False)
@@ -49,7 +55,7 @@ def write_pairs(root: Path, max_docs: int, plant: float, seed: int) -> dict:
     np.save(root / "a.npy", embed_texts(corpus))
     # every document with the same text in the same split, so a query's duplicates are candidates beside it
     groups = {t: g for g, t in enumerate(by_text)}
-    split_of_group = rng.choice(["train", "val", "test"], size=len(groups), p=[0.7, 0.15, 0.15])
+    split_of_group = rng.choice(["train", "val", "test"], size=len(groups), p=list(split_shares))
     pd.DataFrame({"b": np.arange(len(queries)), "a": np.arange(len(queries)), "text": queries,
                   "split": [split_of_group[groups[d]] for d in docs]}).to_csv(root / "pairs.csv", index=False)
     pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
