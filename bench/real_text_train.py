@@ -29,6 +29,22 @@ SAMPLERS = {"random": ("random", {}), "hardest": ("hardest", {}), "semihard": ("
             "fne calibrated": ("fne", {"mode": "calibrated"}), "oracle": ("oracle", {})}
 
 
+def _embedded(queries: list[str], docs: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM embeddings of the queries and documents, cached under ``.fnlab_cache`` by a hash of the texts (the
+    corpora of every share of copies embed the same documents)."""
+    import hashlib
+
+    key = hashlib.sha256("\x00".join(queries + ["\x01"] + docs).encode()).hexdigest()[:16]
+    cache = Path(".fnlab_cache") / f"docstrings_{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return z["q"], z["d"]
+    q, d = embed(queries), embed(docs)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, q=q, d=d)
+    return q, d
+
+
 def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: str = "stdlib",
                 split_shares: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict:
     """The docstring corpus in the ``pairs`` layout; returns its sizes. ``corpus``: ``"stdlib"`` (the standard
@@ -45,21 +61,24 @@ def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: s
     queries, docs = [q for q, _ in pairs], [d for _, d in pairs]
     rng = np.random.default_rng(seed)
     copies = rng.choice(len(docs), size=int(plant * len(docs)), replace=False)
-    corpus = docs + [docs[i] for i in copies]
+    texts = docs + [docs[i] for i in copies]
     by_text: dict[str, list[int]] = {}
-    for j, t in enumerate(corpus):
+    for j, t in enumerate(texts):
         by_text.setdefault(t, []).append(j)
     rel = [(i, j) for i, d in enumerate(docs) for j in by_text[d]]
     root.mkdir(parents=True, exist_ok=True)
-    np.save(root / "b.npy", embed_texts(queries))
-    np.save(root / "a.npy", embed_texts(corpus))
+    q_emb, d_emb = _embedded(queries, docs, embed_texts)
+    np.save(root / "b.npy", q_emb)
+    np.save(root / "a.npy", d_emb[np.concatenate([np.arange(len(docs)), copies]).astype(np.int64)])  # copies: same rows
+    if corpus == "libraries":  # the same split of the documents whatever the share of copies
+        rng = np.random.default_rng([seed, 1])
     # every document with the same text in the same split, so a query's duplicates are candidates beside it
     groups = {t: g for g, t in enumerate(by_text)}
     split_of_group = rng.choice(["train", "val", "test"], size=len(groups), p=list(split_shares))
     pd.DataFrame({"b": np.arange(len(queries)), "a": np.arange(len(queries)), "text": queries,
                   "split": [split_of_group[groups[d]] for d in docs]}).to_csv(root / "pairs.csv", index=False)
     pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
-    return {"queries": len(queries), "documents": len(corpus), "copies": len(copies),
+    return {"queries": len(queries), "documents": len(texts), "copies": len(copies),
             "false_negatives": len(rel) - len(queries)}
 
 
