@@ -59,6 +59,7 @@ import contextlib
 import io
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -460,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                     jobs += [("r", (cell, k, a, seed)) for a in arms(k) if (cell, k, a, seed) not in done]
         print(f"{len(jobs)} jobs to run ({len(rows)} runs done before)", flush=True)
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(args.jobs) as pool:
+        # spawn, not fork: the parent has loaded the sentence encoder (torch threads), and a forked child
+        # that inherits those locks can hang before its first run
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futs = {pool.submit(run_density if kind == "d" else run_arm, job): (kind, job) for kind, job in jobs}
             for i, fut in enumerate(as_completed(futs), 1):
                 kind, job = futs[fut]
