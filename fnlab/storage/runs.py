@@ -34,10 +34,15 @@ Safety:
     interrupted run refuse anything else before any work, and remove a linked run as a link.
 
 Example:
-    >>> store = RunStore("runs")                                         # doctest: +SKIP
-    >>> w = store.create({"dataset": {"name": "shapes"}, "sampler": {"name": "fne"}})
-    >>> w.log_metrics({"epoch": 1, "loss": 0.4}); w.save_array("emb_a_val", emb)
-    >>> run = w.finalize(); store.list()
+    >>> import numpy as np
+    >>> store = RunStore("runs")
+    >>> w = store.create({"dataset": {"name": "shapes"}, "sampler": {"name": "fne"}}, name="demo")
+    >>> w.log_metrics({"epoch": 1, "loss": 0.4}); _ = w.save_array("emb_a_val", np.eye(3, dtype=np.float32))
+    >>> run = w.finalize()
+    >>> store.list()[["name", "dataset", "sampler", "loss"]].to_dict("records")
+    [{'name': 'demo', 'dataset': 'shapes', 'sampler': 'fne', 'loss': 0.4}]
+    >>> run.load_array("emb_a_val").shape
+    (3, 3)
 """
 
 from __future__ import annotations
