@@ -7,6 +7,7 @@ temporary copy of the source with a planted fault, to show that it fires."""
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,13 +55,18 @@ def _import_nodes(tree: ast.Module, module_level: bool) -> Iterator[ast.Import |
     yield from walk(tree.body)
 
 
+@functools.cache
+def _parse(source: str) -> ast.Module:
+    """One parse per distinct source text (the checks, and the planted copies, read the same files)."""
+    return ast.parse(source)
+
+
 def _imports(path: Path, root: Path = REPO, *, module_level: bool = False) -> Iterator[tuple[str, int]]:
     """``(imported name, line)`` of every import in ``path``, relative ones resolved to absolute names
     (``from a.b import c`` gives ``a.b.c``)."""
     mod = _module(path, root)
     package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in _import_nodes(tree, module_level):
+    for node in _import_nodes(_parse(path.read_text()), module_level):
         if isinstance(node, ast.Import):
             yield from ((alias.name, node.lineno) for alias in node.names)
         else:
@@ -147,8 +153,10 @@ def _module_cycle(root: Path = REPO) -> list[str] | None:
 @pytest.fixture
 def planted(tmp_path):
     """A copy of ``fnlab/`` and ``app/`` to plant faults in."""
-    for folder in ("fnlab", "app"):
-        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("fnlab", "app"):  # the Python files only
+        shutil.copytree(REPO / folder, tmp_path / folder,
+                        ignore=lambda d, names: [n for n in names if not n.endswith(".py") and not Path(d, n).is_dir()
+                                                 or n == "__pycache__"])
     return tmp_path
 
 
