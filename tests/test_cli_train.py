@@ -48,8 +48,10 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope" in err and "hardest" in err  # lists the valid names
     assert not (tmp_path / "r").exists()
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
         main(["train", "--help"])
+    assert stop.value.code == 0 and "usage: fnlab train" in capsys.readouterr().out
 
 
 def test_the_command_makes_openmp_threads_wait_passively():

@@ -1,13 +1,18 @@
 """The layers of docs/ARCHITECTURE.md hold: every fnlab module sits in a layer folder, imports (at module
 level or inside functions) only from its own layer or lower ones, the folders import each other without a
-cycle, and the engine never imports the app or streamlit. Read from the source with ``ast``; nothing is
-imported."""
+cycle, the modules' import-time imports form no cycle (inside a layer too), and the engine never imports
+the app or streamlit. Read from the source with ``ast``; nothing is imported. Each check is also run on a
+temporary copy of the source with a planted fault, to show that it fires."""
 
 from __future__ import annotations
 
 import ast
+import functools
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = {  # folder of fnlab/ -> layer, lowest first (docs/ARCHITECTURE.md)
@@ -21,19 +26,50 @@ LAYERS = {  # folder of fnlab/ -> layer, lowest first (docs/ARCHITECTURE.md)
 APP_LAYER = 5
 
 
-def _module(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+def _module(path: Path, root: Path = REPO) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> Iterator[tuple[str, int]]:
-    """``(imported name, line)`` of every import in ``path``, relative ones resolved to absolute names."""
-    mod = _module(path)
+def _import_nodes(tree: ast.Module, module_level: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement; with ``module_level``, only those that run when the module is imported: not
+    inside a function or class body, not under ``if TYPE_CHECKING:``."""
+    if not module_level:
+        yield from (n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom))
+        return
+
+    def walk(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+        for node in body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                yield node
+            elif isinstance(node, ast.If):
+                if "TYPE_CHECKING" not in ast.unparse(node.test):
+                    yield from walk(node.body)
+                yield from walk(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
+                    yield from walk(block)
+            elif isinstance(node, ast.With):
+                yield from walk(node.body)
+
+    yield from walk(tree.body)
+
+
+@functools.cache
+def _parse(source: str) -> ast.Module:
+    """One parse per distinct source text (the checks, and the planted copies, read the same files)."""
+    return ast.parse(source)
+
+
+def _imports(path: Path, root: Path = REPO, *, module_level: bool = False) -> Iterator[tuple[str, int]]:
+    """``(imported name, line)`` of every import in ``path``, relative ones resolved to absolute names
+    (``from a.b import c`` gives ``a.b.c``)."""
+    mod = _module(path, root)
     package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in _import_nodes(_parse(path.read_text()), module_level):
         if isinstance(node, ast.Import):
             yield from ((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
@@ -50,8 +86,78 @@ def _folder(name: str) -> str | None:
     return parts[1] if parts[1] in LAYERS else None
 
 
-def _engine_files() -> list[Path]:
-    return sorted(p for p in (REPO / "fnlab").rglob("*.py") if p != REPO / "fnlab" / "__init__.py")
+def _engine_files(root: Path = REPO) -> list[Path]:
+    return sorted(p for p in (root / "fnlab").rglob("*.py") if p != root / "fnlab" / "__init__.py")
+
+
+def _upward_imports(root: Path = REPO) -> list[str]:
+    upward = []
+    for path in _engine_files(root) + sorted((root / "app").rglob("*.py")):
+        here = _folder(_module(path, root))
+        layer = APP_LAYER if here is None else LAYERS[here]
+        for name, line in _imports(path, root):
+            if here is not None and name.split(".")[0] in ("app", "streamlit"):
+                upward.append(f"{path.relative_to(root)}:{line} imports {name} (the engine never imports the app)")
+            there = _folder(name)
+            if there is not None and LAYERS[there] > layer:
+                upward.append(f"{path.relative_to(root)}:{line} imports {name} ({there}/ is a higher layer)")
+    return upward
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path ``[a, b, ..., a]``, or ``None``."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return trail[trail.index(nxt):] + [node, nxt] if nxt in trail else trail + [node, nxt]
+            if nxt not in state and (found := visit(nxt, trail + [node])):
+                return found
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return None
+
+
+def _folder_cycle(root: Path = REPO) -> list[str] | None:
+    graph: dict[str, set[str]] = {f: set() for f in LAYERS}
+    for path in _engine_files(root):
+        here = _folder(_module(path, root))
+        for name, _ in _imports(path, root):
+            there = _folder(name)
+            if there is not None and there != here:
+                graph[here].add(there)
+    return _find_cycle(graph)
+
+
+def _module_cycle(root: Path = REPO) -> list[str] | None:
+    """A cycle among the engine's modules through the imports that run at import time (``from a import b``
+    names module ``a.b`` where that is a module, else ``a``). A package's ``__init__`` importing its own
+    modules is not a cycle by itself: only explicit imports count, never the implicit import of a parent
+    package."""
+    files = {_module(p, root): p for p in _engine_files(root)}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        for name, _ in _imports(path, root, module_level=True):
+            target = name if name in files else name.rpartition(".")[0]
+            if target in files and target != mod:
+                graph[mod].add(target)
+    return _find_cycle(graph)
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """A copy of ``fnlab/`` and ``app/`` to plant faults in."""
+    for folder in ("fnlab", "app"):  # the Python files only
+        shutil.copytree(REPO / folder, tmp_path / folder,
+                        ignore=lambda d, names: [n for n in names if not n.endswith(".py") and not Path(d, n).is_dir()
+                                                 or n == "__pycache__"])
+    return tmp_path
 
 
 def test_every_engine_module_sits_in_a_layer_folder():
@@ -60,37 +166,41 @@ def test_every_engine_module_sits_in_a_layer_folder():
 
 
 def test_imports_never_run_upward():
-    upward = []
-    for path in _engine_files() + sorted((REPO / "app").rglob("*.py")):
-        here = _folder(_module(path))
-        layer = APP_LAYER if here is None else LAYERS[here]
-        for name, line in _imports(path):
-            if here is not None and name.split(".")[0] in ("app", "streamlit"):
-                upward.append(f"{path.relative_to(REPO)}:{line} imports {name} (the engine never imports the app)")
-            there = _folder(name)
-            if there is not None and LAYERS[there] > layer:
-                upward.append(f"{path.relative_to(REPO)}:{line} imports {name} ({there}/ is a higher layer)")
+    upward = _upward_imports()
     assert not upward, "\n".join(upward)
 
 
 def test_layer_folders_import_each_other_without_a_cycle():
-    graph: dict[str, set[str]] = {f: set() for f in LAYERS}
-    for path in _engine_files():
-        here = _folder(_module(path))
-        for name, _ in _imports(path):
-            there = _folder(name)
-            if there is not None and there != here:
-                graph[here].add(there)
-    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    cycle = _folder_cycle()
+    assert cycle is None, f"import cycle between folders: {' -> '.join(cycle)}"
 
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            assert state.get(nxt) != 1, f"import cycle between folders: {' -> '.join(trail + [node, nxt])}"
-            if nxt not in state:
-                visit(nxt, trail + [node])
-        state[node] = 2
 
-    for folder in LAYERS:
-        if folder not in state:
-            visit(folder, [])
+def test_modules_import_each_other_without_a_cycle_at_import_time():
+    """Inside a layer too: two modules of ``analysis/`` importing each other at module level is a cycle."""
+    cycle = _module_cycle()
+    assert cycle is None, f"import cycle between modules (imports at module level): {' -> '.join(cycle)}"
+
+
+def test_each_check_fires_on_a_planted_fault(planted):
+    analysis = planted / "fnlab" / "analysis"
+    assert _module_cycle(planted) is None and _folder_cycle(planted) is None and not _upward_imports(planted)
+    # two modules of one layer importing each other at module level (relative and absolute spellings)
+    (analysis / "planted_a.py").write_text("from fnlab.analysis import planted_b\n")
+    (analysis / "planted_b.py").write_text("from .planted_a import something\n")
+    cycle = _module_cycle(planted)
+    assert cycle is not None and set(cycle) == {"fnlab.analysis.planted_a", "fnlab.analysis.planted_b"}, cycle
+    assert _folder_cycle(planted) is None  # one folder: the folder check cannot see it
+    # inside a function or under TYPE_CHECKING an import runs later (or never): not an import-time cycle
+    (analysis / "planted_b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                           "    from .planted_a import x\n\ndef f():\n"
+                                           "    from fnlab.analysis.planted_a import y\n")
+    assert _module_cycle(planted) is None
+    # a three-module cycle through a package's __init__
+    (analysis / "planted_b.py").write_text("import fnlab.analysis\n")
+    (analysis / "__init__.py").write_text((analysis / "__init__.py").read_text() + "from . import planted_a\n")
+    cycle = _module_cycle(planted)
+    assert cycle is not None and "fnlab.analysis" in cycle and "fnlab.analysis.planted_a" in cycle, cycle
+    # an upward import (data/ is below training/), and the folder cycle it makes
+    (planted / "fnlab" / "data" / "planted_up.py").write_text("def f():\n    from fnlab.training import train\n")
+    assert [u for u in _upward_imports(planted) if "planted_up.py:2 imports fnlab.training.train" in u]
+    assert _folder_cycle(planted) is not None

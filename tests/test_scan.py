@@ -281,7 +281,7 @@ def test_relative_estimator_flags_planted_duplicates_and_leaves_queries_without_
     q = c[:nq] + 0.4 * rng.standard_normal((nq, d)).astype(np.float32)
     c[nq:nq + 6] = c[:6] + 0.02 * rng.standard_normal((6, d)).astype(np.float32)  # planted false negatives
     positives = pd.DataFrame({"query": np.arange(nq - 2), "candidate": np.arange(nq - 2)})  # last 2: none
-    with pytest.warns(Warning):
+    with pytest.warns(ScanWarning, match="2 of 60 queries have no labelled positive"):
         res = scan(q, c, positives, top_k=3, estimator="relative", negative_sample=5000)
     t = res.table
     first = t[t["rank"] == 1].set_index("query")

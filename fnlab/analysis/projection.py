@@ -133,9 +133,9 @@ def umap_2d(
     Raises:
         ValueError: fewer than 3 rows, not 2-D, or NaN / infinite values.
 
-    Example:
+    Example (skipped by the doctest run: umap's first call in a process compiles for about a minute):
         >>> xy = umap_2d(np.random.default_rng(0).normal(size=(200, 16)), random_state=0)  # doctest: +SKIP
-        >>> xy.shape
+        >>> xy.shape  # doctest: +SKIP
         (200, 2)
     """
     emb = np.asarray(emb)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from fnlab.cli.options import integer
-from fnlab.core.files import dumps
 
 
 def _descriptions() -> dict[str, tuple[str, bool | None]]:
@@ -61,6 +60,8 @@ def add_parser(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from fnlab.core.files import dumps  # numpy and pandas: loaded by the command, not by --help
+
     rows = []
     for name, (desc, gt) in _descriptions().items():
         rows.append({"name": name, "ground_truth": {True: "yes", False: "no", None: "optional"}[gt],
@@ -90,6 +91,8 @@ def info_dict(name: str, split: str = "train", root: str | None = None, options:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from fnlab.core.files import dumps  # numpy and pandas: loaded by the command, not by --help
+
     options = dict(_parse_option(o) for o in args.option)
     info = info_dict(args.name, args.split, args.root, options)
     if args.json:

@@ -6,7 +6,6 @@ import argparse
 import math
 
 from fnlab.cli.options import integer
-from fnlab.core.files import dumps
 
 
 def add_parser(subparsers) -> None:
@@ -79,6 +78,8 @@ def _fmt(x) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fnlab.core.files import dumps  # numpy and pandas: loaded by the command, not by --help
+
     out = evaluate_run(args.run_dir, args.split, args.fn_top_k)
     if args.json:
         print(dumps(out))  # NaN as null, like every JSON fnlab writes

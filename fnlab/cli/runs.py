@@ -12,8 +12,6 @@ import json
 import os
 from pathlib import Path
 
-from fnlab.core.files import dumps
-
 _RUN_HELP = ("the run's folder, e.g. runs/my-run (a bare NAME that is nothing here is looked up in runs/); "
              "with --runs DIR: a run name inside DIR")
 
@@ -78,27 +76,57 @@ def resolve(ref: str, runs_root: str | None):
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from fnlab.core.files import dumps
     from fnlab.storage.runs import RunStore
 
     store = RunStore(args.runs_root or "runs")
     if store.root.exists() and not store.root.is_dir():
         raise NotADirectoryError(f"--runs {store.root}: not a folder; expected a run store folder")
-    df = store.list(include_incomplete=True, verify=args.verify)
+    rows = store.rows(include_incomplete=True, verify=args.verify)  # plain dicts: no numpy or pandas to load
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{c: r.get(c) for c in cols} for r in rows]  # every row has every column (null where missing)
     if args.json:
-        print(df.to_json(orient="records"))
+        print(dumps(rows, default=str))  # NaN as null, like every JSON fnlab writes
         return 0
-    if df.empty:
+    if not rows:
         print(f"no runs in {store.root}")
         return 0
-    problems = df.pop("problem")
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
-    for name, status, problem in zip(df["name"], df["status"], problems, strict=True):
-        if isinstance(problem, str) and problem:
-            print(f"{name} ({status}): {problem}")
+    print(format_table([{k: v for k, v in r.items() if k != "problem"} for r in rows]))
+    for r in rows:
+        if isinstance(r.get("problem"), str) and r["problem"]:
+            print(f"{r['name']} ({r['status']}): {r['problem']}")
     return 0
 
 
+def format_table(rows: list[dict]) -> str:
+    """Rows as a text table: one column per key (in order of first appearance), numbers right-aligned with
+    4 significant digits, missing values and NaN as ``-``."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    def numeric(c: str) -> bool:
+        return all(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool) or r.get(c) is None
+                   for r in rows)
+
+    cells = [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(cols)]
+    right = [numeric(c) for c in cols]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)).rstrip()
+
+    return "\n".join([line(cols), *(line(c) for c in cells)])
+
+
 def run_show(args: argparse.Namespace) -> int:
+    from fnlab.core.files import dumps  # numpy and pandas: loaded by the command, not by --help
+
     store, name = resolve(args.run, args.runs_root)
     run = store.load(name)
     run.verify()

@@ -28,13 +28,15 @@ import io
 import json
 import math
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas load in the functions that need them: reading JSON needs neither
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "FileFormatError",
@@ -131,13 +133,16 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
+    np = sys.modules.get("numpy")  # no numpy object exists unless numpy is loaded
+    if np is not None and isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
+    if np is not None and isinstance(obj, np.bool_ | np.integer | np.floating):
+        obj = obj.item()
+    if isinstance(obj, bool):
         return bool(obj)
-    if isinstance(obj, int | np.integer):
+    if isinstance(obj, int):
         return int(obj)
-    if isinstance(obj, float | np.floating):
+    if isinstance(obj, float):
         v = float(obj)
         return v if math.isfinite(v) else None
     if isinstance(obj, os.PathLike):
@@ -163,6 +168,8 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> 
 
 def save_npy(path: str | os.PathLike, arr: np.ndarray) -> Path:
     """Write one plain array as ``.npy`` atomically (object arrays refused: they would need pickling)."""
+    import numpy as np
+
     arr = np.asarray(arr)
     if arr.dtype.hasobject:
         raise TypeError(f"{path}: object arrays are not stored (they would need pickling)")
@@ -225,6 +232,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    import numpy as np
+
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(fh)
@@ -235,6 +244,8 @@ def _npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 def _read_npy(fh: BinaryIO, size: int, where: str, what: str, mmap_path: Path | None,
               mmap_mode: str | None) -> np.ndarray:
+    import numpy as np
+
     magic = fh.read(6)
     if magic.startswith(_ZIP_MAGIC):
         raise FileFormatError(f"{where}: is a .npz archive; expected {what} (a single array saved with np.save)")
@@ -320,6 +331,8 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
         FileNotFoundError: no such file. FileFormatError: folder, empty, unknown extension,
         unreadable, no rows, missing columns, a non-integer in an integer column.
     """
+    import pandas as pd
+
     columns = list(columns)
     role = f" ({label})" if label else ""
     if isinstance(source, bytes | bytearray | memoryview):
@@ -363,6 +376,9 @@ def read_table(source: str | os.PathLike | bytes, what: str = "a table", *, name
 
 def _integer_column(values: pd.Series, col: str, where: str, *, csv: bool) -> pd.Series:
     """``values`` as int64, or a FileFormatError naming the column and the first bad row."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype(np.int64)
     numeric = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_bool_dtype(values) else \

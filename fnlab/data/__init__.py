@@ -13,13 +13,16 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from fnlab.core.registry import Entry, Registry
-from fnlab.data.base import DatasetError, MatchingDataset
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fnlab.data.base import DatasetError, MatchingDataset
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -67,6 +70,13 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # the dataset types load on first use, so the registry's names are read without numpy or pandas
+    if name in ("DatasetError", "MatchingDataset"):
+        return getattr(importlib.import_module("fnlab.data.base"), name)
+    raise AttributeError(f"module 'fnlab.data' has no attribute {name!r}")
+
+
 def available() -> list[str]:
     """Names accepted by :func:`load` (besides a saved-dataset folder), in the registry's order."""
     return [e.name for e in DATASETS.entries()]
@@ -88,6 +98,8 @@ def split_indices(split_of_a: np.ndarray, split: str, where: str) -> np.ndarray:
     Raises:
         ValueError: ``split`` is not one of train, val, test, all.
     """
+    import numpy as np
+
     if split not in SPLITS:
         raise ValueError(f"{where}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if split == "all":

@@ -6,7 +6,7 @@ outside the vocabulary). Words are lower-cased runs of letters and digits.
 Example:
     >>> vocab = build_vocab(["a red circle", "a blue square"])
     >>> encode(["a red square", "a green circle"], vocab).tolist()
-    [[2, 5, 6], [2, 1, 3]]
+    [[2, 5, 6], [2, 1, 4]]
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ class DualEncoder(nn.Module):
     Example:
         >>> from fnlab.models.encoders import FeatureMLP
         >>> m = DualEncoder(FeatureMLP(8, 4), FeatureMLP(6, 4))
-        >>> m.encode_a(torch.randn(3, 8)).norm(dim=1)
-        tensor([1.0000, 1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
+        >>> m.encode_a(torch.randn(3, 8)).norm(dim=1).detach().round(decimals=4).tolist()  # unit rows
+        [1.0, 1.0, 1.0]
     """
 
     def __init__(self, encoder_a: nn.Module, encoder_b: nn.Module, spec: dict[str, Any] | None = None) -> None:

@@ -24,6 +24,7 @@ Estimators (:func:`available`, :func:`describe`, :func:`param_specs`):
 
 Example:
     >>> import numpy as np, scipy.sparse as sp
+    >>> from fnlab.posterior import PairContext, PairSignals, fit, prob_false_negative
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((200, 8)); x /= np.linalg.norm(x, axis=1, keepdims=True)
     >>> ctx = PairContext(x[:100], x[100:], sp.eye(100, format="csr", dtype=bool))
@@ -34,18 +35,35 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from fnlab.posterior.registry import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    available,
+    check_estimator,
+    describe,
+    param_specs,
+)
 
-from fnlab.core.registry import ParamSpec, Registry
-from fnlab.posterior.gaussian import PAPER_PRIOR, GaussianPosterior, RunningGaussianStats, normal_log_pdf
-from fnlab.posterior.mixture import MixturePosterior
-from fnlab.posterior.pu import PUPosterior
-from fnlab.posterior.relative import RelativePosterior
-from fnlab.posterior.signals import SIGNALS, PairContext, PairSignals, pair_member
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from fnlab.posterior.signals import PairContext, PairSignals
+
+# The estimator classes and the signal types load on first use (``fnlab.posterior.PUPosterior``), so the
+# registry's names are read without importing torch (``fnlab --help``).
+_LAZY = {
+    "PAPER_PRIOR": "fnlab.posterior.gaussian", "GaussianPosterior": "fnlab.posterior.gaussian",
+    "RunningGaussianStats": "fnlab.posterior.gaussian", "normal_log_pdf": "fnlab.posterior.gaussian",
+    "MixturePosterior": "fnlab.posterior.mixture", "PUPosterior": "fnlab.posterior.pu",
+    "RelativePosterior": "fnlab.posterior.relative", "SIGNALS": "fnlab.posterior.signals",
+    "PairContext": "fnlab.posterior.signals", "PairSignals": "fnlab.posterior.signals",
+    "pair_member": "fnlab.posterior.signals",
+}
 
 __all__ = [
     "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "GaussianPosterior", "MixturePosterior",
@@ -54,39 +72,14 @@ __all__ = [
     "param_specs", "prob_false_negative",
 ]
 
-#: the estimator fnlab fits unless told otherwise
-DEFAULT_ESTIMATOR = "pu"
-
-ESTIMATORS: Registry = Registry("posterior estimator")
-ESTIMATORS.register("paper")(GaussianPosterior)
-ESTIMATORS.register("mixture")(MixturePosterior)
-ESTIMATORS.register("relative")(RelativePosterior)
-ESTIMATORS.register("pu")(PUPosterior)
-
-_DESCRIPTIONS = {
-    "pu": "positive-unlabelled Gaussian mixture over all signals of a pair (similarity, margin to the "
-          "query's positive, similarity to the labelled positive and to the candidate's labelled queries, "
-          "mutual rank), prior estimated by EM",
-    "relative": "per-anchor mixture on the margin s - s+ to the query's labelled positive, prior estimated by EM",
-    "mixture": "mixture on the similarity s alone, positive component at the labelled pairs' moments, "
-               "prior estimated by EM",
-    "paper": "FNE's posterior: Gaussians on labelled positives and hardest negatives, prior fixed at 1e-4",
-}
-
 #: names older runs wrote in posterior.json, read as today's estimators
 _LEGACY = {"gaussian": "paper", "anchored": "mixture"}
 
 
-def available() -> list[str]:
-    """Estimator names accepted by :func:`fit`, the default first."""
-    return [DEFAULT_ESTIMATOR, *[n for n in ESTIMATORS.available() if n != DEFAULT_ESTIMATOR]]
-
-
-def check_estimator(name: str) -> str:
-    """``name`` if it is an estimator, else ``ValueError`` listing the valid names (no work done)."""
-    if name not in ESTIMATORS.available():
-        raise ValueError(f"unknown posterior estimator {name!r}; valid names: {', '.join(available())}")
-    return name
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fnlab.posterior' has no attribute {name!r}")
 
 
 def check_prior(prior: float | str) -> float | str:
@@ -100,16 +93,6 @@ def check_prior(prior: float | str) -> float | str:
     if not 0.0 < value < 1.0:
         raise ValueError(f"prior must be 'auto' or a number in (0, 1), got {prior!r}")
     return value
-
-
-def describe(name: str) -> str:
-    """One line on what estimator ``name`` computes."""
-    return _DESCRIPTIONS[check_estimator(name)]
-
-
-def param_specs(name: str) -> list[ParamSpec]:
-    """The tunable parameters of estimator ``name``."""
-    return ESTIMATORS.param_specs(check_estimator(name))
 
 
 def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: int = 0, **params: Any) -> Any:
@@ -143,6 +126,8 @@ def fit_dataset(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, name: str = 
 
     Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]`` unit rows of the split's items.
     """
+    from fnlab.posterior.signals import PairContext
+
     check_estimator(name)
     return fit(name, PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction), prior=prior,
                seed=seed, **params)
@@ -159,6 +144,8 @@ def prob_false_negative(posterior: Any, signals: PairSignals | Any, pos_sims: An
     Returns:
         a tensor shaped like the similarities.
     """
+    from fnlab.posterior.signals import PairSignals
+
     if not isinstance(signals, PairSignals):
         signals = PairSignals.of(signals, pos_sims)
     return posterior.prob_false_negative(signals)
@@ -170,6 +157,11 @@ def from_params(params: dict[str, Any]) -> Any:
     Raises:
         ValueError: a missing or non-numeric field, or an unknown ``estimator``.
     """
+    from fnlab.posterior.gaussian import GaussianPosterior
+    from fnlab.posterior.mixture import MixturePosterior
+    from fnlab.posterior.pu import PUPosterior
+    from fnlab.posterior.relative import RelativePosterior
+
     if not isinstance(params, dict):
         raise ValueError(f"posterior params must be a dict, got {type(params).__name__}")
     est = params.get("estimator", "paper")

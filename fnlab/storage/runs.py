@@ -34,10 +34,15 @@ Safety:
     interrupted run refuse anything else before any work, and remove a linked run as a link.
 
 Example:
-    >>> store = RunStore("runs")                                         # doctest: +SKIP
-    >>> w = store.create({"dataset": {"name": "shapes"}, "sampler": {"name": "fne"}})
-    >>> w.log_metrics({"epoch": 1, "loss": 0.4}); w.save_array("emb_a_val", emb)
-    >>> run = w.finalize(); store.list()
+    >>> import numpy as np
+    >>> store = RunStore("runs")
+    >>> w = store.create({"dataset": {"name": "shapes"}, "sampler": {"name": "fne"}}, name="demo")
+    >>> w.log_metrics({"epoch": 1, "loss": 0.4}); _ = w.save_array("emb_a_val", np.eye(3, dtype=np.float32))
+    >>> run = w.finalize()
+    >>> store.list()[["name", "dataset", "sampler", "loss"]].to_dict("records")
+    [{'name': 'demo', 'dataset': 'shapes', 'sampler': 'fne', 'loss': 0.4}]
+    >>> run.load_array("emb_a_val").shape
+    (3, 3)
 """
 
 from __future__ import annotations
@@ -49,13 +54,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from fnlab.core import files, ownership
 from fnlab.core.files import FileFormatError, atomic_write, pause_point
+
+if TYPE_CHECKING:  # numpy and pandas load where arrays and tables are read: listing runs needs neither
+    import numpy as np
+    import pandas as pd
 
 STAGING = ".staging"
 MARKER = "run.json"
@@ -98,6 +104,8 @@ def _with_ext(name: str, ext: str, what: str) -> str:
 
 def _numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Columns whose values are all numbers or null become float/int (null -> NaN: the JSON NaN policy)."""
+    import pandas as pd
+
     for col in df.columns:
         if df[col].dtype == object:
             vals = [v for v in df[col] if v is not None]
@@ -106,20 +114,35 @@ def _numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _read_metrics(folder: Path) -> pd.DataFrame:
+def _metric_rows(folder: Path) -> list[dict[str, Any]]:
+    """The rows of ``folder/metrics.jsonl`` as dicts (none when the file is missing).
+
+    Raises:
+        FileFormatError: a line that is not a JSON object (named by its number).
+    """
     path = folder / METRICS
     if not path.is_file():
-        return pd.DataFrame()
+        return []
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             raise FileFormatError(f"{path}: line {i} is not valid JSON ({err}); expected one JSON object "
                                   "per line") from None
-    return _numeric_columns(pd.DataFrame(rows))
+        if not isinstance(row, dict):
+            raise FileFormatError(f"{path}: line {i} holds a JSON {type(row).__name__}; expected one JSON "
+                                  "object per line")
+        rows.append(row)
+    return rows
+
+
+def _read_metrics(folder: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    return _numeric_columns(pd.DataFrame(_metric_rows(folder)))
 
 
 def _file_record(path: Path) -> dict[str, Any]:
@@ -153,6 +176,8 @@ class _Files:
 
     def save_table(self, name: str, df: pd.DataFrame) -> Path:
         """Write ``NAME.parquet`` atomically."""
+        import pandas as pd
+
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"save_table({name!r}): expected a pandas DataFrame, got {type(df).__name__}")
         return files.write_table(self._file(name, ".parquet", "table name"), df, "parquet")
@@ -172,6 +197,8 @@ class _Files:
 
     def load_table(self, name: str) -> pd.DataFrame:
         """``NAME.parquet``."""
+        import pandas as pd
+
         path = self._file(name, ".parquet", "table name")
         self._check(path.name)
         if not path.is_file():
@@ -331,6 +358,8 @@ class RunWriter(_Files):
 
     def save_array(self, name: str, arr: np.ndarray) -> Path:
         """Write ``NAME.npy`` atomically (plain arrays only, never pickled)."""
+        import numpy as np
+
         self._check_open()
         path = self._file(name, ".npy", "array name")
         arr = np.asarray(arr)
@@ -595,15 +624,16 @@ class RunStore:
             if status == "complete":
                 run = Run(folder)
                 run.verify(full=verify)  # sizes only unless asked: cheap enough for a listing
-                config, created, metrics = run.config, run.info.get("created"), run.metrics
+                run._check(METRICS)
+                config, created, metrics = run.config, run.info.get("created"), _metric_rows(folder)
             else:
                 config = files.read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
                 created = datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(timespec="seconds")
-                metrics = _read_metrics(folder)
+                metrics = _metric_rows(folder)
         except (OSError, ValueError) as err:
             row["status"] = "corrupt" if status == "complete" else status
             problem = str(err)
-            config, created, metrics = {}, None, pd.DataFrame()
+            config, created, metrics = {}, None, []
             try:  # still show what the run was, where its config is readable
                 config = files.read_json(folder / CONFIG)
                 created = files.read_json(folder / MARKER).get("created")
@@ -616,7 +646,8 @@ class RunStore:
         ds, sampler = config.get("dataset"), config.get("sampler")
         row.update(created=created, dataset=ds.get("name") if isinstance(ds, dict) else ds,
                    sampler=sampler.get("name") if isinstance(sampler, dict) else sampler)
-        last = metrics.iloc[-1].to_dict() if len(metrics) else {}
+        last = {k: None for m in metrics for k in m}  # every metric of the run, its last value
+        last.update(metrics[-1] if metrics else {})
         row.update({k: v for k, v in last.items() if k not in row})
         row["problem"] = problem
         return row
@@ -633,6 +664,18 @@ class RunStore:
                         "problem": _not_a_run(p).split(": ", 1)[1].removeprefix("not a run (").rstrip(")")})
         return out
 
+    def rows(self, *, include_incomplete: bool = False, verify: bool = False) -> list[dict[str, Any]]:
+        """:meth:`list` as plain dicts, newest first (read without numpy or pandas: ``fnlab runs list``)."""
+        rows = [self._row(name, self.root / name, "complete", verify=verify) for name in self.names()]
+        if include_incomplete:
+            rows += self._not_runs()
+            rows += [self._row(name, self.staging / name, "running" if self.is_running(name) else "interrupted")
+                     for name in self.in_progress()]
+        else:
+            rows = [{k: v for k, v in r.items() if k not in ("status", "problem")} for r in rows
+                    if r["status"] == "complete"]
+        return sorted(rows, key=lambda r: (r["created"] or "", r["name"]), reverse=True)
+
     def list(self, *, include_incomplete: bool = False, verify: bool = False) -> pd.DataFrame:
         """Runs, newest first: ``name, created, dataset, sampler`` and the last metrics row.
 
@@ -644,23 +687,17 @@ class RunStore:
                 ``problem``. Without it, only readable complete runs are listed.
             verify: check every recorded file's sha256 too (a flipped bit), not only its size.
         """
-        rows = [self._row(name, self.root / name, "complete", verify=verify) for name in self.names()]
-        if include_incomplete:
-            rows += self._not_runs()
-            rows += [self._row(name, self.staging / name, "running" if self.is_running(name) else "interrupted")
-                     for name in self.in_progress()]
-        else:
-            rows = [{k: v for k, v in r.items() if k not in ("status", "problem")} for r in rows
-                    if r["status"] == "complete"]
+        import pandas as pd
+
+        rows = self.rows(include_incomplete=include_incomplete, verify=verify)
         cols = ["name", "created", "dataset", "sampler"]
         if include_incomplete:
             cols = ["name", "status", "created", "dataset", "sampler"]
         if not rows:
             return pd.DataFrame(columns=cols + (["problem"] if include_incomplete else []))
         df = pd.DataFrame(rows)
-        df["_created"] = df["created"].fillna("")
-        df = df.sort_values(["_created", "name"], ascending=False, kind="stable").drop(columns="_created")
-        return df.reset_index(drop=True)
+        metrics = _numeric_columns(df.drop(columns=[c for c in [*cols, "problem"] if c in df.columns]))
+        return df.assign(**{c: metrics[c] for c in metrics.columns})
 
     def delete(self, name: str) -> None:
         """Remove run ``name``: complete, corrupt, or interrupted (its staging folder).
