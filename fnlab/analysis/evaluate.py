@@ -352,7 +352,7 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
 
             ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i")
             out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior, ctx)
-            out["fn_detection"]["prior_estimated"] = float(getattr(posterior, "prior_pos", float("nan")))
+            out["fn_detection"]["prior_estimated"] = float(posterior.prior_pos)
             top = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend), posterior, ctx)
             out["fn_detection_topk"] = {"k": int(fn_top_k), **top}
     return out

@@ -294,8 +294,8 @@ def scan_posterior(ctx: Any, posterior: Any, estimator: str, prior: float | str,
         post, prior_method = fit_scan_posterior(estimator, prior, ctx, seed=seed)
     else:
         post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
-        estimator = getattr(post, "estimator", "given")
-    for msg in ctx.notes + list(getattr(post, "notes", ())):
+        estimator = post.estimator
+    for msg in ctx.notes + list(post.notes):
         if msg not in notes:
             notes.append(msg)
     return post, prior_method, estimator
@@ -560,7 +560,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
         "prior_estimated": float(post.prior_pos),
-        "signals": [n for n in getattr(post, "features_", ("similarity",))],
+        "signals": list(post.signals),
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),

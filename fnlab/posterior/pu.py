@@ -79,6 +79,7 @@ import numpy as np
 import torch
 
 from fnlab.core.registry import ParamSpec
+from fnlab.posterior.base import Status
 from fnlab.posterior.signals import PairContext, PairSignals
 
 __all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
@@ -174,7 +175,7 @@ class PUPosterior:
     """
 
     estimator = "pu"
-    uses_signals = True
+    ready = True
     PARAMS = (
         ParamSpec("top_k", 10, 1, 200, "each query's most similar unlabelled candidates in the fit sample",
                   integer=True),
@@ -196,9 +197,26 @@ class PUPosterior:
         self.notes = tuple(notes)
         self._linear: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # fitted parameters never change
 
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The pair signals its features are made of (:class:`fnlab.posterior.base.Posterior`)."""
+        needs = {sig for f in self.features_ for sig in FEATURES[f]} | {"similarity"}
+        from fnlab.posterior.signals import SIGNALS
+
+        return tuple(n for n in SIGNALS if n in needs)
+
+    @property
+    def status(self) -> Status:
+        """Uncalibrated when the EM stopped unconverged or its prior ran to a bound."""
+        if self.prior_pos <= PRIOR_FLOOR * 10 or self.prior_pos >= PRIOR_CAP * 0.9:
+            return Status(False, f"the prior ran to its bound ({self.prior_pos:.2g})")
+        if self.n_iter_ > 0 and not self.converged_:
+            return Status(False, f"the EM stopped unconverged after {self.n_iter_} iterations")
+        return Status()
+
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, ctx: PairContext, *, prior: float | str = "auto", seed: int = 0, top_k: int = 10,
+    def fit_context(cls, ctx: PairContext, *, prior: float | str = "auto", seed: int = 0, top_k: int = 10,
             n_random: int = 50_000, max_queries: int = 20_000, max_iter: int = 300,
             tol: float = 1e-5) -> PUPosterior:
         """Fit on a :class:`PairContext` (labels only, never ground truth).
