@@ -24,11 +24,22 @@ from pathlib import Path
 import numpy as np
 
 
-def ensure_run(dataset: str, root: Path, seed: int) -> Path:
-    out = root / f"{dataset}-seed{seed}"
+#: dataset options that give a test split of at least 1,000 images (digits has 1,797 images in all;
+#: digits-precomp also holds out a pretraining fold)
+N_TEST_OPTIONS = {
+    "shapes": ("n_test=1000",),
+    "shapes-precomp": ("n_test=1000",),
+    "digits": ("n_test=1000", "n_val=300"),
+    "digits-precomp": ("n_test=1000", "n_val=200", "n_pretrain=300"),
+}
+
+
+def ensure_run(dataset: str, root: Path, seed: int, options: tuple[str, ...] = ()) -> Path:
+    tag = "".join(f"-{o.replace('=', '')}" for o in options)
+    out = root / f"{dataset}{tag}-seed{seed}"
     if not (out / "run.json").exists():
         cmd = [sys.executable, "-m", "fnlab.cli", "train", "--dataset", dataset, "--seed", str(seed), "--out", str(out),
-               "--no-progress", "--overwrite"]
+               "--no-progress", "--overwrite", *[a for o in options for a in ("-o", o)]]
         print("$", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
     return out
