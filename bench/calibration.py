@@ -41,7 +41,9 @@ family                    what it stands for
 ``labels-2``, ``-20``,    ``copies-0.25`` where only 2, 20 or 2,000 queries keep their label (the
 ``-2000``                 others' matches are all unlabelled)
 ``share-1e-4`` ...        the share of false negatives among unlabelled pairs swept from 1e-4
-``share-0.3``             to 0.3 (copies for the small shares, class-level groups for the large)
+``share-0.3``             to 0.3: near-copies in query -> document data for 1e-4 and 1e-3, class-level
+                          groups with two captions an item (image-text) for 1e-2, 0.1 and 0.3 (where
+                          many matches a query are the rule, several captions an item are too)
 ========================  =====================================================================
 
     python bench/calibration.py                          # every family, 1 seed
@@ -111,12 +113,12 @@ FAMILIES: dict[str, WorldSpec] = {
     "labels-2000": WorldSpec(n_clusters=200, copy_share=0.05, copy_noise=0.25, n_labelled=2000),
     "share-1e-4": WorldSpec(n_clusters=200, copy_share=0.25, copy_noise=0.2),
     "share-1e-3": WorldSpec(n_groups=500, n_clusters=50, copy_share=1.0, copy_noise=0.2),
-    "share-1e-2": WorldSpec(n_groups=100, group_size=40, item_noise=0.5, targets="all", mix=0.5,
-                            queries_per_target=1, n_clusters=20),
-    "share-0.1": WorldSpec(n_groups=10, group_size=400, item_noise=0.7, targets="all", mix=0.5,
-                           queries_per_target=1),
-    "share-0.3": WorldSpec(n_groups=3, group_size=1300, item_noise=0.8, targets="all", mix=0.5,
-                           queries_per_target=1),
+    "share-1e-2": WorldSpec(n_groups=50, group_size=40, item_noise=0.8, targets="all", mix=0.5,
+                            queries_per_target=2, query_noise=(0.5, 1.4), n_clusters=10, cluster_noise=0.7),
+    "share-0.1": WorldSpec(n_groups=10, group_size=200, item_noise=1.0, targets="all", mix=0.5,
+                           queries_per_target=2, query_noise=(0.5, 1.4), n_clusters=3, cluster_noise=0.7),
+    "share-0.3": WorldSpec(n_groups=3, group_size=660, item_noise=1.2, targets="all", mix=0.5,
+                           queries_per_target=2, query_noise=(0.5, 1.4), n_clusters=1, cluster_noise=0.7),
 }
 
 #: families whose false negatives are planted copies (the precision/recall target applies)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 #: dataset options that give a test split of at least 1,000 images (digits has 1,797 images in all;
 #: digits-precomp also holds out a pretraining fold)
 N_TEST_OPTIONS = {

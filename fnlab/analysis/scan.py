@@ -261,7 +261,9 @@ def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, s
 
 # ------------------------------------------------------------------------------------ fitting
 def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: int = 0):
-    """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`.
+    """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`,
+    calibrated for the rows the scan shows (``window`` = the context's window, the scan's ``top_k``) where
+    the estimator has that parameter.
 
     One entry point for every engine (local, ``fnlab.analysis.scale.ray_scan``).
 
@@ -273,8 +275,9 @@ def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: in
     """
     from fnlab import posterior as post_mod
 
+    extra = {"window": ctx.window} if any(p.name == "window" for p in post_mod.param_specs(estimator)) else {}
     try:
-        post = post_mod.fit(estimator, ctx, prior=prior, seed=seed)
+        post = post_mod.fit(estimator, ctx, prior=prior, seed=seed, **extra)
     except ValueError as err:
         raise ScanInputError(f"posterior estimator {estimator!r}: {err}") from None
     how = f"fnlab.posterior.fit({estimator!r}, prior={prior!r}): {post_mod.describe(estimator)}"
@@ -295,6 +298,13 @@ def scan_posterior(ctx: Any, posterior: Any, estimator: str, prior: float | str,
     else:
         post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
         estimator = post.estimator
+    if post.window is not None and post.window != ctx.window:
+        # a posterior calibrated for another window (a run's, for its top 10): pairs are placed in its window
+        notes.append(f"the posterior is calibrated for each query's top {post.window} candidates; rows ranked "
+                     f"below that get its pool calibration")
+        ctx.window = post.window
+    if not post.status.calibrated:
+        notes.append(f"P(false negative) is {post.status}: read it as a ranking, not as a probability")
     for msg in ctx.notes + list(post.notes):
         if msg not in notes:
             notes.append(msg)
@@ -302,7 +312,8 @@ def scan_posterior(ctx: Any, posterior: Any, estimator: str, prior: float | str,
 
 
 def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
-                   similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None) -> pd.DataFrame:
+                   similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None,
+                   thresholds: np.ndarray | None = None) -> pd.DataFrame:
     """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
 
     The one place a fitted posterior is applied to scanned rows; the local scan and the Ray
@@ -314,25 +325,33 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
         similarity: ``[R]`` float32; positive_similarity: ``[R]`` float32 (NaN without a positive).
         ctx: the :class:`fnlab.posterior.PairContext` of the scan: with it the posterior sees every
             signal of each pair; without, only the similarity and the positive similarity.
+        thresholds: ``[R]`` each row's query's ``window``-th unlabelled similarity (``window``: the
+            posterior's), from the scan's own search; without it the context searches for them.
 
     Returns:
-        DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``.
+        DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``, ``why``
+        (the evidence behind P in words, for rows with P >= 0.05: :mod:`fnlab.posterior.reasons`).
     """
     from fnlab.posterior import PairSignals, prob_false_negative
+    from fnlab.posterior.reasons import explain
 
     sims = np.ascontiguousarray(similarity, dtype=np.float32)
     best = np.ascontiguousarray(positive_similarity, dtype=np.float32)
     query = np.asarray(query, dtype=np.int64)
     candidate = np.asarray(candidate, dtype=np.int64)
     p_fn = np.empty(sims.shape, dtype=np.float32)
+    why = np.full(sims.shape, "", dtype=object)
     for i in range(0, sims.size, TABLE_CHUNK_ROWS):  # signals are float64 [rows, m]: bound their memory
         part = slice(i, i + TABLE_CHUNK_ROWS)
         if ctx is not None:
             signals = ctx.signals(query[part], candidate[part])
             signals.similarity = torch.from_numpy(sims[part].astype(np.float64))  # the searched score, as written
+            if thresholds is not None and signals.query_threshold is not None:
+                signals.query_threshold = torch.from_numpy(np.asarray(thresholds[part], np.float64))
         else:
             signals = PairSignals.of(torch.from_numpy(sims[part]), torch.from_numpy(best[part]))
         p_fn[part] = prob_false_negative(posterior, signals).double().numpy()
+        why[part] = explain(posterior, signals, probs=p_fn[part])
     return pd.DataFrame({
         "query": query,
         "candidate": candidate,
@@ -340,7 +359,29 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
         "similarity": sims,
         "positive_similarity": best,
         "p_false_negative": p_fn,
+        "why": why,
     })
+
+
+def window_thresholds(scores: np.ndarray, window: int) -> np.ndarray:
+    """``[Nq]`` each query's ``window``-th best unlabelled similarity from a scan's ``scores [Nq, k]``
+    (``-inf`` where a query has fewer candidates; ``k`` below ``window``: every row is in the window)."""
+    if scores.shape[1] < window:
+        return np.full(scores.shape[0], -np.inf, dtype=np.float32)
+    col = scores[:, window - 1]
+    return np.where(np.isfinite(col), col, -np.inf).astype(np.float32)
+
+
+def status_fields(post: Any) -> dict[str, Any]:
+    """The summary's account of the posterior's calibration (every engine): ``status`` ("calibrated" or
+    "uncalibrated: rank only"), ``status_reason``, ``calibration_window`` (each query's top candidates it
+    is calibrated for; ``None``: not window-specific) and ``prior_window`` (the share of matches it puts
+    among them, where it has one)."""
+    out = {"status": post.status.label, "status_reason": post.status.reason, "calibration_window": post.window}
+    prior_window = post.params().get("prior_window")
+    if prior_window is not None:
+        out["prior_window"] = float(prior_window)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- scan
@@ -486,7 +527,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     del q_raw, c_raw
 
     no_pos, policy = announce_notes(pos, estimator, notes)
-    ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed)
+    ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed,
+                      window=int(top_k))
 
     # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
     # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair
@@ -525,6 +567,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         if bar is not None:
             bar.close()
     t_search = time.perf_counter() - t_search
+    if scores.shape[1] >= ctx.window:
+        ctx.set_topk(scores.shape[1], scores, idx)  # the window's thresholds come from this search, not a second one
     recall = None
     if recall_check:
         rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
@@ -539,7 +583,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     keep = flat_idx >= 0
     query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
     table = suspects_table(post, query_col, flat_idx[keep], np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
-                           scores.ravel()[keep], best_pos[query_col], ctx=ctx)
+                           scores.ravel()[keep], best_pos[query_col], ctx=ctx,
+                           thresholds=window_thresholds(scores, ctx.window)[query_col])
     p_fn = table["p_false_negative"].to_numpy()
     t_table = time.perf_counter() - t_table
 
@@ -560,6 +605,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
         "prior_estimated": float(post.prior_pos),
+        **status_fields(post),
         "signals": list(post.signals),
         "prior_method": prior_method,
         "posterior": params,

@@ -16,6 +16,9 @@ member                      meaning
 ``pos_mean``                the mean labelled-positive similarity (FNE's cut-down reads it)
 ``ready``                   whether it can be applied now (FNE's running statistics wait for
                             enough confident pairs; a fitted posterior always can)
+``window``                  the candidates a query shows in a scan it was calibrated for (``None``:
+                            it does not depend on the ranking); contexts that apply it are built
+                            with this ``window``
 ``status``                  :class:`Status`: whether its numbers are calibrated probabilities
                             or a ranking only, and why
 ``notes``                   what the fit decided and why, one line each
@@ -94,6 +97,7 @@ class Posterior(Protocol):
     prior_pos: float
     pos_mean: float
     ready: bool
+    window: int | None
     status: Status
     notes: tuple[str, ...]
 
@@ -142,6 +146,7 @@ class PosteriorBase:
     prior_pos: float = float("nan")
     pos_mean: float = float("nan")
     ready: bool = True
+    window: int | None = None
     status: Status = Status()
     notes: tuple[str, ...] = ()
 

@@ -63,6 +63,7 @@ class GaussianPosterior:
     #: the pair signals it reads (:class:`fnlab.posterior.base.Posterior`)
     signals: ClassVar[tuple[str, ...]] = ("similarity",)
     ready: ClassVar[bool] = True
+    window: ClassVar[int | None] = None
     notes: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
@@ -194,6 +195,7 @@ class RunningGaussianStats:
     estimator = "paper"
     signals = ("similarity",)
     notes = ()
+    window = None
     status = Status(False, "FNE's running statistics over confident in-batch pairs, prior fixed, not estimated")
 
     def __init__(self, min_count: int = 200, prior_pos: float = 1e-4, variance: str = "paper",

@@ -39,6 +39,7 @@ class RelativePosterior:
 
     signals = ("similarity", "positive_similarity")
     ready = True
+    window = None
     notes = ()
 
     def __init__(self, delta: Any, *, pos_mean: float, pos_std: float) -> None:
