@@ -344,8 +344,8 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
     for i in range(0, sims.size, TABLE_CHUNK_ROWS):  # signals are float64 [rows, m]: bound their memory
         part = slice(i, i + TABLE_CHUNK_ROWS)
         if ctx is not None:
-            signals = ctx.signals(query[part], candidate[part])
-            signals.similarity = torch.from_numpy(sims[part].astype(np.float64))  # the searched score, as written
+            # the searched score, as written
+            signals = ctx.signals(query[part], candidate[part], names=posterior.signals, similarity=sims[part])
             if thresholds is not None and signals.query_threshold is not None:
                 signals.query_threshold = torch.from_numpy(np.asarray(thresholds[part], np.float64))
         else:
@@ -530,8 +530,32 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed,
                       window=int(top_k))
 
+    # --- search: chunked top-k without the labelled positives
+    t_search = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=nq, desc="scanning queries", unit="q", dynamic_ncols=True)
+    try:
+        if backend == "torch":
+            cs = chunk_size or max(1, min(DEFAULT_CHUNK_SIZE, (1 << 28) // max(nc, 1)))
+            scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
+                               progress=bar.update if bar else None)
+        else:
+            faiss_index = ctx.candidate_index()  # built once, shared with the fit (None: exact search)
+            scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
+                               chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
+                               progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_search = time.perf_counter() - t_search
+    # the fit's sample and the window's thresholds read this search instead of searching again
+    ctx.set_topk(scores.shape[1], scores, idx)
     # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
-    # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair
+    # (fnlab.posterior.fit; its top stratum is the search's rows), or the one given (a run's), applied
+    # to every signal of each pair
     t_fit = time.perf_counter()
     coo = pos.tocoo()
     pos_sims = _rowwise_dot(q, c, coo.row, coo.col)
@@ -546,29 +570,6 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
     t_fit = time.perf_counter() - t_fit
 
-    # --- search: chunked top-k without the labelled positives
-    t_search = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=nq, desc="scanning queries", unit="q", dynamic_ncols=True)
-    try:
-        if backend == "torch":
-            cs = chunk_size or max(1, min(DEFAULT_CHUNK_SIZE, (1 << 28) // max(nc, 1)))
-            scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
-                               progress=bar.update if bar else None)
-        else:
-            faiss_index = ctx.candidate_index()  # the fit's index, built once (None: exact search)
-            scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
-                               chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
-                               progress=bar.update if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    t_search = time.perf_counter() - t_search
-    if scores.shape[1] >= ctx.window:
-        ctx.set_topk(scores.shape[1], scores, idx)  # the window's thresholds come from this search, not a second one
     recall = None
     if recall_check:
         rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))

@@ -68,8 +68,17 @@ MIN_LABELLED = 30
 #: bench/calibration.py)
 LEAD = ("margin",)
 
+#: labelled pairs the mixture for queries without a positive needs (their similarities are its positive component)
+MIN_DESIGNATED = 10
+
 #: the signals whose near-copy evidence the duplicate group reads (the largest of those present)
 COPY_SIGNALS = ("positive_neighbour", "view_positive_neighbour")
+
+#: every signal the fit may read (mutual rank is left out: training inflates it for labelled pairs)
+FIT_SIGNALS = tuple(n for n in SIGNALS if n not in ("candidate_hubness", "query_duplicate"))
+
+#: at most this many window rows (each sampled query's top ``window``) enter the fit
+MAX_WINDOW_ROWS = 200_000
 
 
 def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int, max_queries: int,
@@ -204,6 +213,10 @@ class PUPosterior:
         linear, it, conv = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
         copies, copy_signals = _fit_copies(sample, notes, seed)
         designated = _fit_designated(sample, notes) if linear is None else None
+        if copies is not None:  # the EM iterations of every mixture the fit ran
+            it, conv = it + copies.n_iter, conv and copies.converged
+        if designated is not None:
+            it, conv = it + designated.n_iter_, conv and designated.converged_
         post = cls(linear=linear, copies=copies, copy_signals=copy_signals, designated=designated,
                    window=int(window), pos_mean=float(sample.lab_sim.mean()), pos_std=float(sample.lab_sim.std()),
                    n_iter=it, converged=conv, notes=tuple(notes))
@@ -335,11 +348,13 @@ def _draw(ctx: PairContext, *, window: int, n_random: int, max_queries: int, rng
     lq, lc, lsim = ctx.positive_similarities()
     if lq.size < 2:
         raise ValueError(f"the 'pu' posterior needs at least 2 labelled pairs, got {lq.size}")
+    max_queries = max(1, min(int(max_queries), MAX_WINDOW_ROWS // max(int(window), 1)))
     uq, uc, uw, n_window = stratified_unlabelled_sample(ctx, top_k=window, n_random=n_random,
                                                         max_queries=max_queries, rng=rng, with_window=True)
     if uq.size < 2:
         raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
-    return _Sample(lq, lc, lsim, ctx.signals(lq, lc, leave_pair_out=True), uq, uc, uw, ctx.signals(uq, uc), n_window)
+    return _Sample(lq, lc, lsim, ctx.signals(lq, lc, leave_pair_out=True, names=FIT_SIGNALS), uq, uc, uw,
+                   ctx.signals(uq, uc, names=FIT_SIGNALS), n_window)
 
 
 def _shown(sample: _Sample) -> tuple[str, ...]:
@@ -379,15 +394,24 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
     if not names:
         return None, 0, True
     notes.append(f"group evidence on {', '.join(names)}: labelled pairs show {', '.join(shown)}")
+    unbiased = _unbiased(shown)
     pi, means, covs, it, conv = _em_with_prior(lab, unl, sample.weight, names, fixed, notes,
-                                               pool_share=_pool_share(sample, shown), max_iter=max_iter, tol=tol)
+                                               pool_share=_pool_share(sample, unbiased), max_iter=max_iter, tol=tol)
     if not conv:
         reasons.append(f"the EM stopped unconverged after {it} iterations")
     if pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9:
         reasons.append(f"the group evidence's prior ran to its bound ({pi:.2g})")
     linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10))
-    linear.window_shift = _window_shift(sample, linear, shown, notes, reasons)
+    linear.window_shift = _window_shift(sample, linear, unbiased, notes, reasons)
     return linear, it, conv
+
+
+def _unbiased(shown: tuple[str, ...]) -> tuple[str, ...]:
+    """The transitive signals the label-frequency shares read: the second view's where labelled pairs show
+    them (training pulled labelled pairs together in the embedding space, not in a view it never saw),
+    else the embedding space's."""
+    view = tuple(n for n in shown if n.startswith("view_"))
+    return view or shown
 
 
 def _em_with_prior(lab: np.ndarray, unl: np.ndarray, weight: np.ndarray, names: tuple[str, ...],
@@ -509,7 +533,7 @@ def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | Non
         no_pos = np.ones(n, dtype=bool)
     else:
         no_pos = np.isnan(pos.numpy()[:n])
-    if no_pos.sum() < 10 or sample.lab_sim.size < 2:
+    if no_pos.sum() < 10 or sample.lab_sim.size < MIN_DESIGNATED:
         return None
     sims = sample.sig.similarity.numpy()[:n][no_pos]
     mix = MixturePosterior.fit_em(sample.lab_sim, sims, neg_sims=sims, anchored_positive=True)

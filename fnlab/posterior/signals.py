@@ -337,12 +337,17 @@ class PairContext:
                      **kw: Any) -> PairContext:
         """The context of a :class:`fnlab.data.base.MatchingDataset` split in one direction.
 
-        ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions.
+        ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions. A second view of the
+        captions (``query_view``, e.g. :func:`fnlab.data.minilm.dataset_text_view`) is given for the
+        captions' side: the queries in ``"t2i"``, the candidates in ``"i2t"``.
         """
         lab = dataset.labelled_matrix()
         if direction == "t2i":
             return cls(emb_b, emb_a, lab, **kw)
         if direction == "i2t":
+            view = kw.pop("query_view", None)
+            if view is not None:
+                kw["candidate_view"] = view
             return cls(emb_a, emb_b, lab.T, **kw)
         raise ValueError(f"unknown direction {direction!r}: expected 't2i' or 'i2t'")
 
@@ -474,15 +479,23 @@ class PairContext:
         return np.concatenate(qs)[:n], np.concatenate(cs)[:n]
 
     # ------------------------------------------------------------------ signals
-    def signals(self, q: np.ndarray, c: np.ndarray, *, leave_pair_out: bool = False) -> PairSignals:
+    def signals(self, q: np.ndarray, c: np.ndarray, *, leave_pair_out: bool = False,
+                names: tuple[str, ...] | None = None, similarity: np.ndarray | None = None) -> PairSignals:
         """The signals of pairs ``(q[i], c[i])`` (module docstring); ``leave_pair_out`` for labelled pairs.
+
+        ``names``: only these signals (those the context offers; e.g. a posterior's ``signals``), the
+        similarity always; default every signal the context offers. ``similarity``: the pairs' similarities
+        where the caller has them already (a search's scores), used as they are.
 
         Shapes: ``q``, ``c`` ``[N]`` int -> :class:`PairSignals` of ``[N]`` float64 tensors.
         """
         q = np.asarray(q, dtype=np.int64).ravel()
         c = np.asarray(c, dtype=np.int64).ravel()
-        out: dict[str, np.ndarray] = {"similarity": self.similarity(q, c).astype(np.float64)}
+        sims = self.similarity(q, c) if similarity is None else np.asarray(similarity).ravel()
+        out: dict[str, np.ndarray] = {"similarity": sims.astype(np.float64)}
         for name in self.signal_names[1:]:
+            if names is not None and name not in names:
+                continue
             out[name] = self._signal(name, q, c, leave_pair_out)
         return PairSignals(**{k: torch.from_numpy(v) for k, v in out.items()},
                            window=self.window if "query_threshold" in out else None)
