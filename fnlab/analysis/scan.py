@@ -61,6 +61,8 @@ __all__ = [
     "triplets",
     "suspects_table",
     "fit_scan_posterior",
+    "load_texts",
+    "text_inputs",
     "NO_POSITIVE_POLICY",
     "ENGINES",
 ]
@@ -131,6 +133,79 @@ def load_positives(path: str | os.PathLike) -> pd.DataFrame:
                           columns=("query", "candidate"))
     except (ValueError, FileNotFoundError) as err:
         raise ScanInputError(str(err)) from None
+
+
+def load_texts(path: str | os.PathLike, label: str = "texts") -> list[str]:
+    """Texts, one per row: a ``.txt`` file with one text a line (UTF-8), or a ``.csv`` / ``.parquet`` /
+    ``.jsonl`` table with a ``text`` column.
+
+    Raises:
+        ScanInputError: missing, empty or unreadable file, no ``text`` column.
+    """
+    from fnlab.core.files import read_table
+
+    p = Path(path)
+    if p.suffix.lower() in (".csv", ".parquet", ".pq"):
+        try:
+            return [str(t) for t in read_table(p, "texts with a column 'text'", label=label, columns=("text",))["text"]]
+        except (ValueError, FileNotFoundError) as err:
+            raise ScanInputError(str(err)) from None
+    if p.suffix.lower() == ".jsonl":
+        try:
+            df = pd.read_json(p, lines=True)
+        except (ValueError, OSError) as err:
+            raise ScanInputError(f"{p} ({label}): cannot read it as JSON lines ({err}); expected one object "
+                                 "with a 'text' field a line") from None
+        if "text" not in df.columns:
+            raise ScanInputError(f"{p} ({label}): no field 'text'; expected one object with a 'text' field a line")
+        return [str(t) for t in df["text"]]
+    if not p.is_file():
+        raise ScanInputError(f"{p} ({label}): no such file; expected texts, one a line (.txt) or a table with a "
+                             "'text' column (.csv, .parquet, .jsonl)")
+    try:
+        lines = p.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScanInputError(f"{p} ({label}): cannot read it as UTF-8 text ({err})") from None
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if not lines:
+        raise ScanInputError(f"{p} ({label}): file is empty; expected one text a line")
+    return lines
+
+
+def text_inputs(query_texts: Any, candidate_texts: Any, nq: int, nc: int, *, encoder: str,
+                names: Mapping[str, str], notes: list[str]) -> dict[str, Any]:
+    """The :class:`fnlab.posterior.PairContext` arguments that texts give: content keys of the normalised
+    texts (near-duplicate content) and a second view from ``encoder`` (:func:`fnlab.data.minilm.text_view`).
+
+    Texts that do not match the embeddings' rows, or an encoder that cannot be loaded, cost the view (or
+    that side's texts) and one line in ``notes``; the scan goes on without them.
+    """
+    from fnlab.data.minilm import EncoderError, text_view
+    from fnlab.posterior.signals import text_keys
+
+    out: dict[str, Any] = {}
+    before = len(notes)
+    for side, texts, n in (("query", query_texts, nq), ("candidate", candidate_texts, nc)):
+        if texts is None:
+            continue
+        where = names.get(f"{side}_texts", f"{side} texts")
+        texts = list(texts)
+        if len(texts) != n:
+            notes.append(f"{where}: {len(texts)} texts but {n} {side} rows; expected one text a row: the scan runs "
+                         f"without the {side} texts")
+            continue
+        out[f"{side}_content"] = text_keys(texts)
+        try:
+            out[f"{side}_view"] = text_view(texts, encoder=encoder)
+        except (EncoderError, ModuleNotFoundError, FileNotFoundError) as err:
+            notes.append(f"{err}; the scan runs without the {side} text view (near-duplicate texts still count)")
+    if "query_view" in out and "candidate_view" in out and out["query_view"].shape[1] != out["candidate_view"].shape[1]:
+        notes.append("query and candidate text views differ in size; the scan uses the query view only")
+        out.pop("candidate_view")
+    for msg in notes[before:]:
+        warnings.warn(msg, ScanWarning, stacklevel=3)
+    return out
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -435,7 +510,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
          index: Literal["flat", "hnsw", "ivf"] = "flat", progress: bool = False,
          negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None,
          index_params: Mapping[str, Any] | list[str] | None = None, recall_check: int = 0,
-         engine: str = "local", **engine_options: Any) -> ScanResult:
+         engine: str = "local", query_texts: Any = None, candidate_texts: Any = None,
+         text_encoder: str = "minilm", query_view: Any = None, candidate_view: Any = None,
+         **engine_options: Any) -> ScanResult:
     """Flag suspected false negatives: each query's top-k non-positive candidates with P(FN).
 
     Args:
@@ -465,6 +542,12 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         engine: ``"local"`` (this process) or ``"ray"`` (:func:`fnlab.analysis.scale.ray_scan.ray_scan`: queries
             and candidates may also be folders of Parquet/.npy shards; ``engine_options`` such as
             ``out``, ``ray_address``, ``candidate_shards``, ``workers``, ``batch_size`` go there).
+        query_texts, candidate_texts: one text per query / candidate row, where a side has text: the
+            posterior then also reads near-duplicate texts and a second view of them (``text_encoder``:
+            ``"minilm"``, the bundled all-MiniLM-L6-v2, or a local sentence-transformers folder). Texts that
+            do not match the rows, or an encoder that cannot load: a note, and the scan runs without them.
+        query_view, candidate_view: the second view as embeddings already computed (``[Nq, d']``,
+            ``[Nc, d']``), instead of encoding texts (e.g. :func:`fnlab.data.minilm.dataset_text_view`).
 
     Returns:
         :class:`ScanResult` with ``table`` (sorted by query, then rank) and ``summary``.
@@ -487,6 +570,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     if engine == "ray":
         from fnlab.analysis.scale.ray_scan import ray_scan
 
+        if any(v is not None for v in (query_texts, candidate_texts, query_view, candidate_view)):
+            raise ScanInputError("texts (--texts) and text views: available with engine='local' only")
         return ray_scan(queries, candidates, positives, top_k=top_k, prior=prior, estimator=estimator,
                         posterior=posterior, normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
                         progress=progress, negative_sample=negative_sample, seed=seed, names=names,
@@ -527,8 +612,15 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     del q_raw, c_raw
 
     no_pos, policy = announce_notes(pos, estimator, notes)
+    texts = text_inputs(query_texts, candidate_texts, nq, nc, encoder=text_encoder, names=names, notes=notes)
+    for side, view, n in (("query", query_view, nq), ("candidate", candidate_view, nc)):
+        if view is not None:
+            view = np.asarray(view)
+            if view.ndim != 2 or view.shape[0] != n:
+                raise ScanInputError(f"{side}_view: expected [{n}, d'] (one row per {side}), got {view.shape}")
+            texts[f"{side}_view"] = view
     ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed,
-                      window=int(top_k))
+                      window=int(top_k), **texts)
 
     # --- search: chunked top-k without the labelled positives
     t_search = time.perf_counter()
@@ -608,6 +700,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "prior_estimated": float(post.prior_pos),
         **status_fields(post),
         "signals": list(post.signals),
+        "text_view": [side for side in ("query", "candidate") if f"{side}_view" in texts],
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),
@@ -631,7 +724,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     return ScanResult(table=table, summary=summary, posterior=post, positive_pairs=positive_pairs, warnings=notes)
 
 
-def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Tensor, dataset, **kw) -> ScanResult:
+def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Tensor, dataset, *,
+                 text_view: bool = True, **kw) -> ScanResult:
     """:func:`scan` on a :class:`fnlab.data.base.MatchingDataset`: queries are B items (captions),
     candidates A items (images), positives the labelled pairs ``b_to_a``.
 
@@ -642,6 +736,8 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
 
     Args:
         emb_a: ``[n_a, d]``; emb_b: ``[n_b, d]``; ``**kw``: options of :func:`scan`.
+        text_view: where the captions have text, give the posterior their second view
+            (:func:`fnlab.data.minilm.dataset_text_view`); with a given posterior, only if it reads one.
 
     Raises:
         ScanInputError: embedding rows do not match the dataset's item counts.
@@ -652,6 +748,15 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
                                  f"{dataset.split!r} has {n} items on that side; expected one row per item")
     positives = pd.DataFrame({"query": np.arange(dataset.n_b, dtype=np.int64), "candidate": dataset.b_to_a})
     kw.setdefault("names", {"queries": "emb_b", "candidates": "emb_a", "positives": f"dataset {dataset.name!r}"})
+    given = kw.get("posterior")
+    if text_view and kw.get("query_view") is None and (given is None or any(n.startswith("view_")
+                                                                           for n in given.signals)):
+        from fnlab.data.minilm import EncoderError, dataset_text_view
+
+        try:  # the captions' second view (the shipped MiniLM embeddings of the *-precomp sets, never re-encoded)
+            kw["query_view"] = dataset_text_view(dataset)
+        except (EncoderError, ModuleNotFoundError, FileNotFoundError) as err:
+            warnings.warn(f"{err}; the scan runs without the caption text view", ScanWarning, stacklevel=2)
     res = scan(emb_b, emb_a, positives, **kw)
     if dataset.relevance is not None:
         rel = sp.csr_matrix(dataset.relevance, dtype=bool)

@@ -174,12 +174,14 @@ def _shipped_table() -> Path | None:
     return path if path.is_file() else None
 
 
-def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER) -> np.ndarray | None:
+def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER, encode: bool = True) -> np.ndarray | None:
     """The second view of a dataset split's captions (side B), or ``None`` when it has no caption texts.
 
     ``shapes-precomp`` and ``digits-precomp`` store MiniLM caption embeddings as their side-B features:
     those are returned as they are (nothing is encoded). Other datasets' captions go through
-    :func:`text_view` (the shipped caption table first).
+    :func:`text_view` (the shipped caption table first). ``encode=False``: only what needs no encoder
+    (those features, or captions all found in the shipped table), else ``None`` (training uses this: a
+    run never waits for MiniLM).
 
     Raises:
         EncoderError: the encoder cannot be loaded.
@@ -190,4 +192,14 @@ def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER) -> np.nda
     texts = dataset.captions()
     if texts is None:
         return None
+    if not encode:
+        table = _shipped_table()
+        if encoder != DEFAULT_ENCODER or table is None:
+            return None
+        with np.load(table, allow_pickle=False) as z:
+            known = z["texts"]
+        uniq = np.unique(np.asarray([str(t) for t in texts], dtype=str))
+        pos = np.searchsorted(known, uniq).clip(max=max(len(known) - 1, 0))
+        if not len(known) or not (known[pos] == uniq).all():
+            return None
     return text_view(texts, encoder=encoder)

@@ -12,9 +12,11 @@ One package, one fitting path, one call shape:
 Estimators (:func:`available`, :func:`describe`, :func:`param_specs`):
 
 ==========  =====================================================================================
-``pu``      default: positive-unlabelled Gaussian mixture over every signal of a pair (similarity,
-            margin to the query's positive, similarity to the labelled positive, to the
-            candidate's labelled queries, mutual rank); prior estimated (:mod:`.pu`)
+``pu``      default: positive-unlabelled, each kind of evidence learned where the data show it without
+            the designated positive's bias: group matches from the transitive signals labelled pairs
+            show, near-copies of the labelled positive from the data's own duplicate group, queries
+            without a positive from labelled similarities; calibrated for the scan's window and the
+            pool, with a status (:mod:`.pu`)
 ``relative``  one-dimensional, on the margin ``s - s+``; prior estimated (:mod:`.relative`)
 ``mixture``   one-dimensional EM mixture on ``s``, positive component at the labelled pairs'
             moments; prior estimated (:mod:`.mixture`)
@@ -66,9 +68,10 @@ ESTIMATORS.register("relative")(RelativePosterior)
 ESTIMATORS.register("pu")(PUPosterior)
 
 _DESCRIPTIONS = {
-    "pu": "positive-unlabelled Gaussian mixture over all signals of a pair (similarity, margin to the "
-          "query's positive, similarity to the labelled positive and to the candidate's labelled queries, "
-          "mutual rank), prior estimated by EM",
+    "pu": "positive-unlabelled: group matches from the transitive signals labelled pairs show (margin, the "
+          "candidate's labelled queries, the query's other positives, in each view), near-copies of the labelled "
+          "positive from the data's own duplicate group, queries without a positive from labelled similarities; "
+          "shares of matches in the scanned rows and in the pool by label frequency",
     "relative": "per-anchor mixture on the margin s - s+ to the query's labelled positive, prior estimated by EM",
     "mixture": "mixture on the similarity s alone, positive component at the labelled pairs' moments, "
                "prior estimated by EM",

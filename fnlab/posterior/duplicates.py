@@ -81,8 +81,8 @@ class DuplicateGroup:
         return float(math.tanh(self.means[-1])) if self.found else float("nan")
 
     @classmethod
-    def fit(cls, z: np.ndarray, *, max_components: int = MAX_COMPONENTS, max_iter: int = 500,
-            tol: float = 1e-7, seed: int = 0) -> DuplicateGroup:
+    def fit(cls, z: np.ndarray, *, max_components: int = MAX_COMPONENTS, max_iter: int = 1000,
+            tol: float = 1e-6, seed: int = 0) -> DuplicateGroup:
         """Fit on the rows' ``z`` values (``[N]``, NaN ignored); see the module docstring."""
         x = np.asarray(z, dtype=np.float64)
         x = x[np.isfinite(x)]

@@ -271,19 +271,21 @@ def _build_sampler(config: TrainConfig):
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
                       prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i",
-                      query_keys: np.ndarray | None = None) -> Any:
+                      query_keys: np.ndarray | None = None, text_view: np.ndarray | None = None) -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
     :func:`fnlab.posterior.fit`, captions querying images (``direction="t2i"``, the run's
     ``posterior.json``) or images querying captions. Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
     ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE). ``query_keys``: the queries
-    as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`)."""
+    as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`). ``text_view``: ``[n_b, d']`` a
+    second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`) the posterior also reads."""
     from fnlab import posterior
 
     posterior.check_estimator(estimator)
     params = {}
     if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
         params["n_random"] = 10_000
-    ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys)
+    ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys,
+                                             query_view=text_view)
     return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
 
 
@@ -474,14 +476,21 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                                encode_side(model, val_ds.b_inputs, "b", device=device))
         if val_ds.n_a > 1:
-            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed)
+            from fnlab.data.minilm import (
+                dataset_text_view,  # the captions' text view, where it needs no encoder
+            )
+
+            posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed,
+                                          text_view=dataset_text_view(val_ds, encode=False))
         last_rate = history[-1]["sampled_fn_rate"]
         last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
         eval_split = config.eval_splits[-1] if config.eval_splits else "val"
         eval_ds = eval_sets.get(eval_split, val_ds)
         ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
+        view = (dataset_text_view(eval_ds, encode=False) if posterior is not None
+                and any(n.startswith("view_") for n in posterior.signals) else None)
         result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
-                                     fn_top_k=config.fn_top_k)
+                                     fn_top_k=config.fn_top_k, text_view=view)
         result["split"] = eval_split
         result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
                                  else "val_rsum")
