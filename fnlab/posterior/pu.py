@@ -250,7 +250,7 @@ class PUPosterior:
             pos = signals.positive_similarity
             no_pos = (torch.ones(shape, dtype=torch.bool) if pos is None
                       else torch.broadcast_to(torch.isnan(pos.double().cpu()), shape))
-            p = self.designated.prob_false_negative(signals.similarity.double().cpu()).double().reshape(shape)
+            p = _monotone(self.designated, signals.similarity.double().cpu()).reshape(shape)
             out["designated"] = torch.where(no_pos, p, torch.full_like(p, float("nan")))
         return out
 
@@ -340,6 +340,21 @@ class PUPosterior:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"posterior params of estimator 'pu': missing or malformed field ({e}); a posterior.json "
                              "written by an older fnlab: refit it") from None
+
+
+def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
+    """``P(match | s)`` of a two-Gaussian mixture made non-decreasing in ``s``: above the positive component's
+    mean its running maximum, below it its running minimum towards that mean (with unequal variances the
+    two-Gaussian posterior turns up again in one tail, which would call far less similar candidates, or
+    the most similar ones, the likelier matches)."""
+    grid = torch.linspace(-1.0, 1.0, 4001, dtype=torch.float64)
+    p = mix.prob_false_negative(grid).double()
+    mid = int(torch.searchsorted(grid, torch.tensor(float(mix.pos_mean), dtype=torch.float64)).clamp(0, 4000))
+    low = torch.flip(torch.cummin(torch.flip(p[:mid + 1], [0]), dim=0).values, [0])
+    high = torch.cummax(p[mid:], dim=0).values
+    p = torch.cat([low[:-1], torch.maximum(high, low[-1])])
+    idx = ((sims.clamp(-1.0, 1.0) + 1.0) * 2000.0).round().long()
+    return p[idx]
 
 
 # ---------------------------------------------------------------------------- fitting steps
@@ -533,7 +548,7 @@ def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | Non
         no_pos = np.ones(n, dtype=bool)
     else:
         no_pos = np.isnan(pos.numpy()[:n])
-    if no_pos.sum() < 10 or sample.lab_sim.size < MIN_DESIGNATED:
+    if no_pos.sum() < 10:
         return None
     sims = sample.sig.similarity.numpy()[:n][no_pos]
     mix = MixturePosterior.fit_em(sample.lab_sim, sims, neg_sims=sims, anchored_positive=True)
