@@ -211,3 +211,37 @@ def test_pu_parts_combine_as_either_evidence():
     copy = torch.nan_to_num(parts["copy"])
     torch.testing.assert_close(post.prob_false_negative(sig).double(), 1 - (1 - group) * (1 - copy))
     assert isinstance(post, PUPosterior)
+
+
+# ------------------------------------------------------------------ the training pool's view signals
+def test_pool_view_signals_are_the_pool_signals_in_the_view_space():
+    from fnlab.posterior.pool import PAIRWISE_MAX, PoolEvidence
+
+    g = torch.Generator().manual_seed(0)
+
+    def u(n, d):
+        x = torch.randn(n, d, generator=g)
+        return x / x.norm(dim=1, keepdim=True)
+
+    b, m = 6, 40
+    anchors, cands, partners = u(b, 4), u(m, 4), u(m, 4)
+    views = {"anchor_view": u(b, 3), "candidate_view": u(m, 3), "partner_view": u(m, 3)}
+    cand_ids = torch.randint(0, 9, (m,), generator=g)
+    partner_ids = torch.randint(0, b + 3, (m,), generator=g)
+    mask = torch.randint(0, 9, (b,), generator=g)[:, None] == cand_ids[None, :]
+    ev = PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, torch.arange(b), mask, **views)
+    # the same pool with the view as its embeddings: the plain signals there are the view signals here
+    twin = PoolEvidence(views["anchor_view"], views["candidate_view"], views["partner_view"], cand_ids, partner_ids,
+                        torch.arange(b), mask)
+    rows, cols = torch.meshgrid(torch.arange(b), torch.arange(m), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    got = ev.signals(("view_positive_neighbour", "view_query_neighbour"), rows, cols)
+    want = twin.signals(("positive_neighbour", "query_neighbour"), rows, cols)
+    torch.testing.assert_close(got["view_positive_neighbour"], want["positive_neighbour"], equal_nan=True)
+    torch.testing.assert_close(got["view_query_neighbour"], want["query_neighbour"], equal_nan=True)
+    assert rows.numel() <= PAIRWISE_MAX
+    plain = PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, torch.arange(b), mask)
+    assert plain.signals(("view_query_neighbour",), rows, cols) == {}  # no view: nothing offered
+    with pytest.raises(ValueError, match="candidate_view"):
+        PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, torch.arange(b), mask,
+                     candidate_view=u(m - 1, 3))

@@ -71,11 +71,14 @@ class SampledObjective:
         relevance: ground truth ``[n_b, n_a]`` or ``None`` (for the sampled false-negative rate and
             for samplers that need it, such as the oracle).
         generator: the sampler's random generator.
+        caption_view: ``[n_b, d']`` a second view of the captions (their text, e.g. MiniLM) or ``None``: the
+            pool evidence then also offers its view signals (:class:`fnlab.posterior.pool.PoolEvidence`).
     """
 
     def __init__(self, sampler: Any, pick_loss: Any, warmup_loss: Any, model: torch.nn.Module,
                  b_to_a: torch.Tensor, *, queue_size: int, dim: int, momentum: float, num_negatives: int,
-                 relevance: sp.csr_matrix | None, generator: torch.Generator) -> None:
+                 relevance: sp.csr_matrix | None, generator: torch.Generator,
+                 caption_view: torch.Tensor | None = None) -> None:
         self.sampler, self.pick_loss, self.warmup_loss = sampler, pick_loss, warmup_loss
         self.b_to_a, self.num_negatives, self.momentum, self.gen = b_to_a, int(num_negatives), momentum, generator
         self.device = b_to_a.device
@@ -88,6 +91,7 @@ class SampledObjective:
                              "the dataset has none")
         self._keys: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.picked, self.picked_fn = [0, 0], [0, 0]
+        self.caption_view = None if caption_view is None else caption_view.to(self.device)
 
     # ------------------------------------------------------------------ epochs
     def start_epoch(self, epoch: int, *, warmup: bool, queue_starts: bool, model: torch.nn.Module,
@@ -147,9 +151,12 @@ class SampledObjective:
             if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
                 m = self.rel.mask(anchor_ids.cpu().numpy(), pool_ids.cpu().numpy(), anchors_are_b)
                 rel_mask = torch.from_numpy(m).to(self.device)
+            cv = self.caption_view  # captions' second view by caption id: candidates in i2t, anchors/partners in t2i
+            views = ({} if cv is None else {"candidate_view": cv[pool_b_idx]} if d == 0
+                     else {"anchor_view": cv[bidx], "partner_view": cv[pool_b_idx]})
             ctx = {"direction": ("i2t", "t2i")[d], "positive_mean": pos_sims.detach().mean(),  # 0-dim: no sync
                    "pool": PoolEvidence(anchor.detach(), pool.detach(), partner.detach(), pool_ids, partner_ids,
-                                        anchor_ids, pos_mask)}
+                                        anchor_ids, pos_mask, **views)}
             if self.needs_rel:
                 ctx["relevant_mask"] = rel_mask
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_negatives,

@@ -289,6 +289,14 @@ def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, est
     return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
 
 
+def _caption_view(ds: Any) -> torch.Tensor | None:
+    """The captions' second view where it needs no encoder (:func:`fnlab.data.minilm.dataset_text_view`)."""
+    from fnlab.data.minilm import dataset_text_view
+
+    view = dataset_text_view(ds, encode=False)
+    return None if view is None else torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))
+
+
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
           name: str | None = None) -> Any:
     """Train a dual encoder with ``config`` and write a run.
@@ -362,6 +370,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
     if train_ds.a_inputs is None or train_ds.b_inputs is None:
         raise ValueError(f"dataset {config.dataset!r} split 'train' has no encoder inputs (a_inputs/b_inputs)")
     val_ds = _load_split(config, "val")
+    val_view = _caption_view(val_ds)  # the posterior refits read the captions' text view, where it needs no encoder
+    val_view = None if val_view is None else val_view.numpy()
     eval_sets = {s: (val_ds if s == "val" else _load_split(config, s)) for s in config.eval_splits}
 
     model: DualEncoder = build_dual_encoder(train_ds, dim=config.dim, text_encoder=config.text_encoder,
@@ -375,7 +385,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         _build_sampler(config), build_pick_loss(config.loss, config.loss_params),
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
         model, b_to_a, queue_size=config.queue_size, dim=config.dim, momentum=config.momentum,
-        num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen)
+        num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen,
+        caption_view=_caption_view(train_ds))
     a_all = to_tensor(train_ds.a_inputs, device)
     b_all = to_tensor(train_ds.b_inputs, device)
     n_b = train_ds.n_b
@@ -415,7 +426,8 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
                                                                   device=device)
                 ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
                 return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                         seed=config.seed + _epoch, quick=True, direction=direction, query_keys=qk)
+                                         seed=config.seed + _epoch, quick=True, direction=direction, query_keys=qk,
+                                         text_view=val_view)
 
             objective.start_epoch(epoch, warmup=in_warmup, queue_starts=epoch == warmup + 1 and warmup > 0,
                                   model=model, fit_posterior=fit_posterior)
@@ -476,21 +488,17 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Sequence[Callba
         ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                                encode_side(model, val_ds.b_inputs, "b", device=device))
         if val_ds.n_a > 1:
-            from fnlab.data.minilm import (
-                dataset_text_view,  # the captions' text view, where it needs no encoder
-            )
-
             posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed,
-                                          text_view=dataset_text_view(val_ds, encode=False))
+                                          text_view=val_view)
         last_rate = history[-1]["sampled_fn_rate"]
         last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
         eval_split = config.eval_splits[-1] if config.eval_splits else "val"
         eval_ds = eval_sets.get(eval_split, val_ds)
         ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
-        view = (dataset_text_view(eval_ds, encode=False) if posterior is not None
+        view = (_caption_view(eval_ds) if posterior is not None
                 and any(n.startswith("view_") for n in posterior.signals) else None)
         result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
-                                     fn_top_k=config.fn_top_k, text_view=view)
+                                     fn_top_k=config.fn_top_k, text_view=None if view is None else view.numpy())
         result["split"] = eval_split
         result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
                                  else "val_rsum")
