@@ -245,3 +245,16 @@ def test_pool_view_signals_are_the_pool_signals_in_the_view_space():
     with pytest.raises(ValueError, match="candidate_view"):
         PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, torch.arange(b), mask,
                      candidate_view=u(m - 1, 3))
+
+
+def test_random_embeddings_with_a_few_labels_flag_nothing():
+    """No structure, 200 labelled pairs of 2,000 queries: no pair may look like a confident match (the
+    queries without a positive are judged against labelled similarities, never above what they back)."""
+    rng = np.random.default_rng(0)
+    q, c = unit(rng.standard_normal((2000, 32))), unit(rng.standard_normal((2000, 32)))
+    pos = sp.csr_matrix((np.ones(200, bool), (np.arange(200), np.arange(200))), shape=(2000, 2000))
+    ctx = P.PairContext(q, c, pos)
+    post = P.fit("pu", ctx, seed=0)
+    s, idx = ctx.topk_unlabelled(10)
+    p = post.prob_false_negative(ctx.signals(np.repeat(np.arange(2000), 10), idx.ravel())).numpy()
+    assert p.max() < 0.5 and post.prior_pos < 1e-4

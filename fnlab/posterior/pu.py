@@ -68,6 +68,9 @@ MIN_LABELLED = 30
 #: bench/calibration.py)
 LEAD = ("margin",)
 
+#: most rows the mixture for queries without a positive is fitted on
+MAX_DESIGNATED_ROWS = 50_000
+
 #: labelled pairs the mixture for queries without a positive needs (their similarities are its positive component)
 MIN_DESIGNATED = 10
 
@@ -343,16 +346,12 @@ class PUPosterior:
 
 
 def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
-    """``P(match | s)`` of a two-Gaussian mixture made non-decreasing in ``s``: above the positive component's
-    mean its running maximum, below it its running minimum towards that mean (with unequal variances the
-    two-Gaussian posterior turns up again in one tail, which would call far less similar candidates, or
-    the most similar ones, the likelier matches)."""
+    """``P(match | s)`` of a two-Gaussian mixture made non-decreasing in ``s`` the conservative way: at each
+    ``s`` the smallest posterior at any higher similarity (with unequal variances the two-Gaussian
+    posterior turns up again in a tail; this never raises a value, so it never invents a confident one)."""
     grid = torch.linspace(-1.0, 1.0, 4001, dtype=torch.float64)
     p = mix.prob_false_negative(grid).double()
-    mid = int(torch.searchsorted(grid, torch.tensor(float(mix.pos_mean), dtype=torch.float64)).clamp(0, 4000))
-    low = torch.flip(torch.cummin(torch.flip(p[:mid + 1], [0]), dim=0).values, [0])
-    high = torch.cummax(p[mid:], dim=0).values
-    p = torch.cat([low[:-1], torch.maximum(high, low[-1])])
+    p = torch.flip(torch.cummin(torch.flip(p, [0]), dim=0).values, [0])
     idx = ((sims.clamp(-1.0, 1.0) + 1.0) * 2000.0).round().long()
     return p[idx]
 
@@ -551,6 +550,8 @@ def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | Non
     if no_pos.sum() < 10:
         return None
     sims = sample.sig.similarity.numpy()[:n][no_pos]
+    if sims.size > MAX_DESIGNATED_ROWS:  # a seeded subsample: a one-dimensional mixture needs no more
+        sims = sims[np.random.default_rng(0).choice(sims.size, MAX_DESIGNATED_ROWS, replace=False)]
     mix = MixturePosterior.fit_em(sample.lab_sim, sims, neg_sims=sims, anchored_positive=True)
     notes.append(f"{int(no_pos.sum())} scanned rows of queries without a labelled positive: a match is as similar as "
                  f"labelled matches are (mixture on s, share {mix.prior_pos:.3g})")
