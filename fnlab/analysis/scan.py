@@ -656,11 +656,11 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
                              "at least 2 are needed to fit the positive distribution")
     best_pos = np.full(nq, np.nan, dtype=np.float32)
     np.fmax.at(best_pos, coo.row, pos_sims)
-    rng = np.random.default_rng(seed)
-    sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
-    sample_sims = ctx.similarity(sq, sc)
     post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
     t_fit = time.perf_counter() - t_fit
+    rng = np.random.default_rng(seed)  # the summary's sample of unlabelled similarities (not the fit's)
+    sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
+    sample_sims = ctx.similarity(sq, sc)
 
     recall = None
     if recall_check:

@@ -145,8 +145,8 @@ def _inits(x: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     return starts
 
 
-#: bin width on the ``z`` scale for the EM (far below :data:`MIN_STD`: binning changes nothing visible)
-BIN_WIDTH = 1e-3
+#: bin width on the ``z`` scale for the EM (half :data:`MIN_STD`: a component's shape is kept)
+BIN_WIDTH = 5e-3
 
 
 def _binned(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

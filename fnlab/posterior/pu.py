@@ -80,6 +80,9 @@ COPY_SIGNALS = ("positive_neighbour", "view_positive_neighbour")
 #: every signal the fit may read (mutual rank is left out: training inflates it for labelled pairs)
 FIT_SIGNALS = tuple(n for n in SIGNALS if n not in ("candidate_hubness", "query_duplicate"))
 
+#: uniform pairs in the sample when there is no group evidence to fit (they only give the pool's prior)
+COPY_ONLY_RANDOM = 10_000
+
 #: at most this many window rows (each sampled query's top ``window``) enter the fit
 MAX_WINDOW_ROWS = 200_000
 
@@ -93,7 +96,8 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
     queries when there are fewer), each weighted ``|T| / sampled``. Stratum R: ``n_random`` pairs
     drawn uniformly among unlabelled pairs (:meth:`PairContext.draw_unlabelled`), those that fall
     inside their query's top-``top_k`` dropped, weighted ``(pool - |T|) / kept``. Weights sum to the
-    number of unlabelled pairs. Stratum T comes first; ``with_window`` also returns its size.
+    number of unlabelled pairs. Stratum T comes first; ``with_window`` also returns its size and every
+    pair's similarity (the search's scores, no second computation).
     """
     nq = ctx.n_queries
     chosen = np.arange(nq) if nq <= max_queries else np.sort(rng.choice(nq, size=max_queries, replace=False))
@@ -109,13 +113,16 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
     size_t = int(np.minimum(idx.shape[1], ctx.n_candidates - np.diff(ctx.positives.indptr)).sum())
     ri = np.searchsorted(rows, rq)
     kth = np.where(idx[ri, -1] >= 0, scores[ri, -1], -np.inf)  # a pair at or above it sits in stratum T
-    in_t = ctx.similarity(rq, rc) >= kth
-    rq, rc = rq[~in_t], rc[~in_t]
+    r_sim = ctx.similarity(rq, rc)
+    in_t = r_sim >= kth
+    rq, rc, r_sim = rq[~in_t], rc[~in_t], r_sim[~in_t]
     rest = ctx.n_unlabelled - size_t
     w_t = np.full(tq.size, size_t / max(tq.size, 1), dtype=np.float64)
     w_r = np.full(rq.size, rest / max(rq.size, 1), dtype=np.float64) if rest > 0 else np.zeros(rq.size)
     out = (np.concatenate([tq, rq]), np.concatenate([tc, rc]), np.concatenate([w_t, w_r]))
-    return (*out, int(tq.size)) if with_window else out
+    if not with_window:
+        return out
+    return (*out, int(tq.size), np.concatenate([scores[ci][valid], r_sim]).astype(np.float32))
 
 
 @dataclass
@@ -358,24 +365,33 @@ def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- fitting steps
 def _draw(ctx: PairContext, *, window: int, n_random: int, max_queries: int, rng: np.random.Generator) -> _Sample:
-    """Labelled pairs and the pool sample (window stratum first), with their signals."""
+    """Labelled pairs and the pool sample (window stratum first), with their signals. Where no labelled
+    pair shows a transitive signal (no group evidence to fit), the uniform stratum only serves the pool's
+    prior: :data:`COPY_ONLY_RANDOM` pairs."""
     lq, lc, lsim = ctx.positive_similarities()
     if lq.size < 2:
         raise ValueError(f"the 'pu' posterior needs at least 2 labelled pairs, got {lq.size}")
+    lab_sig = ctx.signals(lq, lc, leave_pair_out=True, names=FIT_SIGNALS, similarity=lsim)
+    if not _shown_in(lab_sig):
+        n_random = min(int(n_random), COPY_ONLY_RANDOM)
     max_queries = max(1, min(int(max_queries), MAX_WINDOW_ROWS // max(int(window), 1)))
-    uq, uc, uw, n_window = stratified_unlabelled_sample(ctx, top_k=window, n_random=n_random,
-                                                        max_queries=max_queries, rng=rng, with_window=True)
+    uq, uc, uw, n_window, usim = stratified_unlabelled_sample(ctx, top_k=window, n_random=n_random,
+                                                              max_queries=max_queries, rng=rng, with_window=True)
     if uq.size < 2:
         raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
-    return _Sample(lq, lc, lsim, ctx.signals(lq, lc, leave_pair_out=True, names=FIT_SIGNALS), uq, uc, uw,
-                   ctx.signals(uq, uc, names=FIT_SIGNALS), n_window)
+    return _Sample(lq, lc, lsim, lab_sig, uq, uc, uw, ctx.signals(uq, uc, names=FIT_SIGNALS, similarity=usim),
+                   n_window)
 
 
 def _shown(sample: _Sample) -> tuple[str, ...]:
     """The transitive features that enough labelled pairs show (left out of their own sets)."""
+    return _shown_in(sample.lab_sig)
+
+
+def _shown_in(lab_sig: PairSignals) -> tuple[str, ...]:
     out = []
     for name in TRANSITIVE:
-        v = getattr(sample.lab_sig, FEATURES[name][0])
+        v = getattr(lab_sig, FEATURES[name][0])
         if v is not None and float(torch.isfinite(v).double().mean()) >= MIN_SHOWN_SHARE:
             out.append(name)
     return tuple(out)
