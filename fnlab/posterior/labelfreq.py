@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["match_share"]
+__all__ = ["elkan_noto_share", "match_share"]
 
 
 def _design(x: np.ndarray, fill: np.ndarray) -> np.ndarray:
@@ -75,7 +75,14 @@ def match_share(labelled: np.ndarray, unlabelled: np.ndarray, *, seed: int = 0, 
         clf = LogisticRegression(C=1.0, max_iter=500)
         clf.fit(x[~test], y[~test])
         h[test] = clf.predict_proba(x[test])[:, 1]
-    c = float(h[: lab.shape[0]].mean())
-    hu = np.clip(h[lab.shape[0]:], 1e-12, 1 - 1e-12)
+    return elkan_noto_share(h[: lab.shape[0]], h[lab.shape[0]:])
+
+
+def elkan_noto_share(h_labelled: np.ndarray, h_unlabelled: np.ndarray) -> tuple[float, float]:
+    """Elkan & Noto's estimate from the classifier's ``h = P(labelled | x)`` on held-out rows: ``c`` the mean
+    of ``h`` over labelled rows (``[L]``), and the mean over unlabelled rows (``[U]``) of
+    ``P(match | x) = min(1, (1 - c) / c * h / (1 - h))``. Returns ``(share, c)``."""
+    c = float(np.mean(h_labelled))
+    hu = np.clip(np.asarray(h_unlabelled, np.float64), 1e-12, 1 - 1e-12)
     p = np.clip((1.0 - c) / c * hu / (1.0 - hu), 0.0, 1.0)
     return float(p.mean()), c
