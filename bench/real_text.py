@@ -86,6 +86,49 @@ def stdlib_docstrings(max_docs: int, modules: list[str] | None = None) -> list[t
     return out
 
 
+def build(*, max_docs: int = 3000, plant: float = 0.05, seed: int = 0) -> dict:
+    """The real-text retrieval problem: MiniLM embeddings of queries (first sentences) and documents
+    (the rest, plus ``plant`` planted copies), the labelled pairs (query i -> document i), the ground
+    truth (documents whose text equals the labelled document's) and the texts.
+
+    Returns ``{"queries" [Nq, 384], "candidates" [Nc, 384], "positives", "truth" (sparse bool [Nq, Nc]),
+    "query_texts", "candidate_texts", "copies", "embed_s"}``. Embeddings are cached under
+    ``.fnlab_cache/`` by a hash of the texts.
+    """
+    import hashlib
+
+    import scipy.sparse as sp
+
+    from fnlab.data.minilm import embed_texts as encode_texts
+
+    pairs = stdlib_docstrings(max_docs)
+    queries = [q for q, _ in pairs]
+    docs = [d for _, d in pairs]
+    rng = np.random.default_rng(seed)
+    copies = rng.choice(len(docs), size=int(plant * len(docs)), replace=False)
+    corpus = docs + [docs[i] for i in copies]
+    t_emb = time.perf_counter()
+    key = hashlib.sha256("\x00".join(queries + ["\x01"] + corpus).encode()).hexdigest()[:16]
+    cache = Path(".fnlab_cache") / f"real_text_{key}.npz"
+    if cache.exists():  # embeddings of these exact texts, from an earlier run
+        with np.load(cache, allow_pickle=False) as z:
+            q_emb, c_emb = z["q"], z["c"]
+    else:
+        q_emb = encode_texts(queries)
+        c_emb = encode_texts(corpus)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, q=q_emb, c=c_emb)
+    by_text: dict[str, list[int]] = {}
+    for j, t in enumerate(corpus):
+        by_text.setdefault(t, []).append(j)
+    rows = [i for i, d in enumerate(docs) for _ in by_text[d]]
+    cols = [j for d in docs for j in by_text[d]]
+    truth = sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(len(queries), len(corpus)))
+    return {"queries": q_emb, "candidates": c_emb, "positives": _positives(len(queries), len(corpus)),
+            "truth": truth, "query_texts": queries, "candidate_texts": corpus, "copies": copies,
+            "embed_s": time.perf_counter() - t_emb}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-docs", type=int, default=3000)
@@ -100,34 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     from fnlab import posterior as P
     from fnlab.analysis.evaluate import expected_calibration_error
     from fnlab.analysis.scan import scan
-    from fnlab.data.minilm import embed_texts as encode_texts
 
     t0 = time.perf_counter()
-    pairs = stdlib_docstrings(args.max_docs)
-    queries = [q for q, _ in pairs]
-    docs = [d for _, d in pairs]
+    data = build(max_docs=args.max_docs, plant=args.plant, seed=args.seed)
+    q_emb, c_emb, t_emb = data["queries"], data["candidates"], data["embed_s"]
+    queries, corpus, copies = data["query_texts"], data["candidate_texts"], data["copies"]
+    docs = corpus[:len(queries)]
     rng = np.random.default_rng(args.seed)
-    copies = rng.choice(len(docs), size=int(args.plant * len(docs)), replace=False)
-    corpus = docs + [docs[i] for i in copies]
-    t_emb = time.perf_counter()
-    import hashlib
-
-    key = hashlib.sha256("\x00".join(queries + ["\x01"] + corpus).encode()).hexdigest()[:16]
-    cache = Path(".fnlab_cache") / f"real_text_{key}.npz"
-    if cache.exists():  # embeddings of these exact texts, from an earlier run
-        with np.load(cache, allow_pickle=False) as z:
-            q_emb, c_emb = z["q"], z["c"]
-    else:
-        q_emb = encode_texts(queries)
-        c_emb = encode_texts(corpus)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, q=q_emb, c=c_emb)
-    t_emb = time.perf_counter() - t_emb
+    rng.choice(len(docs), size=int(args.plant * len(docs)), replace=False)  # the draw build() made
     # ground truth: a document is relevant to a query when its text equals the labelled document's
-    by_text: dict[str, list[int]] = {}
-    for j, t in enumerate(corpus):
-        by_text.setdefault(t, []).append(j)
-    truth = {(i, j) for i, d in enumerate(docs) for j in by_text[d] if j != i}
+    tc = data["truth"].tocoo()
+    truth = {(int(i), int(j)) for i, j in zip(tc.row, tc.col, strict=True) if i != j}
     positives = pd.DataFrame({"query": np.arange(len(queries)), "candidate": np.arange(len(queries))})
     n_pool = len(queries) * len(corpus) - len(queries)
     true_prior = len(truth) / n_pool

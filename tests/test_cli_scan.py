@@ -31,7 +31,8 @@ def test_scan_end_to_end_parquet_and_summary(tmp_path, capsys):
     rc = main(["scan", *args, "--top-k", "5", "--negative-sample", "20000", "--out", str(out)])
     assert rc == 0
     t = pd.read_parquet(out)
-    assert list(t.columns) == ["query", "candidate", "rank", "similarity", "positive_similarity", "p_false_negative"]
+    assert list(t.columns) == ["query", "candidate", "rank", "similarity", "positive_similarity", "p_false_negative",
+                               "why"]
     assert len(t) == 40 * 5
     first = t[t["rank"] == 1].set_index("query")
     assert [int(first.loc[i, "candidate"]) for i in range(4)] == [40, 41, 42, 43]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fnlab import posterior as P
 from fnlab import samplers as S
+from fnlab.posterior.linear import LinearEvidence
 from fnlab.posterior.pool import PoolEvidence
 from fnlab.posterior.pu import PUPosterior
 from fnlab.retrieval.hooks import SampleContext
@@ -120,8 +121,8 @@ def test_fne_reads_the_pool_signals_its_posterior_was_fitted_on():
     ev = random_pool(4, 30, 5, seed=1)
     sims = ev.anchors @ ev.candidates.T
     pos_sims = sims.max(dim=1).values
-    post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.2,
-                       means=[[-0.6, 0.0], [0.0, 0.8]], covs=[[[0.1, 0.0], [0.0, 0.05]]] * 2, pos_mean=0.0)
+    post = PUPosterior(linear=LinearEvidence(("margin", "query_neighbour"), np.array([[-0.6, 0.0], [0.0, 0.8]]),
+                                             np.array([[0.1, 0.0], [0.0, 0.05]]), 0.2), pos_mean=0.0)
     smp = S.build("fne", posterior=post, margin=2.0)  # the cut keeps every candidate
     with_pool = smp.weights(sims, pos_sims, ev.positive_mask, ctx=as_ctx(ev))
     without = smp.weights(sims, pos_sims, ev.positive_mask)
@@ -170,8 +171,8 @@ def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(wi
                       ev.anchor_ids.expand(reps), ev.positive_mask.expand(reps, -1))
     sims = (ev.anchors @ ev.candidates.T).contiguous()
     pos_sims = torch.full((reps,), 0.5)
-    post = PUPosterior(features=("margin", "query_neighbour"), prior_pos=0.4,
-                       means=[[-0.8, -0.5], [0.0, 0.6]], covs=[[[0.1, 0.0], [0.0, 0.1]]] * 2, pos_mean=0.5)
+    post = PUPosterior(linear=LinearEvidence(("margin", "query_neighbour"), np.array([[-0.8, -0.5], [0.0, 0.6]]),
+                                             np.array([[0.1, 0.0], [0.0, 0.1]]), 0.4), pos_mean=0.5)
     smp = S.build("fne", posterior=post, margin=1.2)
     ctx = {"ctx": as_ctx(ev)} if with_pool else {}
     want = smp.weights(sims[:1], pos_sims[:1], ev.positive_mask[:1].contiguous(),

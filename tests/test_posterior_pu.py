@@ -14,7 +14,8 @@ from scipy.stats import multivariate_normal
 
 from fnlab import posterior as P
 from fnlab.analysis.evaluate import expected_calibration_error as ece
-from fnlab.posterior.pu import PUPosterior, features_of
+from fnlab.posterior.linear import LinearEvidence, features_of
+from fnlab.posterior.pu import PUPosterior
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -76,8 +77,7 @@ def test_log_odds_marginalises_missing_features_exactly():
     names = ("similarity", "margin", "positive_neighbour")
     a = rng.standard_normal((3, 3))
     cov = a @ a.T + 0.5 * np.eye(3)
-    post = PUPosterior(features=names, prior_pos=0.05, means=[[0.1, -0.3, 0.4], [0.6, 0.0, 0.8]],
-                       covs=[cov, cov])
+    post = PUPosterior(linear=LinearEvidence(names, np.array([[0.1, -0.3, 0.4], [0.6, 0.0, 0.8]]), cov, 0.05))
     s = rng.uniform(-0.5, 1.0, 40)
     sp_ = rng.uniform(0.2, 1.0, 40)
     pn = rng.uniform(0.0, 1.0, 40)
@@ -88,14 +88,14 @@ def test_log_odds_marginalises_missing_features_exactly():
     want = []
     for row in x:
         o = ~np.isnan(row)
-        lp = multivariate_normal(post.means_[1][o], cov[np.ix_(o, o)]).logpdf(row[o])
-        ln = multivariate_normal(post.means_[0][o], cov[np.ix_(o, o)]).logpdf(row[o])
+        lp = multivariate_normal(post.linear.means[1][o], cov[np.ix_(o, o)]).logpdf(row[o])
+        ln = multivariate_normal(post.linear.means[0][o], cov[np.ix_(o, o)]).logpdf(row[o])
         want.append(math.log(0.05 / 0.95) + lp - ln)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8)
     # a caller offering only s and s+ (the FNE sampler) gets the (s, margin) marginal
     only = post.log_odds(P.PairSignals.of(torch.from_numpy(s), torch.from_numpy(sp_))).numpy()
-    ref = [math.log(0.05 / 0.95) + multivariate_normal(post.means_[1][:2], cov[:2, :2]).logpdf(r[:2])
-           - multivariate_normal(post.means_[0][:2], cov[:2, :2]).logpdf(r[:2]) for r in x]
+    ref = [math.log(0.05 / 0.95) + multivariate_normal(post.linear.means[1][:2], cov[:2, :2]).logpdf(r[:2])
+           - multivariate_normal(post.linear.means[0][:2], cov[:2, :2]).logpdf(r[:2]) for r in x]
     np.testing.assert_allclose(only, ref, rtol=1e-8, atol=1e-8)
 
 
@@ -127,7 +127,7 @@ def test_pu_finds_duplicates_of_the_positive_with_a_calibrated_prior():
     assert ece(p, y) < 0.01
     # seeded: the same fit twice
     again = P.fit("pu", ctx, seed=0)
-    np.testing.assert_allclose(again.means_, post.means_)
+    assert again.params() == post.params()
     # and it survives a round trip through params() (a run's posterior.json)
     back = P.from_params(post.params())
     np.testing.assert_allclose(P.prob_false_negative(back, ctx.signals(qi[:500], ci[:500])).numpy(), p[:500])
@@ -174,7 +174,7 @@ def test_every_estimator_fits_from_a_context_and_round_trips(name):
 
 
 def test_best_bin_prior_recovers_a_planted_proportion_and_matches_a_slow_reference():
-    from fnlab.posterior.pu import best_bin_prior
+    from fnlab.posterior.gmm import best_bin_prior
 
     rng = np.random.default_rng(0)
     lab = rng.normal(0.0, 0.05, 2000)  # positives' margins
@@ -241,7 +241,7 @@ def test_pu_with_several_captions_an_image_uses_the_margin_and_beats_similarity(
 
 
 def test_score_is_the_log_density_ratio_with_missing_features_marginalised():
-    from fnlab.posterior.pu import _score
+    from fnlab.posterior.gmm import log_density_ratio as _score
 
     rng = np.random.default_rng(3)
     means = np.array([[0.0, 0.2, -0.1], [0.5, 0.6, 0.3]])

@@ -10,6 +10,7 @@ import torch
 
 from fnlab import samplers as S
 from fnlab.posterior import GaussianPosterior
+from fnlab.posterior.base import PosteriorBase
 from fnlab.retrieval.hooks import EpochContext
 
 SIZES = [(1, 5), (4, 17), (9, 40)]
@@ -216,7 +217,7 @@ def test_fne_warmup_is_simans_without_cutdown():
     want = ref_rows(ref_simans(0.5, 0.0, 10**9), sims, pos, mask)
     torch.testing.assert_close(got, want)
 
-    class NotReady:
+    class NotReady(PosteriorBase):
         ready, pos_mean = False, 0.9
 
         def prob_false_negative(self, s):  # pragma: no cover - must not be called
@@ -410,8 +411,8 @@ def test_fne_posterior_above_the_cut_only_gives_the_same_weights(mode, dtype):
     tail loop round differently."""
     from fnlab.posterior import PairSignals
 
-    class Margin:  # P rises with s - s+: a wrong row alignment of s+ would show
-        pos_mean = 0.5
+    class Margin(PosteriorBase):  # P rises with s - s+: a wrong row alignment of s+ would show
+        pos_mean, signals = 0.5, ("similarity", "positive_similarity")
 
         def prob_false_negative(self, sig):
             return torch.sigmoid(12 * (sig.similarity - sig.positive_similarity + 0.15))

@@ -56,7 +56,7 @@ def test_planted_false_negatives_rank_first_with_high_posterior():
     res = scan(q, c, pos, top_k=10, seed=1)
     t = res.table
     assert list(t.columns) == ["query", "candidate", "rank", "similarity", "positive_similarity",
-                               "p_false_negative"]
+                               "p_false_negative", "why"]
     first = t[t["rank"] == 1].set_index("query")
     for qi, fn in fn_of.items():
         assert first.loc[qi, "candidate"] == fn

@@ -80,6 +80,8 @@ def _page():
     # badges next to the rank, long captions last, so nothing that matters is cut off on narrow screens
     cols = ["rank", "image", "badges", "similarity", "p_false_negative", "item"] if "image" in table else \
         ["rank", "badges", "similarity", "p_false_negative", "item"]
+    if "why" in table:
+        cols.append("why")
     st.dataframe(pd.DataFrame(table[cols]), hide_index=True, width="stretch", row_height=60,
                  height=min(1000, 40 + 61 * len(table)),
                  column_config={
@@ -91,6 +93,8 @@ def _page():
                                                                          min_value=0.0, max_value=1.0, width=130),
                      "badges": st.column_config.TextColumn("status", width=255),  # the longest badge in full
                      "item": st.column_config.TextColumn("candidate", width="large"),
+                     "why": st.column_config.TextColumn("why suspected", width="large",
+                                                        help="The evidence behind P(false negative)."),
                  })
 
 

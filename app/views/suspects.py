@@ -115,6 +115,8 @@ def _review_one(todo, store, ds_info) -> None:
         truth = f", ground truth: **{'relevant' if r['is_relevant'] else 'not relevant'}**"
     mid.markdown(f"similarity **{r['similarity']:.3f}** (its labelled positive: {r['positive_similarity']:.3f}), "
                  f"rank {int(r['rank'])}, **P(false negative) = {r['p_false_negative']:.3f}**{truth}")
+    if r.get("why"):
+        mid.markdown(f"Why: {r['why']}")
     right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
                  shortcut="F", on_click=_decide, args=(store, q, c, review.FALSE_NEGATIVE))
     right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch", shortcut="T",
@@ -150,6 +152,12 @@ def _page():
                f"{int(summary.get('candidates') or 0):,} candidates, top {summary.get('top_k', '?')} each"
                + (f"; estimated share of matches among unlabelled pairs: {prior:.2g}" if prior is not None else "")
                + ".")
+    status = summary.get("status", "calibrated")
+    if status != "calibrated":  # the posterior says it cannot back a probability: never show P as one
+        st.warning(f"P(false negative) is **{status}** ({summary.get('status_reason', '')}): it orders the pairs, "
+                   "but a value such as 0.99 is not a probability here.", icon=":material/warning:")
+    else:
+        st.caption("P(false negative) is calibrated: among pairs shown with P ≈ 0.9, about 9 in 10 are matches.")
 
     c1, c2, c3 = st.columns([2, 1, 1])
     lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, (0.0, 1.0), 0.01, key="sus_range",
@@ -172,7 +180,7 @@ def _page():
 
     st.subheader(f"Suspects ({len(view):,})")
     cols = [c for c in ["query", "caption", "candidate", "candidate_item", "rank", "similarity", "positive_similarity",
-                        "p_false_negative", "is_relevant", "decision"] if c in view.columns]
+                        "p_false_negative", "why", "is_relevant", "decision"] if c in view.columns]
     shown = view[cols].head(500).copy()
     if ds_info is not None:
         shown.insert(3, "image", state.thumbs(dkey, shown["candidate"], 48))
@@ -189,6 +197,9 @@ def _page():
                                                                                 "labelled positive."),
                                         "similarity": st.column_config.NumberColumn("similarity", format="%.3f"),
                                         "is_relevant": st.column_config.CheckboxColumn("truly relevant"),
+                                        "why": st.column_config.TextColumn(
+                                            "why suspected", width="medium",
+                                            help="The evidence behind P(false negative), strongest first."),
                                         "p_false_negative": st.column_config.ProgressColumn(
                                             "P(FN)", format="%.3f", min_value=0.0, max_value=1.0)})
     rows = list(event.selection.rows)

@@ -275,7 +275,7 @@ def candidate_probs(candidates: Candidates, posterior: Any, context: Any) -> np.
     :class:`fnlab.posterior.PairContext` offers (the same numbers a scan and the app show)."""
     from fnlab.posterior import prob_false_negative
 
-    signals = context.signals(candidates.query, candidates.candidate)
+    signals = context.signals(candidates.query, candidates.candidate, names=posterior.signals)
     return prob_false_negative(posterior, signals).double().cpu().numpy().ravel()
 
 
@@ -316,7 +316,7 @@ def fn_detection(candidates: Candidates, posterior: Any, context: Any = None) ->
 
 def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, posterior: Any = None,
                         sampled_fn_rate: float | None = None, ks: Sequence[int] = KS, fn_top_k: int = 10,
-                        backend: str = "faiss") -> dict[str, Any]:
+                        backend: str = "faiss", text_view: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics of one split, as the JSON object of ``fnlab eval --json``.
 
     Args:
@@ -326,11 +326,14 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
         posterior: anything with ``prob_false_negative(sims)`` (:mod:`fnlab.posterior`), or ``None``.
         sampled_fn_rate: share of sampled training negatives that were truly relevant (passed through).
         fn_top_k: candidates per caption for FN detection.
+        text_view: ``[n_b, d']`` a second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`),
+            for a posterior fitted with one.
 
     Returns:
         ``{"recall": {"i2t": {"1","5","10"}, "t2i": {...}, "rsum"}, "relevant_recall": same or None,
         "r_precision": {"i2t", "t2i"} or None, "fn_detection": {"auroc", "ap", "ece"} or None,
-        "sampled_fn_rate": float or None}``; recalls and R-precision in percent. ``fn_detection`` is
+        "sampled_fn_rate": float or None}``; recalls and R-precision in percent. ``fn_detection`` also
+        holds the posterior's ``status`` ("calibrated" or "uncalibrated: rank only") and its reason. ``fn_detection`` is
         measured over every unlabelled pair of the split (:func:`pool_candidates`, the pool the FNE
         posterior weighs); where it is given, ``fn_detection_topk`` holds the same metrics over each
         caption's ``fn_top_k`` most similar unlabelled images (:func:`fn_candidates`, a scan's view:
@@ -350,9 +353,12 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
         if posterior is not None and dataset.n_a > 1:
             from fnlab.posterior import PairContext
 
-            ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i")
+            ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i", window=posterior.window or fn_top_k,
+                                           query_view=text_view)
             out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior, ctx)
-            out["fn_detection"]["prior_estimated"] = float(getattr(posterior, "prior_pos", float("nan")))
+            out["fn_detection"]["prior_estimated"] = float(posterior.prior_pos)
+            out["fn_detection"]["status"] = posterior.status.label
+            out["fn_detection"]["status_reason"] = posterior.status.reason
             top = fn_detection(fn_candidates(ea, eb, dataset, top_k=fn_top_k, backend=backend), posterior, ctx)
             out["fn_detection_topk"] = {"k": int(fn_top_k), **top}
     return out

@@ -110,6 +110,7 @@ class Sides:
     positives: sp.csr_matrix
     relevant: sp.csr_matrix | None
     direction: str
+    dataset: MatchingDataset | None = None  # for the captions' text view, where a posterior reads one
 
     @cached_property
     def pair_context(self):
@@ -118,13 +119,39 @@ class Sides:
 
         return PairContext(self.queries, self.candidates, self.positives)
 
+    @cached_property
+    def view_context(self):
+        """:attr:`pair_context` with the captions' text view (:func:`fnlab.data.minilm.dataset_text_view`)."""
+        from fnlab.data.minilm import dataset_text_view
+        from fnlab.posterior import PairContext
+
+        view = dataset_text_view(self.dataset) if self.dataset is not None else None
+        key = "query_view" if self.direction == "t2i" else "candidate_view"
+        return PairContext(self.queries, self.candidates, self.positives, **({key: view} if view is not None else {}))
+
+    def context_for(self, posterior):
+        """The context whose signals ``posterior`` reads (with the text view if it reads one), in its window."""
+        ctx = self.view_context if any(n.startswith("view_") for n in posterior.signals) else self.pair_context
+        if posterior.window is not None:
+            ctx.window = posterior.window
+        return ctx
+
     def prob_false_negative(self, posterior, query: np.ndarray, candidate: np.ndarray) -> np.ndarray:
         """``[N]`` P(false negative) of pairs ``(query[i], candidate[i])`` under ``posterior``, from every signal
         the pair offers (similarity, margin to the query's positive, neighbours...)."""
         from fnlab.posterior import prob_false_negative
 
-        sig = self.pair_context.signals(np.asarray(query, dtype=np.int64), np.asarray(candidate, dtype=np.int64))
+        sig = self.context_for(posterior).signals(np.asarray(query, dtype=np.int64),
+                                                  np.asarray(candidate, dtype=np.int64), names=posterior.signals)
         return prob_false_negative(posterior, sig).double().numpy()
+
+    def why(self, posterior, query: np.ndarray, candidate: np.ndarray) -> list[str]:
+        """Why each pair is suspected, in words (:mod:`fnlab.posterior.reasons`); "" below P = 0.05."""
+        from fnlab.posterior.reasons import explain
+
+        sig = self.context_for(posterior).signals(np.asarray(query, dtype=np.int64),
+                                                  np.asarray(candidate, dtype=np.int64), names=posterior.signals)
+        return explain(posterior, sig)
 
     @property
     def false_negatives(self) -> sp.csr_matrix | None:
@@ -151,8 +178,8 @@ def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: 
     rel = ds.relevance
     a, b = normalize(np.asarray(emb_a, dtype=np.float32)), normalize(np.asarray(emb_b, dtype=np.float32))
     if direction == "t2i":
-        return Sides(b, a, lab, rel, direction)
-    return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction)
+        return Sides(b, a, lab, rel, direction, ds)
+    return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction, ds)
 
 
 def _row(m: sp.csr_matrix | None, q: int, n: int) -> np.ndarray:
@@ -167,7 +194,8 @@ def ranking(s: Sides, q: int, *, k: int = 20, posterior=None) -> tuple[pd.DataFr
 
     Returns:
         ``(table, positive_rank)``: table columns ``rank, candidate, similarity, labelled_positive,
-        false_negative (bool or None), status, p_false_negative`` (NaN without posterior);
+        false_negative (bool or None), status, p_false_negative`` (NaN without posterior), ``why`` (the
+        evidence behind P in words, :mod:`fnlab.posterior.reasons`);
         ``positive_rank`` is the 1-based rank of the best labelled positive.
 
     Raises:
@@ -186,13 +214,16 @@ def ranking(s: Sides, q: int, *, k: int = 20, posterior=None) -> tuple[pd.DataFr
     if fn is not None:
         status[fn[top]] = FALSE_NEGATIVE
     p_fn = np.full(len(top), np.nan)
+    why = [""] * len(top)
     if posterior is not None:
         p_fn = s.prob_false_negative(posterior, np.full(len(top), q), top)
         p_fn[pos[top]] = np.nan  # a labelled positive is not a candidate false negative
+        why = [("" if is_pos else w) for w, is_pos in zip(s.why(posterior, np.full(len(top), q), top), pos[top],
+                                                          strict=True)]
     table = pd.DataFrame({
         "rank": np.arange(1, len(top) + 1), "candidate": top, "similarity": sims[top],
         "labelled_positive": pos[top], "false_negative": fn[top] if fn is not None else None,
-        "status": status, "p_false_negative": p_fn,
+        "status": status, "p_false_negative": p_fn, "why": why,
     })
     return table, pos_rank
 

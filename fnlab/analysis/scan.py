@@ -61,6 +61,8 @@ __all__ = [
     "triplets",
     "suspects_table",
     "fit_scan_posterior",
+    "load_texts",
+    "text_inputs",
     "NO_POSITIVE_POLICY",
     "ENGINES",
 ]
@@ -131,6 +133,79 @@ def load_positives(path: str | os.PathLike) -> pd.DataFrame:
                           columns=("query", "candidate"), integer_columns=("query", "candidate"))
     except (ValueError, FileNotFoundError) as err:
         raise ScanInputError(str(err)) from None
+
+
+def load_texts(path: str | os.PathLike, label: str = "texts") -> list[str]:
+    """Texts, one per row: a ``.txt`` file with one text a line (UTF-8), or a ``.csv`` / ``.parquet`` /
+    ``.jsonl`` table with a ``text`` column.
+
+    Raises:
+        ScanInputError: missing, empty or unreadable file, no ``text`` column.
+    """
+    from fnlab.core.files import read_table
+
+    p = Path(path)
+    if p.suffix.lower() in (".csv", ".parquet", ".pq"):
+        try:
+            return [str(t) for t in read_table(p, "texts with a column 'text'", label=label, columns=("text",))["text"]]
+        except (ValueError, FileNotFoundError) as err:
+            raise ScanInputError(str(err)) from None
+    if p.suffix.lower() == ".jsonl":
+        try:
+            df = pd.read_json(p, lines=True)
+        except (ValueError, OSError) as err:
+            raise ScanInputError(f"{p} ({label}): cannot read it as JSON lines ({err}); expected one object "
+                                 "with a 'text' field a line") from None
+        if "text" not in df.columns:
+            raise ScanInputError(f"{p} ({label}): no field 'text'; expected one object with a 'text' field a line")
+        return [str(t) for t in df["text"]]
+    if not p.is_file():
+        raise ScanInputError(f"{p} ({label}): no such file; expected texts, one a line (.txt) or a table with a "
+                             "'text' column (.csv, .parquet, .jsonl)")
+    try:
+        lines = p.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScanInputError(f"{p} ({label}): cannot read it as UTF-8 text ({err})") from None
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if not lines:
+        raise ScanInputError(f"{p} ({label}): file is empty; expected one text a line")
+    return lines
+
+
+def text_inputs(query_texts: Any, candidate_texts: Any, nq: int, nc: int, *, encoder: str,
+                names: Mapping[str, str], notes: list[str]) -> dict[str, Any]:
+    """The :class:`fnlab.posterior.PairContext` arguments that texts give: content keys of the normalised
+    texts (near-duplicate content) and a second view from ``encoder`` (:func:`fnlab.data.minilm.text_view`).
+
+    Texts that do not match the embeddings' rows, or an encoder that cannot be loaded, cost the view (or
+    that side's texts) and one line in ``notes``; the scan goes on without them.
+    """
+    from fnlab.data.minilm import EncoderError, text_view
+    from fnlab.posterior.signals import text_keys
+
+    out: dict[str, Any] = {}
+    before = len(notes)
+    for side, texts, n in (("query", query_texts, nq), ("candidate", candidate_texts, nc)):
+        if texts is None:
+            continue
+        where = names.get(f"{side}_texts", f"{side} texts")
+        texts = list(texts)
+        if len(texts) != n:
+            notes.append(f"{where}: {len(texts)} texts but {n} {side} rows; expected one text a row: the scan runs "
+                         f"without the {side} texts")
+            continue
+        out[f"{side}_content"] = text_keys(texts)
+        try:
+            out[f"{side}_view"] = text_view(texts, encoder=encoder)
+        except (EncoderError, ModuleNotFoundError, FileNotFoundError) as err:
+            notes.append(f"{err}; the scan runs without the {side} text view (near-duplicate texts still count)")
+    if "query_view" in out and "candidate_view" in out and out["query_view"].shape[1] != out["candidate_view"].shape[1]:
+        notes.append("query and candidate text views differ in size; the scan uses the query view only")
+        out.pop("candidate_view")
+    for msg in notes[before:]:
+        warnings.warn(msg, ScanWarning, stacklevel=3)
+    return out
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -261,7 +336,9 @@ def _rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, s
 
 # ------------------------------------------------------------------------------------ fitting
 def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: int = 0):
-    """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`.
+    """The scan's posterior fit: :func:`fnlab.posterior.fit` on the scan's :class:`PairContext`,
+    calibrated for the rows the scan shows (``window`` = the context's window, the scan's ``top_k``) where
+    the estimator has that parameter.
 
     One entry point for every engine (local, ``fnlab.analysis.scale.ray_scan``).
 
@@ -273,8 +350,9 @@ def fit_scan_posterior(estimator: str, prior: float | str, ctx: Any, *, seed: in
     """
     from fnlab import posterior as post_mod
 
+    extra = {"window": ctx.window} if any(p.name == "window" for p in post_mod.param_specs(estimator)) else {}
     try:
-        post = post_mod.fit(estimator, ctx, prior=prior, seed=seed)
+        post = post_mod.fit(estimator, ctx, prior=prior, seed=seed, **extra)
     except ValueError as err:
         raise ScanInputError(f"posterior estimator {estimator!r}: {err}") from None
     how = f"fnlab.posterior.fit({estimator!r}, prior={prior!r}): {post_mod.describe(estimator)}"
@@ -294,15 +372,23 @@ def scan_posterior(ctx: Any, posterior: Any, estimator: str, prior: float | str,
         post, prior_method = fit_scan_posterior(estimator, prior, ctx, seed=seed)
     else:
         post, prior_method = posterior, "given (fitted elsewhere, e.g. a run's posterior.json)"
-        estimator = getattr(post, "estimator", "given")
-    for msg in ctx.notes + list(getattr(post, "notes", ())):
+        estimator = post.estimator
+    if post.window is not None and post.window != ctx.window:
+        # a posterior calibrated for another window (a run's, for its top 10): pairs are placed in its window
+        notes.append(f"the posterior is calibrated for each query's top {post.window} candidates; rows ranked "
+                     f"below that get its pool calibration")
+        ctx.window = post.window
+    if not post.status.calibrated:
+        notes.append(f"P(false negative) is {post.status}: read it as a ranking, not as a probability")
+    for msg in ctx.notes + list(post.notes):
         if msg not in notes:
             notes.append(msg)
     return post, prior_method, estimator
 
 
 def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, rank: np.ndarray,
-                   similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None) -> pd.DataFrame:
+                   similarity: np.ndarray, positive_similarity: np.ndarray, *, ctx: Any = None,
+                   thresholds: np.ndarray | None = None) -> pd.DataFrame:
     """Kept (query, candidate) rows -> the scan's output table, with ``p_false_negative``.
 
     The one place a fitted posterior is applied to scanned rows; the local scan and the Ray
@@ -314,25 +400,33 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
         similarity: ``[R]`` float32; positive_similarity: ``[R]`` float32 (NaN without a positive).
         ctx: the :class:`fnlab.posterior.PairContext` of the scan: with it the posterior sees every
             signal of each pair; without, only the similarity and the positive similarity.
+        thresholds: ``[R]`` each row's query's ``window``-th unlabelled similarity (``window``: the
+            posterior's), from the scan's own search; without it the context searches for them.
 
     Returns:
-        DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``.
+        DataFrame ``query, candidate, rank, similarity, positive_similarity, p_false_negative``, ``why``
+        (the evidence behind P in words, for rows with P >= 0.05: :mod:`fnlab.posterior.reasons`).
     """
     from fnlab.posterior import PairSignals, prob_false_negative
+    from fnlab.posterior.reasons import explain
 
     sims = np.ascontiguousarray(similarity, dtype=np.float32)
     best = np.ascontiguousarray(positive_similarity, dtype=np.float32)
     query = np.asarray(query, dtype=np.int64)
     candidate = np.asarray(candidate, dtype=np.int64)
     p_fn = np.empty(sims.shape, dtype=np.float32)
+    why = np.full(sims.shape, "", dtype=object)
     for i in range(0, sims.size, TABLE_CHUNK_ROWS):  # signals are float64 [rows, m]: bound their memory
         part = slice(i, i + TABLE_CHUNK_ROWS)
         if ctx is not None:
-            signals = ctx.signals(query[part], candidate[part])
-            signals.similarity = torch.from_numpy(sims[part].astype(np.float64))  # the searched score, as written
+            # the searched score, as written
+            signals = ctx.signals(query[part], candidate[part], names=posterior.signals, similarity=sims[part])
+            if thresholds is not None and signals.query_threshold is not None:
+                signals.query_threshold = torch.from_numpy(np.asarray(thresholds[part], np.float64))
         else:
             signals = PairSignals.of(torch.from_numpy(sims[part]), torch.from_numpy(best[part]))
         p_fn[part] = prob_false_negative(posterior, signals).double().numpy()
+        why[part] = explain(posterior, signals, probs=p_fn[part])
     return pd.DataFrame({
         "query": query,
         "candidate": candidate,
@@ -340,7 +434,29 @@ def suspects_table(posterior: Any, query: np.ndarray, candidate: np.ndarray, ran
         "similarity": sims,
         "positive_similarity": best,
         "p_false_negative": p_fn,
+        "why": why,
     })
+
+
+def window_thresholds(scores: np.ndarray, window: int) -> np.ndarray:
+    """``[Nq]`` each query's ``window``-th best unlabelled similarity from a scan's ``scores [Nq, k]``
+    (``-inf`` where a query has fewer candidates; ``k`` below ``window``: every row is in the window)."""
+    if scores.shape[1] < window:
+        return np.full(scores.shape[0], -np.inf, dtype=np.float32)
+    col = scores[:, window - 1]
+    return np.where(np.isfinite(col), col, -np.inf).astype(np.float32)
+
+
+def status_fields(post: Any) -> dict[str, Any]:
+    """The summary's account of the posterior's calibration (every engine): ``status`` ("calibrated" or
+    "uncalibrated: rank only"), ``status_reason``, ``calibration_window`` (each query's top candidates it
+    is calibrated for; ``None``: not window-specific) and ``prior_window`` (the share of matches it puts
+    among them, where it has one)."""
+    out = {"status": post.status.label, "status_reason": post.status.reason, "calibration_window": post.window}
+    prior_window = post.params().get("prior_window")
+    if prior_window is not None:
+        out["prior_window"] = float(prior_window)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- scan
@@ -394,7 +510,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
          index: Literal["flat", "hnsw", "ivf"] = "flat", progress: bool = False,
          negative_sample: int = 100_000, seed: int = 0, names: Mapping[str, str] | None = None,
          index_params: Mapping[str, Any] | list[str] | None = None, recall_check: int = 0,
-         engine: str = "local", **engine_options: Any) -> ScanResult:
+         engine: str = "local", query_texts: Any = None, candidate_texts: Any = None,
+         text_encoder: str = "minilm", query_view: Any = None, candidate_view: Any = None,
+         **engine_options: Any) -> ScanResult:
     """Flag suspected false negatives: each query's top-k non-positive candidates with P(FN).
 
     Args:
@@ -424,6 +542,12 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         engine: ``"local"`` (this process) or ``"ray"`` (:func:`fnlab.analysis.scale.ray_scan.ray_scan`: queries
             and candidates may also be folders of Parquet/.npy shards; ``engine_options`` such as
             ``out``, ``ray_address``, ``candidate_shards``, ``workers``, ``batch_size`` go there).
+        query_texts, candidate_texts: one text per query / candidate row, where a side has text: the
+            posterior then also reads near-duplicate texts and a second view of them (``text_encoder``:
+            ``"minilm"``, the bundled all-MiniLM-L6-v2, or a local sentence-transformers folder). Texts that
+            do not match the rows, or an encoder that cannot load: a note, and the scan runs without them.
+        query_view, candidate_view: the second view as embeddings already computed (``[Nq, d']``,
+            ``[Nc, d']``), instead of encoding texts (e.g. :func:`fnlab.data.minilm.dataset_text_view`).
 
     Returns:
         :class:`ScanResult` with ``table`` (sorted by query, then rank) and ``summary``.
@@ -446,6 +570,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     if engine == "ray":
         from fnlab.analysis.scale.ray_scan import ray_scan
 
+        if any(v is not None for v in (query_texts, candidate_texts, query_view, candidate_view)):
+            raise ScanInputError("texts (--texts) and text views: available with engine='local' only")
         return ray_scan(queries, candidates, positives, top_k=top_k, prior=prior, estimator=estimator,
                         posterior=posterior, normalize=normalize, index=index, index_params=index_params, recall_check=recall_check,
                         progress=progress, negative_sample=negative_sample, seed=seed, names=names,
@@ -487,23 +613,15 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     del q_raw, c_raw
 
     no_pos, policy = announce_notes(pos, estimator, notes)
-    ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed)
-
-    # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
-    # (fnlab.posterior.fit), or the one given (a run's), applied to every signal of each pair
-    t_fit = time.perf_counter()
-    coo = pos.tocoo()
-    pos_sims = _rowwise_dot(q, c, coo.row, coo.col)
-    if pos_sims.size < 2:
-        raise ScanInputError(f"{_where(names, 'positives')}: {pos_sims.size} labelled pair(s); "
-                             "at least 2 are needed to fit the positive distribution")
-    best_pos = np.full(nq, np.nan, dtype=np.float32)
-    np.fmax.at(best_pos, coo.row, pos_sims)
-    rng = np.random.default_rng(seed)
-    sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
-    sample_sims = ctx.similarity(sq, sc)
-    post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
-    t_fit = time.perf_counter() - t_fit
+    texts = text_inputs(query_texts, candidate_texts, nq, nc, encoder=text_encoder, names=names, notes=notes)
+    for side, view, n in (("query", query_view, nq), ("candidate", candidate_view, nc)):
+        if view is not None:
+            view = np.asarray(view)
+            if view.ndim != 2 or view.shape[0] != n:
+                raise ScanInputError(f"{side}_view: expected [{n}, d'] (one row per {side}), got {view.shape}")
+            texts[f"{side}_view"] = view
+    ctx = PairContext(q, c, pos, index=index if backend == "faiss" else "flat", index_params=index_params, seed=seed,
+                      window=int(top_k), **texts)
 
     # --- search: chunked top-k without the labelled positives
     t_search = time.perf_counter()
@@ -518,7 +636,7 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
             scores, idx = topk(q, c, top_k, exclude=pos, backend="torch", chunk_size=cs, device=dev,
                                progress=bar.update if bar else None)
         else:
-            faiss_index = ctx.candidate_index()  # the fit's index, built once (None: exact search)
+            faiss_index = ctx.candidate_index()  # built once, shared with the fit (None: exact search)
             scores, idx = topk(q, None if faiss_index is not None else c, top_k, exclude=pos, backend="faiss",
                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, index=faiss_index,
                                progress=bar.update if bar else None)
@@ -526,6 +644,25 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         if bar is not None:
             bar.close()
     t_search = time.perf_counter() - t_search
+    # the fit's sample and the window's thresholds read this search instead of searching again
+    ctx.set_topk(scores.shape[1], scores, idx)
+    # --- the posterior: fitted here on labelled pairs and a stratified sample of unlabelled pairs
+    # (fnlab.posterior.fit; its top stratum is the search's rows), or the one given (a run's), applied
+    # to every signal of each pair
+    t_fit = time.perf_counter()
+    coo = pos.tocoo()
+    pos_sims = _rowwise_dot(q, c, coo.row, coo.col)
+    if pos_sims.size < 2:
+        raise ScanInputError(f"{_where(names, 'positives')}: {pos_sims.size} labelled pair(s); "
+                             "at least 2 are needed to fit the positive distribution")
+    best_pos = np.full(nq, np.nan, dtype=np.float32)
+    np.fmax.at(best_pos, coo.row, pos_sims)
+    post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
+    t_fit = time.perf_counter() - t_fit
+    rng = np.random.default_rng(seed)  # the summary's sample of unlabelled similarities (not the fit's)
+    sq, sc = ctx.draw_unlabelled(int(negative_sample), rng)
+    sample_sims = ctx.similarity(sq, sc)
+
     recall = None
     if recall_check:
         rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
@@ -540,7 +677,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     keep = flat_idx >= 0
     query_col = np.repeat(np.arange(nq, dtype=np.int64), k)[keep]
     table = suspects_table(post, query_col, flat_idx[keep], np.tile(np.arange(1, k + 1, dtype=np.int32), nq)[keep],
-                           scores.ravel()[keep], best_pos[query_col], ctx=ctx)
+                           scores.ravel()[keep], best_pos[query_col], ctx=ctx,
+                           thresholds=window_thresholds(scores, ctx.window)[query_col])
     p_fn = table["p_false_negative"].to_numpy()
     t_table = time.perf_counter() - t_table
 
@@ -561,7 +699,9 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
         "prior_estimated": float(post.prior_pos),
-        "signals": [n for n in getattr(post, "features_", ("similarity",))],
+        **status_fields(post),
+        "signals": list(post.signals),
+        "text_view": [side for side in ("query", "candidate") if f"{side}_view" in texts],
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),
@@ -585,7 +725,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
     return ScanResult(table=table, summary=summary, posterior=post, positive_pairs=positive_pairs, warnings=notes)
 
 
-def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Tensor, dataset, **kw) -> ScanResult:
+def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Tensor, dataset, *,
+                 text_view: bool = True, **kw) -> ScanResult:
     """:func:`scan` on a :class:`fnlab.data.base.MatchingDataset`: queries are B items (captions),
     candidates A items (images), positives the labelled pairs ``b_to_a``.
 
@@ -596,6 +737,8 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
 
     Args:
         emb_a: ``[n_a, d]``; emb_b: ``[n_b, d]``; ``**kw``: options of :func:`scan`.
+        text_view: where the captions have text, give the posterior their second view
+            (:func:`fnlab.data.minilm.dataset_text_view`); with a given posterior, only if it reads one.
 
     Raises:
         ScanInputError: embedding rows do not match the dataset's item counts.
@@ -606,6 +749,15 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
                                  f"{dataset.split!r} has {n} items on that side; expected one row per item")
     positives = pd.DataFrame({"query": np.arange(dataset.n_b, dtype=np.int64), "candidate": dataset.b_to_a})
     kw.setdefault("names", {"queries": "emb_b", "candidates": "emb_a", "positives": f"dataset {dataset.name!r}"})
+    given = kw.get("posterior")
+    if text_view and kw.get("query_view") is None and (given is None or any(n.startswith("view_")
+                                                                           for n in given.signals)):
+        from fnlab.data.minilm import EncoderError, dataset_text_view
+
+        try:  # the captions' second view (the shipped MiniLM embeddings of the *-precomp sets, never re-encoded)
+            kw["query_view"] = dataset_text_view(dataset)
+        except (EncoderError, ModuleNotFoundError, FileNotFoundError) as err:
+            warnings.warn(f"{err}; the scan runs without the caption text view", ScanWarning, stacklevel=2)
     res = scan(emb_b, emb_a, positives, **kw)
     if dataset.relevance is not None:
         rel = sp.csr_matrix(dataset.relevance, dtype=bool)

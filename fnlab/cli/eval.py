@@ -68,8 +68,13 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
     top_k = fn_top_k if fn_top_k is not None else int(r.config.get("fn_top_k", 10))
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"--fn-top-k {top_k!r}: expected an integer >= 1")
+    view = None
+    if posterior is not None and any(n.startswith("view_") for n in posterior.signals):
+        from fnlab.data.minilm import dataset_text_view  # the posterior reads the captions' text view
+
+        view = dataset_text_view(ds)
     out = evaluate_embeddings(r.load_array(f"emb_a_{split}"), r.load_array(f"emb_b_{split}"), ds,
-                              posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k)
+                              posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k, text_view=view)
     return out
 
 
@@ -97,5 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if out["fn_detection"]:
         det = out["fn_detection"]
         print(f"fn_detection     auroc {_fmt(det['auroc'])}  ap {_fmt(det['ap'])}  ece {_fmt(det['ece'])}")
+        if det.get("status"):
+            reason = f" ({det['status_reason']})" if det.get("status_reason") else ""
+            print(f"posterior        {det['status']}{reason}")
     print(f"sampled_fn_rate  {_fmt(out['sampled_fn_rate'])}")
     return 0

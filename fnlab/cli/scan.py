@@ -57,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--posterior", default=None, metavar="FILE",
                    help="apply this fitted posterior (a run's posterior.json) instead of fitting one, so a pair "
                    "gets the same P(FN) as in fnlab eval and the app")
+    p.add_argument("--texts", action="append", default=[], metavar="SIDE=FILE",
+                   help="texts of the queries or candidates, repeatable: queries=Q.txt, candidates=C.txt (one text a "
+                        "line, or a .csv/.parquet/.jsonl with a 'text' column, in row order). The posterior then also "
+                        "reads near-duplicate texts and a second view of them from --text-encoder")
+    p.add_argument("--text-encoder", default="minilm", metavar="NAME",
+                   help="encoder of the text view: minilm (the bundled all-MiniLM-L6-v2, default) or a local "
+                        "sentence-transformers model folder (nothing is downloaded)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat",
                    help="flat = exact (default); hnsw / ivf = approximate, for millions of candidates")
@@ -116,8 +123,12 @@ def _summary_lines(s: dict) -> list[str]:
         f"suspects p > 0.5       {s['suspects_above_0.5']:,} (in {s['queries_with_suspect_above_0.5']:,} queries)",
         f"suspects p > 0.9       {s['suspects_above_0.9']:,}",
         "posterior              " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in post.items()),
+                                               for k, v in post.items()
+                                               if not isinstance(v, dict | list) or k == "features"),
         f"prior                  {s['prior_method']}",
+        f"calibration            {s.get('status', 'calibrated')}"
+        + (f" ({s['status_reason']})" if s.get("status_reason") else "")
+        + (f"; text view on {', '.join(s['text_view'])}" if s.get("text_view") else ""),
         f"seconds                {s['seconds']['total']:.2f} (search {s['seconds']['search']:.2f}, "
         f"fit {s['seconds']['fit']:.2f})",
     ]
@@ -147,12 +158,17 @@ def run(args: argparse.Namespace) -> int:
         from fnlab.posterior import from_params
 
         given = from_params(read_json(args.posterior))
+    texts = _texts(args.texts)
     kw = dict(top_k=args.top_k, prior=prior, estimator=args.estimator, posterior=given, device=args.device,
               chunk_size=args.chunk_size, normalize=not args.no_normalize, index=args.index,
               progress=not args.quiet, negative_sample=args.negative_sample, seed=args.seed,
               index_params=parse_kvs(args.index_param, "--index-param"), recall_check=args.recall_check)
     if args.engine == "ray":
+        if texts:
+            raise ValueError("--texts: available with --engine local only")
         return _run_ray(args, kw)
+    kw.update(query_texts=texts.get("queries"), candidate_texts=texts.get("candidates"),
+              text_encoder=args.text_encoder)
 
     _check_paths(args, out, summary_path)  # before any work: no output may overwrite an input or another output
     with warnings.catch_warnings(record=True) as caught:
@@ -169,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                                 f"{args.dataset_dir} (A features)")
             names = {"queries": args.queries or f"{args.dataset_dir} B features",
                      "candidates": args.candidates or f"{args.dataset_dir} A features",
-                     "positives": f"{args.dataset_dir} pairs"}
+                     "positives": f"{args.dataset_dir} pairs", **_text_names(args.texts)}
             kw["top_k"] = _check_top_k(args.top_k, len(emb_b), len(emb_a))
             result = _bounded(lambda: scanmod.scan_dataset(emb_a, emb_b, ds, names=names, **kw), kw["top_k"])
             from fnlab.analysis.explore import with_content  # ids, texts and image paths beside the indices
@@ -183,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
             q = scanmod.load_embeddings(args.queries, "queries")
             c = scanmod.load_embeddings(args.candidates, "candidates")
             pos = scanmod.load_positives(args.positives)
-            names = {"queries": args.queries, "candidates": args.candidates, "positives": args.positives}
+            names = {"queries": args.queries, "candidates": args.candidates, "positives": args.positives,
+                     **_text_names(args.texts)}
             kw["top_k"] = _check_top_k(args.top_k, len(q), len(c))
             result = _bounded(lambda: scanmod.scan(q, c, pos, names=names, **kw), kw["top_k"])
     for w in caught:
@@ -341,6 +358,36 @@ def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: st
     except OSError as err:
         raise ValueError(f"cannot write the output ({describe_error(err)}); nothing was written and earlier "
                          "outputs are unchanged") from None
+
+
+def _text_files(items: list[str]) -> dict[str, str]:
+    """``--texts SIDE=FILE`` values as ``{"queries": FILE, "candidates": FILE}``.
+
+    Raises:
+        ValueError: a value that is not ``queries=FILE`` or ``candidates=FILE``, or a side given twice.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        side, sep, path = item.partition("=")
+        side = {"query": "queries", "candidate": "candidates"}.get(side.strip(), side.strip())
+        if not sep or side not in ("queries", "candidates") or not path:
+            raise ValueError(f"--texts {item!r}: expected queries=FILE or candidates=FILE")
+        if side in out:
+            raise ValueError(f"--texts: {side} given twice")
+        out[side] = path
+    return out
+
+
+def _texts(items: list[str]) -> dict[str, list[str]]:
+    """The texts of each side named by ``--texts`` (read now: a bad file stops the scan before any work)."""
+    from fnlab.analysis import scan as scanmod
+
+    return {side: scanmod.load_texts(path, f"--texts {side}") for side, path in _text_files(items).items()}
+
+
+def _text_names(items: list[str]) -> dict[str, str]:
+    keys = {"queries": "query_texts", "candidates": "candidate_texts"}
+    return {keys[side]: f"{path} (--texts {side})" for side, path in _text_files(items).items()}
 
 
 def _float(text: str, flag: str) -> float:

@@ -17,11 +17,21 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
+#: the name that selects the bundled model in :func:`text_view` (any other name is a local model folder)
+DEFAULT_ENCODER = "minilm"
+#: datasets whose side-B features are this model's caption embeddings (read, never encoded again)
+MINILM_CAPTION_DATASETS = ("shapes-precomp", "digits-precomp")
+
+
+class EncoderError(RuntimeError):
+    """A sentence encoder that cannot be loaded or run; the message is one line naming it."""
 
 
 def _offline() -> None:
@@ -85,3 +95,111 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 256, progress: bool =
     if emb.shape != (len(uniq), DIM):
         raise RuntimeError(f"{MODEL_NAME}: expected embeddings [{len(uniq)}, {DIM}], got {emb.shape}")
     return emb[np.asarray(inverse).ravel()]
+
+
+@lru_cache(maxsize=4)
+def load_encoder(name: str = DEFAULT_ENCODER) -> Any:
+    """A sentence encoder on CPU, offline: the bundled MiniLM for ``"minilm"``, else the
+    sentence-transformers model in the local folder ``name``. Loaded once per process.
+
+    Raises:
+        EncoderError: the model cannot be loaded (one line naming it and why).
+    """
+    if name in (DEFAULT_ENCODER, MODEL_NAME, f"sentence-transformers/{MODEL_NAME}"):
+        try:
+            return load_model()
+        except (ImportError, OSError, ValueError) as err:
+            raise EncoderError(f"text encoder {name!r}: cannot load the bundled {MODEL_NAME} ({err})") from None
+    _offline()
+    if not Path(name).is_dir():
+        raise EncoderError(f"text encoder {name!r}: expected 'minilm' or a local sentence-transformers model folder "
+                           "(nothing is downloaded)")
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(name), device="cpu", local_files_only=True)
+    except (ImportError, OSError, ValueError, RuntimeError) as err:
+        raise EncoderError(f"text encoder {name!r}: cannot load it ({type(err).__name__}: {err})") from None
+
+
+def text_view(texts: Sequence[str], *, encoder: str = DEFAULT_ENCODER, table: str | os.PathLike | None = None,
+              batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """A second view of ``texts``: ``[len(texts), d']`` float32 unit rows from a sentence encoder that
+    training did not shape (the posterior's view, :mod:`fnlab.posterior.signals`).
+
+    With the bundled MiniLM, texts found in ``table`` (a ``.npz`` with sorted ``texts`` and ``features``,
+    as :data:`fnlab.data.pretrained.CAPTION_TABLE`; default: the one ``sample_data/precomp`` ships) are read
+    from it and only the rest is encoded.
+
+    Raises:
+        EncoderError: the encoder cannot be loaded or returns malformed embeddings.
+    """
+    texts = [str(t) for t in texts]
+    uniq, inverse = np.unique(np.asarray(texts, dtype=str), return_inverse=True) if texts else (np.zeros(0, str), [])
+    out, found = None, np.zeros(len(uniq), dtype=bool)
+    if encoder == DEFAULT_ENCODER:
+        out = np.zeros((len(uniq), DIM), dtype=np.float32)
+        path = Path(table) if table is not None else _shipped_table()
+        if path is not None and path.is_file() and len(uniq):
+            with np.load(path, allow_pickle=False) as z:
+                known, feats = z["texts"], z["features"]
+            if feats.shape == (len(known), DIM) and len(known):
+                pos = np.searchsorted(known, uniq).clip(max=len(known) - 1)
+                found = known[pos] == uniq
+                out[found] = feats[pos[found]]
+    missing = np.flatnonzero(~found)
+    if len(missing):
+        model = load_encoder(encoder)
+        import torch
+
+        try:
+            with torch.inference_mode():
+                emb = model.encode([str(t) for t in uniq[missing]], batch_size=int(batch_size),
+                                   normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=bool(progress))
+        except (RuntimeError, ValueError) as err:
+            raise EncoderError(f"text encoder {encoder!r}: failed to encode ({err})") from None
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(missing):
+            raise EncoderError(f"text encoder {encoder!r}: expected [{len(missing)}, d] embeddings, got {emb.shape}")
+        if out is None or out.shape[1] != emb.shape[1]:
+            out = np.zeros((len(uniq), emb.shape[1]), dtype=np.float32)
+        out[missing] = emb
+    if out is None:
+        out = np.zeros((0, DIM), dtype=np.float32)
+    return out[np.asarray(inverse, dtype=np.int64).ravel()] if texts else out
+
+
+def _shipped_table() -> Path | None:
+    path = Path(__file__).resolve().parents[2] / "sample_data" / "precomp" / "minilm-captions.npz"
+    return path if path.is_file() else None
+
+
+def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER, encode: bool = True) -> np.ndarray | None:
+    """The second view of a dataset split's captions (side B), or ``None`` when it has no caption texts.
+
+    ``shapes-precomp`` and ``digits-precomp`` store MiniLM caption embeddings as their side-B features:
+    those are returned as they are (nothing is encoded). Other datasets' captions go through
+    :func:`text_view` (the shipped caption table first). ``encode=False``: only what needs no encoder
+    (those features, or captions all found in the shipped table), else ``None`` (training uses this: a
+    run never waits for MiniLM).
+
+    Raises:
+        EncoderError: the encoder cannot be loaded.
+    """
+    if (encoder == DEFAULT_ENCODER and getattr(dataset, "name", "") in MINILM_CAPTION_DATASETS
+            and dataset.b_kind == "features" and dataset.b_inputs.shape[1] == DIM):
+        return np.asarray(dataset.b_inputs, dtype=np.float32)
+    texts = dataset.captions()
+    if texts is None:
+        return None
+    if not encode:
+        table = _shipped_table()
+        if encoder != DEFAULT_ENCODER or table is None:
+            return None
+        with np.load(table, allow_pickle=False) as z:
+            known = z["texts"]
+        uniq = np.unique(np.asarray([str(t) for t in texts], dtype=str))
+        pos = np.searchsorted(known, uniq).clip(max=max(len(known) - 1, 0))
+        if not len(known) or not (known[pos] == uniq).all():
+            return None
+    return text_view(texts, encoder=encoder)

@@ -12,9 +12,11 @@ One package, one fitting path, one call shape:
 Estimators (:func:`available`, :func:`describe`, :func:`param_specs`):
 
 ==========  =====================================================================================
-``pu``      default: positive-unlabelled Gaussian mixture over every signal of a pair (similarity,
-            margin to the query's positive, similarity to the labelled positive, to the
-            candidate's labelled queries, mutual rank); prior estimated (:mod:`.pu`)
+``pu``      default: positive-unlabelled, each kind of evidence learned where the data show it without
+            the designated positive's bias: group matches from the transitive signals labelled pairs
+            show, near-copies of the labelled positive from the data's own duplicate group, queries
+            without a positive from labelled similarities; calibrated for the scan's window and the
+            pool, with a status (:mod:`.pu`)
 ``relative``  one-dimensional, on the margin ``s - s+``; prior estimated (:mod:`.relative`)
 ``mixture``   one-dimensional EM mixture on ``s``, positive component at the labelled pairs'
             moments; prior estimated (:mod:`.mixture`)
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from fnlab.posterior.base import Estimator, Posterior
     from fnlab.posterior.signals import PairContext, PairSignals
 
 # The estimator classes and the signal types load on first use (``fnlab.posterior.PUPosterior``), so the
@@ -63,11 +66,14 @@ _LAZY = {
     "RelativePosterior": "fnlab.posterior.relative", "SIGNALS": "fnlab.posterior.signals",
     "PairContext": "fnlab.posterior.signals", "PairSignals": "fnlab.posterior.signals",
     "pair_member": "fnlab.posterior.signals",
+    "Estimator": "fnlab.posterior.base", "Posterior": "fnlab.posterior.base",
+    "PosteriorBase": "fnlab.posterior.base", "Status": "fnlab.posterior.base",
 }
 
 __all__ = [
-    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "GaussianPosterior", "MixturePosterior",
-    "PUPosterior", "PairContext", "PairSignals", "RelativePosterior", "RunningGaussianStats", "available",
+    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PAPER_PRIOR", "SIGNALS", "Estimator", "GaussianPosterior", "MixturePosterior",
+    "PUPosterior", "PairContext", "PairSignals", "Posterior", "PosteriorBase", "RelativePosterior", "RunningGaussianStats", "Status",
+    "available",
     "check_estimator", "check_prior", "describe", "fit", "fit_dataset", "from_params", "normal_log_pdf", "pair_member",
     "param_specs", "prob_false_negative",
 ]
@@ -95,7 +101,7 @@ def check_prior(prior: float | str) -> float | str:
     return value
 
 
-def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: int = 0, **params: Any) -> Any:
+def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: int = 0, **params: Any) -> Posterior:
     """Fit estimator ``name`` on ``context`` (labelled pairs and unlabelled pairs drawn from it).
 
     Args:
@@ -108,16 +114,15 @@ def fit(name: str, context: PairContext, *, prior: float | str = "auto", seed: i
     Raises:
         ValueError: unknown name or parameter, a prior outside (0, 1), too little data.
     """
-    cls = ESTIMATORS.get(check_estimator(name))
+    cls: Estimator = ESTIMATORS.get(check_estimator(name))
     prior = check_prior(prior)
-    accepted = [p for p in inspect.signature(cls.fit_context if hasattr(cls, "fit_context") else cls.fit).parameters
+    accepted = [p for p in inspect.signature(cls.fit_context).parameters
                 if p not in ("self", "cls", "ctx", "prior", "seed")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"posterior estimator {name!r} got unknown parameter(s) {', '.join(unknown)}; "
                          f"valid parameters: {', '.join(accepted) or 'none'}")
-    fitter = cls.fit_context if hasattr(cls, "fit_context") else cls.fit
-    return fitter(context, prior=prior, seed=seed, **params)
+    return cls.fit_context(context, prior=prior, seed=seed, **params)
 
 
 def fit_dataset(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, name: str = DEFAULT_ESTIMATOR, *,
@@ -151,43 +156,18 @@ def prob_false_negative(posterior: Any, signals: PairSignals | Any, pos_sims: An
     return posterior.prob_false_negative(signals)
 
 
-def from_params(params: dict[str, Any]) -> Any:
-    """Rebuild a posterior from ``params()`` (e.g. a run's ``posterior.json``).
+def from_params(params: dict[str, Any]) -> Posterior:
+    """Rebuild a posterior from ``params()`` (e.g. a run's ``posterior.json``): the registered
+    estimator named by its ``estimator`` field (older names read as today's) rebuilds itself.
 
     Raises:
         ValueError: a missing or non-numeric field, or an unknown ``estimator``.
     """
-    from fnlab.posterior.gaussian import GaussianPosterior
-    from fnlab.posterior.mixture import MixturePosterior
-    from fnlab.posterior.pu import PUPosterior
-    from fnlab.posterior.relative import RelativePosterior
-
     if not isinstance(params, dict):
         raise ValueError(f"posterior params must be a dict, got {type(params).__name__}")
     est = params.get("estimator", "paper")
     est = _LEGACY.get(est, est)
     if est not in ESTIMATORS.available():
         raise ValueError(f"posterior params: unknown estimator {est!r}; expected one of {', '.join(available())}")
-    if est == "pu":
-        return PUPosterior.from_params(params)
-    values = {}
-    keys = ("pos_mean", "pos_std") if est == "relative" else ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos")
-    for key in keys:
-        if key not in params:
-            raise ValueError(f"posterior params: missing field {key!r} (expected a number)")
-        try:
-            values[key] = float(params[key])
-        except (TypeError, ValueError):
-            raise ValueError(f"posterior params: field {key!r} must be a number, got {params[key]!r}") from None
-    if est == "relative":
-        inner = params.get("delta")
-        if not isinstance(inner, dict):
-            raise ValueError("posterior params: estimator 'relative' needs a 'delta' object (the posterior of s - s+)")
-        return RelativePosterior(from_params({**inner, "estimator": "mixture"}), pos_mean=values["pos_mean"],
-                                 pos_std=values["pos_std"])
-    if est == "paper":
-        return GaussianPosterior(**values)
-    return MixturePosterior(**values, n_iter_=int(params.get("n_iter", 0)),
-                            converged_=bool(params.get("converged", False)),
-                            log_likelihood_=float(params.get("log_likelihood", float("nan"))),
-                            anchored_positive=True)
+    cls: Estimator = ESTIMATORS.get(est)
+    return cls.from_params(params)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+from fnlab.posterior.base import Status, read_numbers
 
 ArrayLike = torch.Tensor | np.ndarray | float
 
@@ -57,6 +59,12 @@ class GaussianPosterior:
     neg_mean: float
     neg_std: float
     prior_pos: float = 1e-4
+
+    #: the pair signals it reads (:class:`fnlab.posterior.base.Posterior`)
+    signals: ClassVar[tuple[str, ...]] = ("similarity",)
+    ready: ClassVar[bool] = True
+    window: ClassVar[int | None] = None
+    notes: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         if not (self.pos_std > 0 and self.neg_std > 0):
@@ -121,6 +129,22 @@ class GaussianPosterior:
     def estimator(self) -> str:
         return "paper"
 
+    @property
+    def status(self) -> Status:
+        """Never calibrated: both Gaussians are fitted by moments on labelled positives and the hardest
+        negatives, not on the pool the posterior is applied to, and the prior is fixed, not estimated."""
+        return Status(False, f"FNE's Gaussians on labelled pairs and hardest negatives, prior fixed at "
+                             f"{self.prior_pos:.3g}, not estimated from the data")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> GaussianPosterior:
+        """Rebuild from :meth:`params`.
+
+        Raises:
+            ValueError: a missing or non-numeric field.
+        """
+        return cls(**read_numbers(params, ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos")))
+
     @classmethod
     def fit_context(cls, ctx: Any, *, prior: float | str = "auto", seed: int = 0) -> GaussianPosterior:
         """The paper's fit on a :class:`fnlab.posterior.signals.PairContext`: positives are the
@@ -167,6 +191,12 @@ class RunningGaussianStats:
         >>> stats.count, stats.ready
         (4, False)
     """
+
+    estimator = "paper"
+    signals = ("similarity",)
+    notes = ()
+    window = None
+    status = Status(False, "FNE's running statistics over confident in-batch pairs, prior fixed, not estimated")
 
     def __init__(self, min_count: int = 200, prior_pos: float = 1e-4, variance: str = "paper",
                  min_std: float = 1e-3) -> None:

@@ -10,7 +10,11 @@ import numpy as np
 import torch
 
 from fnlab.core.registry import ParamSpec
+from fnlab.posterior.base import Status, read_numbers
 from fnlab.posterior.gaussian import ArrayLike, GaussianPosterior
+
+#: the prior bounds of the EM; a prior that ends within a factor of 1.1 of either is not an estimate
+PRIOR_BOUNDS = (1e-7, 0.5)
 
 
 @dataclass
@@ -42,6 +46,22 @@ class MixturePosterior(GaussianPosterior):
     def estimator(self) -> str:
         return "mixture"
 
+    @property
+    def status(self) -> Status:
+        """Calibrated unless the EM stopped before converging or its prior ran to a bound."""
+        return mixture_status(self.prior_pos, self.converged_, self.n_iter_)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> MixturePosterior:
+        """Rebuild from :meth:`params`.
+
+        Raises:
+            ValueError: a missing or non-numeric field.
+        """
+        values = read_numbers(params, ("pos_mean", "pos_std", "neg_mean", "neg_std", "prior_pos"))
+        return cls(**values, n_iter_=int(params.get("n_iter", 0)), converged_=bool(params.get("converged", False)),
+                   log_likelihood_=float(params.get("log_likelihood", float("nan"))), anchored_positive=True)
+
     @classmethod
     def fit_context(cls, ctx: Any, *, prior: float | str = "auto", seed: int = 0,
                     n_random: int = 50_000) -> MixturePosterior:
@@ -57,7 +77,7 @@ class MixturePosterior(GaussianPosterior):
     def fit_em(cls, pos_sims: ArrayLike, unlabelled_sims: ArrayLike, *, neg_sims: ArrayLike | None = None,
                prior: float | None = None, anchored_positive: bool = False, anchor_weight: float = 1.0,
                max_iter: int = 300, tol: float = 1e-6, min_std: float = 1e-3,
-               prior_bounds: tuple[float, float] = (1e-7, 0.5)) -> MixturePosterior:
+               prior_bounds: tuple[float, float] = PRIOR_BOUNDS) -> MixturePosterior:
         """Fit by EM (vectorised numpy, float64, single-threaded: no thread pool to contend for).
 
         Each step costs a handful of passes over the unlabelled sample: the E-step's log-odds is
@@ -196,6 +216,17 @@ class MixturePosterior(GaussianPosterior):
     def params(self) -> dict[str, Any]:
         return {"estimator": self.estimator, **super().params(), "n_iter": self.n_iter_,
                 "converged": self.converged_, "log_likelihood": self.log_likelihood_}
+
+
+def mixture_status(prior: float, converged: bool, n_iter: int) -> Status:
+    """The status of a one-dimensional EM fit: uncalibrated when it did not converge (``n_iter`` > 0:
+    a fitted model) or when its prior ran to a bound of :data:`PRIOR_BOUNDS`."""
+    lo, hi = PRIOR_BOUNDS
+    if prior <= lo * 1.1 or prior >= hi / 1.1:
+        return Status(False, f"the mixture's prior ran to its bound ({prior:.2g}): no separate match component")
+    if n_iter > 0 and not converged:
+        return Status(False, f"the EM stopped unconverged after {n_iter} iterations")
+    return Status()
 
 
 def _clean(x: ArrayLike, name: str, at_least: int) -> np.ndarray:

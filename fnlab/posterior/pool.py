@@ -6,16 +6,21 @@ plus a momentum queue of features and item ids (``fnlab.training.objective``). T
 same evidence, without any look-up outside it, because every slot of the queue holds a *pair*: an
 image with one of its captions. For an anchor ``i`` and a pool slot ``j``:
 
-==========================  =================================================================
-signal                      in the pool
-==========================  =================================================================
-``positive_neighbour``      ``max_p cand[j] . cand[p]`` over the slots ``p`` that hold a labelled
-                            positive of ``i`` (a near-duplicate of the anchor's positive)
-``query_neighbour``         ``max_j' anchor[i] . partner[j']`` over the slots ``j'`` holding the same
-                            candidate item as ``j``: does the anchor resemble the candidate's own
-                            labelled queries (in text-to-image: the caption stored beside each copy
-                            of the candidate image)? A partner that is the anchor itself is left out.
-==========================  =================================================================
+==============================  =============================================================
+signal                          in the pool
+==============================  =============================================================
+``positive_neighbour``          ``max_p cand[j] . cand[p]`` over the slots ``p`` that hold a labelled
+                                positive of ``i`` (a near-duplicate of the anchor's positive)
+``query_neighbour``             ``max_j' anchor[i] . partner[j']`` over the slots ``j'`` holding the
+                                same candidate item as ``j``: does the anchor resemble the candidate's
+                                own labelled queries (in text-to-image: the caption stored beside each
+                                copy of the candidate image)? A partner that is the anchor itself is
+                                left out.
+``view_positive_neighbour``     ``positive_neighbour`` in a second view of the candidates
+                                (``candidate_view``: e.g. MiniLM of the captions, image-to-text)
+``view_query_neighbour``        ``query_neighbour`` in a second view of the anchors and partners
+                                (``anchor_view``, ``partner_view``: text-to-image)
+==============================  =============================================================
 
 ``cand`` are the pool's candidates (images in text-to-image), ``partner`` the other half of each slot's
 pair (its caption), both as the pool holds them (momentum features). Fit the posterior these signals
@@ -38,7 +43,7 @@ from fnlab.posterior.signals import PairSignals
 __all__ = ["POOL_SIGNALS", "PoolEvidence"]
 
 #: the signals a pool offers beyond the similarity and the positive similarity
-POOL_SIGNALS = ("positive_neighbour", "query_neighbour")
+POOL_SIGNALS = ("positive_neighbour", "query_neighbour", "view_positive_neighbour", "view_query_neighbour")
 
 #: up to this many pairs a call computes the signals pair by pair, beyond it through ``[B, M]`` products
 PAIRWISE_MAX = 4096
@@ -55,6 +60,8 @@ class PoolEvidence:
         partner_ids: ``[M]`` long, the item id of each slot's partner (same id space as the anchors).
         anchor_ids: ``[B]`` long, each anchor's item id.
         positive_mask: ``[B, M]`` bool, the slots that hold a labelled positive of each anchor.
+        anchor_view, candidate_view, partner_view: optional ``[B, d']``, ``[M, d']``, ``[M, d']`` unit rows of a
+            second view (a side without text has none); the view signals need them.
 
     Raises:
         ValueError: shapes that do not agree.
@@ -68,7 +75,8 @@ class PoolEvidence:
 
     def __init__(self, anchors: torch.Tensor, candidates: torch.Tensor, partners: torch.Tensor,
                  candidate_ids: torch.Tensor, partner_ids: torch.Tensor, anchor_ids: torch.Tensor,
-                 positive_mask: torch.Tensor) -> None:
+                 positive_mask: torch.Tensor, *, anchor_view: torch.Tensor | None = None,
+                 candidate_view: torch.Tensor | None = None, partner_view: torch.Tensor | None = None) -> None:
         b, m = positive_mask.shape
         if anchors.shape[0] != b or candidates.shape[0] != m or partners.shape != candidates.shape:
             raise ValueError(f"pool evidence: anchors {tuple(anchors.shape)}, candidates {tuple(candidates.shape)}, "
@@ -78,6 +86,11 @@ class PoolEvidence:
         self.anchors, self.candidates, self.partners = anchors, candidates, partners
         self.candidate_ids, self.partner_ids, self.anchor_ids = candidate_ids, partner_ids, anchor_ids
         self.positive_mask = positive_mask
+        for name, view, n in (("anchor_view", anchor_view, b), ("candidate_view", candidate_view, m),
+                              ("partner_view", partner_view, m)):
+            if view is not None and (view.ndim != 2 or view.shape[0] != n):
+                raise ValueError(f"pool evidence: {name} has shape {tuple(view.shape)}, expected [{n}, d']")
+        self.anchor_view, self.candidate_view, self.partner_view = anchor_view, candidate_view, partner_view
         self._positive_slots: torch.Tensor | None = None  # [B, P] each anchor's positive slots, -1 padded
         self._copies: tuple[torch.Tensor, torch.Tensor] | None = None  # slot -> item, item -> its slots
 
@@ -89,18 +102,28 @@ class PoolEvidence:
             raise ValueError(f"pool evidence offers {list(POOL_SIGNALS)}, not {sorted(unknown)}")
         out = {}
         pairwise = rows.numel() <= PAIRWISE_MAX
-        if "positive_neighbour" in names:
-            out["positive_neighbour"] = (self._positive_neighbour_at(rows, cols) if pairwise
-                                         else self._positive_neighbour()[rows, cols])
-        if "query_neighbour" in names:
-            out["query_neighbour"] = (self._query_neighbour_at(rows, cols) if pairwise
-                                      else self._query_neighbour()[rows, cols])
+        spaces = {"positive_neighbour": (self.candidates,), "query_neighbour": (self.anchors, self.partners),
+                  "view_positive_neighbour": (self.candidate_view,),
+                  "view_query_neighbour": (self.anchor_view, self.partner_view)}
+        for name in names:
+            if any(v is None for v in spaces[name]):
+                continue  # this pool has no view on that side: the posterior marginalises the signal out
+            if name.endswith("positive_neighbour"):
+                cand = spaces[name][0]
+                out[name] = (self._positive_neighbour_at(rows, cols, cand) if pairwise
+                             else self._positive_neighbour(cand)[rows, cols])
+            else:
+                anchors, partners = spaces[name]
+                out[name] = (self._query_neighbour_at(rows, cols, anchors, partners) if pairwise
+                             else self._query_neighbour(anchors, partners)[rows, cols])
         return out
 
     def rows(self, keep: torch.Tensor) -> PoolEvidence:
         """The evidence of the anchors ``keep`` marks (``[B]`` bool) over the same pool."""
         return PoolEvidence(self.anchors[keep], self.candidates, self.partners, self.candidate_ids,
-                            self.partner_ids, self.anchor_ids[keep], self.positive_mask[keep])
+                            self.partner_ids, self.anchor_ids[keep], self.positive_mask[keep],
+                            anchor_view=None if self.anchor_view is None else self.anchor_view[keep],
+                            candidate_view=self.candidate_view, partner_view=self.partner_view)
 
     def pair_signals(self, sims: torch.Tensor, pos_sims: torch.Tensor, names: tuple[str, ...], rows: torch.Tensor,
                      cols: torch.Tensor) -> PairSignals:
@@ -109,21 +132,22 @@ class PoolEvidence:
         extra = self.signals(tuple(n for n in names if n in POOL_SIGNALS), rows, cols)
         return PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows], **extra)
 
-    def _positive_neighbour(self) -> torch.Tensor:
-        """``[B, M]``: each slot's best similarity to a slot holding one of the anchor's positives."""
+    def _positive_neighbour(self, cand: torch.Tensor) -> torch.Tensor:
+        """``[B, M]``: each slot's best similarity to a slot holding one of the anchor's positives (in the space
+        of ``cand [M, d]``)."""
         prow, pcol = self.positive_mask.nonzero(as_tuple=True)
         b, m = self.positive_mask.shape
-        out = torch.full((b, m), float("nan"), dtype=self.candidates.dtype, device=self.candidates.device)
+        out = torch.full((b, m), float("nan"), dtype=cand.dtype, device=cand.device)
         if prow.numel():
-            per_positive = self.candidates[pcol] @ self.candidates.T  # [P, M]
+            per_positive = cand[pcol] @ cand.T  # [P, M]
             out = out.scatter_reduce(0, prow[:, None].expand(-1, m), per_positive, reduce="amax",
                                      include_self=False)
         return out
 
-    def _query_neighbour(self) -> torch.Tensor:
+    def _query_neighbour(self, anchors: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
         """``[B, M]``: the anchor's best similarity to a partner stored beside the slot's candidate item."""
         b, m = self.positive_mask.shape
-        to_partner = self.anchors @ self.partners.T  # [B, M]
+        to_partner = anchors @ partners.T  # [B, M]
         to_partner = to_partner.masked_fill(self.partner_ids[None, :] == self.anchor_ids[:, None], float("-inf"))
         items, slot_item = torch.unique(self.candidate_ids, return_inverse=True)
         best = torch.full((b, items.numel()), float("-inf"), dtype=to_partner.dtype, device=to_partner.device)
@@ -131,18 +155,19 @@ class PoolEvidence:
         out = best[:, slot_item]
         return out.masked_fill(torch.isinf(out), float("nan"))
 
-    def _positive_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def _positive_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """``[N]``: :meth:`_positive_neighbour` at the pairs only (each anchor's positive slots, padded)."""
         if self._positive_slots is None:  # built once per pool: a draw asks again for the anchors left
             self._positive_slots = _padded_groups(*self.positive_mask.nonzero(as_tuple=True), self.positive_mask.shape[0])
         slots = self._positive_slots
         if slots.shape[1] == 0:
-            return torch.full(rows.shape, float("nan"), dtype=self.candidates.dtype, device=self.candidates.device)
+            return torch.full(rows.shape, float("nan"), dtype=cand.dtype, device=cand.device)
         mine = slots[rows]  # [N, P]
-        vals = torch.einsum("nd,npd->np", self.candidates[cols], self.candidates[mine.clamp_min(0)])
+        vals = torch.einsum("nd,npd->np", cand[cols], cand[mine.clamp_min(0)])
         return _masked_max(vals, mine >= 0)
 
-    def _query_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def _query_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor, anchors: torch.Tensor,
+                            partners: torch.Tensor) -> torch.Tensor:
         """``[N]``: :meth:`_query_neighbour` at the pairs only (each candidate item's slots, padded)."""
         if self._copies is None:  # built once per pool
             items, slot_item = torch.unique(self.candidate_ids, return_inverse=True)
@@ -151,7 +176,7 @@ class PoolEvidence:
         slot_item, copies = self._copies
         mine = copies[slot_item[cols]]  # [N, K]: the slots holding the same candidate item as each pair's
         safe = mine.clamp_min(0)
-        vals = torch.einsum("nd,nkd->nk", self.anchors[rows], self.partners[safe])
+        vals = torch.einsum("nd,nkd->nk", anchors[rows], partners[safe])
         ok = (mine >= 0) & (self.partner_ids[safe] != self.anchor_ids[rows][:, None])
         return _masked_max(vals, ok)
 

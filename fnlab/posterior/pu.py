@@ -1,140 +1,103 @@
-"""Positive-unlabelled posterior over all the signals of a pair (fnlab's default estimator, ``"pu"``).
+"""Positive-unlabelled posterior over every signal of a pair (fnlab's default estimator, ``"pu"``).
 
-The labelled pairs are a sample of the matches; the unlabelled pairs are a mixture of
-non-matches and unlabelled matches (the false negatives) with class prior ``pi``. Each pair is
-described by a feature vector built from :class:`fnlab.posterior.signals.PairSignals`.
+Labelled pairs are some of the matches; unlabelled pairs mix non-matches and unlabelled matches (the
+false negatives). A labelled pair is not a random draw from the matches: it is its query's *designated*
+match, which a trained model scores above the query's other matches, so priors and densities that assume
+"selected completely at random" (SCAR) overshoot or undershoot (Bekker & Davis, "Learning from positive
+and unlabeled data: a survey", 2020, Sec. 3-4). The posterior therefore learns each kind of evidence from
+where the data show it without that bias, and says which:
 
-**Which features.** Offered: ``[s, s - s+, positive_neighbour, query_neighbour, s - candidate_hubness]``
-(only those the data provide; an entry may be missing for some pairs). A positive-unlabelled fit
-learns the false negatives' distribution from the labelled pairs, so it matters which features the
-labelled pairs show as an unlabelled match would:
+1. **Group matches, learned from labelled pairs** (:class:`fnlab.posterior.linear.LinearEvidence`). Where
+   labelled pairs show a *transitive* signal (several captions an image: ``query_neighbour``; several
+   positives a query: ``positive_neighbour``; and their second-view forms), a tied-covariance Gaussian
+   mixture over the margin to the query's own positive and those signals is fitted on labelled pairs
+   (left out of their own sets) and a stratified sample of unlabelled pairs weighted to the pool (each
+   query's top candidates, and uniform pairs), by EM with missing values. Its prior is the pool's. The
+   rows a scan shows (each query's top ``window`` unlabelled candidates) hold a larger share of matches
+   than the pool, so that share is estimated on its own from the transitive signals alone, by Elkan &
+   Noto's label frequency (:mod:`fnlab.posterior.labelfreq`), and the log-odds of pairs in the window is
+   shifted so that their mean posterior is that share.
+2. **Near-copies of the labelled positive, learned from the data's own duplicates**
+   (:class:`fnlab.posterior.duplicates.DuplicateGroup`). Where no labelled pair shows a transitive signal
+   (one labelled candidate a query and one labelled query a candidate), nothing says how close an
+   unlabelled match sits to the labelled one except the data: the candidates a scan shows that are
+   near-copies of the labelled positive form a group of their own. Its share among the scanned rows is
+   found by a one-dimensional mixture on ``atanh(positive_neighbour)``. This evidence is also used in
+   image-text data (duplicate images match the same captions).
+3. **Queries without a labelled positive.** Where the first two are silent for lack of a positive, a
+   candidate is a match when it is as similar to the query as labelled matches are: a mixture on ``s``
+   whose positive component is the labelled similarities' (:class:`fnlab.posterior.mixture.MixturePosterior`),
+   fitted on those queries' top candidates.
 
-* When labelled pairs show a *transitive* signal (``query_neighbour``: the candidate's other
-  labelled queries, as in image-text data with several captions an image; ``positive_neighbour``:
-  the query's other positives), the fit uses the margin ``s - s+`` and those signals only. The raw
-  similarity is left out: a labelled positive is its query's *designated* match, which a trained
-  model scores above the query's other matches (the labelled pairs are not "selected completely at
-  random" in ``s``), while the margin measures every candidate against the query's own positive.
-  A labelled pair shows no margin of its own; for a true match it is the difference of two positive
-  similarities, imputed by pairing each labelled similarity with a random other one (as the
-  ``relative`` estimator). Features no labelled pair shows are left out: their positive component
-  would be learned from unlabelled structure alone, which latched onto clusters of non-matches
-  (measured in ``bench/fn_detection.py``); so is the mutual rank, which training inflates for
-  labelled pairs.
-* Otherwise (one labelled pair per query and per candidate, as in a query-document corpus) the fit
-  uses all offered features, anchored by the similarity of the labelled pairs; ``positive_neighbour``
-  (a near-duplicate of the labelled positive is almost surely a match) is then learned from the
-  unlabelled pairs, where duplicates form their own mode. A fitted feature whose weight says "more
-  similar, less likely a match" is dropped and the model refitted: every feature is a similarity in
-  which the candidate enters positively.
-
-The model is a two-component Gaussian mixture in that space,
-
-    f_U(x) = pi N(x; mu+, S+) + (1 - pi) N(x; mu-, S-),
-
-both components sharing one covariance
-(so the log-odds is linear in ``x``: a logistic model; separate covariances were tried and
-over-fitted clusters of pairs that were not matches), fitted by EM with missing values (Ghahramani & Jordan, "Supervised learning from incomplete data
-via an EM approach", NIPS 1994: the E-step imputes each component's conditional mean and adds its
-conditional covariance), on
-
-* the labelled pairs, known members of the positive component, with their signals computed
-  leaving the pair out (what the pair would show had it not been labelled);
-* a stratified sample of unlabelled pairs: every query's top-``top_k`` unlabelled candidates
-  (where false negatives concentrate) and a uniform sample of the rest, each row weighted by
-  the share of the pool it stands for, so that ``pi`` and the posterior are those of the whole
-  unlabelled pool.
-
-``pi`` is the class prior among unlabelled pairs; it is estimated as the mixture proportion of the
-positive component, the semi-supervised mixture-model approach to positive-unlabelled prior
-estimation (e.g. Ward, Hastie et al., "Presence-only data and the EM algorithm", Biometrics 2009,
-who fit it by EM; see also the mixture-proportion estimation literature: Elkan & Noto, KDD 2008;
-Ramaswamy, Scott & Tewari, ICML 2016). Where every feature is shown by labelled pairs (the first
-case above), the prior is then re-estimated by Best Bin Estimation on the fitted model's log-odds
-(Garg, Wu, Smola, Balakrishnan & Lipton, "Mixture proportion estimation and PU learning: a modern
-approach", NeurIPS 2021: the upper tail of a score where labelled pairs are purest bounds ``pi``),
-and the model refitted with it fixed; a mixture prior that runs to either bound falls back to the
-same estimator on the margin. The posterior of an unlabelled pair is then
-
-    P(FN | x) = pi N+(x) / (pi N+(x) + (1 - pi) N-(x)),
-
-with missing features marginalised out exactly (drop their rows and columns). The same fitted
-model therefore also serves callers that offer fewer signals, such as the FNE sampler during
-training, which sees only ``s`` and ``s+``.
-
-Why not the labelled-vs-unlabelled classifier of Elkan & Noto: its "selected completely at
-random" assumption fails for pairs. A labelled positive is the *designated* match of its query,
-and features such as the similarity to the labelled positive are undefined for a labelled pair
-of a one-positive query, so a classifier would separate labelled from unlabelled on missingness
-alone. The mixture uses the labelled pairs where their signals exist and learns the rest of the
-positive component from the unlabelled structure.
+``P(false negative) = 1 - (1 - P_group)(1 - P_copy)`` (a pair is a match if either holds); for a query
+without a positive, ``P_designated``. :attr:`PUPosterior.prior_pos` is the model's share of matches over
+the pool sample, :attr:`PUPosterior.prior_window` over the scanned rows. :attr:`PUPosterior.status` says
+"uncalibrated: rank only" (with the reason) where the data cannot support a probability: too few
+labelled pairs, a fit that did not converge, a prior at its bound, or a window share that could not be
+estimated.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from fnlab.core.registry import ParamSpec
-from fnlab.posterior.signals import PairContext, PairSignals
+from fnlab.posterior.base import Status
+from fnlab.posterior.duplicates import DuplicateGroup, z_scale
+from fnlab.posterior.gmm import PRIOR_CAP, PRIOR_FLOOR, best_bin_prior, fit_em, log_density_ratio
+from fnlab.posterior.labelfreq import match_share
+from fnlab.posterior.linear import FEATURES, TRANSITIVE, LinearEvidence, features_of
+from fnlab.posterior.mixture import MixturePosterior
+from fnlab.posterior.signals import SIGNALS, PairContext, PairSignals
 
-__all__ = ["FEATURES", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
-
-#: the smallest and largest prior the EM may reach
-PRIOR_FLOOR, PRIOR_CAP = 1e-7, 0.5
-
-#: the transitive signals: evidence from the labelled pairs of the query or the candidate
-TRANSITIVE = ("positive_neighbour", "query_neighbour")
+__all__ = ["FEATURES", "MIN_LABELLED", "PUPosterior", "features_of", "stratified_unlabelled_sample"]
 
 #: share of labelled pairs that must show a transitive signal for it to anchor the fit (a few
 #: queries with a second positive do not make a one-positive dataset)
 MIN_SHOWN_SHARE = 0.1
 
-#: feature names, in order, and the signals each needs
-FEATURES = {
-    "similarity": ("similarity",),
-    "margin": ("similarity", "positive_similarity"),
-    "positive_neighbour": ("positive_neighbour",),
-    "query_neighbour": ("query_neighbour",),
-    "mutual": ("similarity", "candidate_hubness"),
-}
+#: fewer labelled pairs than this cannot say what a match looks like: the posterior ranks, no more
+MIN_LABELLED = 30
 
+#: the group evidence's first features, before the transitive ones: the margin to the query's own positive
+#: (the raw similarity was tried too: it ranked dense class-level matches better and captions worse,
+#: bench/calibration.py)
+LEAD = ("margin",)
 
-def features_of(signals: PairSignals, names: tuple[str, ...]) -> torch.Tensor:
-    """``[*, m]`` float64 features ``names`` of :data:`FEATURES`; NaN where a signal is missing."""
-    s = signals.similarity.double()
-    cols = []
-    for name in names:
-        needs = FEATURES[name]
-        parts = [getattr(signals, n) for n in needs]
-        if any(p is None for p in parts):
-            cols.append(torch.full_like(s, float("nan")))
-            continue
-        parts = [p.to(device=s.device, dtype=torch.float64) for p in parts]
-        if name == "similarity":
-            v = s
-        elif name == "margin":
-            v = s - parts[1]
-        elif name == "mutual":
-            v = s - parts[1]
-        else:
-            v = parts[0]
-        cols.append(torch.broadcast_to(v, s.shape))
-    return torch.stack(cols, dim=-1)
+#: most rows the mixture for queries without a positive is fitted on
+MAX_DESIGNATED_ROWS = 50_000
+
+#: labelled pairs the mixture for queries without a positive needs (their similarities are its positive component)
+MIN_DESIGNATED = 10
+
+#: the signals whose near-copy evidence the duplicate group reads (the largest of those present)
+COPY_SIGNALS = ("positive_neighbour", "view_positive_neighbour")
+
+#: every signal the fit may read (mutual rank is left out: training inflates it for labelled pairs)
+FIT_SIGNALS = tuple(n for n in SIGNALS if n not in ("candidate_hubness", "query_duplicate"))
+
+#: uniform pairs in the sample when there is no group evidence to fit (they only give the pool's prior)
+COPY_ONLY_RANDOM = 10_000
+
+#: at most this many window rows (each sampled query's top ``window``) enter the fit
+MAX_WINDOW_ROWS = 200_000
 
 
 def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int, max_queries: int,
-                                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                                 rng: np.random.Generator,
+                                 with_window: bool = False) -> tuple[np.ndarray, ...]:
     """Unlabelled pairs standing for the whole pool: ``(query [n], candidate [n], weight [n])``.
 
     Stratum T: the top-``top_k`` unlabelled candidates of up to ``max_queries`` queries (all
     queries when there are fewer), each weighted ``|T| / sampled``. Stratum R: ``n_random`` pairs
     drawn uniformly among unlabelled pairs (:meth:`PairContext.draw_unlabelled`), those that fall
     inside their query's top-``top_k`` dropped, weighted ``(pool - |T|) / kept``. Weights sum to the
-    number of unlabelled pairs.
+    number of unlabelled pairs. Stratum T comes first; ``with_window`` also returns its size and every
+    pair's similarity (the search's scores, no second computation).
     """
     nq = ctx.n_queries
     chosen = np.arange(nq) if nq <= max_queries else np.sort(rng.choice(nq, size=max_queries, replace=False))
@@ -150,419 +113,466 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
     size_t = int(np.minimum(idx.shape[1], ctx.n_candidates - np.diff(ctx.positives.indptr)).sum())
     ri = np.searchsorted(rows, rq)
     kth = np.where(idx[ri, -1] >= 0, scores[ri, -1], -np.inf)  # a pair at or above it sits in stratum T
-    in_t = ctx.similarity(rq, rc) >= kth
-    rq, rc = rq[~in_t], rc[~in_t]
+    r_sim = ctx.similarity(rq, rc)
+    in_t = r_sim >= kth
+    rq, rc, r_sim = rq[~in_t], rc[~in_t], r_sim[~in_t]
     rest = ctx.n_unlabelled - size_t
     w_t = np.full(tq.size, size_t / max(tq.size, 1), dtype=np.float64)
     w_r = np.full(rq.size, rest / max(rq.size, 1), dtype=np.float64) if rest > 0 else np.zeros(rq.size)
-    return np.concatenate([tq, rq]), np.concatenate([tc, rc]), np.concatenate([w_t, w_r])
+    out = (np.concatenate([tq, rq]), np.concatenate([tc, rc]), np.concatenate([w_t, w_r]))
+    if not with_window:
+        return out
+    return (*out, int(tq.size), np.concatenate([scores[ci][valid], r_sim]).astype(np.float32))
+
+
+@dataclass
+class _Sample:
+    """What one fit reads: labelled pairs, the pool sample (window rows first) and their signals."""
+
+    lab_q: np.ndarray
+    lab_c: np.ndarray
+    lab_sim: np.ndarray
+    lab_sig: PairSignals
+    q: np.ndarray
+    c: np.ndarray
+    weight: np.ndarray
+    sig: PairSignals
+    n_window: int  # the first n_window rows are the window stratum (each sampled query's top `window`)
 
 
 class PUPosterior:
-    """Two-component Gaussian mixture over pair features, fitted positive-unlabelled (module docstring).
+    """The default posterior (module docstring).
 
-    Fitted attributes: ``prior_pos`` (``pi``, the share of false negatives among unlabelled pairs),
-    ``means_ [2, m]`` and ``covs_ [2, m, m]`` (row 0 negative, row 1 positive), ``features_``,
-    ``n_iter_``, ``converged_``; ``pos_mean`` is the mean labelled-positive similarity (what FNE's
-    cut-down ``s <= mu+ - margin`` uses).
+    Attributes: ``linear`` (:class:`LinearEvidence` or ``None``), ``copies``
+    (:class:`DuplicateGroup` or ``None``), ``designated`` (the mixture for queries without a positive, or
+    ``None``), ``prior_pos`` (share of false negatives among unlabelled pairs), ``prior_window`` (among each
+    query's top ``window`` unlabelled candidates), ``pos_mean`` (mean labelled-positive similarity, FNE's
+    cut-down reads it), ``n_iter_``, ``converged_``, ``status``, ``notes``.
 
-    Args:
-        top_k: candidates per query in the top stratum of the fit sample.
-        n_random: uniform unlabelled pairs in the fit sample.
-        max_queries: queries whose top-k enter the fit sample.
-        max_iter, tol: EM stopping rule (largest parameter change).
+    Args (of :meth:`fit_context`):
+        window: the candidates a query shows in a scan (the scan passes its ``top_k``).
+        top_k: candidates per query in the top stratum of the pool sample.
+        n_random: uniform unlabelled pairs in the pool sample.
+        max_queries: queries whose top candidates enter the sample.
+        max_iter, tol: EM stopping rule.
     """
 
     estimator = "pu"
-    uses_signals = True
+    ready = True
     PARAMS = (
+        ParamSpec("window", 10, 1, 1000, "candidates a query shows in a scan (the calibrated window)", integer=True),
         ParamSpec("top_k", 10, 1, 200, "each query's most similar unlabelled candidates in the fit sample",
                   integer=True),
         ParamSpec("n_random", 50_000, 1000, 1_000_000, "uniform unlabelled pairs in the fit sample", integer=True),
         ParamSpec("max_queries", 20_000, 100, 1_000_000, "queries whose top-k enter the fit sample", integer=True),
     )
 
-    def __init__(self, *, features: tuple[str, ...] = (), prior_pos: float = 0.01, means: Any = None,
-                 covs: Any = None, pos_mean: float = 0.0, pos_std: float = 1.0, n_iter: int = 0,
-                 converged: bool = False, notes: tuple[str, ...] = ()) -> None:
-        self.features_ = tuple(features)
-        self.prior_pos = float(prior_pos)
-        m = len(self.features_)
-        self.means_ = np.zeros((2, m)) if means is None else np.asarray(means, dtype=np.float64).reshape(2, m)
-        self.covs_ = (np.stack([np.eye(m)] * 2) if covs is None
-                      else np.asarray(covs, dtype=np.float64).reshape(2, m, m))
+    def __init__(self, *, linear: LinearEvidence | None = None, copies: DuplicateGroup | None = None,
+                 copy_signals: tuple[str, ...] = (), designated: MixturePosterior | None = None,
+                 prior_pos: float = 0.0, prior_window: float = 0.0, window: int = 10, pos_mean: float = 0.0,
+                 pos_std: float = 1.0, n_iter: int = 0, converged: bool = True, status: Status | None = None,
+                 notes: tuple[str, ...] = (), prior_shift: float = 0.0) -> None:
+        self.linear, self.copies, self.designated = linear, copies, designated
+        self.copy_signals = tuple(copy_signals)
+        self.prior_pos, self.prior_window, self.window = float(prior_pos), float(prior_window), int(window)
         self.pos_mean, self.pos_std = float(pos_mean), float(pos_std)
         self.n_iter_, self.converged_ = int(n_iter), bool(converged)
+        self.status = status or Status()
         self.notes = tuple(notes)
-        self._linear: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}  # fitted parameters never change
+        self.prior_shift = float(prior_shift)  # log-odds added to every pair: a prior given by the user
+
+    # ------------------------------------------------------------------ protocol members
+    @property
+    def features_(self) -> tuple[str, ...]:
+        """The features of the linear evidence (empty without it)."""
+        return self.linear.features if self.linear is not None else ()
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The pair signals it reads (:class:`fnlab.posterior.base.Posterior`)."""
+        needs = {"similarity"}
+        if self.linear is not None:
+            needs |= set(self.linear.signals)
+        if self.copies is not None and self.copies.found:
+            needs |= set(self.copy_signals) | {"positive_duplicate"}
+        if self.designated is not None:
+            needs |= {"positive_similarity"}
+        return tuple(n for n in SIGNALS if n in needs)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, ctx: PairContext, *, prior: float | str = "auto", seed: int = 0, top_k: int = 10,
-            n_random: int = 50_000, max_queries: int = 20_000, max_iter: int = 300,
-            tol: float = 1e-5) -> PUPosterior:
+    def fit_context(cls, ctx: PairContext, *, prior: float | str = "auto", seed: int = 0, window: int = 10,
+                    top_k: int = 10, n_random: int = 50_000, max_queries: int = 20_000, max_iter: int = 300,
+                    tol: float = 1e-5) -> PUPosterior:
         """Fit on a :class:`PairContext` (labels only, never ground truth).
 
         Raises:
             ValueError: fewer than 2 labelled pairs, no unlabelled pair, or a prior outside (0, 1).
         """
-        rng = np.random.default_rng(seed)
-        lq, lc, lsim = ctx.positive_similarities()
-        if lq.size < 2:
-            raise ValueError(f"the 'pu' posterior needs at least 2 labelled pairs, got {lq.size}")
-        uq, uc, uw = stratified_unlabelled_sample(ctx, top_k=top_k, n_random=n_random, max_queries=max_queries,
-                                                  rng=rng)
-        if uq.size < 2:
-            raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
-        names = tuple(n for n in FEATURES if all(s in ctx.signal_names for s in FEATURES[n]))
-        lab = features_of(ctx.signals(lq, lc, leave_pair_out=True), names).numpy()
-        if "margin" in names:
-            # A labelled pair whose query has no other positive shows no margin. For a true match
-            # the margin is the difference of two positive similarities (the query's designated
-            # positive and another match), modelled as in the "relative" estimator by pairing each
-            # labelled similarity with that of a random other labelled pair. Without it the
-            # margin's positive component would be learned from unlabelled structure alone (and
-            # latch onto queries whose labelled positive is itself a poor match).
-            j = names.index("margin")
-            gap = np.isnan(lab[:, j])
-            if gap.any():
-                lab[gap, j] = lsim[gap] - lsim[rng.permutation(lsim.size)][gap]
-        notes = list(ctx.notes)
-        names, lab = _anchored_features(names, lab, notes)
-        unl = features_of(ctx.signals(uq, uc), names).numpy()
-        keep = [j for j, n in enumerate(names)
-                if np.isfinite(unl[:, j]).sum() >= 2 and np.nanstd(unl[:, j]) > 0]
-        dropped = [names[j] for j in range(len(names)) if j not in keep]
-        if dropped:
-            notes.append(f"feature(s) {', '.join(dropped)} dropped: no spread or too few values")
-        names = tuple(names[j] for j in keep)
-        lab, unl = lab[:, keep], unl[:, keep]
         fixed = None if prior == "auto" else float(prior)
         if fixed is not None and not 0 < fixed < 1:
             raise ValueError(f"prior must be 'auto' or lie in (0, 1), got {prior!r}")
-        all_names, all_lab, all_unl = names, lab, unl
-        anchored = bool((np.isfinite(lab).mean(axis=0) >= MIN_SHOWN_SHARE).all())  # labelled pairs show every feature
-        scored = False
-        while True:
-            pi, means, covs, it, conv = _fit_em(lab, unl, uw, prior=fixed, max_iter=max_iter, tol=tol)
-            worst = _worst_inverted_feature(names, means, covs)
-            if worst is None or len(names) <= 1:
-                if fixed is None and (pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9) and "margin" in all_names:
-                    # the mixture found no positive component, or called half the pool positive (a
-                    # shifted copy of the negatives' shape is barely identifiable where the classes
-                    # overlap): estimate the prior on its own from the margin, then refit with it fixed
-                    j = all_names.index("margin")
-                    fixed = best_bin_prior(all_lab[:, j], all_unl[:, j], uw)
-                    notes.append(f"the mixture's prior ran to its bound ({pi:.2g}); prior {fixed:.3g} by best bin "
-                                 "estimation on "
-                                 "the margin s - s+ (Garg et al., NeurIPS 2021), then refitted")
-                    names, lab, unl = all_names, all_lab, all_unl
-                    continue
-                if prior == "auto" and not scored and anchored:
-                    # every feature is shown by labelled pairs: the prior by Best Bin Estimation on the
-                    # fitted model's score (its purest top bin, Garg et al. 2021), then refitted with it
-                    scored = True
-                    fixed = best_bin_prior(_score(lab, means, covs), _score(unl, means, covs), uw)
-                    notes.append(f"prior {fixed:.3g} by best bin estimation on the fitted log-odds "
-                                 f"(before: {pi:.3g}), then refitted")
-                    continue
-                break
-            notes.append(f"feature {names[worst]} dropped: the fit made P(FN) fall as it rises")
-            keep = [j for j in range(len(names)) if j != worst]
-            names, lab, unl = tuple(names[j] for j in keep), lab[:, keep], unl[:, keep]
-        return cls(features=names, prior_pos=pi, means=means, covs=covs, pos_mean=float(lsim.mean()),
-                   pos_std=float(lsim.std()), n_iter=it, converged=conv, notes=tuple(notes))
+        rng = np.random.default_rng(seed)
+        ctx.window = int(window)  # the window this posterior is fitted for: its query_threshold signal
+        sample = _draw(ctx, window=int(window), n_random=n_random, max_queries=max_queries, rng=rng)
+        notes: list[str] = list(ctx.notes)
+        reasons: list[str] = []
+        if sample.lab_q.size < MIN_LABELLED:
+            reasons.append(f"{sample.lab_q.size} labelled pairs: too few to learn what a match looks like "
+                           f"(at least {MIN_LABELLED})")
+        linear, it, conv = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
+        copies, copy_signals = _fit_copies(sample, notes, seed)
+        designated = _fit_designated(sample, notes) if linear is None else None
+        if copies is not None:  # the EM iterations of every mixture the fit ran
+            it, conv = it + copies.n_iter, conv and copies.converged
+        if designated is not None:
+            it, conv = it + designated.n_iter_, conv and designated.converged_
+        post = cls(linear=linear, copies=copies, copy_signals=copy_signals, designated=designated,
+                   window=int(window), pos_mean=float(sample.lab_sim.mean()), pos_std=float(sample.lab_sim.std()),
+                   n_iter=it, converged=conv, notes=tuple(notes))
+        p = np.nan_to_num(post.prob_false_negative(sample.sig).double().numpy(), nan=0.0)
+        if fixed is not None:  # the user's prior: every pair's log-odds shifted so that the pool's share is it
+            post.prior_shift = _solve_shift(_logit(p), fixed, weights=sample.weight)
+            notes.append(f"prior {fixed:.3g} given: log-odds of every pair shifted by {post.prior_shift:+.2f}")
+            p = np.nan_to_num(post.prob_false_negative(sample.sig).double().numpy(), nan=0.0)
+        post.prior_pos = float(np.clip((sample.weight * p).sum() / sample.weight.sum(), PRIOR_FLOOR, 1 - PRIOR_FLOOR))
+        post.prior_window = float(p[:sample.n_window].mean()) if sample.n_window else 0.0
+        if linear is None and copies is not None and not copies.found and designated is None:
+            notes.append("no evidence of unlabelled matches: no labelled pair shows a transitive signal and the "
+                         "scanned candidates hold no group of near-copies of the labelled positive")
+        post.notes = tuple(notes)
+        post.status = Status(False, "; ".join(reasons)) if reasons else Status()
+        return post
 
     # ------------------------------------------------------------------ applying
-    def log_odds(self, signals: PairSignals) -> torch.Tensor:
-        """``log pi N+(x) - log (1 - pi) N-(x)`` per pair, marginalising missing features."""
-        offered = set(signals.offered())
-        present = [j for j, n in enumerate(self.features_) if all(sig in offered for sig in FEATURES[n])]
-        names = tuple(self.features_[j] for j in present)
-        base = math.log(self.prior_pos) - math.log1p(-self.prior_pos)
-        shape = tuple(torch.broadcast_shapes(*[getattr(signals, n).shape for n in offered]))
-        device = signals.similarity.device
-        if not names:
-            return torch.full(shape, base, dtype=torch.float64, device=device)
-        if np.allclose(self.covs_[0], self.covs_[1]):
-            fast = self._linear_log_odds(signals, names, present, base, shape)
-            if fast is not None:
-                return fast
-        flat = features_of(signals, names).reshape(-1, len(names))
-        idx = torch.as_tensor(present, device=device)
-        means = torch.as_tensor(self.means_, device=device)[:, idx]
-        covs = torch.as_tensor(self.covs_, device=device)[:, idx][:, :, idx]
-        nan = torch.isnan(flat)
-        if not bool(nan.any()):  # the hot path (FNE's pool): every entry has every offered feature
-            out = base + _log_normal(flat, means[1], covs[1]) - _log_normal(flat, means[0], covs[0])
-            return out.reshape(shape)
-        out = torch.zeros(flat.shape[0], dtype=torch.float64, device=device)
-        # one group per pattern of observed features (usually one or two patterns)
-        patterns, inverse = torch.unique(~nan, dim=0, return_inverse=True)
-        for p in range(patterns.shape[0]):
-            o = patterns[p]
-            rows = inverse == p
-            if not bool(o.any()):
-                out[rows] = base
-                continue
-            xo = flat[rows][:, o]
-            lp = _log_normal(xo, means[1][o], covs[1][o][:, o])
-            ln = _log_normal(xo, means[0][o], covs[0][o][:, o])
-            out[rows] = base + lp - ln
-        return out.reshape(shape)
-
-    def _linear_log_odds(self, signals: PairSignals, names: tuple[str, ...], present: list[int], base: float,
-                         shape: tuple[int, ...]) -> torch.Tensor | None:
-        """Shared covariance: the log-odds is linear, ``w . (x - (mu+ + mu-) / 2) + log(pi / (1 - pi))`` with
-        ``w = S^-1 (mu+ - mu-)`` over the offered features (the FNE sampler's hot path: one pass over
-        ``[B, M]``, no ``[B, M, m]`` stack). ``None`` when some entry misses a feature (general path)."""
-        cols = []
-        for name in names:
-            col = features_of(signals, (name,))[..., 0]
-            if bool(torch.isnan(col).any()):
-                return None
-            cols.append(col)
-        key = tuple(present)
-        if key not in self._linear:  # one solve per set of offered features (FNE asks many times a step)
-            sub = np.ix_(present, present)
-            w_ = np.linalg.solve(self.covs_[0][sub], self.means_[1][present] - self.means_[0][present])
-            self._linear[key] = (w_, float(w_ @ (0.5 * (self.means_[1][present] + self.means_[0][present]))))
-        w, offset = self._linear[key]
-        out = torch.full(shape, base - offset, dtype=torch.float64, device=signals.similarity.device)
-        for wj, col in zip(w, cols, strict=True):
-            out = out + float(wj) * col
+    def parts(self, signals: PairSignals) -> dict[str, torch.Tensor]:
+        """The probability each kind of evidence gives (``[*]`` each, NaN where it says nothing):
+        ``group`` (linear evidence), ``copy`` (near-copy of the labelled positive), ``designated``
+        (as similar as labelled matches, for queries without a positive)."""
+        shape = tuple(signals.similarity.shape)
+        out = {}
+        if self.linear is not None:
+            out["group"] = torch.sigmoid(self.linear.log_odds(signals))
+        z = self._copy_z(signals)
+        if z is not None:
+            out["copy"] = torch.as_tensor(self.copies.prob(z.numpy()), dtype=torch.float64).reshape(shape)
+        if self.designated is not None:
+            pos = signals.positive_similarity
+            no_pos = (torch.ones(shape, dtype=torch.bool) if pos is None
+                      else torch.broadcast_to(torch.isnan(pos.double().cpu()), shape))
+            p = _monotone(self.designated, signals.similarity.double().cpu()).reshape(shape)
+            out["designated"] = torch.where(no_pos, p, torch.full_like(p, float("nan")))
         return out
+
+    def _copy_z(self, signals: PairSignals) -> torch.Tensor | None:
+        """``[*]`` the duplicate statistic ``atanh`` of the largest near-copy signal (identical content: the cap)."""
+        if self.copies is None or not self.copies.found:
+            return None
+        shape = tuple(signals.similarity.shape)
+        vals = [torch.broadcast_to(getattr(signals, n).double().cpu(), shape) for n in self.copy_signals
+                if getattr(signals, n) is not None]
+        if not vals:
+            return None
+        best = torch.stack(vals).nan_to_num(nan=-2.0).amax(0)
+        best = torch.where(torch.stack([torch.isnan(v) for v in vals]).all(0), torch.full_like(best, float("nan")), best)
+        if signals.positive_duplicate is not None:
+            dup = torch.broadcast_to(signals.positive_duplicate.double().cpu(), shape) > 0.5
+            best = torch.where(dup, torch.ones_like(best), best)
+        return torch.as_tensor(z_scale(best.numpy()))
 
     def prob_false_negative(self, signals: PairSignals | Any, pos_sims: Any = None) -> torch.Tensor:
         """P(false negative) per pair; same shape as the similarities (float64 for float64 input).
 
         ``signals``: a :class:`PairSignals`, or a similarity tensor (with ``pos_sims``) for callers
-        that have only those.
+        that have only those (the missing evidence is then left out).
         """
         if not isinstance(signals, PairSignals):
             signals = PairSignals.of(signals, pos_sims)
-        p = self.log_odds(signals).sigmoid()
-        want = signals.similarity.dtype if signals.similarity.is_floating_point() else torch.float32
-        return p.to(device=signals.similarity.device, dtype=torch.float64 if want == torch.float64 else torch.float32)
+        sim = signals.similarity
+        parts = self.parts(signals)
+        miss = torch.ones(tuple(sim.shape), dtype=torch.float64)
+        for name in ("group", "copy"):
+            if name in parts:
+                miss = miss * (1.0 - parts[name].cpu().nan_to_num(nan=0.0))
+        p = 1.0 - miss
+        if "designated" in parts:
+            d = parts["designated"].cpu()
+            p = torch.where(torch.isnan(d), p, d)
+        if self.prior_shift:
+            p = torch.sigmoid(torch.logit(p.clamp(1e-12, 1 - 1e-12)) + self.prior_shift)
+        want = sim.dtype if sim.is_floating_point() else torch.float32
+        return p.to(device=sim.device, dtype=torch.float64 if want == torch.float64 else torch.float32)
 
+    def log_odds(self, signals: PairSignals) -> torch.Tensor:
+        """``logit`` of :meth:`prob_false_negative` (float64)."""
+        p = self.prob_false_negative(signals).double().clamp(1e-300, 1 - 1e-16)
+        return torch.log(p) - torch.log1p(-p)
+
+    def explain(self, signals: PairSignals, *, probs: Any = None, min_p: float = 0.05, top: int = 2) -> list[str]:
+        """Why each pair is suspected, in words: the evidence behind its P, strongest first, e.g.
+        ``"near-copy of the labelled positive (0.98); its labelled queries say the same (0.91)"``
+        (:mod:`fnlab.posterior.reasons`). ``signals`` of ``[N]`` pairs -> ``N`` strings ("" below ``min_p``)."""
+        from fnlab.posterior.reasons import explain
+
+        return explain(self, signals, probs=probs, min_p=min_p, top=top)
+
+    # ------------------------------------------------------------------ persistence
     def params(self) -> dict[str, Any]:
-        return {"estimator": self.estimator, "prior_pos": self.prior_pos, "features": list(self.features_),
-                "means": self.means_.tolist(), "covs": self.covs_.tolist(), "pos_mean": self.pos_mean,
+        return {"estimator": self.estimator, "prior_pos": self.prior_pos, "prior_window": self.prior_window,
+                "window": self.window, "features": list(self.features_), "pos_mean": self.pos_mean,
                 "pos_std": self.pos_std, "n_iter": self.n_iter_, "converged": self.converged_,
-                "notes": list(self.notes)}
+                "linear": None if self.linear is None else self.linear.params(),
+                "copies": None if self.copies is None else {**self.copies.params(),
+                                                            "signals": list(self.copy_signals)},
+                "designated": None if self.designated is None else self.designated.params(),
+                "prior_shift": self.prior_shift, "status": self.status.to_dict(), "notes": list(self.notes)}
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> PUPosterior:
+        """Rebuild from :meth:`params`.
+
+        Raises:
+            ValueError: a missing or malformed field (posterior.json files of older fnlab versions
+            included: refit them).
+        """
         try:
-            return cls(features=tuple(p["features"]), prior_pos=float(p["prior_pos"]), means=p["means"],
-                       covs=p["covs"], pos_mean=float(p["pos_mean"]), pos_std=float(p.get("pos_std", 1.0)),
-                       n_iter=int(p.get("n_iter", 0)), converged=bool(p.get("converged", False)),
-                       notes=tuple(p.get("notes", ())))
+            copies = p.get("copies")
+            designated = p.get("designated")
+            return cls(linear=None if p.get("linear") is None else LinearEvidence.from_params(p["linear"]),
+                       copies=None if copies is None else DuplicateGroup.from_params(copies),
+                       copy_signals=tuple(copies["signals"]) if copies else (),
+                       designated=None if designated is None else MixturePosterior.from_params(designated),
+                       prior_pos=float(p["prior_pos"]), prior_window=float(p.get("prior_window", 0.0)),
+                       window=int(p.get("window", 10)), pos_mean=float(p["pos_mean"]),
+                       pos_std=float(p.get("pos_std", 1.0)), n_iter=int(p.get("n_iter", 0)),
+                       converged=bool(p.get("converged", True)), status=Status.from_dict(p.get("status")),
+                       notes=tuple(p.get("notes", ())), prior_shift=float(p.get("prior_shift", 0.0)))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"posterior params of estimator 'pu': missing or malformed field ({e})") from None
+            raise ValueError(f"posterior params of estimator 'pu': missing or malformed field ({e}); a posterior.json "
+                             "written by an older fnlab: refit it") from None
 
 
-# ---------------------------------------------------------------------------- maths
-def best_bin_prior(labelled: np.ndarray, unlabelled: np.ndarray, weights: np.ndarray, *, delta: float = 0.1,
-                   min_share: float = 0.05) -> float:
-    """Mixture proportion of positives among unlabelled values by Best Bin Estimation (Garg, Wu,
-    Smola, Balakrishnan & Lipton, "Mixture proportion estimation and PU learning: a modern approach",
-    NeurIPS 2021): ``min_t (q_U(t) + c_U) / (q_P(t) - c_P)`` over upper tails ``[t, inf)``, with
-    ``q_P``, ``q_U`` the shares of labelled and (weighted) unlabelled values in the tail and ``c`` their
-    Hoeffding confidence terms; tails holding fewer than ``min_share`` of the labelled values are skipped.
-
-    Shapes: ``labelled [L]``, ``unlabelled [U]``, ``weights [U]`` (NaN entries ignored). Clipped to
-    ``[PRIOR_FLOOR, 0.5]``.
-    """
-    lab = labelled[np.isfinite(labelled)]
-    ok = np.isfinite(unlabelled)
-    unl, w = unlabelled[ok], weights[ok]
-    if lab.size < 2 or unl.size < 2:
-        return PRIOR_FLOOR
-    order = np.argsort(unl)
-    unl, w = unl[order], w[order]
-    tail_w = np.cumsum(w[::-1])[::-1] / w.sum()  # weighted share of unlabelled values >= unl[i]
-    n_eff = w.sum() ** 2 / (w * w).sum()  # effective sample size of the weighted sample
-    c_u = np.sqrt(np.log(4 / delta) / (2 * n_eff))
-    c_p = np.sqrt(np.log(4 / delta) / (2 * lab.size))
-    best = 0.5
-    for t in np.quantile(lab, np.linspace(0.0, 1.0 - min_share, 40)):
-        q_p = float((lab >= t).mean())
-        i = int(np.searchsorted(unl, t, side="left"))
-        q_u = float(tail_w[i]) if i < unl.size else 0.0
-        if q_p - c_p > 0:
-            best = min(best, (q_u + c_u) / (q_p - c_p))
-    return float(min(max(best, PRIOR_FLOOR), 0.5))
+def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
+    """``P(match | s)`` of a two-Gaussian mixture made non-decreasing in ``s`` the conservative way: at each
+    ``s`` the smallest posterior at any higher similarity (with unequal variances the two-Gaussian
+    posterior turns up again in a tail; this never raises a value, so it never invents a confident one)."""
+    grid = torch.linspace(-1.0, 1.0, 4001, dtype=torch.float64)
+    p = mix.prob_false_negative(grid).double()
+    p = torch.flip(torch.cummin(torch.flip(p, [0]), dim=0).values, [0])
+    idx = ((sims.clamp(-1.0, 1.0) + 1.0) * 2000.0).round().long()
+    return p[idx]
 
 
-def _anchored_features(names: tuple[str, ...], lab: np.ndarray, notes: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
-    """The features the fit uses, from those offered (module docstring, "Which features"), with the
-    labelled rows ``lab [L, len(names)]`` cut to them; the choice gets a note."""
-    shown = [n for j, n in enumerate(names)
-             if n in TRANSITIVE and np.isfinite(lab[:, j]).mean() >= MIN_SHOWN_SHARE]
-    if "margin" not in names or not shown:
-        return names, lab
-    chosen = ("margin", *shown)
-    left = [n for n in names if n not in chosen]
-    notes.append(f"features {', '.join(chosen)}: labelled pairs show {', '.join(shown)}, so the margin to the "
-                 f"query's own positive anchors the fit; {', '.join(left) or 'nothing'} left out")
-    keep = [names.index(n) for n in chosen]
-    return chosen, lab[:, keep]
+# ---------------------------------------------------------------------------- fitting steps
+def _draw(ctx: PairContext, *, window: int, n_random: int, max_queries: int, rng: np.random.Generator) -> _Sample:
+    """Labelled pairs and the pool sample (window stratum first), with their signals. Where no labelled
+    pair shows a transitive signal (no group evidence to fit), the uniform stratum only serves the pool's
+    prior: :data:`COPY_ONLY_RANDOM` pairs."""
+    lq, lc, lsim = ctx.positive_similarities()
+    if lq.size < 2:
+        raise ValueError(f"the 'pu' posterior needs at least 2 labelled pairs, got {lq.size}")
+    lab_sig = ctx.signals(lq, lc, leave_pair_out=True, names=FIT_SIGNALS, similarity=lsim)
+    if not _shown_in(lab_sig):
+        n_random = min(int(n_random), COPY_ONLY_RANDOM)
+    max_queries = max(1, min(int(max_queries), MAX_WINDOW_ROWS // max(int(window), 1)))
+    uq, uc, uw, n_window, usim = stratified_unlabelled_sample(ctx, top_k=window, n_random=n_random,
+                                                              max_queries=max_queries, rng=rng, with_window=True)
+    if uq.size < 2:
+        raise ValueError("the 'pu' posterior needs unlabelled pairs; every pair is labelled")
+    return _Sample(lq, lc, lsim, lab_sig, uq, uc, uw, ctx.signals(uq, uc, names=FIT_SIGNALS, similarity=usim),
+                   n_window)
 
 
-def _score(x: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:
-    """Log-density ratio ``log N+(x) - log N-(x)`` per row of ``x [n, m]`` (missing entries marginalised)."""
-    obs = ~np.isnan(x)
-    patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    return (_component_stats(x, patterns, inverse, means[1], covs[1])[0]
-            - _component_stats(x, patterns, inverse, means[0], covs[0])[0])
+def _shown(sample: _Sample) -> tuple[str, ...]:
+    """The transitive features that enough labelled pairs show (left out of their own sets)."""
+    return _shown_in(sample.lab_sig)
 
 
-def _worst_inverted_feature(names: tuple[str, ...], means: np.ndarray, covs: np.ndarray) -> int | None:
-    """Index of the feature whose discriminant weight most contradicts "more similar, more likely a
-    match" (standardised weight below zero), or ``None``. Every feature is a similarity or a
-    difference of similarities in which the candidate enters positively, so a fitted model whose
-    log-odds falls as one of them rises has latched onto other structure than matches; the
-    similarity itself is judged by its total coefficient (it also enters margin and mutual)."""
-    w = np.linalg.solve(0.5 * (covs[0] + covs[1]), means[1] - means[0])
-    sd = np.sqrt(np.diag(0.5 * (covs[0] + covs[1])))
-    score = w * sd
-    if "similarity" in names:
-        i = names.index("similarity")
-        pulls = [names.index(n) for n in ("margin", "mutual") if n in names]
-        total = w[i] + sum(w[j] for j in pulls)
-        score[i] = np.inf  # the similarity itself always stays
-        if total < 0 and pulls and score.min() >= 0:
-            # s falls out of favour through the features that also contain it: drop the strongest
-            return max(pulls, key=lambda j: score[j])
-    score[0] = np.inf  # the anchor feature (margin or similarity) always stays
-    worst = int(np.argmin(score))
-    return worst if score[worst] < 0 else None
+def _shown_in(lab_sig: PairSignals) -> tuple[str, ...]:
+    out = []
+    for name in TRANSITIVE:
+        v = getattr(lab_sig, FEATURES[name][0])
+        if v is not None and float(torch.isfinite(v).double().mean()) >= MIN_SHOWN_SHARE:
+            out.append(name)
+    return tuple(out)
 
 
-def _log_normal(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``log N(x; mean, cov)`` for rows of ``x [n, m]``."""
-    chol = torch.linalg.cholesky(cov)
-    z = torch.linalg.solve_triangular(chol, (x - mean).T, upper=False)
-    return -0.5 * (z * z).sum(0) - torch.log(torch.diagonal(chol)).sum() - 0.5 * x.shape[1] * math.log(2 * math.pi)
+def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, notes: list[str],
+                reasons: list[str], *, max_iter: int, tol: float) -> tuple[LinearEvidence | None, int, bool]:
+    """The group-match evidence (module docstring, 1), or ``None`` where labelled pairs show no
+    transitive signal. Returns ``(evidence, EM iterations, converged)``."""
+    shown = _shown(sample)
+    if not shown:
+        return None, 0, True
+    names = (*LEAD, *shown) if sample.lab_sig.positive_similarity is not None else shown
+    if "view_margin" in FEATURES and sample.lab_sig.view_positive_similarity is not None:
+        names = (*names[:len(LEAD)], "view_margin", *names[len(LEAD):]) if "margin" in names else names
+    lab = features_of(sample.lab_sig, names).numpy()
+    for j, name in enumerate(names):
+        if name in ("margin", "view_margin"):
+            # A labelled pair whose query has no other positive shows no margin. For a true match it is
+            # the difference of two positive similarities (as the "relative" estimator models it): each
+            # labelled similarity paired with that of a random other labelled pair.
+            gap = np.isnan(lab[:, j])
+            sims = (sample.lab_sig.similarity if name == "margin" else sample.lab_sig.view_similarity).numpy()
+            lab[gap, j] = sims[gap] - sims[rng.permutation(sims.size)][gap]
+    unl = features_of(sample.sig, names).numpy()
+    keep = [j for j in range(len(names)) if np.isfinite(unl[:, j]).sum() >= 2 and np.nanstd(unl[:, j]) > 0]
+    if len(keep) < len(names):
+        notes.append(f"feature(s) {', '.join(n for j, n in enumerate(names) if j not in keep)} dropped: no spread")
+    names, lab, unl = tuple(names[j] for j in keep), lab[:, keep], unl[:, keep]
+    if not names:
+        return None, 0, True
+    notes.append(f"group evidence on {', '.join(names)}: labelled pairs show {', '.join(shown)}")
+    unbiased = _unbiased(shown)
+    pi, means, covs, it, conv = _em_with_prior(lab, unl, sample.weight, names, fixed, notes,
+                                               pool_share=_pool_share(sample, unbiased), max_iter=max_iter, tol=tol)
+    if not conv:
+        reasons.append(f"the EM stopped unconverged after {it} iterations")
+    if pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9:
+        reasons.append(f"the group evidence's prior ran to its bound ({pi:.2g})")
+    linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10))
+    linear.window_shift = _window_shift(sample, linear, unbiased, notes, reasons)
+    return linear, it, conv
 
 
-def _np_log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (x - mean).T)
-    return -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * x.shape[1] * math.log(2 * math.pi)
+def _unbiased(shown: tuple[str, ...]) -> tuple[str, ...]:
+    """The transitive signals the label-frequency shares read: the second view's where labelled pairs show
+    them (training pulled labelled pairs together in the embedding space, not in a view it never saw),
+    else the embedding space's."""
+    view = tuple(n for n in shown if n.startswith("view_"))
+    return view or shown
 
 
-def _component_stats(x: np.ndarray, obs_patterns: np.ndarray, inverse: np.ndarray, mean: np.ndarray,
-                     cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per row: log-density of its observed part, the row with missing entries imputed by the
-    component's conditional mean, and per pattern the conditional covariance of the missing block
-    (embedded in ``[m, m]``)."""
-    n, m = x.shape
-    ll = np.empty(n)
-    filled = np.where(np.isnan(x), 0.0, x)
-    extra = []
-    for p, o in enumerate(obs_patterns):
-        rows = inverse == p
-        mis = ~o
-        c_add = np.zeros((m, m))
-        if not o.any():
-            ll[rows] = 0.0
-            filled[np.ix_(rows, mis)] = mean[mis]
-            c_add = cov.copy()
-            extra.append(c_add)
-            continue
-        xo = x[np.ix_(rows, o)]
-        s_oo = cov[np.ix_(o, o)]
-        ll[rows] = _np_log_normal(xo, mean[o], s_oo)
-        if mis.any():
-            gain = np.linalg.solve(s_oo, cov[np.ix_(o, mis)]).T  # [mis, o]
-            filled[np.ix_(rows, mis)] = mean[mis] + (xo - mean[o]) @ gain.T
-            c_add[np.ix_(mis, mis)] = cov[np.ix_(mis, mis)] - gain @ cov[np.ix_(o, mis)]
-        extra.append(c_add)
-    return ll, filled, extra
-
-
-def _fit_em(lab: np.ndarray, unl: np.ndarray, weights: np.ndarray, *, prior: float | None, max_iter: int,
-            tol: float, prior_bounds: tuple[float, float] = (PRIOR_FLOOR, PRIOR_CAP), ridge: float = 1e-5,
-            tied: bool = True) -> tuple[float, np.ndarray, np.ndarray, int, bool]:
-    """EM for the positive-unlabelled mixture with missing features (module docstring).
-
-    ``lab [L, m]`` labelled pairs (positive component, responsibility 1), ``unl [U, m]`` unlabelled
-    sample with pool weights ``weights [U]``. The labelled pairs are given, together, the weight of
-    the unlabelled positives (``pi * sum(weights)``) so that neither group swamps the other, and each
-    at least the weight of one sampled unlabelled row (so the anchor never fades as ``pi`` shrinks).
-    Returns ``(pi, means [2, m], covs [2, m, m], iterations, converged)``.
-    """
-    x = np.concatenate([lab, unl])
-    n_lab, m = lab.shape[0], x.shape[1]
-    obs = ~np.isnan(x)
-    patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    total_w = float(weights.sum())
-    lo, hi = prior_bounds
-
-    def moments(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        filled = np.where(obs, x, 0.0)
-        cnt = (w[:, None] * obs).sum(0)
-        mean = (w[:, None] * filled).sum(0) / np.maximum(cnt, 1e-300)
-        dev = np.where(obs, x - mean, 0.0)
-        cov = np.diag((w[:, None] * dev * dev).sum(0) / np.maximum(cnt, 1e-300))
-        return mean, cov + ridge * np.eye(m)
-
-    # start: responsibilities from the similarity alone (labelled pairs' moments against the
-    # weighted unlabelled sample, prior 1%), then one moment step with missing entries skipped
-    sim = x[:, 0]  # the anchor feature (margin or similarity): always first, set for every labelled pair
-    lab_m, lab_s = float(np.nanmean(sim[:n_lab])), float(np.nanstd(sim[:n_lab])) + 1e-3
-    seen = np.isfinite(sim[n_lab:])
-    unl_m = float(np.average(sim[n_lab:][seen], weights=weights[seen]))
-    unl_s = float(np.sqrt(np.average((sim[n_lab:][seen] - unl_m) ** 2, weights=weights[seen]))) + 1e-3
-    pi = prior if prior is not None else 0.01
-    d0 = (-0.5 * ((sim - lab_m) / lab_s) ** 2 - math.log(lab_s) + 0.5 * ((sim - unl_m) / unl_s) ** 2
-          + math.log(unl_s) + math.log(pi) - math.log1p(-pi))
-    r0 = 0.5 * (1.0 + np.tanh(0.5 * np.clip(np.nan_to_num(d0, nan=math.log(pi) - math.log1p(-pi)), -700, 700)))
-    r0[:n_lab] = 1.0
-    w0 = np.concatenate([np.full(n_lab, max(pi * total_w / max(n_lab, 1), total_w / max(weights.size, 1))), weights])
-    mean_n, cov_n = moments(w0 * (1.0 - r0))
-    mean_p, cov_p = moments(w0 * r0)
-    means, covs = np.stack([mean_n, mean_p]), np.stack([cov_n, cov_p])
-    it, converged = 0, False
-    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        stats = [_component_stats(x, patterns, inverse, means[k], covs[k]) for k in (0, 1)]
-        d = stats[1][0] - stats[0][0] + math.log(pi) - math.log1p(-pi)
-        r = 0.5 * (1.0 + np.tanh(0.5 * np.clip(d, -700, 700)))  # sigmoid without overflow
-        r[:n_lab] = 1.0
-        new_pi = pi
-        if prior is None:
-            new_pi = float(np.clip((weights * r[n_lab:]).sum() / total_w, lo, hi))
-        lab_w = max(new_pi * total_w / max(n_lab, 1), total_w / max(weights.size, 1))  # floor: one sampled row each
-        w_all = np.concatenate([np.full(n_lab, lab_w), weights])
-        new_means, new_covs = np.empty_like(means), np.empty_like(covs)
-        sums = [0.0, 0.0]
-        for k, resp in ((0, 1.0 - r), (1, r)):
-            a = w_all * resp
-            a_sum = max(float(a.sum()), 1e-300)
-            _, filled, extra = stats[k]
-            mu = (a[:, None] * filled).sum(0) / a_sum
-            dev = filled - mu
-            cov = (a[:, None] * dev).T @ dev
-            for p in range(len(patterns)):
-                cov += a[inverse == p].sum() * extra[p]
-            new_means[k], new_covs[k] = mu, cov
-            sums[k] = a_sum
-        if tied:  # one covariance for both components: the log-odds is linear in x (a logistic model)
-            shared = (new_covs[0] + new_covs[1]) / (sums[0] + sums[1])
-            new_covs[0] = new_covs[1] = shared
+def _em_with_prior(lab: np.ndarray, unl: np.ndarray, weight: np.ndarray, names: tuple[str, ...],
+                   fixed: float | None, notes: list[str], *, pool_share: float, max_iter: int, tol: float):
+    """:func:`fit_em`; where the mixture's own prior runs to a bound (its positive component found no
+    mode of its own), the pool's share of matches from the transitive signals (``pool_share``,
+    :func:`fnlab.posterior.labelfreq.match_share`), or else Best Bin Estimation on the margin, and the fit
+    again with that prior fixed."""
+    pi, means, covs, it, conv = fit_em(lab, unl, weight, prior=fixed, max_iter=max_iter, tol=tol)
+    if fixed is None and (pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9):
+        if np.isfinite(pool_share) and PRIOR_FLOOR < pool_share < PRIOR_CAP:
+            est, how = pool_share, "label frequency on the transitive signals (Elkan & Noto 2008)"
+        elif "margin" in names:
+            j = names.index("margin")
+            est, how = best_bin_prior(lab[:, j], unl[:, j], weight), "best bin estimation on the margin (Garg et al. 2021)"
         else:
-            new_covs[0] /= sums[0]
-            new_covs[1] /= sums[1]
-        for k in (0, 1):
-            new_covs[k] = 0.5 * (new_covs[k] + new_covs[k].T) + ridge * np.eye(m)
-        change = max(float(np.abs(new_means - means).max()), float(np.abs(new_covs - covs).max()),
-                     abs(new_pi - pi) / max(pi, 1e-12) * 1e-2)
-        means, covs, pi = new_means, new_covs, new_pi
-        if change < tol:
-            converged = True
-            break
-    return float(pi), means, covs, it, converged
+            return pi, means, covs, it, conv
+        notes.append(f"the mixture's prior ran to its bound ({pi:.2g}); prior {est:.3g} by {how}, then refitted")
+        pi, means, covs, it2, conv = fit_em(lab, unl, weight, prior=est, max_iter=max_iter, tol=tol)
+        it += it2
+    return pi, means, covs, it, conv
+
+
+def _pool_share(sample: _Sample, shown: tuple[str, ...]) -> float:
+    """The pool's share of matches by label frequency on the transitive signals: labelled pairs against
+    the uniform stratum of the sample (NaN when it cannot be estimated)."""
+    cols = [FEATURES[name][0] for name in shown]
+    lab_x = np.stack([getattr(sample.lab_sig, c).numpy() for c in cols], axis=1)
+    uni_x = np.stack([getattr(sample.sig, c).numpy()[sample.n_window:] for c in cols], axis=1)
+    share, _ = match_share(lab_x, uni_x)
+    # the uniform stratum leaves out the window rows: put them back at the window's weight
+    w = sample.weight
+    rest = float(w[sample.n_window:].sum())
+    if not np.isfinite(share) or rest <= 0:
+        return float("nan")
+    return float(share * rest / w.sum())
+
+
+def _window_shift(sample: _Sample, linear: LinearEvidence, shown: tuple[str, ...], notes: list[str],
+                  reasons: list[str]) -> float:
+    """The log-odds shift that makes the window rows' mean posterior equal their share of matches as
+    estimated from the transitive signals (:func:`fnlab.posterior.labelfreq.match_share`)."""
+    n = sample.n_window
+    if n < 20:
+        return 0.0
+    qthr = sample.sig.query_threshold
+    if qthr is None:
+        return 0.0
+    # labelled pairs that would sit in the window were they unlabelled: s at least the query's window-th
+    thr = qthr.numpy()[:n]
+    by_query = dict(zip(sample.q[:n].tolist(), thr.tolist(), strict=False))
+    lab_thr = np.array([by_query.get(int(q), np.inf) for q in sample.lab_q])
+    eligible = sample.lab_sim >= lab_thr
+    cols = [FEATURES[name][0] for name in shown]
+    lab_x = np.stack([getattr(sample.lab_sig, c).numpy()[eligible] for c in cols], axis=1)
+    win_x = np.stack([getattr(sample.sig, c).numpy()[:n] for c in cols], axis=1)
+    share, c = match_share(lab_x, win_x)
+    if not np.isfinite(share):
+        reasons.append(f"the share of matches among the scanned rows could not be estimated ({int(eligible.sum())} "
+                       "labelled pairs rank within the window)")
+        return 0.0
+    g = linear.log_odds(_head(sample.sig, n)).numpy()
+    shift = _solve_shift(g, share)
+    notes.append(f"window of {len(np.unique(sample.q[:n]))} queries' top rows: share of matches {share:.3g} by "
+                 f"label frequency on {', '.join(shown)} (Elkan & Noto 2008; c = {c:.3g}); log-odds shifted by "
+                 f"{shift:+.2f} there")
+    return shift
+
+
+def _head(sig: PairSignals, n: int) -> PairSignals:
+    mask = np.zeros(sig.similarity.shape[0], dtype=bool)
+    mask[:n] = True
+    return sig.select(mask)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def _solve_shift(g: np.ndarray, share: float, weights: np.ndarray | None = None) -> float:
+    """``d`` with ``mean(sigmoid(g + d)) = share`` (weighted; bisection: the mean rises with ``d``)."""
+    share = float(np.clip(share, 1e-9, 1 - 1e-9))
+    w = np.ones_like(g) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    lo, hi = -60.0, 60.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if float(w @ (1.0 / (1.0 + np.exp(-np.clip(g + mid, -700, 700))))) < share:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _fit_copies(sample: _Sample, notes: list[str], seed: int) -> tuple[DuplicateGroup | None, tuple[str, ...]]:
+    """The near-copy evidence (module docstring, 2) on the window rows, or ``None`` without the signal."""
+    names = tuple(n for n in COPY_SIGNALS if getattr(sample.sig, n) is not None)
+    if not names or sample.n_window < 10:
+        return None, ()
+    n = sample.n_window
+    vals = np.stack([getattr(sample.sig, name).numpy()[:n] for name in names])
+    best = np.where(np.isnan(vals).all(axis=0), np.nan, np.nan_to_num(vals, nan=-2.0).max(axis=0))
+    if sample.sig.positive_duplicate is not None:
+        best = np.where(sample.sig.positive_duplicate.numpy()[:n] > 0.5, 1.0, best)
+    group = DuplicateGroup.fit(z_scale(best), seed=seed)
+    if group.found:
+        notes.append(f"near-copies of the labelled positive: a group of {group.share:.2%} of the scanned rows at "
+                     f"similarity ~{group.level:.3f} to it ({', '.join(names)})")
+    return group, names
+
+
+def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | None:
+    """The evidence for queries without a labelled positive (module docstring, 3): a mixture on ``s`` over
+    their window rows, its positive component at the labelled similarities' moments."""
+    pos = sample.sig.positive_similarity
+    n = sample.n_window
+    if pos is None or n == 0:
+        no_pos = np.ones(n, dtype=bool)
+    else:
+        no_pos = np.isnan(pos.numpy()[:n])
+    if no_pos.sum() < 10:
+        return None
+    sims = sample.sig.similarity.numpy()[:n][no_pos]
+    if sims.size > MAX_DESIGNATED_ROWS:  # a seeded subsample: a one-dimensional mixture needs no more
+        sims = sims[np.random.default_rng(0).choice(sims.size, MAX_DESIGNATED_ROWS, replace=False)]
+    mix = MixturePosterior.fit_em(sample.lab_sim, sims, neg_sims=sims, anchored_positive=True)
+    notes.append(f"{int(no_pos.sum())} scanned rows of queries without a labelled positive: a match is as similar as "
+                 f"labelled matches are (mixture on s, share {mix.prior_pos:.3g})")
+    return mix
+
+
+# kept for callers of the former module layout
+_score = log_density_ratio

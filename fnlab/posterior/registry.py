@@ -38,9 +38,10 @@ ESTIMATORS.declare(
     summary="per-anchor mixture on the margin s - s+ to the query's labelled positive, prior estimated by EM")
 ESTIMATORS.declare(
     "pu", "fnlab.posterior.pu:PUPosterior", label="positive-unlabelled (all signals)",
-    summary="positive-unlabelled Gaussian mixture over all signals of a pair (similarity, margin to the "
-            "query's positive, similarity to the labelled positive and to the candidate's labelled queries, "
-            "mutual rank), prior estimated by EM")
+    summary="positive-unlabelled: group matches from the transitive signals labelled pairs show (margin, the "
+            "candidate's labelled queries, the query's other positives, in each view), near-copies of the labelled "
+            "positive from the data's own duplicate group, queries without a positive from labelled similarities; "
+            "shares of matches in the scanned rows and in the pool by label frequency")
 
 
 def available() -> list[str]:

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 from fnlab.core.registry import ParamSpec
+from fnlab.posterior.base import Status, read_numbers
 from fnlab.posterior.gaussian import ArrayLike, _as_tensor
 from fnlab.posterior.mixture import MixturePosterior
+from fnlab.posterior.signals import PairSignals
 
 
 class RelativePosterior:
@@ -35,7 +37,10 @@ class RelativePosterior:
     PARAMS = (ParamSpec("n_random", 50_000, 1000, 1_000_000, "uniform unlabelled pairs in the fit sample",
                         integer=True),)
 
-    uses_positive_similarity = True
+    signals = ("similarity", "positive_similarity")
+    ready = True
+    window = None
+    notes = ()
 
     def __init__(self, delta: Any, *, pos_mean: float, pos_std: float) -> None:
         self.delta, self.pos_mean, self.pos_std = delta, float(pos_mean), float(pos_std)
@@ -89,7 +94,7 @@ class RelativePosterior:
         Raises:
             ValueError: ``pos_sims`` is missing (this posterior is relative to each anchor's positive).
         """
-        if hasattr(sims, "similarity"):
+        if isinstance(sims, PairSignals):
             sims, pos_sims = sims.similarity, sims.positive_similarity
         if pos_sims is None:
             raise ValueError("the 'relative' posterior needs each anchor's positive similarity: "
@@ -120,5 +125,23 @@ class RelativePosterior:
     @property
     def estimator(self) -> str:
         return "relative"
+
+    @property
+    def status(self) -> Status:
+        """The status of its mixture on ``s - s+``."""
+        return self.delta.status
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RelativePosterior:
+        """Rebuild from :meth:`params`.
+
+        Raises:
+            ValueError: a missing or non-numeric field, or no ``delta`` object.
+        """
+        values = read_numbers(params, ("pos_mean", "pos_std"))
+        inner = params.get("delta")
+        if not isinstance(inner, dict):
+            raise ValueError("posterior params: estimator 'relative' needs a 'delta' object (the posterior of s - s+)")
+        return cls(MixturePosterior.from_params(inner), **values)
 
 

@@ -17,7 +17,30 @@ signal                      what it is (``p``: a labelled positive of ``q``; ``q
 ``candidate_hubness``       mean similarity of ``c`` to its ``k`` nearest queries: ``s - hubness``
                             says whether ``q`` is among ``c``'s own nearest queries (mutual rank,
                             as CSLS, Conneau et al. 2018)
+``positive_duplicate``      1 if ``c`` has the same content as a labelled positive ``p`` (same
+                            normalised text, or identical embedding rows), else 0
+``query_duplicate``         1 if ``q`` has the same content as a labelled query ``q'`` of ``c``, else 0
+``query_threshold``         the similarity of ``q``'s ``window``-th most similar unlabelled candidate:
+                            ``s >= query_threshold`` places the pair among the rows a scan of
+                            ``window`` candidates a query shows
 ==========================  ===============================================================
+
+**A second view.** Where a side has text, a pretrained sentence encoder that training did not shape
+(MiniLM, :mod:`fnlab.data.minilm`; the guide model of GISTEmbed, Solatorio 2024, and the denoising
+cross-check of RocketQA, Qu et al. 2021) embeds it again: ``query_view [Nq, d']`` and/or
+``candidate_view [Nc, d']``. The transitive signals are then also computed in that space, leaving the
+pair out in the same way:
+
+==============================  ===========================================================
+signal                          needs
+==============================  ===========================================================
+``view_similarity``             both views (one space: text-text): ``s'(q, c)``
+``view_positive_similarity``    both views: ``max_p s'(q, p)`` (the view's margin)
+``view_positive_neighbour``     the candidate view: ``max_p s'(c, p)`` (candidate text against the
+                                labelled positive's text)
+``view_query_neighbour``        the query view: ``max_q' s'(q, q')`` (in image-text: the caption
+                                against the candidate image's other labelled captions)
+==============================  ===========================================================
 
 For a labelled pair ``(q, p)`` the signals are computed *leaving the pair out*: ``s+`` is the
 best *other* positive of ``q``, ``positive_neighbour`` uses the other positives, and
@@ -39,13 +62,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["SIGNALS", "PairSignals", "PairContext", "pair_member"]
+__all__ = ["SIGNALS", "VIEW_SIGNALS", "PairSignals", "PairContext", "pair_member", "row_keys", "text_keys"]
 
 #: above this many queries, candidate hubness is measured against a seeded sample of them
 HUBNESS_MAX_QUERIES = 50_000
 
 #: every signal a posterior may use, in a fixed order
-SIGNALS = ("similarity", "positive_similarity", "positive_neighbour", "query_neighbour", "candidate_hubness")
+SIGNALS = ("similarity", "positive_similarity", "positive_neighbour", "query_neighbour", "candidate_hubness",
+           "positive_duplicate", "query_duplicate", "view_similarity", "view_positive_similarity",
+           "view_positive_neighbour", "view_query_neighbour", "query_threshold")
+
+#: the signals computed in the second view, and which sides' views each needs
+VIEW_SIGNALS = {"view_similarity": ("query", "candidate"), "view_positive_similarity": ("query", "candidate"),
+                "view_positive_neighbour": ("candidate",), "view_query_neighbour": ("query",)}
 
 
 def pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -71,6 +100,62 @@ def pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.nd
     return out
 
 
+def row_keys(x: np.ndarray) -> np.ndarray:
+    """``[N]`` int64 keys, equal exactly where the rows of ``x [N, d]`` are identical (byte for byte)."""
+    a = np.ascontiguousarray(x)
+    if a.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    rows = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+    _, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(inverse, dtype=np.int64).ravel()
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation dropped, runs of white space made one space: what a near-duplicate text
+    (case, spacing, punctuation) shares with the original."""
+    import re
+    import unicodedata
+
+    t = unicodedata.normalize("NFKC", str(text)).casefold()
+    t = re.sub(r"[^\w\s]", "", t)
+    return " ".join(t.split())
+
+
+def text_keys(texts: Any) -> np.ndarray:
+    """``[N]`` int64 content keys of texts, equal where their normalised forms (:func:`normalise_text`) are."""
+    norm = np.asarray([normalise_text(t) for t in texts], dtype=object)
+    if norm.size == 0:
+        return np.zeros(0, np.int64)
+    _, inverse = np.unique(norm.astype(str), return_inverse=True)
+    return np.asarray(inverse, dtype=np.int64).ravel()
+
+
+def _view(view: Any, n: int, name: str) -> np.ndarray | None:
+    """A second-view embedding as float32 unit rows ``[n, d']``, or ``None``.
+
+    Raises:
+        ValueError: a shape that does not fit ``n`` rows, or non-finite values.
+    """
+    if view is None:
+        return None
+    v = np.asarray(view, dtype=np.float32)
+    if v.ndim != 2 or v.shape[0] != n:
+        raise ValueError(f"{name} has shape {v.shape}, expected [{n}, d'] (one row per item)")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.ascontiguousarray(v / np.maximum(norm, 1e-12))
+
+
+def _keys(keys: Any, n: int, name: str) -> np.ndarray | None:
+    if keys is None:
+        return None
+    k = np.asarray(keys)
+    if k.shape != (n,) or not np.issubdtype(k.dtype, np.integer):
+        raise ValueError(f"{name} must be [{n}] integers (content keys), got {k.dtype} {k.shape}")
+    return k.astype(np.int64)
+
+
 @dataclass
 class PairSignals:
     """Signals of a set of pairs; every field broadcasts against ``similarity`` (any shape).
@@ -89,9 +174,20 @@ class PairSignals:
     positive_neighbour: torch.Tensor | None = None
     query_neighbour: torch.Tensor | None = None
     candidate_hubness: torch.Tensor | None = None
+    positive_duplicate: torch.Tensor | None = None
+    query_duplicate: torch.Tensor | None = None
+    view_similarity: torch.Tensor | None = None
+    view_positive_similarity: torch.Tensor | None = None
+    view_positive_neighbour: torch.Tensor | None = None
+    view_query_neighbour: torch.Tensor | None = None
+    query_threshold: torch.Tensor | None = None
+    #: the window ``query_threshold`` was computed for (:class:`PairContext` ``window``)
+    window: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            if f.name == "window":
+                continue
             v = getattr(self, f.name)
             if v is not None and not isinstance(v, torch.Tensor):
                 setattr(self, f.name, torch.as_tensor(np.asarray(v, dtype=np.float64)))
@@ -116,7 +212,8 @@ class PairSignals:
     def select(self, mask: np.ndarray) -> PairSignals:
         """The signals of the entries where ``mask`` (over a flat ``similarity``) holds."""
         m = torch.as_tensor(np.asarray(mask, dtype=bool))
-        return PairSignals(**{n: (None if getattr(self, n) is None else getattr(self, n)[m]) for n in SIGNALS})
+        return PairSignals(**{n: (None if getattr(self, n) is None else getattr(self, n)[m]) for n in SIGNALS},
+                           window=self.window)
 
     def numpy(self, name: str) -> np.ndarray | None:
         """One signal as a float64 numpy array broadcast to ``similarity``'s shape (``None`` if absent)."""
@@ -143,6 +240,12 @@ class PairContext:
             ``"hnsw"``, :func:`fnlab.retrieval.similarity.build_index`), with ``index_params``: a scan with an
             approximate index fits its posterior with the same kind of search, so the fit never
             costs more than the scan. :meth:`candidate_index` is built once and shared.
+        query_view, candidate_view: ``[Nq, d']``, ``[Nc, d']`` second-view embeddings (module docstring),
+            or ``None``; rows are L2-normalised here.
+        query_content, candidate_content: ``[N]`` integer content keys (equal keys: the same content, e.g.
+            :func:`text_keys` of the texts); default: identical embedding rows (:func:`row_keys`).
+        window: the candidates a query shows in a scan, for ``query_threshold`` (a posterior fitted for a
+            scan of ``window`` rows a query reads it).
 
     Raises:
         ValueError: shapes that do not agree.
@@ -150,7 +253,10 @@ class PairContext:
 
     def __init__(self, queries: np.ndarray, candidates: np.ndarray, positives: sp.spmatrix, *,
                  signals: tuple[str, ...] | None = None, hubness_k: int = 10, index: str = "flat",
-                 index_params: Any = None, seed: int = 0, query_keys: np.ndarray | None = None) -> None:
+                 index_params: Any = None, seed: int = 0, query_keys: np.ndarray | None = None,
+                 query_view: np.ndarray | None = None, candidate_view: np.ndarray | None = None,
+                 query_content: np.ndarray | None = None, candidate_content: np.ndarray | None = None,
+                 window: int = 10) -> None:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         c = np.ascontiguousarray(candidates, dtype=np.float32)
         if q.ndim != 2 or c.ndim != 2 or q.shape[1] != c.shape[1]:
@@ -169,32 +275,79 @@ class PairContext:
         self.queries, self.candidates, self.positives, self.query_keys = q, c, pos, qk
         self.positives_t = pos.T.tocsr()
         self.positives_t.sort_indices()
-        self.signal_names = tuple(n for n in SIGNALS if n == "similarity" or n in wanted)
+        self.query_view = _view(query_view, q.shape[0], "query_view")
+        self.candidate_view = _view(candidate_view, c.shape[0], "candidate_view")
+        if (self.query_view is not None and self.candidate_view is not None
+                and self.query_view.shape[1] != self.candidate_view.shape[1]):
+            raise ValueError(f"query_view has d={self.query_view.shape[1]} but candidate_view d="
+                             f"{self.candidate_view.shape[1]}; expected one space (the same encoder)")
+        self._content = {"query": _keys(query_content, q.shape[0], "query_content"),
+                         "candidate": _keys(candidate_content, c.shape[0], "candidate_content")}
         self.hubness_k = int(hubness_k)
+        if int(window) < 1:
+            raise ValueError(f"window must be a positive number of candidates a query, got {window}")
+        self.window = int(window)
         self._hubness: np.ndarray | None = None
         self._topk: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.index_kind, self.index_params, self.seed = index, index_params, int(seed)
         self._candidate_index = None
         self.notes: list[str] = []
-        if "query_neighbour" in self.signal_names and not (np.diff(self.positives_t.indptr) >= 2).any():
-            # no candidate has two labelled queries: no labelled pair can show this signal
-            self.signal_names = tuple(n for n in self.signal_names if n != "query_neighbour")
-            self.notes.append("signal query_neighbour dropped: no candidate has two or more labelled queries")
-        if "positive_neighbour" in self.signal_names and not (np.diff(pos.indptr) >= 1).any():
-            self.signal_names = tuple(n for n in self.signal_names if n != "positive_neighbour")
-            self.notes.append("signal positive_neighbour dropped: no query has a labelled positive")
+        self.signal_names = self._available(wanted)
+
+    def _available(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
+        """The signals of ``wanted`` this context can compute (``similarity`` always); a note for each
+        transitive signal no labelled pair can show."""
+        sides = {"query": self.query_view is not None, "candidate": self.candidate_view is not None}
+        multi_query = bool((np.diff(self.positives_t.indptr) >= 2).any())  # a candidate with two labelled queries
+        any_positive = bool((np.diff(self.positives.indptr) >= 1).any())
+        out = []
+        for name in SIGNALS:
+            if name != "similarity" and name not in wanted:
+                continue
+            if name in VIEW_SIGNALS and not all(sides[side] for side in VIEW_SIGNALS[name]):
+                continue
+            if name in ("query_neighbour", "view_query_neighbour", "query_duplicate") and not multi_query:
+                # no candidate has two labelled queries: no labelled pair can show this signal
+                self.notes.append(f"signal {name} dropped: no candidate has two or more labelled queries")
+                continue
+            if name in ("positive_neighbour", "view_positive_neighbour", "positive_duplicate") and not any_positive:
+                self.notes.append(f"signal {name} dropped: no query has a labelled positive")
+                continue
+            out.append(name)
+        return tuple(out)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The sides that carry a second view (``"query"``, ``"candidate"``)."""
+        return tuple(side for side, v in (("query", self.query_view), ("candidate", self.candidate_view))
+                     if v is not None)
+
+    def content_keys(self, side: str) -> np.ndarray:
+        """``[N]`` int64 content keys of ``side`` (``"query"`` or ``"candidate"``): equal keys, same content.
+
+        The keys given (``query_content`` / ``candidate_content``: e.g. hashes of normalised texts,
+        :func:`text_keys`), else the identity of the embedding rows (:func:`row_keys`), computed once.
+        """
+        if self._content[side] is None:
+            self._content[side] = row_keys(self.queries if side == "query" else self.candidates)
+        return self._content[side]
 
     @classmethod
     def from_dataset(cls, emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, direction: str = "t2i",
                      **kw: Any) -> PairContext:
         """The context of a :class:`fnlab.data.base.MatchingDataset` split in one direction.
 
-        ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions.
+        ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions. A second view of the
+        captions (``query_view``, e.g. :func:`fnlab.data.minilm.dataset_text_view`) is given for the
+        captions' side: the queries in ``"t2i"``, the candidates in ``"i2t"``.
         """
         lab = dataset.labelled_matrix()
         if direction == "t2i":
             return cls(emb_b, emb_a, lab, **kw)
         if direction == "i2t":
+            view = kw.pop("query_view", None)
+            if view is not None:
+                kw["candidate_view"] = view
             return cls(emb_a, emb_b, lab.T, **kw)
         raise ValueError(f"unknown direction {direction!r}: expected 't2i' or 'i2t'")
 
@@ -240,17 +393,35 @@ class PairContext:
         k = int(max(1, min(k, self.n_candidates)))
         from fnlab.retrieval.similarity import topk
 
+        cached = min((kk for kk in self._topk if kk >= k), default=None)  # a wider search holds this one
+        if cached is not None:
+            scores, idx = self._topk[cached]
+            scores, idx = scores[:, :k], idx[:, :k]
+            return (scores, idx) if rows is None else (scores[np.asarray(rows, dtype=np.int64)],
+                                                       idx[np.asarray(rows, dtype=np.int64)])
         index = self.candidate_index()
         keys = None if index is not None else self.candidates
         if rows is not None:
             rows = np.asarray(rows, dtype=np.int64)
-            if k in self._topk:
-                scores, idx = self._topk[k]
-                return scores[rows], idx[rows]
             return topk(self.queries[rows], keys, k, exclude=self.positives[rows], backend="faiss", index=index)
-        if k not in self._topk:
-            self._topk[k] = topk(self.queries, keys, k, exclude=self.positives, backend="faiss", index=index)
+        self._topk[k] = topk(self.queries, keys, k, exclude=self.positives, backend="faiss", index=index)
         return self._topk[k]
+
+    def set_topk(self, k: int, scores: np.ndarray, idx: np.ndarray) -> None:
+        """Hand the context a top-``k`` search of every query done elsewhere (the scan's own, labelled
+        positives left out): ``scores [Nq, k]``, ``idx [Nq, k]`` as :func:`fnlab.retrieval.similarity.topk`
+        returns them. Later look-ups of ``k`` or fewer neighbours read it instead of searching again."""
+        if scores.shape != (self.n_queries, int(k)) or idx.shape != scores.shape:
+            raise ValueError(f"set_topk: expected [{self.n_queries}, {k}] scores and indices, got {scores.shape}, "
+                             f"{idx.shape}")
+        self._topk[int(k)] = (scores, idx)
+
+    def query_threshold(self, k: int) -> np.ndarray:
+        """``[Nq]`` the similarity of each query's ``k``-th most similar unlabelled candidate (``-inf`` for a
+        query with fewer): a pair with ``s`` at least this sits in the query's top ``k``. From the
+        context's own top-``k`` search, done once."""
+        scores, idx = self.topk_unlabelled(k)
+        return np.where(idx[:, -1] >= 0, scores[:, -1], -np.inf).astype(np.float32)
 
     def candidate_index(self):
         """The faiss index over the candidates for an approximate ``index`` kind (built once), else ``None``."""
@@ -308,38 +479,69 @@ class PairContext:
         return np.concatenate(qs)[:n], np.concatenate(cs)[:n]
 
     # ------------------------------------------------------------------ signals
-    def signals(self, q: np.ndarray, c: np.ndarray, *, leave_pair_out: bool = False) -> PairSignals:
+    def signals(self, q: np.ndarray, c: np.ndarray, *, leave_pair_out: bool = False,
+                names: tuple[str, ...] | None = None, similarity: np.ndarray | None = None) -> PairSignals:
         """The signals of pairs ``(q[i], c[i])`` (module docstring); ``leave_pair_out`` for labelled pairs.
+
+        ``names``: only these signals (those the context offers; e.g. a posterior's ``signals``), the
+        similarity always; default every signal the context offers. ``similarity``: the pairs' similarities
+        where the caller has them already (a search's scores), used as they are.
 
         Shapes: ``q``, ``c`` ``[N]`` int -> :class:`PairSignals` of ``[N]`` float64 tensors.
         """
         q = np.asarray(q, dtype=np.int64).ravel()
         c = np.asarray(c, dtype=np.int64).ravel()
+        sims = self.similarity(q, c) if similarity is None else np.asarray(similarity).ravel()
+        out: dict[str, np.ndarray] = {"similarity": sims.astype(np.float64)}
+        for name in self.signal_names[1:]:
+            if names is not None and name not in names:
+                continue
+            out[name] = self._signal(name, q, c, leave_pair_out)
+        return PairSignals(**{k: torch.from_numpy(v) for k, v in out.items()},
+                           window=self.window if "query_threshold" in out else None)
+
+    def _signal(self, name: str, q: np.ndarray, c: np.ndarray, leave_pair_out: bool) -> np.ndarray:
+        """One signal of the pairs ``(q, c)``, ``[N]`` float64 (NaN: not defined for that pair)."""
         excl_c = c if leave_pair_out else None
-        out: dict[str, np.ndarray] = {"similarity": self.similarity(q, c).astype(np.float64)}
-        names = self.signal_names
-        if "positive_similarity" in names:
-            out["positive_similarity"] = self._max_over_set(self.queries, q, self.positives, self.candidates,
-                                                            exclude=excl_c)
-        if "positive_neighbour" in names:
-            out["positive_neighbour"] = self._max_over_set(self.candidates, c, self.positives, self.candidates,
-                                                           set_rows=q, exclude=excl_c)
-        if "query_neighbour" in names:
-            out["query_neighbour"] = self._max_over_set(self.queries, q, self.positives_t, self.query_keys,
-                                                        set_rows=c, exclude=q if leave_pair_out else None,
-                                                        drop_self=q)
-        if "candidate_hubness" in names:
-            out["candidate_hubness"] = self.candidate_hubness()[c].astype(np.float64)
-        return PairSignals(**{k: torch.from_numpy(v) for k, v in out.items()})
+        excl_q = q if leave_pair_out else None
+        qv, cv = self.query_view, self.candidate_view
+        if name == "positive_similarity":
+            return self._max_over_set(self.queries, q, self.positives, self.candidates, exclude=excl_c)
+        if name == "positive_neighbour":
+            return self._max_over_set(self.candidates, c, self.positives, self.candidates, set_rows=q, exclude=excl_c)
+        if name == "query_neighbour":
+            return self._max_over_set(self.queries, q, self.positives_t, self.query_keys, set_rows=c, exclude=excl_q,
+                                      drop_self=q)
+        if name == "candidate_hubness":
+            return self.candidate_hubness()[c].astype(np.float64)
+        if name == "positive_duplicate":
+            keys = self.content_keys("candidate")
+            return self._max_over_set(keys, c, self.positives, keys, set_rows=q, exclude=excl_c, equal=True)
+        if name == "query_duplicate":
+            keys = self.content_keys("query")
+            return self._max_over_set(keys, q, self.positives_t, keys, set_rows=c, exclude=excl_q, drop_self=q,
+                                      equal=True)
+        if name == "view_similarity":
+            return np.einsum("ij,ij->i", qv[q], cv[c]).astype(np.float64)
+        if name == "view_positive_similarity":
+            return self._max_over_set(qv, q, self.positives, cv, exclude=excl_c)
+        if name == "view_positive_neighbour":
+            return self._max_over_set(cv, c, self.positives, cv, set_rows=q, exclude=excl_c)
+        if name == "view_query_neighbour":
+            return self._max_over_set(qv, q, self.positives_t, qv, set_rows=c, exclude=excl_q, drop_self=q)
+        if name == "query_threshold":
+            return self.query_threshold(self.window)[q].astype(np.float64)
+        raise ValueError(f"unknown signal {name!r}")
 
     @staticmethod
     def _max_over_set(left: np.ndarray, left_idx: np.ndarray, sets: sp.csr_matrix, right: np.ndarray, *,
                       set_rows: np.ndarray | None = None, exclude: np.ndarray | None = None,
-                      drop_self: np.ndarray | None = None, step: int = 1 << 20) -> np.ndarray:
+                      drop_self: np.ndarray | None = None, equal: bool = False, step: int = 1 << 20) -> np.ndarray:
         """``max_{j in sets[row_i], j != exclude_i} left[left_idx_i] . right[j]`` per pair (NaN: empty set).
 
         ``set_rows`` picks each pair's row of ``sets`` (default ``left_idx``). ``drop_self`` also
-        leaves out ``j == drop_self_i`` (a query is not its own neighbour).
+        leaves out ``j == drop_self_i`` (a query is not its own neighbour). ``equal``: ``left`` and
+        ``right`` are ``[N]`` content keys and the value is 1.0 where they are equal, else 0.0.
         """
         rows = left_idx if set_rows is None else np.asarray(set_rows, dtype=np.int64)
         n = rows.size
@@ -355,7 +557,8 @@ class PairContext:
         vals = np.empty(total, dtype=np.float64)
         li = left_idx[pair_of]
         for i in range(0, total, step):
-            vals[i:i + step] = np.einsum("ij,ij->i", left[li[i:i + step]], right[members[i:i + step]])
+            a, b = left[li[i:i + step]], right[members[i:i + step]]
+            vals[i:i + step] = (a == b) if equal else np.einsum("ij,ij->i", a, b)
         bad = np.zeros(total, dtype=bool)
         if exclude is not None:
             bad |= members == np.asarray(exclude, dtype=np.int64)[pair_of]

@@ -67,6 +67,9 @@ class SampleContext:
             so that a cut can follow the step's pool).
         relevant_mask: ``[B, M]`` bool ground truth (only for samplers with ``needs_relevance``).
         extended_from: the first slot a :class:`PoolExtension` appended (``None``: no extension).
+        anchor_view, candidate_view, partner_view: ``[B, d']``, ``[M, d']``, ``[M, d']`` unit rows of a second
+            view of the data (e.g. the captions' text embedded by a sentence encoder); a side without one is
+            ``None``. FNE's pool evidence reads them (:class:`fnlab.posterior.pool.PoolEvidence`).
     """
 
     direction: str | None = None
@@ -80,6 +83,9 @@ class SampleContext:
     positive_mean: torch.Tensor | float | None = None
     relevant_mask: torch.Tensor | None = None
     extended_from: int | None = None
+    anchor_view: torch.Tensor | None = None
+    candidate_view: torch.Tensor | None = None
+    partner_view: torch.Tensor | None = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -103,7 +109,8 @@ class SampleContext:
     def check(self, b: int, m: int, *, where: str = "sampler") -> None:
         """Raise ``ValueError`` naming the field whose shape does not fit ``B = b`` anchors and ``M = m`` slots."""
         shapes = {"anchors": (b, None), "candidates": (m, None), "partners": (m, None), "anchor_ids": (b,),
-                  "candidate_ids": (m,), "partner_ids": (m,), "positive_mask": (b, m), "relevant_mask": (b, m)}
+                  "candidate_ids": (m,), "partner_ids": (m,), "positive_mask": (b, m), "relevant_mask": (b, m),
+                  "anchor_view": (b, None), "candidate_view": (m, None), "partner_view": (m, None)}
         for name, want in shapes.items():
             t = getattr(self, name)
             if t is None:
@@ -142,7 +149,7 @@ class SampleContext:
 
     def rows(self, keep: torch.Tensor) -> SampleContext:
         """The context of the anchors ``keep`` marks (``[B]`` bool) over the same pool."""
-        cut = {n: getattr(self, n)[keep] for n in ("anchors", "anchor_ids", "positive_mask", "relevant_mask")
+        cut = {n: getattr(self, n)[keep] for n in ("anchors", "anchor_ids", "positive_mask", "relevant_mask", "anchor_view")
                if getattr(self, n) is not None}
         return replace(self, **cut, _memo={})
 

@@ -15,8 +15,8 @@ from .registry import register
 
 
 def _posterior_ready(posterior: Any) -> bool:
-    """A posterior is usable when present and, if it says so, ready (running stats)."""
-    return posterior is not None and bool(getattr(posterior, "ready", True))
+    """A posterior is usable when present and ready (FNE's running stats wait for confident pairs)."""
+    return posterior is not None and bool(posterior.ready)
 
 
 @register("fne")
@@ -120,9 +120,11 @@ class FNESampler(Sampler):
             raise ValueError(f"fne: 'tau' must be >= 0, got {tau}")
         if not 0 < fn_cutoff < 1:
             raise ValueError(f"fne: 'fn_cutoff' must lie in (0, 1), got {fn_cutoff}")
-        if posterior is not None and not (hasattr(posterior, "prob_false_negative") and hasattr(posterior, "pos_mean")):
-            raise ValueError("fne: 'posterior' must have prob_false_negative(sims) and pos_mean, "
-                             f"got {type(posterior).__name__}")
+        from fnlab.posterior import Posterior
+
+        if posterior is not None and not isinstance(posterior, Posterior):
+            raise ValueError("fne: 'posterior' must be a fnlab.posterior.Posterior (prob_false_negative, pos_mean, "
+                             f"signals, ready, ...), got {type(posterior).__name__}")
         if prior != "auto" and not (isinstance(prior, int | float) and 0 < prior < 1):
             raise ValueError(f"fne: 'prior' must be 'auto' or a number in (0, 1), got {prior!r}")
         if int(min_confident) < 0:
@@ -175,12 +177,13 @@ class FNESampler(Sampler):
         (paper mode: positives collected), ``posterior_active`` (share of the epoch's steps that sampled with
         the posterior; 0: FNE ran as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
         post = self.posterior
-        out = {"fne_prior": float(getattr(post, "prior_pos", float("nan"))) if post is not None else float("nan"),
-               **{f"fne_prior_{d}": float(getattr(p, "prior_pos", float("nan"))) for d, p in self.by_direction.items()
-                  if d != "t2i"},
+        out = {"fne_prior": float(post.prior_pos) if post is not None else float("nan"),
+               **{f"fne_prior_{d}": float(p.prior_pos) for d, p in self.by_direction.items() if d != "t2i"},
                "posterior_active": 0.0 if self._warmup or not self._steps else self._active / self._steps,
                "posterior_on_step": float(self._first_active) if self._first_active is not None else math.nan}
-        if hasattr(post, "count"):
+        from fnlab.posterior import RunningGaussianStats
+
+        if isinstance(post, RunningGaussianStats):
             out["confident_pairs"] = float(post.count)
         return out
 
@@ -362,14 +365,15 @@ def pool_evidence(ctx: SampleContext) -> Any:
     from fnlab.posterior.pool import PoolEvidence
 
     return ctx.memo("pool_evidence", lambda: PoolEvidence(ctx.anchors, ctx.candidates, ctx.partners, ctx.candidate_ids,
-                                                          ctx.partner_ids, ctx.anchor_ids, ctx.positive_mask))
+                                                          ctx.partner_ids, ctx.anchor_ids, ctx.positive_mask,
+                                                          anchor_view=ctx.anchor_view,
+                                                          candidate_view=ctx.candidate_view,
+                                                          partner_view=ctx.partner_view))
 
 
 def pool_signals_of(posterior: Any) -> tuple[str, ...]:
-    """The transitive signals (:data:`fnlab.posterior.pool.POOL_SIGNALS`) a fitted posterior reads: those
-    its features (``features_``, as :class:`fnlab.posterior.PUPosterior` records them) are made of."""
+    """The transitive signals (:data:`fnlab.posterior.pool.POOL_SIGNALS`) a fitted posterior reads
+    (its ``signals``, :class:`fnlab.posterior.Posterior`)."""
     from fnlab.posterior.pool import POOL_SIGNALS
-    from fnlab.posterior.pu import FEATURES
 
-    needs = {sig for f in getattr(posterior, "features_", ()) for sig in FEATURES.get(f, ())}
-    return tuple(n for n in POOL_SIGNALS if n in needs)
+    return tuple(n for n in POOL_SIGNALS if n in posterior.signals)

@@ -127,13 +127,16 @@ class SampledObjective:
         inputs: the training split's encoder inputs ``(a_inputs, b_inputs)`` (tensors on the device): mined
             candidates without features are encoded from them.
         encoder: ``encoder(split, side, model) -> [n, d]``, what :meth:`EpochContext.encode` calls.
+        caption_view: ``[n_b, d']`` a second view of the captions (their text, e.g. MiniLM) or ``None``: the
+            sample context then carries it (FNE's pool evidence offers its view signals).
     """
 
     def __init__(self, sampler: Any, pick_loss: Any, warmup_loss: Any, model: torch.nn.Module,
                  b_to_a: torch.Tensor, *, queue_size: int, dim: int, momentum: float, num_negatives: int,
                  relevance: sp.csr_matrix | None, generator: torch.Generator,
                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 encoder: Callable[[str, str, Any], Any] | None = None) -> None:
+                 encoder: Callable[[str, str, Any], Any] | None = None,
+                 caption_view: torch.Tensor | None = None) -> None:
         self.sampler, self.pick_loss, self.warmup_loss = sampler, pick_loss, warmup_loss
         self.b_to_a, self.momentum, self.gen = b_to_a, momentum, generator
         self.model, self.inputs, self._encoder = model, inputs, encoder
@@ -164,6 +167,7 @@ class SampledObjective:
         images, first = np.unique(b2a[order], return_index=True)
         first_b[images] = order[first]
         self.a_to_b = torch.from_numpy(first_b).to(self.device)
+        self.caption_view = None if caption_view is None else caption_view.to(self.device)
         self._reset_counts()
 
     def _reset_counts(self) -> None:
@@ -268,7 +272,7 @@ class SampledObjective:
         if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
             rel_mask = self._relevance(p)
         ctx = self._context(p, pos_mask, positive_mean=pos_sims.detach().mean(),  # 0-dim: no device sync
-                            relevant_mask=rel_mask)
+                            relevant_mask=rel_mask, **self._views(p))
         idx = None
         if self.num_picks is not None:
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_picks,
@@ -282,6 +286,21 @@ class SampledObjective:
         if self.rel.rel is not None:
             self._count(p, d, idx, pos_mask, rel_mask, side.get("neg_mask"))
         return loss
+
+    def _views(self, p: _Pool) -> dict[str, torch.Tensor]:
+        """The captions' second view for the sample context: the candidates' rows in ``i2t``, the anchors' and
+        partners' in ``t2i``; a synthetic slot (id ``-1``) gets a zero row (no similarity to anything)."""
+        cv = self.caption_view
+        if cv is None:
+            return {}
+
+        def rows(ids: torch.Tensor) -> torch.Tensor:
+            out = cv[ids.clamp(min=0)]
+            return torch.where((ids >= 0)[:, None], out, torch.zeros_like(out))
+
+        if p.direction == "i2t":
+            return {"candidate_view": rows(p.cand_ids)}
+        return {"anchor_view": rows(p.anchor_ids), "partner_view": rows(p.partner_ids)}
 
     @staticmethod
     def _context(p: _Pool, pos_mask: torch.Tensor | None = None, **evidence: Any) -> SampleContext:

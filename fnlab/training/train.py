@@ -299,20 +299,30 @@ def _build_sampler(config: TrainConfig):
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
                       prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i",
-                      query_keys: np.ndarray | None = None) -> Any:
+                      query_keys: np.ndarray | None = None, text_view: np.ndarray | None = None) -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
     :func:`fnlab.posterior.fit`, captions querying images (``direction="t2i"``, the run's
     ``posterior.json``) or images querying captions. Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
     ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE). ``query_keys``: the queries
-    as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`)."""
+    as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`). ``text_view``: ``[n_b, d']`` a
+    second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`) the posterior also reads."""
     from fnlab import posterior
 
     posterior.check_estimator(estimator)
     params = {}
     if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
         params["n_random"] = 10_000
-    ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys)
+    ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys,
+                                             query_view=text_view)
     return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
+
+
+def _caption_view(ds: Any) -> torch.Tensor | None:
+    """The captions' second view where it needs no encoder (:func:`fnlab.data.minilm.dataset_text_view`)."""
+    from fnlab.data.minilm import dataset_text_view
+
+    view = dataset_text_view(ds, encode=False)
+    return None if view is None else torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -419,7 +429,7 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
         model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)), momentum=config.momentum,
         num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen, inputs=(a_all, b_all),
-        encoder=encoder)
+        encoder=encoder, caption_view=_caption_view(train_ds))
     # the sampler's own trainable parameters (none for most) are optimised with the model's
     opt = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=config.lr,
                            weight_decay=config.weight_decay)
@@ -430,6 +440,8 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
 def _posterior_fit(config: TrainConfig, run: _Setup, device: torch.device, epoch: int):
     """The epoch's ``fit_posterior(prior, direction, key_model)`` callable (``EpochContext.fit_posterior``)."""
     model, val_ds = run.model, run.val_ds
+    val_view = _caption_view(val_ds)  # the refits read the captions' text view, where it needs no encoder
+    val_view = None if val_view is None else val_view.numpy()
 
     def fit_posterior(prior: float | str = "auto", direction: str = "t2i", key_model: Any = None) -> Any:
         # queries from the online encoder, candidates from the encoder that fills the pool (the momentum
@@ -443,7 +455,8 @@ def _posterior_fit(config: TrainConfig, run: _Setup, device: torch.device, epoch
                                                           device=device)
         ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
         return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
-                                 seed=config.seed + epoch, quick=True, direction=direction, query_keys=qk)
+                                 seed=config.seed + epoch, quick=True, direction=direction, query_keys=qk,
+                                 text_view=val_view)
 
     return fit_posterior
 
@@ -559,15 +572,19 @@ def _evaluate_run(config: TrainConfig, run: _Setup, device: torch.device, histor
     posterior = None
     ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                            encode_side(model, val_ds.b_inputs, "b", device=device))
+    val_view = _caption_view(val_ds)
     if val_ds.n_a > 1:
-        posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed)
+        posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed,
+                                      text_view=None if val_view is None else val_view.numpy())
     last_rate = history[-1]["sampled_fn_rate"]
     last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
     eval_split = config.eval_splits[-1] if config.eval_splits else "val"
     eval_ds = eval_sets.get(eval_split, val_ds)
     ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
+    view = (_caption_view(eval_ds) if posterior is not None
+            and any(n.startswith("view_") for n in posterior.signals) else None)
     result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
-                                 fn_top_k=config.fn_top_k)
+                                 fn_top_k=config.fn_top_k, text_view=None if view is None else view.numpy())
     result["split"] = eval_split
     result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
                              else "val_rsum")

@@ -272,9 +272,11 @@ class _ShardSearcher:
         keep = flat >= 0
         query_col = np.repeat(qids, k)[keep]
         # the posterior sees every signal of each pair through the scan's context (positions) ...
+        window = self.context.window
         table = scanmod.suspects_table(self.posterior, np.repeat(qpos, k)[keep], flat[keep],
                                        np.tile(np.arange(1, k + 1, dtype=np.int32), qids.size)[keep],
-                                       run_s.ravel()[keep], np.repeat(best, k)[keep], ctx=self.context)
+                                       run_s.ravel()[keep], np.repeat(best, k)[keep], ctx=self.context,
+                                       thresholds=np.repeat(scanmod.window_thresholds(run_s, window), k)[keep])
         table["query"] = query_col  # ... and the rows are written with the shards' ids
         table["candidate"] = self.candidate_ids[flat[keep]]
         digest = hashlib.sha1(np.ascontiguousarray(qids).tobytes()).hexdigest()[:20]
@@ -422,7 +424,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     c = scanmod._prepare(c_raw, "candidates", names, normalize)
     del q_raw, c_raw
     no_pos, policy = scanmod.announce_notes(pos, estimator, notes)
-    ctx = PairContext(q, c, pos, index=index, index_params=params, seed=seed)
+    ctx = PairContext(q, c, pos, index=index, index_params=params, seed=seed, window=int(top_k))
 
     t_fit = time.perf_counter()
     coo = pos.tocoo()
@@ -640,6 +642,8 @@ def _summary(stats, qs, cs, top_k, pos, no_pos, policy, estimator, prior, prior_
         "queries_with_suspect_above_0.5": int(stats["queries_with_suspect_above_0.5"].sum()),
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
+        "prior_estimated": float(post.prior_pos),
+        **scanmod.status_fields(post),
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),

@@ -1,0 +1,65 @@
+"""The calibration suite's fast form (bench/calibration.py at a quarter of its size): on the families where
+the issue's targets are met, they hold; where the data cannot support a probability, the status says so."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "calibration.py"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("calibration_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("family", ["clustered", "paraphrase", "copies-0.25", "one-positive"])
+def test_planted_copies_are_found_with_calibrated_probabilities(suite, family):
+    row = suite.run_family(family, 0, top_k=10, scale=0.25)
+    assert row["status"] == "calibrated"
+    assert 0.5 <= row["prior_ratio"] <= 2.0, row["prior_ratio"]
+    assert row["ece"] <= 0.05
+    assert row["precision_0.9"] >= 0.9 and row["recall_0.5"] >= 0.8
+    assert row["ap"] >= row["ap_sim"]
+    assert all(v is not False for v in suite.targets_met(row).values())
+
+
+def test_cluster_mates_and_paraphrases_are_not_called_matches(suite):
+    """The failure of the former posterior: neighbours that are not copies got p > 0.9."""
+    for family in ("clustered", "paraphrase"):
+        row = suite.run_family(family, 1, top_k=10, scale=0.25)
+        assert row["flagged_0.9"] <= row["fn_rows"] * 1.1 + 1
+
+
+def test_captions_prior_within_2x(suite):
+    row = suite.run_family("captions", 0, top_k=10, scale=0.5)
+    assert row["status"] == "calibrated"
+    assert 0.5 <= row["prior_ratio"] <= 2.0
+    assert row["ap"] >= row["ap_sim"]
+    assert row["ece"] <= 0.1  # 0.043 at full size (bench/results/calibration.md)
+
+
+def test_two_labelled_pairs_say_rank_only(suite):
+    row = suite.run_family("labels-2", 0, top_k=10, scale=0.25)
+    assert row["status"].startswith("uncalibrated: rank only") and "2 labelled pairs" in row["status"]
+
+
+def test_generator_is_seeded_and_documented(suite):
+    a = suite.make_world(suite.FAMILIES["captions"], 3)
+    b = suite.make_world(suite.FAMILIES["captions"], 3)
+    np.testing.assert_array_equal(a.queries, b.queries)
+    assert (a.truth != b.truth).nnz == 0
+    for name in suite.FAMILIES:
+        assert f"``{name}``" in suite.__doc__ or name.startswith(("labels-", "share-")), name
+    # a query's labelled candidate is always one of its matches
+    w = suite.make_world(suite.FAMILIES["copies-0.25"], 0)
+    assert (w.positives.astype(int) - w.positives.multiply(w.truth).astype(int)).nnz == 0

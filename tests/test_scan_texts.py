@@ -1,0 +1,88 @@
+"""Texts in a scan: near-duplicate texts and a second view reach the posterior; texts that do not match the
+rows, or an encoder that cannot load, cost one warning line and the scan runs without them."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fnlab.analysis.scan import ScanInputError, ScanWarning, load_texts, scan
+from fnlab.cli import main
+from fnlab.data.pretrained import CAPTION_TABLE, shipped_root
+
+
+@pytest.fixture(scope="module")
+def shipped_texts():
+    """Texts whose MiniLM embeddings ship with the repository (no model is loaded)."""
+    with np.load(shipped_root() / CAPTION_TABLE, allow_pickle=False) as z:
+        return [str(t) for t in z["texts"][:400]]
+
+
+def data(texts, seed=0, n_dup=12):
+    """Candidates are texts' embeddings plus noise; a few candidates repeat another's text (a copy)."""
+    from fnlab.data.minilm import text_view
+
+    rng = np.random.default_rng(seed)
+    cand_texts = list(texts[:200])
+    for i in range(n_dup):
+        cand_texts.append(cand_texts[i].upper() + " ")  # the same text after normalisation
+    c = text_view(cand_texts[:200]) + 0.05 * rng.standard_normal((200, 384)).astype(np.float32)
+    c = np.concatenate([c, c[:n_dup] + 0.02 * rng.standard_normal((n_dup, 384)).astype(np.float32)])
+    q = c[:150] + 0.2 * rng.standard_normal((150, 384)).astype(np.float32)
+    pos = pd.DataFrame({"query": np.arange(150), "candidate": np.arange(150)})
+    return q, c, pos, cand_texts
+
+
+def test_texts_give_near_duplicate_and_view_signals(shipped_texts):
+    q, c, pos, cand_texts = data(shipped_texts)
+    res = scan(q, c, pos, top_k=5, candidate_texts=cand_texts, seed=0)
+    assert res.summary["text_view"] == ["candidate"]
+    assert {"positive_duplicate", "view_positive_neighbour"} <= set(res.posterior.signals)
+    t = res.table.set_index(["query", "candidate"])
+    for i in range(12):
+        row = t.loc[(i, 200 + i)]
+        assert row["p_false_negative"] > 0.9 and row["why"] == "same content as the labelled positive"
+
+
+def test_texts_that_do_not_match_the_rows_cost_the_view_only(shipped_texts):
+    q, c, pos, cand_texts = data(shipped_texts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = scan(q, c, pos, top_k=5, candidate_texts=cand_texts[:-3], seed=0)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, ScanWarning)]
+    assert any("209 texts but 212 candidate rows" in m for m in msgs)
+    assert res.summary["text_view"] == [] and len(res.table) == 150 * 5
+
+
+def test_cli_texts_and_a_missing_encoder(shipped_texts, tmp_path, capsys):
+    q, c, pos, cand_texts = data(shipped_texts)
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "c.npy", c)
+    pos.to_csv(tmp_path / "p.csv", index=False)
+    (tmp_path / "c.txt").write_text("\n".join(cand_texts) + "\n", encoding="utf-8")
+    args = ["scan", "--queries", str(tmp_path / "q.npy"), "--candidates", str(tmp_path / "c.npy"), "--positives",
+            str(tmp_path / "p.csv"), "--top-k", "5", "--texts", f"candidates={tmp_path / 'c.txt'}"]
+    assert main([*args, "--out", str(tmp_path / "a.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "calibration            calibrated" in out and "text view on candidate" in out
+    assert main([*args, "--text-encoder", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b.parquet")]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "text encoder" in ln]
+    assert len(lines) == 1 and "nowhere" in lines[0] and "runs without the candidate text view" in lines[0]
+    assert main([*args[:-2], "--texts", "docs.txt", "--out", str(tmp_path / "c.parquet")]) != 0
+    assert "--texts 'docs.txt': expected queries=FILE or candidates=FILE" in capsys.readouterr().err
+
+
+def test_load_texts_reads_lines_and_tables(tmp_path):
+    (tmp_path / "a.txt").write_text("one\ntwo\n", encoding="utf-8")
+    assert load_texts(tmp_path / "a.txt") == ["one", "two"]
+    pd.DataFrame({"text": ["x", "y"]}).to_csv(tmp_path / "b.csv", index=False)
+    assert load_texts(tmp_path / "b.csv") == ["x", "y"]
+    pd.DataFrame({"other": [1]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(ScanInputError, match="text"):
+        load_texts(tmp_path / "c.csv")
+    with pytest.raises(ScanInputError, match="no such file"):
+        load_texts(tmp_path / "none.txt")
