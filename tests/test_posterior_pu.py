@@ -272,3 +272,41 @@ def test_context_with_an_approximate_index_searches_with_it_and_pickles_without_
     np.testing.assert_allclose(s_approx, s_exact, atol=1e-5)
     back = pickle.loads(pickle.dumps(approx))  # as sent to Ray workers: the faiss index stays behind
     assert back._candidate_index is None and back.candidate_index() is not None
+
+
+def test_a_second_view_the_labels_do_not_separate_is_left_out():
+    """A view of unrelated texts (random here) carries no evidence: the fit ignores it, and P stays calibrated
+    (it had made every scanned pair look like a match: label frequency on a feature that cannot tell
+    labelled from unlabelled pairs apart says "all of them")."""
+    q, c, pos, truth = planted_image_text()
+    rng = np.random.default_rng(5)
+    noise_view = unit(rng.standard_normal((q.shape[0], 16)))
+    ctx = P.PairContext(q, c, pos, query_view=noise_view)
+    post = P.fit("pu", ctx, seed=0)
+    assert not any(f.startswith("view_") for f in post.features_), post.features_
+    qi, ci = np.nonzero(~pos.toarray())
+    y = truth[qi, ci]
+    p = P.prob_false_negative(post, ctx.signals(qi, ci)).numpy()
+    assert ece(p, y) < 0.02
+    assert y.mean() / 2 < post.prior_pos < 2 * y.mean()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_l=st.integers(0, 12), n_u=st.integers(0, 12), seed=st.integers(0, 10**6))
+def test_weighted_auroc_matches_the_pairwise_definition(n_l, n_u, seed):
+    from fnlab.posterior.pu import _weighted_auroc
+
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 5, n_l).astype(float)  # small integers: ties happen
+    unl = rng.integers(0, 5, n_u).astype(float)
+    w = rng.uniform(0.1, 3.0, n_u)
+    if n_l:
+        lab[rng.random(n_l) < 0.2] = np.nan
+    got = _weighted_auroc(lab, unl, w)
+    a = lab[np.isfinite(lab)]
+    if not a.size or not n_u:
+        assert got == 0.5
+        return
+    ref = np.mean([sum(wj * (1.0 if x > u else 0.5 if x == u else 0.0) for u, wj in zip(unl, w, strict=True)) / w.sum()
+                   for x in a])
+    assert got == pytest.approx(ref, abs=1e-12)

@@ -60,6 +60,12 @@ __all__ = ["FEATURES", "MIN_LABELLED", "PUPosterior", "features_of", "stratified
 #: queries with a second positive do not make a one-positive dataset)
 MIN_SHOWN_SHARE = 0.1
 
+#: a transitive signal (or the second view's margin) joins the group evidence only where labelled pairs rank
+#: above the pool's unlabelled pairs on it at least this often (weighted AUROC). A signal the labels do not
+#: separate carries no evidence: a second view of unrelated texts made every scanned pair look like a match
+#: (label frequency on a feature that cannot tell labelled from unlabelled says "all of them")
+MIN_SHOWN_AUROC = 0.6
+
 #: fewer labelled pairs than this cannot say what a match looks like: the posterior ranks, no more
 MIN_LABELLED = 30
 
@@ -408,6 +414,17 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
     if "view_margin" in FEATURES and sample.lab_sig.view_positive_similarity is not None:
         names = (*names[:len(LEAD)], "view_margin", *names[len(LEAD):]) if "margin" in names else names
     lab = features_of(sample.lab_sig, names).numpy()
+    unl = features_of(sample.sig, names).numpy()
+    silent = [n for j, n in enumerate(names)
+              if n != "margin" and _weighted_auroc(lab[:, j], unl[:, j], sample.weight) < MIN_SHOWN_AUROC]
+    if silent:
+        notes.append(f"signal(s) {', '.join(silent)} left out: labelled pairs do not rank above unlabelled ones "
+                     f"on them (AUROC < {MIN_SHOWN_AUROC})")
+        keep_cols = [j for j, n in enumerate(names) if n not in silent]
+        names, lab, unl = tuple(names[j] for j in keep_cols), lab[:, keep_cols], unl[:, keep_cols]
+        shown = tuple(n for n in shown if n not in silent)
+        if not shown:
+            return None, 0, True
     for j, name in enumerate(names):
         if name in ("margin", "view_margin"):
             # A labelled pair whose query has no other positive shows no margin. For a true match it is
@@ -416,7 +433,6 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
             gap = np.isnan(lab[:, j])
             sims = (sample.lab_sig.similarity if name == "margin" else sample.lab_sig.view_similarity).numpy()
             lab[gap, j] = sims[gap] - sims[rng.permutation(sims.size)][gap]
-    unl = features_of(sample.sig, names).numpy()
     keep = [j for j in range(len(names)) if np.isfinite(unl[:, j]).sum() >= 2 and np.nanstd(unl[:, j]) > 0]
     if len(keep) < len(names):
         notes.append(f"feature(s) {', '.join(n for j, n in enumerate(names) if j not in keep)} dropped: no spread")
@@ -434,6 +450,20 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
     linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10))
     linear.window_shift = _window_shift(sample, linear, unbiased, notes, reasons)
     return linear, it, conv
+
+
+def _weighted_auroc(lab: np.ndarray, unl: np.ndarray, weight: np.ndarray) -> float:
+    """``P(a labelled value > an unlabelled one)`` (ties count half), unlabelled rows weighted by ``weight``
+    (``[U]``, the sample's weights to the pool); NaN rows left out. 0.5 where either side is empty."""
+    ok_l, ok_u = np.isfinite(lab), np.isfinite(unl)
+    a, u, w = lab[ok_l], unl[ok_u], np.asarray(weight, np.float64)[ok_u]
+    if not a.size or not u.size or w.sum() <= 0:
+        return 0.5
+    order = np.argsort(u, kind="stable")
+    u, cw = u[order], np.concatenate([[0.0], np.cumsum(w[order])])
+    below = cw[np.searchsorted(u, a, side="left")]
+    upto = cw[np.searchsorted(u, a, side="right")]
+    return float(np.mean((below + 0.5 * (upto - below)) / cw[-1]))
 
 
 def _unbiased(shown: tuple[str, ...]) -> tuple[str, ...]:
