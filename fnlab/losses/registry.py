@@ -89,6 +89,10 @@ LOSSES.declare("wmse", "fnlab.losses.wmse:WMSELoss", label="W-MSE (whitening, no
                        ParamSpec("w_iter", 1, 1, 16, "random sub-batch partitions per step", integer=True),
                        ParamSpec("w_eps", 0.0, 0.0, 0.5, "covariance shrinkage towards the identity")))
 
+LOSSES.declare("cet", "fnlab.losses.cet:CETLoss", label="CET (pooling-bias corrected InfoNCE)", short="CET",
+               summary="InfoNCE with each negative weighted by P(not relevant | unlabelled) from a relevance and a "
+                       "selection model learned jointly (CET, CIKM 2022; needs the cet sampler)",
+               params=(_T,))
 
 def available() -> list[str]:
     """Names of the registered losses, sorted (no import of the losses or torch)."""

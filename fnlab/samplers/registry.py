@@ -224,6 +224,58 @@ SAMPLERS.declare(
     meta={"loss": "hasa",
           "no_playground": "its proxies come from the pool's features and partners, which only training holds"})
 
+SAMPLERS.declare(
+    "cet", "fnlab.samplers.cet:CETSampler", label="CET (pooling-bias correction, CIKM 2022)", short="CET",
+    summary="a relevance and a selection model learned jointly from labels that exist only in the judged pool; "
+            "negatives weighted by P(not relevant | unlabelled) (needs a pooled dataset, -o pooling_depth=20)",
+    params=(ParamSpec("alpha", 10.0, 0.1, 100.0, "relevance model's start: P(r) = sigmoid(alpha (s - beta))",
+                      label="Relevance slope at start"),
+            ParamSpec("beta", 0.5, -1.0, 1.0, "relevance model's start: P(r) = sigmoid(alpha (s - beta))",
+                      label="Relevance midpoint at start (cosine)"),
+            ParamSpec("depth", 20.0, 1.0, 1000.0, "selection model's start: judged depth",
+                      label="Judged depth at start (rank)"),
+            ParamSpec("slope", 2.0, 0.1, 50.0, "selection model's start: P(o) = sigmoid(slope log(depth/rank))",
+                      label="Selection slope at start"),
+            ParamSpec("obs_weight", 1.0, 0.0, 10.0, "weight of the observation model's likelihood in the loss",
+                      label="Observation-model weight")),
+    meta={"loss": "cet",
+          "no_playground": "its selection model reads the pooling ranks of the training split, which only training "
+                           "has"})
+
+# ---------------------------------------------------------------- a guide model's veto around any sampler (last: it
+# lists the samplers declared above as its bases, each base's parameters prefixed with its name)
+GUIDED_BASES = ("random", "hardest", "semihard", "simans", "positive_aware", "range", "fne", "moco_hnf", "in_batch",
+                "hasa")
+
+
+def _prefixed(base: str) -> tuple[ParamSpec, ...]:
+    """``base``'s parameter specs as ``guided`` takes them: named ``{base}_{name}``, shown when ``base`` is chosen."""
+    from dataclasses import replace
+
+    return tuple(replace(p, name=f"{base}_{p.name}", flag=False, variant=False, label=f"{base}: {p.title}",
+                         when=(("base", base),) + tuple((f"{base}_{k}", v) for k, v in p.when))
+                 for p in SAMPLERS.entry(base).params)
+
+
+SAMPLERS.declare(
+    "guided", "fnlab.samplers.guided:GuidedSampler", label="Guide-model veto around a sampler (GISTEmbed)",
+    short="guided",
+    summary="any sampler with the candidates an independent model (MiniLM) scores above the positive vetoed "
+            "(GISTEmbed; mine_hard_negatives' cross_encoder + max_score)",
+    params=(ParamSpec("base", "hardest", help="the sampler the veto wraps", choices=GUIDED_BASES, label="Base sampler",
+                      flag=True),
+            ParamSpec("guide", "auto", help="the independent view: MiniLM of the texts (the built-in sets' shipped "
+                      "caption embeddings), the frozen input embeddings, or auto", choices=("auto", "minilm", "inputs"),
+                      label="Guide model", choice_labels=("auto", "MiniLM of the texts", "the frozen input embeddings")),
+            ParamSpec("margin", 0.0, 0.0, 1.0, "veto where the guide scores g > g+ - margin (0: above the positive)",
+                      optional=True, label="Guide margin below its positive score"),
+            ParamSpec("relative_margin", None, 0.0, 0.99, "veto where g > g+ - |g+| r", optional=True,
+                      label="Guide relative margin"),
+            ParamSpec("max_score", None, -1.0, 1.0, "veto where g > max_score", optional=True,
+                      label="Guide score ceiling"),
+            *(spec for base in GUIDED_BASES for spec in _prefixed(base))),
+    meta={"no_playground": "its guide scores are looked up by the training split's item ids, which only training has"})
+
 
 def available() -> list[str]:
     """Names of the registered samplers, sorted (no import of the samplers or torch)."""
