@@ -11,7 +11,9 @@ flags, the app's pickers, labels and playground, ``bench/reproduce.py``'s table)
 * ``no_playground``: why the playground shows no per-batch view of this sampler (its weights depend on
   state only training builds); empty when it does;
 * ``playground_default``: shown in the playground before the user picks;
-* ``contrast``: the sampler is a contrast case (it picks false negatives first), for listings.
+* ``contrast``: the sampler is a contrast case (it picks false negatives first), for listings;
+* ``needs_option``: a dataset option the sampler cannot run without (``cet``: ``pooling_depth``); the benchmark's
+  default rows leave it out.
 """
 
 from __future__ import annotations
@@ -212,7 +214,8 @@ SAMPLERS.declare(
     "in_batch", "fnlab.samplers.in_batch:InBatchSampler", label="Whole batch (CLIP in-batch, no queue)",
     short="in-batch",
     summary="every pair of the online batch, no draw and no queue: InfoNCE (CLIP), ASL, or W-MSE's no negatives",
-    meta={"loss": "infonce"})
+    meta={"loss": "infonce",
+          "no_playground": "it draws nothing: its loss sees every candidate of the batch alike (random's weights)"})
 SAMPLERS.declare(
     "hasa", "fnlab.samplers.hasa:HaSaSampler", label="HaSa (structural false-negative proxies)", short="HaSa",
     summary="the whole pool for HaSa's loss, near-copies of the positive and candidates whose partners resemble "
@@ -238,7 +241,7 @@ SAMPLERS.declare(
                       label="Selection slope at start"),
             ParamSpec("obs_weight", 1.0, 0.0, 10.0, "weight of the observation model's likelihood in the loss",
                       label="Observation-model weight")),
-    meta={"loss": "cet",
+    meta={"loss": "cet", "needs_option": "pooling_depth",
           "no_playground": "its selection model reads the pooling ranks of the training split, which only training "
                            "has"})
 
@@ -252,7 +255,8 @@ def _prefixed(base: str) -> tuple[ParamSpec, ...]:
     """``base``'s parameter specs as ``guided`` takes them: named ``{base}_{name}``, shown when ``base`` is chosen."""
     from dataclasses import replace
 
-    return tuple(replace(p, name=f"{base}_{p.name}", flag=False, variant=False, label=f"{base}: {p.title}",
+    return tuple(replace(p, name=f"{base}_{p.name}", flag=False, variant=False,
+                         label=f"{SAMPLERS.entry(base).short_title}: {p.title}",
                          when=(("base", base),) + tuple((f"{base}_{k}", v) for k, v in p.when))
                  for p in SAMPLERS.entry(base).params)
 
