@@ -490,3 +490,18 @@ def test_too_few_negatives_counts_rows_left_short_by_the_window_and_margins():
     top.sample(sims, pos, mask, k=1, generator=g)
     kept = (~mask & ~(sims > relative_cut(pos[:, None], 0.05))).sum(dim=1)
     assert top.epoch_metrics()["too_few_negatives"] == int((kept < 10).sum())  # asked: its top_k, not the draw's k
+
+
+def test_the_scan_summary_counts_queries_left_with_too_few_negatives():
+    import pandas as pd
+
+    from fnlab.analysis.scan import scan, triplets
+
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(30, 8)), rng.normal(size=(5, 8))
+    positives = pd.DataFrame({"query": range(30), "candidate": np.arange(30) % 5})
+    res = scan(q, c, positives, top_k=5, estimator="paper", progress=False)
+    assert res.summary["top_k"] == 5 and res.summary["too_few_negatives"] == 30  # 4 candidates left after each positive
+    assert scan(q, c, positives, top_k=3, estimator="paper", progress=False).summary["too_few_negatives"] == 0
+    t = triplets(res, threshold=1.0, num_negatives=5)
+    assert t.attrs["too_few_negatives"] == 30 and len(t) == 30 * 4
