@@ -10,6 +10,11 @@ and the sampled false-negative rate.
 
     python bench/real_text_train.py             # random, hardest, semihard, simans, fne calibrated, oracle; seeds 0 1 2
     python bench/real_text_train.py --plant 0.2 --seeds 0 1 2
+    python bench/real_text_train.py --samplers in_batch+asl in_batch+wmse hasa guided --seeds 0
+    python bench/real_text_train.py --samplers cet -o pooling_depth=20 --seeds 0   # labels only in a judged pool
+
+Rows are the registry's samplers (``fnlab.samplers.variants``); ``SAMPLER+LOSS`` trains a sampler's pool with
+another loss; ``-o KEY=VALUE`` passes a ``pairs`` loader option (the pooling-bias simulation).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SAMPLERS = {"random": ("random", {}), "hardest": ("hardest", {}), "semihard": ("semihard", {}), "simans": ("simans", {}),
-            "fne calibrated": ("fne", {"mode": "calibrated"}), "oracle": ("oracle", {})}
+from fnlab.samplers import variants  # noqa: E402
+
+#: label -> (sampler, fixed params), from the registry (as bench/reproduce.py)
+SAMPLERS = variants(separator=" ")
 
 
 def _embedded(queries: list[str], docs: list[str], embed) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-docs", type=int, default=3000)
     ap.add_argument("--plant", type=float, default=0.1, help="share of documents copied (exact duplicates)")
     ap.add_argument("--samplers", nargs="+", default=["random", "hardest", "semihard", "simans", "fne calibrated", "oracle"],
-                    choices=list(SAMPLERS))
+                    help="labels from: " + ", ".join(SAMPLERS) + " (each optionally +LOSS)")
+    ap.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="pairs loader option, e.g. -o pooling_depth=20")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args(argv)
+    import json
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value)
+    bad = [label for label in args.samplers if label.partition("+")[0] not in SAMPLERS]
+    if bad:
+        ap.error(f"unknown sampler(s) {bad}; valid: {', '.join(SAMPLERS)}")
 
     from fnlab import data
     from fnlab.training.train import TrainConfig, train
@@ -100,16 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         sizes = write_pairs(root, args.max_docs, args.plant, seed=0)
         print(f"wrote {root}: {sizes}")
     for split in ("train", "test"):
-        ds = data.load("pairs", root=str(root), split=split)
+        ds = data.load("pairs", root=str(root), split=split, **options)
         print(f"{split}: {ds.n_b} queries, {ds.n_a} documents, "
               f"{ds.false_negative_matrix().nnz / ds.n_b:.3f} false negatives per query")
     rows = []
     for label in args.samplers:
-        sampler, params = SAMPLERS[label]
+        base, _, loss = label.partition("+")
+        sampler, params = SAMPLERS[base]
         for seed in args.seeds:
             t0 = time.perf_counter()
-            out = train(TrainConfig(dataset="pairs", dataset_root=str(root), sampler=sampler, sampler_params=params,
-                                    epochs=args.epochs, seed=seed, num_threads=1, select_by="relevant"))
+            out = train(TrainConfig(dataset="pairs", dataset_root=str(root), dataset_options=options, sampler=sampler,
+                                    sampler_params=params, loss=loss or None, epochs=args.epochs, seed=seed,
+                                    num_threads=1, select_by="relevant"))
             after = [m for m in out["metrics"] if not m.get("warmup")]
             rate = [m["sampled_fn_rate"] for m in after if m["sampled_fn_rate"] == m["sampled_fn_rate"]]
             rows.append({"sampler": label, "seed": seed, "relevant_rsum": out["eval"]["relevant_recall"]["rsum"],

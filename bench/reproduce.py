@@ -46,17 +46,33 @@ from fnlab.training.train import TrainConfig, train  # noqa: E402
 SAMPLERS: dict[str, tuple[str, dict]] = variants(separator=" ")
 
 
+def _split(label: str) -> tuple[str, str | None]:
+    """``"in_batch+asl"`` -> ``("in_batch", "asl")``: a table row may name the loss after a ``+`` (a loss-side method
+    on a sampler's pool); ``"hardest"`` -> ``("hardest", None)``, the sampler's own loss."""
+    base, _, loss = label.partition("+")
+    return base, loss or None
+
+
+def _default_rows() -> list[str]:
+    """Every sampler row, except those that need a dataset option the run may not set (``cet``: a pooled dataset)."""
+    from fnlab.samplers import entry
+
+    return [label for label, (name, _) in SAMPLERS.items() if not entry(name).meta.get("needs_option")]
+
+
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
 def _run_one(job) -> dict:
     dataset, label, seed, options, args = job
-    sampler, params = SAMPLERS[label]
+    base, loss = _split(label)
+    sampler, params = SAMPLERS[base]
     opts = dict(options) if dataset.startswith("shapes") else {k: v for k, v in options.items() if k != "n_train"}
     cfg = TrainConfig(dataset=dataset, dataset_options=opts, sampler=sampler, sampler_params=params,
                       epochs=args.epochs, batch_size=args.batch_size, queue_size=args.queue_size,
-                      lr=args.lr, seed=seed, device=args.device, num_threads=args.threads, select_by=args.select_by,
+                      loss=loss, lr=args.lr, seed=seed, device=args.device, num_threads=args.threads,
+                      select_by=args.select_by,
                       warmup_epochs=args.warmup_epochs, posterior=args.posterior)
     t0 = time.perf_counter()
     out = train(cfg)
@@ -123,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["shapes-precomp", "digits-precomp"])
-    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help="names from: " + ", ".join(SAMPLERS))
+    p.add_argument("--samplers", nargs="+", default=_default_rows(),
+                   help="names from: " + ", ".join(SAMPLERS) + "; SAMPLER+LOSS trains a sampler's pool with another "
+                   "loss (in_batch+asl, in_batch+wmse)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--n-train", type=int, default=None, help="shapes training images (default: the dataset's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -144,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args(argv)
-    unknown = sorted(set(args.samplers) - set(SAMPLERS))
+    from fnlab import losses
+
+    unknown = sorted(label for label in args.samplers if _split(label)[0] not in SAMPLERS
+                     or (_split(label)[1] is not None and _split(label)[1] not in losses.available()))
     if unknown:
-        p.error(f"unknown sampler(s) {unknown}; valid: {', '.join(SAMPLERS)}")
+        p.error(f"unknown sampler(s) {unknown}; valid: {', '.join(SAMPLERS)}, each optionally +LOSS with LOSS one of "
+                f"{', '.join(losses.available())}")
 
     options = {}
     for item in args.option:
@@ -190,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|" + "---|" * len(cols),
     ]
     for (dataset, sampler), g in sorted(df.groupby(["dataset", "sampler"], sort=False),
-                                        key=lambda kv: (list(args.datasets).index(kv[0][0]), order[kv[0][1]])):
+                                        key=lambda kv: (list(args.datasets).index(kv[0][0]), order[_split(kv[0][1])[0]] + ("+" in kv[0][1]) / 2)):
         cells = []
         for c in cols:
             v = pd.to_numeric(g[c], errors="coerce").dropna()

@@ -151,9 +151,9 @@ def test_losses_stable_at_low_temperature_and_empty_rows():
 
 
 def test_registry_and_errors():
-    assert L.available() == ["dcl", "fnc", "hcl", "infonce", "infonce_bml", "lambdarank", "pairwise_logistic",
-                             "triplet"]
-    with pytest.raises(ValueError, match="valid names: dcl, fnc, hcl"):
+    assert L.available() == ["asl", "cet", "dcl", "fnc", "hasa", "hcl", "infonce", "infonce_bml", "lambdarank",
+                             "pairwise_logistic", "triplet", "wmse"]
+    with pytest.raises(ValueError, match="valid names: asl, cet, dcl, fnc, hasa, hcl"):
         L.build("ntxent")
     with pytest.raises(ValueError, match="reduction"):
         L.build("dcl", reduction="avg")

@@ -71,17 +71,33 @@ def ref_semihard(margin):
     return f
 
 
-def ref_simans(a, b, k):
+def ref_simans_cosine(a, b, k):
+    """SimANS on the similarities as given (the oracle's base and FNE's warm-up)."""
     def f(row, p, pm, bl):
         keep = top_indices(row, [j for j in range(len(row)) if not bl[j]], k)
         return [math.exp(-a * (s - p - b) ** 2) if j in keep else 0.0 for j, s in enumerate(row)]
     return f
 
 
+def ref_simans(a, b, k, scale=1 / 0.07):
+    """The simans sampler: the kernel on z = scale * s over the top-k window, scaled to a row maximum of 1; when
+    the positive ranks below the window, weight 1 on the window's lowest-ranked candidate."""
+    def f(row, p, pm, bl):
+        keep = top_indices(row, [j for j in range(len(row)) if not bl[j]], k)
+        above = sum(1 for j, s in enumerate(row) if not pm[j] and s > p)
+        if keep and above >= k:
+            low = min(keep, key=lambda j: row[j])
+            return [1.0 if j == low else 0.0 for j in range(len(row))]
+        logw = {j: -a * (scale * (row[j] - p) - b) ** 2 for j in keep}
+        top = max(logw.values(), default=0.0)
+        return [math.exp(logw[j] - top) if j in keep else 0.0 for j in range(len(row))]
+    return f
+
+
 def ref_positive_aware(mode, perc, margin, k):
     def f(row, p, pm, bl):
         allowed = [j for j, s in enumerate(row) if not pm[j]
-                   and not (s > perc * p if mode == "perc" else s > p - margin)]
+                   and not (s > p - abs(p) * (1 - perc) if mode == "perc" else s > p - margin)]
         keep = top_indices(row, allowed, k)
         return [1.0 if j in keep else 0.0 for j in range(len(row))]
     return f
@@ -101,7 +117,7 @@ def ref_range(rmin, rmax, min_score, max_score, margin, rel, strategy, n):
                 continue
             if margin is not None and s + margin > p:
                 continue
-            if rel is not None and s > p * (1 - rel):
+            if rel is not None and s > p - abs(p) * rel:
                 continue
             ok.append(j)
         if strategy == "top":
@@ -118,6 +134,7 @@ CASES = [
     ("semihard", {"margin": 0.5}, ref_semihard(0.5)),
     ("simans", {}, ref_simans(0.5, 0.0, 100)),
     ("simans", {"a": 3.0, "b": 0.1, "top_k": 5}, ref_simans(3.0, 0.1, 5)),
+    ("simans", {"score_scale": 1.0, "top_k": 6}, ref_simans(0.5, 0.0, 6, scale=1.0)),
     ("positive_aware", {}, ref_positive_aware("perc", 0.95, 0.05, 10)),
     ("positive_aware", {"mode": "margin", "margin": 0.1, "top_k": 3}, ref_positive_aware("margin", 0.95, 0.1, 3)),
     ("range", {}, ref_range(10, 50, None, None, 0.0, None, "random", 1)),
@@ -150,7 +167,7 @@ def test_oracle_matches_reference(base, b, m):
     g = torch.Generator().manual_seed(1)
     relevant = mask | (torch.rand(b, m, generator=g) < 0.3)
     got = S.build("oracle", base=base, top_k=6).weights(sims, pos, mask, relevant_mask=relevant)
-    ref = ref_hardest(1) if base == "hardest" else ref_simans(0.5, 0.0, 6)
+    ref = ref_hardest(1) if base == "hardest" else ref_simans_cosine(0.5, 0.0, 6)
 
     def on_irrelevant(row, p, pm, bl):
         # the reference samplers, with every relevant candidate treated as a positive
@@ -214,7 +231,7 @@ def test_fne_paper_mode_equals_official(b, m):
 def test_fne_warmup_is_simans_without_cutdown():
     sims, pos, mask = make(5, 30, seed=3)
     got = S.build("fne").weights(sims, pos, mask)
-    want = ref_rows(ref_simans(0.5, 0.0, 10**9), sims, pos, mask)
+    want = ref_rows(ref_simans_cosine(0.5, 0.0, 10**9), sims, pos, mask)
     torch.testing.assert_close(got, want)
 
     class NotReady(PosteriorBase):
@@ -501,8 +518,9 @@ def test_no_two_samplers_are_the_same_at_their_defaults():
 # ------------------------------------------------------------------ registry, specs, errors
 def test_registry_lists_and_rejects():
     assert S.available() == sorted(["random", "hardest", "semihard", "simans", "positive_aware", "range", "fne",
-                                    "oracle", "star", "adore", "clusterns", "dynamic_hn", "moco_hnf"])
-    with pytest.raises(ValueError, match="valid names: adore, clusterns, dynamic_hn, fne, hardest"):
+                                    "oracle", "star", "adore", "clusterns", "dynamic_hn", "moco_hnf", "in_batch",
+                                    "hasa", "cet", "guided"])
+    with pytest.raises(ValueError, match="valid names: adore, cet, clusterns, dynamic_hn, fne, guided, hardest"):
         S.build("nope")
     with pytest.raises(ValueError, match="unknown parameter.*tau"):
         S.build("hardest", tau=1.0)

@@ -696,6 +696,8 @@ def scan(queries: np.ndarray | torch.Tensor, candidates: np.ndarray | torch.Tens
         "suspects_above_0.5": int((p_fn > 0.5).sum()),
         "suspects_above_0.9": int((p_fn > 0.9).sum()),
         "queries_with_suspect_above_0.5": int(np.unique(query_col[p_fn > 0.5]).size),
+        # queries whose scanned list holds fewer than top_k negatives (few candidates left after their positives)
+        "too_few_negatives": int((idx < 0).any(axis=1).sum()),
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
         "prior_estimated": float(post.prior_pos),
@@ -807,7 +809,8 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
     negative's ``p_false_negative``. For every labelled pair, the ``num_negatives`` best-ranked
     scanned negatives with ``p_false_negative <= threshold`` are used (its "top" sampling).
     Anchors whose scanned negatives are all suspects get no row (as mine_hard_negatives drops
-    anchors without enough valid negatives).
+    anchors without enough valid negatives); ``out.attrs["too_few_negatives"]`` counts the anchors left
+    with fewer than ``num_negatives``.
 
     Args:
         result: a :class:`ScanResult` (its ``table`` and ``positive_pairs``).
@@ -831,8 +834,12 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
     out = pairs.merge(neg[["anchor", "negative", "negative_score", "p_false_negative", "rank"]], on="anchor",
                       how="inner")
     out = out.sort_values(["anchor", "positive", "rank"], kind="stable").drop(columns="rank")
-    return out[["anchor", "positive", "negative", "positive_score", "negative_score",
-                "p_false_negative"]].reset_index(drop=True)
+    # anchors left with fewer than num_negatives after the suspects were removed (mine_hard_negatives' count)
+    short = int((neg.groupby("anchor").size().reindex(pairs["anchor"].unique(), fill_value=0) < num_negatives).sum())
+    out = out[["anchor", "positive", "negative", "positive_score", "negative_score",
+               "p_false_negative"]].reset_index(drop=True)
+    out.attrs["too_few_negatives"] = short
+    return out
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:

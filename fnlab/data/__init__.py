@@ -46,14 +46,14 @@ DATASETS.declare(
     label="shapes as frozen pretrained features (shapes-precomp, the paper's setting; the demo run)",
     short="shapes as pretrained features (shapes-precomp)",
     summary="shapes as frozen pretrained features (attribute CNN + MiniLM captions); built on first use",
-    meta={"defaults": "fnlab.data.pretrained:SHAPES_DEFAULTS", "ground_truth": "yes", "name_arg": True, "demo": True})
+    meta={"defaults": "fnlab.data.pretrained:SHAPES_OPTIONS", "ground_truth": "yes", "name_arg": True, "demo": True})
 DATASETS.declare(
     "digits-precomp", "fnlab.data.pretrained:load_pretrained",
     label="digits as frozen pretrained features (digits-precomp)",
     short="digits as pretrained features (digits-precomp)",
     summary="digits as frozen pretrained features (CNN pretrained on a disjoint fold + MiniLM), instance-level "
             "captions naming class and style ('a bold italic seven'); built on first use",
-    meta={"defaults": "fnlab.data.pretrained:DIGITS_DEFAULTS", "ground_truth": "yes", "name_arg": True})
+    meta={"defaults": "fnlab.data.pretrained:DIGITS_OPTIONS", "ground_truth": "yes", "name_arg": True})
 DATASETS.declare(
     "precomp", "fnlab.data.precomp:load_precomp", label="precomp folder", short="precomp folder",
     summary="VSE/SCAN/FNE precomputed features: --root with {split}_ims.npy, {split}_caps.txt "

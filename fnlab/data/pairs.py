@@ -14,6 +14,10 @@ Layout of ``ROOT/``::
     relevance.csv | relevance.parquet   optional ground truth, columns ``b`` and ``a`` (same meaning):
                  every truly matching pair; labelled pairs are added if missing
 
+Pooling bias can be simulated (``pooling_depth``, :mod:`fnlab.data.pooling`): labels are then the relevant
+candidates in each query's top ``pooling_depth`` under a weak retriever over the two sides' embeddings (needs
+``relevance`` and embeddings of one width on both sides).
+
 Side-B items are the table's rows, in order (``b_ids`` keeps the ``b`` value); side-A items are
 all rows of ``a.npy``. Both sides are ``features`` (``a_inputs``/``b_inputs`` float32). Without a
 ``split`` column, candidates are split at random (``val_fraction`` and ``test_fraction``, 0.1 each,
@@ -39,9 +43,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fnlab.data.base import DatasetError, MatchingDataset
+from fnlab.data.pooling import POOLING_DEFAULTS, apply_pooling, pooling_options
 from fnlab.data.validate import int_column, load_npy, read_table
 
-DEFAULTS = dict(val_fraction=0.1, test_fraction=0.1, seed=0)
+DEFAULTS = dict(val_fraction=0.1, test_fraction=0.1, seed=0, **POOLING_DEFAULTS)
 _SPLITS = ("train", "val", "test")
 
 
@@ -90,6 +95,7 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"pairs: unknown option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
+    options, pooling = pooling_options(options, "pairs")
     o = {**DEFAULTS, **options}
 
     a_emb = load_npy(root / "a.npy", "a", ndim=(2,))
@@ -164,4 +170,4 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
     )
     from fnlab.data import split_indices
 
-    return full.subset(split_indices(split_of_a, split, str(root)), split)
+    return apply_pooling(full.subset(split_indices(split_of_a, split, str(root)), split), **pooling)

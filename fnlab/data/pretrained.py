@@ -77,6 +77,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fnlab.data.base import MatchingDataset
+from fnlab.data.pooling import POOLING_DEFAULTS
 
 BUILD_VERSION = 1  #: ``shapes-precomp``'s build version (kept at 1 so its cached and shipped folders stay valid)
 #: build version per dataset, hashed into every folder name: bump a dataset's entry when what it builds changes
@@ -98,6 +99,9 @@ DIGITS_DEFAULTS = dict(
     n_val=250, n_test=250, n_pretrain=500, seed=0, genericness=0.1, n_style=3, image_size=32, pretrain_epochs=30,
     feature_dim=256, write_images=True,
 )
+#: every option the loaders take, for the registry's type checks (the pooling options apply after the cached build)
+SHAPES_OPTIONS = {**SHAPES_DEFAULTS, **POOLING_DEFAULTS}
+DIGITS_OPTIONS = {**DIGITS_DEFAULTS, **POOLING_DEFAULTS}
 _DIGITS_IMAGE_KEYS = ("n_val", "n_test", "n_pretrain", "seed", "image_size", "pretrain_epochs", "feature_dim")
 _INT_KEYS = {"n_train", "n_val", "n_test", "seed", "image_size", "pretrain_images", "pretrain_epochs",
              "feature_dim", "n_pretrain", "n_style"}
@@ -443,7 +447,9 @@ def load_pretrained(name: str, split: str = "train", **options) -> MatchingDatas
     """One split of ``shapes-precomp`` or ``digits-precomp`` (built and cached on first use).
 
     Options: those of the source dataset (``genericness``, ``seed``, split sizes...) and of the image
-    encoder's pretraining; defaults in :data:`SHAPES_DEFAULTS` / :data:`DIGITS_DEFAULTS`.
+    encoder's pretraining; defaults in :data:`SHAPES_DEFAULTS` / :data:`DIGITS_DEFAULTS`. The pooling options
+    (``pooling_depth`` > 0: labels only where a weak retriever's top ``pooling_depth`` holds them,
+    :mod:`fnlab.data.pooling`) apply to the loaded split and change nothing that is cached.
 
     Returns:
         a :class:`MatchingDataset` with ``a_inputs [n_a, feature_dim]`` frozen CNN features,
@@ -455,6 +461,9 @@ def load_pretrained(name: str, split: str = "train", **options) -> MatchingDatas
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown pretrained-feature dataset {name!r}; expected one of {sorted(_BUILDERS)}")
+    from fnlab.data.pooling import apply_pooling, pooling_options
+
+    options, pooling = pooling_options(options, name)
     folder = _BUILDERS[name](**options)
     from fnlab.data.precomp import load_precomp
 
@@ -473,7 +482,7 @@ def load_pretrained(name: str, split: str = "train", **options) -> MatchingDatas
     ds.a_meta = pd.concat([ds.a_meta[["file_index"]], a_meta], axis=1)
     ds.b_meta = b_meta
     ds.validate()
-    return ds
+    return apply_pooling(ds, **pooling)
 
 
 def _rows_of(split_of_a: np.ndarray, split: str) -> np.ndarray:

@@ -60,6 +60,39 @@ LOSSES.declare("infonce_bml", "fnlab.losses.bml:InfoNCEBMLLoss", label="InfoNCE 
                        ParamSpec("beta", 0.5, 0.0, 2.0, "BML: flagged candidates stay at most beta below s+"),
                        ParamSpec("bml_weight", 1e-4, 0.0, 1.0, "weight of the BML term")))
 
+# ---------------------------------------------------------------- loss-side answers to false negatives (docs/METHODS.md)
+LOSSES.declare("hasa", "fnlab.losses.hasa:HaSaLoss", label="HaSa (hardness- and structure-aware InfoNCE)",
+               short="HaSa",
+               summary="hardness-weighted InfoNCE whose negative mass is debiased by tau x the structural "
+                       "false-negative proxies' mass (HaSa, WWW 2024; proxies from the hasa sampler)",
+               params=(_T,
+                       ParamSpec("tau", 1e-4, 0.0, 0.5, "weight of the proxies' mass subtracted from the negatives' "
+                                 "(official 1e-4; a proxy is attracted once tau v_f exceeds its hardness weight)"),
+                       ParamSpec("margin", 1.0, 0.0, 5.0, "subtracted from the positive's logit (official 1)"),
+                       ParamSpec("n_neg", None, 1, 10_000, "N of N/(1 - tau) (None: the anchor's negatives; the "
+                                 "official code uses the embedding width)", integer=True, optional=True)))
+LOSSES.declare("asl", "fnlab.losses.asl:AsymmetricPairLoss", label="Asymmetric loss (ASL) on pairs", short="ASL",
+               summary="focal binary loss per (anchor, candidate) pair with a probability margin: confident "
+                       "negatives (p -> 1) and easy ones (p <= 0.05) get almost no push (ASL, ICCV 2021)",
+               params=(ParamSpec("temperature", 0.1, 0.01, 1.0, "logit (s - bias) / temperature"),
+                       ParamSpec("bias", 0.5, -1.0, 1.0, "logit (s - bias) / temperature"),
+                       ParamSpec("gamma_pos", 1.0, 0.0, 5.0, "focusing exponent of the positives"),
+                       ParamSpec("gamma_neg", 4.0, 0.0, 10.0, "focusing exponent of the negatives"),
+                       ParamSpec("clip", 0.05, 0.0, 0.5, "probability margin m: negatives with p <= m are dropped"),
+                       ParamSpec("focal", "detached", help="focusing weights without gradient (official) or in "
+                                 "the graph", choices=("detached", "in_graph"))))
+LOSSES.declare("wmse", "fnlab.losses.wmse:WMSELoss", label="W-MSE (whitening, no negatives)", short="W-MSE",
+               summary="each modality whitened in sub-batches, then 2 - 2 cos over the labelled pairs: no negatives "
+                       "at all (W-MSE, ICML 2021)",
+               params=(ParamSpec("w_size", 128, 2, 4096, "rows per whitening sub-batch (must exceed the width)",
+                                 integer=True),
+                       ParamSpec("w_iter", 1, 1, 16, "random sub-batch partitions per step", integer=True),
+                       ParamSpec("w_eps", 0.0, 0.0, 0.5, "covariance shrinkage towards the identity")))
+
+LOSSES.declare("cet", "fnlab.losses.cet:CETLoss", label="CET (pooling-bias corrected InfoNCE)", short="CET",
+               summary="InfoNCE with each negative weighted by P(not relevant | unlabelled) from a relevance and a "
+                       "selection model learned jointly (CET, CIKM 2022; needs the cet sampler)",
+               params=(_T,))
 
 def available() -> list[str]:
     """Names of the registered losses, sorted (no import of the losses or torch)."""

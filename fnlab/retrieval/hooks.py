@@ -294,6 +294,9 @@ class EpochContext:
             split's labelled pairs of a direction; ``None`` outside training.
         indexes: the run's corpus indexes by ``(side, which)``, kept across epochs.
         device: the training device.
+        dataset: the training split (a :class:`fnlab.data.base.MatchingDataset`), for methods that read the data's
+            own side information (its texts for a guide model's view, the judged set of a pooled dataset);
+            ``None`` outside training.
     """
 
     epoch: int
@@ -306,6 +309,7 @@ class EpochContext:
     labels: Callable[[str], Any] | None = None
     indexes: dict[tuple[str, str], CorpusIndex] = field(default_factory=dict)
     device: torch.device | str = "cpu"
+    dataset: Any = None
 
     def encode(self, split: str, side: str, *, which: str = "key") -> torch.Tensor:
         """``[n, d]`` float32 unit rows of one side of a split (``"train"``, ``"val"``), detached, on :attr:`device`.

@@ -5,17 +5,20 @@ from __future__ import annotations
 from .base import Sampler
 from .range import RangeSampler
 from .registry import register
+from .shortfall import ShortfallCounter
 
 
 @register("positive_aware")
-class PositiveAwareSampler(Sampler):
+class PositiveAwareSampler(ShortfallCounter, Sampler):
     """Drop candidates too close to the positive, then weight 1 on the top-k of the rest.
 
-    ``mode="perc"`` ("TopK-PercPos"): drop ``s > perc * s+``.
+    ``mode="perc"`` ("TopK-PercPos"): drop ``s > s+ - |s+| (1 - perc)``, which is NV-Retriever's
+    ``perc * s+`` for ``s+ >= 0`` and stays below the positive when ``s+ < 0`` (the sign fix of
+    sentence-transformers #3819/#3821, :func:`fnlab.samplers.range.relative_cut`).
     ``mode="margin"`` ("TopK-MarginPos"): drop ``s > s+ - margin``.
-    Ranking for the top-k counts only kept candidates. Note that ``perc * s+`` is the
-    NV-Retriever formula and assumes ``s+ > 0``. A row where every candidate is dropped
-    falls back to its hardest non-positive (base-class fallback).
+    Ranking for the top-k counts only kept candidates. A row where every candidate is dropped
+    falls back to its hardest non-positive (base-class fallback); rows left with fewer than ``top_k``
+    are counted in the epoch's ``too_few_negatives``.
 
     This is a preset of :class:`~fnlab.samplers.range.RangeSampler` (:meth:`as_range` returns it):
     no rank window, ``strategy="top"``, ``num_negatives=top_k``, and ``relative_margin = 1 - perc``
@@ -48,5 +51,10 @@ class PositiveAwareSampler(Sampler):
             return RangeSampler(**window, margin=None, relative_margin=1.0 - self.perc)
         return RangeSampler(**window, margin=self.margin, relative_margin=None)
 
+    def asked(self, k: int) -> int:
+        return self.top_k
+
     def _weights(self, sims, pos_sims, positive_mask, ctx):
-        return self._range._weights(sims, pos_sims, positive_mask, ctx)
+        w = self._range._weights(sims, pos_sims, positive_mask, ctx)
+        self.note_eligible(self._range._eligible)
+        return w

@@ -6,10 +6,16 @@ import torch
 
 from .base import Sampler, rank_among_allowed
 from .registry import register
+from .shortfall import ShortfallCounter
+
+
+def relative_cut(pos: torch.Tensor, relative_margin: float) -> torch.Tensor:
+    """The relative-margin ceiling ``s+ - |s+| r``: candidates above it are dropped (any shape)."""
+    return pos - pos.abs() * relative_margin
 
 
 @register("range")
-class RangeSampler(Sampler):
+class RangeSampler(ShortfallCounter, Sampler):
     """Eligible candidates by rank window, score bounds and margins; "top" or "random".
 
     A candidate (never a labelled positive) is eligible when all hold:
@@ -18,11 +24,16 @@ class RangeSampler(Sampler):
       ``[range_min, range_max)`` (``range_max=None``: no upper bound);
     * ``min_score <= s <= max_score`` where set;
     * absolute margin ``margin``: dropped if ``s + margin > s+``;
-    * relative margin ``relative_margin``: dropped if ``s > s+ * (1 - relative_margin)``.
+    * relative margin ``relative_margin``: dropped if ``s > s+ - |s+| * relative_margin``. This is the form
+      sentence-transformers uses since its issue #3819 (PRs #3820, #3821): the older ``s+ * (1 - r)`` moves the
+      cut *above* a negative ``s+`` and lets closer negatives through (``s+ = -0.50``, ``r = 0.05``: the old
+      cut -0.475 keeps a negative at -0.49; the fixed cut -0.525 drops it).
 
     ``strategy="top"`` puts weight 1 on the ``num_negatives`` most similar eligible
     candidates; ``"random"`` puts weight 1 on every eligible candidate. A row with none
-    eligible falls back to its hardest non-positive.
+    eligible falls back to its hardest non-positive. Rows left with fewer eligible candidates than asked
+    (``num_negatives`` for "top", the draw's ``k`` for "random") are counted in the epoch's
+    ``too_few_negatives`` (:mod:`fnlab.samplers.shortfall`).
 
     **Defaults: a rank band below the positive.** ``range_min=10, range_max=50, margin=0,
     strategy="random"``: skip the 10 most similar candidates (where false negatives crowd),
@@ -74,11 +85,15 @@ class RangeSampler(Sampler):
         if self.margin is not None:
             ok &= ~(sims + self.margin > p)
         if self.relative_margin is not None:
-            ok &= ~(sims > p * (1 - self.relative_margin))
+            ok &= ~(sims > relative_cut(p, self.relative_margin))
         return ok
+
+    def asked(self, k: int) -> int:
+        return self.num_negatives if self.strategy == "top" else int(k)
 
     def _weights(self, sims, pos_sims, positive_mask, ctx):
         ok = self.eligible(sims, pos_sims, positive_mask)
+        self.note_eligible(ok.sum(dim=1))
         if self.strategy == "random":
             return ok.to(sims.dtype)
         # "top": the num_negatives most similar eligible candidates.

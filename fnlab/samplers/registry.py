@@ -11,7 +11,9 @@ flags, the app's pickers, labels and playground, ``bench/reproduce.py``'s table)
 * ``no_playground``: why the playground shows no per-batch view of this sampler (its weights depend on
   state only training builds); empty when it does;
 * ``playground_default``: shown in the playground before the user picks;
-* ``contrast``: the sampler is a contrast case (it picks false negatives first), for listings.
+* ``contrast``: the sampler is a contrast case (it picks false negatives first), for listings;
+* ``needs_option``: a dataset option the sampler cannot run without (``cet``: ``pooling_depth``); the benchmark's
+  default rows leave it out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SAMPLERS: Registry = Registry("sampler")
 register = SAMPLERS.register
 
 _COUNT = "(count)"
+_INV_T = 1 / 0.07  #: SimANS's default score scale: 1 / fnlab's training temperature (simans.DEFAULT_SCORE_SCALE)
 
 SAMPLERS.declare(
     "random", "fnlab.samplers.random:RandomSampler", label="Random", short="random",
@@ -44,13 +47,27 @@ SAMPLERS.declare(
                       label="Semi-hard window below the positive (cosine)", flag=True),))
 SAMPLERS.declare(
     "simans", "fnlab.samplers.simans:SimANSSampler", label="SimANS (ambiguous negatives)", short="SimANS",
-    summary="exp(-a (s - s+ - b)^2) over the top-k (SimANS)",
-    params=(ParamSpec("a", 0.5, 0.0, 20.0, "sharpness of exp(-a (s - s+ - b)^2)",
-                      label="Sharpness a of exp(−a (s − s⁺ − b)²)", flag=True),
-            ParamSpec("b", 0.0, -1.0, 1.0, "bias: weight peaks at s = s+ + b (official code: -b)",
-                      label="Offset b (cosine similarity)", flag=True),
-            ParamSpec("top_k", 100, 1, 1000, "candidates considered per anchor", integer=True,
-                      label=f"Candidates considered {_COUNT}", flag=True)),
+    summary="exp(-a (z - z+ - b)^2) on z = s/t over the top-k window (SimANS, at the paper's sharpness)",
+    params=(ParamSpec("a", 0.5, 0.0, 20.0, "sharpness of exp(-a (z - z+ - b)^2), z = score_scale * s",
+                      label="Sharpness a of exp(−a (z − z⁺ − b)²)", flag=True, when=(("kernel", "gaussian"),)),
+            ParamSpec("b", 0.0, -5.0, 5.0, "offset in score units: weight peaks at z = z+ + b (official code: -b)",
+                      label="Offset b (score units, z = s/t)", flag=True),
+            ParamSpec("top_k", 100, 1, 1000, "candidates considered per anchor (the window)", integer=True,
+                      label=f"Candidates considered {_COUNT}", flag=True),
+            ParamSpec("score_scale", _INV_T, 1.0, 50.0, "z = score_scale * cosine: 1/t of the training temperature "
+                      "(1: the old near-uniform weights on raw cosines)", label="Score scale 1/t"),
+            ParamSpec("kernel", "gaussian", help="gaussian (NQ/TQ) or laplace exp(-rate |z - z+ - b|) (MS MARCO)",
+                      choices=("gaussian", "laplace"), label="Kernel",
+                      choice_labels=("Gaussian exp(−a (z − z⁺ − b)²) (NQ, TriviaQA)",
+                                     "Laplacian exp(−rate |z − z⁺ − b|) (MS MARCO passages)")),
+            ParamSpec("laplace_rate", 3.0, 0.0, 20.0, "rate of the Laplacian kernel (official 3)",
+                      label="Laplacian rate", when=(("kernel", "laplace"),)),
+            ParamSpec("refresh_every", None, 1, 100_000, "re-mine each anchor's corpus top-k window every N steps "
+                      "(None: the pool's own top-k)", integer=True, optional=True,
+                      label="Re-mine the corpus window every (steps)", training_only=True),
+            ParamSpec("unretrieved", "lowest", help="positive below the window: the lowest-ranked k (official) or "
+                      "the kernel's weights", choices=("lowest", "weights"), label="Positive below the window",
+                      choice_labels=("the window's lowest-ranked (official)", "the kernel's weights"))),
     meta={"playground_default": True})
 SAMPLERS.declare(
     "positive_aware", "fnlab.samplers.positive_aware:PositiveAwareSampler",
@@ -78,7 +95,7 @@ SAMPLERS.declare(
                       label="Highest similarity kept (cosine)"),
             ParamSpec("margin", 0.0, 0.0, 1.0, "absolute margin: drop if s + margin > s+", optional=True,
                       label="Margin (cosine similarity)", flag=True),
-            ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ (1 - r)", optional=True,
+            ParamSpec("relative_margin", None, 0.0, 0.99, "relative margin: drop if s > s+ - |s+| r", optional=True,
                       label="Relative margin (share of s⁺)"),
             ParamSpec("strategy", "random", help="'random': uniform over the eligible; 'top': the most similar",
                       choices=("random", "top"), label="Strategy",
@@ -198,6 +215,77 @@ SAMPLERS.declare(
     params=(ParamSpec("top_n", 16, 1, 1000, "most similar queue items kept as negatives per anchor", integer=True,
                       label=f"Negatives kept per query {_COUNT}"),),
     meta={"loss": "infonce", "contrast": True})
+
+# ---------------------------------------------------------------- pools for the loss-side methods (docs/METHODS.md)
+SAMPLERS.declare(
+    "in_batch", "fnlab.samplers.in_batch:InBatchSampler", label="Whole batch (CLIP in-batch, no queue)",
+    short="in-batch",
+    summary="every pair of the online batch, no draw and no queue: InfoNCE (CLIP), ASL, or W-MSE's no negatives",
+    meta={"loss": "infonce",
+          "no_playground": "it draws nothing: its loss sees every candidate of the batch alike (random's weights)"})
+SAMPLERS.declare(
+    "hasa", "fnlab.samplers.hasa:HaSaSampler", label="HaSa (structural false-negative proxies)", short="HaSa",
+    summary="the whole pool for HaSa's loss, near-copies of the positive and candidates whose partners resemble "
+            "the anchor flagged as proxies",
+    params=(ParamSpec("n_proxies", 3, 1, 20, "structural false-negative proxies per anchor", integer=True,
+                      label=f"Proxies per query {_COUNT}"),
+            ParamSpec("min_similarity", 0.9, -1.0, 1.0, "structural score a proxy needs (cosine within a modality)",
+                      label="Proxy threshold (cosine)")),
+    meta={"loss": "hasa",
+          "no_playground": "its proxies come from the pool's features and partners, which only training holds"})
+
+SAMPLERS.declare(
+    "cet", "fnlab.samplers.cet:CETSampler", label="CET (pooling-bias correction, CIKM 2022)", short="CET",
+    summary="a relevance and a selection model learned jointly from labels that exist only in the judged pool; "
+            "negatives weighted by P(not relevant | unlabelled) (needs a pooled dataset, -o pooling_depth=20)",
+    params=(ParamSpec("alpha", 10.0, 0.1, 100.0, "relevance model's start: P(r) = sigmoid(alpha (s - beta))",
+                      label="Relevance slope at start"),
+            ParamSpec("beta", 0.5, -1.0, 1.0, "relevance model's start: P(r) = sigmoid(alpha (s - beta))",
+                      label="Relevance midpoint at start (cosine)"),
+            ParamSpec("depth", 20.0, 1.0, 1000.0, "selection model's start: judged depth",
+                      label="Judged depth at start (rank)"),
+            ParamSpec("slope", 2.0, 0.1, 50.0, "selection model's start: P(o) = sigmoid(slope log(depth/rank))",
+                      label="Selection slope at start"),
+            ParamSpec("obs_weight", 1.0, 0.0, 10.0, "weight of the observation model's likelihood in the loss",
+                      label="Observation-model weight")),
+    meta={"loss": "cet", "needs_option": "pooling_depth",
+          "no_playground": "its selection model reads the pooling ranks of the training split, which only training "
+                           "has"})
+
+# ---------------------------------------------------------------- a guide model's veto around any sampler (last: it
+# lists the samplers declared above as its bases, each base's parameters prefixed with its name)
+GUIDED_BASES = ("random", "hardest", "semihard", "simans", "positive_aware", "range", "fne", "moco_hnf", "in_batch",
+                "hasa")
+
+
+def _prefixed(base: str) -> tuple[ParamSpec, ...]:
+    """``base``'s parameter specs as ``guided`` takes them: named ``{base}_{name}``, shown when ``base`` is chosen."""
+    from dataclasses import replace
+
+    return tuple(replace(p, name=f"{base}_{p.name}", flag=False, variant=False,
+                         label=f"{SAMPLERS.entry(base).short_title}: {p.title}",
+                         when=(("base", base),) + tuple((f"{base}_{k}", v) for k, v in p.when))
+                 for p in SAMPLERS.entry(base).params)
+
+
+SAMPLERS.declare(
+    "guided", "fnlab.samplers.guided:GuidedSampler", label="Guide-model veto around a sampler (GISTEmbed)",
+    short="guided",
+    summary="any sampler with the candidates an independent model (MiniLM) scores above the positive vetoed "
+            "(GISTEmbed; mine_hard_negatives' cross_encoder + max_score)",
+    params=(ParamSpec("base", "hardest", help="the sampler the veto wraps", choices=GUIDED_BASES, label="Base sampler",
+                      flag=True),
+            ParamSpec("guide", "auto", help="the independent view: MiniLM of the texts (the built-in sets' shipped "
+                      "caption embeddings), the frozen input embeddings, or auto", choices=("auto", "minilm", "inputs"),
+                      label="Guide model", choice_labels=("auto", "MiniLM of the texts", "the frozen input embeddings")),
+            ParamSpec("margin", 0.0, 0.0, 1.0, "veto where the guide scores g > g+ - margin (0: above the positive)",
+                      optional=True, label="Guide margin below its positive score"),
+            ParamSpec("relative_margin", None, 0.0, 0.99, "veto where g > g+ - |g+| r", optional=True,
+                      label="Guide relative margin"),
+            ParamSpec("max_score", None, -1.0, 1.0, "veto where g > max_score", optional=True,
+                      label="Guide score ceiling"),
+            *(spec for base in GUIDED_BASES for spec in _prefixed(base))),
+    meta={"no_playground": "its guide scores are looked up by the training split's item ids, which only training has"})
 
 
 def available() -> list[str]:

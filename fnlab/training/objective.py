@@ -127,6 +127,10 @@ class SampledObjective:
         inputs: the training split's encoder inputs ``(a_inputs, b_inputs)`` (tensors on the device): mined
             candidates without features are encoded from them.
         encoder: ``encoder(split, side, model) -> [n, d]``, what :meth:`EpochContext.encode` calls.
+        dataset: the training split, handed to the sampler as :attr:`EpochContext.dataset`.
+        identity: ``[n_b, n_a]`` sparse bool, the labelled pairs lifted over exact-duplicate texts
+            (:func:`fnlab.data.identity.text_identity_labels`): every pair it holds is a positive of the pool's
+            mask (and of the mining samplers' labels), not a negative; ``None``: the item ids alone.
         caption_view: ``[n_b, d']`` a second view of the captions (their text, e.g. MiniLM) or ``None``: the
             sample context then carries it (FNE's pool evidence offers its view signals).
     """
@@ -135,11 +139,13 @@ class SampledObjective:
                  b_to_a: torch.Tensor, *, queue_size: int, dim: int, momentum: float, num_negatives: int,
                  relevance: sp.csr_matrix | None, generator: torch.Generator,
                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 encoder: Callable[[str, str, Any], Any] | None = None,
-                 caption_view: torch.Tensor | None = None) -> None:
+                 encoder: Callable[[str, str, Any], Any] | None = None, dataset: Any = None,
+                 identity: sp.csr_matrix | None = None, caption_view: torch.Tensor | None = None) -> None:
         self.sampler, self.pick_loss, self.warmup_loss = sampler, pick_loss, warmup_loss
         self.b_to_a, self.momentum, self.gen = b_to_a, momentum, generator
         self.model, self.inputs, self._encoder = model, inputs, encoder
+        self.dataset = dataset
+        self.identity = None if identity is None else Relevance(identity)
         self.device = b_to_a.device
         if not getattr(sampler, "uses_queue", True):
             queue_size = 0
@@ -198,7 +204,8 @@ class SampledObjective:
         self.epoch_ctx = EpochContext(epoch, warmup=warmup, fit_posterior=fit_posterior, step=self.step,
                                       steps_per_epoch=steps_per_epoch, generator=self.gen,
                                       encoder=self._encode if self._encoder is not None else None,
-                                      labels=self.labels, indexes=self.indexes, device=self.device)
+                                      labels=self.labels, indexes=self.indexes, device=self.device,
+                                      dataset=self.dataset)
         self.sampler.start_epoch(self.epoch_ctx)
 
     def _encode(self, split: str, side: str, which: str) -> Any:
@@ -210,6 +217,8 @@ class SampledObjective:
             b2a = self.b_to_a.cpu().numpy()
             n_a = len(self.a_to_b)
             t2i = sp.csr_matrix((np.ones(len(b2a), dtype=bool), (np.arange(len(b2a)), b2a)), shape=(len(b2a), n_a))
+            if self.identity is not None:
+                t2i = (t2i + self.identity.rel).astype(bool).tocsr()
             self._labels = {"t2i": t2i, "i2t": t2i.T.tocsr()}
         return self._labels[direction]
 
@@ -262,11 +271,11 @@ class SampledObjective:
 
     def _direction_loss(self, p: _Pool, d: int) -> torch.Tensor:
         """One direction: extend the pool, sample, the loss with side information, the sampled FN rate."""
-        ext = self.sampler.extend_pool(self._context(p), self.epoch_ctx)
+        ext = self.sampler.extend_pool(self._context(p, self._positive_mask(p)), self.epoch_ctx)
         if ext is not None:
             p = self._extend(p, ext)
         sims = p.anchor @ p.cand.T  # [B, M]
-        pos_mask = p.anchor_items[:, None] == p.cand_items[None, :]
+        pos_mask = self._positive_mask(p)
         pos_sims = self._positive_sims(sims, pos_mask, p)
         rel_mask = None
         if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
@@ -286,6 +295,15 @@ class SampledObjective:
         if self.rel.rel is not None:
             self._count(p, d, idx, pos_mask, rel_mask, side.get("neg_mask"))
         return loss
+
+    def _positive_mask(self, p: _Pool) -> torch.Tensor:
+        """``[B, M]`` bool: the slots holding a labelled positive of each anchor (its image's item id), plus the pairs
+        the text-identity labels lift (``identity``)."""
+        mask = p.anchor_items[:, None] == p.cand_items[None, :]
+        if self.identity is not None:
+            lifted = self.identity.mask(p.anchor_ids.cpu().numpy(), p.cand_ids.cpu().numpy(), p.anchors_are_b)
+            mask = mask | torch.from_numpy(lifted).to(mask.device)
+        return mask
 
     def _views(self, p: _Pool) -> dict[str, torch.Tensor]:
         """The captions' second view for the sample context: the candidates' rows in ``i2t``, the anchors' and

@@ -413,6 +413,7 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
     model: DualEncoder = build_dual_encoder(train_ds, dim=config.dim, text_encoder=config.text_encoder,
                                             width=config.width).to(device)
     # the warm-up: VSE++ over the batch with the registry's one triplet loss
+    from fnlab.data.identity import text_identity_labels
     from fnlab.losses import TripletLoss
 
     b_to_a = torch.from_numpy(train_ds.b_to_a).to(device)
@@ -429,7 +430,8 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
         model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)), momentum=config.momentum,
         num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen, inputs=(a_all, b_all),
-        encoder=encoder, caption_view=_caption_view(train_ds))
+        encoder=encoder, dataset=train_ds, identity=text_identity_labels(train_ds),
+        caption_view=_caption_view(train_ds))
     # the sampler's own trainable parameters (none for most) are optimised with the model's
     opt = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=config.lr,
                            weight_decay=config.weight_decay)
