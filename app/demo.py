@@ -14,11 +14,30 @@ from app import jobs, state
 from app.training import demo_config
 
 
+@st.cache_resource(show_spinner=False)
+def warm_imports() -> bool:
+    """Import the engine's heavy modules (torch, the analysis code) in a background thread, once per server: while
+    the first run trains, so the first page after it is not kept waiting for them."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for mod in ("torch", "fnlab.analysis.explore", "fnlab.storage.pages", "fnlab.posterior"):
+            try:
+                importlib.import_module(mod)
+            except ImportError:
+                pass
+
+    threading.Thread(target=load, daemon=True, name="fnlab-warm-imports").start()
+    return True
+
+
 def ensure_demo_run() -> None:
     """Start the demo run in the background when the default runs folder holds no run (not with FNLAB_NO_DEMO set).
 
     Only the default folder (``$FNLAB_RUNS``, else ``runs``): a folder typed into the sidebar never gets a run, nor
     is it created, without a click (the page offers the demo run there with a button)."""
+    warm_imports()
     if os.environ.get("FNLAB_NO_DEMO"):
         return
     root = state.runs_root()

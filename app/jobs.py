@@ -198,40 +198,97 @@ def stop(root: str | os.PathLike, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ the job itself
+#: where each stage of a job sits on the progress bar (start, end)
+STAGES = {"starting": (0.0, 0.04), "dataset": (0.04, 0.12), "training": (0.12, 0.84), "evaluating": (0.84, 0.9),
+          "pages": (0.9, 1.0)}
+
+
+class _Reporter:
+    """Writes the job's progress file: a named stage, its share of the bar, and a text. While a stage has no
+    finer news (building the dataset, evaluating), a ticker moves the bar on every half second, so the bar never
+    stands still."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path, self.pid, self.t0 = path, os.getpid(), time.perf_counter()
+        self.stage, self.frac, self.text, self.since = "starting", 0.0, "Starting…", time.perf_counter()
+        self.extra: dict = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def set(self, stage: str, within: float, text: str, **extra) -> None:
+        lo, hi = STAGES[stage]
+        with self._lock:
+            if stage != self.stage:
+                self.since = time.perf_counter()
+            self.stage, self.frac, self.text, self.extra = stage, lo + (hi - lo) * min(1.0, max(0.0, within)), text, extra
+            self._write()
+
+    def _write(self) -> None:
+        elapsed = time.perf_counter() - self.t0
+        _write_json(self.path, {"state": "running", "fraction": self.frac, "stage": self.stage, "pid": self.pid,
+                                "text": f"{self.text} ({elapsed:.0f} s)", **self.extra})
+
+    def _tick(self) -> None:
+        import math
+
+        while not self._stop.wait(0.5):
+            with self._lock:
+                if self.stage in ("dataset", "evaluating", "starting"):
+                    lo, hi = STAGES[self.stage]
+                    creep = lo + (hi - lo) * (1 - math.exp(-(time.perf_counter() - self.since) / 6.0))
+                    self.frac = max(self.frac, creep)
+                self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def _run_job(root: Path, name: str, config: dict) -> dict:
-    """Train the run; returns the final progress record (written by :func:`main` after the lock is released)."""
+    """Train the run, then store what its pages show (:class:`fnlab.storage.pages.RunPages`); returns the final
+    progress record (written by :func:`main` after the lock is released). Stages, named on the bar: building the
+    dataset, epoch e/E, evaluating, preparing the pages."""
+    rep = _Reporter(_progress(root, name))
+    rep.set("starting", 0.5, "Starting: loading torch")
     from fnlab.storage import runs
     from fnlab.training import train
 
-    progress = _progress(root, name)
-    t0 = time.perf_counter()
-    me = os.getpid()
-
     class Progress(train.Callback):
         total = 1
-        rows: list = []
+        epochs = 1
+        warmup = 0
 
         def on_train_start(self, cfg, info) -> None:
-            self.total = max(1, int(info.get("epochs", 1)) * int(info.get("steps_per_epoch", 1)))
-            self.epochs = int(info.get("epochs", 1))
-            _write_json(progress, {"state": "running", "fraction": 0.0, "pid": me,
-                                   "text": f"Training on {info.get('device', 'cpu')}…"})
+            self.steps = max(1, int(info.get("steps_per_epoch", 1)))
+            self.epochs = max(1, int(info.get("epochs", 1)))
+            self.warmup = int(getattr(cfg, "effective_warmup", 0) or 0)
+            self.total = self.epochs * self.steps
+            rep.set("training", 0.0, f"Epoch 1/{self.epochs}{self._warm(1)} on {info.get('device', 'cpu')}",
+                    epoch=1)
+
+        def _warm(self, epoch: int) -> str:
+            return " (warm-up, without the sampler)" if epoch <= self.warmup else ""
 
         def on_step(self, epoch, step, steps, loss) -> None:
             if step == steps or step % 3 == 0:
-                done = min(1.0, ((epoch - 1) * steps + step) / self.total)
-                _write_json(progress, {"state": "running", "fraction": 0.95 * done, "epoch": epoch, "pid": me,
-                                       "text": f"epoch {epoch}/{self.epochs}, step {step}/{steps}, loss {loss:.3f}, "
-                                               f"{time.perf_counter() - t0:.0f} s"})
+                done = ((epoch - 1) * steps + step) / self.total
+                rep.set("training", done, f"Epoch {epoch}/{self.epochs}{self._warm(epoch)}, step {step}/{steps}, "
+                                          f"loss {loss:.3f}", epoch=epoch)
 
         def on_epoch_end(self, epoch, metrics) -> None:
-            _write_json(progress, {"state": "running", "fraction": 0.95 * epoch / self.epochs, "epoch": epoch, "pid": me,
-                                   "text": f"epoch {epoch}/{self.epochs} done; evaluating…"})
+            if epoch >= self.epochs:
+                rep.set("evaluating", 0.0, "Evaluating the kept epoch and fitting the posterior", epoch=epoch)
+            else:
+                rep.set("training", epoch / self.epochs, f"Epoch {epoch + 1}/{self.epochs}{self._warm(epoch + 1)}",
+                        epoch=epoch + 1)
 
-    _write_json(progress, {"state": "running", "fraction": 0.0, "text": "Starting…", "pid": me})
     try:
+        rep.set("dataset", 0.0, f"Building the dataset ({config.get('dataset')})")
         cfg = train.TrainConfig.from_dict(config)
-        train.train(cfg, callbacks=[Progress()], store=runs.RunStore(root), name=name)
+        run = train.train(cfg, callbacks=[Progress()], store=runs.RunStore(root), name=name)
+        _prepare_pages(run, rep, first=True)
     except BaseException as err:  # noqa: BLE001 - reported to the app as one line, details in the log
         msg = "stopped" if isinstance(err, SystemExit | KeyboardInterrupt) else (
             " ".join(str(err).split()) if str(err) else type(err).__name__)
@@ -239,7 +296,40 @@ def _run_job(root: Path, name: str, config: dict) -> dict:
 
         traceback.print_exc()
         return {"state": "failed", "fraction": 0.0, "text": "failed", "error": msg}
-    return {"state": "done", "fraction": 1.0, "text": f"Done in {time.perf_counter() - t0:.0f} s"}
+    finally:
+        rep.close()
+    _JOB["run"] = run
+    return {"state": "done", "fraction": 1.0, "text": f"Done in {time.perf_counter() - rep.t0:.0f} s"}
+
+
+_JOB: dict = {}  # the finished run, for the pages prepared after the job says it is done
+
+
+def _prepare_pages(run, rep: _Reporter | None, *, first: bool) -> None:
+    """Store what the run's pages read (:class:`fnlab.storage.pages.RunPages`, test split). ``first``: what the
+    first page shows (the example), before the job says it is done; then (``first=False``, after the final state
+    is written, while the app already shows the run) the rankings, distributions and the map's projection, so
+    every page reads them. A failure here never fails the run: a page computes what is missing when it asks."""
+    from fnlab.storage.loader import LoadedRun
+    from fnlab.storage.pages import DIRECTIONS, RunPages
+
+    try:
+        loaded = LoadedRun(run)
+        if "test" not in loaded.saved_splits:
+            return
+        pages = RunPages(loaded)
+        if first:
+            rep.set("pages", 0.0, "Preparing the pages: the lesson's example")
+            pages.example("test")
+            return
+        for d in DIRECTIONS:
+            pages.rankings("test", d)
+            pages.distribution("test", d)
+        pages.projection("test")
+    except Exception:  # noqa: BLE001 - logged; the app computes what is missing when a page asks for it
+        import traceback
+
+        traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         if info is not None and int(info.get("pid", -1)) == os.getpid():
             _lock(root, args.name).unlink(missing_ok=True)  # first the lock ...
         _write_json(_progress(root, args.name), final)  # ... then the final state
+    if final["state"] == "done" and "run" in _JOB:  # the run is shown now; store the rest of what its pages read
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to interrupt half way
+        _prepare_pages(_JOB["run"], None, first=False)
     return 0 if final["state"] == "done" else 1
 
 

@@ -62,31 +62,112 @@ def sampler_variant(name: str, params: dict | None) -> str:
     return text
 
 
+#: metadata columns that identify an item rather than describe it: never offered as a colour
+ID_FIELDS = ("split", "image_path", "file_index", "sklearn_index", "label", "a_text", "text", "id")
+
+
+def field(column: str) -> str:
+    """A metadata column in words: ``n_objects`` -> ``number of objects``, ``shape_0`` -> ``shape of object 1``,
+    ``ink_percentile`` -> ``ink percentile``."""
+    words = str(column).split("_")
+    if len(words) > 1 and words[0] == "n":
+        return "number of " + " ".join(words[1:])
+    if len(words) > 1 and words[-1].isdigit():
+        return f"{' '.join(words[:-1])} of object {int(words[-1]) + 1}"
+    return " ".join(words)
+
+
+def an(noun: str) -> str:
+    """``noun`` with its indefinite article: ``an image``, ``a caption``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def setting(sampler_name: str, params: dict) -> str:
+    """A sampler's non-default settings in words (``"keep: each query's lowest-P share of its band"``), from
+    its registry specs; ``"at its defaults"`` when ``params`` changes nothing."""
+    parts = []
+    for name, value in sorted((params or {}).items()):
+        spec = _spec(sampler_name, name)
+        if spec is None or value == spec.default:
+            continue
+        parts.append(spec.choice_label(value) if spec.choices else f"{spec.title}: {value}")
+    return "; ".join(parts) or "at its defaults"
+
+
+def fne_setting(params: dict) -> str:
+    """FNE's setting in words: ``calibrated`` plus what differs from its defaults."""
+    mode = (params or {}).get("mode", "calibrated")
+    rest = {k: v for k, v in (params or {}).items() if k != "mode"}
+    text = setting("fne", rest)
+    return mode if text == "at its defaults" else f"{mode}, {text}"
+
+
+#: one marker per sampler (with its colour from fnlab.analysis.viz.PALETTE), by its place in the registry
+MARKERS = ("circle", "diamond", "square", "triangle-up", "x", "star", "hexagon", "cross", "pentagon",
+           "triangle-down", "star-diamond", "hourglass", "bowtie", "circle-x")
+
+
+def sampler_style(label: str) -> tuple[str, str]:
+    """``(colour, marker)`` of a sampler as the playground labels it (``"hardest"``, ``"fne · paper"``), the same
+    on every page: the colour from its registry name's place in :func:`fnlab.samplers.available`, the marker from
+    the label's place among :func:`fnlab.samplers.variants` (a label outside them, such as ``"fne · calibrated,
+    soft"``, gets its sampler's colour and a marker of its own)."""
+    from fnlab import samplers as smp
+    from fnlab.analysis.viz import PALETTE
+
+    names, variants = smp.available(), list(smp.variants())
+    colours = [c for c in PALETTE if c.upper() != "#F0E442"]  # yellow reads badly as a marker on white
+    base = label.split(" ·")[0].split(",")[0].strip()
+    i = names.index(base) if base in names else len(names)
+    j = variants.index(label) if label in variants else len(variants) + i + 1
+    return colours[i % len(colours)], MARKERS[j % len(MARKERS)]
+
+
+def sampler_styles(labels_) -> dict[str, tuple[str, str]]:
+    """:func:`sampler_style` of each label; two labels that would look alike get distinct markers."""
+    out: dict[str, tuple[str, str]] = {}
+    used: set[tuple[str, str]] = set()
+    for label in labels_:
+        colour, marker = sampler_style(str(label))
+        k = 0
+        while (colour, marker) in used:
+            k += 1
+            marker = MARKERS[(MARKERS.index(marker) + k) % len(MARKERS)]
+        used.add((colour, marker))
+        out[str(label)] = (colour, marker)
+    return out
+
+
 METRICS = {
     "recall.rsum": "rSum, labelled pairs only (0–600)",
     "relevant_recall.rsum": "rSum, any relevant item counts (0–600)",
-    "r_precision.t2i": "R-precision, text → image (%)",
-    "r_precision.i2t": "R-precision, image → text (%)",
+    "r_precision.t2i": "R-precision, {t2i} (%)",
+    "r_precision.i2t": "R-precision, {i2t} (%)",
     "fn_detection.auroc": "FN detection AUROC (0.5 = chance)",
     "fn_detection.ap": "FN detection average precision",
     "fn_detection.ece": "FN posterior calibration error (ECE, lower is better)",
     "fn_detection_topk.auroc": "FN detection AUROC, top-10 near misses",
     "sampled_fn_rate": "False negatives among sampled negatives (share)",
-    "recall.t2i.1": "Recall@1, text → image (%)",
-    "recall.t2i.5": "Recall@5, text → image (%)",
-    "recall.t2i.10": "Recall@10, text → image (%)",
-    "recall.i2t.1": "Recall@1, image → text (%)",
-    "recall.i2t.5": "Recall@5, image → text (%)",
-    "recall.i2t.10": "Recall@10, image → text (%)",
+    "recall.t2i.1": "Recall@1, {t2i} (%)",
+    "recall.t2i.5": "Recall@5, {t2i} (%)",
+    "recall.t2i.10": "Recall@10, {t2i} (%)",
+    "recall.i2t.1": "Recall@1, {i2t} (%)",
+    "recall.i2t.5": "Recall@5, {i2t} (%)",
+    "recall.i2t.10": "Recall@10, {i2t} (%)",
 }
+#: direction words where the runs' data are unknown or mixed: side B queries side A, and the reverse
+GENERIC_DIRECTIONS = {"t2i": "B → A", "i2t": "A → B"}
 
 
-def metric(key: str) -> str:
-    """A metric key of ``eval.json`` flattened with dots (``recall.t2i.1``) as a human name."""
+def metric(key: str, directions: dict[str, str] | None = None) -> str:
+    """A metric key of ``eval.json`` flattened with dots (``recall.t2i.1``) as a human name; ``directions`` gives
+    the data's words for the two directions (``{"t2i": "text → image", …}``, :func:`fnlab.analysis.explore.direction_labels`),
+    by default the generic ``B → A`` / ``A → B``."""
+    words = dict(GENERIC_DIRECTIONS if directions is None else directions)
     if key in METRICS:
-        return METRICS[key]
+        return METRICS[key].format(**words)
     parts = key.split(".")
-    words = {"recall": "Recall", "relevant_recall": "Relevant recall", "t2i": "text → image",
-             "i2t": "image → text", "fn_detection": "FN detection", "fn_detection_topk": "FN detection, top-k",
-             "auroc": "AUROC", "ap": "AP", "ece": "ECE", "rsum": "rSum", "r_precision": "R-precision", "k": "k"}
-    return " ".join(words.get(p, f"@{p}" if p.isdigit() else p.replace("_", " ")) for p in parts)
+    names = {"recall": "Recall", "relevant_recall": "Relevant recall", "t2i": words["t2i"], "i2t": words["i2t"],
+             "fn_detection": "FN detection", "fn_detection_topk": "FN detection, top-k", "auroc": "AUROC",
+             "ap": "AP", "ece": "ECE", "rsum": "rSum", "r_precision": "R-precision", "k": "k"}
+    return " ".join(names.get(p, f"@{p}" if p.isdigit() else p.replace("_", " ")) for p in parts)

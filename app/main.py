@@ -2,8 +2,9 @@
 
 Nine thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab;
 shared caching and sidebar in app/state.py. On first start with no trained run, a short demo run trains in the
-background (app/jobs.py) with a progress bar on every page. ``?page=rankings&run=demo&query=12`` in the URL opens
-that view.
+background (app/jobs.py) with a progress bar on every page. The URL carries the view (app/url.py): the page is its
+path, and run, split, direction, query, point and each page's main controls its parameters
+(``/rankings?run=demo&split=test&direction=t2i&query=12&k=20``); ``?page=rankings`` works too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if str(_REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import state  # noqa: E402
+from app import state, url  # noqa: E402
 from app.demo import ensure_demo_run, progress_panel  # noqa: E402
 
 st.set_page_config(page_title="fnlab: false-negative lab", page_icon=":material/search:", layout="wide")
@@ -38,7 +39,7 @@ nav = st.navigation(PAGES)
 state.read_url()  # before any page switch, which clears the URL's parameters
 if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
     st.session_state["_fn_page_read"] = True
-    wanted = str(st.query_params.get("page", "")).strip().lower().replace(" ", "_")
+    wanted = str(url.take("page") or "").strip().lower().replace(" ", "_")
     target = next((p for p in PAGES if wanted and wanted in (p.url_path, p.title.lower().replace(" ", "_"))), None)
     if target is not None and target.url_path != nav.url_path:
         st.switch_page(target)

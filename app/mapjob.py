@@ -32,14 +32,13 @@ def _lock(root: Path, name: str, split: str) -> Path:
 
 
 def embeddings(root: str | os.PathLike, name: str, split: str):
-    """Images then captions of run ``name``'s split, as the map stacks them (``[n_a + n_b, d]`` float32)."""
+    """Side A then side B of run ``name``'s split, as the map stacks them (``[n_a + n_b, d]`` float32), read as
+    the app reads them (:class:`fnlab.storage.loader.LoadedRun`: a split the run did not save is encoded)."""
     import numpy as np
 
-    from fnlab.storage.runs import RunStore
+    from fnlab.storage.loader import LoadedRun
 
-    run = RunStore(root).load(name)
-    a = np.ascontiguousarray(run.load_array(f"emb_a_{split}"), dtype=np.float32)
-    b = np.ascontiguousarray(run.load_array(f"emb_b_{split}"), dtype=np.float32)
+    a, b = LoadedRun.from_store(root, name).embeddings(split)
     return np.concatenate([a, b])
 
 

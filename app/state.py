@@ -1,26 +1,33 @@
 """Every st.cache_* wrapper of the app, and the sidebar widgets all pages share.
 
-Pages call these functions only; they never cache on their own. Big read-only arrays (embeddings,
-datasets, posteriors) live in ``st.cache_resource`` keyed by path and modification time; small tables
-and UMAP coordinates in ``st.cache_data`` keyed by plain values.
+Pages call these functions only; they never cache on their own. A run is read through one engine loader
+(:class:`fnlab.storage.loader.LoadedRun`: config, metrics, dataset splits, embeddings, posterior), and what
+its pages show (rankings, similarity distributions, the map's first projection, the example, the scan) is
+computed once per run and kept on disk (:class:`fnlab.storage.pages.RunPages`, keyed by the run's
+checksum): a page reads instead of computing. Both objects live in ``st.cache_resource``, keyed by the
+run's folder, name and its ``run.json`` (so a rewritten run is read again, and a review decision, which
+writes beside it, is not a change).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import url
 from fnlab import data
 from fnlab.data import display
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data" / "shapes"
-SPLITS = ("test", "val")
+DIRECTIONS = ("t2i", "i2t")
+SPLIT_LABELS = {"test": "test", "val": "val", "train": "train", "all": "all splits"}
 
 
 def upload_folder():
@@ -130,7 +137,7 @@ def run_names(root: Path) -> list[str]:
 
 
 @st.cache_data(show_spinner=False, ttl=30)
-def _run_names(root: str, _mtime_key: float) -> list[str]:
+def _run_names(root: str, mtime_key: float) -> list[str]:
     """Complete runs only (``fnlab.storage.runs`` never lists a run still being written), newest first."""
     if not Path(root).is_dir():
         return []
@@ -141,242 +148,183 @@ def _run_names(root: str, _mtime_key: float) -> list[str]:
 
 
 def refresh_runs() -> None:
-    """Forget the cached run list (after a run was written or removed)."""
+    """Forget the cached run list (after a run was written, renamed or removed)."""
     _run_names.clear()
 
 
-def get_run(root: Path, name: str):
-    return _get_run(str(root), name, _mtime(Path(root) / name))
+# ------------------------------------------------------------------ a run, its data and its pages
+def run_key(root: Path, name: str) -> tuple:
+    """What identifies run ``name``'s contents cheaply: its ``run.json``'s inode, size and modification time
+    (rewritten when the run is; review decisions, written beside it, leave it alone)."""
+    try:
+        st_ = (Path(root) / name / "run.json").stat()
+        return (st_.st_ino, st_.st_size, st_.st_mtime_ns)
+    except OSError:
+        return (0, 0, 0)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _get_run(root: str, name: str, _mtime_key: float):
-    from fnlab.storage.runs import RunStore
+def _loaded(root: str, name: str, key: tuple):
+    from fnlab.storage.loader import LoadedRun
 
-    return RunStore(root).load(name)
+    return LoadedRun.from_store(root, name)
+
+
+def loaded(root: Path, name: str):
+    """The run (:class:`fnlab.storage.loader.LoadedRun`), shared by every session."""
+    return _loaded(str(root), name, run_key(root, name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _pages(root: str, name: str, key: tuple, cache: str):
+    from fnlab.storage.pages import RunPages
+
+    return RunPages(_loaded(root, name, key))
+
+
+def pages(root: Path, name: str):
+    """The run's stored page data (:class:`fnlab.storage.pages.RunPages`)."""
+    from fnlab.storage.pages import cache_dir
+
+    return _pages(str(root), name, run_key(root, name), str(cache_dir()))
+
+
+def get_run(root: Path, name: str):
+    """The run's :class:`fnlab.storage.runs.Run` (config, files)."""
+    return loaded(root, name).run
 
 
 def run_metrics(root: Path, name: str) -> pd.DataFrame:
-    m = get_run(root, name).metrics
+    m = loaded(root, name).metrics
     return m if isinstance(m, pd.DataFrame) else pd.DataFrame(m)
 
 
-# --------------------------------------------------------------- datasets
-@st.cache_resource(show_spinner="Loading dataset…", max_entries=8)
-def dataset(name_or_path: str, split: str, root: str | None = None, options_json: str = "{}"):
-    kw = json.loads(options_json)
-    if root:
-        kw["root"] = root
-    return data.load(name_or_path, split=split, **kw)
+def run_splits(root: Path, name: str) -> tuple[str, ...]:
+    """The splits run ``name`` can be analysed on (saved ones, and with its model every split and all)."""
+    return loaded(root, name).splits
+
+
+def _preparing(what: str):
+    return st.spinner(f"Preparing {what} for this run (once; it is kept for next time)…")
 
 
 def run_dataset(root: Path, name: str, split: str):
-    spec = get_run(root, name).config.get("dataset")
-    if not spec:
-        raise ValueError(f"run {name!r} records no dataset in its config.json")
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    return dataset(spec["name"], split, spec.get("root"), json.dumps(spec.get("options") or {}, sort_keys=True))
+    r = loaded(root, name)
+    if split not in r._datasets:
+        with st.spinner(f"Loading the {SPLIT_LABELS.get(split, split)} split…"):
+            return r.dataset(split)
+    return r.dataset(split)
 
 
 def run_embeddings(root: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    return _run_embeddings(str(root), name, split, _mtime(Path(root) / name))
-
-
-@st.cache_resource(show_spinner="Loading embeddings…", max_entries=16)
-def _run_embeddings(root: str, name: str, split: str, _mtime_key: float) -> tuple[np.ndarray, np.ndarray]:
-    run = _get_run(root, name, _mtime_key)
-    a, b = run.load_array(f"emb_a_{split}"), run.load_array(f"emb_b_{split}")
-    a, b = np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
-    a.setflags(write=False)
-    b.setflags(write=False)
-    return a, b
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def sides(root: str, name: str, split: str, direction: str):
-    from fnlab.analysis import explore
-
-    ds = run_dataset(Path(root), name, split)
-    a, b = run_embeddings(Path(root), name, split)
-    return explore.sides(ds, a, b, direction)
+    r = loaded(root, name)
+    if split not in r._embeddings and split not in r.saved_splits:
+        with st.spinner(f"Encoding the {SPLIT_LABELS.get(split, split)} split with the run's model (once)…"):
+            return r.embeddings(split)
+    return r.embeddings(split)
 
 
 def run_posterior(root: Path, name: str):
-    """The run's fitted posterior (``posterior.json``), else one fitted here on the val split."""
-    return _run_posterior(str(root), name, _mtime(Path(root) / name))
+    """The run's posterior: its ``posterior.json``, else its own estimator fitted as training fits it."""
+    r = loaded(root, name)
+    if r._posterior is None and not r.run.has("posterior.json"):
+        with st.spinner(f"Fitting the run's own posterior ({r.estimator}) once: the run has no posterior.json…"):
+            return r.posterior()
+    return r.posterior()
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _run_posterior(root: str, name: str, _mtime_key: float):
-    from fnlab.posterior import fit_dataset, from_params
-
-    run = _get_run(root, name, _mtime_key)
-    try:
-        return from_params(run.load_json("posterior"))
-    except (FileNotFoundError, KeyError, ValueError, TypeError, OSError):
-        pass
-    # a run without posterior.json: fit it as training does
-
-    ds = run_dataset(Path(root), name, "val")
-    a, b = run_embeddings(Path(root), name, "val")
-    return fit_dataset(a, b, ds)
+def sides(root: str | Path, name: str, split: str, direction: str):
+    run_embeddings(Path(root), name, split)
+    run_dataset(Path(root), name, split)
+    return pages(Path(root), name).sides(split, direction)
 
 
-#: the example caption's labelled image ranks at most this high (Rankings opens on it)
-EXAMPLE_MAX_RANK = 3
-#: ... and FNE draws a false negative for it at most this share of the time (hardest: every time)
-EXAMPLE_MAX_FNE_RISK = 0.25
+def rankings(root: Path, name: str, split: str, direction: str):
+    """Every query's top candidates with P(false negative) (:class:`fnlab.analysis.explore.Rankings`)."""
+    pg = pages(root, name)
+    if not pg.has("rankings", split, direction):
+        sides(root, name, split, direction)
+        run_posterior(root, name)
+        with _preparing(f"the {SPLIT_LABELS.get(split, split)} split's rankings"):
+            return pg.rankings(split, direction)
+    return pg.rankings(split, direction)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def teaching_example(root: str, name: str, split: str, _mtime_key: float) -> dict | None:
-    """The run's example caption (text → image), the one the app opens on: Rankings and the Sampler playground
-    select it first, the Data page's introduction and the Lesson point at it. ``None`` without ground truth.
+def distribution(root: Path, name: str, split: str, direction: str):
+    """``(similarity sample, P(false negative) of its hard pairs)`` (:meth:`RunPages.distribution`)."""
+    pg = pages(root, name)
+    if not pg.has("distribution", split, direction):
+        sides(root, name, split, direction)
+        run_posterior(root, name)
+        with _preparing(f"the {SPLIT_LABELS.get(split, split)} split's similarity distributions"):
+            return pg.distribution(split, direction)
+    return pg.distribution(split, direction)
 
-    The first caption, in split order, that shows the story: its labelled image ranks in the top
-    :data:`EXAMPLE_MAX_RANK`, behind at least one ground-truth false negative; hardest-negative mining's pick
-    (its most similar unlabelled image) is a false negative; and FNE (calibrated, with the run's posterior)
-    draws a false negative at most :data:`EXAMPLE_MAX_FNE_RISK` of the time. Where no caption meets all four,
-    the first that meets the most (in that order of importance) wins.
 
-    Returns:
-        ``query``, ``positive`` (its best-ranked labelled image), ``false_negative`` (its best-ranked false
-        negative), ``positive_rank``, ``false_negatives_above``, ``hardest_pick_is_fn``, ``fne_fn_risk`` and
-        ``hardest_fn_risk`` (the probability that each draws a false negative for this caption).
-    """
-    s = sides(root, name, split, "t2i")
-    fnm = s.false_negatives
-    if fnm is None or fnm.nnz == 0:
-        return None
-    from fnlab import samplers as smp
-    from fnlab.analysis import explore
-
-    samplers = {"hardest": smp.build("hardest"),
-                "fne": smp.build_for_run("fne", posterior=run_posterior(Path(root), name))}
-    best, best_score = None, -1
-    for start in range(0, min(len(s.queries), 4096), 256):  # chunks: stop at the first caption that has it all
-        qs = np.arange(start, min(start + 256, len(s.queries)))
-        b = explore.batch(s, qs)
-        sims, pos, fn = b.sims.numpy(), b.positive_mask.numpy(), b.false_negative_mask.numpy()
-        best_pos = np.where(pos, sims, -np.inf).max(axis=1)
-        above = (fn & (sims > best_pos[:, None])).sum(axis=1)
-        pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
-        pick = np.where(pos, -np.inf, sims).argmax(axis=1)
-        pick_is_fn = fn[np.arange(len(qs)), pick]
-        risk = {k: (w / w.sum(dim=1, keepdim=True).clamp_min(1e-30) * b.false_negative_mask).sum(dim=1).numpy()
-                for k, w in explore.sampler_weights(b, samplers).items()}
-        score = (8 * (pos_rank <= EXAMPLE_MAX_RANK) + 4 * (above >= 1) + 2 * pick_is_fn
-                 + (risk["fne"] <= EXAMPLE_MAX_FNE_RISK))
-        i = int(np.argmax(score))
-        if score[i] > best_score:
-            fn_sims = np.where(fn[i], sims[i], -np.inf)
-            best_score = int(score[i])
-            best = {"query": int(qs[i]), "positive": int(np.argmax(np.where(pos[i], sims[i], -np.inf))),
-                    "false_negative": int(np.argmax(fn_sims)) if np.isfinite(fn_sims).any() else None,
-                    "positive_rank": int(pos_rank[i]), "false_negatives_above": int(above[i]),
-                    "hardest_pick_is_fn": bool(pick_is_fn[i]), "fne_fn_risk": float(risk["fne"][i]),
-                    "hardest_fn_risk": float(risk["hardest"][i])}
-        if best_score == 15:
-            break
-    return best
+def teaching_example(root: Path, name: str, split: str) -> dict | None:
+    """The run's example query and FNE setting (:meth:`fnlab.storage.pages.RunPages.example`): Rankings, the
+    Sampler playground and the Lesson open on it, the Data page names it. ``None`` without ground truth."""
+    pg = pages(root, name)
+    if not pg.has("example", split):
+        sides(root, name, split, "t2i")
+        run_posterior(root, name)
+        with _preparing("the lesson's example"):
+            return pg.example(split)
+    return pg.example(split)
 
 
 def example_query(root: Path, name: str, split: str) -> int:
-    """The caption the app opens on (:func:`teaching_example`), or 0 without ground truth."""
-    ex = teaching_example(str(root), name, split, run_key(root, name))
+    """The query the app opens on (:func:`teaching_example`), or 0 without ground truth."""
+    ex = teaching_example(root, name, split)
     return 0 if ex is None else int(ex["query"])
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def pool_split(root: Path, name: str, split: str) -> str:
-    """The split whose candidates the samplers' batch summary draws from: the run's training split when it saved
-    those embeddings (the demo run does), else ``split``.
-
-    Samplers are made for the pool training gives them (FNE's queue holds 8224 features, SimANS ranks the top 100
-    of it); on a test split of 200 images SimANS's top 100 is half the pool and it draws almost at random, which is
-    not what it does in training."""
-    return "train" if get_run(root, name).has("emb_a_train.npy") else split
+def pool(root: Path, name: str, split: str, direction: str, size: int):
+    """The fixed batch samplers are compared on (:meth:`RunPages.pool`) and its split."""
+    pg = pages(root, name)
+    ps = pg.pool_split(split)
+    s = sides(root, name, ps, direction)
+    return pg.pool(split, direction, size), s, ps
 
 
-def query_batch(root: str, name: str, split: str, direction: str, size: int):
-    """A fixed random batch of ``size`` queries against every candidate (``explore.batch``), computed once."""
+def sampler_summary(root: Path, name: str, split: str, direction: str, size: int, samplers: dict,
+                    params_of: dict) -> pd.DataFrame:
+    """Hardness and false-negative risk of each sampler over the pool (:func:`pool`), one cached row per sampler
+    and parameter set: moving one sampler's slider recomputes that sampler's row only."""
+    rows = [_summary_row(str(root), name, split, direction, int(size), label,
+                         json.dumps(params_of.get(label, {}), sort_keys=True, default=str), run_key(root, name),
+                         samplers[label]) for label in samplers]
+    return pd.DataFrame(rows, columns=["sampler", "hardness", "fn_risk", "risk_source"])
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _summary_row(root: str, name: str, split: str, direction: str, size: int, label: str, params_json: str,
+                 key: tuple, _sampler) -> dict:
     from fnlab.analysis import explore
 
-    s = sides(root, name, split, direction)
-    qs = np.random.default_rng(0).choice(len(s.queries), size=min(size, len(s.queries)), replace=False)
-    return explore.batch(s, qs)
+    b, s, _ = pool(Path(root), name, split, direction, size)
+    p_fn = None
+    if b.relevant_mask is None:
+        pg = pages(Path(root), name)
+        if not pg.has("pool-p", pg.pool_split(split), direction, str(int(size))):
+            with _preparing("the posterior over the sampler pool"):
+                p_fn = pg.pool_probabilities(split, direction, size)
+        else:
+            p_fn = pg.pool_probabilities(split, direction, size)
+    row = explore.sampler_summary(b, explore.sampler_weights(b, {label: _sampler}), p_fn=p_fn)
+    return row.iloc[0].to_dict() if len(row) else {"sampler": label, "hardness": float("nan"),
+                                                   "fn_risk": float("nan"), "risk_source": "none"}
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def hard_pair_probs(root: str, name: str, split: str, direction: str, _mtime_key: float = 0.0) -> np.ndarray:
-    """The run's P(false negative) of each query's top unlabelled candidates (``similarity_sample().hard``)."""
-    smp = similarity_sample(root, name, split, direction)
-    s = sides(root, name, split, direction)
-    out = s.prob_false_negative(run_posterior(Path(root), name), smp.hard_query, smp.hard_candidate)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(show_spinner="Computing similarities…", max_entries=32)
-def similarity_sample(root: str, name: str, split: str, direction: str):
-    from fnlab.analysis import explore
-
-    return explore.similarity_sample(sides(root, name, split, direction))
-
-
-def map_coords(root: str, name: str, split: str, _mtime_key: float) -> tuple[np.ndarray, bool]:
-    """``(coords [n_a + n_b, 2], is_umap)``: the UMAP map once it is on disk; until then an instant PCA
-    projection, while app/mapjob.py computes the UMAP in the background (a first fit compiles for a minute)."""
-    try:
-        return _umap_on_disk(root, name, split, _mtime_key), True
-    except LookupError:
-        from app import mapjob
-
-        mapjob.start(root, name, split)
-        return _pca_map(root, name, split, _mtime_key), False
-
-
-def umap_ready(root: str, name: str, split: str) -> bool:
-    from app import mapjob
-    from fnlab.analysis import projection
-
-    a, b = run_embeddings(Path(root), name, split)
-    return projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
-                                  random_state=mapjob.RANDOM_STATE) is not None
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _umap_on_disk(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
-    """The UMAP map from its disk cache (never computed here); ``LookupError`` (not cached) when absent."""
-    from app import mapjob
-    from fnlab.analysis import projection
-
-    a, b = run_embeddings(Path(root), name, split)
-    xy = projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
-                                random_state=mapjob.RANDOM_STATE)
-    if xy is None:
-        raise LookupError("the UMAP map is not computed yet")
-    return xy
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _pca_map(root: str, name: str, split: str, _mtime_key: float) -> np.ndarray:
-    from fnlab.analysis import projection
-
-    a, b = run_embeddings(Path(root), name, split)
-    return projection.pca_2d(np.concatenate([a, b]))
-
-
-@st.cache_data(show_spinner="Scanning for suspected false negatives…", max_entries=16)
-def scan_run(root: str, name: str, split: str, top_k: int, _mtime_key: float) -> tuple[pd.DataFrame, dict]:
-    from fnlab.analysis import scan
-
-    ds = run_dataset(Path(root), name, split)
-    a, b = run_embeddings(Path(root), name, split)
-    # the run's own posterior, so a pair shows the same P(FN) here, on Rankings and in fnlab eval
-    res = scan.scan_dataset(a, b, ds, top_k=top_k, posterior=run_posterior(Path(root), name))
-    return res.table, dict(res.summary)
+def scan_run(root: str, name: str, split: str, top_k: int) -> tuple[pd.DataFrame, dict]:
+    """The run's scan for suspected false negatives (stored with the run's pages)."""
+    pg = pages(Path(root), name)
+    if not pg.has("scan", split, str(int(top_k))):
+        run_embeddings(Path(root), name, split)
+        run_posterior(Path(root), name)
+        with st.spinner("Scanning for suspected false negatives (once per split and top K)…"):
+            return pg.scan(split, int(top_k))
+    return pg.scan(split, int(top_k))
 
 
 @st.cache_data(show_spinner="Scanning uploaded embeddings…", max_entries=4)
@@ -398,17 +346,168 @@ def scan_arrays(q_bytes: bytes, c_bytes: bytes, p_bytes: bytes, names: tuple[str
     return res.table, dict(res.summary)
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def thumb(ds_key: tuple, i: int, size: int = 64) -> str | None:
-    """``data:`` URI of image ``i`` of the dataset identified by ``ds_key`` (see :func:`ds_key`)."""
-    return display.image_data_uri(dataset(*ds_key), int(i), size=size)
+# --------------------------------------------------------------- the embedding map
+def map_coords(root: str, name: str, split: str) -> tuple[np.ndarray, bool]:
+    """``(coords [n_a + n_b, 2], is_umap)``: the UMAP map once it is on disk; until then the run's stored PCA
+    projection, while app/mapjob.py computes the UMAP in the background (a first fit compiles for a minute)."""
+    try:
+        return _umap_on_disk(root, name, split, run_key(Path(root), name)), True
+    except LookupError:
+        from app import mapjob
+
+        mapjob.start(root, name, split)
+        pg = pages(Path(root), name)
+        if not pg.has("projection", split):
+            run_embeddings(Path(root), name, split)
+        return pg.projection(split), False
 
 
-def ds_key(root: Path, name: str, split: str) -> tuple:
-    spec = get_run(root, name).config.get("dataset") or {}
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    return (spec.get("name"), split, spec.get("root"), json.dumps(spec.get("options") or {}, sort_keys=True))
+def umap_ready(root: str, name: str, split: str) -> bool:
+    try:
+        _umap_on_disk(root, name, split, run_key(Path(root), name))
+        return True
+    except LookupError:
+        return False
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _umap_on_disk(root: str, name: str, split: str, key: tuple) -> np.ndarray:
+    """The UMAP map from its disk cache (never computed here); ``LookupError`` (not cached) when absent."""
+    from app import mapjob
+    from fnlab.analysis import projection
+
+    a, b = run_embeddings(Path(root), name, split)
+    xy = projection.cached_umap(np.concatenate([a, b]), n_neighbors=mapjob.N_NEIGHBORS,
+                                random_state=mapjob.RANDOM_STATE)
+    if xy is None:
+        raise LookupError("the UMAP map is not computed yet")
+    return xy
+
+
+# --------------------------------------------------------------- what a split's items are, in its own words
+@dataclass(frozen=True)
+class Content:
+    """What the pages show of one split's items, in the data's own words.
+
+    ``a_text [n_a]``/``b_text [n_b]``: a short text for every item (a caption, an image's label, a
+    document's text, or ``"candidate 7"`` where the data has only embeddings); ``nouns``: what to call them
+    (:attr:`fnlab.data.base.MatchingDataset.nouns`); ``images``: side A can be shown as pictures.
+    """
+
+    nouns: object
+    a_modality: str
+    b_modality: str
+    a_text: np.ndarray
+    b_text: np.ndarray
+    images: bool
+    directions: dict
+
+    def queries(self, direction: str) -> np.ndarray:
+        return self.b_text if direction == "t2i" else self.a_text
+
+    def candidates(self, direction: str) -> np.ndarray:
+        return self.a_text if direction == "t2i" else self.b_text
+
+    def query_noun(self, direction: str, plural: bool = False) -> str:
+        return self.nouns.side("b" if direction == "t2i" else "a", plural=plural)
+
+    def candidate_noun(self, direction: str, plural: bool = False) -> str:
+        return self.nouns.side("a" if direction == "t2i" else "b", plural=plural)
+
+    def candidates_are_images(self, direction: str) -> bool:
+        return self.images and direction == "t2i"
+
+    def queries_are_images(self, direction: str) -> bool:
+        return self.images and direction == "i2t"
+
+    @property
+    def hover(self) -> np.ndarray:
+        """Every map point's text: side A first (``image: …``), then side B (``caption: …``)."""
+        return np.array([f"{self.nouns.a}: {t}" for t in self.a_text] + [f"{self.nouns.b}: {t}" for t in self.b_text],
+                        dtype=object)
+
+
+def content(root: Path, name: str, split: str) -> Content:
+    run_dataset(root, name, split)
+    return _content(str(root), name, split, run_key(root, name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _content(root: str, name: str, split: str, key: tuple) -> Content:
+    from fnlab.analysis import explore
+
+    ds = loaded(Path(root), name).dataset(split)
+    caps = ds.captions()
+    b_text = np.array(caps if caps is not None else [display.caption(ds, j) for j in range(ds.n_b)], dtype=object)
+    if "label" in ds.a_meta.columns:
+        a_text = ds.a_meta["label"].astype(str).to_numpy(dtype=object)
+    elif "a_text" in ds.a_meta.columns:
+        a_text = ds.a_meta["a_text"].fillna("").astype(str).to_numpy(dtype=object)
+    else:
+        a_text = np.array([display.a_label(ds, i) for i in range(ds.n_a)], dtype=object)
+    for arr in (a_text, b_text):
+        arr.setflags(write=False)
+    return Content(ds.nouns, ds.a_modality, ds.b_modality, a_text, b_text, ds.a_modality == "image",
+                   explore.direction_labels(ds))
+
+
+def map_hover(root: Path, name: str, split: str) -> np.ndarray:
+    """Every map point's text, in the data's words (:attr:`Content.hover`), built once."""
+    content(root, name, split)
+    return _map_hover(str(root), name, split, run_key(root, name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _map_hover(root: str, name: str, split: str, key: tuple) -> np.ndarray:
+    out = _content(root, name, split, key).hover
+    out.setflags(write=False)
+    return out
+
+
+def direction_labels(root: Path, name: str) -> dict:
+    """``{"t2i": "text → image", "i2t": …}`` in the words of run ``name``'s data."""
+    splits = run_splits(root, name)
+    return content(root, name, splits[0]).directions if splits else dict.fromkeys(DIRECTIONS, "")
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _thumb_store(root: str, name: str, split: str, key: tuple, size: int) -> dict[int, str | None]:
+    return {}
+
+
+def thumbs(root: Path, name: str, split: str, ids, size: int = 48) -> list[str | None]:
+    """``data:`` URIs of side-A items ``ids`` (for an ImageColumn), encoded once per item and kept for the process;
+    ``None`` where the data has no picture."""
+    store = _thumb_store(str(root), name, split, run_key(root, name), int(size))
+    ds = run_dataset(root, name, split)
+    out = []
+    for i in ids:
+        i = int(i)
+        if i not in store:
+            store[i] = display.image_data_uri(ds, i, size=size) if ds.a_modality == "image" else None
+        out.append(store[i])
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _image(root: str, name: str, split: str, key: tuple, i: int):
+    return display.image_array(loaded(Path(root), name).dataset(split), int(i))
+
+
+def image(root: Path, name: str, split: str, i: int):
+    """``[H, W, 3]`` uint8 image of side-A item ``i`` (for ``st.image``), or ``None``."""
+    if run_dataset(root, name, split).a_modality != "image":
+        return None
+    return _image(str(root), name, split, run_key(root, name), int(i))
+
+
+# --------------------------------------------------------------- datasets the Data page opens by name
+@st.cache_resource(show_spinner="Loading dataset…", max_entries=8)
+def dataset(name_or_path: str, split: str, root: str | None = None, options_json: str = "{}"):
+    kw = json.loads(options_json)
+    if root:
+        kw["root"] = root
+    return data.load(name_or_path, split=split, **kw)
 
 
 def caption(ds, j: int) -> str:
@@ -416,6 +515,13 @@ def caption(ds, j: int) -> str:
 
 
 def a_label(ds, i: int) -> str:
+    return display.a_label(ds, int(i))
+
+
+def a_text(ds, i: int) -> str:
+    """Side-A item ``i`` in words: its label, else its text (``a_text``), else ``"candidate 7"``."""
+    if "label" not in ds.a_meta.columns and "a_text" in ds.a_meta.columns:
+        return str(ds.a_meta["a_text"].iloc[int(i)])
     return display.a_label(ds, int(i))
 
 
@@ -439,22 +545,18 @@ def _keep(key: str) -> None:
 
 
 def read_url() -> None:
-    """Once per session: take ``run``, ``split``, ``direction``, ``query`` and ``point`` from the URL."""
-    if st.session_state.get("_fn_url_read"):
+    """Once per session: keep the URL's parameters (:func:`app.url.read`) and take the sidebar's from them."""
+    if st.session_state.get("_fn_sidebar_url_read"):
         return
-    st.session_state["_fn_url_read"] = True
-    qp = st.query_params
-    if qp.get("split") in SPLITS:
-        st.session_state[_P["split"]] = qp["split"]
-    if qp.get("direction") in ("t2i", "i2t"):
-        st.session_state[_P["direction"]] = qp["direction"]
-    if qp.get("run"):
-        st.session_state["_fn_url_run"] = qp["run"]
-    for key in ("query", "point"):
-        try:
-            st.session_state[f"_fn_url_{key}"] = int(qp[key])
-        except (KeyError, TypeError, ValueError):
-            pass
+    url.read()
+    st.session_state["_fn_sidebar_url_read"] = True
+    for key in ("split", "direction"):
+        value = url.take(key)
+        if value:
+            st.session_state[f"_fn_url_{key}"] = value
+    run = url.take("run")
+    if run:
+        st.session_state["_fn_url_run"] = run
 
 
 def default_run(names: list[str]) -> str | None:
@@ -469,54 +571,80 @@ def select_run(name: str) -> None:
     st.session_state[_P["run"]] = name
 
 
+def _runs_root_box() -> Path:
+    _seed("runs_root", default_runs_root())
+    st.text_input("Runs folder", key="runs_root", on_change=_keep, args=("runs_root",),
+                  help="Folder holding trained runs (the environment variable FNLAB_RUNS sets the default). "
+                       "System folders are refused.")
+    _keep("runs_root")
+    try:
+        checked_folder(st.session_state["runs_root"], "Runs folder")
+    except ValueError as err:
+        st.error(f"{err}. Showing `{default_runs_root()}` instead.")
+    root = runs_root()
+    if not root.exists():  # never created from the text box: only by this explicit click
+        st.warning(f"`{root}` does not exist.")
+        if st.button("Create this folder", key="create_runs_root", icon=":material/create_new_folder:"):
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                st.error(f"Could not create `{root}`: {err.strerror or err}")
+            else:
+                refresh_runs()
+                st.rerun()
+    return root
+
+
+def _pick(key: str, options: list, default) -> None:
+    """Seed sidebar widget ``key``: the URL's value once, else the persisted one if still valid, else ``default``."""
+    wanted = st.session_state.pop(f"_fn_url_{key}", None)
+    if wanted in options:
+        st.session_state[_P[key]] = wanted
+    if st.session_state.get(_P[key]) not in options:
+        st.session_state[_P[key]] = default
+    _seed(key)
+
+
 def sidebar() -> None:
-    """Runs folder, run, split and direction pickers shared by every page; the choices survive page changes."""
+    """Runs folder, run, split and direction pickers shared by every page; the choices survive page changes and
+    are in the URL."""
     read_url()
     with st.sidebar:
-        _seed("runs_root", default_runs_root())
-        st.text_input("Runs folder", key="runs_root", on_change=_keep, args=("runs_root",),
-                      help="Folder holding trained runs (the environment variable FNLAB_RUNS sets the default). "
-                           "System folders are refused.")
-        _keep("runs_root")
-        try:
-            checked_folder(st.session_state["runs_root"], "Runs folder")
-        except ValueError as err:
-            st.error(f"{err}. Showing `{default_runs_root()}` instead.")
-        root = runs_root()
-        if not root.exists():  # never created from the text box: only by this explicit click
-            st.warning(f"`{root}` does not exist.")
-            if st.button("Create this folder", key="create_runs_root", icon=":material/create_new_folder:"):
-                try:
-                    root.mkdir(parents=True, exist_ok=True)
-                except OSError as err:
-                    st.error(f"Could not create `{root}`: {err.strerror or err}")
-                else:
-                    refresh_runs()
-                    st.rerun()
+        root = _runs_root_box()
         names = run_names(root)
-        if names:
-            wanted = st.session_state.pop("_fn_url_run", None) or st.session_state.pop("run_pending", None)
-            if wanted in names:
-                st.session_state[_P["run"]] = wanted
-            if st.session_state.get(_P["run"]) not in names:
-                st.session_state[_P["run"]] = default_run(names)
-            _seed("run")
-            st.selectbox("Run", names, key="run", on_change=_keep, args=("run",),
-                         help="The trained run every analysis page shows (newest first).")
-            _seed("split", SPLITS[0])
-            st.radio("Split", SPLITS, key="split", horizontal=True, on_change=_keep, args=("split",),
-                     help="Held-out split whose images and captions the pages show.")
-            _seed("direction", "t2i")
-            st.radio("Direction", ["t2i", "i2t"], key="direction", horizontal=True, on_change=_keep,
-                     args=("direction",), format_func={"t2i": "text → image", "i2t": "image → text"}.get,
-                     help="text → image: captions are the queries and images the candidates; image → text: "
-                          "the other way round.")
-            for key in ("run", "split", "direction"):
-                _keep(key)
-            st.query_params["run"] = st.session_state["run"]
-        else:
+        if not names:
             st.session_state["run"] = None
             st.caption("No trained run in this folder yet: train one on the **Train** page.")
+            return
+        wanted = st.session_state.pop("_fn_url_run", None) or st.session_state.pop("run_pending", None)
+        if wanted in names:
+            st.session_state[_P["run"]] = wanted
+        if st.session_state.get(_P["run"]) not in names:
+            st.session_state[_P["run"]] = default_run(names)
+        _seed("run")
+        st.selectbox("Run", names, key="run", on_change=_keep, args=("run",),
+                     help="The trained run every analysis page shows (newest first).")
+        _keep("run")
+        name = st.session_state["run"]
+        try:
+            splits = list(run_splits(root, name))
+            labels = direction_labels(root, name)
+        except (OSError, ValueError) as err:
+            st.error(public_message(err))
+            return
+        _pick("split", splits, splits[0] if splits else None)
+        st.radio("Split", splits, key="split", horizontal=True, on_change=_keep, args=("split",),
+                 format_func=lambda s: SPLIT_LABELS.get(s, s),
+                 help="The split whose items the pages show: a held-out one (test, val), the training split, or "
+                      "all splits at once. A split the run did not save is encoded with its model once.")
+        _pick("direction", list(DIRECTIONS), "t2i")
+        st.radio("Direction", list(DIRECTIONS), key="direction", horizontal=True, on_change=_keep,
+                 args=("direction",), format_func=labels.get,
+                 help=f"{labels['t2i']}: side-B items are the queries and side-A items the candidates; "
+                      f"{labels['i2t']}: the other way round.")
+        for key in ("split", "direction"):
+            _keep(key)
+        url.set_shared(run=name, split=st.session_state["split"], direction=st.session_state["direction"])
 
 
 def direction() -> str:
@@ -524,29 +652,71 @@ def direction() -> str:
     return st.session_state.get("direction") or st.session_state.get(_P["direction"]) or "t2i"
 
 
+# ---------------------------------------------------------------- the query every page shares
+def _query_key(direction_: str) -> str:
+    """Queries are indices within one run's split: the shared one is kept per run, split and direction."""
+    run = st.session_state.get("run") or st.session_state.get(_P["run"])
+    split = st.session_state.get("split") or st.session_state.get(_P["split"])
+    return f"_fn_query|{run}|{split}|{direction_}"
+
+
+def shared_query(direction_: str) -> int | None:
+    """The query last chosen on any page (Rankings, the Sampler playground, Distributions) in ``direction_``."""
+    return st.session_state.get(_query_key(direction_))
+
+
+def share_query(direction_: str, q: int) -> None:
+    st.session_state[_query_key(direction_)] = int(q)
+
+
+def bind_query(key: str, direction_: str, n: int, default: int) -> None:
+    """Seed query widget ``key`` (before it is drawn) with the query every page shares in ``direction_``: one sent
+    from another page, else the URL's ``query`` (on the session's first visit), else the one chosen last on any
+    page, else ``default``. Draw the widget with ``on_change=on_query_change, args=(key, direction_)``."""
+    sent = st.session_state.pop("_fn_send_query", None)
+    if sent is not None and sent[0] == direction_ and 0 <= int(sent[1]) < n:
+        share_query(direction_, int(sent[1]))
+    text = url.take("query")
+    if text is not None:
+        try:
+            if 0 <= int(text) < n:
+                share_query(direction_, int(text))
+        except ValueError:
+            pass
+    q = shared_query(direction_)
+    if q is None or not 0 <= q < n:
+        q = int(default)
+        share_query(direction_, q)
+    st.session_state[key] = q
+
+
+def on_query_change(key: str, direction_: str) -> None:
+    """A query widget changed: every page follows."""
+    if st.session_state.get(key) is not None:
+        share_query(direction_, int(st.session_state[key]))
+
+
 def open_ranking(direction_: str, query: int) -> None:
     """Switch to Rankings showing ``query`` (in ``direction_``)."""
     st.session_state[_P["direction"]] = direction_
-    st.session_state["_rk_focus"] = int(query)
+    st.session_state["_fn_send_query"] = (direction_, int(query))
+    share_query(direction_, int(query))
     st.switch_page("views/rankings.py")
 
 
 def open_playground(query: int) -> None:
-    """Switch to the Sampler playground showing caption ``query`` (text → image)."""
+    """Switch to the Sampler playground showing query ``query`` (text → image)."""
     st.session_state[_P["direction"]] = "t2i"
-    st.session_state["pg_query_t2i"] = int(query)
+    st.session_state["_fn_send_query"] = ("t2i", int(query))
+    share_query("t2i", int(query))
     st.switch_page("views/playground.py")
 
 
 def open_on_map(point: int) -> None:
-    """Switch to the Embedding map with point ``point`` selected (images first, then captions)."""
+    """Switch to the Embedding map with point ``point`` selected (side A first, then side B)."""
     st.session_state["map_selected_ids"] = [int(point)]
+    st.session_state["_fn_map_sent"] = True
     st.switch_page("views/embedding_map.py")
-
-
-def url_index(key: str) -> int | None:
-    """``query`` or ``point`` from the URL this session opened with (once), else ``None``."""
-    return st.session_state.pop(f"_fn_url_{key}", None)
 
 
 def current_run() -> tuple[Path, str, str] | None:
@@ -572,62 +742,4 @@ def current_run() -> tuple[Path, str, str] | None:
                 jobs.start(root, DEMO_RUN, demo_config())
                 st.rerun()
         return None
-    return runs_root(), name, st.session_state.get("split", SPLITS[0])
-
-
-def run_key(root: Path, name: str) -> float:
-    return _mtime(Path(root) / name)
-
-
-@st.cache_resource(show_spinner=False, max_entries=1024)
-def image(ds_key: tuple, i: int):
-    """``[H, W, 3]`` uint8 image of A item ``i`` (for ``st.image``), or ``None``."""
-    return display.image_array(dataset(*ds_key), int(i))
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def caption_array(ds_key: tuple) -> np.ndarray:
-    """Caption text of every B item of the dataset ``ds_key`` (computed once; index it with arrays)."""
-    ds = dataset(*ds_key)
-    caps = ds.captions()
-    out = np.array(caps if caps is not None else [caption(ds, j) for j in range(ds.n_b)], dtype=object)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def map_hover(ds_key: tuple) -> np.ndarray:
-    """Text of every embedding-map point: images first (``image: …``), then captions (``caption: …``)."""
-    out = np.array([f"image: {t}" for t in label_array(ds_key)] + [f"caption: {t}" for t in caption_array(ds_key)],
-                   dtype=object)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def label_array(ds_key: tuple) -> np.ndarray:
-    """Short label of every A item of the dataset ``ds_key``."""
-    ds = dataset(*ds_key)
-    if "label" in ds.a_meta.columns:
-        out = ds.a_meta["label"].astype(str).to_numpy(dtype=object)
-    else:
-        out = np.array([a_label(ds, i) for i in range(ds.n_a)], dtype=object)
-    out.setflags(write=False)
-    return out
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _thumb_store(ds_key: tuple, size: int) -> dict[int, str | None]:
-    return {}
-
-
-def thumbs(ds_key: tuple, ids, size: int = 48) -> list[str | None]:
-    """``data:`` URIs of A items ``ids`` (for ImageColumn), encoded once per item and kept for the process."""
-    store = _thumb_store(ds_key, int(size))
-    out = []
-    for i in ids:
-        i = int(i)
-        if i not in store:
-            store[i] = display.image_data_uri(dataset(*ds_key), i, size=size)
-        out.append(store[i])
-    return out
+    return runs_root(), name, st.session_state.get("split") or "test"

@@ -61,22 +61,44 @@ def start_training(config: dict, root: Path, name: str | None = None) -> str:
 
 @st.fragment(run_every=1.5)
 def live_curves(root: str, name: str) -> None:
-    """Training curves of run ``name`` so far (complete or being written)."""
+    """Training curves of run ``name`` while it trains; when it is done, the whole page is drawn again (with the
+    finished run's curves, :func:`finished_curves`) and the run becomes the run of every page."""
     from fnlab.storage.runs import RunStore
 
+    job = jobs.status(root, name)
+    if job is None or job.state != "running" or name in state.run_names(Path(root)):
+        if job is not None and job.state != "failed":
+            state.select_run(name)
+        state.refresh_runs()
+        st.rerun(scope="app")
     try:
         metrics = RunStore(root).progress(name)
     except (FileNotFoundError, ValueError):
         metrics = None
-    job = jobs.status(root, name)
-    if job is not None and job.state == "failed":
-        st.error(f"Training {name} failed: {job.error}")
-    elif job is not None and job.state == "done" or name in state.run_names(Path(root)):
-        st.success(f"Run **{name}** is ready: it is now the run of every page.")
-        if st.session_state.get("_tr_selected") != name:
-            st.session_state["_tr_selected"] = name
-            state.select_run(name)
-            state.refresh_runs()
-            st.rerun(scope="app")
     if metrics is not None and len(metrics):
         st.plotly_chart(viz.training_curves({name: metrics}), width="stretch", key=f"train_live_{name}")
+    else:
+        st.caption("The curves appear after the first epoch.")
+
+
+def finished_curves(root: Path, name: str, *, just_trained: bool = False) -> None:
+    """The training curves of a finished run, with its kept epoch and test figures."""
+    if just_trained:
+        st.success(f"Run **{name}** is ready: it is now the run of every page.")
+    st.subheader(f"Training curves of run {name}")
+    metrics = state.run_metrics(root, name)
+    if not len(metrics):
+        st.caption("This run recorded no per-epoch metrics.")
+        return
+    st.plotly_chart(viz.training_curves({name: metrics}), width="stretch", key="train_finished")
+    try:
+        ev = state.get_run(root, name).load_json("eval")
+    except (FileNotFoundError, OSError, ValueError):
+        return
+    best, rsum = ev.get("best_epoch"), (ev.get("recall") or {}).get("rsum")
+    rel = (ev.get("relevant_recall") or {}).get("rsum") if isinstance(ev.get("relevant_recall"), dict) else None
+    parts = [f"kept epoch {best}" if best is not None else None,
+             f"{ev.get('split', 'test')} rSum {rsum:.1f}" if isinstance(rsum, int | float) else None,
+             f"relevant rSum {rel:.1f}" if isinstance(rel, int | float) else None]
+    st.caption("; ".join(p for p in parts if p) + ". Epoch 0 (where shown) is the untrained model: your own "
+               "embeddings, which a run may keep. Grey: the warm-up epochs, trained without the sampler.")

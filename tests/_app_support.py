@@ -61,3 +61,45 @@ def ensure_repo_on_path() -> None:
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+
+
+def planted_text_folder(root: Path, n: int = 90, *, dim: int = 16, seed: int = 0) -> Path:
+    """A small ``pairs`` folder with texts on both sides (documents and queries), a sixth of the documents
+    duplicated (each duplicate and its original: false negatives in ``relevance.csv``)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n_orig = n * 5 // 6
+    docs = rng.standard_normal((n_orig, dim))
+    copies = rng.choice(n_orig, size=n - n_orig, replace=False)
+    group = np.concatenate([np.arange(n_orig), copies])
+    docs = np.concatenate([docs, docs[copies] + 0.02 * rng.standard_normal((len(copies), dim))])
+    queries = docs + 0.5 * rng.standard_normal(docs.shape)
+    split = rng.choice(["train", "val", "test"], size=n_orig, p=[0.5, 0.25, 0.25])[group]
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "a.npy", docs.astype(np.float32))
+    np.save(root / "b.npy", queries.astype(np.float32))
+    pd.DataFrame({"b": np.arange(n), "a": np.arange(n), "split": split,
+                  "text": [f"how do I use tool {g}" for g in group],
+                  "a_text": [f"the manual of tool {g}" for g in group]}).to_csv(root / "pairs.csv", index=False)
+    rel = [(i, j) for i in range(n) for j in np.flatnonzero(group == group[i]) if j != i]
+    pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
+    return root
+
+
+def own_runs_root(base: Path) -> Path:
+    """A runs folder holding one run trained on :func:`planted_text_folder`, as the app's Train page trains one
+    (every split's embeddings saved), once per test session."""
+    if "own" in _ROOT:
+        return _ROOT["own"]
+    from fnlab.storage import runs
+    from fnlab.training import train
+
+    folder = planted_text_folder(base / "mine")
+    cfg = {"dataset": "pairs", "dataset_root": str(folder), "sampler": "fne", "epochs": 1, "batch_size": 32,
+           "dim": 16, "queue_size": 0, "seed": 0, "device": "cpu", "eval_splits": ["train", "val", "test"]}
+    root = base / "runs"
+    train.train(train.TrainConfig.from_dict(cfg), store=runs.RunStore(root), name="mine")
+    _ROOT["own"] = root
+    return root

@@ -125,7 +125,7 @@ def test_distributions_page(env):
     at = _open("views/distributions.py")
     _ok(at)
     assert len(_plotly(at)) == 3  # histogram, posterior curve, reliability diagram
-    at.radio(key="ds_scope").set_value("one query").run()
+    at.radio(key="ds_scope").set_value("query").run()
     _ok(at)
     assert len(_plotly(at)) == 3
 
@@ -163,7 +163,7 @@ def test_embedding_map_page(env):
     at.number_input(key="map_manual").set_value(45).run()  # a caption (40 images first)
     _ok(at)
     assert any("Point 45" in m.value for m in at.markdown)
-    at.selectbox(key="map_colour").set_value("modality").run()
+    at.selectbox(key="map_colour").set_value("side").run()
     _ok(at)
     assert len(at.dataframe) >= 2  # its pair and its neighbours
     # text search rings the matches and selects one
@@ -330,7 +330,7 @@ def test_suspect_opens_its_query_in_rankings_and_on_the_map(env):
     at = _open("views/suspects.py")
     at.slider(key="sus_range").set_value((0.0, 1.0)).run()
     _ok(at)
-    query = int(at.markdown[0].value.split("Query ")[1].split(":")[0])
+    query = int(at.markdown[0].value.split("Caption ")[1].split(":")[0])
     at.button(key="sus_to_ranking").click().run()
     _ok(at)
     assert at.title[0].value == "Rankings" and at.selectbox(key="rk_query_t2i").value == query

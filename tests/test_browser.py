@@ -90,6 +90,7 @@ def server(tmp_path_factory):
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_browser"))
     warm_umap_cache(root)
     proc, log, url = _serve(app_env(root), root.parent / "streamlit.log")
+    _SERVER_ROOTS[url] = str(root)
     try:
         yield url
     finally:
@@ -170,6 +171,7 @@ def test_every_page_renders_at_1280px(server, browser):
             _shot(page, f"page_{shot}")
             _no_errors(page, shot)
             _not_cut_off(page, shot)
+            _tables_fit(page, shot)
         # the developer toolbar is off (viewer mode): no Deploy button
         assert page.get_by_text("Deploy", exact=True).count() == 0
         for path, shot in PAGES:  # every page again, now cached (a full page load each time)
@@ -236,26 +238,31 @@ def _selectbox_texts(page) -> list[str]:
         el => el.innerText + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' '))""")
 
 
-def _click_point(page, point_id: int) -> None:
-    """Click the embedding-map point whose custom data is ``point_id`` (plotly axis conversions in the page)."""
-    xy = page.evaluate(
-        """(pid) => {
+def _click_point(page, below: int = 10**9) -> int:
+    """Click an embedding-map point with an id below ``below`` that no other point sits within 12 px of (a click
+    picks the nearest point, so a point in a crowd may hand the click to a neighbour); returns its id."""
+    got = page.evaluate(
+        """(below) => {
             const gd = document.querySelector('.js-plotly-plot');
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+            const pts = [];
             for (const tr of gd._fullData) {
-                if (!tr.customdata) continue;
+                if (!tr.customdata || tr.name === 'selected / neighbours') continue;
                 for (let i = 0; i < tr.customdata.length; i++) {
                     const cd = tr.customdata[i];
-                    if ((Array.isArray(cd) ? cd[0] : cd) == pid) {
-                        const r = gd.getBoundingClientRect();
-                        return [r.left + xa._offset + xa.l2p(tr.x[i]), r.top + ya._offset + ya.l2p(tr.y[i])];
-                    }
+                    pts.push([Array.isArray(cd) ? cd[0] : cd, r.left + xa._offset + xa.l2p(tr.x[i]),
+                              r.top + ya._offset + ya.l2p(tr.y[i])]);
                 }
             }
+            for (const [id, x, y] of pts.sort((a, b) => a[0] - b[0])) {
+                if (id >= below) continue;
+                if (pts.every(([j, u, v]) => j === id || Math.hypot(u - x, v - y) > 12)) return [id, x, y];
+            }
             return null;
-        }""", point_id)
-    assert xy is not None, f"point {point_id} not on the map"
-    page.mouse.click(xy[0], xy[1])
+        }""", below)
+    assert got is not None, "no point on the map stands alone"
+    page.mouse.click(got[1], got[2])
+    return int(got[0])
 
 
 def test_linked_views(server, browser):
@@ -265,10 +272,10 @@ def test_linked_views(server, browser):
         # Suspect -> its query in Rankings.
         page.goto(f"{server}/suspects")
         _settle(page)
-        text = page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Query \d+")).first.inner_text()
-        query = int(re.match(r"Query (\d+)", text).group(1))
+        text = page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Caption \d+")).first.inner_text()
+        query = int(re.match(r"Caption (\d+)", text).group(1))
         _timed(page, "suspect -> open in Rankings",
-               lambda: page.get_by_role("button", name=re.compile("Open this query in Rankings")).click())
+               lambda: page.get_by_role("button", name=re.compile("Open this caption in Rankings")).click())
         page.wait_for_selector("h1:has-text('Rankings')", timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
@@ -285,8 +292,9 @@ def test_linked_views(server, browser):
         # A click on another map point selects it.
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
-        _timed(page, "map: click a point", lambda: _click_point(page, 3))
-        page.get_by_text("Point 3,").first.wait_for(timeout=WAIT_MS)
+        clicked = []
+        _timed(page, "map: click a point", lambda: clicked.append(_click_point(page, below=40)))  # an image
+        page.get_by_text(f"Point {clicked[0]},").first.wait_for(timeout=WAIT_MS)
         _shot(page, "map_point_clicked")
         # Text search on the map.
         box = page.get_by_role("textbox", name="Find on the map")
@@ -299,7 +307,7 @@ def test_linked_views(server, browser):
         page.wait_for_selector("h1:has-text('Rankings')", timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
-        assert any("#3:" in t for t in _selectbox_texts(page)), _selectbox_texts(page)
+        assert any(f"#{clicked[0]}:" in t for t in _selectbox_texts(page)), _selectbox_texts(page)
         _no_errors(page, "linked views")
         _shot(page, "linked_map_to_rankings")
     finally:
@@ -361,6 +369,9 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
         assert m, text
         query, rank = int(m.group(1)), int(m.group(3))
         story.append(f"first page: {text}")
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        named = re.search(r"caption #(\d+)", readme[readme.index("### The demo run"):])
+        assert named and int(named.group(1)) == query, "the README's example caption is not the app's"
         _shot(page, "first_start_ready")
 
         # Rankings opens on it: the labelled image in the top 3, a false negative above it.
@@ -380,7 +391,9 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
         assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
         traces = _traces(page, 0)
         axes = sorted({t["axis"] for t in traces}, key=lambda a: int(a[1:] or 1))
-        names = ["hardest", "simans", "fne · paper", "fne · calibrated"]  # the page's default samplers, in order
+        # the subplots' titles, top to bottom: the page's samplers in the order of their rows
+        names = [t for t in page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.annotations"
+                                          ".map(a => a.text)") if not t.startswith("labelled positive")]
         on_fn = {n: sum(sum(t["y"]) for t in traces if t["axis"] == a and t["name"] == "false negative")
                  for n, a in zip(names, axes, strict=True)}
         risk = {t["name"]: t["y"][0] for t in _traces(page, 1)}
@@ -401,3 +414,255 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "demo_story.txt").write_text("\n".join(story) + "\n")
     assert not errors, errors
+
+
+# ------------------------------------------------------------------ issue 24: own data, URL, review keys, polish
+def _main_text(page) -> str:
+    return page.locator("[data-testid='stMain']").inner_text()
+
+
+def _tables_fit(page, where: str) -> None:
+    """No table scrolls sideways: every column is visible at 1280 px."""
+    over = page.evaluate("() => [...document.querySelectorAll('.dvn-scroller')].map(e => e.scrollWidth - e.clientWidth)")
+    assert all(o <= 2 for o in over), f"{where}: a table is wider than its box by {over} px"
+
+
+def _goto(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("h1", timeout=WAIT_MS)
+    _settle(page)
+
+
+def _warm_timed(page, what: str, first, second, repeats: int = 2) -> None:
+    """A warm interaction, timed (written to browser_timings.txt, never asserted): one untimed warm-up, then
+    alternating actions, each from the gesture until the script run it started has finished."""
+    first(page)
+    _settle(page)
+    times = []
+    for i in range(repeats * 2):
+        t = time.perf_counter()
+        (second if i % 2 == 0 else first)(page)
+        _settle(page)
+        times.append(time.perf_counter() - t)
+    TIMINGS.append(f"{'warm: ' + what:<55} {sorted(times)[len(times) // 2]:6.2f} s (median, incl. a fixed 0.30 s wait)")
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory):
+    """The app on a runs folder with one run trained on a folder of texts (documents and queries, no pictures)."""
+    from _app_support import own_runs_root
+
+    _needs_browser()
+    root = own_runs_root(tmp_path_factory.mktemp("fnlab_browser_own"))
+    proc, log, url = _serve(app_env(root), root.parent / "streamlit-own.log")
+    try:
+        yield url, root
+    finally:
+        _stop(proc, log)
+
+
+def test_own_folder_walk(own_server, browser):
+    """A user's folder of texts: every page speaks of documents and queries (never images or captions), every split
+    and all of them can be shown, and the export carries the texts."""
+    url, _ = own_server
+    errors: list[str] = []
+    page = _new_page(browser, errors)
+    try:
+        for path, shot in PAGES:
+            _goto(page, f"{url}/{path}")
+            if shot in ("rankings", "distributions", "playground", "embedding_map"):
+                page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+                _settle(page)
+            text = _main_text(page) + page.locator("[data-testid='stSidebar']").inner_text()
+            for word in ("image", "caption"):
+                assert word not in text.lower(), (shot, [line for line in text.splitlines() if word in line.lower()])
+            _no_errors(page, f"own {shot}")
+            _not_cut_off(page, f"own {shot}")
+            _tables_fit(page, f"own {shot}")
+            _shot(page, f"own_{shot}")
+        assert "query → document" in page.locator("[data-testid='stSidebar']").inner_text()
+        # every split, and all of them
+        _goto(page, f"{url}/rankings")
+        side = page.locator("[data-testid='stSidebar']")
+        _timed(page, "own data: split -> all splits", lambda: side.get_by_text("all splits", exact=True).click())
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        _settle(page)
+        assert "split=all" in page.url
+        _no_errors(page, "own rankings, all splits")
+        _shot(page, "own_rankings_all_splits")
+        # the suspects export: texts beside the ids
+        _goto(page, f"{url}/suspects?split=test")
+        with page.expect_download(timeout=WAIT_MS) as got:
+            page.get_by_role("button", name=re.compile("Download .* rows")).click()
+        csv = Path(got.value.path()).read_text()
+        header = csv.splitlines()[0].split(",")
+        assert {"query_id", "query_text", "candidate_id", "candidate_text"} <= set(header), header
+        assert "how do I use tool" in csv and "the manual of tool" in csv
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_reload_reopens_the_view(server, browser):
+    """Split, direction, query and the page's controls survive a reload and travel in a shared link."""
+    errors: list[str] = []
+    page = _new_page(browser, errors)
+    try:
+        _goto(page, f"{server}/rankings?split=val&direction=i2t&query=6&k=20&threshold=0.3")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        assert any("#6:" in t for t in _selectbox_texts(page)), _selectbox_texts(page)
+        page.reload()
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        _settle(page)
+        for part in ("split=val", "direction=i2t", "query=6", "k=20", "threshold=0.3"):
+            assert part in page.url, (part, page.url)
+        checked = page.locator("[data-testid='stSidebar'] input[type='radio']:checked")
+        values = [checked.nth(i).evaluate("e => e.closest('label').innerText") for i in range(checked.count())]
+        assert "val" in values and any("image → text" in v for v in values), values
+        assert any("#6:" in t for t in _selectbox_texts(page))
+        assert page.get_by_text("Candidates shown (top K)").count() == 1
+        _shot(page, "url_reload_rankings")
+        # a link to another page's view, shared: the map with a point selected
+        other = _new_page(browser, errors)
+        _goto(other, f"{server}/embedding_map?point=45&colour=side")
+        other.get_by_text("Point 45,").first.wait_for(timeout=WAIT_MS)
+        assert other.locator("input[type='number']").first.input_value() == "45"  # the point box shows it
+        _shot(other, "url_shared_map_point")
+        other.close()
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
+    errors: list[str] = []
+    page = _new_page(browser, errors)
+
+    def reviewed() -> int:
+        return int(re.sub(r"\D", "", page.locator("[data-testid='stMetric']", has_text="Reviewed").first
+                          .inner_text().split("\n")[-1]))
+
+    def card() -> str:
+        return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate")).first.inner_text()
+
+    try:
+        _goto(page, f"{server}/suspects")
+        page.locator("[data-testid='stMetric']", has_text="Reviewed").first.wait_for(timeout=WAIT_MS)
+        page.wait_for_selector(IDLE, timeout=WAIT_MS)
+        before, first = reviewed(), card()
+        _timed(page, "review: F pressed as soon as the page is idle", lambda: page.keyboard.press("f"))
+        assert reviewed() == before + 1 and card() != first
+        _timed(page, "review: U (undo)", lambda: page.keyboard.press("u"))
+        assert reviewed() == before and card() == first
+        cards = [card()]
+        for _ in range(3):
+            _timed(page, "review: N (next card)", lambda: page.keyboard.press("n"))
+            cards.append(card())
+        assert len(set(cards)) == 4, cards  # every N moved on
+        page.keyboard.press("n")
+        page.wait_for_timeout(60)
+        page.keyboard.press("n")  # a second N while the first redraws: one more card, not the same one
+        _settle(page)
+        page.wait_for_timeout(500)
+        _settle(page)
+        assert card() not in cards[-1:], "a second N kept the same card"
+        _shot(page, "review_after_keys")
+        _no_errors(page, "review")
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def _marker(page, plot: int, name: str) -> tuple[str, str]:
+    return tuple(page.evaluate(
+        """([i, name]) => { const t = [...document.querySelectorAll('.js-plotly-plot')][i]._fullData
+             .find(t => t.name === name); return [t.marker.color, t.marker.symbol]; }""", [plot, name]))
+
+
+def test_polish(server, browser, tmp_path):
+    """Each polish item of issue 24, checked and photographed."""
+    import shutil
+
+    errors: list[str] = []
+    page = _new_page(browser, errors)
+    try:
+        # the map while its UMAP is computing (val split): axes say PCA; a clicked point shows in the point box
+        _goto(page, f"{server}/embedding_map?split=val")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        _settle(page)
+        titles = page.evaluate("() => { const l = document.querySelector('.js-plotly-plot')._fullLayout;"
+                               " return [l.xaxis.title.text, l.yaxis.title.text]; }")
+        assert titles in (["PCA 1", "PCA 2"], ["UMAP 1", "UMAP 2"]), titles
+        assert ("PCA" in titles[0]) == (page.get_by_text("PCA while UMAP computes").count() > 0)
+        _shot(page, "polish_map_projection_axes")
+        point = _click_point(page)
+        page.get_by_text(f"Point {point},").first.wait_for(timeout=WAIT_MS)
+        _settle(page)
+        assert page.locator("input[type='number']").first.input_value() == str(point)
+        # colour options are words, not field names
+        page.locator("[data-testid='stSelectbox']", has_text="Colour by").first.click()
+        options = page.get_by_role("option").all_inner_texts()
+        assert "number of objects" in options and not [o for o in options if "_" in o], options
+        _shot(page, "polish_map_colour_options")
+        page.keyboard.press("Escape")
+        _tables_fit(page, "map")
+        # the training curves: warm-up marked, FN-rate axis a share from 0; the Train page shows the finished run
+        _goto(page, f"{server}/train")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        assert page.get_by_text("Training curves of run tiny").count() == 1
+        layout = page.evaluate("() => { const l = document.querySelector('.js-plotly-plot')._fullLayout;"
+                               " return [l.yaxis3.range, l.annotations.map(a => a.text)]; }")
+        assert 0 <= layout[0][0] <= 1e-9 and layout[0][1] <= 1.0, layout
+        assert any("warm-up" in t for t in layout[1]), layout[1]
+        _shot(page, "polish_train_finished_curves")
+        # one colour and marker per sampler, in the Lesson and the playground
+        _goto(page, f"{server}/lesson?step=4")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        _settle(page)
+        lesson = {n: _marker(page, 1, n) for n in ("hardest", "fne · calibrated")}
+        _shot(page, "polish_lesson_step4")
+        _goto(page, f"{server}/playground")
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
+        _settle(page)
+        play = {n: _marker(page, 1, n) for n in ("hardest", "fne · calibrated")}
+        assert lesson == play, (lesson, play)
+        _shot(page, "polish_playground_styles")
+        # Compare: runs of two datasets are flagged; no "None"; rename and delete from the app
+        from _app_support import own_runs_root
+
+        runs = tmp_path / "runs"
+        shutil.copytree(Path(server_root(server)) / "tiny", runs / "tiny")
+        shutil.copytree(own_runs_root(tmp_path / "own") / "mine", runs / "mine")
+        _goto(page, f"{server}/compare")
+        box = page.locator("[data-testid='stSidebar']").get_by_role("textbox", name="Runs folder")
+        box.fill(str(runs))
+        box.press("Enter")
+        _settle(page)
+        page.locator("[data-testid='stSelectbox']", has_text="Dataset").first.click()
+        page.get_by_role("option", name=re.compile("every dataset")).click()
+        _settle(page)
+        page.locator("[data-testid='stMultiSelect']", has_text="Runs").first.wait_for(timeout=WAIT_MS)
+        assert page.get_by_text(re.compile("come from 2 different datasets")).count() == 1
+        assert "None" not in _main_text(page)
+        _tables_fit(page, "compare")
+        _shot(page, "polish_compare_two_datasets")
+        page.get_by_text("Rename or delete a run").click()
+        page.get_by_role("textbox", name="New name").fill("tiny-renamed")
+        page.get_by_role("textbox", name="New name").press("Enter")
+        _settle(page)
+        page.get_by_role("button", name=re.compile("Rename")).click()
+        _settle(page)
+        assert (runs / "tiny-renamed" / "run.json").is_file() and not (runs / "tiny").exists()
+        _shot(page, "polish_compare_renamed")
+        _no_errors(page, "polish")
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+_SERVER_ROOTS: dict[str, str] = {}
+
+
+def server_root(url: str) -> str:
+    """The runs folder the module's server shows (set by the ``server`` fixture's environment)."""
+    return _SERVER_ROOTS.get(url) or os.environ.get("FNLAB_BROWSER_RUNS", "")

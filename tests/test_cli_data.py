@@ -69,7 +69,7 @@ def test_list_and_text_info(capsys):
     assert names == data.available()
     assert main(["data", "info", "shapes", "--split", "test", "-o", "n_train=10", "-o", "n_test=10"]) == 0
     text = capsys.readouterr().out
-    assert "false negatives per query, mean" in text and "items, side A (images)" in text
+    assert "false negatives per caption, mean" in text and "items, side A (images)" in text
 
 
 def test_make_sample_writes_loadable_folder(capsys, tmp_path):

@@ -5,40 +5,59 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import state, uploads
+from app import labels, state, uploads, url
 from fnlab.data import display
 
 st.title("fnlab: a false-negative lab")
 state.sidebar()
-st.markdown(
-    "A **false negative** is a pair that truly matches (a caption that describes an image) but is not "
-    "labelled as a match, so contrastive training pushes it away as if it were a negative. "
-    "New here? The **Lesson** page walks through it in five steps on the demo run. Then **Sampler playground** "
-    "shows which negatives each sampler picks, and **Rankings** and **Suspects** find the false negatives hiding "
-    "in a trained model's top results."
-)
+
+
+def _nouns():
+    """The words of the run in the sidebar (captions and images for the demo), else of image-text data."""
+    name = st.session_state.get("run")
+    if name:
+        try:
+            return state.content(state.runs_root(), name, st.session_state.get("split") or "test").nouns
+        except (OSError, ValueError):
+            pass
+    from fnlab.data.base import nouns_for
+
+    return nouns_for("image", "text")
+
+
+def _intro() -> None:
+    n = _nouns()
+    st.markdown(
+        f"A **false negative** is a pair that truly matches ({labels.an(n.b)} that fits {labels.an(n.a)}) but is not labelled as a "
+        "match, so contrastive training pushes it away as if it were a negative. "
+        "New here? The **Lesson** page walks through it in five steps on the demo run. Then **Sampler playground** "
+        "shows which negatives each sampler picks, and **Rankings** and **Suspects** find the false negatives hiding "
+        "in a trained model's top results."
+    )
 
 
 def _example() -> None:
-    """Two sentences on the run's example caption, the one Rankings and the Sampler playground open on."""
+    """Two sentences on the run's example query, the one Rankings and the Sampler playground open on."""
     name = st.session_state.get("run")
     if not name:
         return
-    root, split = state.runs_root(), st.session_state.get("split", state.SPLITS[0])
-    ex = state.teaching_example(str(root), name, split, state.run_key(root, name))
+    root, split = state.runs_root(), st.session_state.get("split") or "test"
+    ex = state.teaching_example(root, name, split)
     if ex is None:
         return
     q = ex["query"]
-    cap = state.caption_array(state.ds_key(root, name, split))[q]
+    c = state.content(root, name, split)
+    n = c.nouns
+    text = c.b_text[q]
     above = ex["false_negatives_above"]
-    behind = (f"behind {above} image{'s' if above != 1 else ''} that it also describes but nobody labelled "
+    behind = (f"behind {above} {n.a if above == 1 else n.a_plural} that it also fits but nobody labelled "
               "(false negatives)" if above else "with no false negative above it")
     st.markdown(
-        f"**An example on run {name}:** caption #{q} “{cap}” finds its labelled image at rank "
+        f"**An example on run {name}:** {n.b} #{q} “{text}” finds its labelled {n.a} at rank "
         f"{ex['positive_rank']}, {behind}; **Rankings** opens on it. "
         f"Asked for a negative for it, hardest-negative mining draws a false negative {ex['hardest_fn_risk']:.0%} "
-        f"of the time and FNE {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show where each "
-        "puts its weight.")
+        f"of the time and FNE ({_setting(ex)}) {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show "
+        "where each puts its weight.")
     c1, c2, _ = st.columns(3)
     if c1.button("Open it in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch"):
         state.open_ranking("t2i", q)
@@ -46,8 +65,14 @@ def _example() -> None:
         state.open_playground(q)
 
 
+def _setting(ex: dict) -> str:
+    return labels.fne_setting(ex.get("fne_params") or {})
+
+
+state.guard(_intro)
 state.guard(_example)
 
+DATA_SPLITS = ["test", "val", "train", "all"]
 SOURCES = {
     "the dataset of the run in the sidebar": "run",
     "sample: shapes (sample_data/shapes)": "sample",
@@ -95,14 +120,15 @@ def _uploaded_dataset(split: str):
 
 def _load():
     c1, c2 = st.columns([3, 1])
+    url.bind("data_source", "source", list(SOURCES)[0], url.as_str, allowed=list(SOURCES))
     choice = SOURCES[c1.selectbox("Dataset", list(SOURCES), key="data_source")]
-    split = c2.selectbox("Split", ["train", "val", "test", "all"], index=2, key="data_split")
+    url.bind("data_split", "data_split", "test", url.as_str, allowed=DATA_SPLITS)
+    split = c2.selectbox("Split", DATA_SPLITS, key="data_split", format_func=lambda s: state.SPLIT_LABELS.get(s, s))
     if choice == "run":
         name = st.session_state.get("run")
         if name:
-            key = state.ds_key(state.runs_root(), name, split)
-            st.caption(f"Run **{name}** was trained on `{key[0]}`.")
-            return state.dataset(*key)
+            st.caption(f"Run **{name}** was trained on `{state.loaded(state.runs_root(), name).dataset_spec['name']}`.")
+            return state.run_dataset(state.runs_root(), name, split)
         st.caption("No trained run yet: showing the sample data.")
         choice = "sample"
     if choice == "sample":
@@ -139,27 +165,33 @@ def _page():
                    "labelled.")
 
     st.subheader("Gallery")
-    n = st.slider(f"{words.a_plural.capitalize()} shown", 4, min(96, max(4, ds.n_a)), min(24, ds.n_a),
-                  key="data_gallery_n")
+    hi = min(96, max(4, ds.n_a))
+    url.bind("data_gallery_n", "n", min(24, ds.n_a), url.as_int, allowed=lambda v: 4 <= v <= hi)
+    n = st.slider(f"{words.a_plural.capitalize()} shown", 4, hi, key="data_gallery_n")
+    url.publish({"source": st.session_state.get("data_source"), "data_split": st.session_state.get("data_split"),
+                 "n": n})
     by_a = ds.a_to_b()
     rows = []
+    images = ds.a_modality == "image"
     for i in range(min(n, ds.n_a)):
-        caps = [state.caption(ds, j) for j in by_a[i][:5]]
-        row = {"image": display.image_data_uri(ds, i, size=64)} if ds.a_modality == "image" else {}
-        row.update({"item": state.a_label(ds, i), "captions": " · ".join(caps)})
+        texts = [state.caption(ds, j) for j in by_a[i][:5]]
+        row = {"image": display.image_data_uri(ds, i, size=64)} if images else {}
+        row.update({"item": state.a_text(ds, i), "labelled": " · ".join(texts)})
         if ds.relevance is not None:
             rel_col = ds.relevance[:, i]
             row["false negatives"] = int(rel_col.nnz - len(by_a[i]))
         rows.append(row)
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch", row_height=96, height=560,
-                 column_config={"image": st.column_config.ImageColumn("image", width="small"),
-                                "item": st.column_config.TextColumn("what it shows", width="medium"),
-                                "captions": st.column_config.TextColumn(f"its labelled {words.b_plural}",
-                                                                        width="large"),
+    what = {"image": "what it shows", "text": "its text"}.get(ds.a_modality, "what it is")
+    st.dataframe(table, hide_index=True, width="stretch", row_height=96 if images else 35,
+                 height=560 if images else 420,
+                 column_config={"image": st.column_config.ImageColumn(words.a, width="small"),
+                                "item": st.column_config.TextColumn(f"{words.a}: {what}", width=240),
+                                "labelled": st.column_config.TextColumn(f"its labelled {words.b_plural}",
+                                                                        width=340 if images else 420),
                                 "false negatives": st.column_config.NumberColumn(
-                                    "false negatives", help="Captions that describe this image but are not "
-                                                            "labelled with it.", width="small")})
+                                    "false negatives", help=f"{words.b_plural.capitalize()} that fit this {words.a} "
+                                                            "but are not labelled with it.", width=110)})
 
 
 state.guard(_page)

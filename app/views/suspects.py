@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from app import state
+from app import state, url
 from fnlab.analysis import review
 
 st.title("Suspects")
@@ -20,20 +21,25 @@ st.caption("Unlabelled pairs the model ranks high and the run's posterior calls 
 KEYS = "Keys: **F** false negative · **T** true negative · **U** undo · **N** next (skip for now)"
 
 
+SOURCES = ["the selected run", "uploaded embeddings"]
+
+
 def _source():
-    src = st.radio("Suspects of", ["the selected run", "uploaded embeddings"], horizontal=True, key="sus_source")
-    top_k = st.slider("Candidates scanned per query (top K)", 5, 100, 20, key="sus_topk",
+    url.bind("sus_source", "source", SOURCES[0], url.as_str, allowed=SOURCES)
+    src = st.radio("Suspects of", SOURCES, horizontal=True, key="sus_source")
+    url.bind("sus_topk", "top_k", 20, url.as_int, allowed=lambda v: 5 <= v <= 100)
+    top_k = st.slider("Candidates scanned per query (top K)", 5, 100, key="sus_topk",
                       help="Each query's K most similar unlabelled candidates are scanned.")
-    if src == "the selected run":
+    if src == SOURCES[0]:
         cur = state.current_run()
         if cur is None:
             return None
         root, name, split = cur
-        table, summary = state.scan_run(str(root), name, split, int(top_k), state.run_key(root, name))
+        table, summary = state.scan_run(str(root), name, split, int(top_k))
         ds = state.run_dataset(root, name, split)
         store = review.RunDecisions(state.get_run(root, name), session=_session())
-        n_a = len(state.run_embeddings(root, name, split)[0])
-        return table, summary, store, (ds, state.ds_key(root, name, split), n_a), f"{name}-{split}"
+        info = RunInfo(root, name, split, ds, state.content(root, name, split), ds.n_a)
+        return table, summary, store, info, f"{name}-{split}"
     c1, c2, c3 = st.columns(3)
     q = c1.file_uploader("Queries (.npy, [queries, dim])", type=["npy"], key="sus_q")
     c = c2.file_uploader("Candidates (.npy, [candidates, dim])", type=["npy"], key="sus_c")
@@ -49,7 +55,7 @@ def _source():
     table, summary = state.scan_arrays(q.getvalue(), c.getvalue(), p.getvalue(), (q.name, c.name, p.name),
                                        int(top_k))
     table = table.copy()
-    for up, col, idx in ((qt, "caption", "query"), (ct, "candidate_item", "candidate")):
+    for up, col, idx in ((qt, "query_text", "query"), (ct, "candidate_text", "candidate")):
         if up is not None:
             lines = up.getvalue().decode("utf-8", errors="replace").splitlines()
             ids = table[idx].to_numpy()
@@ -62,6 +68,25 @@ def _source():
     return table, summary, review.FolderDecisions(folder, session=_session()), None, f"upload-{digest}"
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a scan comes from: where its items are and what to call them."""
+
+    root: Path
+    name: str
+    split: str
+    ds: object
+    content: object
+    n_a: int
+
+
+def review_key(split: str) -> str:
+    """The decision log's ``direction`` for captions querying images on ``split``: ``t2i`` on the test split (as
+    logs before splits were kept say), ``t2i@SPLIT`` on the others, so one split's indices never read as
+    another's."""
+    return "t2i" if split == "test" else f"t2i@{split}"
+
+
 def _session() -> str:
     """This browser tab's review session: fnlab.analysis.review's undo takes back this session's own actions only."""
     import uuid
@@ -69,47 +94,81 @@ def _session() -> str:
     return st.session_state.setdefault("sus_session", uuid.uuid4().hex[:12])
 
 
-def _decide(store, query: int, candidate: int, decision: str) -> None:
-    store.record("t2i", int(query), int(candidate), decision)
+def _decide(store, key: str, query: int, candidate: int, decision: str) -> None:
+    store.record(key, int(query), int(candidate), decision)
     st.session_state["sus_actions"] = st.session_state.get("sus_actions", 0) + 1
+
+
+def _head() -> tuple[int, int] | None:
+    """The card at the head of the review queue now: the first pair of the last drawn queue that is neither
+    decided since nor skipped."""
+    done = st.session_state.get("sus_done", set()) | st.session_state.get("sus_skipped", set())
+    return next((p for p in st.session_state.get("sus_queue", ()) if p not in done), None)
+
+
+def _decide_head(store, key: str, decision: str) -> None:
+    """F / T: decide the card at the head of the queue when the key is handled. Two quick presses decide two
+    cards, never the same card twice (a press arriving while the page redraws acts on the next card)."""
+    head = _head()
+    if head is not None:
+        _decide(store, key, head[0], head[1], decision)
+        st.session_state.setdefault("sus_done", set()).add(head)
+
+
+def _skip_head() -> None:
+    """N: skip the card at the head of the queue; every press advances by one card."""
+    head = _head()
+    if head is not None:
+        st.session_state.setdefault("sus_skipped", set()).add(head)
 
 
 def _undo(store) -> None:
     """Take back this session's last decision (the decision log keeps both, so nothing is lost)."""
-    if store.undo() is not None:
+    undone = store.undo()
+    if undone is not None:
         st.session_state["sus_actions"] = max(0, st.session_state.get("sus_actions", 0) - 1)
+        st.session_state.get("sus_done", set()).discard((int(undone["query"]), int(undone["candidate"])))
 
 
-def _skip(query: int, candidate: int) -> None:
-    st.session_state.setdefault("sus_skipped", set()).add((int(query), int(candidate)))
+@st.fragment
+def _review_part(todo, store, info, key: str, scanned: frozenset) -> None:
+    """The review card and the count of reviewed pairs. A key (F, T, N, U) redraws this part only, so it answers
+    at once; the table below catches up on the next change of a filter (or a reload)."""
+    decided = {(int(r.query), int(r.candidate)) for r in store.load().itertuples()
+               if r.direction == key and r.decision != review.UNDECIDED}
+    st.subheader("Review")
+    st.metric("Reviewed", f"{len(decided & scanned):,}", help="Pairs of this scan marked as a false or a true "
+                                                               "negative (the decision log keeps every action).")
+    state.guard(lambda: _review_one(todo, store, info, key, decided))
 
 
-def _review_one(todo, store, ds_info) -> None:
-    """The next undecided suspect, with its texts and image, the four keyed buttons and links."""
+def _review_one(todo, store, info, key: str, decided: set) -> None:
+    """The card at the head of the queue (undecided, not skipped), its texts and picture, the four keyed buttons
+    and links."""
     skipped = st.session_state.get("sus_skipped", set())
-    left_over = todo[[(int(a), int(b)) not in skipped for a, b in zip(todo["query"], todo["candidate"], strict=True)]]
-    if not len(left_over) and len(todo):
+    pairs = [(int(a), int(b)) for a, b in zip(todo["query"], todo["candidate"], strict=True)]
+    pairs_left = [i for i, p in enumerate(pairs) if p not in decided]
+    left_over = [i for i in pairs_left if pairs[i] not in skipped]
+    if not left_over and pairs_left:
         st.session_state["sus_skipped"] = set()  # everything was skipped once: start over
-        left_over = todo
-    if not len(left_over):
+        left_over = pairs_left
+    st.session_state["sus_queue"] = [pairs[i] for i in left_over[:1000]]
+    st.session_state["sus_done"] = set()
+    if not left_over:
         st.success("Nothing left to review in this view.")
         return
-    r = left_over.iloc[0]
+    r = todo.iloc[left_over[0]]
     q, c = int(r["query"]), int(r["candidate"])
-    left, mid, right = st.columns([1, 3, 1])
-    if ds_info is not None:
-        ds, dkey, n_a = ds_info
-        img = state.image(dkey, c)
+    n = info.content.nouns if info is not None else None
+    qn, cn = (n.b, n.a) if n is not None else ("query", "candidate")
+    left, mid, right = st.columns([1, 3, 1]) if info is None or info.content.images else (None, *st.columns([4, 1]))
+    if info is not None and left is not None:
+        img = state.image(info.root, info.name, info.split, c)
         if img is not None:
-            left.image(img, width=110, caption=f"candidate image {c}")
-    if "caption" in r:
-        mid.markdown(f"**Query {q}:** {r['caption']}")
-    else:
-        mid.markdown(f"**Query {q}**")
-    if "candidate_item" in r:
-        mid.markdown(f"**Candidate {c}:** {r['candidate_item']}")
-    else:
-        mid.markdown(f"**Candidate {c}**")
+            left.image(img, width=110, caption=f"candidate {cn} {c}")
+    mid.markdown(f"**{qn.capitalize()} {q}:** {r['query_text']}" if "query_text" in r else f"**{qn.capitalize()} {q}**")
+    mid.markdown(f"**Candidate {cn} {c}:** {r['candidate_text']}" if "candidate_text" in r
+                 else f"**Candidate {cn} {c}**")
     truth = ""
     if "is_relevant" in r and r["is_relevant"] is not None:
         truth = f", ground truth: **{'relevant' if r['is_relevant'] else 'not relevant'}**"
@@ -118,38 +177,40 @@ def _review_one(todo, store, ds_info) -> None:
     if r.get("why"):
         mid.markdown(f"Why: {r['why']}")
     right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
-                 shortcut="F", on_click=_decide, args=(store, q, c, review.FALSE_NEGATIVE))
+                 shortcut="F", on_click=_decide_head, args=(store, key, review.FALSE_NEGATIVE))
     right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch", shortcut="T",
-                 on_click=_decide, args=(store, q, c, review.TRUE_NEGATIVE))
+                 on_click=_decide_head, args=(store, key, review.TRUE_NEGATIVE))
     right.button("Next", key="sus_next", icon=":material/skip_next:", width="stretch", shortcut="N",
-                 on_click=_skip, args=(q, c))
+                 on_click=_skip_head)
     right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch", shortcut="U",
                  on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_actions"))
     st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
-    if ds_info is not None:
+    if info is not None:
         l1, l2 = st.columns(2)
-        if l1.button("Open this query in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:"):
+        if l1.button(f"Open this {qn} in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:"):
             state.open_ranking("t2i", q)
-        if l2.button("Show this query on the map", key="sus_to_map", icon=":material/scatter_plot:"):
-            state.open_on_map(ds_info[2] + q)
+        if l2.button(f"Show this {qn} on the map", key="sus_to_map", icon=":material/scatter_plot:"):
+            state.open_on_map(info.n_a + q)
 
 
 def _page():
     got = _source()
     if got is None:
         return
-    table, summary, store, ds_info, stem = got
-    table = review.merge(table, store.load(), direction="t2i")
+    table, summary, store, info, stem = got
+    key = review_key(info.split) if info is not None else "t2i"
+    table = review.merge(table, store.load(), direction=key)
     for problem in store.problems:  # a damaged line of the review log: skipped, the rest kept
         st.warning(state.public_message(ValueError(problem)))
-    m = st.columns(4)
+    m = st.columns(3)
     m[0].metric("Pairs scanned", f"{len(table):,}")
     m[1].metric("P(false negative) ≥ 0.5", f"{int((table['p_false_negative'] >= 0.5).sum()):,}")
     m[2].metric("P(false negative) ≥ 0.9", f"{int((table['p_false_negative'] >= 0.9).sum()):,}")
-    m[3].metric("Reviewed", f"{int((table['decision'] != review.UNDECIDED).sum()):,}")
     prior = summary.get("posterior", {}).get("prior_pos") if isinstance(summary.get("posterior"), dict) else None
-    st.caption(f"{int(summary.get('queries_scanned') or 0):,} queries against "
-               f"{int(summary.get('candidates') or 0):,} candidates, top {summary.get('top_k', '?')} each"
+    qs_, cs_ = (info.content.nouns.b_plural, info.content.nouns.a_plural) if info is not None else ("queries",
+                                                                                                   "candidates")
+    st.caption(f"{int(summary.get('queries_scanned') or 0):,} {qs_} against "
+               f"{int(summary.get('candidates') or 0):,} {cs_}, top {summary.get('top_k', '?')} each"
                + (f"; estimated share of matches among unlabelled pairs: {prior:.2g}" if prior is not None else "")
                + ".")
     status = summary.get("status", "calibrated")
@@ -160,48 +221,54 @@ def _page():
         st.caption("P(false negative) is calibrated: among pairs shown with P ≈ 0.9, about 9 in 10 are matches.")
 
     c1, c2, c3 = st.columns([2, 1, 1])
-    lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, (0.0, 1.0), 0.01, key="sus_range",
+    url.bind("sus_range", "range", (0.0, 1.0), url.as_range, allowed=lambda v: 0 <= v[0] <= v[1] <= 1)
+    lo, hi = c1.slider("P(false negative) between", 0.0, 1.0, step=0.01, key="sus_range",
                        help="Only pairs whose posterior lies in this range; sorted by P(false negative), the most "
                             "likely false negatives come first.")
     sorts = {"p_false_negative": "P(false negative)", "similarity": "similarity", "rank": "rank", "query": "query"}
+    url.bind("sus_sort", "sort", "p_false_negative", url.as_str, allowed=list(sorts))
     sort = c2.selectbox("Sort by", list(sorts), format_func=sorts.get, key="sus_sort")
-    show = c3.selectbox("Show", ["all", review.UNDECIDED, *review.DECISIONS], key="sus_show")
+    shows = ["all", review.UNDECIDED, *review.DECISIONS]
+    url.bind("sus_show", "show", "all", url.as_str, allowed=shows)
+    show = c3.selectbox("Show", shows, key="sus_show")
+    url.publish({"source": "upload" if info is None else None, "top_k": st.session_state.get("sus_topk"),
+                 "range": (lo, hi), "sort": sort, "show": show})
     view = table[(table["p_false_negative"] >= lo) & (table["p_false_negative"] <= hi)]
     if show != "all":
         view = view[view["decision"] == show]
     view = view.sort_values(sort, ascending=sort in ("rank", "query"), kind="stable")
 
-    if ds_info is not None:
-        ds, dkey, _ = ds_info
-        view = view.assign(caption=state.caption_array(dkey)[view["query"].to_numpy()],
-                           candidate_item=state.label_array(dkey)[view["candidate"].to_numpy()])
-    st.subheader("Review")
-    _review_one(view[view["decision"] == review.UNDECIDED], store, ds_info)
+    if info is not None:
+        view = view.assign(query_text=info.content.b_text[view["query"].to_numpy()],
+                           candidate_text=info.content.a_text[view["candidate"].to_numpy()])
+    _review_part(view[view["decision"] == review.UNDECIDED], store, info, key,
+                 frozenset(zip(table["query"].tolist(), table["candidate"].tolist(), strict=True)))
 
     st.subheader(f"Suspects ({len(view):,})")
-    cols = [c for c in ["query", "caption", "candidate", "candidate_item", "rank", "similarity", "positive_similarity",
-                        "p_false_negative", "why", "is_relevant", "decision"] if c in view.columns]
-    shown = view[cols].head(500).copy()
-    if ds_info is not None:
-        shown.insert(3, "image", state.thumbs(dkey, shown["candidate"], 48))
+    cols = [c for c in ["query", "query_text", "candidate", "candidate_text", "rank", "similarity", "p_false_negative",
+                        "is_relevant", "decision"] if c in view.columns]  # widths fit 1280 px with the sidebar
+    shown = view[cols].head(500).copy()  # text only: the card above shows the candidate's picture
+    qn, cn = (info.content.nouns.b, info.content.nouns.a) if info is not None else ("query", "candidate")
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="multi-row", key="sus_table", height=380,
-                         column_config={"query": st.column_config.NumberColumn("query #", width="small"),
-                                        "candidate": st.column_config.NumberColumn("candidate #", width="small"),
-                                        "rank": st.column_config.NumberColumn("rank", width="small"),
-                                        "image": st.column_config.ImageColumn("image", width="small"),
-                                        "caption": st.column_config.TextColumn("query text", width="medium"),
-                                        "candidate_item": st.column_config.TextColumn("candidate", width="medium"),
+                         column_config={"query": st.column_config.NumberColumn(f"{qn} #", width=55),
+                                        "candidate": st.column_config.NumberColumn(f"{cn} #", width=55),
+                                        "rank": st.column_config.NumberColumn("rank", width=45),
+                                        "query_text": st.column_config.TextColumn(qn, width=158),
+                                        "candidate_text": st.column_config.TextColumn(cn, width=158),
                                         "positive_similarity": st.column_config.NumberColumn(
-                                            "its positive", format="%.3f", help="Similarity of the query's "
-                                                                                "labelled positive."),
-                                        "similarity": st.column_config.NumberColumn("similarity", format="%.3f"),
-                                        "is_relevant": st.column_config.CheckboxColumn("truly relevant"),
+                                            "its positive", format="%.3f", width=80, help="Similarity of the "
+                                                                                           "query's labelled positive."),
+                                        "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width=62),
+                                        "is_relevant": st.column_config.CheckboxColumn("relevant", width=62,
+                                                                                       help="Truly relevant (ground "
+                                                                                            "truth)."),
+                                        "decision": st.column_config.TextColumn("decision", width=85),
                                         "why": st.column_config.TextColumn(
-                                            "why suspected", width="medium",
+                                            "why suspected", width=200,
                                             help="The evidence behind P(false negative), strongest first."),
                                         "p_false_negative": st.column_config.ProgressColumn(
-                                            "P(FN)", format="%.3f", min_value=0.0, max_value=1.0)})
+                                            "P(FN)", format="%.3f", min_value=0.0, max_value=1.0, width=80)})
     rows = list(event.selection.rows)
     if rows:
         picked = shown.iloc[rows]
@@ -211,14 +278,18 @@ def _page():
                                 (b3, "Clear decision", review.UNDECIDED)):
             if col.button(f"{label} ({len(picked)})", key=f"sus_bulk_{dec}"):
                 for q, c in zip(picked["query"], picked["candidate"], strict=True):
-                    _decide(store, q, c, dec)
+                    _decide(store, key, q, c, dec)
                 st.rerun()
 
     st.subheader("Export")
     fmt = st.radio("Format", list(review.EXPORT_FORMATS), horizontal=True, key="sus_fmt")
     scope = st.radio("Rows", ["all scanned pairs", "this view"], horizontal=True, key="sus_scope")
     out = table if scope == "all scanned pairs" else view
-    data = review.export_bytes(out, fmt, dataset=ds_info[0] if ds_info is not None else None)
+    if info is not None:  # texts come from the dataset (with ids, image paths); the split as its own column
+        out = out.drop(columns=["query_text", "candidate_text"], errors="ignore").assign(direction="t2i",
+                                                                                       split=info.split)
+    # (uploaded embeddings: the uploaded texts are the query_text / candidate_text columns already)
+    data = review.export_bytes(out, fmt, dataset=info.ds if info is not None else None)
     st.download_button(f"Download {len(out):,} rows with decisions ({fmt})", data,
                        f"suspects-{stem}.{fmt}", "text/csv" if fmt == "csv" else "application/octet-stream",
                        key="sus_download")

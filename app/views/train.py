@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import jobs, labels, state
-from app.training import demo_config, live_curves, start_training
+from app import jobs, labels, state, url
+from app.training import demo_config, finished_curves, live_curves, start_training
 from fnlab import data
 from fnlab import samplers as smp
 from fnlab.training.train import train_losses
@@ -34,6 +34,7 @@ DATASETS = _datasets()
 
 
 def _dataset() -> tuple[str, dict, str | None] | None:
+    url.bind("tr_dataset", "dataset", list(DATASETS)[0], url.as_str, allowed=list(DATASETS))
     label = st.selectbox("Dataset", list(DATASETS), key="tr_dataset",
                          help="Built-in datasets have ground truth, so false-negative rates are measured, not guessed.")
     name, opts = DATASETS[label]
@@ -83,10 +84,11 @@ def _page():
     picked = _dataset()
     c2, c3 = st.columns(2)
     names = smp.available()
-    sampler = c2.selectbox("Negative sampler", names,
-                           index=names.index(smp.DEFAULT_SAMPLER) if smp.DEFAULT_SAMPLER in names else 0,
-                           format_func=labels.sampler, key="tr_sampler",
+    url.bind("tr_sampler", "sampler", smp.DEFAULT_SAMPLER if smp.DEFAULT_SAMPLER in names else names[0], url.as_str,
+             allowed=names)
+    sampler = c2.selectbox("Negative sampler", names, format_func=labels.sampler, key="tr_sampler",
                            help="How each query's negative is drawn from the batch and the memory queue.")
+    url.publish({"dataset": st.session_state.get("tr_dataset"), "sampler": sampler})
     losses = list(train_losses())
     own = smp.default_loss(sampler)
     loss = c3.selectbox("Loss", losses, index=losses.index(own) if own in losses else 0, format_func=labels.loss,
@@ -115,14 +117,20 @@ def _page():
                 cfg["dataset_root"] = ds_root
             st.session_state["tr_last"] = start_training(cfg, root, name=name.strip() or None)
     last = st.session_state.get("tr_last")
-    if last:
-        job = jobs.status(root, last)
-        if job is not None and job.state == "running":
-            c1, c2 = st.columns([4, 1])
-            c1.info(f"Training **{last}** in the background (progress bar at the top of every page).")
-            if c2.button("Stop it", key="tr_stop"):
-                jobs.stop(root, last)
+    job = jobs.status(root, last) if last else None
+    if job is not None and job.state == "running":
+        c1, c2 = st.columns([4, 1])
+        c1.info(f"Training **{last}** in the background (progress bar at the top of every page).")
+        if c2.button("Stop it", key="tr_stop"):
+            jobs.stop(root, last)
         live_curves(str(root), last)
+        return
+    if job is not None and job.state == "failed":
+        st.error(f"Training {last} failed: {job.error}")
+    names = state.run_names(root)
+    shown = last if last in names else st.session_state.get("run")
+    if shown in names:  # the finished run's curves (the one just trained, else the sidebar's)
+        finished_curves(root, shown, just_trained=shown == last)
 
 
 state.guard(_page)

@@ -331,13 +331,14 @@ def sampler_weights(b: Batch, samplers: Mapping[str, object]) -> dict[str, torch
 
 
 def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=None,
-                    sides: Sides | None = None) -> pd.DataFrame:
+                    sides: Sides | None = None, p_fn: torch.Tensor | np.ndarray | None = None) -> pd.DataFrame:
     """Hardness and false-negative risk of each sampler, as expectations under its sampling distribution.
 
     ``hardness`` = expected similarity of a sampled negative; ``fn_risk`` = expected share of sampled
     negatives that are truly relevant (ground truth), or, without ground truth, their expected posterior
     P(FN) (column ``risk_source`` says which). Averaged over the batch's queries. ``sides`` (the batch's
-    :class:`Sides`) lets the posterior use every signal of a pair, not only its similarity and margin.
+    :class:`Sides`) lets the posterior use every signal of a pair, not only its similarity and margin;
+    ``p_fn`` (``[B, M]``, :func:`pool_probabilities`) gives those probabilities computed once instead.
     """
     fn = b.false_negative_mask
     rows = []
@@ -347,6 +348,8 @@ def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=
         hard = float((p * b.sims.double()).sum(1).mean())
         if fn is not None:
             risk, src = float((p * fn.double()).sum(1).mean()), "ground truth"
+        elif p_fn is not None:
+            risk, src = float((p * torch.as_tensor(p_fn, dtype=torch.float64)).sum(1).mean()), "posterior"
         elif posterior is not None:
             if sides is not None:
                 nq, nc = b.sims.shape
@@ -362,3 +365,179 @@ def sampler_summary(b: Batch, weights: Mapping[str, torch.Tensor], *, posterior=
             risk, src = float("nan"), "none"
         rows.append({"sampler": name, "hardness": hard, "fn_risk": risk, "risk_source": src})
     return pd.DataFrame(rows, columns=["sampler", "hardness", "fn_risk", "risk_source"])
+
+
+def pool_probabilities(b: Batch, posterior, s: Sides) -> np.ndarray:
+    """``[B, M]`` P(false negative) of every pair of batch ``b`` (its queries against all candidates of ``s``),
+    from every signal a pair offers; labelled positives get 0."""
+    nq, nc = b.sims.shape
+    qq = np.repeat(b.queries, nc)
+    cc = np.tile(np.arange(nc), nq)
+    p = s.prob_false_negative(posterior, qq, cc).reshape(nq, nc)
+    p[b.positive_mask.numpy()] = 0.0
+    return p
+
+
+# ------------------------------------------------------------------ every query's ranking at once
+@dataclass(frozen=True)
+class Rankings:
+    """Every query's top ``k`` candidates of one direction, labelled positives included.
+
+    Attributes:
+        candidates: ``[Nq, k]`` int32 candidate indices, most similar first (ties by index); ``-1`` pads
+            rows when there are fewer than ``k`` candidates.
+        similarity: ``[Nq, k]`` float32 cosine similarities.
+        p_false_negative: ``[Nq, k]`` float32 posterior P(false negative); NaN at labelled positives (not a
+            candidate false negative), at padding, and everywhere without a posterior.
+        positive_rank: ``[Nq]`` int32 1-based rank of each query's best labelled positive among all
+            candidates (it may lie beyond ``k``); ``-1`` for a query without one.
+    """
+
+    candidates: np.ndarray
+    similarity: np.ndarray
+    p_false_negative: np.ndarray
+    positive_rank: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.candidates.shape[1])
+
+    def table(self, s: Sides, q: int, k: int | None = None) -> tuple[pd.DataFrame, int]:
+        """Query ``q``'s top ``k`` (at most :attr:`k`) as :func:`ranking` returns it: ``(table, positive_rank)``.
+
+        Raises:
+            IndexError: ``q`` out of range.
+        """
+        nq = len(self.positive_rank)
+        if not 0 <= int(q) < nq:
+            raise IndexError(f"query {q} out of range [0, {nq})")
+        k = self.k if k is None else max(1, min(int(k), self.k))
+        q = int(q)
+        top = self.candidates[q, :k]
+        keep = top >= 0
+        top = top[keep].astype(np.int64)
+        nc = len(s.candidates)
+        pos = _row(s.positives, q, nc)[top]
+        fn = _row(s.false_negatives, q, nc)[top] if s.relevant is not None else None
+        status = np.where(pos, POSITIVE, TRUE_NEGATIVE if fn is not None else UNKNOWN).astype(object)
+        if fn is not None:
+            status[fn] = FALSE_NEGATIVE
+        table = pd.DataFrame({
+            "rank": np.arange(1, len(top) + 1), "candidate": top,
+            "similarity": self.similarity[q, :k][keep].astype(np.float64),
+            "labelled_positive": pos, "false_negative": fn if fn is not None else None, "status": status,
+            "p_false_negative": self.p_false_negative[q, :k][keep].astype(np.float64),
+        })
+        return table, int(self.positive_rank[q])
+
+
+def rankings(s: Sides, *, k: int = 50, posterior=None, chunk: int = 512) -> Rankings:
+    """Every query's top ``k`` candidates with similarity and posterior (see :class:`Rankings`).
+
+    The same numbers :func:`ranking` gives one query at a time, for all queries in chunks of ``chunk``
+    rows: memory ``O(chunk * Nc)``. The posterior is evaluated on the ``Nq * k`` shown pairs only.
+    """
+    nq, nc = len(s.queries), len(s.candidates)
+    k = max(1, int(k))
+    kk = min(k, nc)
+    cand = np.full((nq, k), -1, dtype=np.int32)
+    sim = np.full((nq, k), np.nan, dtype=np.float32)
+    pos_rank = np.full(nq, -1, dtype=np.int32)
+    pos_csr = s.positives.tocsr()
+    for start in range(0, nq, chunk):
+        rows = np.arange(start, min(start + chunk, nq))
+        sims = s.queries[rows] @ s.candidates.T  # [B, Nc]
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < nc else np.tile(np.arange(nc), (len(rows), 1))
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.lexsort((part, -part_sims), axis=1)  # similarity descending, ties by index (as ranking())
+        top = np.take_along_axis(part, order, axis=1)
+        cand[rows, :kk] = top
+        sim[rows, :kk] = np.take_along_axis(sims, top, axis=1)
+        for i, q in enumerate(rows):
+            p = pos_csr.indices[pos_csr.indptr[q]:pos_csr.indptr[q + 1]]
+            if len(p):
+                best = p[np.argmax(sims[i, p])]
+                b = sims[i, best]
+                pos_rank[q] = int((sims[i] > b).sum() + (sims[i, :best] == b).sum()) + 1
+    p_fn = np.full((nq, k), np.nan, dtype=np.float32)
+    if posterior is not None:
+        qq = np.repeat(np.arange(nq), kk)
+        cc = cand[:, :kk].ravel().astype(np.int64)
+        labelled = np.asarray(pos_csr[qq, cc]).ravel().astype(bool)
+        vals = np.full(len(qq), np.nan)
+        if (~labelled).any():
+            vals[~labelled] = s.prob_false_negative(posterior, qq[~labelled], cc[~labelled])
+        p_fn[:, :kk] = vals.reshape(nq, kk)
+    return Rankings(cand, sim, p_fn, pos_rank)
+
+
+# ------------------------------------------------------------------ the example query a lesson opens on
+#: the example query's labelled positive ranks at most this high
+EXAMPLE_MAX_RANK = 3
+#: ... and FNE draws a false negative for it at most this share of the time (hardest: every time)
+EXAMPLE_MAX_FNE_RISK = 0.25
+#: ... and FNE's mean weight on one of its false negatives is at most this share of its mean weight on one of
+#: its true negatives, among the top :data:`EXAMPLE_TOP` candidates: the bars show FNE's effect
+EXAMPLE_MAX_CONTRAST = 0.5
+EXAMPLE_TOP = 20
+
+
+def teaching_example(s: Sides, samplers: Mapping[str, object], *, max_queries: int = 4096,
+                     chunk: int = 256) -> dict | None:
+    """The query of ``s`` that shows the false-negative story best; ``None`` without ground truth.
+
+    ``samplers`` must hold ``"hardest"`` and ``"fne"`` (built, FNE with the run's posterior). A query scores, in
+    order of importance: its labelled positive ranks in the top :data:`EXAMPLE_MAX_RANK`; at least one
+    ground-truth false negative ranks above it; hardest mining's pick (its most similar unlabelled candidate)
+    is a false negative; FNE draws a false negative at most :data:`EXAMPLE_MAX_FNE_RISK` of the time; and FNE's
+    weight visibly avoids the false negatives among its top :data:`EXAMPLE_TOP` (mean weight per false negative
+    at most :data:`EXAMPLE_MAX_CONTRAST` of the mean per true negative). Among the queries with the best score,
+    the one where FNE's effect is largest (the lowest contrast, then the largest drop in false-negative risk
+    from hardest to FNE) wins; the first ``max_queries`` queries are considered.
+
+    Returns:
+        ``query``, ``positive`` (its best-ranked labelled candidate), ``false_negative`` (its best-ranked false
+        negative), ``positive_rank``, ``false_negatives_above``, ``hardest_pick_is_fn``, ``fne_fn_risk``,
+        ``hardest_fn_risk`` (the probability that each draws a false negative for this query), ``fne_contrast``
+        and ``checks`` (how many of the five criteria it meets).
+    """
+    if s.relevant is None or s.false_negatives is None or s.false_negatives.nnz == 0:
+        return None
+    best, best_key = None, None
+    for start in range(0, min(len(s.queries), max_queries), chunk):
+        qs = np.arange(start, min(start + chunk, len(s.queries), max_queries))
+        b = batch(s, qs)
+        sims, pos, fn = b.sims.numpy(), b.positive_mask.numpy(), b.false_negative_mask.numpy()
+        best_pos = np.where(pos, sims, -np.inf).max(axis=1)
+        above = (fn & (sims > best_pos[:, None])).sum(axis=1)
+        pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
+        pick = np.where(pos, -np.inf, sims).argmax(axis=1)
+        pick_is_fn = fn[np.arange(len(qs)), pick]
+        probs = {}
+        for name, w in sampler_weights(b, samplers).items():
+            w = w.double()
+            probs[name] = (w / w.sum(dim=1, keepdim=True).clamp_min(1e-300)).numpy()
+        risk = {n: (p * fn).sum(axis=1) for n, p in probs.items()}
+        # FNE's mean weight per false negative vs per true negative among the top candidates
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :EXAMPLE_TOP]
+        top_fn = np.take_along_axis(fn, order, axis=1)
+        top_tn = ~np.take_along_axis(fn | pos, order, axis=1)
+        top_p = np.take_along_axis(probs["fne"], order, axis=1)
+        on_fn = np.where(top_fn, top_p, 0).sum(1) / np.maximum(top_fn.sum(1), 1)
+        on_tn = np.where(top_tn, top_p, 0).sum(1) / np.maximum(top_tn.sum(1), 1)
+        contrast = np.where((top_fn.sum(1) > 0) & (on_tn > 0), on_fn / np.maximum(on_tn, 1e-300), np.inf)
+        checks = ((pos_rank <= EXAMPLE_MAX_RANK).astype(int) * 16 + (above >= 1) * 8 + pick_is_fn * 4
+                  + (risk["fne"] <= EXAMPLE_MAX_FNE_RISK) * 2 + (contrast <= EXAMPLE_MAX_CONTRAST))
+        for i in range(len(qs)):
+            key = (int(checks[i]), -float(min(contrast[i], 1e9)), float(risk["hardest"][i] - risk["fne"][i]))
+            if best_key is None or key > best_key:
+                fn_sims = np.where(fn[i], sims[i], -np.inf)
+                best_key = key
+                best = {"query": int(qs[i]), "positive": int(np.argmax(np.where(pos[i], sims[i], -np.inf))),
+                        "false_negative": int(np.argmax(fn_sims)) if np.isfinite(fn_sims).any() else None,
+                        "positive_rank": int(pos_rank[i]), "false_negatives_above": int(above[i]),
+                        "hardest_pick_is_fn": bool(pick_is_fn[i]), "fne_fn_risk": float(risk["fne"][i]),
+                        "hardest_fn_risk": float(risk["hardest"][i]),
+                        "fne_contrast": float(contrast[i]) if np.isfinite(contrast[i]) else None,
+                        "checks": int(bin(int(checks[i])).count("1"))}
+    return best

@@ -176,7 +176,16 @@ def posterior_curve(
     return _layout(fig, title=title, xaxis=xaxis, yaxis="P(false negative)", height=500, legend="bottom")
 
 
-def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int = 4000, seed: int = 0,
+#: up to this many points a scatter is drawn as SVG (fast to draw everywhere, also without a GPU); beyond it WebGL
+SVG_POINTS = 5000
+
+
+def _scatter(fig: go.Figure, n: int, **kw) -> None:
+    """Add a scatter trace: SVG for small figures, WebGL for large ones (see :data:`SVG_POINTS`)."""
+    (fig.add_scatter if n <= SVG_POINTS else fig.add_scattergl)(**kw)
+
+
+def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int = 2000, seed: int = 0,
                       title: str | None = "P(false negative) of each pair") -> go.Figure:
     """Each pair's posterior P(false negative) against its similarity, coloured by ground truth.
 
@@ -205,9 +214,10 @@ def posterior_scatter(sims, probs, is_fn=None, *, margin=None, max_points: int =
         groups = [(~y, TRUE_NEGATIVE), (y, FALSE_NEGATIVE)]
     for mask, status in groups:
         if mask.any():
-            fig.add_scattergl(x=s[idx][mask], y=p[idx][mask], mode="markers", name=f"{status} (n={int(mask.sum()):,})",
-                              marker=dict(size=5, color=STATUS_COLORS[status], opacity=0.6), customdata=m[mask],
-                              hovertemplate="s %{x:.3f}<br>s − s⁺ %{customdata:.3f}<br>P(FN) %{y:.3f}<extra></extra>")
+            _scatter(fig, idx.size, x=s[idx][mask], y=p[idx][mask], mode="markers",
+                     name=f"{status} (n={int(mask.sum()):,})",
+                     marker=dict(size=5, color=STATUS_COLORS[status], opacity=0.6), customdata=np.round(m[mask], 3),
+                     hovertemplate="s %{x:.3f}<br>s − s⁺ %{customdata:.3f}<br>P(FN) %{y:.3f}<extra></extra>")
     fig.update_yaxes(range=[-0.03, 1.03])
     return _layout(fig, title=title, xaxis="cosine similarity s", yaxis="P(false negative)", height=500,
                    legend="bottom")
@@ -304,12 +314,15 @@ def sampler_weight_bars(
     return _layout(fig, title=title, height=max(300, 190 * len(names) + 90))
 
 
-def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardness vs false-negative risk") -> go.Figure:
+def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardness vs false-negative risk",
+                          styles: Mapping[str, tuple[str, str]] | None = None) -> go.Figure:
     """One point per sampler: x = hardness (mean similarity of sampled negatives), y = FN risk.
 
     Args:
         summary: columns ``sampler``, ``hardness``, ``fn_risk`` (share of sampled negatives that are
             truly relevant, or expected share under the posterior when no ground truth exists).
+        styles: sampler -> ``(colour, marker symbol)``, so a sampler looks the same in every figure
+            (default: by row).
     """
     missing = {"sampler", "hardness", "fn_risk"} - set(summary.columns)
     if missing:
@@ -317,13 +330,14 @@ def hardness_risk_scatter(summary: pd.DataFrame, *, title: str | None = "Hardnes
     fig = go.Figure()
     symbols = ["circle", "diamond", "square", "triangle-up", "x", "star", "hexagon", "cross", "pentagon"]
     for i, row in enumerate(summary.itertuples(index=False)):
+        colour, symbol = (styles or {}).get(str(row.sampler), (PALETTE[i % len(PALETTE)], symbols[i % len(symbols)]))
         # Named in the legend, not by text next to the point: points of similar samplers sit close together and
         # their labels would overlap.
         fig.add_scatter(x=[row.hardness], y=[row.fn_risk], mode="markers", name=str(row.sampler),
-                        marker=dict(size=15, color=PALETTE[i % len(PALETTE)], symbol=symbols[i % len(symbols)],
-                                    line=dict(width=1, color="white")),
+                        marker=dict(size=15, color=colour, symbol=symbol, line=dict(width=1, color="white")),
                         hovertemplate=f"{row.sampler}<br>hardness %{{x:.3f}}<br>FN risk %{{y:.1%}}<extra></extra>")
-    fig.update_yaxes(tickformat=".1%", rangemode="tozero")
+    top = float(np.nanmax(summary["fn_risk"])) if len(summary) and np.isfinite(summary["fn_risk"]).any() else 1.0
+    fig.update_yaxes(tickformat=".0%", range=[0, min(1.0, max(0.05, top * 1.15))])
     return _layout(fig, title=title, height=450, xaxis="hardness (mean similarity of sampled negatives)",
                    yaxis="FN risk (share truly relevant)", legend="bottom")
 
@@ -388,7 +402,18 @@ def training_curves(
         for j in range(1, len(cols) + 1):
             fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=j)
     if "sampled_fn_rate" in cols:
-        fig.update_yaxes(tickformat=".1%", row=1, col=cols.index("sampled_fn_rate") + 1)
+        rates = [df["sampled_fn_rate"].dropna() for df in metrics.values() if "sampled_fn_rate" in df.columns]
+        top = max([float(r.max()) for r in rates if len(r)] or [1.0])
+        fig.update_yaxes(tickformat=".0%", range=[0, min(1.0, max(0.05, top * 1.15))], row=1,
+                         col=cols.index("sampled_fn_rate") + 1)  # a share: never below 0 or above 100%
+    warm = sorted({float(e) for df in metrics.values() if "warmup" in df.columns and "epoch" in df.columns
+                   for e in df.loc[df["warmup"].fillna(0) > 0, "epoch"]})
+    for e in warm:  # the warm-up epochs train without the sampler (VSE++): say so on the chart
+        for j in range(1, len(cols) + 1):
+            fig.add_vrect(x0=e - 0.5, x1=e + 0.5, fillcolor="#999999", opacity=0.12, line_width=0, row=1, col=j)
+    if warm:
+        fig.add_annotation(x=warm[0], y=1.0, xref="x", yref="y domain", text="warm-up (no sampler)",
+                           showarrow=False, yanchor="bottom", font=dict(size=11, color="#555555"))
     return _layout(fig, title=title, height=360)
 
 
@@ -437,6 +462,7 @@ def embedding_scatter(
     color_name: str = "colour",
     highlight: Sequence[int] | None = None,
     title: str | None = "Embedding map (UMAP)",
+    axes: str = "UMAP",
 ) -> go.Figure:
     """2-D scatter of embeddings, one trace per colour value, ``custom_data[0]`` = row id (clicks select points).
 
@@ -449,6 +475,7 @@ def embedding_scatter(
         hover: ``[N]`` hover texts (captions, item names).
         symbol: ``[N]`` marker symbol groups (e.g. modality) shown as circle / diamond.
         highlight: row ids to ring in black (the selected point, its neighbours).
+        axes: the projection's name for the axis titles (``"UMAP"``, ``"PCA"``).
     """
     xy = np.asarray(coords, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
@@ -468,7 +495,7 @@ def embedding_scatter(
     hovertemplate = "%{text}<br>id %{customdata[0]}<extra>%{fullData.name}</extra>"
     continuous = pd.api.types.is_float_dtype(colour) and colour.nunique() > 20
     if continuous:
-        fig.add_scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=color_name, text=texts,
+        _scatter(fig, n, x=xy[:, 0], y=xy[:, 1], mode="markers", name=color_name, text=texts,
                           customdata=ids.reshape(-1, 1), hovertemplate=hovertemplate,
                           marker=dict(size=6, color=colour.to_numpy(), colorscale="Viridis", showscale=True,
                                       colorbar=dict(title=color_name),
@@ -482,7 +509,7 @@ def embedding_scatter(
         for i, cat in enumerate(cats):
             m = values == cat
             col = STATUS_COLORS.get(cat, PALETTE[i % len(PALETTE)])
-            fig.add_scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=cat, text=texts[m],
+            _scatter(fig, n, x=xy[m, 0], y=xy[m, 1], mode="markers", name=cat, text=texts[m],
                               customdata=ids[m].reshape(-1, 1), hovertemplate=hovertemplate,
                               marker=dict(size=6, color=col, opacity=0.8,
                                           symbol=[symbol_map[s] for s in symbols[m]] if symbols is not None else None))
@@ -490,12 +517,12 @@ def embedding_scatter(
         pos = {int(v): k for k, v in enumerate(ids)}
         hl = [pos[int(h)] for h in highlight if int(h) in pos]
         if hl:
-            fig.add_scattergl(x=xy[hl, 0], y=xy[hl, 1], mode="markers", name="selected / neighbours",
+            _scatter(fig, n, x=xy[hl, 0], y=xy[hl, 1], mode="markers", name="selected / neighbours",
                               text=texts[hl], customdata=ids[hl].reshape(-1, 1), hovertemplate=hovertemplate,
                               marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=2, color="black")))
     # No dragmode here: Streamlit then makes a click select a point (clickmode "event+select", drag pans); with
     # dragmode "lasso" it would turn clicks into plain events. Box and lasso stay one click away in the toolbar.
     fig.update_layout(legend_title_text=color_name)
-    fig.update_xaxes(showticklabels=False, title_text="UMAP 1")
-    fig.update_yaxes(showticklabels=False, title_text="UMAP 2")
+    fig.update_xaxes(showticklabels=False, title_text=f"{axes} 1")
+    fig.update_yaxes(showticklabels=False, title_text=f"{axes} 2")
     return _layout(fig, title=title, height=600, legend="bottom")

@@ -84,6 +84,7 @@ def info_dict(name: str, split: str = "train", root: str | None = None, options:
     ds = load(name, split=split, root=root, **(options or {}))
     out = {"dataset": name, "split": split, **ds.stats().as_dict()}
     out["a_kind"], out["b_kind"] = ds.a_kind, ds.b_kind
+    out["a_modality"], out["b_modality"] = ds.a_modality, ds.b_modality
     for side, kind, arr in (("a", ds.a_kind, ds.a_inputs), ("b", ds.b_kind, ds.b_inputs)):
         if kind == "features" and arr is not None:
             out[f"{side}_dim"] = int(arr.shape[-1])
@@ -98,11 +99,15 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(info))
         return 0
+    from fnlab.data.base import nouns_for
+
+    words = nouns_for(info["a_modality"], info["b_modality"])
     labels = {
-        "items_a": "items, side A (images)", "items_b": "items, side B (captions/queries)",
+        "items_a": f"items, side A ({words.a_plural})", "items_b": f"items, side B ({words.b_plural})",
         "labelled_pairs": "labelled pairs", "relevant_pairs": "relevant pairs (ground truth)",
-        "fn_per_query_mean": "false negatives per query, mean", "fn_per_query_max": "false negatives per query, max",
-        "share_queries_with_fn": "share of queries with >= 1 false negative",
+        "fn_per_query_mean": f"false negatives per {words.b}, mean",
+        "fn_per_query_max": f"false negatives per {words.b}, max",
+        "share_queries_with_fn": f"share of {words.b_plural} with >= 1 false negative",
     }
     kinds = [f"{side}: {info[f'{key}_kind']}" + (f" [{info[f'{key}_dim']}]" if f"{key}_dim" in info else "")
              for side, key in (("A", "a"), ("B", "b"))]

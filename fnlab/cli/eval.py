@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
         "parts are null where the dataset has no relevance.",
     )
     p.add_argument("run_dir", metavar="RUN", help="a run folder written by fnlab train, e.g. runs/my-run")
-    p.add_argument("--split", default="test", choices=["val", "test"], help="split to evaluate (default: test)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"],
+                   help="split to evaluate (default: test); one the run did not save is encoded with its model")
     p.add_argument("--fn-top-k", type=integer(1), default=None, help="FN-detection candidates per caption "
                    "(default: the run's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -26,40 +27,26 @@ def add_parser(subparsers) -> None:
 def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None) -> dict:
     """Metrics of the run in ``run_dir`` on ``split``, from its saved embeddings.
 
+    The run is read through :class:`fnlab.storage.loader.LoadedRun`, as the app reads it: without a
+    ``posterior.json`` the run's own estimator is fitted (the one its config names).
+
     Raises:
         FileNotFoundError: not a finished run, or the split's embeddings are missing.
         ValueError: the run's files do not match its dataset.
     """
-    from pathlib import Path
+    import numpy as np
 
-    from fnlab import data
     from fnlab.analysis.evaluate import evaluate_embeddings
-    from fnlab.storage.runs import Run
+    from fnlab.storage.loader import LoadedRun
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        from fnlab.storage.runs import RunStore
-
-        store, name = RunStore.for_path(path)
-        if (store.staging / name).is_dir():
-            store.load(name)  # raises with a hint: the run is interrupted or still being written
-        raise FileNotFoundError(f"run folder {run_dir!r} does not exist")
-    r = Run(path)
+    r = LoadedRun.open(run_dir)
     r.verify()  # every file against the sha256 in run.json: a truncated model.pt is named, not evaluated
-    for side in ("a", "b"):
-        if not r.has(f"emb_{side}_{split}.npy"):
-            raise FileNotFoundError(f"run {r.name!r}: no emb_{side}_{split}.npy (saved splits: "
-                                    f"{', '.join(sorted(f[6:-4] for f in r.files() if f.startswith('emb_a_')))})")
-    spec = r.config.get("dataset")
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"run {r.name!r}: config.json field 'dataset' must be {{'name', 'root', 'options'}}, "
-                         f"got {spec!r}")
-    ds = data.load(spec["name"], split=split, root=spec.get("root"), **(spec.get("options") or {}))
-    posterior = None
-    if r.has("posterior.json"):
-        from fnlab.posterior import from_params
-
-        posterior = from_params(r.load_json("posterior"))
+    if split not in r.splits:
+        raise FileNotFoundError(f"run {r.name!r}: no emb_a_{split}.npy / emb_b_{split}.npy and no model to encode "
+                                f"the split with (saved splits: {', '.join(r.saved_splits) or 'none'})")
+    ds = r.dataset(split)
+    emb_a, emb_b = r.embeddings(split)
+    posterior = r.posterior()  # posterior.json, else the run's own estimator fitted as training fits it
     rate = None
     metrics = r.metrics
     if "sampled_fn_rate" in metrics and len(metrics):
@@ -73,7 +60,7 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
         from fnlab.data.minilm import dataset_text_view  # the posterior reads the captions' text view
 
         view = dataset_text_view(ds)
-    out = evaluate_embeddings(r.load_array(f"emb_a_{split}"), r.load_array(f"emb_b_{split}"), ds,
+    out = evaluate_embeddings(np.array(emb_a), np.array(emb_b), ds,
                               posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k, text_view=view)
     return out
 

@@ -699,6 +699,44 @@ class RunStore:
         metrics = _numeric_columns(df.drop(columns=[c for c in [*cols, "problem"] if c in df.columns]))
         return df.assign(**{c: metrics[c] for c in metrics.columns})
 
+    def rename(self, name: str, new_name: str) -> Run:
+        """Rename complete run ``name`` to ``new_name`` (one ``rename`` of its folder; its ``run.json`` then records
+        the new name). Only a run fnlab wrote is renamed (:data:`fnlab.core.ownership.RUN`); everything it holds
+        (review decisions included) moves with it.
+
+        Raises:
+            ValueError: an invalid name; FileNotFoundError: no such complete run; FileExistsError: ``new_name`` is
+            taken (by anything), or a process is writing either name right now; ownership.OwnershipError: not a run
+            fnlab wrote.
+        """
+        src, dst = self._path(name), self._path(validate_name(new_name, "new run name"))
+        if not (src / MARKER).is_file():
+            raise FileNotFoundError(f"no run named {name!r} in {self.root}")
+        ownership.check(src, ownership.RUN, inside=self.root, action="rename")
+        if os.path.lexists(dst) or os.path.lexists(self.staging / new_name):
+            raise FileExistsError(f"cannot rename {name!r} to {new_name!r}: {new_name!r} already exists in {self.root}")
+        self.staging.mkdir(parents=True, exist_ok=True)
+        locks = []
+        try:
+            for n in (name, new_name):
+                fd = files.try_lock(self._lock_path(n))
+                if fd is None:
+                    raise FileExistsError(f"run {n!r} in {self.root} is being written by another process right now")
+                locks.append((fd, n))
+            if os.path.lexists(dst):
+                raise FileExistsError(f"cannot rename {name!r} to {new_name!r}: {new_name!r} already exists")
+            os.rename(src, dst)
+            with files.file_lock(dst / f".{MARKER}.lock"):
+                info = files.read_json(dst / MARKER, "the run's completion marker")
+                if isinstance(info, dict):
+                    info["name"] = new_name
+                    files.write_json(dst / MARKER, info)
+        finally:
+            for fd, n in locks:
+                files.unlock(fd, remove=self._lock_path(n))
+            self._tidy()
+        return Run(dst)
+
     def delete(self, name: str) -> None:
         """Remove run ``name``: complete, corrupt, or interrupted (its staging folder).
 
