@@ -250,7 +250,7 @@ def _click_point(page, below: int = 10**9) -> int:
                 if (!tr.customdata || tr.name === 'selected / neighbours') continue;
                 for (let i = 0; i < tr.customdata.length; i++) {
                     const cd = tr.customdata[i];
-                    pts.push([Array.isArray(cd) ? cd[0] : cd, r.left + xa._offset + xa.l2p(tr.x[i]),
+                    pts.push([(Array.isArray(cd) || ArrayBuffer.isView(cd)) ? Number(cd[0]) : cd, r.left + xa._offset + xa.l2p(tr.x[i]),
                               r.top + ya._offset + ya.l2p(tr.y[i])]);
                 }
             }
@@ -543,7 +543,7 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
                           .inner_text().split("\n")[-1]))
 
     def card() -> str:
-        return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate")).first.inner_text()
+        return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate ")).first.inner_text()
 
     try:
         _goto(page, f"{server}/suspects")

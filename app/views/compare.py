@@ -138,6 +138,9 @@ def _page():
     else:
         ds = datasets[0]
     pool = [n for n in names if ds == ALL or dataset_of(configs[n]) == ds]
+    if st.session_state.get("cmp_runs_of", ds) != ds:  # a new dataset filter offers its own runs
+        st.session_state["cmp_runs"] = pool[:6]
+    st.session_state["cmp_runs_of"] = ds
     url.bind("cmp_runs", "runs", pool[:6], url.as_list, allowed=pool)
     chosen = st.multiselect("Runs", pool, key="cmp_runs")
     url.publish({"dataset": ds if len(datasets) > 1 else None, "runs": chosen})

@@ -175,9 +175,11 @@ def _describe(root, name, split, ds, i: int, n_a: int, c) -> dict:
             "text": f"{n.b}: {c.b_text[j]}"}
 
 
-def _cfg(c) -> dict:
+def _cfg(c, text_width: int = 160) -> dict:
+    """Column settings; the text column has a fixed width (long texts are cut, shown whole on hover) so no
+    table scrolls sideways in its half of the page at 1280 px."""
     return {"image": st.column_config.ImageColumn(c.nouns.a, width="small"),
-            "text": st.column_config.TextColumn(f"{c.nouns.a} or {c.nouns.b}"),
+            "text": st.column_config.TextColumn(f"{c.nouns.a} or {c.nouns.b}", width=text_width),
             "id": st.column_config.NumberColumn("point", width="small")}
 
 
@@ -255,7 +257,7 @@ def _neighbour_table(root, name, split, ds, a, b, focus: int, c, fn) -> None:
         d["status"] = _pair_status(ds, fn, focus, int(i), n_a)
         rows.append(d)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        **_cfg(c), "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width="small"),
+        **_cfg(c, text_width=170), "similarity": st.column_config.NumberColumn("cosine", format="%.3f", width="small"),
         "status": st.column_config.TextColumn("pair status", width="small")},
         column_order=_order(c, ["image", "similarity", "status", "text", "id"]))
 
