@@ -17,7 +17,8 @@ __all__ = ["fit_scan_posterior", "scan_posterior", "status_fields", "rowwise_dot
 
 
 def rowwise_dot(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, step: int = 65536) -> np.ndarray:
-    """``[P]`` float32 dot products of rows ``a[ia]`` and ``b[ib]`` (the labelled pairs' similarities), in blocks."""
+    """``[P]`` float32 dot products of rows ``a[ia]`` and ``b[ib]`` (the labelled pairs' similarities), in
+    blocks of ``step`` rows."""
     out = np.empty(ia.size, dtype=np.float32)
     for s in range(0, ia.size, step):
         out[s:s + step] = np.einsum("ij,ij->i", a[ia[s:s + step]], b[ib[s:s + step]])
