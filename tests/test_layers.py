@@ -1,8 +1,9 @@
 """The layers of docs/ARCHITECTURE.md hold: every fnlab module sits in a layer folder, imports (at module
 level or inside functions) only from its own layer or lower ones, the folders import each other without a
-cycle, the modules' import-time imports form no cycle (inside a layer too), and the engine never imports
-the app or streamlit. Read from the source with ``ast``; nothing is imported. Each check is also run on a
-temporary copy of the source with a planted fault, to show that it fires."""
+cycle, the modules' import-time imports form no cycle (inside a layer too), the engine never imports
+the app or streamlit, and the scan engines (``fnlab/analysis/scan/``) import only its shared parts. Read
+from the source with ``ast``; nothing is imported. Each check is also run on a temporary copy of the source
+with a planted fault, to show that it fires."""
 
 from __future__ import annotations
 
@@ -150,6 +151,32 @@ def _module_cycle(root: Path = REPO) -> list[str] | None:
     return _find_cycle(graph)
 
 
+SCAN = "fnlab.analysis.scan"
+SCAN_ENGINES = ("local", "ray")  # fnlab/analysis/scan/: the engines; its other modules are the shared parts
+
+
+def _scan_package_imports(root: Path = REPO) -> list[str]:
+    """Imports (anywhere, inside functions too) by which a module of ``fnlab/analysis/scan/`` reaches the
+    package's ``__init__`` or an engine other than itself: the engines import only the shared parts
+    (``inputs``, ``fit``, ``table``), and the shared parts import no engine (docs/ARCHITECTURE.md)."""
+    folder = root / "fnlab" / "analysis" / "scan"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    bad = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        for name, line in _imports(path, root):
+            if name != SCAN and not name.startswith(SCAN + "."):
+                continue
+            head = name[len(SCAN) + 1:].split(".")[0]
+            where = f"{path.relative_to(root)}:{line} imports {name}"
+            if head not in modules:
+                bad.append(f"{where} (the package __init__: import the module that owns the name)")
+            elif head in SCAN_ENGINES and head != path.stem:
+                bad.append(f"{where} (the engine {head!r}: engines share only inputs, fit and table)")
+    return bad
+
+
 @pytest.fixture
 def planted(tmp_path):
     """A copy of ``fnlab/`` and ``app/`` to plant faults in."""
@@ -179,6 +206,23 @@ def test_modules_import_each_other_without_a_cycle_at_import_time():
     """Inside a layer too: two modules of ``analysis/`` importing each other at module level is a cycle."""
     cycle = _module_cycle()
     assert cycle is None, f"import cycle between modules (imports at module level): {' -> '.join(cycle)}"
+
+
+def test_the_scan_engines_import_only_the_shared_parts():
+    bad = _scan_package_imports()
+    assert not bad, "\n".join(bad)
+
+
+def test_the_scan_package_check_fires_on_a_planted_fault(planted):
+    scan = planted / "fnlab" / "analysis" / "scan"
+    assert not _scan_package_imports(planted)
+    local = (scan / "local.py").read_text()
+    (scan / "local.py").write_text(local + "\n\ndef planted():\n    from fnlab.analysis.scan.ray import ray_scan\n")
+    (scan / "fit.py").write_text((scan / "fit.py").read_text() + "\nfrom fnlab.analysis.scan import ScanResult\n")
+    bad = _scan_package_imports(planted)
+    assert len(bad) == 2, bad
+    assert "local.py" in bad[1] and "imports fnlab.analysis.scan.ray.ray_scan (the engine 'ray'" in bad[1], bad
+    assert "fit.py" in bad[0] and "(the package __init__" in bad[0], bad
 
 
 def test_each_check_fires_on_a_planted_fault(planted):

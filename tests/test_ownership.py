@@ -318,12 +318,12 @@ def _ray_output(folder: Path) -> None:
     ("runs/a", ["--out runs/a", "not a Ray scan output"]),
 ])
 def test_the_ray_scan_never_replaces_a_folder_it_did_not_write(scan_ws, capsys, monkeypatch, out, expect):
-    from fnlab.analysis.scale import ray_scan
+    from fnlab.analysis.scan import ray as ray_engine
 
     def no_ray():
         raise AssertionError("Ray was started before the output was checked")
 
-    monkeypatch.setattr(ray_scan, "_import_ray", no_ray)
+    monkeypatch.setattr(ray_engine, "_import_ray", no_ray)
     (scan_ws / "shards").mkdir()
     np.save(scan_ws / "shards" / "q0.npy", np.load(scan_ws / "Q.npy"))
     before = snapshot(scan_ws)
@@ -338,8 +338,8 @@ def test_the_ray_scan_never_replaces_a_folder_it_did_not_write(scan_ws, capsys, 
 
 
 def test_the_ray_output_check_accepts_its_own_and_empty_folders_and_refuses_inputs_inside(scan_ws):
-    from fnlab.analysis.scale.ray_scan import check_output
     from fnlab.analysis.scan import ScanInputError
+    from fnlab.analysis.scan.ray import check_output
 
     _ray_output(scan_ws / "previous")
     (scan_ws / "empty-out").mkdir()

@@ -114,8 +114,8 @@ def test_top_k_is_capped_at_the_candidates_and_refused_by_name_where_it_cannot_f
 
 
 def test_ray_top_k_is_capped_and_a_batch_too_large_names_top_k():
-    from fnlab.analysis.scale.ray_scan import _check_top_k
     from fnlab.analysis.scan import ScanInputError
+    from fnlab.analysis.scan.ray import _check_top_k
 
     assert _check_top_k(10**9, 80, 40) == 80
     with pytest.raises(ScanInputError, match=r"^top_k 1000000000: a batch of 4,096"):

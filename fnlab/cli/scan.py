@@ -229,7 +229,7 @@ def _run_ray(args: argparse.Namespace, kw: dict) -> int:
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (--engine ray reads shard folders or files)")
     kw = dict(kw, chunk_size=None, batch_size=args.batch_size or args.chunk_size)
-    from fnlab.analysis.scale.ray_scan import check_output
+    from fnlab.analysis.scan.ray import check_output
 
     out = args.out.rstrip("/") or args.out
     # the local engine's checks, for a folder: never an input, never a folder fnlab did not write (before any work)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fnlab.analysis.scan import ScanInputError
+from fnlab.analysis.scan.inputs import ScanInputError
 
 __all__ = ["ShardSet", "open_shards"]
 

@@ -7,13 +7,13 @@ does not fit one process:
    shards (id + embedding columns), or, for ``.npy`` shards and in-memory arrays, a Dataset of
    row ranges that the first search stage reads (memory-mapped; Ray's ``read_numpy`` keeps no
    row positions, and the ids of ``.npy`` rows are their positions). See :mod:`fnlab.analysis.scale.shards`.
-2. **Posterior, once, on the driver.** :func:`fnlab.analysis.scan.fit_scan_posterior` on the scan's
+2. **Posterior, once, on the driver.** :func:`fnlab.analysis.scan.fit.fit_scan_posterior` on the scan's
    :class:`fnlab.posterior.PairContext`, the very fit (and seeded sample of unlabelled pairs)
    of the local scan. The default ``pu`` posterior reads signals beyond the similarity (the
    candidate's labelled queries, its hubness among all queries), so the driver reads every
    embedding; the context (with the hubness computed once) and the fitted posterior go to the
    object store once, and the last stage applies them per batch through
-   :func:`fnlab.analysis.scan.suspects_table`. Memory: the driver, and the object store of each node,
+   :func:`fnlab.analysis.scan.table.suspects_table`. Memory: the driver, and the object store of each node,
    hold the queries and the candidates once (float32).
 3. **Search.** The candidates are split into ``candidate_shards`` contiguous shards; each shard's
    index (exact ``IndexFlatIP``, or an approximate one built once on the driver and serialised)
@@ -48,6 +48,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fnlab.analysis import scan as scanmod
 from fnlab.analysis.scale import RAY_INSTALL_HINT
 from fnlab.analysis.scale.shards import ShardSet, embedding_matrix, open_shards
-from fnlab.analysis.scan import ScanInputError, ScanResult
+from fnlab.analysis.scan.fit import rowwise_dot, scan_posterior, status_fields
+from fnlab.analysis.scan.inputs import (
+    ScanInputError,
+    announce_notes,
+    check_embeddings,
+    check_scan_options,
+    duplicate_rows,
+    input_name,
+    load_positives,
+    positives_matrix,
+    prepare_embeddings,
+)
+from fnlab.analysis.scan.table import ScanResult, suspects_table, window_thresholds, write_json
 from fnlab.posterior import PairContext
 from fnlab.retrieval.similarity import build_index, index_description, merge_topk, recall_at_k, topk
 
@@ -140,7 +152,8 @@ def _connect(ray, address: str | None, num_cpus: int | None, timeout: float) -> 
 # ------------------------------------------------------------------------------------ workers
 def _prepare_rows(raw: np.ndarray, ids: np.ndarray, files: Any, normalize: bool) -> np.ndarray:
     """float32 copy checked (finite, non-zero rows; errors name the shard file and the id) and
-    L2-normalised by the local scan's own ``fnlab.analysis.scan._prepare``, so both engines compute the same rows."""
+    L2-normalised by the local scan's own :func:`fnlab.analysis.scan.inputs.prepare_embeddings`, so both
+    engines compute the same rows."""
     arr = np.asarray(raw)
     with np.errstate(over="ignore"):
         bad = ~np.isfinite(arr.astype(np.float32, copy=False)).all(axis=1)
@@ -153,7 +166,7 @@ def _prepare_rows(raw: np.ndarray, ids: np.ndarray, files: Any, normalize: bool)
         r = int(np.flatnonzero(zero)[0])
         raise ScanInputError(f"{files[r]} (queries): {int(zero.sum())} row(s) are all zeros (first id "
                              f"{int(ids[r])}); cannot normalise them")
-    return scanmod._prepare(arr, "queries", {"queries": str(files[0])}, normalize)
+    return prepare_embeddings(arr, "queries", {"queries": str(files[0])}, normalize)
 
 
 class _ShardSearcher:
@@ -273,10 +286,10 @@ class _ShardSearcher:
         query_col = np.repeat(qids, k)[keep]
         # the posterior sees every signal of each pair through the scan's context (positions) ...
         window = self.context.window
-        table = scanmod.suspects_table(self.posterior, np.repeat(qpos, k)[keep], flat[keep],
+        table = suspects_table(self.posterior, np.repeat(qpos, k)[keep], flat[keep],
                                        np.tile(np.arange(1, k + 1, dtype=np.int32), qids.size)[keep],
                                        run_s.ravel()[keep], np.repeat(best, k)[keep], ctx=self.context,
-                                       thresholds=np.repeat(scanmod.window_thresholds(run_s, window), k)[keep])
+                                       thresholds=np.repeat(window_thresholds(run_s, window), k)[keep])
         table["query"] = query_col  # ... and the rows are written with the shards' ids
         table["candidate"] = self.candidate_ids[flat[keep]]
         digest = hashlib.sha1(np.ascontiguousarray(qids).tobytes()).hexdigest()[:20]
@@ -296,11 +309,11 @@ class _ShardSearcher:
 def _positives_positions(positives: Any, qs: ShardSet, cs: ShardSet, names: Mapping[str, str],
                          notes: list[str]) -> sp.csr_matrix:
     """Labelled pairs (ids) -> CSR ``[Nq, Nc]`` over global positions, checked like the local scan."""
-    where = scanmod._where(names, "positives")
+    where = input_name(names, "positives")
     if isinstance(positives, str | os.PathLike):
         names = {**names, "positives": str(positives)}
         where = f"{positives} (positives)"
-        positives = scanmod.load_positives(positives)
+        positives = load_positives(positives)
     if isinstance(positives, pd.DataFrame):
         missing = [col for col in ("query", "candidate") if col not in positives.columns]
         if missing:
@@ -313,11 +326,11 @@ def _positives_positions(positives: Any, qs: ShardSet, cs: ShardSet, names: Mapp
             "query": qs.positions_of(positives["query"].to_numpy(), f"{where}, column 'query'"),
             "candidate": cs.positions_of(positives["candidate"].to_numpy(), f"{where}, column 'candidate'"),
         })
-        return scanmod._positives_matrix(frame, qs.n, cs.n, names, notes)
+        return positives_matrix(frame, qs.n, cs.n, names, notes)
     if qs.kind == "parquet" or cs.kind == "parquet":
         raise ScanInputError(f"{where}: with Parquet shards give the labelled pairs as a table of ids "
                              "(columns 'query', 'candidate')")
-    return scanmod._positives_matrix(positives, qs.n, cs.n, names, notes)
+    return positives_matrix(positives, qs.n, cs.n, names, notes)
 
 
 def _unwrap(err: BaseException) -> BaseException:
@@ -376,9 +389,98 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     """
     t0 = time.perf_counter()
     names = dict(names or {})
+    prior, params, batch_size = _check_options(top_k, prior, index, index_params, device, candidate_shards,
+                                               worker_cpus, recall_check, negative_sample, workers, batch_size,
+                                               chunk_size)
+    out_path = None
+    if out is not None:  # before any work: never an input, never a folder fnlab did not write
+        out_path = check_output(out, {"queries": queries, "candidates": candidates, "positives": positives})
+    ray = _import_ray()
+    if ray_address or (not ray.is_initialized() and os.environ.get("RAY_ADDRESS")):
+        check_ray_address(ray_address or os.environ["RAY_ADDRESS"], connect_timeout)  # before any work
+
+    # --- inputs (headers, schemas, ids) and the labelled pairs
+    notes: list[str] = []
+    qs, cs, pos = _open_inputs(queries, candidates, positives, names, id_column, embedding_column, notes)
+    nq, nc = qs.n, cs.n
+    top_k = _check_top_k(top_k, nc, min(batch_size, nq))
+
+    # --- the posterior, fitted once on the driver (the same context, sample and fit as the local scan)
+    fitted = _fit_on_driver(qs, cs, pos, names, normalize, estimator, posterior, prior, seed, index, params, top_k,
+                            negative_sample, notes)
+
+    # --- candidate shards, their indexes, and the recall check (driver)
+    bounds = np.linspace(0, nc, int(min(candidate_shards, nc)) + 1).astype(np.int64)
+    shards = [np.ascontiguousarray(fitted.c[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    t_index = time.perf_counter()
+    indexes = [build_index(s, index, params=params, seed=seed) if index != "flat" else None for s in shards]
+    t_index = time.perf_counter() - t_index
+    recall = _recall(fitted.q, fitted.c, pos, bounds, shards, indexes, top_k, recall_check, seed)
+    fitted.c = None  # the candidates now live in their shards only
+
+    started = False
+    staging: Path | None = None
+    try:
+        started = _connect(ray, ray_address, num_cpus, connect_timeout)
+        cluster_cpus, n_workers, actor_cpus = _plan(ray, qs, len(shards), workers, worker_cpus)
+        data_context = ray.data.DataContext.get_current()
+        data_context.enable_progress_bars = bool(progress)
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+        # object store: each large read-only array once
+        refs = {"positives": _positives_ref(ray, pos, qs), "shards": [ray.put(s) for s in shards],
+                "indexes": [None if ix is None else ray.put(_serialize(ix)) for ix in indexes]}
+        index_info = index_description(indexes[0]) if indexes[0] is not None else {"kind": "flat"}
+        n_shards = len(shards)
+        del shards, indexes
+        refs.update(posterior=ray.put(fitted.post), candidate_ids=ray.put(cs.ids), context=ray.put(fitted.ctx))
+        staging = _staging(out_path)
+        ds = _pipeline(ray, qs, refs, bounds, n_shards, top_k, batch_size, normalize, staging, id_column,
+                       embedding_column, n_workers, actor_cpus, worker_cpus, _kill_marker)
+        t_search = time.perf_counter()
+        stats = _take_all(ds)
+        t_search = time.perf_counter() - t_search
+
+        keep = _check_parts(stats, nq, staging)  # every query exactly once, no stray parts; then commit
+        summary = _summary(stats, qs, cs, top_k, pos, fitted.no_pos, fitted.policy, fitted.estimator, prior,
+                           fitted.prior_method, fitted.post, fitted.sample_sims, fitted.pos_sims, normalize, index,
+                           index_info, recall, seed, notes,
+                           {"fit": fitted.seconds, "index": t_index, "search": t_search,
+                            "total": time.perf_counter() - t0},
+                           {"address": ray_address or os.environ.get("RAY_ADDRESS") or "local",
+                            "cluster_cpus": cluster_cpus, "candidate_shards": n_shards,
+                            "workers_per_shard": n_workers, "worker_cpus": int(worker_cpus),
+                            "batch_size": batch_size, "query_shards": len(qs.files), "query_format": qs.kind})
+        positive_pairs = pd.DataFrame({"query": qs.ids[fitted.coo.row], "candidate": cs.ids[fitted.coo.col]})
+        if out_path is None:
+            table = pd.concat([pd.read_parquet(staging / name) for name in sorted(keep)], ignore_index=True)
+            table = table.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging = None
+            return ScanResult(table=table, summary=summary, posterior=fitted.post, positive_pairs=None,
+                              warnings=notes)
+        summary["output"] = {"path": str(out_path), "format": "parquet", "parts": len(keep),
+                             "layout": "part-*.parquet (one per batch; concatenate them) + summary.json"}
+        write_json(summary, staging / SUMMARY_NAME)
+        _commit(staging, out_path)
+        staging = None
+        return ScanResult(table=None, summary=summary, posterior=fitted.post, positive_pairs=positive_pairs,
+                          warnings=notes)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------ driver steps
+def _check_options(top_k, prior, index, index_params, device, candidate_shards, worker_cpus, recall_check,
+                   negative_sample, workers, batch_size, chunk_size) -> tuple[Any, dict[str, Any], int]:
+    """The options, checked before any work. Returns ``(prior, index parameters, batch size)``."""
     if not isinstance(top_k, int | np.integer) or top_k < 1:
         raise ScanInputError(f"top_k must be a positive integer, got {top_k!r}")
-    prior, params = scanmod.check_scan_options(prior, index, index_params)
+    prior, params = check_scan_options(prior, index, index_params)
     if device not in ("auto", "cpu"):
         raise ScanInputError(f"device {device!r}: the Ray engine searches with faiss on CPU; use 'auto' or 'cpu'")
     for name, value, low in (("candidate_shards", candidate_shards, 1), ("worker_cpus", worker_cpus, 1),
@@ -389,193 +491,192 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
     for name, value in (("workers", workers), ("batch_size", batch_size)):
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ScanInputError(f"{name} must be a positive integer, got {value!r}")
-    batch_size = int(batch_size or chunk_size or DEFAULT_BATCH_SIZE)
-    out_path = None
-    if out is not None:  # before any work: never an input, never a folder fnlab did not write
-        out_path = check_output(out, {"queries": queries, "candidates": candidates, "positives": positives})
-    ray = _import_ray()
-    if ray_address or (not ray.is_initialized() and os.environ.get("RAY_ADDRESS")):
-        check_ray_address(ray_address or os.environ["RAY_ADDRESS"], connect_timeout)  # before any work
+    return prior, params, int(batch_size or chunk_size or DEFAULT_BATCH_SIZE)
 
-    # --- inputs (headers, schemas, ids) and the labelled pairs
+
+def _open_inputs(queries: Any, candidates: Any, positives: Any, names: Mapping[str, str], id_column: str,
+                 embedding_column: str, notes: list[str]) -> tuple[ShardSet, ShardSet, sp.csr_matrix]:
+    """Both shard sets (headers, schemas, ids), checked for the same dimension, and the labelled pairs."""
     qs = open_shards(queries, "queries", id_column=id_column, embedding_column=embedding_column)
     cs = open_shards(candidates, "candidates", id_column=id_column, embedding_column=embedding_column)
     if qs.dim != cs.dim:
-        raise ScanInputError(f"dimension mismatch: {scanmod._where(names, 'queries') if qs.kind == 'memory' else qs.files[0]}"
+        raise ScanInputError(f"dimension mismatch: {input_name(names, 'queries') if qs.kind == 'memory' else qs.files[0]}"
                              f" (queries) has d={qs.dim} but "
-                             f"{scanmod._where(names, 'candidates') if cs.kind == 'memory' else cs.files[0]} "
+                             f"{input_name(names, 'candidates') if cs.kind == 'memory' else cs.files[0]} "
                              f"(candidates) has d={cs.dim}; expected the same embedding size")
-    notes: list[str] = []
-    pos = _positives_positions(positives, qs, cs, names, notes)
-    nq, nc, d = qs.n, cs.n, qs.dim
-    top_k = _check_top_k(top_k, nc, min(batch_size, nq))
+    return qs, cs, _positives_positions(positives, qs, cs, names, notes)
 
-    # --- the posterior, fitted once on the driver: fnlab.posterior.fit on the scan's PairContext
-    # (the same context, sample and fit as the local scan for this seed). Its signals beyond the
-    # similarity (a candidate's labelled queries, its hubness among all queries) need every
-    # embedding, so the driver reads them all; the context then goes to the object store once.
-    q_raw = scanmod._check_embeddings(qs.read_all(), "queries", names)
-    c_raw = scanmod._check_embeddings(cs.read_all(), "candidates", names)
+
+@dataclass
+class _Fitted:
+    """What the driver's fit leaves: the prepared embeddings, the scan's context, the posterior and the
+    numbers the summary reports."""
+
+    q: np.ndarray
+    c: np.ndarray | None
+    ctx: PairContext
+    post: Any
+    prior_method: str
+    estimator: str
+    no_pos: int
+    policy: str
+    coo: sp.coo_matrix
+    pos_sims: np.ndarray
+    sample_sims: np.ndarray
+    seconds: float
+
+
+def _fit_on_driver(qs: ShardSet, cs: ShardSet, pos: sp.csr_matrix, names: Mapping[str, str], normalize: bool,
+                   estimator: str, posterior: Any, prior: Any, seed: int, index: str, params: dict[str, Any],
+                   top_k: int, negative_sample: int, notes: list[str]) -> _Fitted:
+    """fnlab.posterior.fit on the scan's PairContext, once, on the driver (the same context, sample and fit as
+    the local scan for this seed). Its signals beyond the similarity (a candidate's labelled queries, its
+    hubness among all queries) need every embedding, so the driver reads them all; the context then goes to
+    the object store once."""
+    q_raw = check_embeddings(qs.read_all(), "queries", names)
+    c_raw = check_embeddings(cs.read_all(), "candidates", names)
     for key, arr in (("queries", q_raw), ("candidates", c_raw)):
-        dup = scanmod._duplicate_rows(arr)
+        dup = duplicate_rows(arr)
         if dup:
-            notes.append(f"{scanmod._where(names, key)}: {dup} row(s) duplicate an earlier row exactly")
-    q = scanmod._prepare(q_raw, "queries", names, normalize)
-    c = scanmod._prepare(c_raw, "candidates", names, normalize)
+            notes.append(f"{input_name(names, key)}: {dup} row(s) duplicate an earlier row exactly")
+    q = prepare_embeddings(q_raw, "queries", names, normalize)
+    c = prepare_embeddings(c_raw, "candidates", names, normalize)
     del q_raw, c_raw
-    no_pos, policy = scanmod.announce_notes(pos, estimator, notes)
+    # warned at fnlab.analysis.scan.scan (this function, then ray_scan, then scan), as before the split
+    no_pos, policy = announce_notes(pos, estimator, notes, stacklevel=4)
     ctx = PairContext(q, c, pos, index=index, index_params=params, seed=seed, window=int(top_k))
 
     t_fit = time.perf_counter()
     coo = pos.tocoo()
     if pos.nnz < 2:
-        raise ScanInputError(f"{scanmod._where(names, 'positives')}: {pos.nnz} labelled pair(s); at least 2 are "
+        raise ScanInputError(f"{input_name(names, 'positives')}: {pos.nnz} labelled pair(s); at least 2 are "
                              "needed to fit the positive distribution")
-    pos_sims = scanmod._rowwise_dot(q, c, coo.row, coo.col)
+    pos_sims = rowwise_dot(q, c, coo.row, coo.col)
     sq, sc = ctx.draw_unlabelled(int(negative_sample), np.random.default_rng(seed))
     sample_sims = ctx.similarity(sq, sc)
-    post, prior_method, estimator = scanmod.scan_posterior(ctx, posterior, estimator, prior, seed, notes)
+    post, prior_method, estimator = scan_posterior(ctx, posterior, estimator, prior, seed, notes)
     if "candidate_hubness" in ctx.signal_names:
         ctx.candidate_hubness()  # computed once here, not by every worker
-    t_fit = time.perf_counter() - t_fit
+    return _Fitted(q, c, ctx, post, prior_method, estimator, no_pos, policy, coo, pos_sims, sample_sims,
+                   time.perf_counter() - t_fit)
 
-    # --- candidate shards, their indexes, and the recall check (driver)
-    bounds = np.linspace(0, nc, int(min(candidate_shards, nc)) + 1).astype(np.int64)
-    shards = [np.ascontiguousarray(c[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    t_index = time.perf_counter()
-    indexes = [build_index(s, index, params=params, seed=seed) if index != "flat" else None for s in shards]
-    t_index = time.perf_counter() - t_index
-    recall = None
-    if recall_check:
-        rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
-        q_r = q[rq]
-        excl = pos[rq]
-        exact = topk(q_r, c, top_k, exclude=excl, backend="faiss")[1]
-        approx_s = approx_i = None
-        for lo, hi, shard, ix in zip(bounds[:-1], bounds[1:], shards, indexes, strict=True):
-            s, i = topk(q_r, shard if ix is None else None, top_k, exclude=excl[:, lo:hi], backend="faiss", index=ix)
-            i = np.where(i >= 0, i + lo, -1)
-            approx_s, approx_i = (s, i) if approx_s is None else merge_topk(approx_s, approx_i, s, i, top_k)
-        recall = {"queries": int(rq.size), "k": int(top_k), "recall_at_k": recall_at_k(approx_i, exact),
-                  "against": "exact inner-product search (faiss IndexFlatIP), labelled positives left out"}
-    del c
 
-    started = False
-    staging: Path | None = None
+def _recall(q: np.ndarray, c: np.ndarray, pos: sp.csr_matrix, bounds: np.ndarray, shards: list, indexes: list,
+            top_k: int, recall_check: int, seed: int) -> dict[str, Any] | None:
+    """recall@top_k of the sharded search (merged as the workers merge) against exact search on
+    ``recall_check`` sampled queries; ``None`` when 0."""
+    if not recall_check:
+        return None
+    nq = q.shape[0]
+    rq = np.sort(np.random.default_rng([seed, 1]).choice(nq, min(int(recall_check), nq), replace=False))
+    q_r = q[rq]
+    excl = pos[rq]
+    exact = topk(q_r, c, top_k, exclude=excl, backend="faiss")[1]
+    approx_s = approx_i = None
+    for lo, hi, shard, ix in zip(bounds[:-1], bounds[1:], shards, indexes, strict=True):
+        s, i = topk(q_r, shard if ix is None else None, top_k, exclude=excl[:, lo:hi], backend="faiss", index=ix)
+        i = np.where(i >= 0, i + lo, -1)
+        approx_s, approx_i = (s, i) if approx_s is None else merge_topk(approx_s, approx_i, s, i, top_k)
+    return {"queries": int(rq.size), "k": int(top_k), "recall_at_k": recall_at_k(approx_i, exact),
+            "against": "exact inner-product search (faiss IndexFlatIP), labelled positives left out"}
+
+
+def _plan(ray, qs: ShardSet, n_shards: int, workers: int | None, worker_cpus: int) -> tuple[int, int, float]:
+    """``(cluster CPUs, actors per shard, CPUs reserved by each actor)``."""
+    cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+    n_workers = int(workers or max(1, cluster_cpus // (n_shards * worker_cpus)))
+    # every stage's pool must fit at once (a batch flows through all of them), and Ray Data's
+    # Parquet reading tasks need a CPU of their own: share the rest among the actors if needed
+    # (a reservation for the scheduler; faiss still runs worker_cpus threads)
+    free = max(cluster_cpus - (1 if qs.kind == "parquet" else 0), 0.5)
+    return cluster_cpus, n_workers, min(float(worker_cpus), free / (n_shards * n_workers))
+
+
+def _positives_ref(ray, pos: sp.csr_matrix, qs: ShardSet):
+    """The labelled pairs by query id (sorted ids, CSR offsets, candidate positions), put in the object store."""
+    n_pos = np.diff(pos.indptr)
+    pos_rows = np.flatnonzero(n_pos > 0)
+    pos_ids = qs.ids[pos_rows]
+    order = np.argsort(pos_ids, kind="stable")
+    lens = n_pos[pos_rows][order]
+    starts = pos.indptr[pos_rows][order]
+    take = (np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+            + np.repeat(starts, lens))
+    return ray.put({"query_id": pos_ids[order].astype(np.int64),
+                    "indptr": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                    "candidate": pos.indices[take].astype(np.int64)})
+
+
+def _staging(out_path: Path | None) -> Path:
+    """The folder the parts are written to: beside ``out_path`` (renamed into place at the end), or a
+    temporary folder when the table is collected in memory."""
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = out_path.parent / f".{out_path.name}.staging-{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        return staging
+    return Path(tempfile.mkdtemp(prefix="fnlab-ray-scan-"))
+
+
+def _pipeline(ray, qs: ShardSet, refs: dict[str, Any], bounds: np.ndarray, n_shards: int, top_k: int,
+              batch_size: int, normalize: bool, staging: Path, id_column: str, embedding_column: str,
+              n_workers: int, actor_cpus: float, worker_cpus: int, kill_marker: str | None):
+    """The Ray Dataset of the queries followed by one ``map_batches`` stage (an actor pool) per candidate shard."""
+    source: dict[str, Any] = {"kind": qs.kind, "files": qs.files, "offsets": qs.offsets, "dim": qs.dim,
+                              "id_column": id_column, "embedding_column": embedding_column, "array": None}
+    if qs.kind == "parquet":
+        ds = ray.data.read_parquet(qs.files, columns=[id_column, embedding_column], include_paths=True)
+        first_format, first_batch = "pyarrow", batch_size
+        id_order = np.argsort(qs.ids, kind="stable")
+        source["id_lookup"] = [ray.put((qs.ids[id_order], id_order))]
+    else:
+        if qs.kind == "memory":
+            source["array"] = [ray.put(np.ascontiguousarray(qs.array))]
+        ranges = [{"shard": f, "start": s, "stop": min(s + batch_size, int(qs.offsets[f + 1] - qs.offsets[f]))}
+                  for f in range(len(qs.files))
+                  for s in range(0, int(qs.offsets[f + 1] - qs.offsets[f]), batch_size)]
+        ds = ray.data.from_items(ranges, override_num_blocks=len(ranges))
+        first_format, first_batch = "numpy", 1
+
+    warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=DeprecationWarning)
+    for s in range(n_shards):
+        index_ref = refs["indexes"][s]
+        kwargs = dict(shard=[refs["shards"][s]], index_blob=None if index_ref is None else [index_ref],
+                      lo=int(bounds[s]), first=s == 0, last=s == n_shards - 1, k=int(top_k), threads=worker_cpus,
+                      positives=[refs["positives"]], normalize=bool(normalize), query_source=source,
+                      out_dir=str(staging), posterior=[refs["posterior"]], candidate_ids=[refs["candidate_ids"]],
+                      context=[refs["context"]],
+                      kill_marker=kill_marker)
+        ds = ds.map_batches(_ShardSearcher, fn_constructor_kwargs=kwargs,
+                            batch_size=first_batch if s == 0 else batch_size,
+                            batch_format=first_format if s == 0 else "numpy",
+                            compute=ray.data.ActorPoolStrategy(size=n_workers), num_cpus=actor_cpus,
+                            max_restarts=4, max_task_retries=4)
+    return ds
+
+
+def _take_all(ds) -> pd.DataFrame:
+    """Run the job: one row per written part; a worker's ScanInputError is raised as itself."""
     try:
-        started = _connect(ray, ray_address, num_cpus, connect_timeout)
-        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-        n_shards = len(shards)
-        n_workers = int(workers or max(1, cluster_cpus // (n_shards * worker_cpus)))
-        # every stage's pool must fit at once (a batch flows through all of them), and Ray Data's
-        # Parquet reading tasks need a CPU of their own: share the rest among the actors if needed
-        # (a reservation for the scheduler; faiss still runs worker_cpus threads)
-        free = max(cluster_cpus - (1 if qs.kind == "parquet" else 0), 0.5)
-        actor_cpus = min(float(worker_cpus), free / (n_shards * n_workers))
-        data_context = ray.data.DataContext.get_current()
-        data_context.enable_progress_bars = bool(progress)
-        if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        return pd.DataFrame(ds.take_all())
+    except Exception as err:  # Ray wraps worker errors; surface the user's ScanInputError
+        inner = _unwrap(err)
+        if inner is not err:
+            raise inner from None
+        raise
 
-        # object store: each large read-only array once
-        n_pos = np.diff(pos.indptr)
-        pos_rows = np.flatnonzero(n_pos > 0)
-        pos_ids = qs.ids[pos_rows]
-        order = np.argsort(pos_ids, kind="stable")
-        lens = n_pos[pos_rows][order]
-        starts = pos.indptr[pos_rows][order]
-        take = (np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-                + np.repeat(starts, lens))
-        positives_ref = ray.put({"query_id": pos_ids[order].astype(np.int64),
-                                 "indptr": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
-                                 "candidate": pos.indices[take].astype(np.int64)})
-        shard_refs = [ray.put(s) for s in shards]
-        index_refs = [None if ix is None else ray.put(_serialize(ix)) for ix in indexes]
-        index_info = index_description(indexes[0]) if indexes[0] is not None else {"kind": "flat"}
-        del shards, indexes
-        posterior_ref = ray.put(post)
-        cand_ids_ref = ray.put(cs.ids)
-        context_ref = ray.put(ctx)
 
-        if out_path is not None:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            staging = out_path.parent / f".{out_path.name}.staging-{uuid.uuid4().hex[:12]}"
-            staging.mkdir()
-        else:
-            staging = Path(tempfile.mkdtemp(prefix="fnlab-ray-scan-"))
-
-        source: dict[str, Any] = {"kind": qs.kind, "files": qs.files, "offsets": qs.offsets, "dim": d,
-                                  "id_column": id_column, "embedding_column": embedding_column, "array": None}
-        if qs.kind == "parquet":
-            ds = ray.data.read_parquet(qs.files, columns=[id_column, embedding_column], include_paths=True)
-            first_format, first_batch = "pyarrow", batch_size
-            id_order = np.argsort(qs.ids, kind="stable")
-            source["id_lookup"] = [ray.put((qs.ids[id_order], id_order))]
-        else:
-            if qs.kind == "memory":
-                source["array"] = [ray.put(np.ascontiguousarray(qs.array))]
-            ranges = [{"shard": f, "start": s, "stop": min(s + batch_size, int(qs.offsets[f + 1] - qs.offsets[f]))}
-                      for f in range(len(qs.files))
-                      for s in range(0, int(qs.offsets[f + 1] - qs.offsets[f]), batch_size)]
-            ds = ray.data.from_items(ranges, override_num_blocks=len(ranges))
-            first_format, first_batch = "numpy", 1
-
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=DeprecationWarning)
-        for s in range(n_shards):
-            kwargs = dict(shard=[shard_refs[s]], index_blob=None if index_refs[s] is None else [index_refs[s]],
-                          lo=int(bounds[s]), first=s == 0, last=s == n_shards - 1, k=int(top_k), threads=worker_cpus,
-                          positives=[positives_ref], normalize=bool(normalize), query_source=source,
-                          out_dir=str(staging), posterior=[posterior_ref], candidate_ids=[cand_ids_ref],
-                          context=[context_ref],
-                          kill_marker=_kill_marker)
-            ds = ds.map_batches(_ShardSearcher, fn_constructor_kwargs=kwargs,
-                                batch_size=first_batch if s == 0 else batch_size,
-                                batch_format=first_format if s == 0 else "numpy",
-                                compute=ray.data.ActorPoolStrategy(size=n_workers), num_cpus=actor_cpus,
-                                max_restarts=4, max_task_retries=4)
-        t_search = time.perf_counter()
-        try:
-            stats = pd.DataFrame(ds.take_all())
-        except Exception as err:  # Ray wraps worker errors; surface the user's ScanInputError
-            inner = _unwrap(err)
-            if inner is not err:
-                raise inner from None
-            raise
-        t_search = time.perf_counter() - t_search
-
-        # --- every query exactly once, no stray parts; then commit
-        if stats.empty or int(stats["queries"].sum()) != nq or stats["part"].duplicated().any():
-            got = 0 if stats.empty else int(stats["queries"].sum())
-            raise RuntimeError(f"the Ray job returned {got} queries for {nq} (parts {len(stats)}); nothing written")
-        keep = set(stats["part"])
-        for p in staging.iterdir():
-            if p.name not in keep:
-                p.unlink()
-        summary = _summary(stats, qs, cs, top_k, pos, no_pos, policy, estimator, prior, prior_method, post,
-                           sample_sims, pos_sims, normalize, index, index_info, recall, seed, notes,
-                           {"fit": t_fit, "index": t_index, "search": t_search, "total": time.perf_counter() - t0},
-                           {"address": ray_address or os.environ.get("RAY_ADDRESS") or "local",
-                            "cluster_cpus": cluster_cpus, "candidate_shards": n_shards,
-                            "workers_per_shard": n_workers, "worker_cpus": int(worker_cpus),
-                            "batch_size": batch_size, "query_shards": len(qs.files), "query_format": qs.kind})
-        positive_pairs = pd.DataFrame({"query": qs.ids[coo.row], "candidate": cs.ids[coo.col]})
-        if out_path is None:
-            table = pd.concat([pd.read_parquet(staging / name) for name in sorted(keep)], ignore_index=True)
-            table = table.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
-            shutil.rmtree(staging, ignore_errors=True)
-            staging = None
-            return ScanResult(table=table, summary=summary, posterior=post, positive_pairs=None, warnings=notes)
-        summary["output"] = {"path": str(out_path), "format": "parquet", "parts": len(keep),
-                             "layout": "part-*.parquet (one per batch; concatenate them) + summary.json"}
-        scanmod.write_json(summary, staging / SUMMARY_NAME)
-        _commit(staging, out_path)
-        staging = None
-        return ScanResult(table=None, summary=summary, posterior=post, positive_pairs=positive_pairs, warnings=notes)
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if started:
-            ray.shutdown()
+def _check_parts(stats: pd.DataFrame, nq: int, staging: Path) -> set[str]:
+    """The parts of the job, checked: every query written exactly once; files in ``staging`` that are not
+    among them (a retried batch's leftovers) are removed."""
+    if stats.empty or int(stats["queries"].sum()) != nq or stats["part"].duplicated().any():
+        got = 0 if stats.empty else int(stats["queries"].sum())
+        raise RuntimeError(f"the Ray job returned {got} queries for {nq} (parts {len(stats)}); nothing written")
+    keep = set(stats["part"])
+    for p in staging.iterdir():
+        if p.name not in keep:
+            p.unlink()
+    return keep
 
 
 #: bytes one row of a batch takes in a worker (running top-k scores and ids, the table's columns)
@@ -643,7 +744,7 @@ def _summary(stats, qs, cs, top_k, pos, no_pos, policy, estimator, prior, prior_
         "estimator": estimator,
         "prior": prior if prior == "auto" else float(prior),
         "prior_estimated": float(post.prior_pos),
-        **scanmod.status_fields(post),
+        **status_fields(post),
         "prior_method": prior_method,
         "posterior": params,
         "negative_sample_size": int(sample_sims.size),
