@@ -19,8 +19,8 @@ Shapes: ``embeddings(split)`` returns ``(emb_a [n_a, d], emb_b [n_b, d])`` float
 
 Example:
     >>> run = LoadedRun.open("runs/demo")                       # doctest: +SKIP
-    >>> ds, (a, b) = run.dataset("test"), run.embeddings("test")
-    >>> post = run.posterior()
+    >>> ds, (a, b) = run.dataset("test"), run.embeddings("test")  # doctest: +SKIP
+    >>> post = run.posterior()                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
