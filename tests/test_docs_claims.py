@@ -242,3 +242,34 @@ def test_every_result_file_has_provenance_and_every_row_a_file():
     assert rows <= files, f"bench/results/PROVENANCE.md lists files that do not exist: {sorted(rows - files)}"
     for row in re.findall(r"^\| `[^`]+` \| `([^`]+)` \| [^|]+ \| `([0-9a-f]{7,40})` \|", table, re.M):
         assert row[0].startswith(("python bench/", "several ")), f"PROVENANCE.md: a command that is not a bench run: {row}"
+
+
+def _make_bench_commands() -> list[tuple[str, list[str]]]:
+    """Every ``bench/NAME.py ...`` command of the Makefile's ``BENCH_*`` lines and of ``bench/README.md``."""
+    out = []
+    for line in (REPO / "Makefile").read_text(encoding="utf-8").splitlines():
+        if line.startswith("BENCH_") and "bench/" in line:
+            for part in re.split(r"&&|;|\{|\}|>", line.partition("=")[2]):
+                words = _words(part.replace("$(PY)", "python"))
+                if len(words) > 1 and words[0] == "python":
+                    out.append((f"Makefile:{line.split()[0]}", words))
+    text = (REPO / "bench" / "README.md").read_text(encoding="utf-8")
+    for line, m in _lines(REPO / "bench" / "README.md", re.compile(r"`(python bench/[^`]+)`"), text):
+        out.append((f"bench/README.md:{line}", _words(m.group(1).replace("=G", "=0.0").replace("-G", "-0.0"))))
+    return out
+
+
+MAKE_BENCH = _make_bench_commands()
+
+
+def test_make_bench_names_every_table_target():
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    tables = re.search(r"^BENCH_TABLES := (.*)$", make, re.M).group(1).split()
+    assert tables and all(f"BENCH_{t} =" in make for t in tables)
+    readme = (REPO / "bench" / "README.md").read_text(encoding="utf-8")
+    assert all(f"`bench-{t}`" in readme for t in tables), "bench/README.md maps every make bench target"
+
+
+@pytest.mark.parametrize("where,words", MAKE_BENCH, ids=[f"{w}:{' '.join(x[1:3])}" for w, x in MAKE_BENCH])
+def test_make_bench_command_flags_exist(where: str, words: list[str]):
+    test_bench_command_flags_exist(where, words)
