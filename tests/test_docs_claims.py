@@ -112,7 +112,8 @@ def test_path_exists(where: str, path: str):
 
 
 # ----------------------------------------------------------------------------- bench results
-BARE_RESULTS = re.compile(r"`((?:%s)[\w.-]*\.(?:txt|md|csv|json))`" % "|".join(map(re.escape, BENCH_STEMS)))
+_STEMS = "|".join(map(re.escape, BENCH_STEMS))
+BARE_RESULTS = re.compile(rf"`((?:{_STEMS})[\w.-]*\.(?:txt|md|csv|json))`")
 RESULTS = sorted({(w, "bench/results/" + n) for w, n in _claims(BARE_RESULTS)}
                  | {(w, p) for w, p in PATHS if p.startswith("bench/results/")})
 
