@@ -52,10 +52,31 @@ test-all: install browser-deps
 test-fast: install
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-bench: install
-	$(PY) bench/sampler_speed.py
-	$(PY) bench/scan_speed.py --queries 20000 --candidates 20000
-	$(PY) bench/reproduce.py
+# make bench regenerates the sources of the README's result tables, each with the arguments its file records
+# (bench/README.md maps table -> command; bench/results/PROVENANCE.md has every file). Many hours on 2 cores.
+# make bench-list prints the commands without running anything; make bench-TABLE runs one of them.
+R := bench/results
+BENCH_TMP ?= /tmp/fnlab-bench
+BENCH_fn-detection = $(PY) bench/fn_detection.py --datasets shapes digits shapes-precomp digits-precomp --seeds 0
+BENCH_real-text = $(PY) bench/real_text.py --max-docs 2500 --plant 0.05 --top-k 20 --seed 0
+BENCH_reproduce = $(PY) bench/reproduce.py --datasets shapes-precomp digits-precomp --epochs 4 --seeds 0 1 2 3 4 --jobs 2
+BENCH_density = $(PY) bench/reproduce.py --datasets shapes-precomp digits-precomp --samplers hardest oracle random semihard "fne calibrated" --epochs 4 --seeds 0 1 2 --jobs 2 -o genericness=0.0 --out $(R)/density/genericness-0.0 && $(PY) bench/reproduce.py --datasets shapes-precomp digits-precomp --samplers hardest oracle random semihard "fne calibrated" --epochs 4 --seeds 0 1 2 --jobs 2 -o genericness=0.1 --out $(R)/density/genericness-0.1 && $(PY) bench/reproduce.py --datasets shapes-precomp digits-precomp --epochs 4 --seeds 0 1 2 --jobs 2 --out $(BENCH_TMP)/3seeds && cp $(BENCH_TMP)/3seeds/reproduce.md $(R)/reproduce_3seeds.md && cp $(BENCH_TMP)/3seeds/reproduce.csv $(R)/reproduce_3seeds.csv
+BENCH_own-data = { $(PY) bench/own_data.py && $(PY) bench/own_data.py --folders text-S planted-L text-L --heads linear --lrs 5e-3; } > $(R)/own_data.txt
+BENCH_scan-speed = $(PY) bench/scan_speed.py --queries=100000 --candidates=100000 --dim=256 --top-k=50 --seed=0 --repeat=1
+BENCH_sampler-speed = $(PY) bench/sampler_speed.py --repeats 15
+BENCH_train-speed = $(PY) bench/train_speed.py --profile && $(PY) bench/train_speed.py --only cli --out $(R)/train_speed_pool_signals.txt
+BENCH_scan-engines = $(PY) bench/scan_scale.py engines --nq 100000 --nc 100000 && $(PY) bench/scan_scale.py engines --nq 30000 --nc 30000 && $(PY) bench/scan_scale.py engines --nq 30000 --nc 30000 --tag _rerun
+BENCH_scan-indexes = $(PY) bench/scan_scale.py indexes --nq 10000 --nc 1000000 --kinds flat,ivf --index ivf --index-param nlist=1000 --tag _flat_ivf && $(PY) bench/scan_scale.py indexes --nq 10000 --nc 1000000 --kinds hnsw --index hnsw --index-param M=16 --index-param efConstruction=40 --tag _hnsw && $(PY) bench/scan_scale.py million --index ivf
+BENCH_TABLES := fn-detection real-text reproduce density own-data scan-speed sampler-speed train-speed scan-engines scan-indexes
+
+.PHONY: bench-list $(addprefix bench-,$(BENCH_TABLES))
+bench: $(addprefix bench-,$(BENCH_TABLES))
+
+$(addprefix bench-,$(BENCH_TABLES)): bench-%: install
+	$(BENCH_$*)
+
+bench-list:
+	@$(foreach t,$(BENCH_TABLES),printf '%s\n' 'bench-$(t): $(subst ','"'"',$(BENCH_$(t)))';)
 
 lint: install
 	$(VENV)/bin/ruff check fnlab app tests bench

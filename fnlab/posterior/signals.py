@@ -49,8 +49,8 @@ had it not been labelled, which is what a positive-unlabelled estimator needs. W
 no value (a query with a single positive, a candidate nobody labelled) it is NaN.
 
 :class:`PairContext` holds one retrieval problem (query and candidate embeddings, labelled pairs)
-and computes :class:`PairSignals` for any list of pairs; :meth:`PairContext.draw_unlabelled` is the
-one way fnlab draws random unlabelled pairs.
+and computes :class:`PairSignals` for any list of pairs; :meth:`PairContext.draw_unlabelled` draws
+random unlabelled pairs for the posterior fits and the scans.
 """
 
 from __future__ import annotations
@@ -460,8 +460,8 @@ class PairContext:
     def draw_unlabelled(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (query, candidate) pairs drawn uniformly, with replacement, among unlabelled pairs.
 
-        The one function fnlab uses to draw random unlabelled pairs (posterior fits, the scan's
-        sample, the app's similarity sample). Returns two ``[n]`` int64 arrays (empty where every
+        The draw of the posterior fits and of the scans' sample (the evaluation's pool sample and the
+        app's similarity sample draw their own). Returns two ``[n]`` int64 arrays (empty where every
         pair is labelled).
         """
         n = int(n)
