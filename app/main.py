@@ -30,6 +30,7 @@ PAGES = [
     st.Page("views/rankings.py", title="Rankings", icon=":material/format_list_numbered:"),
     st.Page("views/distributions.py", title="Distributions", icon=":material/bar_chart:"),
     st.Page("views/playground.py", title="Sampler playground", icon=":material/tune:"),
+    st.Page("views/which_sampler.py", title="Which sampler?", icon=":material/explore:"),
     st.Page("views/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("views/suspects.py", title="Suspects", icon=":material/search_check:"),
     st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),

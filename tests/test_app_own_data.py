@@ -19,7 +19,8 @@ ensure_repo_on_path()
 MAIN = str(REPO / "app" / "main.py")
 TIMEOUT = 600  # a limit for one script run on a busy machine, not a speed target
 PAGES = ["views/data.py", "views/lesson.py", "views/train.py", "views/rankings.py", "views/distributions.py",
-         "views/playground.py", "views/embedding_map.py", "views/suspects.py", "views/compare.py"]
+         "views/playground.py", "views/embedding_map.py", "views/suspects.py", "views/compare.py",
+         "views/which_sampler.py"]
 IMAGE_WORDS = ("image", "caption", "picture")
 
 

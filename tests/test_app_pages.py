@@ -205,6 +205,27 @@ def test_suspects_page_decisions_persist(env):
     assert at2.get("download_button")
 
 
+def test_which_sampler_page_places_the_run_and_a_typed_share(env, tmp_path, monkeypatch):
+    from _regime_fixture import write
+
+    monkeypatch.setenv("FNLAB_REGIME_MAP", str(tmp_path / "missing.json"))
+    at = _open("views/which_sampler.py")
+    _ok(at)
+    assert any("no regime map here" in i.value for i in at.info)  # the command that measures one is named
+    monkeypatch.setenv("FNLAB_REGIME_MAP", str(write(tmp_path / "map.json")))
+    at = _open("views/which_sampler.py")
+    _ok(at)
+    assert len(_plotly(at)) == 1
+    placed = [m.value for m in at.markdown if "nearest measured cell" in m.value]
+    assert placed and "The open run" in placed[0] and "ground truth" in placed[0]  # tiny shapes has ground truth
+    at.number_input(key="ws_own").set_value(0.6).run()
+    _ok(at)
+    placed = [m.value for m in at.markdown if "nearest measured cell" in m.value]
+    assert "Your data" in placed[0] and "**shapes:high**" in placed[0]
+    assert any("fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better." in m.value for m in at.markdown)
+    assert at.dataframe[0].value["arm"].tolist()[0] == "oracle"
+
+
 def test_compare_page(env):
     at = _open("views/compare.py")
     _ok(at)

@@ -29,7 +29,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAGES = [("", "data"), ("lesson", "lesson"), ("train", "train"), ("rankings", "rankings"),
          ("distributions", "distributions"), ("playground", "playground"), ("embedding_map", "embedding_map"),
-         ("suspects", "suspects"), ("compare", "compare")]
+         ("suspects", "suspects"), ("compare", "compare"), ("which_sampler", "which_sampler")]
 ARTIFACTS = REPO / "test-artifacts"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 WIDTH = 1280

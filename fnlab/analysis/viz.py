@@ -11,6 +11,7 @@ other categories take colours from :data:`PALETTE`, which leaves the status colo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -526,3 +527,40 @@ def embedding_scatter(
     fig.update_xaxes(showticklabels=False, title_text=f"{axes} 1")
     fig.update_yaxes(showticklabels=False, title_text=f"{axes} 2")
     return _layout(fig, title=title, height=600, legend="bottom")
+
+
+def regime_map_figure(rmap: Any, *, density: float | None = None, family: str | None = None,
+                      title: str | None = "Which sampler where: last-epoch relevant rSum by false-negative density"
+                      ) -> go.Figure:
+    """The regime map (:class:`fnlab.analysis.regime.RegimeMap`): x = top-10 false-negative share of a cell,
+    y = last-epoch relevant rSum (mean over seeds) of each arm at its best window ``k`` there, one line per arm
+    and dataset family; a dashed line at ``density`` (the open run's or a scan's), in ``family`` where given."""
+    fig = go.Figure()
+    symbols = {"plain": "circle", "fne soft": "diamond", "fne keep": "square", "oracle": "star", "semihard": "x"}
+    arms = sorted({a for c in rmap.cells for a in c.arms()} | ({"semihard"} if any(
+        c.semihard is not None for c in rmap.cells) else set()))
+    families = sorted({c.family for c in rmap.cells})
+    for fi, fam in enumerate(families):
+        cells = [c for c in rmap.cells if c.family == fam]
+        for ai, arm in enumerate(arms):
+            xs, ys, ks = [], [], []
+            for c in cells:
+                best = c.best(arm) if arm != "semihard" else None
+                y, k = (best.mean, best.k) if best else ((c.semihard, "-") if arm == "semihard" else (None, None))
+                if y is not None:
+                    xs.append(c.density), ys.append(y), ks.append(k)
+            if not xs:
+                continue
+            dash = ["solid", "dot", "dash", "longdash"][fi % 4]
+            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=f"{arm} · {fam}" if len(families) > 1 else arm,
+                            customdata=ks, line=dict(color=PALETTE[ai % len(PALETTE)], dash=dash),
+                            marker=dict(size=11, symbol=symbols.get(arm, "circle")),
+                            hovertemplate=f"{arm} ({fam})<br>top-10 FN share %{{x:.2f}}<br>relevant rSum %{{y:.1f}}"
+                                          "<br>best k %{customdata}<extra></extra>")
+    if density is not None and np.isfinite(density):
+        fig.add_vline(x=float(density), line_dash="dash", line_color="#444444",
+                      annotation_text="this run" if family is None else f"this run ({family})",
+                      annotation_position="top")
+    fig.update_xaxes(tickformat=".0%", rangemode="tozero")
+    return _layout(fig, title=title, height=460, xaxis="false-negative share of each query's top 10",
+                   yaxis="relevant rSum, last epoch (0-600)", legend="bottom")

@@ -1,0 +1,69 @@
+"""The regime map read back (fnlab.analysis.regime): placing a density, what the map says there, the estimated
+density of a scan, and clear errors for a missing or wrong file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _regime_fixture import summary, write
+
+from fnlab.analysis import viz
+from fnlab.analysis.regime import RegimeMap, estimated_density
+
+
+def test_place_picks_the_nearest_cell_of_the_family():
+    m = RegimeMap.from_summary(summary())
+    assert [c.name for c in m.cells] == ["shapes:low", "shapes:high"]  # by family, then density
+    assert m.place(0.2).name == "shapes:low" and m.place(0.5).name == "shapes:high"
+    assert m.place(0.9, family="unknown").name == "shapes:high"  # no cell of that family: every cell
+
+
+def test_best_arm_and_ranking_per_cell():
+    high = RegimeMap.from_summary(summary()).place(0.6)
+    assert high.best("plain").k == "10" and high.best("plain").mean == 420.0
+    assert [r.arm for r in high.ranking()] == ["oracle", "semihard", "fne keep", "plain"]
+
+
+def test_verdict_states_fne_against_plain_with_its_interval_and_semihard_where_it_is_as_good():
+    m = RegimeMap.from_summary(summary())
+    high = m.verdict(m.place(0.6))
+    assert high[0].startswith("Best without ground truth: **semihard**")
+    assert "fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better." in high
+    assert "Headroom (oracle - plain) at k = 1: +200.0 [95% CI +157.0, +243.0]." in high
+    low = m.verdict(m.place(0.1))
+    assert "fne keep vs plain at k = 10: -1.0 [95% CI -5.3, +3.3], not distinguishable." in low
+    assert any(s.startswith("Semi-hard (520.0) is at least as good as FNE's best (509.0)") for s in low)
+
+
+def test_estimated_density_is_the_mean_p_of_each_querys_top_k_rows():
+    rng = np.random.default_rng(0)
+    rank = np.tile(np.arange(1, 21), 7)
+    p = rng.random(rank.size)
+    want = np.mean([pi for pi, r in zip(p, rank, strict=True) if r <= 10])
+    assert estimated_density(p, rank, 10) == pytest.approx(want)
+    with pytest.raises(ValueError, match="top 3"):
+        estimated_density(p[rank > 3], rank[rank > 3], 3)
+
+
+def test_load_names_the_file_and_the_missing_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no regime map here"):
+        RegimeMap.load(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"density": {}}))
+    with pytest.raises(ValueError, match=r"bad\.json: field 'summary' missing"):
+        RegimeMap.load(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON regime map"):
+        RegimeMap.load(bad)
+    assert RegimeMap.load(write(tmp_path / "m.json")).runs == 30
+
+
+def test_figure_has_one_line_per_arm_and_the_run_marked():
+    fig = viz.regime_map_figure(RegimeMap.from_summary(summary()), density=0.4, family="shapes")
+    names = sorted(t.name for t in fig.data)
+    assert names == ["fne keep", "oracle", "plain", "semihard"]
+    plain = next(t for t in fig.data if t.name == "plain")
+    assert list(plain.x) == [0.1, 0.6] and list(plain.y) == [510.0, 420.0] and list(plain.customdata) == ["10", "10"]
+    assert any(s.x0 == 0.4 for s in fig.layout.shapes)
