@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="pairs loader option, e.g. -o pooling_depth=20")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a loss parameter (JSON value), e.g. w_eps=0.1 for in_batch+wmse on 384-d embeddings")
     args = ap.parse_args(argv)
     import json
 
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.option:
         key, _, value = item.partition("=")
         options[key] = json.loads(value)
+    loss_params = {}
+    for item in args.loss_param:
+        key, _, value = item.partition("=")
+        loss_params[key] = json.loads(value)
     bad = [label for label in args.samplers if label.partition("+")[0] not in SAMPLERS]
     if bad:
         ap.error(f"unknown sampler(s) {bad}; valid: {', '.join(SAMPLERS)}")
@@ -127,15 +133,22 @@ def main(argv: list[str] | None = None) -> int:
         sampler, params = SAMPLERS[base]
         for seed in args.seeds:
             t0 = time.perf_counter()
-            out = train(TrainConfig(dataset="pairs", dataset_root=str(root), dataset_options=options, sampler=sampler,
-                                    sampler_params=params, loss=loss or None, epochs=args.epochs, seed=seed,
-                                    num_threads=1, select_by="relevant"))
+            try:
+                out = train(TrainConfig(dataset="pairs", dataset_root=str(root), dataset_options=options,
+                                        sampler=sampler, sampler_params=params, loss=loss or None,
+                                        loss_params=loss_params, epochs=args.epochs, seed=seed, num_threads=1,
+                                        select_by="relevant"))
+            except ValueError as err:  # a setting this data cannot take: the row says so, the others run
+                print(f"{label} seed {seed}: not run: {err}", flush=True)
+                continue
             after = [m for m in out["metrics"] if not m.get("warmup")]
             rate = [m["sampled_fn_rate"] for m in after if m["sampled_fn_rate"] == m["sampled_fn_rate"]]
             rows.append({"sampler": label, "seed": seed, "relevant_rsum": out["eval"]["relevant_recall"]["rsum"],
                          "rsum": out["eval"]["recall"]["rsum"], "sampled_fn_rate": float(np.mean(rate)),
                          "seconds": time.perf_counter() - t0})
             print(rows[-1], flush=True)
+    if not rows:
+        return 1
     df = pd.DataFrame(rows).groupby("sampler", sort=False)[["relevant_rsum", "rsum", "sampled_fn_rate"]]
     print((df.mean().round(4).astype(str) + " +- " + df.std().round(4).astype(str)).to_string())
     return 0

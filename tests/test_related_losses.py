@@ -505,3 +505,19 @@ def test_the_scan_summary_counts_queries_left_with_too_few_negatives():
     assert scan(q, c, positives, top_k=3, estimator="paper", progress=False).summary["too_few_negatives"] == 0
     t = triplets(res, threshold=1.0, num_negatives=5)
     assert t.attrs["too_few_negatives"] == 30 and len(t) == 30 * 4
+
+
+def test_wmse_refuses_a_width_its_sub_batches_cannot_whiten_before_training_starts(tmp_path):
+    """A 64-d head trained with batches of 32: whitening 32 rows of width 64 is impossible without shrinkage; the
+    run stops in set-up (no epoch, no run folder) with the flags to change, and w_eps > 0 lets it through."""
+    from fnlab.losses import build
+    from fnlab.training.train import TrainConfig, train
+
+    with pytest.raises(ValueError, match=r"width 64: set w_size and the batch size above 64 .*w_eps=0.1"):
+        build("wmse").check_shape(64, 32)
+    build("wmse", w_eps=0.1).check_shape(64, 32)
+    build("wmse", w_size=100).check_shape(64, 128)
+    cfg = TrainConfig(dataset="shapes", dataset_options={"n_train": 64, "n_val": 32, "n_test": 32}, sampler="in_batch",
+                      loss="wmse", epochs=2, batch_size=32, dim=64, seed=0, num_threads=1)
+    with pytest.raises(ValueError, match="cannot whiten embeddings of width 64"):
+        train(cfg)

@@ -68,6 +68,10 @@ class Loss:
         accepted side information, each ``[B, K]``)."""
         raise NotImplementedError
 
+    def check_shape(self, dim: int, batch: int) -> None:
+        """Refuse, before training starts, an embedding width ``dim`` and batch size ``batch`` the loss cannot
+        work with (``ValueError`` naming the parameters to change); most losses take any."""
+
     def embed(self, fa: torch.Tensor, fb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """The loss of a batch of labelled pairs from their embeddings ``fa [B, d]``, ``fb [B, d]`` (unit rows)
         and the pairs' item ids ``ids [B]`` (pairs sharing an id match): losses with ``needs_embeddings``."""

@@ -66,6 +66,16 @@ class WMSELoss(Loss):
         self.w_size, self.w_iter, self.w_eps = int(w_size), int(w_iter), float(w_eps)
         self.generator: torch.Generator | None = None
 
+    def check_shape(self, dim: int, batch: int) -> None:
+        """Whitening ``min(w_size, batch)`` rows of width ``dim`` needs more rows than dimensions unless the
+        covariance is shrunk (``w_eps > 0``)."""
+        rows = min(self.w_size, int(batch))
+        if self.w_eps == 0 and rows <= int(dim):
+            raise ValueError(f"{self.name}: whitening sub-batches of {rows} rows (min of w_size {self.w_size} and "
+                             f"batch size {batch}) cannot whiten embeddings of width {dim}: set w_size and the batch "
+                             f"size above {dim} (--loss-param w_size=N --batch-size N), or shrink the covariance "
+                             f"(--loss-param w_eps=0.1)")
+
     def partitions(self, n: int, device: torch.device) -> list[torch.Tensor]:
         """Random sub-batches of ``min(w_size, n)`` row indices (a remainder smaller than that sits out)."""
         size = min(self.w_size, n)

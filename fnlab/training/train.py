@@ -425,8 +425,11 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         inputs = (a_all if side == "a" else b_all) if split == "train" else getattr(splits[split], f"{side}_inputs")
         return encode_side(enc, inputs, side, device=device)
 
+    pick_loss = build_pick_loss(config.loss, config.loss_params)
+    if hasattr(pick_loss, "check_shape"):  # a width or batch the loss cannot use fails here, before any epoch
+        pick_loss.check_shape(int(model.spec.get("dim", config.dim)), config.batch_size)
     objective = SampledObjective(
-        _build_sampler(config), build_pick_loss(config.loss, config.loss_params),
+        _build_sampler(config), pick_loss,
         TripletLoss(margin=float(config.loss_params.get("margin", 0.2)), mode=config.warmup_loss, reduction="sum"),
         model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)), momentum=config.momentum,
         num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen, inputs=(a_all, b_all),
