@@ -89,7 +89,11 @@ def server(tmp_path_factory):
     _needs_browser()
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_browser"))
     warm_umap_cache(root)
-    proc, log, url = _serve(app_env(root), root.parent / "streamlit.log")
+    from _regime_fixture import write as write_regime_map
+
+    # the Which sampler? page draws a fixed map, whatever bench/results holds
+    regime_map = write_regime_map(root.parent / "regime_map.json")
+    proc, log, url = _serve({**app_env(root), "FNLAB_REGIME_MAP": str(regime_map)}, root.parent / "streamlit.log")
     _SERVER_ROOTS[url] = str(root)
     try:
         yield url
