@@ -68,6 +68,10 @@ def _run_one(job) -> dict:
     dataset, label, seed, options, args = job
     base, loss = _split(label)
     sampler, params = SAMPLERS[base]
+    from fnlab.samplers import param_specs
+
+    takes = {spec.name for spec in param_specs(sampler)}  # --sampler-param goes to the rows whose sampler takes it
+    params = {**params, **{k: v for k, v in args.sampler_param_dict.items() if k in takes}}
     opts = dict(options) if dataset.startswith("shapes") else {k: v for k, v in options.items() if k != "n_train"}
     cfg = TrainConfig(dataset=dataset, dataset_options=opts, sampler=sampler, sampler_params=params,
                       epochs=args.epochs, batch_size=args.batch_size, queue_size=args.queue_size,
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="validation figure the kept epoch maximises, the same for every sampler: relevant rSum "
                         "(ground truth) by default, since a labelled-only rSum punishes ranking false negatives "
                         "high, which is what a sampler that stops repelling them does")
+    p.add_argument("--sampler-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler parameter (JSON value) for every row whose sampler takes it, e.g. rule=keep")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -170,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown sampler(s) {unknown}; valid: {', '.join(SAMPLERS)}, each optionally +LOSS with LOSS one of "
                 f"{', '.join(losses.available())}")
 
+    args.sampler_param_dict = {}
+    for item in args.sampler_param:
+        key, _, value = item.partition("=")
+        try:
+            args.sampler_param_dict[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args.sampler_param_dict[key] = value
     options = {}
     for item in args.option:
         key, _, value = item.partition("=")
