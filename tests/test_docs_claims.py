@@ -230,7 +230,7 @@ def test_the_checks_catch_a_wrong_name_path_and_flag(fnlab_parser):
 
 
 # ----------------------------------------------------------------------------- bench/results provenance
-BEING_REMEASURED = ("regime_map",)  # listed once re-measured (PROVENANCE.md says so)
+BEING_REMEASURED = ()  # listed once re-measured (PROVENANCE.md says so)
 
 
 def test_every_result_file_has_provenance_and_every_row_a_file():
