@@ -41,16 +41,21 @@ ADDRESS ?= 127.0.0.1
 demo: install sample_data/shapes/dataset.json
 	$(PY) -m fnlab.cli app --address $(ADDRESS) --port $(PORT)
 
+# The suite runs on two workers, one test file each at a time (a file's module fixtures, e.g. a streamlit
+# server, stay on one worker); tests/conftest.py gives each worker one torch/OpenMP thread. PYTEST_WORKERS=0
+# runs it in one process.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 test: install browser-deps
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 # everything, with tests marked slow (none at present: the browser's first start, which trains the real demo
 # run, takes about a minute and runs in make test)
 test-all: install browser-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not browser and not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not browser and not slow"
 
 # make bench regenerates the sources of the README's result tables, each with the arguments its file records
 # (bench/README.md maps table -> command; bench/results/PROVENANCE.md has every file). Many hours on 2 cores.

@@ -6,3 +6,9 @@ import os
 # (streamlit servers, Ray workers, training subprocesses) on a 2-core machine; waiting passively changes no
 # result. The fnlab command sets the same (fnlab/cli/__init__.py); here it holds whatever test file runs first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Under pytest-xdist (make test runs two workers) each worker, and every process it starts, gets one thread:
+# two workers with a thread per core each would oversubscribe the machine. A serial pytest keeps the defaults.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")

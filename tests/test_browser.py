@@ -245,9 +245,11 @@ def _selectbox_texts(page) -> list[str]:
 def _click_point(page, below: int = 10**9) -> int:
     """Click an embedding-map point with an id below ``below`` that no other point sits within 12 px of (a click
     picks the nearest point, so a point in a crowd may hand the click to a neighbour); returns its id."""
-    got = page.evaluate(
+    # Poll: under load the map may still be drawing (or redrawing after a rerun) when this is called.
+    got = page.wait_for_function(
         """(below) => {
             const gd = document.querySelector('.js-plotly-plot');
+            if (!gd || !gd._fullLayout || !gd._fullData) return null;
             const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
             const pts = [];
             for (const tr of gd._fullData) {
@@ -263,7 +265,7 @@ def _click_point(page, below: int = 10**9) -> int:
                 if (pts.every(([j, u, v]) => j === id || Math.hypot(u - x, v - y) > 12)) return [id, x, y];
             }
             return null;
-        }""", below)
+        }""", arg=below, timeout=120_000).json_value()
     assert got is not None, "no point on the map stands alone"
     page.mouse.click(got[1], got[2])
     return int(got[0])
@@ -530,7 +532,8 @@ def test_reload_reopens_the_view(server, browser):
         other = _new_page(browser, errors)
         _goto(other, f"{server}/embedding_map?point=45&colour=side")
         other.get_by_text("Point 45,").first.wait_for(timeout=WAIT_MS)
-        assert other.locator("input[type='number']").first.input_value() == "45"  # the point box shows it
+        from playwright.sync_api import expect  # retries: under load the box may take a frame more than the text
+        expect(other.locator("input[type='number']").first).to_have_value("45", timeout=60_000)  # the point box shows it
         _shot(other, "url_shared_map_point")
         other.close()
     finally:
