@@ -243,7 +243,7 @@ def _selectbox_texts(page) -> list[str]:
 
 
 def _click_point(page, below: int = 10**9) -> int:
-    """Click an embedding-map point with an id below ``below`` that no other point sits within 12 px of (a click
+    """Click, at its exact position, the most isolated embedding-map point with an id below ``below`` (a click
     picks the nearest point, so a point in a crowd may hand the click to a neighbour); returns its id."""
     # Poll: under load the map may still be drawing (or redrawing after a rerun) when this is called.
     got = page.wait_for_function(
@@ -260,13 +260,15 @@ def _click_point(page, below: int = 10**9) -> int:
                               r.top + ya._offset + ya.l2p(tr.y[i])]);
                 }
             }
-            for (const [id, x, y] of pts.sort((a, b) => a[0] - b[0])) {
+            let best = null, bestGap = 3;  // the most isolated point below `below`, at least 3 px from any other
+            for (const [id, x, y] of pts) {
                 if (id >= below) continue;
-                if (pts.every(([j, u, v]) => j === id || Math.hypot(u - x, v - y) > 12)) return [id, x, y];
+                const gap = Math.min(...pts.filter(([j]) => j !== id).map(([j, u, v]) => Math.hypot(u - x, v - y)));
+                if (gap > bestGap) { best = [id, x, y]; bestGap = gap; }
             }
-            return null;
+            return best;
         }""", arg=below, timeout=120_000).json_value()
-    assert got is not None, "no point on the map stands alone"
+    assert got is not None, "no point on the map sits 3 px from every other"
     page.mouse.click(got[1], got[2])
     return int(got[0])
 
