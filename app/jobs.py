@@ -308,10 +308,10 @@ _JOB: dict = {}  # the finished run, for the pages prepared after the job says i
 def _prepare_pages(run, rep: _Reporter | None, *, first: bool) -> None:
     """Store what the run's pages read (:class:`fnlab.storage.pages.RunPages`, test split). ``first``: what the
     first page shows (the example), before the job says it is done; then (``first=False``, after the final state
-    is written, while the app already shows the run) the rankings, distributions and the map's projection, so
-    every page reads them. A failure here never fails the run: a page computes what is missing when it asks."""
+    is written, while the app already shows the run) the rankings, distributions, the map's projection and the
+    example of every saved split, so every page (and a split change) reads them. A failure here never fails the run: a page computes what is missing when it asks."""
     from fnlab.storage.loader import LoadedRun
-    from fnlab.storage.pages import DIRECTIONS, RunPages
+    from fnlab.storage.pages import RunPages
 
     try:
         loaded = LoadedRun(run)
@@ -322,10 +322,7 @@ def _prepare_pages(run, rep: _Reporter | None, *, first: bool) -> None:
             rep.set("pages", 0.0, "Preparing the pages: the lesson's example")
             pages.example("test")
             return
-        for d in DIRECTIONS:
-            pages.rankings("test", d)
-            pages.distribution("test", d)
-        pages.projection("test")
+        pages.prepare(loaded.saved_splits)  # test first: what the app shows first
     except Exception:  # noqa: BLE001 - logged; the app computes what is missing when a page asks for it
         import traceback
 

@@ -179,7 +179,10 @@ def loaded(root: Path, name: str):
 def _pages(root: str, name: str, key: tuple, cache: str):
     from fnlab.storage.pages import RunPages
 
-    return RunPages(_loaded(root, name, key))
+    pages = RunPages(_loaded(root, name, key))
+    if os.environ.get("FNLAB_PREPARE_PAGES", "1") != "0":
+        pages.prepare_in_background()  # every saved split's pages, so that a split change reads them
+    return pages
 
 
 def pages(root: Path, name: str):

@@ -180,3 +180,41 @@ def test_rename_keeps_everything_and_refuses_what_fnlab_did_not_write(root, tmp_
     with pytest.raises(OwnershipError):
         store.rename("after", "elsewhere")
     assert (store.root / "after" / "thesis.tex").is_file()
+
+
+def test_pages_prepared_in_background_for_every_saved_split_and_a_page_never_waits_for_another_item(root, tmp_path):
+    import threading
+
+    from fnlab.storage.pages import RunPages
+
+    r = LoadedRun.from_store(root, "tiny")
+    pg = RunPages(r, root=tmp_path / "pages")
+    # an item whose computation is held: another item is still served meanwhile
+    release, started = threading.Event(), threading.Event()
+
+    def held():
+        started.set()
+        assert release.wait(60)
+        return {"x": np.zeros(1)}
+
+    holder = threading.Thread(target=pg._item, args=(("held",), held))
+    holder.start()
+    assert started.wait(60)
+    ranked = pg.rankings("test", "t2i")  # not blocked by the held item
+    assert pg.has("rankings", "test", "t2i") and not pg.has("held")
+    release.set()
+    holder.join(60)
+    assert pg.has("held")
+    # the background preparation stores every saved split's items, both directions, once per reader
+    thread = pg.prepare_in_background()
+    assert pg.prepare_in_background() is thread
+    thread.join(120)
+    assert not thread.is_alive()
+    assert set(r.saved_splits) >= {"test", "val"}
+    for split in r.saved_splits:
+        for d in ("t2i", "i2t"):
+            assert pg.has("rankings", split, d) and pg.has("distribution", split, d), (split, d)
+        assert pg.has("projection", split)
+    again = pg.rankings("test", "t2i")
+    s = pg.sides("test", "t2i")
+    np.testing.assert_array_equal(again.table(s, 0, 10)[0]["candidate"], ranked.table(s, 0, 10)[0]["candidate"])

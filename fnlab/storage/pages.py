@@ -18,8 +18,9 @@ last: a reader sees a complete item or none, never half of one. Two processes co
 both succeed; the second rename finds the first's folder and keeps it. Arrays load with
 ``allow_pickle=False``.
 
-``fnlab`` writes these when the app's background job finishes training (:meth:`RunPages.prepare`) and
-whenever a page asks for an item not there yet.
+``fnlab`` writes these when the app's background job finishes training (:meth:`RunPages.prepare`, every
+saved split), in a background thread when the app first opens a run (:meth:`RunPages.prepare_in_background`),
+and whenever a page asks for an item not there yet.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class RunPages:
         self.run = run
         self.root = Path(root) if root is not None else cache_dir()
         self._lock = threading.RLock()
+        self._item_locks: dict[tuple, threading.Lock] = {}  # one per item: items compute side by side
         self._memory: dict[tuple, Any] = {}
         self._sides: dict[tuple[str, str], Any] = {}
+        self._background: threading.Thread | None = None
 
     @property
     def folder(self) -> Path:
@@ -83,12 +86,13 @@ class RunPages:
         """The split's :class:`fnlab.analysis.explore.Sides` in ``direction`` (built once)."""
         from fnlab.analysis import explore
 
-        with self._lock:
-            key = (split, direction)
-            if key not in self._sides:
-                a, b = self.run.embeddings(split)
-                self._sides[key] = explore.sides(self.run.dataset(split), a, b, direction)
-            return self._sides[key]
+        key = (split, direction)
+        if key not in self._sides:  # built outside the lock (a race builds it twice, the same): no page waits
+            a, b = self.run.embeddings(split)
+            built = explore.sides(self.run.dataset(split), a, b, direction)
+            with self._lock:
+                self._sides.setdefault(key, built)
+        return self._sides[key]
 
     # ------------------------------------------------------------------ posteriors
     def posterior(self, direction: str = "t2i", estimator: str | None = None, prior: float | str = "auto") -> Any:
@@ -121,12 +125,12 @@ class RunPages:
             return {"params": post.params()}
 
         label = "auto" if prior == "auto" else f"{float(prior):.6g}"
-        with self._lock:
-            key = ("posterior-object", direction, estimator, label)
-            if key not in self._memory:
-                params = self._item(("posterior", direction, estimator, label), compute, kind="json")["params"]
-                self._memory[key] = fp.from_params(params)
-            return self._memory[key]
+        key = ("posterior-object", direction, estimator, label)
+        if key not in self._memory:
+            params = self._item(("posterior", direction, estimator, label), compute, kind="json")["params"]
+            with self._lock:
+                self._memory.setdefault(key, fp.from_params(params))
+        return self._memory[key]
 
     def hard_probs(self, split: str, direction: str, estimator: str | None = None,
                    prior: float | str = "auto") -> np.ndarray:
@@ -135,14 +139,14 @@ class RunPages:
         if estimator in (None, self.run.estimator) and prior == "auto":
             return stored
         label = "auto" if prior == "auto" else f"{float(prior):.6g}"
-        with self._lock:
-            key = ("hard-p", split, direction, estimator, label)
-            if key not in self._memory:
-                post = self.posterior(direction, estimator, prior)
-                p = self.sides(split, direction).prob_false_negative(post, smp.hard_query, smp.hard_candidate)
-                p.setflags(write=False)
-                self._memory[key] = p
-            return self._memory[key]
+        key = ("hard-p", split, direction, estimator, label)
+        if key not in self._memory:
+            post = self.posterior(direction, estimator, prior)
+            p = self.sides(split, direction).prob_false_negative(post, smp.hard_query, smp.hard_candidate)
+            p.setflags(write=False)
+            with self._lock:
+                self._memory.setdefault(key, p)
+        return self._memory[key]
 
     # ------------------------------------------------------------------ items
     def rankings(self, split: str, direction: str):
@@ -209,14 +213,15 @@ class RunPages:
         from fnlab.analysis import explore
 
         pool = self.pool_split(split)
-        with self._lock:
-            key = ("pool", pool, direction, int(size))
-            if key not in self._memory:
-                s = self.sides(pool, direction)
-                qs = np.sort(np.random.default_rng(0).choice(len(s.queries), size=min(int(size), len(s.queries)),
-                                                             replace=False))
-                self._memory[key] = explore.batch(s, qs)
-            return self._memory[key]
+        key = ("pool", pool, direction, int(size))
+        if key not in self._memory:
+            s = self.sides(pool, direction)
+            qs = np.sort(np.random.default_rng(0).choice(len(s.queries), size=min(int(size), len(s.queries)),
+                                                         replace=False))
+            built = explore.batch(s, qs)
+            with self._lock:
+                self._memory.setdefault(key, built)
+        return self._memory[key]
 
     def pool_probabilities(self, split: str, direction: str, size: int = POOL_QUERIES) -> np.ndarray:
         """``[B, M]`` P(false negative) of every pair of :meth:`pool` under the direction's posterior (what a
@@ -277,12 +282,38 @@ class RunPages:
                     progress(what)
                 step()
 
+    def prepare_in_background(self, splits: Iterable[str] | None = None) -> threading.Thread:
+        """Start (once per reader) a daemon thread that runs :meth:`prepare` on ``splits`` (default: every saved
+        split, test first), so that a page opened later reads instead of computing. A page asking for an item
+        meanwhile waits only for that item: items are locked one by one. A failure is printed, never raised (the
+        page computes what is missing when it asks). Returns the thread (``join`` it to wait)."""
+        order = tuple(self.run.saved_splits if splits is None else splits)
+        with self._lock:
+            if self._background is None:
+                def work() -> None:
+                    try:
+                        self.prepare(order)
+                    except Exception:  # noqa: BLE001 - a page computes what is missing when it asks
+                        import traceback
+
+                        traceback.print_exc()
+
+                self._background = threading.Thread(target=work, name=f"fnlab-pages-{self.run.checksum[:8]}",
+                                                    daemon=True)
+                self._background.start()
+            return self._background
+
     # ------------------------------------------------------------------ storage
     def _path(self, key: tuple) -> Path:
         return self.folder / "-".join(key)
 
     def _item(self, key: tuple, compute: Callable[[], dict], *, kind: str = "npy") -> dict:
+        got = self._memory.get(key)
+        if got is not None:
+            return got
         with self._lock:
+            lock = self._item_locks.setdefault(key, threading.Lock())
+        with lock:  # one computation per item; other items go on meanwhile (no item waits for itself)
             if key in self._memory:
                 return self._memory[key]
             path = self._path(key)
