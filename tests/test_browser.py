@@ -534,7 +534,9 @@ def test_reload_reopens_the_view(server, browser):
         other = _new_page(browser, errors)
         _goto(other, f"{server}/embedding_map?point=45&colour=side")
         other.get_by_text("Point 45,").first.wait_for(timeout=WAIT_MS)
-        from playwright.sync_api import expect  # retries: under load the box may take a frame more than the text
+        from playwright.sync_api import (
+            expect,  # retries: under load the box may take a frame more than the text
+        )
         expect(other.locator("input[type='number']").first).to_have_value("45", timeout=60_000)  # the point box shows it
         _shot(other, "url_shared_map_point")
         other.close()
