@@ -1,6 +1,6 @@
 """Benchmark: the app in a real browser, on a quiet machine and with every core kept busy by another process.
 
-Runs ``tests/test_browser.py`` (headless chromium driving ``streamlit run`` on localhost; each timed action is
+Runs ``tests/test_browser.py`` and ``tests/test_browser_own.py`` (headless chromium driving ``streamlit run`` on localhost; each timed action is
 measured from the click to an idle page, including a fixed 0.3 s wait) and writes its timings file with the
 date, commit, load average and the load it ran under. ``--busy N`` starts ``N`` processes that spin on the CPU
 for the whole run (what a laptop training a model looks like), e.g. ``--busy 2`` on a 2-core machine.
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         p.start()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "tests/test_browser.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "tests/test_browser.py", "tests/test_browser_own.py"]
     if args.k:
         cmd += ["-k", args.k]
     try:
@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    timings = (ROOT / "test-artifacts" / "browser_timings.txt").read_text()
+    timings = "".join((ROOT / "test-artifacts" / name).read_text() for name in ("browser_timings.txt",
+                                                                             "browser_timings_own.txt")
+                      if (ROOT / "test-artifacts" / name).exists())
     head = [f"# {' '.join(['python', 'bench/browser_speed.py', *(argv if argv is not None else sys.argv[1:])])}",
             f"# {time.strftime('%Y-%m-%d %H:%M:%S')}, commit {commit}, {os.cpu_count()} CPUs, "
             f"{args.busy} busy process(es), load average {load_before:.1f} at the start and {load_after:.1f} "

@@ -12,3 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+# The browser tests' module-scoped fixtures (server, own_server, browser and the timings file), shared by
+# tests/test_browser.py and tests/test_browser_own.py; they import playwright only when a test asks for them.
+from _browser import browser, own_server, server, timings_file  # noqa: E402, F401

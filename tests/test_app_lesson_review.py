@@ -84,8 +84,9 @@ def test_step_four_says_what_its_chart_shows(env):
     fne = next(n for n in points if n.startswith("fne · "))
     assert "Over a batch" in text, text
     batch = text[text.index("Over a batch"):]
-    assert abs(_percent(batch, "captions,") - points[fne]) < 0.0005
-    assert abs(_percent(batch, "against") - points["hardest"]) < 0.0005
+    # the text rounds to 0.1%: at most half of that away from the chart's value
+    assert abs(_percent(batch, "captions,") - points[fne]) <= 0.0005 + 1e-9
+    assert abs(_percent(batch, "against") - points["hardest"]) <= 0.0005 + 1e-9
     for name, risk in points.items():  # every sampler the text calls as safe is at most 10% above FNE in the chart
         if f"**{name}** is" in text:
             assert risk <= points[fne] * 1.10 + 1e-9
