@@ -53,6 +53,15 @@ def test_two_labelled_pairs_say_rank_only(suite):
     assert row["status"].startswith("uncalibrated: rank only") and "2 labelled pairs" in row["status"]
 
 
+@pytest.mark.parametrize("family", ["share-1e-2", "share-0.1"])
+def test_rows_that_are_mostly_matches_are_not_called_calibrated(suite, family):
+    """Class-level matches (most of a query's top rows match): the printed P is a share there (ECE 0.12 and a
+    prior 3.6x the truth at share 1e-2, a ranking below similarity's at 0.1), so the status must not say calibrated."""
+    row = suite.run_family(family, 0, top_k=10)
+    assert row["status"].startswith("uncalibrated: rank only") and "rows a scan shows are matches" in row["status"]
+    assert row["fn_share"] > 0.5  # the ground truth agrees: most shown rows are matches
+
+
 def test_generator_is_seeded_and_documented(suite):
     a = suite.make_world(suite.FAMILIES["captions"], 3)
     b = suite.make_world(suite.FAMILIES["captions"], 3)

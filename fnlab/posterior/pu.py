@@ -33,8 +33,8 @@ where the data show it without that bias, and says which:
 without a positive, ``P_designated``. :attr:`PUPosterior.prior_pos` is the model's share of matches over
 the pool sample, :attr:`PUPosterior.prior_window` over the scanned rows. :attr:`PUPosterior.status` says
 "uncalibrated: rank only" (with the reason) where the data cannot support a probability: too few
-labelled pairs, a fit that did not converge, a prior at its bound, or a window share that could not be
-estimated.
+labelled pairs, a fit that did not converge, a prior at its bound, a window share that could not be
+estimated, or a window whose rows are mostly matches (:data:`MAX_WINDOW_SHARE`).
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ MIN_SHOWN_AUROC = 0.6
 
 #: fewer labelled pairs than this cannot say what a match looks like: the posterior ranks, no more
 MIN_LABELLED = 30
+
+#: above this estimated share of matches among the rows a scan shows, most of those rows are matches (a query
+#: matches a whole class): the labelled positive is one match among many and says little about which of the shown
+#: rows are not, so P is a share there, not a calibrated per-pair probability (bench/calibration.py's class-level
+#: families put 0.94-0.95 here and mis-rank or mis-calibrate; every other family and real text put <= 0.19)
+MAX_WINDOW_SHARE = 0.5
 
 #: the group evidence's first features, before the transitive ones: the margin to the query's own positive
 #: (the raw similarity was tried too: it ranked dense class-level matches better and captions worse,
@@ -246,6 +252,9 @@ class PUPosterior:
         if linear is None and copies is not None and not copies.found and designated is None:
             notes.append("no evidence of unlabelled matches: no labelled pair shows a transitive signal and the "
                          "scanned candidates hold no group of near-copies of the labelled positive")
+        if post.prior_window > MAX_WINDOW_SHARE:
+            reasons.append(f"about {post.prior_window:.0%} of the rows a scan shows are matches (a query matches a "
+                           "whole class): P there is a share, not a per-pair probability; sort by similarity")
         post.notes = tuple(notes)
         post.status = Status(False, "; ".join(reasons)) if reasons else Status()
         return post
