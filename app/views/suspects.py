@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import state, url
+from app import keys, state, url
 from fnlab.analysis import review
 
 st.title("Suspects")
@@ -133,7 +133,15 @@ def _undo(store) -> None:
 @st.fragment
 def _review_part(todo, store, info, key: str, scanned: frozenset) -> None:
     """The review card and the count of reviewed pairs. A key (F, T, N, U) redraws this part only, so it answers
-    at once; the table below catches up on the next change of a filter (or a reload)."""
+    at once; the table below catches up on the next change of a filter (or a reload). Every key press is
+    handled, in order, even when presses arrive faster than the page redraws (:mod:`app.keys`)."""
+    for press in keys.presses("ftnu", key="sus_keys"):
+        if press in "ft":
+            _decide_head(store, key, review.FALSE_NEGATIVE if press == "f" else review.TRUE_NEGATIVE)
+        elif press == "n":
+            _skip_head()
+        else:
+            _undo(store)
     decided = {(int(r.query), int(r.candidate)) for r in store.load().itertuples()
                if r.direction == key and r.decision != review.UNDECIDED}
     st.subheader("Review")
@@ -177,12 +185,12 @@ def _review_one(todo, store, info, key: str, decided: set) -> None:
     if r.get("why"):
         mid.markdown(f"Why: {r['why']}")
     right.button("False negative", key="sus_fn", type="primary", icon=":material/check:", width="stretch",
-                 shortcut="F", on_click=_decide_head, args=(store, key, review.FALSE_NEGATIVE))
-    right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch", shortcut="T",
+                 on_click=_decide_head, args=(store, key, review.FALSE_NEGATIVE))
+    right.button("True negative", key="sus_tn", icon=":material/close:", width="stretch",
                  on_click=_decide_head, args=(store, key, review.TRUE_NEGATIVE))
-    right.button("Next", key="sus_next", icon=":material/skip_next:", width="stretch", shortcut="N",
+    right.button("Next", key="sus_next", icon=":material/skip_next:", width="stretch",
                  on_click=_skip_head)
-    right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch", shortcut="U",
+    right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch",
                  on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_actions"))
     st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
     if info is not None:

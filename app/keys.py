@@ -1,0 +1,67 @@
+"""Keyboard shortcuts that count every press.
+
+A Streamlit button's ``shortcut`` is a trigger: a press sets it for one script run. Two presses that reach
+the server while it is busy (a rerun still starting on a loaded machine) merge into one run, and one press
+is lost. Here the browser keeps a log of the presses (one letter each, in order) and sends the whole log as
+the component's state; the server handles the part of the log it has not handled yet. A merged update
+therefore carries every press, and a press that arrives during a rerun is handled by the next one.
+
+The log belongs to the page (one per browser tab, named by a random mount id): a reload starts a new log.
+Presses are ignored while the listener is not mounted (another page is shown), while the user types in a
+field, with a modifier key held, or when the key repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import streamlit as st
+
+_JS = r"""
+export default function (component) {
+  const { setStateValue, data } = component;
+  const g = window.__fnlabKeys || (window.__fnlabKeys = {
+    mount: Math.random().toString(36).slice(2), log: "", send: null, keys: "" });
+  g.send = setStateValue;
+  g.keys = String((data && data.keys) || "").toLowerCase();
+  if (!g.listener) {
+    g.listener = (e) => {
+      if (!g.send || e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
+      const t = (e.composedPath && e.composedPath()[0]) || e.target;
+      if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName || ""))) return;
+      const k = String(e.key || "").toLowerCase();
+      if (k.length !== 1 || !g.keys.includes(k)) return;
+      e.preventDefault();
+      g.log += k;
+      g.send("presses", { mount: g.mount, log: g.log });
+    };
+    document.addEventListener("keydown", g.listener);
+  }
+  return () => { if (g.send === setStateValue) g.send = null; };
+}
+"""
+
+_listener = st.components.v2.component("fnlab_key_log", js=_JS)
+
+
+def new_presses(value: object, handled: dict[str, int]) -> str:
+    """The presses of ``value`` (the browser's ``{"mount": id, "log": "fnn..."}``) not handled yet, oldest
+    first; ``handled`` (mount id -> presses handled) is updated so each press is returned once. Anything
+    that is not such a log returns ``""``."""
+    if not isinstance(value, Mapping):
+        return ""
+    mount, log = value.get("mount"), value.get("log")
+    if not isinstance(mount, str) or not isinstance(log, str):
+        return ""
+    done = handled.get(mount, 0)
+    handled[mount] = max(done, len(log))
+    return log[done:]
+
+
+def presses(keys: str, *, key: str) -> str:
+    """Mount the key listener for the letters ``keys`` and return the presses not handled yet, oldest first
+    (lower case). Call it once per run of the part that acts on them (a fragment reruns on each press)."""
+    result = _listener(key=key, data={"keys": keys.lower()}, default={"presses": None},
+                       on_presses_change=lambda: None)
+    value = result.get("presses") if isinstance(result, Mapping) else getattr(result, "presses", None)
+    return new_presses(value, st.session_state.setdefault(f"{key}__handled", {}))
