@@ -69,10 +69,13 @@ MIN_SHOWN_AUROC = 0.6
 #: fewer labelled pairs than this cannot say what a match looks like: the posterior ranks, no more
 MIN_LABELLED = 30
 
-#: above this estimated share of matches among the rows a scan shows, most of those rows are matches (a query
-#: matches a whole class): the labelled positive is one match among many and says little about which of the shown
-#: rows are not, so P is a share there, not a calibrated per-pair probability (bench/calibration.py's class-level
-#: families put 0.94-0.95 here and mis-rank or mis-calibrate; every other family and real text put <= 0.19)
+#: above this estimated share of matches among the rows a scan shows, the fit calls most of those rows matches:
+#: either a query matches a whole class (the labelled positive is one match among many and says little about
+#: which shown rows are not), or the transitive signals barely tell labelled pairs from the rest, which drives
+#: the label-frequency share up (Elkan & Noto's ``c`` is the mean classifier score of labelled pairs: a weak
+#: classifier understates it). Either way P is not a calibrated per-pair probability there
+#: (bench/calibration.py's class-level families put 0.94-0.95 here, true 0.83-0.90; `shapes` runs with a
+#: 1,000-image test split 0.65-0.78, true 0.30-0.32; every other family and real text <= 0.19)
 MAX_WINDOW_SHARE = 0.5
 
 #: the group evidence's first features, before the transitive ones: the margin to the query's own positive
@@ -253,8 +256,9 @@ class PUPosterior:
             notes.append("no evidence of unlabelled matches: no labelled pair shows a transitive signal and the "
                          "scanned candidates hold no group of near-copies of the labelled positive")
         if post.prior_window > MAX_WINDOW_SHARE:
-            reasons.append(f"about {post.prior_window:.0%} of the rows a scan shows are matches (a query matches a "
-                           "whole class): P there is a share, not a per-pair probability; sort by similarity")
+            reasons.append(f"the fit puts about {post.prior_window:.0%} of the rows a scan shows among the matches (a "
+                           "query matching a whole class, or signals that cannot tell a class-mate from a match): P "
+                           "there is at best a share, not a per-pair probability; sort by similarity")
         post.notes = tuple(notes)
         post.status = Status(False, "; ".join(reasons)) if reasons else Status()
         return post
