@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.k:
         cmd += ["-k", args.k]
     try:
-        rc = subprocess.call(cmd, cwd=ROOT)
+        rc = subprocess.call(cmd, cwd=ROOT, env={**os.environ, "FNLAB_BROWSER_TIMINGS": "1"})
         load_after = os.getloadavg()[0]
     finally:
         for p in spinners:

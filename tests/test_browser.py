@@ -9,6 +9,7 @@ missing. The first start, the own-folder walk and the polish items are in tests/
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -50,8 +51,9 @@ def test_every_page_renders_at_1280px(server, browser):
             _tables_fit(page, shot)
         # the developer toolbar is off (viewer mode): no Deploy button
         assert page.get_by_text("Deploy", exact=True).count() == 0
-        for path, shot in PAGES:  # every page again, now cached (a full page load each time)
-            _timed(page, f"cached open of page {shot}", lambda path=path: page.goto(f"{server}/{path}"))
+        if os.environ.get("FNLAB_BROWSER_TIMINGS"):  # bench/browser_speed.py: every page again, now cached
+            for path, shot in PAGES:  # (a full page load each time); a timing only, so not in the suite
+                _timed(page, f"cached open of page {shot}", lambda path=path: page.goto(f"{server}/{path}"))
     finally:
         page.close()
     assert not errors, errors
