@@ -310,3 +310,26 @@ def test_weighted_auroc_matches_the_pairwise_definition(n_l, n_u, seed):
     ref = np.mean([sum(wj * (1.0 if x > u else 0.5 if x == u else 0.0) for u, wj in zip(unl, w, strict=True)) / w.sum()
                    for x in a])
     assert got == pytest.approx(ref, abs=1e-12)
+
+
+def test_monotone_mixture_curve_against_a_slow_reference():
+    """pu's curve for queries without a positive: at each s the smallest raw posterior at s or above (dense
+    sweep), ordered by similarity inside flat stretches, never above the raw posterior."""
+    from fnlab.posterior.mixture import MixturePosterior
+    from fnlab.posterior.pu import _monotone
+
+    rng = np.random.default_rng(0)
+    # unequal variances (the negatives wider): the raw posterior turns down in the upper tail
+    mix = MixturePosterior.fit_em(rng.normal(0.75, 0.05, 300), np.r_[rng.normal(0.45, 0.15, 3000),
+                                                                      rng.normal(0.75, 0.05, 150)])
+    s = torch.linspace(-1.0, 1.0, 2001, dtype=torch.float64)
+    raw = mix.prob_false_negative(s).double()
+    assert (raw[1:] < raw[:-1] - 1e-12).any()  # the raw curve does turn down: the test has a tail to fix
+    dense = torch.linspace(-1.0, 1.0, 40001, dtype=torch.float64)
+    dense_p = mix.prob_false_negative(dense).double()
+    want = torch.stack([torch.minimum(raw[i], dense_p[dense >= s[i]].min()) for i in range(s.numel())])
+    got = _monotone(mix, s)
+    np.testing.assert_allclose(got.numpy(), (want * (1 - 1e-4 * (1 - s))).numpy(), rtol=2e-3, atol=1e-12)
+    assert (got <= raw + 1e-15).all()
+    pos = got > 0
+    assert (got[pos][1:] > got[pos][:-1]).all()  # strictly increasing: ranked as similarity ranks
