@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             f"# {time.strftime('%Y-%m-%d %H:%M:%S')}, commit {commit}, {os.cpu_count()} CPUs, "
             f"{args.busy} busy process(es), load average {load_before:.1f} at the start and {load_after:.1f} "
             f"at the end, pytest exit {rc}, {wall:.0f} s",
-            "# each row: click (or page load) to an idle page, including a fixed 0.30 s wait"]
+            "# each row: from the gesture to the browser's paint after the last script run it started ('to the paint "
+            "after the run'), or, for a page load or where no run was observed, to an idle page including the fixed "
+            "0.30 s wait the test takes to let a run start"]
     Path(args.out).write_text("\n".join(head) + "\n" + timings)
     print(Path(args.out).read_text())
     return rc
