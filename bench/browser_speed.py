@@ -1,7 +1,8 @@
 """Benchmark: the app in a real browser, on a quiet machine and with every core kept busy by another process.
 
 Runs ``tests/test_browser.py`` and ``tests/test_browser_own.py`` (headless chromium driving ``streamlit run`` on localhost; each timed action is
-measured from the click to an idle page, including a fixed 0.3 s wait) and writes its timings file with the
+measured in the page from the gesture to the paint after the last script run it started; a page load from the
+navigation to an idle page, including a fixed 0.3 s wait) and writes its timings file with the
 date, commit, load average and the load it ran under. ``--busy N`` starts ``N`` processes that spin on the CPU
 for the whole run (what a laptop training a model looks like), e.g. ``--busy 2`` on a 2-core machine.
 
