@@ -155,9 +155,14 @@ def _mean_sd(vals: list) -> str:
     return f"{np.mean(vals):.3f}" if len(vals) == 1 else f"{np.mean(vals):.3f}±{np.std(vals):.3f}"
 
 
-def report(rows: list[dict], command: str) -> str:
-    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()
+
+
+def report(rows: list[dict], command: str, commit: str | None = None) -> str:
+    """``commit``: the code the run imported (read when it started; the tree may move on during a long run)."""
+    commit = commit or _commit()
     lines = ["# False-negative detection: posterior vs raw similarity vs a ground-truth ceiling", "",
              f"`{command}` at commit {commit}, {time.strftime('%Y-%m-%d %H:%M')}, load average "
              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. Mean ± sd over seeds. Estimators fitted on the "
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from fnlab import posterior as P
 
-    command = "python bench/fn_detection.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    commit = _commit()
+    command = " ".join(["python bench/fn_detection.py", *(argv if argv is not None else sys.argv[1:])])
     rows = []
     for ds in args.datasets:
         for seed in args.seeds:
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['top'].get('ece', float('nan')):.3f} prior {r['prior']:.3g} ({r['pool']['true_rate']:.3g})",
                       flush=True)
             rows += got
-    text = report(rows, command)
+    text = report(rows, command, commit)
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
