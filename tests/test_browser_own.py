@@ -83,8 +83,13 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
         query, rank = int(m.group(1)), int(m.group(3))
         story.append(f"first page: {text}")
         readme = (REPO / "README.md").read_text(encoding="utf-8")
-        named = re.search(r"caption #(\d+)", readme[readme.index("### The demo run"):])
-        assert named and int(named.group(1)) == query, "the README's example caption is not the app's"
+        demo = readme[readme.index("### The demo run"):]
+        named = re.search(r"caption #(\d+)", demo)
+        assert named, "the README's demo story names no caption"
+        if int(named.group(1)) != query:  # the pick follows the trained embeddings, whose last bits follow the CPU
+            story.append(f"the README names caption #{named.group(1)}; this machine's first start picked #{query}")
+            assert "differ between machines" in demo, "the README's example caption is not the app's, and it " \
+                                                      "does not say the pick can differ between machines"
         _shot(page, "first_start_ready")
 
         # Rankings opens on it: the labelled image in the top 3, a false negative above it.
