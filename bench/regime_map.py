@@ -16,7 +16,9 @@ commit that produced it.
 * Arms per (cell, k): ``plain`` (uniform over the window: ``hardest`` with ``top_k=k``, ``random`` at all),
   ``fne soft`` (the same window, weight ``1 - P``), ``fne keep`` (the same window, each anchor's lowest-P
   third: the eliminating rule frozen by ``bench/fne_rule_pilot.py``), ``oracle`` (the same window with the
-  ground-truth false negatives removed). FNE runs with ``tau = 0`` so that its arms differ from ``plain`` only by
+  ground-truth false negatives removed), and, added after the first cells (exploratory, not part of the frozen
+  protocol), ``fne drop`` (the same window without the candidates whose P >= 0.5). FNE runs with ``tau = 0`` so
+  that its arms differ from ``plain`` only by
   what the posterior removes; its label-free posterior is the run's own (``pu``, refitted each epoch). FNE is not
   run at k = 1 (a one-candidate window leaves nothing to choose). Semi-hard is a reference column per cell.
 * Test splits: 1,000 images on ``shapes-precomp``; ``digits-precomp`` has 1,797 images in all, so 600 test
@@ -50,6 +52,8 @@ Usage::
     python bench/regime_map.py --seeds 0 1 2 3 4 5 6 7 8 9 --jobs 2        # the map (resumable)
     python bench/regime_map.py --summarise                                 # tables from the runs so far
     python bench/regime_map.py --cells shapes-precomp:G=0.3 --seeds 0 --ks 10   # one cell, one seed
+    python bench/regime_map.py --cells shapes-precomp:G=0.0 --ks all --seeds 0 1 2 --density-seeds \
+        --arms plain oracle "fne keep" "fne drop" --out bench/results/regime_map_drop     # the drop rule's check
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ KS = ("1", "10", "100", "all")
 ALL = 1_000_000  # a window wider than any pool: every non-positive
 EPOCHS = 4
 KEEP_FRACTION = 1 / 3  # frozen by bench/fne_rule_pilot.py
+#: FNE's arms. ``fne drop`` (eliminate P >= 0.5, the sampler's default threshold) was added after the map's
+#: first cells showed the frozen keep rule losing to plain at k = all, where almost no candidate is a false
+#: negative and keeping the lowest-P third keeps the easiest negatives: an exploratory arm, not frozen before the
+#: map, reported apart from the headline
+FNE_ARMS = ("fne soft", "fne keep", "fne drop")
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ def arms(k: str) -> dict[str, tuple[str, dict]]:
         fne = {"mode": "calibrated", "window": width, "tau": 0.0}
         out["fne soft"] = ("fne", {**fne, "rule": "soft"})
         out["fne keep"] = ("fne", {**fne, "rule": "keep", "keep_fraction": KEEP_FRACTION})
+        out["fne drop"] = ("fne", {**fne, "rule": "drop", "drop_above": 0.5})
     return out
 
 
@@ -247,7 +257,7 @@ def summarise_cell_k(rows: list[dict], metric: str = "primary") -> dict:
     if len(d):
         m, se, lo, hi = _t_interval(d)
         out["H"] = {"mean": m, "se": se, "lo": lo, "hi": hi, "n": len(d)}
-    for fne in ("fne soft", "fne keep"):
+    for fne in FNE_ARMS:
         d, _ = _paired(by_arm, fne, "plain")
         if len(d):
             m, se, lo, hi = _t_interval(d)
@@ -354,7 +364,9 @@ def summarise(rows: list[dict], density: list[dict]) -> dict:
     semi = {c.name: float(np.mean([r["primary"] for r in rows if r["cell"] == c.name and r["arm"] == "semihard"]))
             for c in CELLS if any(r["cell"] == c.name and r["arm"] == "semihard" for r in rows)}
     crit = {}
-    for fne in ("fne soft", "fne keep"):
+    for fne in FNE_ARMS:
+        if not any(r["arm"] == fne for r in rows):
+            continue
         crit[fne] = criteria(summary.get("primary", {}), fne)
         _e_test(rows, crit[fne], fne)
     return {"summary": summary, "density": dens, "semihard": semi, "criteria": crit}
@@ -392,6 +404,21 @@ def markdown(res: dict, header: str) -> str:
                 f"{_fmt(a.get('fne soft', {}).get('fn_rate'), 3)} / {_fmt(a.get('fne keep', {}).get('fn_rate'), 3)} | "
                 f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a.get('fne keep', {}).get('margin'), 3)} | "
                 f"{h.get('n', '-')} |")
+    drop = [(cell.name, k, prim[cell.name][k]) for cell in CELLS for k in KS
+            if "fne drop" in prim.get(cell.name, {}).get(k, {}).get("arms", {})]
+    if drop:
+        lines += ["", "Exploratory arm `fne drop` (eliminate P >= 0.5; added after the first cells, not frozen before "
+                  "the map; paired with the same seeds' plain runs):", "",
+                  "| cell | k | plain | fne drop | drop - plain (95% CI) | C drop (95% CI) | FN rate plain / drop | "
+                  "s - s+ plain / drop | n |", "|" + "---|" * 9]
+        for name, k, s_ in drop:
+            a, v, c = s_["arms"], s_.get("vs_plain", {}).get("fne drop", {}), s_.get("C", {}).get("fne drop")
+            lines.append(f"| {name} | {k} | {_fmt(a.get('plain', {}).get('mean'))} | {_fmt(a['fne drop'].get('mean'))} | "
+                         f"{_fmt(v.get('mean'))} ({_fmt(v.get('lo'))}, {_fmt(v.get('hi'))}) | "
+                         + (f"{_fmt(c.get('mean'), 2)} ({_fmt(c.get('lo'), 2)}, {_fmt(c.get('hi'), 2)})" if c else "-")
+                         + f" | {_fmt(a.get('plain', {}).get('fn_rate'), 3)} / {_fmt(a['fne drop'].get('fn_rate'), 3)} | "
+                         f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a['fne drop'].get('margin'), 3)} | "
+                         f"{v.get('n', '-')} |")
     if res["semihard"]:
         lines += ["", "Semi-hard (reference, primary): " + ", ".join(f"{c} {_fmt(v)}" for c, v in res["semihard"].items())]
     for fne, crit in res["criteria"].items():
@@ -436,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", nargs="+", default=[c.name for c in CELLS], choices=[c.name for c in CELLS])
     ap.add_argument("--ks", nargs="+", default=list(KS), choices=list(KS))
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    ap.add_argument("--density-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--density-seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=None, help="only these arms (default: every arm, and semihard)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "regime_map"))
     ap.add_argument("--summarise", action="store_true", help="only write the tables from the runs so far")
@@ -453,12 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         done = {(r["cell"], r["k"], r["arm"], r["seed"]) for r in rows}
         dens_done = {(d["cell"], d["seed"]) for d in density}
         jobs = [("d", (c, s)) for c in args.cells for s in args.density_seeds if (c, s) not in dens_done]
+        wanted = set(args.arms) if args.arms else None
         for seed in args.seeds:
             for cell in args.cells:
-                if (cell, "-", "semihard", seed) not in done:
+                if (cell, "-", "semihard", seed) not in done and (wanted is None or "semihard" in wanted):
                     jobs.append(("r", (cell, "-", "semihard", seed)))
                 for k in args.ks:
-                    jobs += [("r", (cell, k, a, seed)) for a in arms(k) if (cell, k, a, seed) not in done]
+                    jobs += [("r", (cell, k, a, seed)) for a in arms(k)
+                             if (cell, k, a, seed) not in done and (wanted is None or a in wanted)]
         print(f"{len(jobs)} jobs to run ({len(rows)} runs done before)", flush=True)
         t0 = time.perf_counter()
         # spawn, not fork: the parent has loaded the sentence encoder (torch threads), and a forked child
