@@ -53,7 +53,7 @@ Usage::
     python bench/regime_map.py --summarise                                 # tables from the runs so far
     python bench/regime_map.py --cells shapes-precomp:G=0.3 --seeds 0 --ks 10   # one cell, one seed
     python bench/regime_map.py --cells shapes-precomp:G=0.0 --ks all --seeds 0 1 2 --density-seeds \
-        --arms plain oracle "fne keep" "fne drop" --out bench/results/regime_map_drop     # the drop rule's check
+        --arms plain oracle "fne keep" "fne drop" --out bench/results/regime_map_drop.md  # the drop rule's check
 """
 
 from __future__ import annotations
