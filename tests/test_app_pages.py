@@ -205,6 +205,26 @@ def test_suspects_page_decisions_persist(env):
     assert at2.get("download_button")
 
 
+def test_suspects_page_sets_the_reviewers_decisions_against_p(env):
+    """After a handful of decisions the page shows how they bear out P (the ground truth of the user's data)."""
+    at = _open("views/suspects.py")
+    _ok(at)
+
+    def shown():
+        return [e.value for e in (*at.caption, *at.warning) if "Your decisions against P" in e.value]
+
+    before = int(at.metric[3].value)  # decisions other tests of this runs folder left
+    assert before >= 5 or not shown()  # nothing to set against P before five decisions
+    for _ in range(3):
+        at.button(key="sus_tn").click().run()
+    for _ in range(3):
+        at.button(key="sus_fn").click().run()
+    _ok(at)
+    msgs = shown()
+    assert msgs and f"({before + 6} reviewed)" in msgs[0], (before, msgs)
+    assert "marked false negatives" in msgs[0]
+
+
 def test_which_sampler_page_places_the_run_and_a_typed_share(env, tmp_path, monkeypatch):
     from _regime_fixture import write
 

@@ -92,3 +92,27 @@ def test_sampler_summary_is_expectation_under_weights():
     assert out.loc[0, "hardness"] == pytest.approx(sims[np.arange(8), pick].mean(), rel=1e-6)
     assert out.loc[0, "fn_risk"] == pytest.approx(1 / 8)
     assert out.loc[0, "risk_source"] == "ground truth"
+
+
+def test_decisions_against_p_matches_a_slow_reference():
+    import numpy as np
+    import pandas as pd
+
+    from fnlab.analysis import review
+
+    rng = np.random.default_rng(0)
+    n = 400
+    p = rng.uniform(0, 1, n)
+    p[:3] = [0.5, 0.9, 1.0]  # band edges: 0.5 and 0.9 open the next band, 1.0 closes the last
+    decision = rng.choice([review.FALSE_NEGATIVE, review.TRUE_NEGATIVE, review.UNDECIDED], n)
+    table = pd.DataFrame({"p_false_negative": p, "decision": decision})
+    got = review.decisions_against_p(table)
+    want = []
+    for i, (lo, hi) in enumerate(review.CHECK_BANDS):
+        rows = [(pv, d) for pv, d in zip(p, decision, strict=True) if d != review.UNDECIDED
+                and lo <= pv and (pv <= hi if i == len(review.CHECK_BANDS) - 1 else pv < hi)]
+        if rows:
+            fn = sum(d == review.FALSE_NEGATIVE for _, d in rows)
+            want.append((lo, hi, len(rows), fn, fn / len(rows), sum(pv for pv, _ in rows) / len(rows)))
+    np.testing.assert_allclose(got.to_numpy(dtype=float), np.array(want, dtype=float))
+    assert review.decisions_against_p(table.assign(decision=review.UNDECIDED)).empty

@@ -226,7 +226,24 @@ def _page():
         st.warning(f"P(false negative) is **{status}** ({summary.get('status_reason', '')}): it orders the pairs, "
                    "but a value such as 0.99 is not a probability here.", icon=":material/warning:")
     else:
-        st.caption("P(false negative) is calibrated: among pairs shown with P ≈ 0.9, about 9 in 10 are matches.")
+        st.caption("The posterior's own checks call P(false negative) calibrated: among pairs shown with P ≈ 0.9, "
+                   "about 9 in 10 should be matches. Your decisions below test that on these data.")
+    check = review.decisions_against_p(table)
+    if check["decided"].sum() >= 5:  # the reviewer's decisions: the ground truth of these data
+        bands = "; ".join(f"P {r.lo:.1f}–{r.hi:.1f}: {r.false_negatives} of {r.decided} marked false negatives "
+                          f"({r.share:.0%}; mean P {r.mean_p:.2f})" for r in check.itertuples())
+        enough = check["decided"] >= 5  # a band's share from fewer decisions says little
+        over = check[enough & (check["share"] < check["mean_p"] - 0.25)]
+        under = check[enough & (check["share"] > check["mean_p"] + 0.25)]
+        msg = f"**Your decisions against P** ({int(check['decided'].sum())} reviewed): {bands}."
+        if len(over):
+            st.warning(msg + " Fewer of your reviewed pairs are false negatives than P says: P is over-confident "
+                             "on these data; do not relabel by P alone.", icon=":material/warning:")
+        elif len(under):
+            st.warning(msg + " More of your reviewed pairs are false negatives than P says: P is too low on these "
+                             "data; pairs below your threshold may be false negatives too.", icon=":material/warning:")
+        else:
+            st.caption(msg)
 
     c1, c2, c3 = st.columns([2, 1, 1])
     url.bind("sus_range", "range", (0.0, 1.0), url.as_range, allowed=lambda v: 0 <= v[0] <= v[1] <= 1)

@@ -55,7 +55,10 @@ KEY = ["direction", "query", "candidate"]
 EXPORT_FORMATS = ("csv", "parquet")
 
 __all__ = ["FALSE_NEGATIVE", "TRUE_NEGATIVE", "UNDECIDED", "DECISIONS", "RunDecisions", "FolderDecisions",
-           "ReviewLogWarning", "apply", "empty", "merge", "export_bytes", "replay"]
+           "ReviewLogWarning", "apply", "decisions_against_p", "empty", "merge", "export_bytes", "replay"]
+
+#: the bands of P(false negative) in which :func:`decisions_against_p` sets the reviewer's decisions against P
+CHECK_BANDS = ((0.0, 0.5), (0.5, 0.9), (0.9, 1.0))
 
 
 class ReviewLogWarning(UserWarning):
@@ -310,6 +313,33 @@ def merge(suspects: pd.DataFrame, decisions: pd.DataFrame, *, direction: str | N
     out = s.merge(d, on=KEY, how="left")
     out["decision"] = out["decision"].fillna(UNDECIDED)
     return out
+
+
+def decisions_against_p(table: pd.DataFrame, bands: tuple[tuple[float, float], ...] = CHECK_BANDS) -> pd.DataFrame:
+    """How the reviewer's own decisions bear out P(false negative): on a user's data their decisions are the
+    only ground truth, so this is the calibration check that holds there. For each band ``[lo, hi)`` of
+    ``p_false_negative`` (the last band includes ``hi``): the pairs decided (false or true negative), how many
+    were marked false negatives, that share, and the band's mean P. A share well below the mean P says P is
+    over-confident on these data. (Pairs are not reviewed at random, so this is a check, not an estimate of
+    the whole scan's calibration.)
+
+    Args:
+        table: :func:`merge`'s output (``p_false_negative`` and ``decision`` columns).
+
+    Returns:
+        One row per band holding a decision: ``lo``, ``hi``, ``decided``, ``false_negatives``, ``share``,
+        ``mean_p``.
+    """
+    decided = table[table["decision"].isin(DECISIONS)]
+    p = decided["p_false_negative"].astype(float).to_numpy()
+    fn = (decided["decision"] == FALSE_NEGATIVE).to_numpy()
+    rows = []
+    for i, (lo, hi) in enumerate(bands):
+        m = (p >= lo) & ((p <= hi) if i == len(bands) - 1 else (p < hi))
+        if m.any():
+            rows.append({"lo": lo, "hi": hi, "decided": int(m.sum()), "false_negatives": int(fn[m].sum()),
+                         "share": float(fn[m].mean()), "mean_p": float(p[m].mean())})
+    return pd.DataFrame(rows, columns=["lo", "hi", "decided", "false_negatives", "share", "mean_p"])
 
 
 def export_bytes(table: pd.DataFrame, fmt: str, *, dataset: Any = None, direction: str | None = None) -> bytes:
