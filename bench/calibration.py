@@ -37,6 +37,10 @@ family                    what it stands for
                           2% duplicated
 ``captions``              several captions an image (4), images in classes of 5; a caption matches
                           every image of its class, written for one (image-text)
+``captions-specific``     ``captions`` whose captions are written mostly from their own image (mix 0.2,
+                          less noise): a caption resembles its image's other captions beyond what its
+                          class explains, so labelled pairs are not a random sample of the matches on
+                          the transitive signals either (the status must say so)
 ``unnormalised-fp16``     ``clustered`` with random row norms (log-normal) and float16 storage
 ``labels-2``, ``-20``,    ``copies-0.25`` where only 2, 20 or 2,000 queries keep their label (the
 ``-2000``                 others' matches are all unlabelled)
@@ -106,6 +110,8 @@ FAMILIES: dict[str, WorldSpec] = {
     "one-positive": WorldSpec(copy_share=0.02, copy_noise=0.1),
     "captions": WorldSpec(n_groups=150, group_size=5, item_noise=0.8, targets="all", queries_per_target=4,
                           mix=0.5, query_noise=(0.5, 1.4), n_clusters=30, cluster_noise=0.7),
+    "captions-specific": WorldSpec(n_groups=150, group_size=5, item_noise=0.8, targets="all", queries_per_target=4,
+                                   mix=0.2, query_noise=(0.3, 0.8), n_clusters=30, cluster_noise=0.7),
     "unnormalised-fp16": WorldSpec(n_clusters=60, cluster_noise=0.5, copy_share=0.03, copy_noise=0.1,
                                    norm_spread=1.0, float16=True),
     "labels-2": WorldSpec(n_clusters=200, copy_share=0.05, copy_noise=0.25, n_labelled=2),

@@ -48,6 +48,15 @@ def test_captions_prior_within_2x(suite):
     assert row["ece"] <= 0.1  # 0.043 at full size (bench/results/calibration.md)
 
 
+def test_captions_written_from_their_own_image_are_not_called_calibrated(suite):
+    """Captions that resemble their own image's other captions beyond their class: labelled pairs are not a random
+    sample of the matches on the transitive signals, the label-frequency share comes out far too low (P about 0.005
+    where 0.2 are matches), and the status must say so; the same check leaves ``captions`` calibrated."""
+    row = suite.run_family("captions-specific", 0, top_k=10, scale=0.5)
+    assert row["status"].startswith("uncalibrated: rank only") and "labelled pairs rank above" in row["status"]
+    assert row["mean_p"] < 0.5 * row["fn_share"]  # the ground truth agrees: P runs low
+
+
 def test_two_labelled_pairs_say_rank_only(suite):
     row = suite.run_family("labels-2", 0, top_k=10, scale=0.25)
     assert row["status"].startswith("uncalibrated: rank only") and "2 labelled pairs" in row["status"]

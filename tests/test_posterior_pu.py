@@ -312,6 +312,29 @@ def test_weighted_auroc_matches_the_pairwise_definition(n_l, n_u, seed):
     assert got == pytest.approx(ref, abs=1e-12)
 
 
+def test_labelled_lead_is_one_half_under_random_labelling_and_flags_labels_above_the_matches():
+    """The check behind MAX_LABELLED_LEAD: window rows weighted by P (here the truth) against labelled pairs. Where
+    labelled pairs are a random sample of the matches it reads 0.5; where matches sit one standard deviation below
+    the labelled pairs it reads Phi(1 / sqrt(2)) = 0.76; it is the largest over the columns, with its name."""
+    from scipy.stats import norm
+
+    from fnlab.posterior.pu import _labelled_lead, _weighted_auroc
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    lab = rng.normal(1.0, 1.0, (4000, 2))
+    is_match = rng.random(n) < 0.3
+    random_labels = np.where(is_match[:, None], rng.normal(1.0, 1.0, (n, 2)), rng.normal(-1.0, 1.0, (n, 2)))
+    lead, _ = _labelled_lead(lab, random_labels, is_match.astype(float), ("a", "b"))
+    assert lead == pytest.approx(0.5, abs=0.02)
+    biased = random_labels.copy()
+    biased[:, 1] = np.where(is_match, rng.normal(0.0, 1.0, n), rng.normal(-1.0, 1.0, n))
+    lead, name = _labelled_lead(lab, biased, is_match.astype(float), ("a", "b"))
+    assert name == "b" and lead == pytest.approx(norm.cdf(1 / math.sqrt(2)), abs=0.02)
+    assert lead == _weighted_auroc(lab[:, 1], biased[:, 1], is_match.astype(float))
+    assert _labelled_lead(lab, biased, np.zeros(n), ("a", "b"))[0] == 0.5  # no row called a match: nothing to say
+
+
 def test_monotone_mixture_curve_against_a_slow_reference():
     """pu's curve for queries without a positive: at each s the smallest raw posterior at s or above (dense
     sweep), ordered by similarity inside flat stretches, never above the raw posterior."""

@@ -11,7 +11,11 @@ assumption for learning from positive and unlabeled data", ECML-PKDD 2019), wher
 propensity depends on some attributes only, the classifier reads only the *transitive* signals: how the
 query relates to the candidate's other labelled queries, and the candidate to the query's other
 positives, in either view. Which item a query was written for decides its similarity, much less how much
-it resembles the candidate's other captions.
+it resembles the candidate's other captions. Not always much less: captions written from one image's own
+details resemble that image's other captions beyond what relevance explains, labelled pairs then sit above
+the other matches on these signals too and the share comes out low. :mod:`fnlab.posterior.pu` checks for
+that (labelled pairs against the rows weighted by the fitted P, ``MAX_LABELLED_LEAD``) and says so in the
+posterior's status.
 
 :func:`match_share` applies this to one population (the rows a scan shows: each query's top ``window``
 unlabelled candidates), with the labelled pairs restricted to those that would fall in it were they
