@@ -332,6 +332,8 @@ def test_side_content_gives_ids_texts_and_paths(tmp_path):
     qb = side_content(val, "b")
     assert qb["id"].tolist() == val.b_ids.tolist()  # rows of b.npy, not indices within the split
     assert qb["text"].tolist() == [f"query {i}" for i in val.b_ids]
+    for ds in (val, data.load("shapes", split="val", **SMALL)):  # one pass over the column, as caption() gives each
+        assert side_content(ds, "b")["text"].tolist() == [caption(ds, j) for j in range(ds.n_b)]
     ca = side_content(val, "a")
     assert ca["id"].tolist() == val.a_ids.tolist()
     assert ca["image_path"].tolist() == [str(tmp_path / f"img/{i}.png") for i in val.a_ids]

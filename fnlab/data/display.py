@@ -117,7 +117,9 @@ def side_content(ds: MatchingDataset, side: str) -> dict[str, np.ndarray]:
     meta = ds.a_meta if side == "a" else ds.b_meta
     out: dict[str, np.ndarray] = {"id": np.asarray(ds.a_ids if side == "a" else ds.b_ids, dtype=np.int64)}
     if side == "b":
-        if "text" in meta.columns or (ds.b_kind == "tokens" and ds.vocab is not None and ds.b_inputs is not None):
+        if "text" in meta.columns:  # as caption() gives them, in one pass over the column
+            out["text"] = np.array([str(v) for v in meta["text"].to_numpy(dtype=object)], dtype=object)
+        elif ds.b_kind == "tokens" and ds.vocab is not None and ds.b_inputs is not None:
             out["text"] = np.array([caption(ds, j) for j in range(ds.n_b)], dtype=object)
     elif (text := _meta_column(meta, "a_text")) is not None:
         out["text"] = text
