@@ -447,7 +447,7 @@ def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = 
         fig.add_bar(x=runs, y=table[m], marker_color=bar_colors,
                     showlegend=False, name=m, text=table[m].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
                     textposition="outside", cliponaxis=False, row=r, col=c)
-        fig.update_xaxes(tickangle=-20, row=r, col=c)
+    fig.update_xaxes(tickangle=-20)  # every panel at once (one call per panel costs a walk over all axes each)
     fig.update_annotations(font_size=13)
     return _layout(fig, title=title, height=150 + 300 * nrows)
 
