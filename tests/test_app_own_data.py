@@ -112,18 +112,28 @@ def test_exports_carry_texts_beside_the_ids(env, downloads):
 
 @pytest.fixture
 def downloads(monkeypatch):
-    """``{file name: bytes}`` of every download button the app draws (AppTest's media storage, recorded)."""
+    """``{file name: bytes}`` of every download button the app draws (AppTest's media storage, recorded; a
+    button whose data is built on click gets what the click would download)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     got: dict[str, bytes] = {}
     real = MemoryMediaFileStorage.load_and_get_id
+    real_deferred = MediaFileManager.add_deferred
 
     def record(self, path_or_data, mimetype, kind, filename=None):
         if isinstance(path_or_data, bytes) and filename:
             got[filename] = path_or_data
         return real(self, path_or_data, mimetype, kind, filename)
 
+    def record_deferred(self, data_callable, mimetype, *args, file_name=None, **kwargs):
+        data = data_callable()
+        if file_name:
+            got[file_name] = data.encode() if isinstance(data, str) else data
+        return real_deferred(self, data_callable, mimetype, *args, file_name=file_name, **kwargs)
+
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     return got
 
 
