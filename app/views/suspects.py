@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -315,8 +314,7 @@ def _page():
         out = out.drop(columns=["query_text", "candidate_text"], errors="ignore").assign(direction="t2i",
                                                                                        split=info.split)
     # (uploaded embeddings: the uploaded texts are the query_text / candidate_text columns already)
-    # built when the button is clicked, not on every run of the page (a whole scan's export takes a while)
-    data = functools.partial(review.export_bytes, out, fmt, dataset=info.ds if info is not None else None)
+    data = review.export_bytes(out, fmt, dataset=info.ds if info is not None else None)
     st.download_button(f"Download {len(out):,} rows with decisions ({fmt})", data,
                        f"suspects-{stem}.{fmt}", "text/csv" if fmt == "csv" else "application/octet-stream",
                        key="sus_download")
