@@ -15,14 +15,16 @@ TINY = {"dataset": "shapes", "dataset_options": {"n_train": 64, "n_val": 40, "n_
 
 
 def tiny_runs_root(base: Path) -> Path:
-    """A runs folder holding one tiny trained run (trained once per session) and its UMAP cache."""
+    """A runs folder holding one tiny trained run (trained once per session), with the app's pages of its test
+    and val splits stored in the app's cache as ``fnlab train`` stores them."""
     if "root" in _ROOT:
         return _ROOT["root"]
-    from fnlab.storage import runs
+    from fnlab.storage import pages, runs
     from fnlab.training import train
 
     root = base / "runs"
-    train.train(train.TrainConfig.from_dict(TINY), store=runs.RunStore(root), name="tiny")
+    run = train.train(train.TrainConfig.from_dict(TINY), store=runs.RunStore(root), name="tiny")
+    pages.store_for_app(run, root=Path(app_env(root)["FNLAB_CACHE"]) / "pages")
     _ROOT["root"] = root
     return root
 

@@ -66,8 +66,9 @@ def test_sidebar_choices_persist_across_pages(server, browser):
         page.goto(f"{server}/rankings")
         _settle(page)
         side = page.locator("[data-testid='stSidebar']")
-        _timed(page, "sidebar: split -> val", lambda: side.get_by_text("val", exact=True).click())
-        _timed(page, "sidebar: direction -> image → text", lambda: side.get_by_text("image → text").click())
+        val, i2t = side.get_by_text("val", exact=True), side.get_by_text("image → text")
+        _timed(page, "sidebar: split -> val", val.click, target=val)
+        _timed(page, "sidebar: direction -> image → text", i2t.click, target=i2t)
         for link in ("Distributions", "Embedding map", "Compare runs", "Rankings"):
             _timed(page, f"page change to {link}",
                    lambda link=link: page.locator("[data-testid='stSidebarNav'] a", has_text=link).first.click())

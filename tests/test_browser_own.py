@@ -157,7 +157,8 @@ def test_own_folder_walk(own_server, browser):
         # every split, and all of them
         _goto(page, f"{url}/rankings")
         side = page.locator("[data-testid='stSidebar']")
-        _timed(page, "own data: split -> all splits", lambda: side.get_by_text("all splits", exact=True).click())
+        every = side.get_by_text("all splits", exact=True)
+        _timed(page, "own data: split -> all splits", every.click, target=every)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
         assert "split=all" in page.url

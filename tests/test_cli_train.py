@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from fnlab.cli import main
 
 
-def test_train_then_eval_json(tmp_path, capsys):
+def test_train_then_eval_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FNLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "runs" / "tiny"
     rc = main(["train", "--dataset", "shapes", "-o", "n_train=96", "-o", "n_val=32", "-o", "n_test=32",
                "--sampler", "fne", "--mode", "calibrated", "-p", "tau=0.5", "--epochs", "2", "--batch-size", "32",
                "--queue-size", "64", "--dim", "16", "--device", "cpu", "--threads", "1", "--seed", "3",
                "--out", str(out), "--no-progress"])
     assert rc == 0
-    assert "run written to" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "run written to" in printed and "app pages (test, val splits) stored in" in printed, printed
+    # the app's pages of the splits it opens first are on disk, and they are what a page would compute
+    from fnlab.storage import pages as fp
+    from fnlab.storage.loader import LoadedRun
+    from fnlab.storage.runs import RunStore
+
+    loaded = LoadedRun(RunStore(out.parent).load("tiny"))
+    stored = fp.RunPages(loaded)
+    assert str(stored.folder.parent) in printed and stored.folder.parent == tmp_path / "cache" / "pages"
+    for split in ("val", "test"):
+        assert all(stored.has(item, split, d) for item in ("rankings", "distribution") for d in fp.DIRECTIONS)
+    assert not stored.has("rankings", "train", "t2i")
+    fresh, read = fp.RunPages(loaded, root=tmp_path / "fresh").rankings("test", "i2t"), stored.rankings("test", "i2t")
+    for field in ("candidates", "similarity", "p_false_negative", "positive_rank"):
+        np.testing.assert_allclose(getattr(read, field), getattr(fresh, field), rtol=1e-6)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["sampler"] == "fne" and cfg["sampler_params"] == {"tau": 0.5, "mode": "calibrated"}
     assert cfg["dataset"]["options"] == {"n_train": 96, "n_val": 32, "n_test": 32}

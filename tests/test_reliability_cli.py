@@ -18,7 +18,7 @@ from fnlab.cli import main
 
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
         "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
-        "--threads", "1"]
+        "--threads", "1", "--no-pages"]
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -103,6 +103,9 @@ def add_parser(subparsers) -> None:
                    "until the new one is complete. Only a run fnlab wrote is ever replaced: a folder or file of "
                    "your own at --out is refused before any work")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-pages", action="store_true", help="do not store the app's pages of the test and val "
+                   "splits after training (stored by default in $FNLAB_CACHE/pages, default .fnlab_cache/pages, "
+                   "so `fnlab app` opens the run without computing them)")
     p.set_defaults(func=run)
 
 
@@ -241,4 +244,23 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("sampled_fn_rate") is not None:
         line += f", sampled FN rate {summary['sampled_fn_rate']:.3f}"
     print(line)
+    if not args.no_pages:
+        _store_pages(result)
     return 0
+
+
+def _store_pages(result) -> None:
+    """Store the app's pages of the new run; a failure is one warning line, never a failed run (the app
+    computes what is missing when a page asks for it)."""
+    import sys
+
+    from fnlab.storage.pages import store_for_app
+
+    try:
+        folder, splits = store_for_app(result)
+    except Exception as err:  # noqa: BLE001 - the run is saved; the pages are a cache
+        print(f"warning: the app's pages were not stored ({type(err).__name__}: {' '.join(str(err).split())}); "
+              "the app computes them when the run is first opened", file=sys.stderr)
+        return
+    if splits:
+        print(f"app pages ({', '.join(splits)} splits) stored in {folder}")

@@ -18,7 +18,8 @@ last: a reader sees a complete item or none, never half of one. Two processes co
 both succeed; the second rename finds the first's folder and keeps it. Arrays load with
 ``allow_pickle=False``.
 
-``fnlab`` writes these when the app's background job finishes training (:meth:`RunPages.prepare`, every
+``fnlab`` writes these when ``fnlab train`` has saved a run (:func:`store_for_app`, the test and val
+splits), when the app's background job finishes training (:meth:`RunPages.prepare`, every
 saved split), in a background thread when the app first opens a run (:meth:`RunPages.prepare_in_background`),
 and whenever a page asks for an item not there yet.
 """
@@ -46,6 +47,9 @@ DIRECTIONS = ("t2i", "i2t")
 _DONE = "done.json"
 #: queries in the fixed batch samplers are compared on (:meth:`RunPages.pool`)
 POOL_QUERIES = 128
+#: splits ``fnlab train`` stores pages for (:func:`store_for_app`): what the app opens first and a split change
+#: reaches next; the train split's rankings cost several times both and are computed when first asked for
+TRAIN_TIME_SPLITS = ("test", "val")
 #: samplers the lesson compares FNE with (besides hardest), over the pool
 COMPARED = ("hardest", "semihard", "random")
 _SAMPLE_FIELDS = ("positive", "negative", "false_negative", "hard", "hard_is_fn", "hardest", "hard_query",
@@ -323,6 +327,27 @@ class RunPages:
                 _write(path, got, kind)
             self._memory[key] = got
             return got
+
+
+def store_for_app(run: Any, splits: Iterable[str] = TRAIN_TIME_SPLITS, root: str | os.PathLike | None = None,
+                  *, progress: Callable[[str], None] | None = None) -> tuple[Path, tuple[str, ...]]:
+    """Store what the app's pages read for a saved run (:meth:`RunPages.prepare`), for those of ``splits`` the
+    run saved embeddings of, so the app opens the run and changes split reading instead of computing.
+
+    Args:
+        run: a saved run (:class:`fnlab.storage.runs.Run`) or a :class:`LoadedRun`.
+        splits: splits to store, in order (missing ones are skipped).
+        root: the pages cache folder (default :func:`cache_dir`).
+        progress: told what is computed, step by step.
+
+    Returns:
+        ``(folder, splits stored)``: the run's folder in the cache and the splits whose pages are there now.
+    """
+    loaded = run if isinstance(run, LoadedRun) else LoadedRun(run)
+    pages = RunPages(loaded, root)
+    chosen = tuple(s for s in splits if s in loaded.saved_splits)
+    pages.prepare(chosen, progress=progress)
+    return pages.folder, chosen
 
 
 def _setting_label(setting: dict) -> str:
