@@ -51,7 +51,7 @@ def ensure_run(dataset: str, root: Path, seed: int, options: tuple[str, ...] = (
     out = root / f"{dataset}{tag}-seed{seed}"
     if not (out / "run.json").exists():
         cmd = [sys.executable, "-m", "fnlab.cli", "train", "--dataset", dataset, "--seed", str(seed), "--out", str(out),
-               "--no-progress", "--overwrite", *[a for o in options for a in ("-o", o)]]
+               "--no-progress", "--no-pages", "--overwrite", *[a for o in options for a in ("-o", o)]]
         print("$", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
     return out

