@@ -190,8 +190,8 @@ def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(wi
 
 def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a_false_negative():
     """A row left empty (every candidate of the band a near-certain false negative, or nothing above the cut)
-    draws from the base weights over all its non-positives, never its hardest candidate (which would undo the
-    elimination: the likeliest false negative of all)."""
+    draws from the base weights over its non-positives below the cut, never its hardest candidate nor the band
+    it emptied (either would undo the elimination: they are the likeliest false negatives of all)."""
     reps = 4000
     sims = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.9, 0.3, 0.2, 0.1]]).repeat(reps, 1)
     mask = torch.tensor([[True, False, False, False], [True, False, False, False]]).repeat(reps, 1)
@@ -201,7 +201,7 @@ def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a
         got = smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))[:, 0]
         for row in (0, 1):  # row 0: the band (0.8, 0.7) is all P ~ 1; row 1: nothing above the cut (0.6)
             s = sims[row]
-            base = torch.exp(-0.5 * (s - s[0]) ** 2).masked_fill(mask[row], 0.0).double()
+            base = torch.exp(-0.5 * (s - s[0]) ** 2).masked_fill(mask[row] | (s > 0.8 - 0.3), 0.0).double()
             freq = torch.bincount(got[row::2], minlength=4).double() / reps
             if rule == "keep" and row == 0:
                 # 'keep' ranks the band by P and keeps its lower half (one candidate), whatever P's level is

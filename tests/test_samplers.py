@@ -263,8 +263,8 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
 def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob):
     """Per-row reference of calibrated FNE's eliminating rules (``prob(s, s+)`` gives P): base weight
     ``exp(-tau (s - s+)^2)`` in the band ``s > mu+ - margin``; 'keep' keeps the ceil(fraction * n) band members
-    of lowest P (ties by position), 'drop' those with P < drop_above; an empty row takes the base weights of
-    every non-positive."""
+    of lowest P (ties by position), 'drop' those with P < drop_above; an empty row takes the base weights of its
+    non-positives below the cut, or of every non-positive when there are none."""
     def f(row, p, pm, bl):
         band = [j for j in range(len(row)) if not pm[j] and row[j] > mu_p - margin]
         base = [math.exp(-tau * (s - p) ** 2) for s in row]
@@ -273,6 +273,8 @@ def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob
         else:
             kept = {j for j in band if prob(row[j], p) < drop_above}
         w = [base[j] if j in kept else 0.0 for j in range(len(row))]
+        if sum(w) == 0:
+            w = [0.0 if pm[j] or row[j] > mu_p - margin else base[j] for j in range(len(row))]
         if sum(w) == 0:
             w = [0.0 if pm[j] else base[j] for j in range(len(row))]
         return w
@@ -316,6 +318,8 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
             w = [1.0 if j in kept else 0.0 for j in range(len(row))]
         else:
             w = [1.0 if j in band and prob(row[j]) < 0.5 else 0.0 for j in range(len(row))]
+        if sum(w) == 0:  # an emptied window: the rest of the pool, never back into the window
+            w = [0.0 if pm[j] or j in band else 1.0 for j in range(len(row))]
         if sum(w) == 0:
             w = [0.0 if pm[j] else 1.0 for j in range(len(row))]
         return w

@@ -49,9 +49,11 @@ class FNESampler(Sampler):
       0.61, validation relevant rSum 570.6 -> 462.2). Without it (the app) a pair's weight does not
       depend on the other queries of the call;
     * zero on labelled positives. A row left empty (nothing above the cut, or every candidate eliminated)
-      falls back, in calibrated mode, to the base weights over all its non-positives, never to its hardest
-      candidate, which is the likeliest false negative of all and would undo the elimination; paper mode
-      keeps the official fallback to the hardest negative.
+      falls back, in calibrated mode, to the base weights over its non-positives below the cut (outside the
+      window when one is set; all its non-positives when there are none there), never to its hardest candidate,
+      which is the likeliest false negative of all, and never back into the band it emptied: either would undo
+      the elimination (where false negatives are dense, e.g. class-level captions, ``rule="drop"`` empties
+      many bands). Paper mode keeps the official fallback to the hardest negative.
 
     ``posterior=None``, or a posterior whose ``ready`` attribute is false (e.g.
     :class:`fnlab.posterior.RunningGaussianStats` before 200 confident positives), gives the
@@ -270,10 +272,17 @@ class FNESampler(Sampler):
         return band & (ranks < keep_n[:, None])
 
     def _fallback_weights(self, sims, pos_sims, positive_mask, ctx):
-        """Calibrated mode: an emptied row draws from the base weights over all its non-positives."""
+        """Calibrated mode: an emptied row draws from the base weights over its non-positives outside the band
+        (below the cut, or outside the window), so what the rule eliminated stays eliminated; a row with nothing
+        outside the band draws from the base weights over all its non-positives."""
         if self.mode == "paper":
             return None
-        return torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
+        base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
+        if not _posterior_ready(self.posterior):
+            return base
+        _, cut = self._posterior_and_cut(sims, ctx, positive_mask)
+        outside = base.masked_fill(~cut | positive_mask, 0.0)
+        return torch.where((outside.sum(dim=1) > 0)[:, None], outside, base)
 
     def sample(self, sims: torch.Tensor, pos_sims: torch.Tensor, positive_mask: torch.Tensor, k: int = 1,
                generator: torch.Generator | None = None, ctx: SampleContext | None = None,
