@@ -26,7 +26,7 @@ from fnlab.storage.runs import RunStore
 
 TINY = ["--dataset", "shapes", "-o", "n_train=64", "-o", "n_val=40", "-o", "n_test=40", "--sampler", "random",
         "--epochs", "1", "--queue-size", "0", "--dim", "32", "--text-encoder", "bag", "--no-progress",
-        "--threads", "1"]
+        "--threads", "1", "--no-pages"]
 WAIT_S = 900  # generous: two suites on a busy 2-core machine may take minutes to import torch and train
 
 

@@ -63,12 +63,13 @@ def labelled_and_random_similarities(ea: np.ndarray, eb: np.ndarray, b_to_a: np.
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One short run on the planted folder, trained by the CLI exactly as a user would."""
+    """One short run on the planted folder, trained by the CLI as a user would (without the app's pages, which
+    this module does not read)."""
     tmp = tmp_path_factory.mktemp("own")
     folder = planted_folder(tmp / "mine")
     out = tmp / "runs" / "mine"
     assert main(["train", "--dataset", "pairs", "--root", str(folder), "--epochs", "3", "--seed", "0",
-                 "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+                 "--threads", "1", "--no-progress", "--no-pages", "--out", str(out)]) == 0
     return folder, Run(out)
 
 
