@@ -10,6 +10,12 @@ to hardest and semi-hard. The rule is chosen on the *validation* figures, decide
 
 The chosen rule is then frozen for the regime map (``bench/regime_map.py``).
 
+Second pilot, written before it ran: ``fne adapt`` (each anchor's lowest-P third where its band's mean P is
+below 0.5, every candidate with P >= 0.5 eliminated where it is not; no parameter tuned here: 1/3 and 0.5 are the
+frozen values, and 0.5 is P's own decision threshold) joins the regime map's ten-seed hard-window cells unless, on
+this cell, it loses to both ``keep`` and ``drop`` by more than two paired standard errors of the validation
+relevant rSum after the last epoch. Its FN rate is reported beside theirs.
+
 Usage::
 
     python bench/fne_rule_pilot.py --seeds 0 1 2 --jobs 2 --out bench/results/fne_rule_pilot
@@ -38,6 +44,7 @@ ARMS: dict[str, tuple[str, dict]] = {
     "fne keep 1/4": ("fne", {"rule": "keep", "keep_fraction": 0.25}),
     "fne drop 0.2": ("fne", {"rule": "drop", "drop_above": 0.2}),
     "fne drop 0.5": ("fne", {"rule": "drop", "drop_above": 0.5}),
+    "fne adapt": ("fne", {"rule": "adapt", "keep_fraction": 1 / 3, "drop_above": 0.5, "dense_above": 0.5}),
 }
 
 

@@ -17,7 +17,11 @@ commit that produced it.
   ``fne soft`` (the same window, weight ``1 - P``), ``fne keep`` (the same window, each anchor's lowest-P
   third: the eliminating rule frozen by ``bench/fne_rule_pilot.py``), ``oracle`` (the same window with the
   ground-truth false negatives removed), and, added after the first cells (exploratory, not part of the frozen
-  protocol), ``fne drop`` (the same window without the candidates whose P >= 0.5). FNE runs with ``tau = 0`` so
+  protocol), ``fne drop`` (the same window without the candidates whose P >= 0.5), and, frozen after the ten-seed
+  hard-window cells and before its own runs, ``fne adapt`` (``keep`` where the window's mean P is below 0.5, ``drop``
+  where it is not: the ten-seed cells had ``keep`` best where false negatives are fewer and ``drop`` where they
+  are many; so its two first cells are the ones that suggested it, and the cells run after them test it). FNE
+  runs with ``tau = 0`` so
   that its arms differ from ``plain`` only by
   what the posterior removes; its label-free posterior is the run's own (``pu``, refitted each epoch). FNE is not
   run at k = 1 (a one-candidate window leaves nothing to choose). Semi-hard is a reference column per cell.
@@ -86,7 +90,7 @@ KEEP_FRACTION = 1 / 3  # frozen by bench/fne_rule_pilot.py
 #: first cells showed the frozen keep rule losing to plain at k = all, where almost no candidate is a false
 #: negative and keeping the lowest-P third keeps the easiest negatives: an exploratory arm, not frozen before the
 #: map, reported apart from the headline
-FNE_ARMS = ("fne soft", "fne keep", "fne drop")
+FNE_ARMS = ("fne soft", "fne keep", "fne drop", "fne adapt")
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def arms(k: str) -> dict[str, tuple[str, dict]]:
         out["fne soft"] = ("fne", {**fne, "rule": "soft"})
         out["fne keep"] = ("fne", {**fne, "rule": "keep", "keep_fraction": KEEP_FRACTION})
         out["fne drop"] = ("fne", {**fne, "rule": "drop", "drop_above": 0.5})
+        out["fne adapt"] = ("fne", {**fne, "rule": "adapt", "keep_fraction": KEEP_FRACTION, "drop_above": 0.5,
+                                    "dense_above": 0.5})
     return out
 
 
@@ -404,23 +410,27 @@ def markdown(res: dict, header: str) -> str:
                 f"{_fmt(a.get('fne soft', {}).get('fn_rate'), 3)} / {_fmt(a.get('fne keep', {}).get('fn_rate'), 3)} | "
                 f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a.get('fne keep', {}).get('margin'), 3)} | "
                 f"{h.get('n', '-')} |")
-    drop = [(cell.name, k, prim[cell.name][k]) for cell in CELLS for k in KS
-            if "fne drop" in prim.get(cell.name, {}).get(k, {}).get("arms", {})]
-    if drop:
-        lines += ["", "Exploratory arm `fne drop` (eliminate P >= 0.5; added after the first cells, not frozen before "
-                  "the map; paired with the same seeds' plain runs):", "",
-                  "| cell | k | plain (same seeds) | fne drop | drop - plain (95% CI) | C drop (95% CI) | "
-                  "FN rate plain (all seeds) / drop | s - s+ plain (all seeds) / drop | n |", "|" + "---|" * 9]
-        for name, k, s_ in drop:
-            a, v, c = s_["arms"], s_.get("vs_plain", {}).get("fne drop", {}), s_.get("C", {}).get("fne drop")
-            # plain over the seeds drop ran with (drop's seeds are a subset of plain's): drop's mean minus the
-            # paired difference
-            plain_same = (a["fne drop"]["mean"] - v["mean"]) if v.get("mean") is not None else None
-            lines.append(f"| {name} | {k} | {_fmt(plain_same)} | {_fmt(a['fne drop'].get('mean'))} | "
+    notes = {"fne drop": "eliminate P >= 0.5; added after the first cells, not frozen before the map",
+             "fne adapt": "keep where the window's mean P < 0.5, drop where not; frozen after the ten-seed hard-window "
+                          "cells, before its runs"}
+    for arm, note in notes.items():
+        runs = [(cell.name, k, prim[cell.name][k]) for cell in CELLS for k in KS
+                if arm in prim.get(cell.name, {}).get(k, {}).get("arms", {})]
+        if not runs:
+            continue
+        short = arm.split()[-1]
+        lines += ["", f"Arm `{arm}` ({note}; paired with the same seeds' plain runs):", "",
+                  f"| cell | k | plain (same seeds) | {arm} | {short} - plain (95% CI) | C {short} (95% CI) | "
+                  f"FN rate plain (all seeds) / {short} | s - s+ plain (all seeds) / {short} | n |", "|" + "---|" * 9]
+        for name, k, s_ in runs:
+            a, v, c = s_["arms"], s_.get("vs_plain", {}).get(arm, {}), s_.get("C", {}).get(arm)
+            # plain over the seeds the arm ran with (a subset of plain's): the arm's mean minus the paired difference
+            plain_same = (a[arm]["mean"] - v["mean"]) if v.get("mean") is not None else None
+            lines.append(f"| {name} | {k} | {_fmt(plain_same)} | {_fmt(a[arm].get('mean'))} | "
                          f"{_fmt(v.get('mean'))} ({_fmt(v.get('lo'))}, {_fmt(v.get('hi'))}) | "
                          + (f"{_fmt(c.get('mean'), 2)} ({_fmt(c.get('lo'), 2)}, {_fmt(c.get('hi'), 2)})" if c else "-")
-                         + f" | {_fmt(a.get('plain', {}).get('fn_rate'), 3)} / {_fmt(a['fne drop'].get('fn_rate'), 3)} | "
-                         f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a['fne drop'].get('margin'), 3)} | "
+                         + f" | {_fmt(a.get('plain', {}).get('fn_rate'), 3)} / {_fmt(a[arm].get('fn_rate'), 3)} | "
+                         f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a[arm].get('margin'), 3)} | "
                          f"{v.get('n', '-')} |")
     if res["semihard"]:
         lines += ["", "Semi-hard (reference, primary): " + ", ".join(f"{c} {_fmt(v)}" for c, v in res["semihard"].items())]

@@ -260,15 +260,17 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
     assert calib[0, 4] == 0 and paper[0, 4] == 0  # cut-down: 0.3 <= mu+ - margin = 0.4
 
 
-def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob):
+def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob, dense_above=0.5):
     """Per-row reference of calibrated FNE's eliminating rules (``prob(s, s+)`` gives P): base weight
     ``exp(-tau (s - s+)^2)`` in the band ``s > mu+ - margin``; 'keep' keeps the ceil(fraction * n) band members
-    of lowest P (ties by position), 'drop' those with P < drop_above; an empty row takes the base weights of its
+    of lowest P (ties by position), 'drop' those with P < drop_above, 'adapt' as 'drop' where the band's mean P is
+    at least dense_above and as 'keep' elsewhere; an empty row takes the base weights of its
     non-positives below the cut, or of every non-positive when there are none."""
     def f(row, p, pm, bl):
         band = [j for j in range(len(row)) if not pm[j] and row[j] > mu_p - margin]
         base = [math.exp(-tau * (s - p) ** 2) for s in row]
-        if rule == "keep":
+        dense = bool(band) and sum(prob(row[j], p) for j in band) / len(band) >= dense_above
+        if rule == "keep" or (rule == "adapt" and not dense):
             kept = set(sorted(band, key=lambda j: (prob(row[j], p), j))[:math.ceil(keep_fraction * len(band))])
         else:
             kept = {j for j in band if prob(row[j], p) < drop_above}
@@ -281,7 +283,7 @@ def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob
     return f
 
 
-@pytest.mark.parametrize("rule", ["keep", "drop"])
+@pytest.mark.parametrize("rule", ["keep", "drop", "adapt"])
 @pytest.mark.parametrize("b,m", [(3, 12), (8, 50), (16, 200)])
 def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
     sims, pos, mask = make(b, m, seed=m + 7)
@@ -290,14 +292,20 @@ def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
     def prob(s, _p):
         return float(post.prob_false_negative(torch.tensor([s], dtype=torch.float64))[0])
 
+    # 'adapt': a density threshold between the rows' band means, so that both kinds of band occur
+    bands = [[float(x) for x, pm in zip(r, mr, strict=True) if not pm and x > 0.25]
+             for r, mr in zip(sims, mask, strict=True)]
+    means = sorted(sum(prob(x, 0) for x in band) / len(band) for band in bands if band)
+    dense = (means[0] + means[-1]) / 2
+    assert means[0] < dense <= means[-1]
     for frac, drop in ((1 / 3, 0.5), (0.25, 0.2), (1.0, 0.05)):
-        smp = S.build("fne", posterior=post, rule=rule, keep_fraction=frac, drop_above=drop)
+        smp = S.build("fne", posterior=post, rule=rule, keep_fraction=frac, drop_above=drop, dense_above=dense)
         got = smp.weights(sims, pos, mask)
-        want = ref_rows(ref_fne_eliminating(rule, frac, drop, 0.5, 0.2, 0.45, prob), sims, pos, mask)
+        want = ref_rows(ref_fne_eliminating(rule, frac, drop, 0.5, 0.2, 0.45, prob, dense), sims, pos, mask)
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("rule", ["soft", "keep", "drop"])
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt"])
 @pytest.mark.parametrize("window", [1, 5, 10**6])
 def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
     """``window=k``: the band is the anchor's k most similar non-positives (no cut-down), the rule acts inside it;
@@ -313,7 +321,7 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
         band = top_indices(row, allowed, window)
         if rule == "soft":
             w = [(1 - prob(row[j])) if j in band else 0.0 for j in range(len(row))]
-        elif rule == "keep":
+        elif rule == "keep" or (rule == "adapt" and sum(prob(row[j]) for j in band) / len(band) < 0.5):
             kept = set(sorted(band, key=lambda j: (prob(row[j]), j))[:math.ceil(len(band) / 3)])
             w = [1.0 if j in kept else 0.0 for j in range(len(row))]
         else:
@@ -367,6 +375,34 @@ def test_fne_keep_rule_on_a_large_band_draws_below_the_bands_p_quantile():
     assert (w[d] > 0).all()  # exact path: only the kept members of the 60-wide window
 
 
+def test_fne_adapt_rule_on_large_bands_keeps_in_sparse_bands_and_drops_in_dense_ones():
+    """Bands wider than ``exact_band`` are drawn by rejection, their density read off a sample of the band: the
+    sparse row's draws lie in its lowest-P third, the dense row's all have P < drop_above (its 'keep' third would
+    not do: it holds candidates of higher P), each as the exact weights say."""
+    m, reps = 3000, 300
+    g = torch.Generator().manual_seed(5)
+    low = torch.rand(m, generator=g, dtype=torch.float64) * 1.2 - 0.8  # mostly below the false negatives' mode
+    high = torch.rand(m, generator=g, dtype=torch.float64) * 0.5 + 0.3  # mostly at it
+    sims = torch.stack([low, high]).repeat(reps, 1)
+    mask = torch.zeros_like(sims, dtype=torch.bool)
+    mask[:, 0] = True
+    pos = torch.full((2 * reps,), 0.9, dtype=torch.float64)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.3, prior_pos=0.3)
+    p = post.prob_false_negative(sims[:2])
+    sparse_mean, dense_mean = float(p[0, 1:].mean()), float(p[1, 1:].mean())
+    assert sparse_mean < 0.4 < dense_mean
+    smp = S.build("fne", posterior=post, rule="adapt", window=10**6, tau=0.0, dense_above=0.4, drop_above=0.5)
+    exact = smp.weights(sims[:2], pos[:2], mask[:2]) > 0
+    assert torch.equal(exact[0], S.build("fne", posterior=post, rule="keep", window=10**6, tau=0.0)
+                       .weights(sims[:1], pos[:1], mask[:1])[0] > 0)
+    assert torch.equal(exact[1], (p[1] < 0.5) & ~mask[1])
+    assert float(p[1][exact[1]].max()) < 0.5 < float(p[1][~mask[1]].sort().values[math.ceil((m - 1) / 3)])
+    draws = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert exact[0, draws[0::2]].double().mean() >= 0.9
+    assert exact[1, draws[1::2]].all()
+    assert torch.equal(draws, smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0])
+
+
 def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
     """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
     those of its weights."""
@@ -386,7 +422,7 @@ def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
 
 def test_fne_rule_and_fractions_are_validated():
     for kw, field in (({"rule": "hard"}, "rule"), ({"keep_fraction": 0.0}, "keep_fraction"),
-                      ({"drop_above": 1.5}, "drop_above")):
+                      ({"drop_above": 1.5}, "drop_above"), ({"dense_above": 0.0}, "dense_above")):
         with pytest.raises(ValueError, match=field):
             S.build("fne", **kw)
 

@@ -71,7 +71,7 @@ class ParamSpec:
     choice_labels: tuple[str, ...] = ()
     flag: bool = False
     variant: bool = False
-    when: tuple[tuple[str, str], ...] = ()
+    when: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
     training_only: bool = False
 
     def __post_init__(self) -> None:
@@ -103,8 +103,10 @@ class ParamSpec:
         return str(value)
 
     def applies(self, params: Mapping[str, Any]) -> bool:
-        """Whether the parameter matters under ``params`` (its ``when`` conditions hold)."""
-        return all(params.get(key) == value for key, value in self.when)
+        """Whether the parameter matters under ``params`` (its ``when`` conditions hold: each names a parameter and
+        the value it must have, or a tuple of the values it may have)."""
+        return all(params.get(key) in value if isinstance(value, tuple) else params.get(key) == value
+                   for key, value in self.when)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,12 @@ class FNESampler(Sampler):
     * ``rule`` (calibrated mode only) says how P acts inside the band above the cut:
       ``"soft"`` (default) multiplies by ``1 - P`` as above; ``"keep"`` eliminates: each anchor keeps the
       ``keep_fraction`` of its band with the lowest P (at least one candidate) at their base weights, the
-      rest get zero; ``"drop"`` eliminates every candidate with ``P >= drop_above``. The soft rule leaves
+      rest get zero; ``"drop"`` eliminates every candidate with ``P >= drop_above``; ``"adapt"`` follows the
+      band's density: where the band's mean P (its estimated share of false negatives) is below ``dense_above`` it
+      keeps as ``"keep"`` does, elsewhere it drops as ``"drop"`` does, so that a band made mostly of suspected false
+      negatives is left for the easier negatives below it rather than thinned to its lowest-P third (``"keep"``
+      keeps hard true negatives where false negatives are few; ``"drop"`` gains where they are many,
+      ``bench/regime_map.py``). The soft rule leaves
       much of the band's weight on false negatives wherever P is spread out (with ``tau = 0.5`` on cosine
       the base kernel is nearly flat, so the draw is about uniform over the band times ``1 - P``); a rank
       rule needs only P's order within each anchor, not its calibration;
@@ -81,9 +86,12 @@ class FNESampler(Sampler):
         fn_cutoff: paper mode replaces weights where ``P > fn_cutoff`` (1e-3).
         min_confident: paper mode: confident positives the running statistics need (200).
         prior: P(match) of an unlabelled pair: ``"auto"`` (paper: 1e-4; calibrated: estimated) or a float.
-        rule: calibrated mode: ``"soft"``, ``"keep"`` or ``"drop"`` (above).
-        keep_fraction: ``rule="keep"``: the share of each anchor's band kept, lowest P first.
-        drop_above: ``rule="drop"``: candidates with ``P >= drop_above`` are eliminated.
+        rule: calibrated mode: ``"soft"``, ``"keep"``, ``"drop"`` or ``"adapt"`` (above).
+        keep_fraction: ``rule="keep"`` (and ``"adapt"`` in a sparse band): the share of each anchor's band kept,
+            lowest P first.
+        drop_above: ``rule="drop"`` (and ``"adapt"`` in a dense band): candidates with ``P >= drop_above`` are
+            eliminated.
+        dense_above: ``rule="adapt"``: a band whose mean P is at least this counts as dense.
         window: ``0`` (default): the band is everything above the cut-down; ``k > 0``: the band is each
             anchor's ``k`` most similar non-positives instead (no cut-down), the hardness knob every sampler
             of the regime map shares (``bench/regime_map.py``).
@@ -104,12 +112,12 @@ class FNESampler(Sampler):
     exact_band = 512
     quantile_sample = 256
     #: calibrated mode's rules for P inside the band
-    RULES = ("soft", "keep", "drop")
+    RULES = ("soft", "keep", "drop", "adapt")
 
     def __init__(self, posterior: Any = None, mode: str = "calibrated", tau: float = 0.5,
                  margin: float = 0.2, fn_cutoff: float = 1e-3, min_confident: int = 200,
                  prior: float | str = "auto", rule: str = "soft", keep_fraction: float = 1 / 3,
-                 drop_above: float = 0.5, window: int = 0) -> None:
+                 drop_above: float = 0.5, dense_above: float = 0.5, window: int = 0) -> None:
         if mode not in ("paper", "calibrated"):
             raise ValueError(f"fne: 'mode' must be 'paper' or 'calibrated', got {mode!r}")
         if rule not in self.RULES:
@@ -118,6 +126,8 @@ class FNESampler(Sampler):
             raise ValueError(f"fne: 'keep_fraction' must lie in (0, 1], got {keep_fraction}")
         if not 0 < drop_above <= 1:
             raise ValueError(f"fne: 'drop_above' must lie in (0, 1], got {drop_above}")
+        if not 0 < dense_above <= 1:
+            raise ValueError(f"fne: 'dense_above' must lie in (0, 1], got {dense_above}")
         if tau < 0:
             raise ValueError(f"fne: 'tau' must be >= 0, got {tau}")
         if not 0 < fn_cutoff < 1:
@@ -137,6 +147,7 @@ class FNESampler(Sampler):
         if int(window) < 0:
             raise ValueError(f"fne: 'window' must be >= 0, got {window}")
         self.rule, self.keep_fraction, self.drop_above = rule, float(keep_fraction), float(drop_above)
+        self.dense_above = float(dense_above)
         self.window = int(window)
         self._owns_posterior = posterior is None
         self.by_direction: dict[str, Any] = {}
@@ -258,7 +269,12 @@ class FNESampler(Sampler):
         elif self.rule == "drop":
             w = w.masked_fill(p >= self.drop_above, 0.0)
         else:
-            w = w.masked_fill(~self._lowest_p(p, ~cut & ~positive_mask), 0.0)
+            band = ~cut & ~positive_mask
+            kept = self._lowest_p(p, band)
+            if self.rule == "adapt":
+                dense = _band_mean(p, band) >= self.dense_above
+                kept = torch.where(dense[:, None], band & (p < self.drop_above), kept)
+            w = w.masked_fill(~kept, 0.0)
         return w.masked_fill(cut, 0.0)
 
     def _lowest_p(self, p: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -299,7 +315,8 @@ class FNESampler(Sampler):
         band of at most :attr:`exact_band` candidates from its exact weights; a larger band (a wide window, the
         whole pool) keeps a draw when its P is at most the ``keep_fraction`` quantile of P over a uniform sample of
         :attr:`quantile_sample` band members: about the same distribution (the quantile is estimated), with P at
-        a few hundred pairs per anchor instead of thousands.
+        a few hundred pairs per anchor instead of thousands. ``rule="adapt"`` draws as ``"keep"`` does, with the
+        band's density read off the same sample.
         """
         if self.mode != "calibrated" or int(k) != 1 or not _posterior_ready(self.posterior):
             return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx, **fields)
@@ -311,9 +328,10 @@ class FNESampler(Sampler):
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0
             threshold = None
-            if self.rule == "keep":  # small bands: the exact weights; large ones: P below the band's quantile
+            ranked = self.rule in ("keep", "adapt")
+            if ranked:  # small bands: the exact weights; large ones: P below a per-row threshold
                 todo &= (base > 0).sum(dim=1) > self.exact_band
-                threshold = self._keep_thresholds(post, sims, pos_sims, base > 0, todo, generator, pool)
+                threshold = self._band_thresholds(post, sims, pos_sims, base > 0, todo, generator, pool)
             out = torch.zeros(sims.shape[0], dtype=torch.long, device=sims.device)
             for _ in range(self.max_tries):
                 rows = todo.nonzero(as_tuple=True)[0]
@@ -323,7 +341,7 @@ class FNESampler(Sampler):
                 p = self._prob_at(post, sims, pos_sims, rows, cols, pool)
                 if self.rule == "drop":
                     kept = p < self.drop_above
-                elif self.rule == "keep":
+                elif ranked:
                     kept = p <= threshold[rows]
                 else:
                     u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
@@ -331,18 +349,20 @@ class FNESampler(Sampler):
                 out[rows[kept]] = cols[kept]
                 todo[rows[kept]] = False
             rest = todo | (base.sum(dim=1) <= 0)
-            if self.rule == "keep":
+            if ranked:
                 rest |= (base > 0).sum(dim=1) <= self.exact_band
             if bool(rest.any()):
                 out[rest] = super().sample(sims[rest], pos_sims[rest], positive_mask[rest], k=1, generator=generator,
                                            ctx=ctx.rows(rest))[:, 0]
             return out[:, None]
 
-    def _keep_thresholds(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, band: torch.Tensor,
+    def _band_thresholds(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, band: torch.Tensor,
                          rows_mask: torch.Tensor, generator: torch.Generator | None, pool: Any) -> torch.Tensor:
         """``[B]`` for the rows ``rows_mask`` marks: the ``keep_fraction`` quantile of P over a uniform sample of
         ``quantile_sample`` members of the row's band (``band [B, M]`` bool), so that the 'keep' rule can draw by
-        rejection (keep a draw when its P is at most the threshold) with P at the sampled and drawn pairs only."""
+        rejection (keep a draw when its P is at most the threshold) with P at the sampled and drawn pairs only.
+        Rule 'adapt': where the sample's mean P is at least ``dense_above`` the threshold is the largest value
+        below ``drop_above`` instead (a draw is kept when ``P < drop_above``)."""
         out = torch.full((sims.shape[0],), float("inf"), dtype=sims.dtype, device=sims.device)
         rows = rows_mask.nonzero(as_tuple=True)[0]
         if not rows.numel():
@@ -352,7 +372,12 @@ class FNESampler(Sampler):
         cols = keys.topk(n, dim=1).indices  # [R, n]: a uniform sample of each band (bands exceed n here)
         p = self._prob_at(post, sims, pos_sims, rows[:, None].expand_as(cols).reshape(-1), cols.reshape(-1), pool)
         kth = max(1, math.ceil(self.keep_fraction * n))
-        out[rows] = p.reshape(cols.shape).kthvalue(kth, dim=1).values
+        p = p.reshape(cols.shape)
+        out[rows] = p.kthvalue(kth, dim=1).values
+        if self.rule == "adapt":
+            below = torch.nextafter(torch.tensor(self.drop_above, dtype=out.dtype, device=out.device),
+                                    torch.tensor(-math.inf, dtype=out.dtype, device=out.device))
+            out[rows] = torch.where(p.mean(dim=1) >= self.dense_above, below, out[rows])
         return out
 
     def _prob_at(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, rows: torch.Tensor,
@@ -364,6 +389,12 @@ class FNESampler(Sampler):
         signals = (pool.pair_signals(sims, pos_sims, wanted, rows, cols) if wanted
                    else PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
         return torch.as_tensor(post.prob_false_negative(signals)).to(device=sims.device, dtype=sims.dtype)
+
+
+def _band_mean(p: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """``[B]`` mean of ``p [B, M]`` over each row's ``band [B, M]`` (0 where the band is empty)."""
+    n = band.sum(dim=1).clamp_min(1)
+    return p.masked_fill(~band, 0.0).sum(dim=1) / n
 
 
 def pool_evidence(ctx: SampleContext) -> Any:
