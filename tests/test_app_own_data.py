@@ -110,6 +110,30 @@ def test_exports_carry_texts_beside_the_ids(env, downloads):
     assert {"candidate_id", "candidate_text", "query_text"} <= set(ranking.columns)
 
 
+def test_the_export_is_built_once_per_table_and_follows_each_decision(env, downloads, monkeypatch):
+    """The Suspects page reruns on every review key; its export is serialised again only when the table changed."""
+    from fnlab.analysis import review
+
+    built = []
+    real = review.export_bytes
+    monkeypatch.setattr(review, "export_bytes", lambda *a, **k: built.append(1) or real(*a, **k))
+    at = _open("views/suspects.py")
+    at.radio(key="sus_fmt").set_value("csv").run()
+    n = len(built)
+    at.run()
+    _ok(at)
+    assert len(built) == n  # nothing changed: the same bytes
+    at.button(key="sus_fn").click().run()
+    _ok(at)
+    assert len(built) == n + 1
+    table = pd.read_csv(io.BytesIO(downloads["suspects-mine-test.csv"]))
+    assert (table["decision"] == review.FALSE_NEGATIVE).sum() == 1, table["decision"].value_counts()
+    at.button(key="sus_undo_btn").click().run()  # leave the module's run as it was
+    _ok(at)
+    table = pd.read_csv(io.BytesIO(downloads["suspects-mine-test.csv"]))
+    assert (table["decision"] == review.FALSE_NEGATIVE).sum() == 0
+
+
 @pytest.fixture
 def downloads(monkeypatch):
     """``{file name: bytes}`` of every download button the app draws (AppTest's media storage, recorded; a

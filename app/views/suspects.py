@@ -314,10 +314,28 @@ def _page():
         out = out.drop(columns=["query_text", "candidate_text"], errors="ignore").assign(direction="t2i",
                                                                                        split=info.split)
     # (uploaded embeddings: the uploaded texts are the query_text / candidate_text columns already)
-    data = review.export_bytes(out, fmt, dataset=info.ds if info is not None else None)
+    data = _export_bytes(out, fmt, info)
     st.download_button(f"Download {len(out):,} rows with decisions ({fmt})", data,
                        f"suspects-{stem}.{fmt}", "text/csv" if fmt == "csv" else "application/octet-stream",
                        key="sus_download")
+
+
+def _export_bytes(out, fmt: str, info) -> bytes:
+    """The download's bytes, built once per table content, format and split: the Suspects page reruns on every
+    review key, and serialising every scanned pair with its texts each time cost a fifth of a second."""
+    import pandas as pd
+
+    try:
+        digest = hashlib.blake2b(pd.util.hash_pandas_object(out, index=False).to_numpy().tobytes(), digest_size=16)
+    except TypeError:  # a cell pandas cannot hash: build it every time
+        return review.export_bytes(out, fmt, dataset=info.ds if info is not None else None)
+    digest.update(",".join(map(str, out.columns)).encode())
+    key = (fmt, digest.hexdigest(), None if info is None else (str(info.root), info.name, info.split))
+    held = st.session_state.get("_sus_export")
+    if held is None or held[0] != key:
+        held = (key, review.export_bytes(out, fmt, dataset=info.ds if info is not None else None))
+        st.session_state["_sus_export"] = held
+    return held[1]
 
 
 state.guard(_page)
