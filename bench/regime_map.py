@@ -24,7 +24,10 @@ commit that produced it.
   runs with ``tau = 0`` so
   that its arms differ from ``plain`` only by
   what the posterior removes; its label-free posterior is the run's own (``pu``, refitted each epoch). FNE is not
-  run at k = 1 (a one-candidate window leaves nothing to choose). Semi-hard is a reference column per cell.
+  run at k = 1 (a one-candidate window leaves nothing to choose). Semi-hard is a reference column per cell; and,
+  added with ``fne adapt``, before their runs, semi-hard's window as a point of its own (the best arm of the
+  ten-seed cells): ``oracle semihard`` and FNE ``soft`` / ``adapt`` acting on ``s+ - 0.2 < s < s+`` (``band="semihard"``),
+  with semi-hard in the role of ``plain``, so that H and C say whether a posterior adds anything to it.
 * Test splits: 1,000 images on ``shapes-precomp``; ``digits-precomp`` has 1,797 images in all, so 600 test
   images (3,000 test captions) with 200 validation and 400 pretraining images; real text: at least 1,000 test
   queries.
@@ -117,6 +120,22 @@ CELLS = [
 ]
 
 
+#: semi-hard's window (``s+ - 0.2 < s < s+``, no k), the best arm of the ten-seed hard-window cells: semi-hard
+#: itself, the oracle on its window and FNE acting on it (``band="semihard"``, ``tau = 0``: uniform like semi-hard),
+#: added after those cells, before their own runs; summarised as a (cell, k = "semihard") point with semihard as
+#: ``plain``
+SEMIHARD_ARMS: dict[str, tuple[str, dict]] = {
+    "semihard": ("semihard", {}),
+    "oracle semihard": ("oracle", {"base": "semihard"}),
+    "fne semihard soft": ("fne", {"mode": "calibrated", "band": "semihard", "tau": 0.0, "rule": "soft"}),
+    "fne semihard adapt": ("fne", {"mode": "calibrated", "band": "semihard", "tau": 0.0, "rule": "adapt",
+                                   "keep_fraction": KEEP_FRACTION, "drop_above": 0.5, "dense_above": 0.5}),
+}
+#: how the semi-hard family reads as the arms of a window point
+AS_WINDOW = {"semihard": "plain", "oracle semihard": "oracle", "fne semihard soft": "fne soft",
+             "fne semihard adapt": "fne adapt"}
+
+
 def arms(k: str) -> dict[str, tuple[str, dict]]:
     """The arms at hardness ``k``: ``label -> (sampler, params)``."""
     width = ALL if k == "all" else int(k)
@@ -165,7 +184,7 @@ def run_arm(job: tuple[str, str, str, int]) -> dict:
 
     cell_name, k, arm, seed = job
     cell = next(c for c in CELLS if c.name == cell_name)
-    sampler, params = ("semihard", {}) if arm == "semihard" else arms(k)[arm]
+    sampler, params = SEMIHARD_ARMS[arm] if arm in SEMIHARD_ARMS else arms(k)[arm]
     t0 = time.perf_counter()
     out = _quiet_train(TrainConfig(**dataset_args(cell), sampler=sampler, sampler_params=params, epochs=EPOCHS,
                                    seed=seed, select_by="relevant", num_threads=1, device="cpu"))
@@ -240,6 +259,8 @@ def _capture(by_arm: dict, fne: str, boot: int = 4000) -> dict | None:
     ok = np.abs(hb) > 1e-9
     cb = f[idx].mean(1)[ok] / hb[ok]
     c = float(f.mean() / h.mean()) if abs(h.mean()) > 1e-9 else math.nan
+    if not cb.size:  # no headroom in any resample: C is undefined
+        return {"mean": c, "lo": math.nan, "hi": math.nan, "n": len(seeds)}
     return {"mean": c, "lo": float(np.quantile(cb, 0.025)), "hi": float(np.quantile(cb, 0.975)), "n": len(seeds)}
 
 
@@ -360,6 +381,10 @@ def summarise(rows: list[dict], density: list[dict]) -> dict:
                 sel = [r for r in rows if r["cell"] == cell.name and r["k"] == k and r.get(metric) is not None]
                 if sel:
                     summary.setdefault(metric, {}).setdefault(cell.name, {})[k] = summarise_cell_k(sel, metric)
+            sel = [{**r, "arm": AS_WINDOW[r["arm"]]} for r in rows
+                   if r["cell"] == cell.name and r["k"] == "-" and r.get(metric) is not None and r["arm"] in AS_WINDOW]
+            if any(r["arm"] != "plain" for r in sel):
+                summary.setdefault(metric, {}).setdefault(cell.name, {})["semihard"] = summarise_cell_k(sel, metric)
     dens = {}
     for cell in CELLS:
         d = [x for x in density if x["cell"] == cell.name]
@@ -434,6 +459,27 @@ def markdown(res: dict, header: str) -> str:
                          f"{v.get('n', '-')} |")
     if res["semihard"]:
         lines += ["", "Semi-hard (reference, primary): " + ", ".join(f"{c} {_fmt(v)}" for c, v in res["semihard"].items())]
+    semi = [(cell.name, prim[cell.name]["semihard"]) for cell in CELLS if "semihard" in prim.get(cell.name, {})]
+    if semi:
+        lines += ["", "On semi-hard's window (`s+ - 0.2 < s < s+`; oracle and FNE on the same window, paired with "
+                  "semi-hard's runs):", "",
+                  "| cell | semihard | oracle | fne soft | fne adapt | H (95% CI) | soft - semihard (95% CI) | "
+                  "adapt - semihard (95% CI) | C soft / adapt | FN rate semihard / soft / adapt | s - s+ semihard / "
+                  "adapt | n |", "|" + "---|" * 12]
+        for name, s_ in semi:
+            a, h, v, c = s_["arms"], s_.get("H", {}), s_.get("vs_plain", {}), s_.get("C", {})
+
+            def ci(x):
+                return f"{_fmt(x.get('mean'))} ({_fmt(x.get('lo'))}, {_fmt(x.get('hi'))})" if x else "-"
+
+            lines.append(f"| {name} | {_fmt(a.get('plain', {}).get('mean'))} | {_fmt(a.get('oracle', {}).get('mean'))} | "
+                         f"{_fmt(a.get('fne soft', {}).get('mean'))} | {_fmt(a.get('fne adapt', {}).get('mean'))} | "
+                         f"{ci(h)} | {ci(v.get('fne soft'))} | {ci(v.get('fne adapt'))} | "
+                         f"{_fmt(c.get('fne soft', {}).get('mean'), 2)} / {_fmt(c.get('fne adapt', {}).get('mean'), 2)} | "
+                         f"{_fmt(a.get('plain', {}).get('fn_rate'), 3)} / {_fmt(a.get('fne soft', {}).get('fn_rate'), 3)}"
+                         f" / {_fmt(a.get('fne adapt', {}).get('fn_rate'), 3)} | "
+                         f"{_fmt(a.get('plain', {}).get('margin'), 3)} / {_fmt(a.get('fne adapt', {}).get('margin'), 3)} | "
+                         f"{h.get('n', '-')} |")
     for fne, crit in res["criteria"].items():
         lines += ["", f"## Criteria for {fne}", ""]
         for fam, a in crit["a"].items():
@@ -497,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.arms) if args.arms else None
         for seed in args.seeds:
             for cell in args.cells:
-                if (cell, "-", "semihard", seed) not in done and (wanted is None or "semihard" in wanted):
-                    jobs.append(("r", (cell, "-", "semihard", seed)))
+                for a in SEMIHARD_ARMS:
+                    if (cell, "-", a, seed) not in done and (a in (wanted or ()) or (wanted is None and a == "semihard")):
+                        jobs.append(("r", (cell, "-", a, seed)))
                 for k in args.ks:
                     jobs += [("r", (cell, k, a, seed)) for a in arms(k)
                              if (cell, k, a, seed) not in done and (wanted is None or a in wanted)]

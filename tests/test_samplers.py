@@ -336,6 +336,59 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
     torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask))
 
 
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt"])
+def test_fne_semihard_band_is_each_anchors_semihard_negatives(rule):
+    """``band="semihard"``: the rule acts on ``s+ - margin < s < s+`` (no cut-down); an emptied band falls back
+    below it, never to the candidates above the positive."""
+    sims, pos, mask = make(12, 40, seed=17)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.2, prior_pos=0.2)
+
+    def prob(s):
+        return float(post.prob_false_negative(torch.tensor([s], dtype=torch.float64))[0])
+
+    def ref(row, p, pm, bl):
+        band = [j for j in range(len(row)) if not pm[j] and p - 0.2 < row[j] < p]
+        base = [math.exp(-0.5 * (s - p) ** 2) for s in row]
+        ps = {j: prob(row[j]) for j in band}
+        if rule == "soft":
+            kept = {j: 1 - ps[j] for j in band}
+        else:
+            dense = bool(band) and sum(ps.values()) / len(band) >= 0.5
+            if rule == "keep" or (rule == "adapt" and not dense):
+                chosen = sorted(band, key=lambda j: (ps[j], j))[:math.ceil(len(band) / 3)]
+            else:
+                chosen = [j for j in band if ps[j] < 0.5]
+            kept = {j: 1.0 for j in chosen}
+        w = [base[j] * kept[j] if j in kept else 0.0 for j in range(len(row))]
+        if sum(w) == 0:
+            w = [base[j] if not pm[j] and row[j] <= p - 0.2 else 0.0 for j in range(len(row))]
+        if sum(w) == 0:
+            w = [0.0 if pm[j] else base[j] for j in range(len(row))]
+        return w
+
+    smp = S.build("fne", posterior=post, rule=rule, band="semihard")
+    want = ref_rows(ref, sims, pos, mask)
+    torch.testing.assert_close(smp.weights(sims, pos, mask), want)
+    draws = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert (want[torch.arange(12), draws] > 0).all()
+    with pytest.raises(ValueError, match="window"):
+        S.build("fne", band="semihard", window=10)
+
+
+def test_oracle_semihard_is_the_semihard_negatives_without_the_relevant():
+    sims, pos, mask = make(12, 40, seed=17)
+    rel = mask | (torch.rand(12, 40, generator=torch.Generator().manual_seed(2)) < 0.4)
+
+    def ref(row, p, pm, bl):
+        band = [1.0 if not bl[j] and p - 0.2 < row[j] < p else 0.0 for j in range(len(row))]
+        return band if sum(band) else [1.0 if not bl[j] and row[j] <= p - 0.2 else 0.0 for j in range(len(row))]
+
+    want = ref_rows(ref, sims, pos, mask, blocked=rel)
+    assert (want.sum(dim=1) > 0).all()
+    got = S.build("oracle", base="semihard").weights(sims, pos, mask, relevant_mask=rel)
+    torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("k", [1, 4, 10**6])
 def test_oracle_window_is_the_top_k_non_positives_without_the_relevant(k):
     sims, pos, mask = make(7, 30, seed=k % 89)

@@ -95,6 +95,10 @@ class FNESampler(Sampler):
         window: ``0`` (default): the band is everything above the cut-down; ``k > 0``: the band is each
             anchor's ``k`` most similar non-positives instead (no cut-down), the hardness knob every sampler
             of the regime map shares (``bench/regime_map.py``).
+        band: ``"cut"`` (default): the band is set by the cut-down (or ``window``); ``"semihard"``: each anchor's
+            semi-hard negatives, ``s+ - margin < s < s+`` (FaceNet's window, :class:`SemiHardSampler`), so that
+            FNE can act on the best sampler of the regime map rather than on a top-k window. An emptied
+            semi-hard band falls back below it (``s <= s+ - margin``), never to the candidates above the positive.
 
     Example:
         >>> from fnlab.posterior import GaussianPosterior
@@ -113,11 +117,13 @@ class FNESampler(Sampler):
     quantile_sample = 256
     #: calibrated mode's rules for P inside the band
     RULES = ("soft", "keep", "drop", "adapt")
+    #: what sets the band the rule acts in (``window`` > 0 replaces the cut by a top-k window)
+    BANDS = ("cut", "semihard")
 
     def __init__(self, posterior: Any = None, mode: str = "calibrated", tau: float = 0.5,
                  margin: float = 0.2, fn_cutoff: float = 1e-3, min_confident: int = 200,
                  prior: float | str = "auto", rule: str = "soft", keep_fraction: float = 1 / 3,
-                 drop_above: float = 0.5, dense_above: float = 0.5, window: int = 0) -> None:
+                 drop_above: float = 0.5, dense_above: float = 0.5, window: int = 0, band: str = "cut") -> None:
         if mode not in ("paper", "calibrated"):
             raise ValueError(f"fne: 'mode' must be 'paper' or 'calibrated', got {mode!r}")
         if rule not in self.RULES:
@@ -146,9 +152,13 @@ class FNESampler(Sampler):
         self.min_confident, self.prior = int(min_confident), prior
         if int(window) < 0:
             raise ValueError(f"fne: 'window' must be >= 0, got {window}")
+        if band not in self.BANDS:
+            raise ValueError(f"fne: 'band' must be one of {', '.join(self.BANDS)}, got {band!r}")
+        if band != "cut" and int(window) > 0:
+            raise ValueError(f"fne: 'band' {band!r} sets the band itself: 'window' must be 0, got {window}")
         self.rule, self.keep_fraction, self.drop_above = rule, float(keep_fraction), float(drop_above)
         self.dense_above = float(dense_above)
-        self.window = int(window)
+        self.window, self.band = int(window), band
         self._owns_posterior = posterior is None
         self.by_direction: dict[str, Any] = {}
         self._steps = self._active = 0
@@ -240,11 +250,19 @@ class FNESampler(Sampler):
         """``[B, M]`` bool: everything but each anchor's ``window`` most similar non-positives."""
         return ~topk_mask(sims, positive_mask, self.window)
 
-    def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext,
-                           positive_mask: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    def _outside_semihard(self, sims: torch.Tensor, pos_sims: torch.Tensor) -> torch.Tensor:
+        """``[B, M]`` bool: everything but each anchor's semi-hard negatives (``s+ - margin < s < s+``)."""
+        p = pos_sims[:, None]
+        return ~((sims > p - self.margin) & (sims < p))
+
+    def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext, positive_mask: torch.Tensor,
+                           pos_sims: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """The posterior of the call's direction and the cut-down mask ``[B, M]`` (``s <= mu+ - margin``, or
-        everything outside the anchor's top-``window`` non-positives when a window is set)."""
+        everything outside the anchor's top-``window`` non-positives when a window is set, or outside its
+        semi-hard negatives with ``band="semihard"``)."""
         post = self.by_direction.get(ctx.direction, self.posterior)
+        if self.band == "semihard":
+            return post, self._outside_semihard(sims, pos_sims)
         if self.window > 0:
             return post, self._outside_window(sims, positive_mask)
         ref = ctx.positive_mean if self.mode == "calibrated" else None
@@ -257,8 +275,10 @@ class FNESampler(Sampler):
     def _weights(self, sims, pos_sims, positive_mask, ctx):
         w = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
+            if self.band == "semihard":
+                return w.masked_fill(self._outside_semihard(sims, pos_sims), 0.0)
             return w.masked_fill(self._outside_window(sims, positive_mask), 0.0) if self.window > 0 else w
-        post, cut = self._posterior_and_cut(sims, ctx, positive_mask)
+        post, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
         pool = pool_evidence(ctx) if self.mode == "calibrated" else None
         p = self._prob_above_cut(sims, pos_sims, ~cut, post, pool)
         if self.mode == "paper":
@@ -296,7 +316,9 @@ class FNESampler(Sampler):
         base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
             return base
-        _, cut = self._posterior_and_cut(sims, ctx, positive_mask)
+        _, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
+        if self.band == "semihard":  # below the band: never the candidates above the positive
+            cut = sims <= pos_sims[:, None] - self.margin
         outside = base.masked_fill(~cut | positive_mask, 0.0)
         return torch.where((outside.sum(dim=1) > 0)[:, None], outside, base)
 
@@ -323,7 +345,7 @@ class FNESampler(Sampler):
         ctx = self._context(ctx, fields, sims)
         with torch.no_grad():
             sims, pos_sims, positive_mask = check_inputs(sims, pos_sims, positive_mask, where=self.name)
-            post, cut = self._posterior_and_cut(sims, ctx, positive_mask)
+            post, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
             pool = pool_evidence(ctx)
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0

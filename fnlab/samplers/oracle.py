@@ -22,7 +22,10 @@ class OracleSampler(Sampler):
       similar non-relevant candidates;
     * ``base="window"``: uniform over the anchor's ``top_k`` most similar non-positives (the window is
       chosen from the labels alone, as every sampler's is) with the relevant ones removed: the ceiling of
-      any false-negative filter on that window (``bench/regime_map.py``).
+      any false-negative filter on that window (``bench/regime_map.py``);
+    * ``base="semihard"``: uniform over the anchor's semi-hard negatives (``s+ - margin < s < s+``) with the
+      relevant ones removed; where that leaves nothing, uniform over the non-relevant candidates below the band
+      (``s <= s+ - margin``): the ceiling of a false-negative filter on semi-hard's window.
 
     A row whose candidates are all relevant falls back to its hardest non-positive (which
     is then a false negative): no better choice exists.
@@ -33,10 +36,15 @@ class OracleSampler(Sampler):
 
     needs_relevance = True
 
-    def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100) -> None:
-        if base not in ("hardest", "simans", "window"):
-            raise ValueError(f"oracle: 'base' must be 'hardest', 'simans' or 'window', got {base!r}")
-        self.base, self.a, self.b, self.top_k = base, float(a), float(b), int(top_k)
+    BASES = ("hardest", "simans", "window", "semihard")
+
+    def __init__(self, base: str = "hardest", a: float = 0.5, b: float = 0.0, top_k: int = 100,
+                 margin: float = 0.2) -> None:
+        if base not in self.BASES:
+            raise ValueError(f"oracle: 'base' must be one of {', '.join(self.BASES)}, got {base!r}")
+        if margin < 0:
+            raise ValueError(f"oracle: 'margin' must be >= 0, got {margin}")
+        self.base, self.a, self.b, self.top_k, self.margin = base, float(a), float(b), int(top_k), float(margin)
 
     def _relevance(self, sims: torch.Tensor, rel: torch.Tensor | None) -> torch.Tensor:
         if rel is None:
@@ -56,4 +64,9 @@ class OracleSampler(Sampler):
             return topk_mask(sims, blocked, 1).to(sims.dtype)
         if self.base == "window":
             return (topk_mask(sims, positive_mask, self.top_k) & ~blocked).to(sims.dtype)
+        if self.base == "semihard":
+            p = pos_sims[:, None]
+            band = (sims > p - self.margin) & (sims < p) & ~blocked
+            below = (sims <= p - self.margin) & ~blocked
+            return torch.where(band.any(dim=1, keepdim=True), band, below).to(sims.dtype)
         return simans_weights(sims, pos_sims, self.a, self.b) * topk_mask(sims, blocked, self.top_k)

@@ -138,22 +138,30 @@ SAMPLERS.declare(
             ParamSpec("window", 0, 0, 1_000_000, "0: the band is everything above the cut-down; k > 0: each "
                       "anchor's k most similar non-positives instead (no cut-down)", integer=True,
                       label=f"Hardness window: the query's most similar candidates (0: the cut-down) {_COUNT}",
-                      flag=True)),
+                      flag=True),
+            ParamSpec("band", "cut", help="what sets the band: 'cut' (the cut-down, or window) or 'semihard' (each "
+                      "anchor's semi-hard negatives, s+ - margin < s < s+)", choices=("cut", "semihard"),
+                      label="The band P(FN) acts in", flag=True,
+                      choice_labels=("above the cut-down (or the window)", "the semi-hard negatives"))),
     meta={"playground_default": True})
 SAMPLERS.declare(
     "oracle", "fnlab.samplers.oracle:OracleSampler", label="Oracle (true false negatives removed)", short="oracle",
     summary="hardest or SimANS with the true false negatives removed (needs ground truth)",
-    params=(ParamSpec("base", "hardest", help="the sampler run on the non-relevant candidates: hardest, simans, or "
-                      "window (uniform over the top_k most similar non-positives, the relevant removed)",
-                      choices=("hardest", "simans", "window"), label="Base sampler", flag=True,
+    params=(ParamSpec("base", "hardest", help="the sampler run on the non-relevant candidates: hardest, simans, "
+                      "window (uniform over the top_k most similar non-positives, the relevant removed) or semihard "
+                      "(uniform over the semi-hard negatives, the relevant removed)",
+                      choices=("hardest", "simans", "window", "semihard"), label="Base sampler", flag=True,
                       choice_labels=("hardest non-relevant", "SimANS over the top k non-relevant",
-                                     "uniform over the top k, the relevant removed")),
+                                     "uniform over the top k, the relevant removed",
+                                     "uniform over the semi-hard negatives, the relevant removed")),
             ParamSpec("a", 0.5, 0.0, 20.0, "SimANS sharpness (base='simans')",
                       label="Sharpness a of exp(−a (s − s⁺ − b)²)", flag=True, when=(("base", "simans"),)),
             ParamSpec("b", 0.0, -1.0, 1.0, "SimANS bias (base='simans')", label="Offset b (cosine similarity)",
                       flag=True, when=(("base", "simans"),)),
             ParamSpec("top_k", 100, 1, 1_000_000, "candidates considered (base='simans' or 'window')", integer=True,
-                      label=f"Candidates considered {_COUNT}", flag=True)))
+                      label=f"Candidates considered {_COUNT}", flag=True, when=(("base", ("simans", "window")),)),
+            ParamSpec("margin", 0.2, 0.0, 1.0, "semi-hard band below the positive (base='semihard')",
+                      label="Semi-hard margin below the positive (cosine)", flag=True, when=(("base", "semihard"),))))
 
 # ---------------------------------------------------------------- related methods (docs/METHODS.md)
 SAMPLERS.declare(
