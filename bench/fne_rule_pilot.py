@@ -86,7 +86,7 @@ def report(rows: list[dict]) -> str:
         return sum(xs) / len(xs) if xs else math.nan
 
     soft_rate, hard_rate = mean("fne soft", "sampled_fn_rate"), mean("hardest", "sampled_fn_rate")
-    for arm in ARMS:
+    for arm in (a for a in ARMS if any(r["arm"] == a for r in rows)):
         d, se, _ = _paired(rows, arm, "fne soft", "val_rel_last")
         rate = mean(arm, "sampled_fn_rate")
         lines.append(f"| {arm} | {mean(arm, 'val_rel_last'):.1f} | {d:+.1f} ({se:.1f}) | "
