@@ -242,7 +242,8 @@ def test_which_sampler_page_places_the_run_and_a_typed_share(env, tmp_path, monk
     _ok(at)
     placed = [m.value for m in at.markdown if "nearest measured cell" in m.value]
     assert "Your data" in placed[0] and "**shapes:high**" in placed[0]
-    assert any("fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better." in m.value for m in at.markdown)
+    assert any("fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better (3 seeds)." in m.value
+               for m in at.markdown)
     assert at.dataframe[0].value["arm"].tolist()[0] == "oracle"
 
 

@@ -30,11 +30,46 @@ def test_verdict_states_fne_against_plain_with_its_interval_and_semihard_where_i
     m = RegimeMap.from_summary(summary())
     high = m.verdict(m.place(0.6))
     assert high[0].startswith("Best without ground truth: **semihard**")
-    assert "fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better." in high
+    assert "fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better (3 seeds)." in high
     assert "Headroom (oracle - plain) at k = 1: +200.0 [95% CI +157.0, +243.0]." in high
     low = m.verdict(m.place(0.1))
-    assert "fne keep vs plain at k = 10: -1.0 [95% CI -5.3, +3.3], not distinguishable." in low
+    assert "fne keep vs plain at k = 10: -1.0 [95% CI -5.3, +3.3], not distinguishable (3 seeds)." in low
     assert any(s.startswith("Semi-hard (520.0) is at least as good as FNE's best (509.0)") for s in low)
+
+
+def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_summary(tmp_path):
+    """A ten-seed summary without densities merged over the first map: its figures replace the three-seed ones
+    of the same arm and window, the rest stay; semi-hard's own window reads with semihard as the base."""
+    ten = {"commit": "def5678", "runs": 40, "protocol": summary()["protocol"], "density": {},
+           "semihard": {"shapes:high": 530.0},
+           "summary": {"primary": {"shapes:high": {
+               "10": {"arms": {"plain": {"mean": 400.0, "n": 10, "fn_rate": 0.6},
+                               "fne adapt": {"mean": 460.0, "n": 10, "fn_rate": 0.3}},
+                      "H": {"mean": 90.0, "se": 5.0, "lo": 78.7, "hi": 101.3, "n": 10},
+                      "vs_plain": {"fne adapt": {"mean": 60.0, "se": 5.0, "lo": 48.7, "hi": 71.3, "n": 10}}},
+               "semihard": {"arms": {"plain": {"mean": 530.0, "n": 10}, "oracle": {"mean": 540.0, "n": 10},
+                                     "fne soft": {"mean": 535.0, "n": 10}},
+                            "H": {"mean": 10.0, "se": 2.0, "lo": 5.5, "hi": 14.5, "n": 10},
+                            "vs_plain": {"fne soft": {"mean": 5.0, "se": 1.0, "lo": 2.7, "hi": 7.3, "n": 10}}}}}}}
+    (tmp_path / "ten.json").write_text(json.dumps(ten))
+    alone = RegimeMap.load(tmp_path / "ten.json")
+    assert alone.cells == []  # no density measured there: nothing to place
+    m = RegimeMap.load_all([tmp_path / "ten.json", write(tmp_path / "first.json")])
+    assert m.runs == 70 and m.commit == "def5678, abc1234"
+    high = m.place(0.6)
+    assert high.density == 0.6 and high.semihard == 530.0
+    plain10 = next(r for r in high.results if r.arm == "plain" and r.k == "10")
+    assert (plain10.mean, plain10.n) == (400.0, 10)  # ten seeds over three
+    assert next(r for r in high.results if r.arm == "fne keep").n == 3  # only in the first map: kept
+    assert high.headroom["10"]["n"] == 10 and high.headroom["1"]["n"] == 3
+    assert high.best("semihard").k == "semihard" and high.best("semihard").mean == 530.0
+    said = m.verdict(high)
+    assert "fne adapt vs plain at k = 10: +60.0 [95% CI +48.7, +71.3], better (10 seeds)." in said
+    assert "fne soft vs semihard on semi-hard's window: +5.0 [95% CI +2.7, +7.3], better (10 seeds)." in said
+    assert "Headroom on semi-hard's window (oracle - semihard): +10.0 [95% CI +5.5, +14.5]." in said
+    assert said[0].startswith("Best without ground truth: **fne soft** (k = semihard)")
+    low = m.place(0.1)
+    assert [r.n for r in low.results] == [3] * len(low.results)
 
 
 def test_estimated_density_is_the_mean_p_of_each_querys_top_k_rows():

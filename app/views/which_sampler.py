@@ -18,8 +18,8 @@ st.caption("Which negatives to train on depends on how many false negatives hide
 
 
 @st.cache_resource(show_spinner=False)
-def _map(path: str, mtime: float) -> regime.RegimeMap:
-    return regime.RegimeMap.load(path)
+def _map(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> regime.RegimeMap:
+    return regime.RegimeMap.load_all(list(paths))
 
 
 def _run_density() -> tuple[float | None, float | None, str | None]:
@@ -37,9 +37,9 @@ def _run_density() -> tuple[float | None, float | None, str | None]:
 
 
 def _page() -> None:
-    path = regime.map_path()
+    paths = regime.map_paths()
     try:
-        rmap = _map(str(path), path.stat().st_mtime if path.exists() else 0.0)
+        rmap = _map(tuple(map(str, paths)), tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths))
     except (FileNotFoundError, ValueError) as err:
         st.info(str(err))
         return
@@ -69,9 +69,11 @@ def _page() -> None:
              "seeds": str(r.n) if r.n else "—",  # semi-hard: a reference figure from the map's summary
              "sampled FN rate": "—" if r.fn_rate is None else f"{r.fn_rate:.3f}"} for r in cell.ranking()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption(f"Map measured at commit {rmap.commit or '?'} from {rmap.runs} training runs; the README's "
-               "*Which sampler when?* section gives the protocol, the grid actually run and each criterion's "
-               "outcome. A run's share is measured on its trained model, the map's at the warm-up model.")
+    st.caption(f"Map measured at commit(s) {rmap.commit or '?'} from {rmap.runs} training runs (per arm and window, "
+               "the figure with the most seeds; *seeds* says how many); the README's *Which sampler when?* section "
+               "gives the protocol, the grid actually run and each criterion's outcome. \"semihard\" as a window: "
+               "the arm acting on semi-hard's negatives. A run's share is measured on its trained model, the map's "
+               "at the warm-up model.")
 
 
 state.guard(_page)

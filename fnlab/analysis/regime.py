@@ -2,8 +2,13 @@
 where a run or a user's scanned data falls on it.
 
 The map itself is measured by ``bench/regime_map.py`` (false-negative density x hardness, paired seeds; its
-docstring holds the protocol and the pre-registered criteria) and summarised into
-``bench/results/regime_map.json``. This module reads that summary; it trains nothing.
+docstring holds the protocol and the pre-registered criteria) and summarised into JSON files under
+``bench/results/`` (the first map, then its ten-seed and exploratory runs in files of their own). This module reads
+those summaries and merges them (:meth:`RegimeMap.merge`: per cell, arm and window, the figure with the most
+seeds); it trains nothing.
+
+Semi-hard's window is a point of its own where it was measured with the oracle and FNE on it (the summary's
+window ``"semihard"``): there ``semihard`` plays ``plain``'s role, and the arms' paired differences are against it.
 
 Density is the share of false negatives among each query's 10 most similar unlabelled candidates (the
 "top-10 FN share"). For a run or a scan it is estimated label-free as the mean ``P(false negative)`` of those
@@ -28,15 +33,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArmResult", "Cell", "RegimeMap", "DEFAULT_MAP", "estimated_density", "map_path"]
+__all__ = ["ArmResult", "Cell", "RegimeMap", "DEFAULT_MAP", "DEFAULT_MAPS", "SEMIHARD_K", "estimated_density",
+           "map_path", "map_paths"]
 
-#: the summary ``bench/regime_map.py --summarise`` writes (present in a source checkout)
-DEFAULT_MAP = Path(__file__).resolve().parents[2] / "bench" / "results" / "regime_map.json"
+_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+#: the first map's summary (``bench/regime_map.py --summarise``; present in a source checkout)
+DEFAULT_MAP = _RESULTS / "regime_map.json"
+#: every summary the app reads, the preferred first where two have the same number of seeds
+DEFAULT_MAPS = (_RESULTS / "regime_map_k10.json", DEFAULT_MAP, _RESULTS / "regime_map_drop.json")
+#: the window name of semi-hard's own point
+SEMIHARD_K = "semihard"
 
 
 def map_path() -> Path:
-    """Where the app reads the map: ``$FNLAB_REGIME_MAP`` when set, else :data:`DEFAULT_MAP`."""
-    return Path(os.environ.get("FNLAB_REGIME_MAP") or DEFAULT_MAP)
+    """The first of :func:`map_paths`."""
+    return map_paths()[0]
+
+
+def map_paths() -> list[Path]:
+    """Where the app reads the map: ``$FNLAB_REGIME_MAP`` when set (one file, or several separated by
+    ``os.pathsep``), else those of :data:`DEFAULT_MAPS` that exist (the first of them if none does)."""
+    env = os.environ.get("FNLAB_REGIME_MAP")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [p for p in DEFAULT_MAPS if p.is_file()] or [DEFAULT_MAPS[0]]
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,7 @@ class Cell:
 
     name: str
     family: str
-    density: float
+    density: float | None  # None until a summary that measured it is merged in
     fn_per_query: float | None
     results: list[ArmResult] = field(default_factory=list)
     headroom: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -90,8 +110,8 @@ class RegimeMap:
     runs: int = 0
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> RegimeMap:
-        """Read ``regime_map.json``.
+    def load(cls, path: str | Path | None = None, *, keep_unplaced: bool = False) -> RegimeMap:
+        """Read one summary (``regime_map.json``; ``keep_unplaced`` as :meth:`from_summary`).
 
         Raises:
             FileNotFoundError: no map at ``path`` (measure it with ``python bench/regime_map.py``).
@@ -109,28 +129,64 @@ class RegimeMap:
             if not isinstance(data, dict) or key not in data:
                 raise ValueError(f"{path}: field {key!r} missing; expected the output of "
                                  "`python bench/regime_map.py --summarise`")
-        return cls.from_summary(data)
+        return cls.from_summary(data, keep_unplaced=keep_unplaced)
 
     @classmethod
-    def from_summary(cls, data: dict[str, Any]) -> RegimeMap:
-        """Build from the summary dict (``regime_map.json``'s content)."""
+    def load_all(cls, paths: list[str | Path] | None = None) -> RegimeMap:
+        """Read several summaries (default :func:`map_paths`) and :meth:`merge` them; errors as :meth:`load`."""
+        return cls.merge([cls.load(p, keep_unplaced=True) for p in (map_paths() if paths is None else paths)])
+
+    @classmethod
+    def from_summary(cls, data: dict[str, Any], *, keep_unplaced: bool = False) -> RegimeMap:
+        """Build from the summary dict (``regime_map.json``'s content). ``keep_unplaced``: keep the cells whose
+        density this summary did not measure (``density`` None), for :meth:`merge` to place."""
         family = {c["name"]: c.get("family", c["name"]) for c in data.get("protocol", {}).get("cells", [])}
         primary = data["summary"].get("primary", {})
+        density = data.get("density") or {}
         cells = []
-        for name, dens in data["density"].items():
-            if name not in primary:
-                continue  # density measured, no arm run there yet
-            cell = Cell(name, family.get(name, name), float(dens["top10_fn_share"]),
+        for name in primary if keep_unplaced else [n for n in density if n in primary]:
+            dens = density.get(name) or {}
+            cell = Cell(name, family.get(name, name), _num(dens.get("top10_fn_share")),
                         _num(dens.get("fn_per_query")), semihard=_num(data.get("semihard", {}).get(name)))
             for k, s in primary[name].items():
+                k = str(k)
                 for arm, r in s.get("arms", {}).items():
-                    cell.results.append(ArmResult(arm, str(k), float(r["mean"]), int(r.get("n", 0)),
+                    if k == SEMIHARD_K and arm == "plain":
+                        arm = "semihard"  # semi-hard's window: semi-hard is the base the others are paired with
+                    cell.results.append(ArmResult(arm, k, float(r["mean"]), int(r.get("n", 0)),
                                                   _num(r.get("fn_rate")), s.get("vs_plain", {}).get(arm)))
                 if "H" in s:
-                    cell.headroom[str(k)] = s["H"]
+                    cell.headroom[k] = s["H"]
             cells.append(cell)
-        cells.sort(key=lambda c: (c.family, c.density))
+        cells.sort(key=lambda c: (c.family, -1.0 if c.density is None else c.density))
         return cls(cells, str(data.get("commit", "")), int(data.get("runs", 0)))
+
+    @classmethod
+    def merge(cls, maps: list[RegimeMap]) -> RegimeMap:
+        """One map from several summaries of the same protocol: per cell, each (arm, window) and each window's
+        headroom from the summary with the most seeds (the earlier one on a tie); a cell's density, family and
+        semi-hard reference from the first summary that has them. Cells no summary placed are left out."""
+        merged: dict[str, Cell] = {}
+        for m in maps:
+            for c in m.cells:
+                into = merged.setdefault(c.name, Cell(c.name, c.family, None, None))
+                if into.density is None and c.density is not None:
+                    into.density, into.fn_per_query = c.density, c.fn_per_query
+                if into.semihard is None:
+                    into.semihard = c.semihard
+                have = {(r.arm, r.k): i for i, r in enumerate(into.results)}
+                for r in c.results:
+                    i = have.get((r.arm, r.k))
+                    if i is None:
+                        into.results.append(r)
+                    elif r.n > into.results[i].n:
+                        into.results[i] = r
+                for k, h in c.headroom.items():
+                    if k not in into.headroom or int(h.get("n", 0)) > int(into.headroom[k].get("n", 0)):
+                        into.headroom[k] = h
+        cells = sorted((c for c in merged.values() if c.density is not None), key=lambda c: (c.family, c.density))
+        commits = ", ".join(dict.fromkeys(m.commit for m in maps if m.commit))
+        return cls(cells, commits, sum(m.runs for m in maps))
 
     def place(self, density: float, family: str | None = None) -> Cell:
         """The cell nearest ``density`` (top-10 FN share), among ``family``'s cells where it has any."""
@@ -148,19 +204,21 @@ class RegimeMap:
             top = ranking[0]
             k = "" if top.k == "-" else f" (k = {top.k})"
             out.append(f"Best without ground truth: **{top.arm}**{k}, last-epoch relevant rSum {top.mean:.1f}.")
-        for arm in ("fne keep", "fne soft"):
+        for arm in ("fne adapt", "fne keep", "fne drop", "fne soft"):
             for r in sorted((r for r in cell.results if r.arm == arm and r.vs_plain), key=lambda r: r.k):
                 v = r.vs_plain
+                where = "semihard on semi-hard's window" if r.k == SEMIHARD_K else f"plain at k = {r.k}"
                 if _num(v.get("lo")) is None:
-                    out.append(f"{arm} vs plain at k = {r.k}: {v['mean']:+.1f} (one seed: no interval).")
+                    out.append(f"{arm} vs {where}: {v['mean']:+.1f} (one seed: no interval).")
                     continue
                 sig = "better" if v["lo"] > 0 else "worse" if v["hi"] < 0 else "not distinguishable"
-                out.append(f"{arm} vs plain at k = {r.k}: {v['mean']:+.1f} [95% CI {v['lo']:+.1f}, "
-                           f"{v['hi']:+.1f}], {sig}.")
+                out.append(f"{arm} vs {where}: {v['mean']:+.1f} [95% CI {v['lo']:+.1f}, "
+                           f"{v['hi']:+.1f}], {sig} ({v.get('n', '?')} seeds).")
         for k, h in sorted(cell.headroom.items()):
             if _num(h.get("lo")) is not None:
-                out.append(f"Headroom (oracle - plain) at k = {k}: {h['mean']:+.1f} [95% CI {h['lo']:+.1f}, "
-                           f"{h['hi']:+.1f}].")
+                what = ("on semi-hard's window (oracle - semihard)" if k == SEMIHARD_K
+                        else f"(oracle - plain) at k = {k}")
+                out.append(f"Headroom {what}: {h['mean']:+.1f} [95% CI {h['lo']:+.1f}, {h['hi']:+.1f}].")
         sh = cell.semihard
         best_fne = max((r for r in cell.results if r.arm.startswith("fne")), key=lambda r: r.mean, default=None)
         if sh is not None and best_fne is not None and sh >= best_fne.mean:
