@@ -400,7 +400,8 @@ def summarise(rows: list[dict], density: list[dict]) -> dict:
             continue
         crit[fne] = criteria(summary.get("primary", {}), fne)
         _e_test(rows, crit[fne], fne)
-    return {"summary": summary, "density": dens, "semihard": semi, "criteria": crit}
+    semi_n = {c: len({r["seed"] for r in rows if r["cell"] == c and r["arm"] == "semihard"}) for c in semi}
+    return {"summary": summary, "density": dens, "semihard": semi, "semihard_n": semi_n, "criteria": crit}
 
 
 def _fmt(x, nd=1):

@@ -41,7 +41,7 @@ def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_s
     """A ten-seed summary without densities merged over the first map: its figures replace the three-seed ones
     of the same arm and window, the rest stay; semi-hard's own window reads with semihard as the base."""
     ten = {"commit": "def5678", "runs": 40, "protocol": summary()["protocol"], "density": {},
-           "semihard": {"shapes:high": 530.0},
+           "semihard": {"shapes:high": 530.0}, "semihard_n": {"shapes:high": 10},
            "summary": {"primary": {"shapes:high": {
                "10": {"arms": {"plain": {"mean": 400.0, "n": 10, "fn_rate": 0.6},
                                "fne adapt": {"mean": 460.0, "n": 10, "fn_rate": 0.3}},
@@ -57,7 +57,7 @@ def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_s
     m = RegimeMap.load_all([tmp_path / "ten.json", write(tmp_path / "first.json")])
     assert m.runs == 70 and m.commit == "def5678, abc1234"
     high = m.place(0.6)
-    assert high.density == 0.6 and high.semihard == 530.0
+    assert high.density == 0.6 and (high.semihard, high.semihard_n) == (530.0, 10)  # ten seeds over the first's
     plain10 = next(r for r in high.results if r.arm == "plain" and r.k == "10")
     assert (plain10.mean, plain10.n) == (400.0, 10)  # ten seeds over three
     assert next(r for r in high.results if r.arm == "fne keep").n == 3  # only in the first map: kept

@@ -84,6 +84,7 @@ class Cell:
     results: list[ArmResult] = field(default_factory=list)
     headroom: dict[str, dict[str, float]] = field(default_factory=dict)
     semihard: float | None = None
+    semihard_n: int = 0  # seeds behind ``semihard`` (0: not recorded)
 
     def best(self, arm: str) -> ArmResult | None:
         """The arm at its best ``k`` (highest mean), or ``None`` where it was not run."""
@@ -97,7 +98,7 @@ class Cell:
         """Every arm at its best ``k``, best first (``semihard`` as a reference row with ``k = "-"``)."""
         rows = [b for a in self.arms() if (b := self.best(a)) is not None]
         if self.semihard is not None and "semihard" not in self.arms():
-            rows.append(ArmResult("semihard", "-", float(self.semihard), 0))
+            rows.append(ArmResult("semihard", "-", float(self.semihard), self.semihard_n))
         return sorted(rows, key=lambda r: -r.mean)
 
 
@@ -147,7 +148,8 @@ class RegimeMap:
         for name in primary if keep_unplaced else [n for n in density if n in primary]:
             dens = density.get(name) or {}
             cell = Cell(name, family.get(name, name), _num(dens.get("top10_fn_share")),
-                        _num(dens.get("fn_per_query")), semihard=_num(data.get("semihard", {}).get(name)))
+                        _num(dens.get("fn_per_query")), semihard=_num(data.get("semihard", {}).get(name)),
+                        semihard_n=int(data.get("semihard_n", {}).get(name) or 0))
             for k, s in primary[name].items():
                 k = str(k)
                 for arm, r in s.get("arms", {}).items():
@@ -163,17 +165,17 @@ class RegimeMap:
 
     @classmethod
     def merge(cls, maps: list[RegimeMap]) -> RegimeMap:
-        """One map from several summaries of the same protocol: per cell, each (arm, window) and each window's
-        headroom from the summary with the most seeds (the earlier one on a tie); a cell's density, family and
-        semi-hard reference from the first summary that has them. Cells no summary placed are left out."""
+        """One map from several summaries of the same protocol: per cell, each (arm, window), each window's headroom
+        and the semi-hard reference from the summary with the most seeds (the earlier one on a tie); a cell's
+        density and family from the first summary that has them. Cells no summary placed are left out."""
         merged: dict[str, Cell] = {}
         for m in maps:
             for c in m.cells:
                 into = merged.setdefault(c.name, Cell(c.name, c.family, None, None))
                 if into.density is None and c.density is not None:
                     into.density, into.fn_per_query = c.density, c.fn_per_query
-                if into.semihard is None:
-                    into.semihard = c.semihard
+                if c.semihard is not None and (into.semihard is None or c.semihard_n > into.semihard_n):
+                    into.semihard, into.semihard_n = c.semihard, c.semihard_n
                 have = {(r.arm, r.k): i for i, r in enumerate(into.results)}
                 for r in c.results:
                     i = have.get((r.arm, r.k))
