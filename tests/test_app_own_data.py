@@ -96,7 +96,14 @@ def test_the_sidebar_offers_every_split_and_all_of_them(env):
         assert at.sidebar.radio(key="split").value == "all"
 
 
-def test_exports_carry_texts_beside_the_ids(env, downloads):
+def test_exports_carry_texts_beside_the_ids(env, downloads, monkeypatch):
+    """Every export carries the texts beside the ids; the Suspects page, which reruns on every review key,
+    serialises its export again only when the table changed (a decision, an undo)."""
+    from fnlab.analysis import review
+
+    built = []
+    real = review.export_bytes
+    monkeypatch.setattr(review, "export_bytes", lambda *a, **k: built.append(1) or real(*a, **k))
     at = _open("views/suspects.py")
     at.radio(key="sus_fmt").set_value("csv").run()
     _ok(at)
@@ -105,20 +112,6 @@ def test_exports_carry_texts_beside_the_ids(env, downloads):
         assert col in table.columns, list(table.columns)
     assert table["query_text"].str.startswith("how do I use tool").all()
     assert table["candidate_text"].str.startswith("the manual of tool").all()
-    _open("views/rankings.py")
-    ranking = pd.read_csv(io.BytesIO(next(v for k, v in downloads.items() if k.startswith("ranking-mine"))))
-    assert {"candidate_id", "candidate_text", "query_text"} <= set(ranking.columns)
-
-
-def test_the_export_is_built_once_per_table_and_follows_each_decision(env, downloads, monkeypatch):
-    """The Suspects page reruns on every review key; its export is serialised again only when the table changed."""
-    from fnlab.analysis import review
-
-    built = []
-    real = review.export_bytes
-    monkeypatch.setattr(review, "export_bytes", lambda *a, **k: built.append(1) or real(*a, **k))
-    at = _open("views/suspects.py")
-    at.radio(key="sus_fmt").set_value("csv").run()
     n = len(built)
     at.run()
     _ok(at)
@@ -132,6 +125,9 @@ def test_the_export_is_built_once_per_table_and_follows_each_decision(env, downl
     _ok(at)
     table = pd.read_csv(io.BytesIO(downloads["suspects-mine-test.csv"]))
     assert (table["decision"] == review.FALSE_NEGATIVE).sum() == 0
+    _open("views/rankings.py")
+    ranking = pd.read_csv(io.BytesIO(next(v for k, v in downloads.items() if k.startswith("ranking-mine"))))
+    assert {"candidate_id", "candidate_text", "query_text"} <= set(ranking.columns)
 
 
 @pytest.fixture
