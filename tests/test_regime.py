@@ -67,7 +67,7 @@ def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_s
     assert "fne adapt vs plain at k = 10: +60.0 [95% CI +48.7, +71.3], better (10 seeds)." in said
     assert "fne soft vs semihard on semi-hard's window: +5.0 [95% CI +2.7, +7.3], better (10 seeds)." in said
     assert "Headroom on semi-hard's window (oracle - semihard): +10.0 [95% CI +5.5, +14.5]." in said
-    assert said[0].startswith("Best without ground truth: **fne soft** (k = semihard)")
+    assert said[0] == "Best without ground truth: **fne soft** (k = semihard), last-epoch relevant rSum 535.0 (10 seeds)."
     low = m.place(0.1)
     assert [r.n for r in low.results] == [3] * len(low.results)
 

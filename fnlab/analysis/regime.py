@@ -205,7 +205,8 @@ class RegimeMap:
         if ranking:
             top = ranking[0]
             k = "" if top.k == "-" else f" (k = {top.k})"
-            out.append(f"Best without ground truth: **{top.arm}**{k}, last-epoch relevant rSum {top.mean:.1f}.")
+            seeds = f" ({top.n} seeds)" if top.n else ""
+            out.append(f"Best without ground truth: **{top.arm}**{k}, last-epoch relevant rSum {top.mean:.1f}{seeds}.")
         for arm in ("fne adapt", "fne keep", "fne drop", "fne soft"):
             for r in sorted((r for r in cell.results if r.arm == arm and r.vs_plain), key=lambda r: r.k):
                 v = r.vs_plain
