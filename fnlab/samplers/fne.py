@@ -12,6 +12,7 @@ from fnlab.retrieval.hooks import EpochContext, SampleContext
 
 from .base import Sampler, check_inputs, topk_mask
 from .registry import register
+from .semihard import semihard_mask
 
 
 def _posterior_ready(posterior: Any) -> bool:
@@ -252,8 +253,7 @@ class FNESampler(Sampler):
 
     def _outside_semihard(self, sims: torch.Tensor, pos_sims: torch.Tensor) -> torch.Tensor:
         """``[B, M]`` bool: everything but each anchor's semi-hard negatives (``s+ - margin < s < s+``)."""
-        p = pos_sims[:, None]
-        return ~((sims > p - self.margin) & (sims < p))
+        return ~semihard_mask(sims, pos_sims, self.margin)
 
     def _posterior_and_cut(self, sims: torch.Tensor, ctx: SampleContext, positive_mask: torch.Tensor,
                            pos_sims: torch.Tensor) -> tuple[Any, torch.Tensor]:
@@ -316,9 +316,10 @@ class FNESampler(Sampler):
         base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2)
         if not _posterior_ready(self.posterior):
             return base
-        _, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
         if self.band == "semihard":  # below the band: never the candidates above the positive
             cut = sims <= pos_sims[:, None] - self.margin
+        else:
+            _, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
         outside = base.masked_fill(~cut | positive_mask, 0.0)
         return torch.where((outside.sum(dim=1) > 0)[:, None], outside, base)
 

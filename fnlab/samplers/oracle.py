@@ -6,6 +6,7 @@ import torch
 
 from .base import Sampler, topk_mask
 from .registry import register
+from .semihard import semihard_mask
 from .simans import simans_weights
 
 
@@ -65,8 +66,7 @@ class OracleSampler(Sampler):
         if self.base == "window":
             return (topk_mask(sims, positive_mask, self.top_k) & ~blocked).to(sims.dtype)
         if self.base == "semihard":
-            p = pos_sims[:, None]
-            band = (sims > p - self.margin) & (sims < p) & ~blocked
-            below = (sims <= p - self.margin) & ~blocked
+            band = semihard_mask(sims, pos_sims, self.margin) & ~blocked
+            below = (sims <= pos_sims[:, None] - self.margin) & ~blocked
             return torch.where(band.any(dim=1, keepdim=True), band, below).to(sims.dtype)
         return simans_weights(sims, pos_sims, self.a, self.b) * topk_mask(sims, blocked, self.top_k)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import torch
+
 from .base import Sampler
 from .registry import register
+
+
+def semihard_mask(sims: torch.Tensor, pos_sims: torch.Tensor, margin: float) -> torch.Tensor:
+    """``[B, M]`` bool: each anchor's semi-hard candidates, ``s+ - margin < s < s+`` (``pos_sims [B]``)."""
+    p = pos_sims[:, None]
+    return (sims > p - margin) & (sims < p)
 
 
 @register("semihard")
@@ -24,5 +32,4 @@ class SemiHardSampler(Sampler):
         self.margin = float(margin)
 
     def _weights(self, sims, pos_sims, positive_mask, ctx):
-        p = pos_sims[:, None]
-        return ((sims > p - self.margin) & (sims < p)).to(sims.dtype)
+        return semihard_mask(sims, pos_sims, self.margin).to(sims.dtype)
