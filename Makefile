@@ -42,10 +42,10 @@ demo: install sample_data/shapes/dataset.json
 	$(PY) -m fnlab.cli app --address $(ADDRESS) --port $(PORT)
 
 # The suite runs on two workers, one test file each at a time (a file's module fixtures, e.g. a streamlit
-# server, stay on one worker); tests/conftest.py gives each worker one torch/OpenMP thread. PYTEST_WORKERS=0
-# runs it in one process.
+# server, stay on one worker; the two browser files are one group), longest files first (tests/conftest.py,
+# which also gives each worker one torch/OpenMP thread). PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
-XDIST = -n $(PYTEST_WORKERS) --dist loadfile
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install browser-deps
 	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
