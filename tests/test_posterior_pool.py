@@ -204,8 +204,9 @@ def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a
             base = torch.exp(-0.5 * (s - s[0]) ** 2).masked_fill(mask[row] | (s > 0.8 - 0.3), 0.0).double()
             freq = torch.bincount(got[row::2], minlength=4).double() / reps
             if rule == "keep" and row == 0:
-                # 'keep' ranks the band by P and keeps its lower half (one candidate), whatever P's level is
-                assert sorted(freq.tolist()) == [0.0, 0.0, 0.0, 1.0] and freq[1:3].sum() == 1.0
+                # 'keep' keeps the band's lower half by P whatever P's level is; here P ties (both ~1), so P
+                # cannot tell which half, and both are kept
+                assert freq[1:3].sum() == 1.0 and ((freq[1:3] - 0.5).abs() <= 5 * (0.25 / reps) ** 0.5).all(), freq
                 continue
             want = base / base.sum()
             se = (want * (1 - want) / reps).sqrt().clamp_min(1e-4)

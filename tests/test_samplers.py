@@ -263,7 +263,7 @@ def test_fne_calibrated_eliminates_likely_false_negatives():
 def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob, dense_above=0.5):
     """Per-row reference of calibrated FNE's eliminating rules (``prob(s, s+)`` gives P): base weight
     ``exp(-tau (s - s+)^2)`` in the band ``s > mu+ - margin``; 'keep' keeps the ceil(fraction * n) band members
-    of lowest P (ties by position), 'drop' those with P < drop_above, 'adapt' as 'drop' where the band's mean P is
+    of lowest P and every member tied with the last of them, 'drop' those with P < drop_above, 'adapt' as 'drop' where the band's mean P is
     at least dense_above and as 'keep' elsewhere; an empty row takes the base weights of its
     non-positives below the cut, or of every non-positive when there are none."""
     def f(row, p, pm, bl):
@@ -271,7 +271,8 @@ def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob
         base = [math.exp(-tau * (s - p) ** 2) for s in row]
         dense = bool(band) and sum(prob(row[j], p) for j in band) / len(band) >= dense_above
         if rule == "keep" or (rule == "adapt" and not dense):
-            kept = set(sorted(band, key=lambda j: (prob(row[j], p), j))[:math.ceil(keep_fraction * len(band))])
+            kth = sorted(prob(row[j], p) for j in band)[math.ceil(keep_fraction * len(band)) - 1]
+            kept = {j for j in band if prob(row[j], p) <= kth}
         else:
             kept = {j for j in band if prob(row[j], p) < drop_above}
         w = [base[j] if j in kept else 0.0 for j in range(len(row))]
@@ -322,8 +323,8 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
         if rule == "soft":
             w = [(1 - prob(row[j])) if j in band else 0.0 for j in range(len(row))]
         elif rule == "keep" or (rule == "adapt" and sum(prob(row[j]) for j in band) / len(band) < 0.5):
-            kept = set(sorted(band, key=lambda j: (prob(row[j]), j))[:math.ceil(len(band) / 3)])
-            w = [1.0 if j in kept else 0.0 for j in range(len(row))]
+            kth = sorted(prob(row[j]) for j in band)[math.ceil(len(band) / 3) - 1]
+            w = [1.0 if j in band and prob(row[j]) <= kth else 0.0 for j in range(len(row))]
         else:
             w = [1.0 if j in band and prob(row[j]) < 0.5 else 0.0 for j in range(len(row))]
         if sum(w) == 0:  # an emptied window: the rest of the pool, never back into the window
@@ -400,6 +401,25 @@ def test_oracle_window_is_the_top_k_non_positives_without_the_relevant(k):
 
     got = S.build("oracle", base="window", top_k=k).weights(sims, pos, mask, relevant_mask=rel)
     torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask, blocked=mask | rel))
+
+
+@pytest.mark.parametrize("rule", ["keep", "adapt"])
+def test_fne_keep_never_eliminates_candidates_that_p_cannot_tell_apart(rule):
+    """Far below the positives' mode P underflows to exactly 0 in float32, so every member of the band ties: P says
+    nothing about which is a false negative, and the whole band is kept (a kept share chosen by position kept the
+    same few memory-queue slots for every anchor). Where P does separate them, the lowest-P third is kept."""
+    g = torch.Generator().manual_seed(11)
+    sims = (torch.rand(4, 30, generator=g) * 0.2 - 0.9).float()
+    mask = torch.zeros(4, 30, dtype=torch.bool)
+    mask[:, 0] = True
+    pos = torch.full((4,), 0.9)
+    post = GaussianPosterior(0.45, 0.05, 0.0, 0.3, prior_pos=0.05)
+    assert (post.prob_false_negative(sims) == 0).all()
+    smp = S.build("fne", posterior=post, rule=rule, window=10**6, tau=0.0)
+    assert torch.equal(smp.weights(sims, pos, mask) > 0, ~mask)
+    spread = torch.linspace(-0.2, 0.6, 30).expand(4, -1).contiguous()  # P rises with s here, no ties
+    kept = smp.weights(spread, pos, mask) > 0
+    assert kept.sum(dim=1).tolist() == [math.ceil(29 / 3)] * 4 and not kept[:, 20:].any()
 
 
 def test_fne_keep_rule_on_a_large_band_draws_below_the_bands_p_quantile():

@@ -298,14 +298,14 @@ class FNESampler(Sampler):
         return w.masked_fill(cut, 0.0)
 
     def _lowest_p(self, p: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-        """``[B, M]`` bool: in each row, the ``ceil(keep_fraction * n)`` candidates of the ``band`` (``n`` of
-        them) with the lowest ``p``; ties broken by position (a stable sort)."""
+        """``[B, M]`` bool: in each row, the members of the ``band`` (``n`` of them) whose ``p`` is at most the
+        ``ceil(keep_fraction * n)``-th lowest: that many, and every member tied with the last of them. P cannot
+        tell tied candidates apart, so none of them is eliminated (where P is 0 over a whole band, e.g. below
+        float32's smallest number, the whole band is kept); the large-band draw keeps ``P <= threshold`` alike."""
         n = band.sum(dim=1)
-        keep_n = torch.ceil(self.keep_fraction * n.double()).long().clamp_max(n)
-        order = p.masked_fill(~band, float("inf")).argsort(dim=1, stable=True)
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(p.shape[1], device=p.device).expand_as(order))
-        return band & (ranks < keep_n[:, None])
+        keep_n = torch.ceil(self.keep_fraction * n.double()).long().clamp(min=1)
+        kth = p.masked_fill(~band, float("inf")).sort(dim=1).values.gather(1, (keep_n - 1).clamp_max(p.shape[1] - 1)[:, None])
+        return band & (p <= kth)
 
     def _fallback_weights(self, sims, pos_sims, positive_mask, ctx):
         """Calibrated mode: an emptied row draws from the base weights over its non-positives outside the band
