@@ -53,10 +53,15 @@ def _embedded(queries: list[str], docs: list[str], embed) -> tuple[np.ndarray, n
 
 
 def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: str = "stdlib",
-                split_shares: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict:
+                split_shares: tuple[float, float, float] = (0.7, 0.15, 0.15), copy_queries: bool = False) -> dict:
     """The docstring corpus in the ``pairs`` layout; returns its sizes. ``corpus``: ``"stdlib"`` (the standard
     library's docstrings) or ``"libraries"`` (those plus numpy's, scipy's, pandas' and scikit-learn's);
-    ``split_shares``: train, validation and test shares of the documents."""
+    ``split_shares``: train, validation and test shares of the documents.
+
+    ``copy_queries``: each planted copy is also an entry of its own, labelled with its original's query (a
+    document indexed twice). Without it a copy has no pair: it sits in the train split's candidates but is never a
+    labelled positive, so a training pool (the momentum queue holds labelled positives) never holds it, and the
+    planted copies change nothing in training; nor do they reach the validation or test split."""
     from real_text import library_modules, stdlib_docstrings
 
     from fnlab.data.minilm import embed_texts
@@ -72,21 +77,26 @@ def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: s
     by_text: dict[str, list[int]] = {}
     for j, t in enumerate(texts):
         by_text.setdefault(t, []).append(j)
-    rel = [(i, j) for i, d in enumerate(docs) for j in by_text[d]]
+    # the entries: every document with its query, then (copy_queries) every copy with its original's query
+    entry_doc = np.concatenate([np.arange(len(docs)), copies]).astype(np.int64) if copy_queries \
+        else np.arange(len(docs))
+    entry_a = np.arange(len(entry_doc))  # entry i's labelled candidate is row i of a.npy (originals, then copies)
+    rel = [(i, j) for i, d in enumerate(entry_doc) for j in by_text[docs[d]]]
     root.mkdir(parents=True, exist_ok=True)
     q_emb, d_emb = _embedded(queries, docs, embed_texts)
-    np.save(root / "b.npy", q_emb)
+    np.save(root / "b.npy", q_emb[entry_doc])
     np.save(root / "a.npy", d_emb[np.concatenate([np.arange(len(docs)), copies]).astype(np.int64)])  # copies: same rows
     if corpus == "libraries":  # the same split of the documents whatever the share of copies
         rng = np.random.default_rng([seed, 1])
     # every document with the same text in the same split, so a query's duplicates are candidates beside it
     groups = {t: g for g, t in enumerate(by_text)}
     split_of_group = rng.choice(["train", "val", "test"], size=len(groups), p=list(split_shares))
-    pd.DataFrame({"b": np.arange(len(queries)), "a": np.arange(len(queries)), "text": queries,
-                  "split": [split_of_group[groups[d]] for d in docs]}).to_csv(root / "pairs.csv", index=False)
+    pd.DataFrame({"b": np.arange(len(entry_doc)), "a": entry_a, "text": [queries[d] for d in entry_doc],
+                  "split": [split_of_group[groups[docs[d]]] for d in entry_doc]}).to_csv(root / "pairs.csv",
+                                                                                       index=False)
     pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
-    return {"queries": len(queries), "documents": len(texts), "copies": len(copies),
-            "false_negatives": len(rel) - len(queries)}
+    return {"queries": len(entry_doc), "documents": len(texts), "copies": len(copies),
+            "false_negatives": len(rel) - len(entry_doc)}
 
 
 def main(argv: list[str] | None = None) -> int:

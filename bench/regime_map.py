@@ -153,14 +153,15 @@ def arms(k: str) -> dict[str, tuple[str, dict]]:
 
 # ----------------------------------------------------------------------------- data
 def real_text_root(plant: float) -> str:
-    """The real-text corpus in the ``pairs`` layout (cached): library docstrings, ``plant`` of them copied."""
+    """The real-text corpus in the ``pairs`` layout (cached): library docstrings, ``plant`` of them copied, each copy
+    an entry of its own labelled with its original's query (so copies enter training pools and every split)."""
     from real_text_train import write_pairs
 
-    root = Path(".fnlab_cache") / f"regime_text_{plant}"
+    root = Path(".fnlab_cache") / f"regime_text_entries_{plant}"
     if not (root / "relevance.csv").exists():
         with contextlib.redirect_stdout(io.StringIO()):  # some library modules print when imported
             write_pairs(root, max_docs=100_000, plant=plant, seed=0, corpus="libraries",
-                        split_shares=(0.55, 0.15, 0.30))
+                        split_shares=(0.55, 0.15, 0.30), copy_queries=True)
     return str(root)
 
 
