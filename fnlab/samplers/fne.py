@@ -12,7 +12,7 @@ from fnlab.retrieval.hooks import EpochContext, SampleContext
 
 from .base import Sampler, check_inputs, topk_mask
 from .registry import register
-from .semihard import semihard_mask
+from .semihard import below_semihard_mask, semihard_mask
 
 
 def _posterior_ready(posterior: Any) -> bool:
@@ -304,7 +304,8 @@ class FNESampler(Sampler):
         float32's smallest number, the whole band is kept); the large-band draw keeps ``P <= threshold`` alike."""
         n = band.sum(dim=1)
         keep_n = torch.ceil(self.keep_fraction * n.double()).long().clamp(min=1)
-        kth = p.masked_fill(~band, float("inf")).sort(dim=1).values.gather(1, (keep_n - 1).clamp_max(p.shape[1] - 1)[:, None])
+        ranked = p.masked_fill(~band, float("inf")).sort(dim=1).values
+        kth = ranked.gather(1, (keep_n - 1).clamp_max(p.shape[1] - 1)[:, None])  # [B, 1]: the last kept P
         return band & (p <= kth)
 
     def _fallback_weights(self, sims, pos_sims, positive_mask, ctx):
@@ -317,7 +318,7 @@ class FNESampler(Sampler):
         if not _posterior_ready(self.posterior):
             return base
         if self.band == "semihard":  # below the band: never the candidates above the positive
-            cut = sims <= pos_sims[:, None] - self.margin
+            cut = below_semihard_mask(sims, pos_sims, self.margin)
         else:
             _, cut = self._posterior_and_cut(sims, ctx, positive_mask, pos_sims)
         outside = base.masked_fill(~cut | positive_mask, 0.0)

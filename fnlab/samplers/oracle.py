@@ -6,7 +6,7 @@ import torch
 
 from .base import Sampler, topk_mask
 from .registry import register
-from .semihard import semihard_mask
+from .semihard import below_semihard_mask, semihard_mask
 from .simans import simans_weights
 
 
@@ -67,6 +67,6 @@ class OracleSampler(Sampler):
             return (topk_mask(sims, positive_mask, self.top_k) & ~blocked).to(sims.dtype)
         if self.base == "semihard":
             band = semihard_mask(sims, pos_sims, self.margin) & ~blocked
-            below = (sims <= pos_sims[:, None] - self.margin) & ~blocked
+            below = below_semihard_mask(sims, pos_sims, self.margin) & ~blocked
             return torch.where(band.any(dim=1, keepdim=True), band, below).to(sims.dtype)
         return simans_weights(sims, pos_sims, self.a, self.b) * topk_mask(sims, blocked, self.top_k)

@@ -14,6 +14,12 @@ def semihard_mask(sims: torch.Tensor, pos_sims: torch.Tensor, margin: float) -> 
     return (sims > p - margin) & (sims < p)
 
 
+def below_semihard_mask(sims: torch.Tensor, pos_sims: torch.Tensor, margin: float) -> torch.Tensor:
+    """``[B, M]`` bool: the candidates below each anchor's semi-hard window, ``s <= s+ - margin`` (where a row
+    whose window is empty falls back: never above the positive)."""
+    return sims <= pos_sims[:, None] - margin
+
+
 @register("semihard")
 class SemiHardSampler(Sampler):
     """Weight 1 on negatives less similar than the positive but inside the margin.
