@@ -1,8 +1,16 @@
-"""Shared by the app tests: one tiny trained run per test session, in a temporary runs folder."""
+"""Shared by the app tests: one tiny trained run per test session, in a temporary runs folder.
+
+The runs and their caches (the app's stored pages, every saved split's UMAP map) are built once per test session,
+whichever xdist worker asks first (the other waits on a lock, then copies them): a first UMAP fit in a fresh
+process spends most of its time compiling, and with every map on disk no app server or page ever starts one.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -14,19 +22,42 @@ TINY = {"dataset": "shapes", "dataset_options": {"n_train": 64, "n_val": 40, "n_
         "device": "cpu"}
 
 
-def tiny_runs_root(base: Path) -> Path:
-    """A runs folder holding one tiny trained run (trained once per session), with the app's pages of its test
-    and val splits stored in the app's cache as ``fnlab train`` stores them."""
-    if "root" in _ROOT:
-        return _ROOT["root"]
+def _built_once(name: str, base: Path, build: Callable[[Path], None]) -> Path:
+    """``base/runs`` (and ``base/cache``, its app cache): a copy of what ``build(folder)`` wrote into
+    ``folder/runs`` and ``folder/cache``, built once per test session. Under pytest-xdist the workers of one
+    session share the folder above their own temporary folders, so the first worker that asks builds (a lock
+    makes the others wait) and every worker copies."""
+    from filelock import FileLock  # a dependency of torch
+
+    session = next((p for p in base.parents if re.fullmatch(r"pytest-\d+", p.name)), base.parent)
+    shared = session / f"shared-{name}"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "done").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            build(shared)
+            (shared / "done").write_text("")
+    for part in ("runs", "cache"):
+        if (shared / part).is_dir():
+            shutil.copytree(shared / part, base / part, dirs_exist_ok=True)
+    return base / "runs"
+
+
+def _build_tiny(folder: Path) -> None:
     from fnlab.storage import pages, runs
     from fnlab.training import train
 
-    root = base / "runs"
+    root = folder / "runs"
     run = train.train(train.TrainConfig.from_dict(TINY), store=runs.RunStore(root), name="tiny")
     pages.store_for_app(run, root=Path(app_env(root)["FNLAB_CACHE"]) / "pages")
-    _ROOT["root"] = root
-    return root
+    warm_maps(root, "tiny")
+
+
+def tiny_runs_root(base: Path) -> Path:
+    """A runs folder holding one tiny trained run (trained once per session), with the app's pages of its test
+    and val splits stored in the app's cache as ``fnlab train`` stores them, and their UMAP maps."""
+    if "root" not in _ROOT:
+        _ROOT["root"] = _built_once("tiny", base, _build_tiny)
+    return _ROOT["root"]
 
 
 def app_env(root: Path) -> dict[str, str]:
@@ -40,21 +71,18 @@ def set_env(env: dict[str, str]) -> dict[str, str | None]:
     return old
 
 
-def warm_umap_cache(root: Path, run: str = "tiny", split: str = "test", n_neighbors: int = 15) -> None:
-    """Compute the map the Embedding map page asks for (same inputs, same cache key) into $FNLAB_CACHE.
-
-    A streamlit subprocess then reads it from disk instead of paying numba's first-compile cost again.
-    """
-    import numpy as np
-
+def warm_maps(root: Path, run: str, splits: tuple[str, ...] | None = None) -> None:
+    """Compute the maps the Embedding map page asks for (same inputs, same cache key: app/mapjob.py's) into
+    $FNLAB_CACHE, for ``splits`` (default: every split the run saved). A page or a streamlit server then reads
+    them from disk instead of starting a background job that pays numba's first compile again."""
+    ensure_repo_on_path()
+    from app import mapjob
     from fnlab.analysis import projection
-    from fnlab.storage import runs
+    from fnlab.storage.loader import LoadedRun
 
-    r = runs.RunStore(root).load(run)
-    a = np.ascontiguousarray(r.load_array(f"emb_a_{split}"), dtype=np.float32)
-    b = np.ascontiguousarray(r.load_array(f"emb_b_{split}"), dtype=np.float32)
-    projection.umap_2d(np.concatenate([a, b]), n_neighbors=n_neighbors, random_state=0,
-                       cache_dir=Path(app_env(root)["FNLAB_CACHE"]) / "umap")
+    for split in splits or LoadedRun.from_store(root, run).saved_splits:
+        projection.umap_2d(mapjob.embeddings(root, run, split), n_neighbors=mapjob.N_NEIGHBORS,
+                           random_state=mapjob.RANDOM_STATE, cache_dir=Path(app_env(root)["FNLAB_CACHE"]) / "umap")
 
 
 def ensure_repo_on_path() -> None:
@@ -90,18 +118,21 @@ def planted_text_folder(root: Path, n: int = 90, *, dim: int = 16, seed: int = 0
     return root
 
 
-def own_runs_root(base: Path) -> Path:
-    """A runs folder holding one run trained on :func:`planted_text_folder`, as the app's Train page trains one
-    (every split's embeddings saved), once per test session."""
-    if "own" in _ROOT:
-        return _ROOT["own"]
+def _build_own(folder: Path) -> None:
     from fnlab.storage import runs
     from fnlab.training import train
 
-    folder = planted_text_folder(base / "mine")
-    cfg = {"dataset": "pairs", "dataset_root": str(folder), "sampler": "fne", "epochs": 1, "batch_size": 32,
+    data = planted_text_folder(folder / "mine")
+    cfg = {"dataset": "pairs", "dataset_root": str(data), "sampler": "fne", "epochs": 1, "batch_size": 32,
            "dim": 16, "queue_size": 0, "seed": 0, "device": "cpu", "eval_splits": ["train", "val", "test"]}
-    root = base / "runs"
+    root = folder / "runs"
     train.train(train.TrainConfig.from_dict(cfg), store=runs.RunStore(root), name="mine")
-    _ROOT["own"] = root
-    return root
+    warm_maps(root, "mine", ("test", "val", "train", "all"))
+
+
+def own_runs_root(base: Path) -> Path:
+    """A runs folder holding one run trained on :func:`planted_text_folder`, as the app's Train page trains one
+    (every split's embeddings saved), once per test session, with the UMAP maps of its splits."""
+    if "own" not in _ROOT:
+        _ROOT["own"] = _built_once("own", base, _build_own)
+    return _ROOT["own"]

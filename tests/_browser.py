@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _app_support import REPO, app_env, tiny_runs_root, warm_umap_cache
+from _app_support import REPO, app_env, tiny_runs_root
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -84,7 +84,6 @@ def _needs_browser():
 def server(tmp_path_factory):
     _needs_browser()
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_browser"))
-    warm_umap_cache(root)
     from _regime_fixture import write as write_regime_map
 
     # the Which sampler? page draws a fixed map, whatever bench/results holds

@@ -20,7 +20,7 @@ import pytest
 from fnlab import samplers
 
 pytest.importorskip("streamlit")
-from _app_support import REPO, app_env, ensure_repo_on_path, tiny_runs_root, warm_umap_cache  # noqa: E402
+from _app_support import REPO, app_env, ensure_repo_on_path, tiny_runs_root  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ensure_repo_on_path()
@@ -32,7 +32,6 @@ TIMEOUT = 600  # a limit for one script run on a busy machine (two suites on 2 c
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_app"))
-    warm_umap_cache(root)  # numba's first compile happens here, once, outside any page timeout
     e = app_env(root)
     old = {k: os.environ.get(k) for k in e}
     os.environ.update(e)
@@ -150,15 +149,29 @@ def test_playground_page(env):
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 4
 
 
-def test_embedding_map_page(env):
+def test_embedding_map_page(env, monkeypatch):
+    from app import mapjob, state
+
     at = _open("views/embedding_map.py")
     _ok(at)
     assert len(_plotly(at)) == 1
     assert not [m.value for m in at.info if "PCA" in m.value]  # the test split's UMAP was warmed: no stand-in
-    # A split whose UMAP is not on disk yet answers at once with a PCA stand-in (UMAP computes in the background).
+    # A split whose UMAP is not on disk yet answers at once with a PCA stand-in and starts the background job that
+    # computes it (here the val split's map is hidden from the page and the job is only recorded).
+    on_disk, started = state._umap_on_disk, []
+
+    def hide_val(root, name, split, key):
+        if split == "val":
+            raise LookupError(split)
+        return on_disk(root, name, split, key)
+
+    monkeypatch.setattr(state, "_umap_on_disk", hide_val)
+    monkeypatch.setattr(mapjob, "start", lambda root, name, split: started.append((name, split)) or True)
     at.sidebar.radio(key="split").set_value("val").run()
     _ok(at)
     assert len(_plotly(at)) == 1 and any("PCA projection" in i.value for i in at.info)
+    assert ("tiny", "val") in started
+    monkeypatch.undo()
     at.sidebar.radio(key="split").set_value("test").run()
     at.number_input(key="map_manual").set_value(45).run()  # a caption (40 images first)
     _ok(at)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 pytest.importorskip("streamlit")
-from _app_support import REPO, app_env, ensure_repo_on_path, set_env, tiny_runs_root, warm_umap_cache  # noqa: E402
+from _app_support import REPO, app_env, ensure_repo_on_path, set_env, tiny_runs_root  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ensure_repo_on_path()
@@ -19,7 +19,6 @@ TIMEOUT = 600  # a limit for one script run on a busy machine, not a speed targe
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tiny_runs_root(tmp_path_factory.mktemp("fnlab_url"))
-    warm_umap_cache(root)
     old = set_env(app_env(root))
     yield app_env(root)
     for k, v in old.items():
