@@ -125,8 +125,8 @@ def test_killed_worker_is_retried_and_job_completes(ray_cluster, data, tmp_path)
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = scan(q, c, pos, top_k=K, seed=11, negative_sample=20_000, prior=1e-3, engine="ray", batch_size=120, out=str(out),
-                   _kill_marker=str(marker))  # 5 batches on 2 workers: one worker takes a second batch and dies
+        res = scan(q, c, pos, top_k=K, seed=11, negative_sample=20_000, prior=1e-3, engine="ray", batch_size=120, workers=1,
+                   out=str(out), _kill_marker=str(marker))  # its one worker dies on its second of 5 batches
     assert marker.exists()  # a worker process did receive SIGKILL mid-job
     table = pd.concat([pd.read_parquet(p) for p in out.glob("part-*.parquet")], ignore_index=True)
     _same(local.table, table)
