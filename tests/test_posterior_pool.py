@@ -33,7 +33,8 @@ def random_pool(b: int, m: int, n_items: int, seed: int) -> PoolEvidence:
     anchor_ids = torch.arange(b)
     anchor_item = torch.randint(0, n_items, (b,), generator=g)
     positive_mask = anchor_item[:, None] == cand_ids[None, :]
-    return PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, anchor_ids, positive_mask)
+    keys = torch.randint(0, max(1, m // 2), (m,), generator=g)  # content keys: some slots share content
+    return PoolEvidence(anchors, cands, partners, cand_ids, partner_ids, anchor_ids, positive_mask, candidate_keys=keys)
 
 
 def as_ctx(ev: PoolEvidence) -> SampleContext:
@@ -42,14 +43,15 @@ def as_ctx(ev: PoolEvidence) -> SampleContext:
                          candidate_ids=ev.candidate_ids, partner_ids=ev.partner_ids, positive_mask=ev.positive_mask)
 
 
-def slow_pool_signals(ev: PoolEvidence, i: int, j: int) -> tuple[float, float]:
+def slow_pool_signals(ev: PoolEvidence, i: int, j: int) -> tuple[float, float, float]:
     """The module docstring's definitions, one pair at a time."""
     m = ev.candidates.shape[0]
     pos = [p for p in range(m) if ev.positive_mask[i, p]]
     pn = max((float(ev.candidates[j] @ ev.candidates[p]) for p in pos), default=math.nan)
     same = [k for k in range(m) if ev.candidate_ids[k] == ev.candidate_ids[j] and ev.partner_ids[k] != ev.anchor_ids[i]]
     qn = max((float(ev.anchors[i] @ ev.partners[k]) for k in same), default=math.nan)
-    return pn, qn
+    dup = float(any(ev.candidate_keys[j] == ev.candidate_keys[p] for p in pos)) if pos else math.nan
+    return pn, qn, dup
 
 
 @settings(max_examples=30, deadline=None)
@@ -58,10 +60,11 @@ def test_pool_signals_match_slow_loops(b, m, n_items, seed):
     ev = random_pool(b, m, n_items, seed)
     rows, cols = torch.meshgrid(torch.arange(b), torch.arange(m), indexing="ij")
     rows, cols = rows.ravel(), cols.ravel()
-    got = ev.signals(("positive_neighbour", "query_neighbour"), rows, cols)
-    want = np.array([slow_pool_signals(ev, int(i), int(j)) for i, j in zip(rows, cols, strict=True)]).reshape(-1, 2)
+    got = ev.signals(("positive_neighbour", "query_neighbour", "positive_duplicate"), rows, cols)
+    want = np.array([slow_pool_signals(ev, int(i), int(j)) for i, j in zip(rows, cols, strict=True)]).reshape(-1, 3)
     np.testing.assert_allclose(got["positive_neighbour"].numpy(), want[:, 0], rtol=1e-5, atol=1e-6, equal_nan=True)
     np.testing.assert_allclose(got["query_neighbour"].numpy(), want[:, 1], rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(got["positive_duplicate"].numpy(), want[:, 2])
 
 
 @pytest.mark.parametrize("direction", ["t2i", "i2t"])
@@ -153,7 +156,7 @@ def test_pairwise_and_matrix_paths_agree(monkeypatch):
     ev = random_pool(5, 40, 6, seed=4)
     rows, cols = torch.meshgrid(torch.arange(5), torch.arange(40), indexing="ij")
     rows, cols = rows.ravel(), cols.ravel()
-    names = ("positive_neighbour", "query_neighbour")
+    names = ("positive_neighbour", "query_neighbour", "positive_duplicate")
     few = ev.signals(names, rows, cols)
     monkeypatch.setattr(pool_module, "PAIRWISE_MAX", 0)
     many = ev.signals(names, rows, cols)
@@ -216,3 +219,58 @@ def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a
     paper = S.build("fne", posterior=sure, margin=0.3, mode="paper")
     w = paper.weights(sims[:2], sims[:2, 0], mask[:2])
     assert w[1].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_an_exact_copy_in_a_pool_is_known_by_its_content_key():
+    """A posterior fitted on one encoder's embeddings of a split sees an exact copy of a labelled document as an
+    identical row. In a training pool the copy's features come from another momentum step (similarity 0.99, not
+    1): without content keys FNE's posterior cannot tell it from a near neighbour; with them it is a copy."""
+    rng = np.random.default_rng(0)
+    n, d = 400, 16
+    docs = rng.standard_normal((n, d))
+    copies = rng.choice(n, 40, replace=False)
+    cand = np.concatenate([docs, docs[copies]])  # rows n.. are exact copies
+    queries = docs + 0.6 * rng.standard_normal((n, d))
+    unit_np = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    lab = sp.csr_matrix((np.ones(n, bool), (np.arange(n), np.arange(n))), shape=(n, n + 40))
+    post = P.fit("pu", P.PairContext(unit_np(queries), unit_np(cand), lab), seed=0)
+    assert "positive_duplicate" in post.signals
+    # a pool: anchor 0's positive in slot 0, its copy in slot 1 with features of another momentum step
+    i = int(copies[0])
+    noisy = docs[i] + 0.1 * rng.standard_normal(d)
+    pool = torch.from_numpy(unit_np(np.stack([docs[i], noisy, *docs[rng.choice(n, 30)]])))
+    anchor = torch.from_numpy(unit_np(queries[[i]]))
+    ids = torch.tensor([i, n, *range(2, 32)])
+    mask = torch.zeros(1, 32, dtype=torch.bool)
+    mask[0, 0] = True
+    sims = anchor @ pool.T
+    assert 0.95 < float(pool[0] @ pool[1]) < 0.999
+    keys = torch.tensor([7, 7, *range(100, 130)])  # the copy shares its original's content key
+    p = {}
+    for name, k in (("with keys", keys), ("without", None)):
+        ev = PoolEvidence(anchor, pool, pool, ids, ids, torch.tensor([i]), mask, candidate_keys=k)
+        sig = ev.pair_signals(sims, sims[:, 0], ("positive_neighbour", "positive_duplicate"), torch.tensor([0]),
+                              torch.tensor([1]))
+        p[name] = float(post.prob_false_negative(sig)[0])
+    assert p["with keys"] > 0.9 and p["without"] < 0.5, p
+
+
+def test_content_keys_follow_identical_inputs_and_the_pool_gives_synthetic_slots_keys_of_their_own():
+    from types import SimpleNamespace
+
+    from fnlab.data.base import MatchingDataset
+    from fnlab.training.objective import SampledObjective
+
+    a = np.array([[1, 2], [3, 4], [1, 2], [1, 2.5]], np.float32)
+    b = np.array([[5, 0, 0], [5, 0, 0], [6, 1, 0]], np.int64)
+    ds = MatchingDataset("t", "train", np.array([0, 1, 2]), a, b, "features", "tokens")
+    ka, kb = ds.content_keys("a"), ds.content_keys("b")
+    assert ka[0] == ka[2] and len({ka[0], ka[1], ka[3]}) == 3
+    assert kb[0] == kb[1] != kb[2]
+    with pytest.raises(ValueError, match="side"):
+        ds.content_keys("c")
+    stub = SimpleNamespace(dataset=ds, _content={}, device=torch.device("cpu"))
+    pool = SimpleNamespace(cand_side="a", cand_ids=torch.tensor([0, 2, -1, -1, 1]))
+    keys = SampledObjective._candidate_keys(stub, pool)
+    assert keys[0] == keys[1] == int(ka[0]) and keys[4] == int(ka[1])
+    assert keys[2] != keys[3] and int(keys[2]) < 0 and int(keys[3]) < 0  # synthetic: never equal to anything

@@ -288,6 +288,20 @@ class MatchingDataset:
             b_ids=self.b_ids[b_items],
         )
 
+    def content_keys(self, side: str) -> np.ndarray:
+        """``[n]`` int64 content keys of side ``"a"`` or ``"b"``: equal exactly where two items' encoder inputs are
+        identical (the same pixels, token ids or feature row), so that training can tell an exact copy from a
+        near neighbour whatever its features look like in a momentum queue. A side without inputs: every item
+        its own key."""
+        if side not in ("a", "b"):
+            raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+        x, n = (self.a_inputs, self.n_a) if side == "a" else (self.b_inputs, self.n_b)
+        if x is None:
+            return np.arange(n, dtype=np.int64)
+        from fnlab.posterior.signals import row_keys
+
+        return row_keys(np.ascontiguousarray(x).reshape(n, -1))
+
     def captions(self) -> list[str] | None:
         """Caption text of every B item, where known."""
         if "text" in self.b_meta.columns:

@@ -20,7 +20,14 @@ signal                          in the pool
                                 (``candidate_view``: e.g. MiniLM of the captions, image-to-text)
 ``view_query_neighbour``        ``query_neighbour`` in a second view of the anchors and partners
                                 (``anchor_view``, ``partner_view``: text-to-image)
+``positive_duplicate``          1 if slot ``j``'s candidate has the same content as a slot holding a
+                                labelled positive of ``i`` (``candidate_keys``: equal keys, identical
+                                encoder inputs), else 0
 ==============================  =============================================================
+
+Exact copies need the content keys: in a pool two copies are never the same features (a queue entry was
+encoded by an older momentum encoder than the batch), so their ``positive_neighbour`` is 0.99 where the
+posterior, fitted on one encoder's embeddings of the split, saw identical rows and learned a group at 1.
 
 ``cand`` are the pool's candidates (images in text-to-image), ``partner`` the other half of each slot's
 pair (its caption), both as the pool holds them (momentum features). Fit the posterior these signals
@@ -43,7 +50,8 @@ from fnlab.posterior.signals import PairSignals
 __all__ = ["POOL_SIGNALS", "PoolEvidence"]
 
 #: the signals a pool offers beyond the similarity and the positive similarity
-POOL_SIGNALS = ("positive_neighbour", "query_neighbour", "view_positive_neighbour", "view_query_neighbour")
+POOL_SIGNALS = ("positive_neighbour", "query_neighbour", "view_positive_neighbour", "view_query_neighbour",
+                "positive_duplicate")
 
 #: up to this many pairs a call computes the signals pair by pair, beyond it through ``[B, M]`` products
 PAIRWISE_MAX = 4096
@@ -62,6 +70,8 @@ class PoolEvidence:
         positive_mask: ``[B, M]`` bool, the slots that hold a labelled positive of each anchor.
         anchor_view, candidate_view, partner_view: optional ``[B, d']``, ``[M, d']``, ``[M, d']`` unit rows of a
             second view (a side without text has none); the view signals need them.
+        candidate_keys: optional ``[M]`` long content key of each slot's candidate (equal keys: identical
+            content); ``positive_duplicate`` needs them.
 
     Raises:
         ValueError: shapes that do not agree.
@@ -76,7 +86,8 @@ class PoolEvidence:
     def __init__(self, anchors: torch.Tensor, candidates: torch.Tensor, partners: torch.Tensor,
                  candidate_ids: torch.Tensor, partner_ids: torch.Tensor, anchor_ids: torch.Tensor,
                  positive_mask: torch.Tensor, *, anchor_view: torch.Tensor | None = None,
-                 candidate_view: torch.Tensor | None = None, partner_view: torch.Tensor | None = None) -> None:
+                 candidate_view: torch.Tensor | None = None, partner_view: torch.Tensor | None = None,
+                 candidate_keys: torch.Tensor | None = None) -> None:
         b, m = positive_mask.shape
         if anchors.shape[0] != b or candidates.shape[0] != m or partners.shape != candidates.shape:
             raise ValueError(f"pool evidence: anchors {tuple(anchors.shape)}, candidates {tuple(candidates.shape)}, "
@@ -91,6 +102,9 @@ class PoolEvidence:
             if view is not None and (view.ndim != 2 or view.shape[0] != n):
                 raise ValueError(f"pool evidence: {name} has shape {tuple(view.shape)}, expected [{n}, d']")
         self.anchor_view, self.candidate_view, self.partner_view = anchor_view, candidate_view, partner_view
+        if candidate_keys is not None and tuple(candidate_keys.shape) != (m,):
+            raise ValueError(f"pool evidence: candidate_keys has shape {tuple(candidate_keys.shape)}, expected [{m}]")
+        self.candidate_keys = candidate_keys
         self._positive_slots: torch.Tensor | None = None  # [B, P] each anchor's positive slots, -1 padded
         self._copies: tuple[torch.Tensor, torch.Tensor] | None = None  # slot -> item, item -> its slots
 
@@ -104,11 +118,15 @@ class PoolEvidence:
         pairwise = rows.numel() <= PAIRWISE_MAX
         spaces = {"positive_neighbour": (self.candidates,), "query_neighbour": (self.anchors, self.partners),
                   "view_positive_neighbour": (self.candidate_view,),
-                  "view_query_neighbour": (self.anchor_view, self.partner_view)}
+                  "view_query_neighbour": (self.anchor_view, self.partner_view),
+                  "positive_duplicate": (self.candidate_keys,)}
         for name in names:
             if any(v is None for v in spaces[name]):
                 continue  # this pool has no view on that side: the posterior marginalises the signal out
-            if name.endswith("positive_neighbour"):
+            if name == "positive_duplicate":
+                out[name] = (self._positive_duplicate_at(rows, cols) if pairwise
+                             else self._positive_duplicate()[rows, cols])
+            elif name.endswith("positive_neighbour"):
                 cand = spaces[name][0]
                 out[name] = (self._positive_neighbour_at(rows, cols, cand) if pairwise
                              else self._positive_neighbour(cand)[rows, cols])
@@ -123,7 +141,8 @@ class PoolEvidence:
         return PoolEvidence(self.anchors[keep], self.candidates, self.partners, self.candidate_ids,
                             self.partner_ids, self.anchor_ids[keep], self.positive_mask[keep],
                             anchor_view=None if self.anchor_view is None else self.anchor_view[keep],
-                            candidate_view=self.candidate_view, partner_view=self.partner_view)
+                            candidate_view=self.candidate_view, partner_view=self.partner_view,
+                            candidate_keys=self.candidate_keys)
 
     def pair_signals(self, sims: torch.Tensor, pos_sims: torch.Tensor, names: tuple[str, ...], rows: torch.Tensor,
                      cols: torch.Tensor) -> PairSignals:
@@ -144,6 +163,37 @@ class PoolEvidence:
                                      include_self=False)
         return out
 
+    def _positive_duplicate(self) -> torch.Tensor:
+        """``[B, M]``: 1 where the slot's candidate has the content of a slot holding one of the anchor's positives,
+        else 0; NaN for an anchor with no positive in the pool."""
+        prow, pcol = self.positive_mask.nonzero(as_tuple=True)
+        b, m = self.positive_mask.shape
+        keys = self.candidate_keys
+        out = torch.full((b, m), float("nan"), dtype=self.candidates.dtype, device=self.candidates.device)
+        if prow.numel():
+            same = (keys[pcol][:, None] == keys[None, :]).to(out.dtype)  # [P, M]
+            out = out.scatter_reduce(0, prow[:, None].expand(-1, m), same, reduce="amax", include_self=False)
+        return out
+
+    def _positive_duplicate_at(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """``[N]``: :meth:`_positive_duplicate` at the pairs only."""
+        slots = self._slots_of_positives()
+        dtype, device = self.candidates.dtype, self.candidates.device
+        if slots.shape[1] == 0:
+            return torch.full(rows.shape, float("nan"), dtype=dtype, device=device)
+        mine = slots[rows]  # [N, P]
+        keys = self.candidate_keys
+        same = (keys[cols][:, None] == keys[mine.clamp_min(0)]) & (mine >= 0)
+        out = same.any(dim=1).to(dtype)
+        return out.masked_fill(~(mine >= 0).any(dim=1), float("nan"))
+
+    def _slots_of_positives(self) -> torch.Tensor:
+        """``[B, P]`` each anchor's positive slots, padded with -1 (built once per pool: a draw asks again for the
+        anchors left)."""
+        if self._positive_slots is None:
+            self._positive_slots = _padded_groups(*self.positive_mask.nonzero(as_tuple=True), self.positive_mask.shape[0])
+        return self._positive_slots
+
     def _query_neighbour(self, anchors: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
         """``[B, M]``: the anchor's best similarity to a partner stored beside the slot's candidate item."""
         b, m = self.positive_mask.shape
@@ -157,9 +207,7 @@ class PoolEvidence:
 
     def _positive_neighbour_at(self, rows: torch.Tensor, cols: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """``[N]``: :meth:`_positive_neighbour` at the pairs only (each anchor's positive slots, padded)."""
-        if self._positive_slots is None:  # built once per pool: a draw asks again for the anchors left
-            self._positive_slots = _padded_groups(*self.positive_mask.nonzero(as_tuple=True), self.positive_mask.shape[0])
-        slots = self._positive_slots
+        slots = self._slots_of_positives()
         if slots.shape[1] == 0:
             return torch.full(rows.shape, float("nan"), dtype=cand.dtype, device=cand.device)
         mine = slots[rows]  # [N, P]

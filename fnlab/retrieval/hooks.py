@@ -70,6 +70,9 @@ class SampleContext:
         anchor_view, candidate_view, partner_view: ``[B, d']``, ``[M, d']``, ``[M, d']`` unit rows of a second
             view of the data (e.g. the captions' text embedded by a sentence encoder); a side without one is
             ``None``. FNE's pool evidence reads them (:class:`fnlab.posterior.pool.PoolEvidence`).
+        candidate_keys: ``[M]`` long content key of each slot's candidate: equal keys where the encoder inputs are
+            identical (:meth:`fnlab.data.base.MatchingDataset.content_keys`), so that an exact copy of a positive
+            is known as one in a pool whatever its features (FNE's pool evidence: ``positive_duplicate``).
     """
 
     direction: str | None = None
@@ -86,6 +89,7 @@ class SampleContext:
     anchor_view: torch.Tensor | None = None
     candidate_view: torch.Tensor | None = None
     partner_view: torch.Tensor | None = None
+    candidate_keys: torch.Tensor | None = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -110,7 +114,7 @@ class SampleContext:
         """Raise ``ValueError`` naming the field whose shape does not fit ``B = b`` anchors and ``M = m`` slots."""
         shapes = {"anchors": (b, None), "candidates": (m, None), "partners": (m, None), "anchor_ids": (b,),
                   "candidate_ids": (m,), "partner_ids": (m,), "positive_mask": (b, m), "relevant_mask": (b, m),
-                  "anchor_view": (b, None), "candidate_view": (m, None), "partner_view": (m, None)}
+                  "anchor_view": (b, None), "candidate_view": (m, None), "partner_view": (m, None), "candidate_keys": (m,)}
         for name, want in shapes.items():
             t = getattr(self, name)
             if t is None:

@@ -432,7 +432,8 @@ def pool_evidence(ctx: SampleContext) -> Any:
                                                           ctx.partner_ids, ctx.anchor_ids, ctx.positive_mask,
                                                           anchor_view=ctx.anchor_view,
                                                           candidate_view=ctx.candidate_view,
-                                                          partner_view=ctx.partner_view))
+                                                          partner_view=ctx.partner_view,
+                                                          candidate_keys=ctx.candidate_keys))
 
 
 def pool_signals_of(posterior: Any) -> tuple[str, ...]:

@@ -174,6 +174,7 @@ class SampledObjective:
         first_b[images] = order[first]
         self.a_to_b = torch.from_numpy(first_b).to(self.device)
         self.caption_view = None if caption_view is None else caption_view.to(self.device)
+        self._content: dict[str, torch.Tensor] = {}  # side -> [n] content keys of the training items (built once)
         self._reset_counts()
 
     def _reset_counts(self) -> None:
@@ -281,7 +282,7 @@ class SampledObjective:
         if self.needs_rel:  # the sampler reads the ground truth of the whole pool (the oracle)
             rel_mask = self._relevance(p)
         ctx = self._context(p, pos_mask, positive_mean=pos_sims.detach().mean(),  # 0-dim: no device sync
-                            relevant_mask=rel_mask, **self._views(p))
+                            relevant_mask=rel_mask, candidate_keys=self._candidate_keys(p), **self._views(p))
         idx = None
         if self.num_picks is not None:
             idx = self.sampler.sample(sims.detach(), pos_sims.detach(), pos_mask, k=self.num_picks,
@@ -304,6 +305,19 @@ class SampledObjective:
             lifted = self.identity.mask(p.anchor_ids.cpu().numpy(), p.cand_ids.cpu().numpy(), p.anchors_are_b)
             mask = mask | torch.from_numpy(lifted).to(mask.device)
         return mask
+
+    def _candidate_keys(self, p: _Pool) -> torch.Tensor | None:
+        """``[M]`` long content key of each slot's candidate (:meth:`fnlab.data.base.MatchingDataset.content_keys`:
+        equal where the encoder inputs are identical); a synthetic slot (id ``-1``) gets a key of its own. ``None``
+        without the training split's dataset."""
+        if self.dataset is None or not hasattr(self.dataset, "content_keys"):
+            return None
+        side = p.cand_side
+        if side not in self._content:
+            self._content[side] = torch.from_numpy(self.dataset.content_keys(side)).to(self.device)
+        ids = p.cand_ids
+        own = -2 - torch.arange(ids.shape[0], device=ids.device)  # never equal to a real key or to each other
+        return torch.where(ids >= 0, self._content[side][ids.clamp_min(0)], own)
 
     def _views(self, p: _Pool) -> dict[str, torch.Tensor]:
         """The captions' second view for the sample context: the candidates' rows in ``i2t``, the anchors' and

@@ -312,8 +312,13 @@ def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, est
     params = {}
     if quick and any(p.name == "n_random" for p in posterior.param_specs(estimator)):
         params["n_random"] = 10_000
+    # content keys from the encoder inputs, as the training pool's (fnlab.training.objective): identical inputs
+    query_side, candidate_side = ("b", "a") if direction == "t2i" else ("a", "b")
+    content = ({"query_content": dataset.content_keys(query_side),
+                "candidate_content": dataset.content_keys(candidate_side)}
+               if hasattr(dataset, "content_keys") else {})
     ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys,
-                                             query_view=text_view)
+                                             query_view=text_view, **content)
     return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
 
 
