@@ -61,7 +61,10 @@ def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: s
     ``copy_queries``: each planted copy is also an entry of its own, labelled with its original's query (a
     document indexed twice). Without it a copy has no pair: it sits in the train split's candidates but is never a
     labelled positive, so a training pool (the momentum queue holds labelled positives) never holds it, and the
-    planted copies change nothing in training; nor do they reach the validation or test split."""
+    planted copies change nothing in training; nor do they reach the validation or test split. A copy's entry has
+    its original's query embedding but no query text: with the text, training's text identity
+    (:mod:`fnlab.data.identity`) would make the two entries one query and every copy a labelled positive before any
+    sampler saw it, so the copies would measure nothing."""
     from real_text import library_modules, stdlib_docstrings
 
     from fnlab.data.minilm import embed_texts
@@ -91,7 +94,8 @@ def write_pairs(root: Path, max_docs: int, plant: float, seed: int, *, corpus: s
     # every document with the same text in the same split, so a query's duplicates are candidates beside it
     groups = {t: g for g, t in enumerate(by_text)}
     split_of_group = rng.choice(["train", "val", "test"], size=len(groups), p=list(split_shares))
-    pd.DataFrame({"b": np.arange(len(entry_doc)), "a": entry_a, "text": [queries[d] for d in entry_doc],
+    text = [queries[d] if i < len(docs) else "" for i, d in enumerate(entry_doc)]  # a copy's entry: no text
+    pd.DataFrame({"b": np.arange(len(entry_doc)), "a": entry_a, "text": text,
                   "split": [split_of_group[groups[docs[d]]] for d in entry_doc]}).to_csv(root / "pairs.csv",
                                                                                        index=False)
     pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)

@@ -157,7 +157,7 @@ def real_text_root(plant: float) -> str:
     an entry of its own labelled with its original's query (so copies enter training pools and every split)."""
     from real_text_train import write_pairs
 
-    root = Path(".fnlab_cache") / f"regime_text_entries_{plant}"
+    root = Path(".fnlab_cache") / f"regime_text_copies_{plant}"  # copies' entries without query text
     if not (root / "relevance.csv").exists():
         with contextlib.redirect_stdout(io.StringIO()):  # some library modules print when imported
             write_pairs(root, max_docs=100_000, plant=plant, seed=0, corpus="libraries",
