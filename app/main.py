@@ -38,6 +38,7 @@ PAGES = [
 
 nav = st.navigation(PAGES)
 state.read_url()  # before any page switch, which clears the URL's parameters
+state.go_pending()  # a linked view's button (its callback named the page): straight there
 if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
     st.session_state["_fn_page_read"] = True
     wanted = str(url.take("page") or "").strip().lower().replace(" ", "_")

@@ -699,27 +699,40 @@ def on_query_change(key: str, direction_: str) -> None:
         share_query(direction_, int(st.session_state[key]))
 
 
+#: the page a button's callback asked for: app/main.py switches to it before any page draws (:func:`go_pending`)
+_GOTO = "_fn_goto"
+
+
 def open_ranking(direction_: str, query: int) -> None:
-    """Switch to Rankings showing ``query`` (in ``direction_``)."""
+    """A button's ``on_click``: Rankings showing ``query`` (in ``direction_``), opened by the run the click starts."""
     st.session_state[_P["direction"]] = direction_
     st.session_state["_fn_send_query"] = (direction_, int(query))
     share_query(direction_, int(query))
-    st.switch_page("views/rankings.py")
+    st.session_state[_GOTO] = "views/rankings.py"
 
 
 def open_playground(query: int) -> None:
-    """Switch to the Sampler playground showing query ``query`` (text → image)."""
+    """A button's ``on_click``: the Sampler playground showing query ``query`` (text → image)."""
     st.session_state[_P["direction"]] = "t2i"
     st.session_state["_fn_send_query"] = ("t2i", int(query))
     share_query("t2i", int(query))
-    st.switch_page("views/playground.py")
+    st.session_state[_GOTO] = "views/playground.py"
 
 
 def open_on_map(point: int) -> None:
-    """Switch to the Embedding map with point ``point`` selected (side A first, then side B)."""
+    """A button's ``on_click``: the Embedding map with point ``point`` selected (side A first, then side B)."""
     st.session_state["map_selected_ids"] = [int(point)]
     st.session_state["_fn_map_sent"] = True
-    st.switch_page("views/embedding_map.py")
+    st.session_state[_GOTO] = "views/embedding_map.py"
+
+
+def go_pending() -> None:
+    """Switch to the page a button's callback asked for (:func:`open_ranking`...), if any. Called by app/main.py
+    before any page draws, and at the start of a fragment holding such a button (a click there reruns the fragment
+    only): the click's run goes straight to the target page instead of first redrawing what the button was on."""
+    target = st.session_state.pop(_GOTO, None)
+    if target is not None:
+        st.switch_page(target)
 
 
 def current_run() -> tuple[Path, str, str] | None:

@@ -59,10 +59,10 @@ def _example() -> None:
         f"of the time and FNE ({_setting(ex)}) {ex['fne_fn_risk']:.0%}: the bars of the **Sampler playground** show "
         "where each puts its weight.")
     c1, c2, _ = st.columns(3)
-    if c1.button("Open it in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch"):
-        state.open_ranking("t2i", q)
-    if c2.button("Open it in the playground", key="data_to_playground", icon=":material/tune:", width="stretch"):
-        state.open_playground(q)
+    c1.button("Open it in Rankings", key="data_to_ranking", icon=":material/format_list_numbered:", width="stretch",
+              on_click=state.open_ranking, args=("t2i", q))
+    c2.button("Open it in the playground", key="data_to_playground", icon=":material/tune:", width="stretch",
+              on_click=state.open_playground, args=(q,))
 
 
 def _setting(ex: dict) -> str:

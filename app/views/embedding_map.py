@@ -212,12 +212,9 @@ def _selected(root, name, split, ds, picked, c, n_a: int) -> None:
     focus = int(picked[0])
     me = _describe(root, name, split, ds, focus, n_a, c)
     st.markdown(f"**Point {focus}**, {me['text']}")
-    if st.button("Open its ranking", key="map_to_ranking", icon=":material/format_list_numbered:",
-                 help=f"Rankings for this {n.b} ({c.directions['t2i']}) or this {n.a} ({c.directions['i2t']})."):
-        if focus >= n_a:
-            state.open_ranking("t2i", focus - n_a)
-        else:
-            state.open_ranking("i2t", focus)
+    st.button("Open its ranking", key="map_to_ranking", icon=":material/format_list_numbered:",
+              help=f"Rankings for this {n.b} ({c.directions['t2i']}) or this {n.a} ({c.directions['i2t']}).",
+              on_click=state.open_ranking, args=("t2i", focus - n_a) if focus >= n_a else ("i2t", focus))
     owner = focus if focus < n_a else int(ds.b_to_a[focus - n_a])
     img = state.image(root, name, split, owner)
     if img is not None:

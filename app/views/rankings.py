@@ -64,9 +64,9 @@ def _page():
         img = state.image(root, name, split, int(q))
         if img is not None:
             top[0].image(img, caption=c.queries(direction)[q], width=96)
-    if top[2].button("Show on the map", key="rk_to_map", icon=":material/scatter_plot:",
-                     help=f"Open the Embedding map with this {qnoun} selected."):
-        state.open_on_map(int(q) + n_a if direction == "t2i" else int(q))
+    top[2].button("Show on the map", key="rk_to_map", icon=":material/scatter_plot:",
+                  help=f"Open the Embedding map with this {qnoun} selected.", on_click=state.open_on_map,
+                  args=(int(q) + n_a if direction == "t2i" else int(q),))
     unlabelled = ~table["labelled_positive"].to_numpy()
     suspects = int((table["p_false_negative"].to_numpy()[unlabelled] >= threshold).sum())
     n_fn = int(np.nansum(table["false_negative"].astype(float))) if s.relevant is not None else None

@@ -135,6 +135,7 @@ def _review_part(todo, store, info, key: str, scanned: frozenset) -> None:
     """The review card and the count of reviewed pairs. A key (F, T, N, U) redraws this part only, so it answers
     at once; the table below catches up on the next change of a filter (or a reload). Every key press is
     handled, in order, even when presses arrive faster than the page redraws (:mod:`app.keys`)."""
+    state.go_pending()  # its links (a click reruns this fragment only): straight to the page they name
     for press in keys.presses("ftnu", key="sus_keys"):
         if press in "ft":
             _decide_head(store, key, review.FALSE_NEGATIVE if press == "f" else review.TRUE_NEGATIVE)
@@ -195,10 +196,10 @@ def _review_one(todo, store, info, key: str, decided: set) -> None:
     st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
     if info is not None:
         l1, l2 = st.columns(2)
-        if l1.button(f"Open this {qn} in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:"):
-            state.open_ranking("t2i", q)
-        if l2.button(f"Show this {qn} on the map", key="sus_to_map", icon=":material/scatter_plot:"):
-            state.open_on_map(info.n_a + q)
+        l1.button(f"Open this {qn} in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:",
+                  on_click=state.open_ranking, args=("t2i", q))
+        l2.button(f"Show this {qn} on the map", key="sus_to_map", icon=":material/scatter_plot:",
+                  on_click=state.open_on_map, args=(info.n_a + q,))
 
 
 def _page():
