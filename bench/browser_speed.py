@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in spinners:
         p.start()
     load_before = os.getloadavg()[0]
+    files = [ROOT / "test-artifacts" / name for name in ("browser_timings.txt", "browser_timings_own.txt")]
+    for f in files:  # never report an earlier run's timings
+        f.unlink(missing_ok=True)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "tests/test_browser.py", "tests/test_browser_own.py"]
     if args.k:
@@ -53,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    timings = "".join((ROOT / "test-artifacts" / name).read_text() for name in ("browser_timings.txt",
-                                                                             "browser_timings_own.txt")
-                      if (ROOT / "test-artifacts" / name).exists())
+    if rc != 0:
+        print(f"the browser tests failed (pytest exit {rc}): {args.out} is left as it was", file=sys.stderr)
+        return rc
+    timings = "".join(f.read_text() for f in files if f.exists())
     head = [f"# {' '.join(['python', 'bench/browser_speed.py', *(argv if argv is not None else sys.argv[1:])])}",
             f"# {time.strftime('%Y-%m-%d %H:%M:%S')}, commit {commit}, {os.cpu_count()} CPUs, "
             f"{args.busy} busy process(es), load average {load_before:.1f} at the start and {load_after:.1f} "

@@ -29,6 +29,7 @@ FIRST_FILES = ("test_browser_own.py", "test_browser.py", "test_scan_ray.py", "te
 BROWSER_FILES = ("test_browser_own.py", "test_browser.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it (-p no:xdist) pytest must not reject it
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's file scheduling with :data:`BROWSER_FILES` as one unit (its ``loadgroup`` marks do not
     reach the scheduler under pytest 9)."""
