@@ -298,7 +298,7 @@ class MatchingDataset:
         x, n = (self.a_inputs, self.n_a) if side == "a" else (self.b_inputs, self.n_b)
         if x is None:
             return np.arange(n, dtype=np.int64)
-        from fnlab.posterior.signals import row_keys
+        from fnlab.core.content import row_keys
 
         return row_keys(np.ascontiguousarray(x).reshape(n, -1))
 

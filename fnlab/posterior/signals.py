@@ -62,6 +62,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fnlab.core.content import row_keys
+
 __all__ = ["SIGNALS", "VIEW_SIGNALS", "PairSignals", "PairContext", "pair_member", "row_keys", "text_keys"]
 
 #: above this many queries, candidate hubness is measured against a seeded sample of them
@@ -98,16 +100,6 @@ def pair_member(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.nd
         pos = np.minimum(pos, flat.size - 1)
         out[busy] = flat[pos] == keys
     return out
-
-
-def row_keys(x: np.ndarray) -> np.ndarray:
-    """``[N]`` int64 keys, equal exactly where the rows of ``x [N, d]`` are identical (byte for byte)."""
-    a = np.ascontiguousarray(x)
-    if a.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    rows = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
-    _, inverse = np.unique(rows, return_inverse=True)
-    return np.asarray(inverse, dtype=np.int64).ravel()
 
 
 def normalise_text(text: str) -> str:
