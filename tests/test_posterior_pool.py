@@ -199,7 +199,7 @@ def test_calibrated_fne_falls_back_to_the_base_weights_when_every_candidate_is_a
     sims = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.9, 0.3, 0.2, 0.1]]).repeat(reps, 1)
     mask = torch.tensor([[True, False, False, False], [True, False, False, False]]).repeat(reps, 1)
     sure = P.GaussianPosterior(0.8, 0.1, -0.5, 0.1, prior_pos=1 - 1e-9)  # P ~ 1 above the negatives
-    for rule in ("soft", "keep", "drop", "adapt"):
+    for rule in ("soft", "keep", "drop", "adapt", "leave"):
         smp = S.build("fne", posterior=sure, margin=0.3, rule=rule, keep_fraction=0.5 if rule == "keep" else 1 / 3)
         got = smp.sample(sims, sims[:, 0], mask, generator=torch.Generator().manual_seed(0))[:, 0]
         for row in (0, 1):  # row 0: the band (0.8, 0.7) is all P ~ 1; row 1: nothing above the cut (0.6)

@@ -264,15 +264,18 @@ def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob
     """Per-row reference of calibrated FNE's eliminating rules (``prob(s, s+)`` gives P): base weight
     ``exp(-tau (s - s+)^2)`` in the band ``s > mu+ - margin``; 'keep' keeps the ceil(fraction * n) band members
     of lowest P and every member tied with the last of them, 'drop' those with P < drop_above, 'adapt' as 'drop' where the band's mean P is
-    at least dense_above and as 'keep' elsewhere; an empty row takes the base weights of its
+    at least dense_above and as 'keep' elsewhere, 'leave' nothing where the band is dense and as 'keep' elsewhere; an
+    empty row takes the base weights of its
     non-positives below the cut, or of every non-positive when there are none."""
     def f(row, p, pm, bl):
         band = [j for j in range(len(row)) if not pm[j] and row[j] > mu_p - margin]
         base = [math.exp(-tau * (s - p) ** 2) for s in row]
         dense = bool(band) and sum(prob(row[j], p) for j in band) / len(band) >= dense_above
-        if rule == "keep" or (rule == "adapt" and not dense):
+        if rule == "keep" or (rule in ("adapt", "leave") and not dense):
             kth = sorted(prob(row[j], p) for j in band)[math.ceil(keep_fraction * len(band)) - 1]
             kept = {j for j in band if prob(row[j], p) <= kth}
+        elif rule == "leave":
+            kept = set()
         else:
             kept = {j for j in band if prob(row[j], p) < drop_above}
         w = [base[j] if j in kept else 0.0 for j in range(len(row))]
@@ -284,7 +287,7 @@ def ref_fne_eliminating(rule, keep_fraction, drop_above, tau, margin, mu_p, prob
     return f
 
 
-@pytest.mark.parametrize("rule", ["keep", "drop", "adapt"])
+@pytest.mark.parametrize("rule", ["keep", "drop", "adapt", "leave"])
 @pytest.mark.parametrize("b,m", [(3, 12), (8, 50), (16, 200)])
 def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
     sims, pos, mask = make(b, m, seed=m + 7)
@@ -306,7 +309,7 @@ def test_fne_eliminating_rules_match_a_per_row_reference(rule, b, m):
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt"])
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt", "leave"])
 @pytest.mark.parametrize("window", [1, 5, 10**6])
 def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
     """``window=k``: the band is the anchor's k most similar non-positives (no cut-down), the rule acts inside it;
@@ -322,9 +325,11 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
         band = top_indices(row, allowed, window)
         if rule == "soft":
             w = [(1 - prob(row[j])) if j in band else 0.0 for j in range(len(row))]
-        elif rule == "keep" or (rule == "adapt" and sum(prob(row[j]) for j in band) / len(band) < 0.5):
+        elif rule == "keep" or (rule in ("adapt", "leave") and sum(prob(row[j]) for j in band) / len(band) < 0.5):
             kth = sorted(prob(row[j]) for j in band)[math.ceil(len(band) / 3) - 1]
             w = [1.0 if j in band and prob(row[j]) <= kth else 0.0 for j in range(len(row))]
+        elif rule == "leave":
+            w = [0.0] * len(row)
         else:
             w = [1.0 if j in band and prob(row[j]) < 0.5 else 0.0 for j in range(len(row))]
         if sum(w) == 0:  # an emptied window: the rest of the pool, never back into the window
@@ -337,7 +342,7 @@ def test_fne_window_replaces_the_cut_by_each_anchors_top_k(rule, window):
     torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask))
 
 
-@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt"])
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt", "leave"])
 def test_fne_semihard_band_is_each_anchors_semihard_negatives(rule):
     """``band="semihard"``: the rule acts on ``s+ - margin < s < s+`` (no cut-down); an emptied band falls back
     below it, never to the candidates above the positive."""
@@ -355,8 +360,10 @@ def test_fne_semihard_band_is_each_anchors_semihard_negatives(rule):
             kept = {j: 1 - ps[j] for j in band}
         else:
             dense = bool(band) and sum(ps.values()) / len(band) >= 0.5
-            if rule == "keep" or (rule == "adapt" and not dense):
+            if rule == "keep" or (rule in ("adapt", "leave") and not dense):
                 chosen = sorted(band, key=lambda j: (ps[j], j))[:math.ceil(len(band) / 3)]
+            elif rule == "leave":
+                chosen = []
             else:
                 chosen = [j for j in band if ps[j] < 0.5]
             kept = {j: 1.0 for j in chosen}
@@ -403,7 +410,7 @@ def test_oracle_window_is_the_top_k_non_positives_without_the_relevant(k):
     torch.testing.assert_close(got, ref_rows(ref, sims, pos, mask, blocked=mask | rel))
 
 
-@pytest.mark.parametrize("rule", ["keep", "adapt"])
+@pytest.mark.parametrize("rule", ["keep", "adapt", "leave"])
 def test_fne_keep_never_eliminates_candidates_that_p_cannot_tell_apart(rule):
     """Far below the positives' mode P underflows to exactly 0 in float32, so every member of the band ties: P says
     nothing about which is a false negative, and the whole band is kept (a kept share chosen by position kept the
@@ -473,6 +480,35 @@ def test_fne_adapt_rule_on_large_bands_keeps_in_sparse_bands_and_drops_in_dense_
     draws = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
     assert exact[0, draws[0::2]].double().mean() >= 0.9
     assert exact[1, draws[1::2]].all()
+    assert torch.equal(draws, smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0])
+
+
+def test_fne_leave_rule_on_large_bands_keeps_in_sparse_bands_and_draws_below_dense_ones():
+    """'leave' reads a large band's density off a sample, as 'adapt' does: the sparse row's draws lie in its
+    lowest-P third, the dense row's all lie below its band (the cut), spread over the base weights there, never in
+    the band nor on a positive; the same seed gives the same draws."""
+    m, reps = 3000, 300
+    g = torch.Generator().manual_seed(5)
+    low = torch.rand(m, generator=g, dtype=torch.float64) * 1.2 - 0.8
+    high = torch.cat([torch.rand(m - 400, generator=g, dtype=torch.float64) * 0.5 + 0.3,  # the band: mostly at the
+                      torch.rand(400, generator=g, dtype=torch.float64) * 0.4 - 0.9])  # FN mode; 400 below the cut
+    sims = torch.stack([low, high]).repeat(reps, 1)
+    mask = torch.zeros_like(sims, dtype=torch.bool)
+    mask[:, 0] = True
+    pos = torch.full((2 * reps,), 0.9, dtype=torch.float64)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.3, prior_pos=0.3)
+    smp = S.build("fne", posterior=post, rule="leave", margin=0.85, dense_above=0.4)  # cut: s <= mu+ - 0.85 = -0.4
+    exact = smp.weights(sims[:2], pos[:2], mask[:2])
+    band = (sims[:2] > 0.45 - 0.85) & ~mask[:2]
+    p = post.prob_false_negative(sims[:2])
+    assert float(p[0][band[0]].mean()) < 0.4 < float(p[1][band[1]].mean())
+    keep = S.build("fne", posterior=post, rule="keep", margin=0.85).weights(sims[:1], pos[:1], mask[:1])[0]
+    assert torch.equal(exact[0] > 0, keep > 0)
+    below = ~band[1] & ~mask[1]
+    assert torch.equal(exact[1] > 0, below) and int(below.sum()) >= 300
+    draws = smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert (exact[0, draws[0::2]] > 0).double().mean() >= 0.9
+    assert below[draws[1::2]].all() and len(set(draws[1::2].tolist())) > 150
     assert torch.equal(draws, smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0])
 
 

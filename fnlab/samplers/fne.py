@@ -42,7 +42,11 @@ class FNESampler(Sampler):
       keeps as ``"keep"`` does, elsewhere it drops as ``"drop"`` does, so that a band made mostly of suspected false
       negatives is left for the easier negatives below it rather than thinned to its lowest-P third (``"keep"``
       keeps hard true negatives where false negatives are few; ``"drop"`` gains where they are many,
-      ``bench/regime_map.py``). The soft rule leaves
+      ``bench/regime_map.py``); ``"leave"`` reads the band's density the same way but, where it is dense, leaves the
+      whole band: the anchor draws below it, from the base weights (the emptied row's fallback below), and keeps as
+      ``"keep"`` does elsewhere (inside a band that is mostly false negatives even a posterior trained on the ground
+      truth leaves too many, ``bench/fne_pool.py`` on ``digits``; the easier candidates below it hold far fewer).
+      The soft rule leaves
       much of the band's weight on false negatives wherever P is spread out (with ``tau = 0.5`` on cosine
       the base kernel is nearly flat, so the draw is about uniform over the band times ``1 - P``); a rank
       rule needs only P's order within each anchor, not its calibration;
@@ -87,12 +91,12 @@ class FNESampler(Sampler):
         fn_cutoff: paper mode replaces weights where ``P > fn_cutoff`` (1e-3).
         min_confident: paper mode: confident positives the running statistics need (200).
         prior: P(match) of an unlabelled pair: ``"auto"`` (paper: 1e-4; calibrated: estimated) or a float.
-        rule: calibrated mode: ``"soft"``, ``"keep"``, ``"drop"`` or ``"adapt"`` (above).
-        keep_fraction: ``rule="keep"`` (and ``"adapt"`` in a sparse band): the share of each anchor's band kept,
+        rule: calibrated mode: ``"soft"``, ``"keep"``, ``"drop"``, ``"adapt"`` or ``"leave"`` (above).
+        keep_fraction: ``rule="keep"`` (and ``"adapt"`` or ``"leave"`` in a sparse band): the share of each anchor's band kept,
             lowest P first.
         drop_above: ``rule="drop"`` (and ``"adapt"`` in a dense band): candidates with ``P >= drop_above`` are
             eliminated.
-        dense_above: ``rule="adapt"``: a band whose mean P is at least this counts as dense.
+        dense_above: ``rule="adapt"`` or ``"leave"``: a band whose mean P is at least this counts as dense.
         window: ``0`` (default): the band is everything above the cut-down; ``k > 0``: the band is each
             anchor's ``k`` most similar non-positives instead (no cut-down), the hardness knob every sampler
             of the regime map shares (``bench/regime_map.py``).
@@ -117,7 +121,7 @@ class FNESampler(Sampler):
     exact_band = 512
     quantile_sample = 256
     #: calibrated mode's rules for P inside the band
-    RULES = ("soft", "keep", "drop", "adapt")
+    RULES = ("soft", "keep", "drop", "adapt", "leave")
     #: what sets the band the rule acts in (``window`` > 0 replaces the cut by a top-k window)
     BANDS = ("cut", "semihard")
 
@@ -291,9 +295,10 @@ class FNESampler(Sampler):
         else:
             band = ~cut & ~positive_mask
             kept = self._lowest_p(p, band)
-            if self.rule == "adapt":
+            if self.rule in ("adapt", "leave"):
                 dense = _band_mean(p, band) >= self.dense_above
-                kept = torch.where(dense[:, None], band & (p < self.drop_above), kept)
+                in_dense = band & (p < self.drop_above) if self.rule == "adapt" else torch.zeros_like(band)
+                kept = torch.where(dense[:, None], in_dense, kept)  # 'leave': a dense band keeps nothing
             w = w.masked_fill(~kept, 0.0)
         return w.masked_fill(cut, 0.0)
 
@@ -340,7 +345,8 @@ class FNESampler(Sampler):
         whole pool) keeps a draw when its P is at most the ``keep_fraction`` quantile of P over a uniform sample of
         :attr:`quantile_sample` band members: about the same distribution (the quantile is estimated), with P at
         a few hundred pairs per anchor instead of thousands. ``rule="adapt"`` draws as ``"keep"`` does, with the
-        band's density read off the same sample.
+        band's density read off the same sample; ``rule="leave"`` too, and an anchor whose sample says dense draws from
+        its fallback weights below the band at once.
         """
         if self.mode != "calibrated" or int(k) != 1 or not _posterior_ready(self.posterior):
             return super().sample(sims, pos_sims, positive_mask, k=k, generator=generator, ctx=ctx, **fields)
@@ -352,11 +358,18 @@ class FNESampler(Sampler):
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0
             threshold = None
-            ranked = self.rule in ("keep", "adapt")
+            ranked = self.rule in ("keep", "adapt", "leave")
             if ranked:  # small bands: the exact weights; large ones: P below a per-row threshold
                 todo &= (base > 0).sum(dim=1) > self.exact_band
                 threshold = self._band_thresholds(post, sims, pos_sims, base > 0, todo, generator, pool)
             out = torch.zeros(sims.shape[0], dtype=torch.long, device=sims.device)
+            if self.rule == "leave" and threshold is not None:  # a dense band is left: draw below it at once
+                left = todo & torch.isneginf(threshold)
+                if bool(left.any()):
+                    rows = left.nonzero(as_tuple=True)[0]
+                    fb = self._fallback_weights(sims[rows], pos_sims[rows], positive_mask[rows], ctx.rows(left))
+                    out[rows] = self._draw(fb.masked_fill(positive_mask[rows], 0.0), sims[rows], 1, generator)[:, 0]
+                    todo &= ~left
             for _ in range(self.max_tries):
                 rows = todo.nonzero(as_tuple=True)[0]
                 if not rows.numel():
@@ -386,7 +399,8 @@ class FNESampler(Sampler):
         ``quantile_sample`` members of the row's band (``band [B, M]`` bool), so that the 'keep' rule can draw by
         rejection (keep a draw when its P is at most the threshold) with P at the sampled and drawn pairs only.
         Rule 'adapt': where the sample's mean P is at least ``dense_above`` the threshold is the largest value
-        below ``drop_above`` instead (a draw is kept when ``P < drop_above``)."""
+        below ``drop_above`` instead (a draw is kept when ``P < drop_above``); rule 'leave': ``-inf`` there (the band
+        is left)."""
         out = torch.full((sims.shape[0],), float("inf"), dtype=sims.dtype, device=sims.device)
         rows = rows_mask.nonzero(as_tuple=True)[0]
         if not rows.numel():
@@ -398,6 +412,8 @@ class FNESampler(Sampler):
         kth = max(1, math.ceil(self.keep_fraction * n))
         p = p.reshape(cols.shape)
         out[rows] = p.kthvalue(kth, dim=1).values
+        if self.rule == "leave":
+            out[rows] = torch.where(p.mean(dim=1) >= self.dense_above, -math.inf, out[rows])
         if self.rule == "adapt":
             below = torch.nextafter(torch.tensor(self.drop_above, dtype=out.dtype, device=out.device),
                                     torch.tensor(-math.inf, dtype=out.dtype, device=out.device))

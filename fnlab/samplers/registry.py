@@ -120,21 +120,25 @@ SAMPLERS.declare(
                       training_only=True),
             ParamSpec("rule", "soft", help="calibrated mode, inside the band: 'soft' (weight * (1 - P_fn)), 'keep' "
                       "(each anchor's lowest-P keep_fraction of its band), 'drop' (P_fn >= drop_above eliminated) or "
-                      "'adapt' ('keep' where the band's mean P_fn is below dense_above, 'drop' where it is not)",
-                      choices=("soft", "keep", "drop", "adapt"), label="How P(FN) acts inside the band", flag=True,
+                      "'adapt' ('keep' where the band's mean P_fn is below dense_above, 'drop' where it is not) or "
+                      "'leave' ('keep' where the band's mean P_fn is below dense_above; where it is not, the band is "
+                      "left and the anchor draws below it)",
+                      choices=("soft", "keep", "drop", "adapt", "leave"), label="How P(FN) acts inside the band", flag=True,
                       when=(("mode", "calibrated"),),
                       choice_labels=("soft: weight × (1 − P(FN))", "keep: each query's lowest-P share of its band",
                                      "drop: eliminate P(FN) ≥ a threshold",
-                                     "adapt: keep where the band holds few false negatives, drop where many")),
-            ParamSpec("keep_fraction", 1 / 3, 0.01, 1.0, "rules 'keep' and 'adapt': share of each anchor's band kept, "
-                      "lowest P first", label="Share of the band kept, lowest P(FN) first", flag=True,
-                      when=(("rule", ("keep", "adapt")),)),
+                                     "adapt: keep where the band holds few false negatives, drop where many",
+                                     "leave: keep where the band holds few false negatives, draw below it where many")),
+            ParamSpec("keep_fraction", 1 / 3, 0.01, 1.0, "rules 'keep', 'adapt' and 'leave': share of each anchor's "
+                      "band kept, lowest P first", label="Share of the band kept, lowest P(FN) first", flag=True,
+                      when=(("rule", ("keep", "adapt", "leave")),)),
             ParamSpec("drop_above", 0.5, 0.01, 1.0, "rules 'drop' and 'adapt': candidates with P_fn >= this are "
                       "eliminated", label="P(FN) at and above which a candidate is eliminated", flag=True,
                       when=(("rule", ("drop", "adapt")),)),
-            ParamSpec("dense_above", 0.5, 0.01, 1.0, "rule 'adapt': a band whose mean P_fn is at least this is dense "
-                      "and uses 'drop'; below it 'keep'", label="Mean P(FN) of a band at which it counts as dense",
-                      flag=True, when=(("rule", "adapt"),)),
+            ParamSpec("dense_above", 0.5, 0.01, 1.0, "rules 'adapt' and 'leave': a band whose mean P_fn is at least this is "
+                      "dense and uses 'drop' ('adapt') or is left ('leave'); below it 'keep'",
+                      label="Mean P(FN) of a band at which it counts as dense",
+                      flag=True, when=(("rule", ("adapt", "leave")),)),
             ParamSpec("window", 0, 0, 1_000_000, "0: the band is everything above the cut-down; k > 0: each "
                       "anchor's k most similar non-positives instead (no cut-down)", integer=True,
                       label=f"Hardness window: the query's most similar candidates (0: the cut-down) {_COUNT}",
