@@ -20,7 +20,10 @@ commit that produced it.
   protocol), ``fne drop`` (the same window without the candidates whose P >= 0.5), and, frozen after the ten-seed
   hard-window cells and before its own runs, ``fne adapt`` (``keep`` where the window's mean P is below 0.5, ``drop``
   where it is not: the ten-seed cells had ``keep`` best where false negatives are fewer and ``drop`` where they
-  are many; so its two first cells are the ones that suggested it, and the cells run after them test it). FNE
+  are many; so its two first cells are the ones that suggested it, and the cells run after them test it), and, frozen
+  after ``bench/fne_pool.py`` on ``digits`` (from scratch; no cell of this map) and before its own runs, ``fne leave``
+  (``keep`` where the window's mean P is below 0.5; where it is not, the window is left: the anchor draws outside it,
+  uniformly over the rest of its pool). FNE
   runs with ``tau = 0`` so
   that its arms differ from ``plain`` only by
   what the posterior removes; its label-free posterior is the run's own (``pu``, refitted each epoch). FNE is not
@@ -148,6 +151,7 @@ def arms(k: str) -> dict[str, tuple[str, dict]]:
         out["fne drop"] = ("fne", {**fne, "rule": "drop", "drop_above": 0.5})
         out["fne adapt"] = ("fne", {**fne, "rule": "adapt", "keep_fraction": KEEP_FRACTION, "drop_above": 0.5,
                                     "dense_above": 0.5})
+        out["fne leave"] = ("fne", {**fne, "rule": "leave", "keep_fraction": KEEP_FRACTION, "dense_above": 0.5})
     return out
 
 
