@@ -44,9 +44,13 @@ def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_s
            "semihard": {"shapes:high": 530.0}, "semihard_n": {"shapes:high": 10},
            "summary": {"primary": {"shapes:high": {
                "10": {"arms": {"plain": {"mean": 400.0, "n": 10, "fn_rate": 0.6},
-                               "fne adapt": {"mean": 460.0, "n": 10, "fn_rate": 0.3}},
+                               "fne adapt": {"mean": 460.0, "n": 10, "fn_rate": 0.3},
+                               "fne leave": {"mean": 380.0, "n": 10, "fn_rate": 0.1},
+                               "fne other": {"mean": 401.0, "n": 10, "fn_rate": 0.5}},
                       "H": {"mean": 90.0, "se": 5.0, "lo": 78.7, "hi": 101.3, "n": 10},
-                      "vs_plain": {"fne adapt": {"mean": 60.0, "se": 5.0, "lo": 48.7, "hi": 71.3, "n": 10}}},
+                      "vs_plain": {"fne adapt": {"mean": 60.0, "se": 5.0, "lo": 48.7, "hi": 71.3, "n": 10},
+                                   "fne leave": {"mean": -20.0, "se": 3.0, "lo": -26.8, "hi": -13.2, "n": 10},
+                                   "fne other": {"mean": 1.0, "se": 2.0, "lo": -3.5, "hi": 5.5, "n": 10}}},
                "semihard": {"arms": {"plain": {"mean": 530.0, "n": 10}, "oracle": {"mean": 540.0, "n": 10},
                                      "fne soft": {"mean": 535.0, "n": 10}},
                             "H": {"mean": 10.0, "se": 2.0, "lo": 5.5, "hi": 14.5, "n": 10},
@@ -65,6 +69,8 @@ def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_s
     assert high.best("semihard").k == "semihard" and high.best("semihard").mean == 530.0
     said = m.verdict(high)
     assert "fne adapt vs plain at k = 10: +60.0 [95% CI +48.7, +71.3], better (10 seeds)." in said
+    assert "fne leave vs plain at k = 10: -20.0 [95% CI -26.8, -13.2], worse (10 seeds)." in said  # every FNE arm
+    assert "fne other vs plain at k = 10: +1.0 [95% CI -3.5, +5.5], not distinguishable (10 seeds)." in said
     assert "fne soft vs semihard on semi-hard's window: +5.0 [95% CI +2.7, +7.3], better (10 seeds)." in said
     assert "Headroom on semi-hard's window (oracle - semihard): +10.0 [95% CI +5.5, +14.5]." in said
     assert said[0] == "Best without ground truth: **fne soft** (k = semihard), last-epoch relevant rSum 535.0 (10 seeds)."

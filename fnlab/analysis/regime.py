@@ -207,7 +207,9 @@ class RegimeMap:
             k = "" if top.k == "-" else f" (k = {top.k})"
             seeds = f" ({top.n} seeds)" if top.n else ""
             out.append(f"Best without ground truth: **{top.arm}**{k}, last-epoch relevant rSum {top.mean:.1f}{seeds}.")
-        for arm in ("fne adapt", "fne keep", "fne drop", "fne soft"):
+        named = ("fne adapt", "fne leave", "fne keep", "fne drop", "fne soft")
+        others = sorted({r.arm for r in cell.results if r.arm.startswith("fne ") and r.arm not in named})
+        for arm in (*named, *others):
             for r in sorted((r for r in cell.results if r.arm == arm and r.vs_plain), key=lambda r: r.k):
                 v = r.vs_plain
                 where = "semihard on semi-hard's window" if r.k == SEMIHARD_K else f"plain at k = {r.k}"
