@@ -96,7 +96,7 @@ KEEP_FRACTION = 1 / 3  # frozen by bench/fne_rule_pilot.py
 #: first cells showed the frozen keep rule losing to plain at k = all, where almost no candidate is a false
 #: negative and keeping the lowest-P third keeps the easiest negatives: an exploratory arm, not frozen before the
 #: map, reported apart from the headline
-FNE_ARMS = ("fne soft", "fne keep", "fne drop", "fne adapt")
+FNE_ARMS = ("fne soft", "fne keep", "fne drop", "fne adapt", "fne leave")
 
 
 @dataclass(frozen=True)
@@ -443,7 +443,9 @@ def markdown(res: dict, header: str) -> str:
                 f"{h.get('n', '-')} |")
     notes = {"fne drop": "eliminate P >= 0.5; added after the first cells, not frozen before the map",
              "fne adapt": "keep where the window's mean P < 0.5, drop where not; frozen after the ten-seed hard-window "
-                          "cells, before its runs"}
+                          "cells, before its runs",
+             "fne leave": "keep where the window's mean P < 0.5, draw outside the window where not; frozen after "
+                          "bench/fne_pool.py on digits (from scratch), before its runs"}
     for arm, note in notes.items():
         runs = [(cell.name, k, prim[cell.name][k]) for cell in CELLS for k in KS
                 if arm in prim.get(cell.name, {}).get(k, {}).get("arms", {})]
