@@ -70,8 +70,8 @@ def test_sidebar_choices_persist_across_pages(server, browser):
         _timed(page, "sidebar: split -> val", val.click, target=val)
         _timed(page, "sidebar: direction -> image → text", i2t.click, target=i2t)
         for link in ("Distributions", "Embedding map", "Compare runs", "Rankings"):
-            _timed(page, f"page change to {link}",
-                   lambda link=link: page.locator("[data-testid='stSidebarNav'] a", has_text=link).first.click())
+            nav = page.locator("[data-testid='stSidebarNav'] a", has_text=link).first
+            _timed(page, f"page change to {link}", nav.click, target=nav)
             page.wait_for_selector("h1", timeout=WAIT_MS)
             _settle(page)
             checked = side.locator("input[type='radio']:checked")
@@ -100,8 +100,8 @@ def test_lesson_from_start_to_end(server, browser):
             _not_cut_off(page, f"lesson step {step}")
             _shot(page, f"lesson_step{step}")
             if step < 5:
-                _timed(page, f"lesson: next to step {step + 1}",
-                       lambda: page.get_by_role("button", name=re.compile("Next")).click())
+                nxt = page.get_by_role("button", name=re.compile("Next"))
+                _timed(page, f"lesson: next to step {step + 1}", nxt.click, target=nxt)
         assert page.get_by_text("calibrated").count() >= 1
         page.get_by_role("button", name=re.compile("Start again")).click()
         _settle(page)
@@ -120,8 +120,8 @@ def test_linked_views(server, browser):
         _settle(page)
         text = page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Caption \d+")).first.inner_text()
         query = int(re.match(r"Caption (\d+)", text).group(1))
-        _timed(page, "suspect -> open in Rankings",
-               lambda: page.get_by_role("button", name=re.compile("Open this caption in Rankings")).click())
+        link = page.get_by_role("button", name=re.compile("Open this caption in Rankings"))
+        _timed(page, "suspect -> open in Rankings", link.click, target=link)
         page.wait_for_selector("h1:has-text('Rankings')", timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
@@ -129,8 +129,8 @@ def test_linked_views(server, browser):
         assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
         assert f"query={query}" in page.url
         # Rankings -> the map with that caption selected (40 images come first).
-        _timed(page, "rankings -> show on the map",
-               lambda: page.get_by_role("button", name=re.compile("Show on the map")).click())
+        link = page.get_by_role("button", name=re.compile("Show on the map"))
+        _timed(page, "rankings -> show on the map", link.click, target=link)
         page.get_by_text(f"Point {40 + query}").first.wait_for(timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
@@ -148,8 +148,8 @@ def test_linked_views(server, browser):
         _timed(page, "map: text search", lambda: box.press("Enter"))
         assert page.get_by_text(re.compile(r"[\d,]+ found: select one")).count() == 1
         # The map point -> its ranking (image 3: image -> text).
-        _timed(page, "map point -> open its ranking",
-               lambda: page.get_by_role("button", name=re.compile("Open its ranking")).click())
+        link = page.get_by_role("button", name=re.compile("Open its ranking"))
+        _timed(page, "map point -> open its ranking", link.click, target=link)
         page.wait_for_selector("h1:has-text('Rankings')", timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
