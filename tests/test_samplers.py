@@ -775,3 +775,13 @@ def test_single_draw_matches_weight_proportions(dtype):
         # 5 standard errors of a binomial proportion
         tol = 5 * torch.sqrt(expected * (1 - expected) / n) + 1e-12
         assert torch.all((freq - expected).abs() <= tol), (row, freq, expected)
+
+
+def test_fne_rule_choices_offered_are_the_samplers_rules():
+    """The registry (CLI flags, the playground's select box) offers exactly the rules the sampler implements."""
+    from fnlab.samplers import param_specs
+    from fnlab.samplers.fne import FNESampler
+
+    rule = next(spec for spec in param_specs("fne") if spec.name == "rule")
+    assert tuple(rule.choices) == FNESampler.RULES and len(rule.choice_labels) == len(FNESampler.RULES)
+    assert set(FNESampler.RANKED_RULES) | set(FNESampler.DENSITY_RULES) <= set(FNESampler.RULES)

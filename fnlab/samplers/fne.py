@@ -122,6 +122,9 @@ class FNESampler(Sampler):
     quantile_sample = 256
     #: calibrated mode's rules for P inside the band
     RULES = ("soft", "keep", "drop", "adapt", "leave")
+    #: the rules that rank P within each anchor's band (lowest-P share kept) and those that read its density (mean P)
+    RANKED_RULES = ("keep", "adapt", "leave")
+    DENSITY_RULES = ("adapt", "leave")
     #: what sets the band the rule acts in (``window`` > 0 replaces the cut by a top-k window)
     BANDS = ("cut", "semihard")
 
@@ -295,7 +298,7 @@ class FNESampler(Sampler):
         else:
             band = ~cut & ~positive_mask
             kept = self._lowest_p(p, band)
-            if self.rule in ("adapt", "leave"):
+            if self.rule in self.DENSITY_RULES:
                 dense = _band_mean(p, band) >= self.dense_above
                 in_dense = band & (p < self.drop_above) if self.rule == "adapt" else torch.zeros_like(band)
                 kept = torch.where(dense[:, None], in_dense, kept)  # 'leave': a dense band keeps nothing
@@ -358,7 +361,7 @@ class FNESampler(Sampler):
             base = torch.exp(-self.tau * (sims - pos_sims[:, None]) ** 2).masked_fill(cut | positive_mask, 0.0)
             todo = base.sum(dim=1) > 0
             threshold = None
-            ranked = self.rule in ("keep", "adapt", "leave")
+            ranked = self.rule in self.RANKED_RULES
             if ranked:  # small bands: the exact weights; large ones: P below a per-row threshold
                 todo &= (base > 0).sum(dim=1) > self.exact_band
                 threshold = self._band_thresholds(post, sims, pos_sims, base > 0, todo, generator, pool)
