@@ -135,7 +135,26 @@ def _threshold_lines(recs: list[dict]) -> list[str]:
             f"below it {rate(~in_band)}"]
 
 
-def report(records: list[dict], direction: str) -> list[str]:
+def _dense_lines(recs: list[dict], dense_above: float) -> list[str]:
+    """How each reading of P sorts the anchors into dense and sparse bands (rules ``adapt`` and ``leave`` decide
+    from the band's mean P): the share read as dense, the true false-negative share of the bands read dense and
+    of those read sparse, against the share of bands that are dense in truth."""
+    true = np.concatenate([_per_anchor(r, r["y"]) for r in recs])
+    ok = ~np.isnan(true)
+    lines = [f"  bands dense in truth (false-negative share >= {dense_above}): {np.mean(true[ok] >= dense_above):.3f}"]
+    for name, key in (("posterior + pool signals", "p_pool"), ("supervised ceiling", "p_ceiling")):
+        if not all(key in r for r in recs):
+            continue
+        dense = np.concatenate([_per_anchor(r, r[key]) for r in recs])[ok] >= dense_above
+
+        def share(m):
+            return f"{true[ok][m].mean():.3f}" if m.any() else "-"
+        lines.append(f"  read dense by the {name:26s} {dense.mean():.3f} of the bands; their true false-negative "
+                     f"share {share(dense)}, the sparse ones' {share(~dense)}")
+    return lines
+
+
+def report(records: list[dict], direction: str, dense_above: float = 0.5) -> list[str]:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
@@ -165,30 +184,50 @@ def report(records: list[dict], direction: str) -> list[str]:
         lines.append(f"  {name:26s} AUROC {auroc:.3f}  mean P {p.mean():.3f}  "
                      f"sampled FN share: x (1 - P) {soft:.3f}, P > 0.5 removed {hard:.3f}")
     lines.append(f"  {'base weight only':26s} sampled FN share {np.mean([fn_share(r, r['base']) for r in recs]):.3f}")
-    return lines + _threshold_lines(recs)
+    return lines + _threshold_lines(recs) + _dense_lines(recs, dense_above)
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="shapes-precomp")
+    ap.add_argument("--cell", help="a cell of bench/regime_map.py (its dataset and options) instead of --dataset")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="FNE parameter on top of mode=calibrated and --rule (repeatable), e.g. window=10")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rule", default="soft", choices=FNESampler.RULES, help="FNE's rule in the band")
     ap.add_argument("--every", type=int, default=15, help="record every n-th sampler call")
     args = ap.parse_args(argv)
-    train_ds = data.load(args.dataset, split="train")
+    params = {"mode": "calibrated", "rule": args.rule, **dict(_param(p) for p in args.param)}
+    dataset = {"dataset": args.dataset, "dataset_options": {}}
+    if args.cell:
+        import regime_map
+
+        dataset = regime_map.dataset_args(next(c for c in regime_map.CELLS if c.name == args.cell))
+    name = args.cell or args.dataset
+    train_ds = data.load(dataset["dataset"], split="train", root=dataset.get("dataset_root"),
+                         **dataset["dataset_options"])
     relevance = (train_ds.labelled_matrix() + train_ds.false_negative_matrix()).astype(bool)  # [caption, image]
     t0 = time.perf_counter()
     with recording(relevance, args.every) as records:
-        out = train(TrainConfig(dataset=args.dataset, sampler="fne", sampler_params={"mode": "calibrated",
-                                                                                      "rule": args.rule},
-                                epochs=args.epochs, seed=args.seed, num_threads=1, select_by="relevant"))
+        out = train(TrainConfig(**dataset, sampler="fne", sampler_params=params, epochs=args.epochs, seed=args.seed,
+                                num_threads=1, select_by="relevant"))
     rates = [f"{m['sampled_fn_rate']:.3f}" for m in out["metrics"] if not m.get("warmup")]
-    print(f"{args.dataset}, seed {args.seed}, {args.epochs} epochs (FNE calibrated, rule {args.rule}), "
+    print(f"{name}, seed {args.seed}, {args.epochs} epochs (FNE {params}), "
           f"{time.perf_counter() - t0:.0f} s; the run's sampled false-negative rate by epoch after the warm-up: "
           f"{', '.join(rates)}")
     for direction in ("t2i", "i2t"):
-        print("\n".join(report(records, direction)), flush=True)
+        print("\n".join(report(records, direction, float(params.get("dense_above", 0.5)))), flush=True)
     return 0
 
 
