@@ -259,6 +259,7 @@ def scan_metrics(result: Any, truth: sp.csr_matrix, positives: sp.csr_matrix) ->
               "fit_s": float(result.summary["seconds"]["fit"]), "scan_s": float(result.summary["seconds"]["total"]),
               "em_iter": params.get("n_iter"), "converged": params.get("converged"),
               "status": str(post.status), "calibrated": bool(post.status.calibrated),
+              "share_trusted": bool(getattr(post, "share_trusted", True)),
               "signals": list(post.signals)})
     m["prior_ratio"] = m["prior"] / m["true_prior"] if m["true_prior"] > 0 else None
     return m

@@ -25,7 +25,7 @@ def suite():
 @pytest.mark.parametrize("family", ["clustered", "paraphrase", "copies-0.25", "one-positive"])
 def test_planted_copies_are_found_with_calibrated_probabilities(suite, family):
     row = suite.run_family(family, 0, top_k=10, scale=0.25)
-    assert row["status"] == "calibrated"
+    assert row["status"] == "calibrated" and row["share_trusted"]
     assert 0.5 <= row["prior_ratio"] <= 2.0, row["prior_ratio"]
     assert row["ece"] <= 0.05
     assert row["precision_0.9"] >= 0.9 and row["recall_0.5"] >= 0.8
@@ -42,7 +42,7 @@ def test_cluster_mates_and_paraphrases_are_not_called_matches(suite):
 
 def test_captions_prior_within_2x(suite):
     row = suite.run_family("captions", 0, top_k=10, scale=0.5)
-    assert row["status"] == "calibrated"
+    assert row["status"] == "calibrated" and row["share_trusted"]
     assert 0.5 <= row["prior_ratio"] <= 2.0
     assert row["ap"] >= row["ap_sim"]
     assert row["ece"] <= 0.1  # 0.043 at full size (bench/results/calibration.md)
@@ -55,6 +55,7 @@ def test_captions_written_from_their_own_image_are_not_called_calibrated(suite):
     row = suite.run_family("captions-specific", 0, top_k=10, scale=0.5)
     assert row["status"].startswith("uncalibrated: rank only") and "labelled pairs rank above" in row["status"]
     assert row["mean_p"] < 0.5 * row["fn_share"]  # the ground truth agrees: P runs low
+    assert not row["share_trusted"]  # so FNE's density rules read no density from it
 
 
 def test_two_labelled_pairs_say_rank_only(suite):
@@ -76,6 +77,7 @@ def test_rows_that_are_mostly_matches_are_not_called_calibrated(suite, family):
     row = suite.run_family(family, 0, top_k=10)
     assert row["status"].startswith("uncalibrated: rank only") and "rows a scan shows among the matches" in row["status"]
     assert row["fn_share"] > 0.5  # the ground truth agrees: most shown rows are matches
+    assert row["share_trusted"]  # the share itself is what the density rules read: a dense window
 
 
 def test_generator_is_seeded_and_documented(suite):

@@ -131,6 +131,10 @@ def test_pu_finds_duplicates_of_the_positive_with_a_calibrated_prior():
     # and it survives a round trip through params() (a run's posterior.json)
     back = P.from_params(post.params())
     np.testing.assert_allclose(P.prob_false_negative(back, ctx.signals(qi[:500], ci[:500])).numpy(), p[:500])
+    assert post.share_trusted and back.share_trusted  # planted copies: nothing contradicts the window's share
+    untrusted = post.params() | {"share_trusted": False}
+    assert not P.from_params(untrusted).share_trusted
+    assert P.from_params({k: v for k, v in untrusted.items() if k != "share_trusted"}).share_trusted  # older files
 
 
 def test_pu_prior_tracks_the_planted_share_of_false_negatives():

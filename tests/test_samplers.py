@@ -512,6 +512,33 @@ def test_fne_leave_rule_on_large_bands_keeps_in_sparse_bands_and_draws_below_den
     assert torch.equal(draws, smp.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0))[:, 0])
 
 
+@pytest.mark.parametrize("rule", ["adapt", "leave"])
+def test_fne_density_rules_read_no_density_from_a_posterior_whose_share_failed_its_checks(rule):
+    """A posterior whose share of matches its own checks contradict (``share_trusted`` False: labelled pairs sit
+    above what it calls matches) gives no density to read: 'adapt' and 'leave' keep as 'keep' does, in their
+    weights and, on large bands, in their draws (same seed, same draws); with the share trusted they do not."""
+    m, reps = 3000, 50
+    g = torch.Generator().manual_seed(5)
+    low = torch.rand(m, generator=g, dtype=torch.float64) * 1.2 - 0.8
+    high = torch.cat([torch.rand(m - 400, generator=g, dtype=torch.float64) * 0.5 + 0.3,
+                      torch.rand(400, generator=g, dtype=torch.float64) * 0.4 - 0.9])
+    sims = torch.stack([low, high]).repeat(reps, 1)
+    mask = torch.zeros_like(sims, dtype=torch.bool)
+    mask[:, 0] = True
+    pos = torch.full((2 * reps,), 0.9, dtype=torch.float64)
+    post = GaussianPosterior(0.45, 0.15, 0.0, 0.3, prior_pos=0.3)
+    args = {"margin": 0.85, "dense_above": 0.4, "drop_above": 0.5}
+    keep = S.build("fne", posterior=post, rule="keep", **args)
+    trusted = S.build("fne", posterior=post, rule=rule, **args)
+    assert not torch.equal(trusted.weights(sims[:2], pos[:2], mask[:2]), keep.weights(sims[:2], pos[:2], mask[:2]))
+    post.share_trusted = False
+    smp = S.build("fne", posterior=post, rule=rule, **args)
+    torch.testing.assert_close(smp.weights(sims[:2], pos[:2], mask[:2]), keep.weights(sims[:2], pos[:2], mask[:2]))
+    seed = torch.Generator().manual_seed(0)
+    assert torch.equal(smp.sample(sims, pos, mask, generator=seed),
+                       keep.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0)))
+
+
 def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
     """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
     those of its weights."""

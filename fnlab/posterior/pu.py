@@ -174,7 +174,9 @@ class PUPosterior:
     (:class:`DuplicateGroup` or ``None``), ``designated`` (the mixture for queries without a positive, or
     ``None``), ``prior_pos`` (share of false negatives among unlabelled pairs), ``prior_window`` (among each
     query's top ``window`` unlabelled candidates), ``pos_mean`` (mean labelled-positive similarity, FNE's
-    cut-down reads it), ``n_iter_``, ``converged_``, ``status``, ``notes``.
+    cut-down reads it), ``n_iter_``, ``converged_``, ``status``, ``notes``, ``share_trusted`` (False where the
+    window's share of matches, the mean of P over the rows a scan shows, could not be estimated, rests on too few
+    labelled pairs, or a check contradicts the assumption it rests on: FNE's density rules then read no density).
 
     Args (of :meth:`fit_context`):
         window: the candidates a query shows in a scan (the scan passes its ``top_k``).
@@ -198,7 +200,7 @@ class PUPosterior:
                  copy_signals: tuple[str, ...] = (), designated: MixturePosterior | None = None,
                  prior_pos: float = 0.0, prior_window: float = 0.0, window: int = 10, pos_mean: float = 0.0,
                  pos_std: float = 1.0, n_iter: int = 0, converged: bool = True, status: Status | None = None,
-                 notes: tuple[str, ...] = (), prior_shift: float = 0.0) -> None:
+                 notes: tuple[str, ...] = (), prior_shift: float = 0.0, share_trusted: bool = True) -> None:
         self.linear, self.copies, self.designated = linear, copies, designated
         self.copy_signals = tuple(copy_signals)
         self.prior_pos, self.prior_window, self.window = float(prior_pos), float(prior_window), int(window)
@@ -207,6 +209,7 @@ class PUPosterior:
         self.status = status or Status()
         self.notes = tuple(notes)
         self.prior_shift = float(prior_shift)  # log-odds added to every pair: a prior given by the user
+        self.share_trusted = bool(share_trusted)
 
     # ------------------------------------------------------------------ protocol members
     @property
@@ -247,7 +250,7 @@ class PUPosterior:
         if sample.lab_q.size < MIN_LABELLED:
             reasons.append(f"{sample.lab_q.size} labelled pairs: too few to learn what a match looks like "
                            f"(at least {MIN_LABELLED})")
-        linear, it, conv = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
+        linear, it, conv, share_trusted = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
         copies, copy_signals = _fit_copies(sample, notes, seed)
         designated = _fit_designated(sample, notes) if linear is None else None
         if copies is not None:  # the EM iterations of every mixture the fit ran
@@ -256,7 +259,8 @@ class PUPosterior:
             it, conv = it + designated.n_iter_, conv and designated.converged_
         post = cls(linear=linear, copies=copies, copy_signals=copy_signals, designated=designated,
                    window=int(window), pos_mean=float(sample.lab_sim.mean()), pos_std=float(sample.lab_sim.std()),
-                   n_iter=it, converged=conv, notes=tuple(notes))
+                   n_iter=it, converged=conv, notes=tuple(notes),
+                   share_trusted=share_trusted and sample.lab_q.size >= MIN_LABELLED)
         p = np.nan_to_num(post.prob_false_negative(sample.sig).double().numpy(), nan=0.0)
         if fixed is not None:  # the user's prior: every pair's log-odds shifted so that the pool's share is it
             post.prior_shift = _solve_shift(_logit(p), fixed, weights=sample.weight)
@@ -356,7 +360,8 @@ class PUPosterior:
                 "copies": None if self.copies is None else {**self.copies.params(),
                                                             "signals": list(self.copy_signals)},
                 "designated": None if self.designated is None else self.designated.params(),
-                "prior_shift": self.prior_shift, "status": self.status.to_dict(), "notes": list(self.notes)}
+                "prior_shift": self.prior_shift, "share_trusted": self.share_trusted, "status": self.status.to_dict(),
+                "notes": list(self.notes)}
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> PUPosterior:
@@ -377,7 +382,8 @@ class PUPosterior:
                        window=int(p.get("window", 10)), pos_mean=float(p["pos_mean"]),
                        pos_std=float(p.get("pos_std", 1.0)), n_iter=int(p.get("n_iter", 0)),
                        converged=bool(p.get("converged", True)), status=Status.from_dict(p.get("status")),
-                       notes=tuple(p.get("notes", ())), prior_shift=float(p.get("prior_shift", 0.0)))
+                       notes=tuple(p.get("notes", ())), prior_shift=float(p.get("prior_shift", 0.0)),
+                       share_trusted=bool(p.get("share_trusted", True)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"posterior params of estimator 'pu': missing or malformed field ({e}); a posterior.json "
                              "written by an older fnlab: refit it") from None
@@ -434,12 +440,14 @@ def _shown_in(lab_sig: PairSignals) -> tuple[str, ...]:
 
 
 def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, notes: list[str],
-                reasons: list[str], *, max_iter: int, tol: float) -> tuple[LinearEvidence | None, int, bool]:
+                reasons: list[str], *, max_iter: int, tol: float) -> tuple[LinearEvidence | None, int, bool, bool]:
     """The group-match evidence (module docstring, 1), or ``None`` where labelled pairs show no
-    transitive signal. Returns ``(evidence, EM iterations, converged)``."""
+    transitive signal. Returns ``(evidence, EM iterations, converged, share trusted)``: the last is False where
+    the window's share of matches could not be estimated or a check contradicts the assumption it rests on
+    (:func:`_window_shift`)."""
     shown = _shown(sample)
     if not shown:
-        return None, 0, True
+        return None, 0, True, True
     names = (*LEAD, *shown) if sample.lab_sig.positive_similarity is not None else shown
     if "view_margin" in FEATURES and sample.lab_sig.view_positive_similarity is not None:
         names = (*names[:len(LEAD)], "view_margin", *names[len(LEAD):]) if "margin" in names else names
@@ -454,7 +462,7 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
         names, lab, unl = tuple(names[j] for j in keep_cols), lab[:, keep_cols], unl[:, keep_cols]
         shown = tuple(n for n in shown if n not in silent)
         if not shown:
-            return None, 0, True
+            return None, 0, True, True
     for j, name in enumerate(names):
         if name in ("margin", "view_margin"):
             # A labelled pair whose query has no other positive shows no margin. For a true match it is
@@ -468,7 +476,7 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
         notes.append(f"feature(s) {', '.join(n for j, n in enumerate(names) if j not in keep)} dropped: no spread")
     names, lab, unl = tuple(names[j] for j in keep), lab[:, keep], unl[:, keep]
     if not names:
-        return None, 0, True
+        return None, 0, True, True
     notes.append(f"group evidence on {', '.join(names)}: labelled pairs show {', '.join(shown)}")
     unbiased = _unbiased(shown)
     pi, means, covs, it, conv = _em_with_prior(lab, unl, sample.weight, names, fixed, notes,
@@ -478,8 +486,8 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
     if pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9:
         reasons.append(f"the group evidence's prior ran to its bound ({pi:.2g})")
     linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10))
-    linear.window_shift = _window_shift(sample, linear, unbiased, notes, reasons)
-    return linear, it, conv
+    linear.window_shift, trusted = _window_shift(sample, linear, unbiased, notes, reasons)
+    return linear, it, conv, trusted
 
 
 def _weighted_auroc(lab: np.ndarray, unl: np.ndarray, weight: np.ndarray) -> float:
@@ -541,15 +549,17 @@ def _pool_share(sample: _Sample, shown: tuple[str, ...]) -> float:
 
 
 def _window_shift(sample: _Sample, linear: LinearEvidence, shown: tuple[str, ...], notes: list[str],
-                  reasons: list[str]) -> float:
+                  reasons: list[str]) -> tuple[float, bool]:
     """The log-odds shift that makes the window rows' mean posterior equal their share of matches as
-    estimated from the transitive signals (:func:`fnlab.posterior.labelfreq.match_share`)."""
+    estimated from the transitive signals (:func:`fnlab.posterior.labelfreq.match_share`), and whether that share
+    can be trusted: False where it could not be estimated or labelled pairs sit above what the fit calls matches
+    (``MAX_LABELLED_LEAD``). No shift (and nothing to distrust) where the sample has no window."""
     n = sample.n_window
     if n < 20:
-        return 0.0
+        return 0.0, True
     qthr = sample.sig.query_threshold
     if qthr is None:
-        return 0.0
+        return 0.0, True
     # labelled pairs that would sit in the window were they unlabelled: s at least the query's window-th
     thr = qthr.numpy()[:n]
     by_query = dict(zip(sample.q[:n].tolist(), thr.tolist(), strict=False))
@@ -562,7 +572,7 @@ def _window_shift(sample: _Sample, linear: LinearEvidence, shown: tuple[str, ...
     if not np.isfinite(share):
         reasons.append(f"the share of matches among the scanned rows could not be estimated ({int(eligible.sum())} "
                        "labelled pairs rank within the window)")
-        return 0.0
+        return 0.0, False
     g = linear.log_odds(_head(sample.sig, n)).numpy()
     shift = _solve_shift(g, share)
     notes.append(f"window of {len(np.unique(sample.q[:n]))} queries' top rows: share of matches {share:.3g} by "
@@ -573,9 +583,9 @@ def _window_shift(sample: _Sample, linear: LinearEvidence, shown: tuple[str, ...
                  f"labelled pairs are a random sample of the matches; above {MAX_LABELLED_LEAD} P is called uncalibrated)")
     if lead > MAX_LABELLED_LEAD:
         reasons.append(f"labelled pairs rank above the scanned rows the fit calls matches on {name} (AUROC {lead:.2f}; "
-                       "0.5 if they were a random sample of the matches): the share of matches rests on that and is "
-                       "likely too low, so P is likely too low; rank by it, do not read it as a probability")
-    return shift
+                       "0.5 if they were a random sample of the matches): the share of matches rests on that, so P "
+                       "may be off by a large factor, too high or too low; rank by it, do not read it as a probability")
+    return shift, lead <= MAX_LABELLED_LEAD
 
 
 def _labelled_lead(lab_x: np.ndarray, win_x: np.ndarray, p: np.ndarray, names: tuple[str, ...]) -> tuple[float, str]:

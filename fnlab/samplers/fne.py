@@ -20,6 +20,13 @@ def _posterior_ready(posterior: Any) -> bool:
     return posterior is not None and bool(posterior.ready)
 
 
+def reads_density(posterior: Any) -> bool:
+    """Whether a band's mean P may be read as its share of false negatives: not where the posterior's own checks
+    found its share of matches unestimable or contradicted (``share_trusted``, :class:`fnlab.posterior.PUPosterior`;
+    estimators without that check are taken at their word). Rules ``adapt`` and ``leave`` read density only then."""
+    return bool(getattr(posterior, "share_trusted", True))
+
+
 @register("fne")
 class FNESampler(Sampler):
     """FNE's negative sampling, in the paper's form or a calibrated form.
@@ -46,7 +53,9 @@ class FNESampler(Sampler):
       whole band: the anchor draws below it, from the base weights (the emptied row's fallback below), and keeps as
       ``"keep"`` does elsewhere (inside a band that is mostly false negatives even a posterior trained on the ground
       truth leaves too many, ``bench/fne_pool.py`` on ``digits``; the easier candidates below it hold far fewer).
-      The soft rule leaves
+      Both density rules read density only from a posterior whose share of matches passed its own checks
+      (:func:`reads_density`); elsewhere every band counts as sparse, and they keep as ``"keep"`` does. The soft
+      rule leaves
       much of the band's weight on false negatives wherever P is spread out (with ``tau = 0.5`` on cosine
       the base kernel is nearly flat, so the draw is about uniform over the band times ``1 - P``); a rank
       rule needs only P's order within each anchor, not its calibration;
@@ -299,7 +308,7 @@ class FNESampler(Sampler):
             band = ~cut & ~positive_mask
             kept = self._lowest_p(p, band)
             if self.rule in self.DENSITY_RULES:
-                dense = _band_mean(p, band) >= self.dense_above
+                dense = (_band_mean(p, band) >= self.dense_above) & reads_density(post)
                 in_dense = band & (p < self.drop_above) if self.rule == "adapt" else torch.zeros_like(band)
                 kept = torch.where(dense[:, None], in_dense, kept)  # 'leave': a dense band keeps nothing
             w = w.masked_fill(~kept, 0.0)
@@ -415,6 +424,8 @@ class FNESampler(Sampler):
         kth = max(1, math.ceil(self.keep_fraction * n))
         p = p.reshape(cols.shape)
         out[rows] = p.kthvalue(kth, dim=1).values
+        if not reads_density(post):
+            return out
         if self.rule == "leave":
             out[rows] = torch.where(p.mean(dim=1) >= self.dense_above, -math.inf, out[rows])
         if self.rule == "adapt":
