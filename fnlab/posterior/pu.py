@@ -274,7 +274,8 @@ class PUPosterior:
         if post.prior_window > MAX_WINDOW_SHARE:
             reasons.append(f"the fit puts about {post.prior_window:.0%} of the rows a scan shows among the matches (a "
                            "query matching a whole class, or signals that cannot tell a class-mate from a match): P "
-                           "there is at best a share, not a per-pair probability; sort by similarity")
+                           "there is at best a share, not a per-pair probability, and it may rank these rows no better "
+                           "than raw similarity: compare the two")
         post.notes = tuple(notes)
         post.status = Status(False, "; ".join(reasons)) if reasons else Status()
         return post
