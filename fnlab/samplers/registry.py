@@ -122,7 +122,8 @@ SAMPLERS.declare(
                       "(each anchor's lowest-P keep_fraction of its band), 'drop' (P_fn >= drop_above eliminated) or "
                       "'adapt' ('keep' where the band's mean P_fn is below dense_above, 'drop' where it is not) or "
                       "'leave' ('keep' where the band's mean P_fn is below dense_above; where it is not, the band is "
-                      "left and the anchor draws below it)",
+                      "left and the anchor draws below it); 'adapt' and 'leave' read no density from a posterior "
+                      "whose share of matches failed its own checks, and keep as 'keep' does there",
                       choices=("soft", "keep", "drop", "adapt", "leave"), label="How P(FN) acts inside the band", flag=True,
                       when=(("mode", "calibrated"),),
                       choice_labels=("soft: weight × (1 − P(FN))", "keep: each query's lowest-P share of its band",
