@@ -237,3 +237,34 @@ def test_runs_show_says_when_fne_sampled_as_simans():
     assert run_health(active) == ["the posterior was active on 75% of the steps after the warm-up"]
     empty = active.assign(fne_prior=[None, 1e-7, 1e-7])
     assert "found no false negatives" in run_health(empty)[-1]
+    # a density rule whose posteriors failed the share check at some refits: said, with the share
+    unread = active.assign(fne_density_read=[None, 1.0, 0.5])
+    assert any("read no band density from 25% of the posteriors" in n for n in run_health(unread))
+    assert not any("density" in n for n in run_health(active.assign(fne_density_read=[None, 1.0, 1.0])))
+
+
+def test_fne_density_rules_record_whether_they_read_the_density(monkeypatch):
+    """rules 'adapt' and 'leave' log, per epoch after the warm-up, the share of their posteriors (one a direction)
+    whose density they read (:func:`reads_density`: ``share_trusted``); 'soft' reads none and logs nothing."""
+    from types import SimpleNamespace
+
+    from fnlab.samplers import fne
+
+    def metrics(rule, *trusted):
+        s = fne.FNESampler(rule=rule)
+        s._warmup = False
+        s.by_direction = {d: SimpleNamespace(prior_pos=0.1, share_trusted=t) for d, t in zip(("t2i", "i2t"), trusted, strict=False)}
+        s.posterior = s.by_direction["t2i"]
+        return s.epoch_metrics()
+
+    assert metrics("adapt", True, False)["fne_density_read"] == 0.5
+    assert metrics("leave", False, False)["fne_density_read"] == 0.0
+    assert metrics("adapt", True, True)["fne_density_read"] == 1.0
+    assert "fne_density_read" not in metrics("soft", True, False) and "fne_density_read" not in metrics("keep", False)
+    # in a run: logged after the warm-up only, from the run's own refits
+    answers = iter([True, False] * 10_000)
+    monkeypatch.setattr(fne, "reads_density", lambda post: next(answers))
+    m = train(tiny_config(sampler="fne", queue_size=96, epochs=2, warmup_epochs=1, eval_splits=("val",),
+                          sampler_params={"rule": "adapt"}))["metrics"]
+    assert "fne_density_read" not in m[0] or math.isnan(m[0]["fne_density_read"])
+    assert m[1]["fne_density_read"] == 0.5

@@ -160,6 +160,7 @@ def run_health(metrics) -> list[str]:
 
     * a sampler with a posterior (FNE) whose posterior never switched on after the warm-up sampled
       as SimANS: say so;
+    * FNE's density rules ('adapt', 'leave') that read no density from some posteriors kept as 'keep' does there;
     * the kept (best validation) model scored no better than the warm-up.
     """
     out = []
@@ -176,6 +177,12 @@ def run_health(metrics) -> list[str]:
             if len(prior) and float(prior.max()) < 1e-5:
                 out.append(f"but its fitted prior stayed at {float(prior.max()):.1g}: the posterior found no false "
                            "negatives to remove, so FNE weighted like SimANS with its cut-down")
+    if len(metrics) and "fne_density_read" in metrics.columns:
+        read = metrics["fne_density_read"].dropna()
+        if len(read) and float(read.min()) < 1.0:
+            out.append(f"the density rule read no band density from {float(1.0 - read.mean()):.0%} of the posteriors "
+                       "after the warm-up (their share of matches failed its checks: see the posterior's status); "
+                       "there it kept each anchor's lowest-P share, as rule 'keep' does")
     if len(metrics) and "below_warmup" in metrics.columns and float(metrics["below_warmup"].iloc[-1] or 0) > 0:
         out.append("the kept model is no better than the warm-up's: the sampler epochs did not help")
     return out

@@ -216,6 +216,8 @@ class _TqdmCallback:
         if "posterior_active" in metrics:  # fne: did the running posterior switch on this epoch?
             extra = {"confident": int(metrics.get("confident_pairs", 0)),
                      "fne_on": f"{metrics['posterior_active']:.2f}"}
+            if "fne_density_read" in metrics:  # rules 'adapt'/'leave': share of posteriors whose density was read
+                extra["density_read"] = f"{metrics['fne_density_read']:.2f}"
         self.bar.set_postfix(epoch=epoch, loss=f"{metrics['loss']:.4f}", val_rsum=f"{metrics['val_rsum']:.1f}",
                              fn_rate=f"{metrics['sampled_fn_rate']:.3f}", **extra)
 

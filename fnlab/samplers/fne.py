@@ -215,12 +215,17 @@ class FNESampler(Sampler):
     def epoch_metrics(self) -> dict[str, float]:
         """``fne_prior`` (the posterior's prior; ``fne_prior_i2t``: the image-to-text one), ``confident_pairs``
         (paper mode: positives collected), ``posterior_active`` (share of the epoch's steps that sampled with
-        the posterior; 0: FNE ran as SimANS) and ``posterior_on_step`` (first such step; NaN: never)."""
+        the posterior; 0: FNE ran as SimANS), ``posterior_on_step`` (first such step; NaN: never) and, for the
+        rules that read a band's density after the warm-up, ``fne_density_read`` (share of the epoch's posteriors,
+        one a direction, whose density was read: :func:`reads_density`; 0: the rule kept as ``"keep"`` does)."""
         post = self.posterior
         out = {"fne_prior": float(post.prior_pos) if post is not None else float("nan"),
                **{f"fne_prior_{d}": float(p.prior_pos) for d, p in self.by_direction.items() if d != "t2i"},
                "posterior_active": 0.0 if self._warmup or not self._steps else self._active / self._steps,
                "posterior_on_step": float(self._first_active) if self._first_active is not None else math.nan}
+        posts = list(self.by_direction.values()) or ([post] if post is not None else [])
+        if self.mode == "calibrated" and self.rule in self.DENSITY_RULES and not self._warmup and posts:
+            out["fne_density_read"] = sum(reads_density(p) for p in posts) / len(posts)
         from fnlab.posterior import RunningGaussianStats
 
         if isinstance(post, RunningGaussianStats):
