@@ -258,6 +258,30 @@ def test_which_sampler_page_places_the_run_and_a_typed_share(env, tmp_path, monk
     assert any("fne keep vs plain at k = 10: +50.0 [95% CI +32.8, +67.2], better (3 seeds)." in m.value
                for m in at.markdown)
     assert at.dataframe[0].value["arm"].tolist()[0] == "oracle"
+    assert not at.warning  # the tiny run's posterior is calibrated: placed by its own estimate
+
+
+def test_which_sampler_page_places_an_uncalibrated_run_by_its_ground_truth(env, tmp_path, monkeypatch):
+    """A posterior whose share failed its checks can be off by a large factor: the page says so and, where the run
+    has ground truth, places it by that instead."""
+    from _regime_fixture import write
+
+    from app import state
+
+    monkeypatch.setenv("FNLAB_REGIME_MAP", str(write(tmp_path / "map.json")))
+    real = state.scan_run
+
+    def uncalibrated(*a, **kw):
+        table, summary = real(*a, **kw)
+        return table, {**summary, "status": "uncalibrated: rank only", "status_reason": "the share check fired"}
+
+    monkeypatch.setattr(state, "scan_run", uncalibrated)
+    at = _open("views/which_sampler.py")
+    _ok(at)
+    assert at.warning and "the share check fired" in at.warning[0].value
+    assert "placed by its ground truth" in at.warning[0].value
+    placed = [m.value for m in at.markdown if "nearest measured cell" in m.value]
+    assert placed and "by its ground truth" in placed[0] and "uncalibrated posterior estimates" in placed[0]
 
 
 def test_compare_page(env):

@@ -22,18 +22,20 @@ def _map(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> regime.RegimeMap:
     return regime.RegimeMap.load_all(list(paths))
 
 
-def _run_density() -> tuple[float | None, float | None, str | None]:
-    """``(estimated, measured, family)`` top-10 FN share of the open run's selected split (measured: ground
-    truth, where the dataset has it)."""
+def _run_density() -> tuple[float | None, float | None, str | None, str | None]:
+    """``(estimated, measured, family, uncalibrated)`` for the open run's selected split: the top-10 FN share its
+    posterior estimates, the one its ground truth gives (where the dataset has it), its dataset, and the posterior's
+    reason for ``uncalibrated: rank only`` (None where it is calibrated)."""
     cur = state.current_run()
     if cur is None:
-        return None, None, None
+        return None, None, None, None
     root, name, split = cur
-    table, _ = state.scan_run(str(root), name, split, 10)
+    table, summary = state.scan_run(str(root), name, split, 10)
     est = regime.estimated_density(table["p_false_negative"].to_numpy(), table["rank"].to_numpy(), 10)
     measured = float(table.loc[table["rank"] <= 10, "is_relevant"].mean()) if "is_relevant" in table else None
     dataset = str(state.get_run(root, name).config.get("dataset", ""))
-    return est, measured, dataset
+    calibrated = str(summary.get("status", "calibrated")) == "calibrated"
+    return est, measured, dataset, None if calibrated else str(summary.get("status_reason") or "no reason given")
 
 
 def _page() -> None:
@@ -43,7 +45,7 @@ def _page() -> None:
     except (FileNotFoundError, ValueError) as err:
         st.info(str(err))
         return
-    est, measured, dataset = _run_density()
+    est, measured, dataset, uncalibrated = _run_density()
     families = sorted({c.family for c in rmap.cells})
     family = dataset if dataset in families else None
     url.bind("ws_own", "share", 0.0, url.as_float, allowed=lambda v: 0.0 <= v <= 1.0)
@@ -52,6 +54,13 @@ def _page() -> None:
                           help="From your own scan: `fnlab scan ... --top-k 10`, then the mean of its "
                                "`p_false_negative` column (the posterior's estimate of that share).")
     density, where = (float(own), "your data") if own > 0 else (est, "the open run")
+    by_truth = own == 0 and uncalibrated is not None and measured is not None
+    if own == 0 and uncalibrated is not None:
+        st.warning(f"This run's posterior is uncalibrated ({uncalibrated}), so its estimate of the share can be off "
+                   "by a large factor either way. " + ("The run is placed by its ground truth's share instead."
+                                                        if by_truth else "Read the placement below as uncertain."))
+    if by_truth:
+        density = measured
     if density is None:
         st.info("Open a run in the sidebar, or type your data's share above, to place it on the map.")
     st.plotly_chart(viz.regime_map_figure(rmap, density=density, family=family if own == 0 else None),
@@ -59,9 +68,13 @@ def _page() -> None:
     if density is None:
         return
     cell = rmap.place(density, family if own == 0 else None)
-    line = f"**{where.capitalize()}**: estimated top-10 false-negative share **{density:.0%}**"
-    if own == 0 and measured is not None:
-        line += f" (ground truth: {measured:.0%})"
+    if by_truth:
+        line = (f"**{where.capitalize()}**: top-10 false-negative share by its ground truth **{density:.0%}** "
+                f"(its uncalibrated posterior estimates {est:.0%})")
+    else:
+        line = f"**{where.capitalize()}**: estimated top-10 false-negative share **{density:.0%}**"
+        if own == 0 and measured is not None:
+            line += f" (ground truth: {measured:.0%})"
     st.markdown(line + f"; nearest measured cell **{cell.name}** (share {cell.density:.0%}, at the warm-up model).")
     for sentence in rmap.verdict(cell):
         st.markdown(f"- {sentence}")
