@@ -159,6 +159,46 @@ def test_text_keys_see_through_case_spacing_and_punctuation():
     assert r[0] == r[1] != r[2]
 
 
+def test_text_keys_keep_the_punctuation_that_changes_what_a_text_says():
+    from fnlab.posterior.signals import text_keys
+
+    # found on Debian's package descriptions: "GNU C++ compiler" read as the same content as "GNU C compiler"
+    pairs = [("GNU C++ compiler", "GNU C compiler"), ("written in C#", "written in C"), ("version 3.5", "version 35"),
+             ("-5 degrees", "5 degrees"), ("50% off", "50 off"), ("1,000 items", "1000 items")]
+    for a, b in pairs:
+        k = text_keys([a, b])
+        assert k[0] != k[1], (a, b)
+    same = ["\u00abHello\u00bb, \u201cworld\u201d!", "hello world", "Hello (world)", "hello -- world."]
+    assert len(set(text_keys(same).tolist())) == 1
+
+
+def slow_normalise_text(text: str) -> str:
+    """One character at a time: drop Unicode punctuation except ``# % & @ * / \\``, keeping ``. , :`` between
+    decimal digits and ``-`` before one that does not follow a word character."""
+    import unicodedata
+
+    t = unicodedata.normalize("NFKC", text).casefold()
+    out = []
+    for i, ch in enumerate(t):
+        if not unicodedata.category(ch).startswith("P") or ch in "#%&@*/\\":
+            out.append(ch)
+            continue
+        prev, nxt = (t[i - 1] if i else ""), (t[i + 1] if i + 1 < len(t) else "")
+        starts_number = ch == "-" and not (prev.isalnum() or prev == "_")
+        separates_digits = ch in ".,:" and prev.isdecimal()
+        if nxt.isdecimal() and (starts_number or separates_digits):
+            out.append(chr(0xE000 + ord(ch)))
+    return " ".join("".join(out).split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aBc C+#-.,:_%/5 3\t'\"\u00ab\u00bb\u2014\u2019\u00e9\u00bd\u0663\u2026!?()", max_size=30))
+def test_normalise_text_matches_its_slow_reference(text):
+    from fnlab.posterior.signals import normalise_text
+
+    assert normalise_text(text) == slow_normalise_text(text)
+
+
 def test_context_refuses_views_of_the_wrong_size():
     x = unit(np.random.default_rng(0).standard_normal((6, 4)))
     pos = sp.eye(3, 3, format="csr", dtype=bool)
