@@ -162,3 +162,23 @@ def test_words_and_exports_follow_a_text_folder(trained):
     with pytest.raises(ValueError, match="column 'candidate' has indices outside"):
         explore.with_content(pd.DataFrame({"query": [0], "candidate": [test.n_a]}), test)
     assert json.loads(json.dumps(run.config["model_spec"]))["head"] == run.config["model_spec"]["head"]
+
+
+def test_a_run_trained_with_a_relative_root_opens_from_any_working_folder(tmp_path, monkeypatch):
+    from fnlab.storage.loader import LoadedRun
+
+    planted_folder(tmp_path / "work" / "mine", n_queries=60)
+    monkeypatch.chdir(tmp_path / "work")  # as a user does: `fnlab train --root mine` from the data's parent
+    assert main(["train", "--dataset", "pairs", "--root", "mine", "--epochs", "1", "--seed", "0", "--threads", "1",
+                 "--no-progress", "--no-pages", "--out", "runs/mine"]) == 0
+    spec = json.loads((tmp_path / "work" / "runs" / "mine" / "config.json").read_text())["dataset"]
+    assert spec["root"] == str(tmp_path / "work" / "mine")  # recorded absolute
+    elsewhere = tmp_path / "app"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the app, or `fnlab eval`, started in another folder
+    run = LoadedRun.open(tmp_path / "work" / "runs" / "mine")
+    assert run.dataset("test").n_b > 0
+    # a run whose folder has gone says which run, which field, where it looked and what to do
+    (tmp_path / "work" / "mine").rename(tmp_path / "work" / "moved")
+    with pytest.raises(FileNotFoundError, match=r"run 'mine'.*field 'dataset'.*no such folder.*moved or deleted"):
+        LoadedRun.open(tmp_path / "work" / "runs" / "mine").dataset("test")

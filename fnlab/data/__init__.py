@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +178,7 @@ def load(
         from fnlab.data.io import load_folder
 
         ds = load_folder(path, split)
-        name = str(path)
-    ds.spec = dataset_spec(name, None if root is None else str(root), options)
+        name = os.path.abspath(path)
+    # absolute: a run records this spec, and is read later from another working folder (the app, `fnlab eval`)
+    ds.spec = dataset_spec(name, None if root is None else os.path.abspath(os.path.expanduser(root)), options)
     return ds

@@ -91,7 +91,7 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"pairs root {root} is not a folder")
+        raise FileNotFoundError(f"pairs root {root.absolute()}: no such folder")
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"pairs: unknown option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")

@@ -186,7 +186,7 @@ def load_precomp(root: str | Path, split: str = "train", **options) -> MatchingD
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"precomp root {root} is not a folder")
+        raise FileNotFoundError(f"precomp root {root.absolute()}: no such folder")
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"precomp: unknown option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")

@@ -159,8 +159,24 @@ class LoadedRun:
                 from fnlab import data
 
                 spec = self.dataset_spec
-                self._datasets[split] = data.load(spec["name"], split=split, root=spec["root"], **spec["options"])
+                try:
+                    self._datasets[split] = data.load(spec["name"], split=split, root=spec["root"], **spec["options"])
+                except FileNotFoundError as err:
+                    raise FileNotFoundError(self._missing_dataset(spec, err)) from err
             return self._datasets[split]
+
+    def _missing_dataset(self, spec: dict, err: Exception) -> str:
+        """What to say when the run's dataset cannot be found: the run, the path it records, and the way out."""
+        root = spec["root"]
+        said = f"run {self.name!r}: its dataset ({self.path / CONFIG}, field 'dataset') could not be loaded: {err}"
+        if root and not os.path.isabs(root):
+            said += (f". The run records the folder as {root!r}, relative to the folder it was trained from (runs "
+                     f"record it absolute since 2026-12-07), and it is read from {os.getcwd()}: start the app or the "
+                     "command from the folder the run was trained in")
+        elif root:
+            said += f". Was {root} moved or deleted? Put it back there (the run's files are checksummed, so the path " \
+                    "cannot be edited), or train again on its new place"
+        return said
 
     def _check_split(self, split: str) -> None:
         if split not in SPLIT_ORDER:
