@@ -166,3 +166,16 @@ def test_posterior_scatter_colours_pairs_by_ground_truth():
     assert fig.data[1].marker.color == viz.STATUS_COLORS[viz.FALSE_NEGATIVE]
     with pytest.raises(ValueError):
         viz.posterior_scatter([0.1], [0.2, 0.3])
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_a_long_bottom_legend_grows_the_figure_not_into_the_axis_title(rows):
+    fig = go.Figure()
+    for i in range(3 * rows):
+        fig.add_scatter(x=[0, 1], y=[i, i], name=f"arm {i}")
+    out = viz._layout(fig, title="t", xaxis="x", height=460, legend="bottom", legend_rows=rows)
+    m = out.layout.margin
+    plot_px = out.layout.height - m.t - m.b
+    assert plot_px == 460 - 60 - (viz.X_AXIS_PX + viz.LEGEND_ROW_PX + 20)  # the plot area keeps its size
+    assert out.layout.legend.y * plot_px == pytest.approx(-viz.X_AXIS_PX)  # the legend starts below the axis title
+    assert m.b >= viz.X_AXIS_PX + viz.LEGEND_ROW_PX * rows  # and has room for every row

@@ -35,11 +35,22 @@ PALETTE = [
 TEMPLATE = "plotly_white"
 
 
+#: a legend row's height (px), and the room under the plot area for the x axis's ticks and title (px)
+LEGEND_ROW_PX, X_AXIS_PX = 22, 80
+
+
 def _layout(fig: go.Figure, *, title: str | None, xaxis: str | None = None, yaxis: str | None = None,
-            height: int | None = None, legend: str = "right") -> go.Figure:
+            height: int | None = None, legend: str = "right", legend_rows: int | None = None) -> go.Figure:
     # Title top-left; legend on the right (wide charts) or under the x axis (charts in half-width columns):
-    # either way it never overlaps the title, subplot titles or the data.
-    if legend == "bottom":
+    # either way it never overlaps the title, subplot titles or the data. A long legend under the axis
+    # (``legend_rows``) gets its rows added to the figure's height, so the plot area keeps its size and the legend
+    # starts below the axis title however many rows it takes.
+    if legend == "bottom" and legend_rows:
+        bottom = X_AXIS_PX + LEGEND_ROW_PX * legend_rows + 20
+        height = (height or 450) + LEGEND_ROW_PX * legend_rows
+        plot_px = height - (60 if title else 30) - bottom
+        leg = dict(orientation="h", yanchor="top", y=-X_AXIS_PX / plot_px, xanchor="left", x=0)
+    elif legend == "bottom":
         leg = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
         bottom = 130
     else:
@@ -563,4 +574,4 @@ def regime_map_figure(rmap: Any, *, density: float | None = None, family: str | 
                       annotation_position="top")
     fig.update_xaxes(tickformat=".0%", rangemode="tozero")
     return _layout(fig, title=title, height=460, xaxis="false-negative share of each query's top 10",
-                   yaxis="relevant rSum, last epoch (0-600)", legend="bottom")
+                   yaxis="relevant rSum, last epoch (0-600)", legend="bottom", legend_rows=-(-len(fig.data) // 3))
