@@ -125,6 +125,10 @@ def test_embedding_scatter_custom_data_and_click_selection():
     got = sorted(int(c[0]) for t in fig.data[:2] for c in t.customdata)
     assert got == list(ids)
     assert fig.data[-1].name == "selected / neighbours" and int(fig.data[-1].customdata[0][0]) == 105
+    # the shapes have a key: one legend-only entry a side, drawn in its shape
+    key = [t for t in fig.data if t.legendgroup == "shape"]
+    assert [(t.name, t.marker.symbol) for t in key] == [("image", "circle"), ("caption", "diamond")]
+    assert all(t.x == (None,) for t in key)
     # Continuous colour: one trace with a colour scale.
     fig = viz.embedding_scatter(xy, color=r.uniform(size=30).tolist())
     assert len(fig.data) == 1 and fig.data[0].marker.showscale

@@ -525,6 +525,11 @@ def embedding_scatter(
                               customdata=ids[m].reshape(-1, 1), hovertemplate=hovertemplate,
                               marker=dict(size=6, color=col, opacity=0.8,
                                           symbol=[symbol_map[s] for s in symbols[m]] if symbols is not None else None))
+    if len(symbol_map) > 1:  # a key to the shapes (which side a point is), in the legend only
+        for value, shape in symbol_map.items():
+            fig.add_scatter(x=[None], y=[None], mode="markers", name=str(value), legendgroup="shape",
+                            legendgrouptitle_text="shape", hoverinfo="skip",
+                            marker=dict(size=8, color="#777777", symbol=shape))
     if highlight is not None and len(highlight):
         pos = {int(v): k for k, v in enumerate(ids)}
         hl = [pos[int(h)] for h in highlight if int(h) in pos]
