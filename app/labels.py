@@ -159,6 +159,20 @@ METRICS = {
 GENERIC_DIRECTIONS = {"t2i": "B → A", "i2t": "A → B"}
 
 
+#: column headers of the comparison table, short enough for a 150 px column (the full name is the header's help)
+METRICS_SHORT = {
+    "recall.rsum": "rSum, labelled",
+    "relevant_recall.rsum": "rSum, all relevant",
+    "fn_detection.auroc": "FN AUROC",
+    "sampled_fn_rate": "sampled FN share",
+}
+
+
+def metric_short(key: str, directions: dict[str, str] | None = None) -> str:
+    """:func:`metric`, shortened where :data:`METRICS_SHORT` has a short form (a table's column header)."""
+    return METRICS_SHORT.get(key) or metric(key, directions)
+
+
 def metric(key: str, directions: dict[str, str] | None = None) -> str:
     """A metric key of ``eval.json`` flattened with dots (``recall.t2i.1``) as a human name; ``directions`` gives
     the data's words for the two directions (``{"t2i": "text → image", …}``, :func:`fnlab.analysis.explore.direction_labels`),

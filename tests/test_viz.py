@@ -104,6 +104,11 @@ def test_training_curves_and_comparison():
     assert len(fig.data) == 1 and list(fig.data[0].y) == [300.0, 310.0]
     with pytest.raises(ValueError):
         viz.run_comparison_bars(t.drop(columns="run"))
+    # a share that is 0 for every run keeps its axis at 0 and above (it spanned -1 to 1)
+    zero = viz.run_comparison_bars(pd.DataFrame({"run": ["a", "b"], "sampled_fn_rate": [0.0, 0.0]}))
+    assert zero.layout.yaxis.rangemode == "nonnegative"
+    signed = viz.run_comparison_bars(pd.DataFrame({"run": ["a", "b"], "delta": [-1.0, 2.0]}))
+    assert signed.layout.yaxis.rangemode is None
 
 
 def test_similarity_rank_bars():

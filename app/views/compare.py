@@ -176,11 +176,12 @@ def _page():
     shown = [c for c in PREFERRED if c in numeric]
     metrics_table = table[["run"]].copy()
     for c in shown:
-        metrics_table[labels.metric(c, words)] = [_shown(v, c) for v in table[c]]
+        metrics_table[labels.metric_short(c, words)] = [_shown(v, c) for v in table[c]]
     st.dataframe(metrics_table, hide_index=True, width="stretch", key="cmp_table",
                  column_config={"run": st.column_config.TextColumn("run", width=190),
-                                **{labels.metric(c, words): st.column_config.TextColumn(
-                                    labels.metric(c, words), width=150, help=labels.metric(c, words)) for c in shown}})
+                                **{labels.metric_short(c, words): st.column_config.TextColumn(
+                                    labels.metric_short(c, words), width=150, help=labels.metric(c, words))
+                                   for c in shown}})
     defaults = [c for c in PREFERRED if c in numeric] or numeric[:4]
     url.bind("cmp_metrics", "metrics", defaults, url.as_list, allowed=numeric)
     metrics = st.multiselect("Metrics to chart", numeric, format_func=lambda m: labels.metric(m, words),

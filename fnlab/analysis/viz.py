@@ -459,6 +459,9 @@ def run_comparison_bars(table: pd.DataFrame, *, metrics: Sequence[str] | None = 
                     showlegend=False, name=m, text=table[m].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
                     textposition="outside", cliponaxis=False, row=r, col=c)
     fig.update_xaxes(tickangle=-20)  # every panel at once (one call per panel costs a walk over all axes each)
+    values = table[metrics].apply(pd.to_numeric, errors="coerce")
+    if not (values < 0).any().any():  # shares, rSums, AUROCs: an axis from 0, never a negative share
+        fig.update_yaxes(rangemode="nonnegative")
     fig.update_annotations(font_size=13)
     return _layout(fig, title=title, height=150 + 300 * nrows)
 
