@@ -58,3 +58,28 @@ def test_sampler_summary_without_ground_truth_uses_the_posterior_of_every_pair()
     assert out["risk_source"].iloc[0] == "posterior"
     assert abs(out["fn_risk"].iloc[0] - expected) < 1e-9
     assert abs(out["hardness"].iloc[0] - float(b.sims[:, 5].double().mean())) < 1e-9
+
+
+def test_the_teaching_example_ranks_ties_as_rankings_does():
+    # Exact copies: candidate 0 is an identical copy of every query's labelled candidate 1 and is a false
+    # negative, so it ties with the labelled positive and ranks above it (ties go to the lower index).
+    from fnlab import samplers
+
+    rng = np.random.default_rng(0)
+    nq, nc, d = 12, 16, 8
+    c = rng.normal(size=(nc, d)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    c[0] = c[1]
+    q = c[np.ones(nq, int)] + 0.3 * rng.normal(size=(nq, d)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    pos = sp.csr_matrix((np.ones(nq, bool), (np.arange(nq), np.ones(nq, int))), shape=(nq, nc))
+    rel = pos.copy().tolil()
+    rel[:, 0] = True
+    s = explore.Sides(q, c, pos, sp.csr_matrix(rel), "t2i")
+    post = posterior.fit("paper", s.pair_context)
+    ex = explore.teaching_example(s, {"hardest": samplers.build("hardest"),
+                                      "fne": samplers.build_for_run("fne", {}, posterior=post)})
+    table, pos_rank = explore.ranking(s, ex["query"], k=nc)
+    assert ex["positive_rank"] == pos_rank == 2  # not 1: the tied copy ranks first on Rankings too
+    assert ex["false_negatives_above"] == int(table["false_negative"].to_numpy()[: pos_rank - 1].sum()) == 1
+    assert explore.rankings(s, k=nc).positive_rank[ex["query"]] == pos_rank

@@ -508,9 +508,15 @@ def teaching_example(s: Sides, samplers: Mapping[str, object], *, max_queries: i
         qs = np.arange(start, min(start + chunk, len(s.queries), max_queries))
         b = batch(s, qs)
         sims, pos, fn = b.sims.numpy(), b.positive_mask.numpy(), b.false_negative_mask.numpy()
-        best_pos = np.where(pos, sims, -np.inf).max(axis=1)
-        above = (fn & (sims > best_pos[:, None])).sum(axis=1)
-        pos_rank = (sims > best_pos[:, None]).sum(axis=1) + 1
+        pos_sims = np.where(pos, sims, -np.inf)
+        best_idx = pos_sims.argmax(axis=1)
+        best_pos = pos_sims[np.arange(len(qs)), best_idx]
+        # ranked as ranking() ranks: similarity descending, ties by candidate index (an exact copy of the
+        # labelled positive with a lower index ranks above it)
+        ahead = (sims > best_pos[:, None]) | ((sims == best_pos[:, None])
+                                              & (np.arange(sims.shape[1]) < best_idx[:, None]))
+        above = (fn & ahead).sum(axis=1)
+        pos_rank = ahead.sum(axis=1) + 1
         pick = np.where(pos, -np.inf, sims).argmax(axis=1)
         pick_is_fn = fn[np.arange(len(qs)), pick]
         probs = {}
