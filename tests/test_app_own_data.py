@@ -181,3 +181,20 @@ def test_rename_and_delete_from_the_app(env, tmp_path):
     at.button(key="cmp_delete").click().run()
     _ok(at)
     assert not (root / "mine").exists() and "mine" not in at.sidebar.selectbox(key="run").options
+
+
+def test_the_train_page_offers_the_runs_own_folder_first(env, monkeypatch):
+    from app import jobs
+    from fnlab.storage.loader import LoadedRun
+
+    started = {}
+    monkeypatch.setattr(jobs, "start", lambda root, name, config: started.update(name=name, config=config) or True)
+    at = _open("views/train.py")
+    box = at.selectbox(key="tr_dataset")
+    folder = LoadedRun.from_store(env["FNLAB_RUNS"], "mine").dataset_spec["root"]  # where it was trained
+    assert box.options[0] == f"the dataset of run mine ({folder})" and box.value == box.options[0]
+    at.text_input(key="tr_name").set_value("another-sampler")
+    [b for b in at.button if "Train" in b.label][0].click().run()
+    _ok(at)
+    assert started["name"] == "another-sampler"
+    assert (started["config"]["dataset"], started["config"]["dataset_root"]) == ("pairs", folder)

@@ -33,10 +33,33 @@ def _datasets() -> dict[str, tuple[str, dict]]:
 DATASETS = _datasets()
 
 
+def _sidebar_run_folder() -> tuple[str, tuple[str, dict, str | None]] | None:
+    """``(label, (name, options, root))`` of the dataset of the run in the sidebar where it is a folder of the
+    user's (a built-in one is in the list already), so that another sampler on one's own data is one click."""
+    name = st.session_state.get("run")
+    if not name:
+        return None
+    try:
+        spec = state.loaded(state.runs_root(), name).dataset_spec
+    except (OSError, ValueError):
+        return None
+    if spec["name"] in data.builtin() or not (spec["root"] or spec["name"] not in data.available()):
+        return None
+    where = spec["root"] or spec["name"]
+    label = f"the dataset of run {name} ({where})"
+    if spec["root"]:
+        return label, (spec["name"], dict(spec["options"]), spec["root"])
+    return label, (spec["name"], {}, None)  # a saved dataset folder: its path is its name
+
+
 def _dataset() -> tuple[str, dict, str | None] | None:
-    url.bind("tr_dataset", "dataset", list(DATASETS)[0], url.as_str, allowed=list(DATASETS))
-    label = st.selectbox("Dataset", list(DATASETS), key="tr_dataset",
+    own = _sidebar_run_folder()
+    choices = ([own[0]] if own else []) + list(DATASETS)
+    url.bind("tr_dataset", "dataset", choices[0], url.as_str, allowed=choices)
+    label = st.selectbox("Dataset", choices, key="tr_dataset",
                          help="Built-in datasets have ground truth, so false-negative rates are measured, not guessed.")
+    if own and label == own[0]:
+        return own[1]
     name, opts = DATASETS[label]
     if name != "folder":
         return name, dict(opts), None

@@ -424,7 +424,9 @@ def training_curves(
         for j in range(1, len(cols) + 1):
             fig.add_vrect(x0=e - 0.5, x1=e + 0.5, fillcolor="#999999", opacity=0.12, line_width=0, row=1, col=j)
     if warm:
-        fig.add_annotation(x=warm[0], y=1.0, xref="x", yref="y domain", text="warm-up (no sampler)",
+        # upright inside the band's foot: above the panel it ran into the panel's title, and the loss is at its
+        # highest in the warm-up epoch, so the band's foot is free
+        fig.add_annotation(x=warm[0], y=0.02, xref="x", yref="y domain", text="warm-up (no sampler)", textangle=-90,
                            showarrow=False, yanchor="bottom", font=dict(size=11, color="#555555"))
     return _layout(fig, title=title, height=360)
 
