@@ -42,7 +42,7 @@ from fnlab.storage.loader import LoadedRun
 #: the most candidates a ranking shows (the Rankings page's top-K slider ends here)
 TOP_K = 50
 #: bumped when what an item holds changes, so older caches are recomputed instead of misread
-VERSION = 1
+VERSION = 2
 DIRECTIONS = ("t2i", "i2t")
 _DONE = "done.json"
 #: queries in the fixed batch samplers are compared on (:meth:`RunPages.pool`)
