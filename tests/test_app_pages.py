@@ -199,6 +199,9 @@ def test_suspects_page_decisions_persist(env):
     _ok(at)
     at.slider(key="sus_range").set_value((0.0, 1.0)).run()
     _ok(at)
+    # the list holds every scanned pair in the range, and says so (it read "Suspects (N)" for pairs at P = 0)
+    heading = [h.value for h in at.subheader if h.value.startswith("Scanned pairs (")]
+    assert heading and heading[0].endswith("most likely false negatives first"), [h.value for h in at.subheader]
     before = at.metric[3].value
     assert any("Keys:" in c.value for c in at.caption)  # the shortcuts are shown on the page
     assert at.get("bidi_component"), "the key listener (app/keys.py) is not on the page"

@@ -270,7 +270,10 @@ def _page():
     _review_part(view[view["decision"] == review.UNDECIDED], store, info, key,
                  frozenset(zip(table["query"].tolist(), table["candidate"].tolist(), strict=True)))
 
-    st.subheader(f"Suspects ({len(view):,})")
+    # every scanned pair in the range, not only likely ones: the heading says what the list holds and its order
+    order = "most likely false negatives first" if sort == "p_false_negative" else f"by {sorts[sort]}"
+    shown_note = ", the first 500 shown" if len(view) > 500 else ""
+    st.subheader(f"Scanned pairs ({len(view):,}{shown_note}), {order}")
     cols = [c for c in ["query", "query_text", "candidate", "candidate_text", "rank", "similarity", "p_false_negative",
                         "is_relevant", "decision"] if c in view.columns]  # widths fit 1280 px with the sidebar
     shown = view[cols].head(500).copy()  # text only: the card above shows the candidate's picture
