@@ -86,3 +86,31 @@ def test_load_texts_reads_lines_and_tables(tmp_path):
         load_texts(tmp_path / "c.csv")
     with pytest.raises(ScanInputError, match="no such file"):
         load_texts(tmp_path / "none.txt")
+
+
+def test_triplets_carry_the_texts_the_scan_had(shipped_texts, tmp_path):
+    from fnlab.analysis.scan import triplets
+
+    q, c, pos, cand_texts = data(shipped_texts)
+    query_texts = [f"query {i}" for i in range(len(q))]
+    res = scan(q, c, pos, top_k=5, seed=0)
+    trip = triplets(res, query_texts=query_texts, candidate_texts=cand_texts)
+    assert list(trip.columns[-3:]) == ["anchor_text", "positive_text", "negative_text"]
+    for row in trip.sample(20, random_state=0).itertuples():
+        assert (row.anchor_text, row.positive_text, row.negative_text) == (
+            query_texts[row.anchor], cand_texts[row.positive], cand_texts[row.negative])
+    with pytest.raises(ScanInputError, match="candidate texts: 100 texts, but the triplets name candidate row"):
+        triplets(res, candidate_texts=cand_texts[:100])
+    # from the command line: --texts reach --triplets, and a second scan may replace that file
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "c.npy", c)
+    pos.to_csv(tmp_path / "p.csv", index=False)
+    (tmp_path / "c.txt").write_text("\n".join(cand_texts) + "\n", encoding="utf-8")
+    args = ["scan", "--queries", str(tmp_path / "q.npy"), "--candidates", str(tmp_path / "c.npy"), "--positives",
+            str(tmp_path / "p.csv"), "--top-k", "5", "--texts", f"candidates={tmp_path / 'c.txt'}", "--out",
+            str(tmp_path / "s.parquet"), "--triplets", str(tmp_path / "t.csv"), "--quiet"]
+    for _ in range(2):
+        assert main(args) == 0
+    written = pd.read_csv(tmp_path / "t.csv")
+    assert list(written.columns[-2:]) == ["positive_text", "negative_text"] and "anchor_text" not in written
+    assert (written["negative_text"] == [cand_texts[i] for i in written["negative"]]).all()

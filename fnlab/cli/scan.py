@@ -98,7 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-normalize", action="store_true", help="use raw inner products (inputs already unit length)")
     p.add_argument("--triplets", metavar="FILE", default=None,
                    help="also write (anchor, positive, negative) triplets with suspects removed "
-                        "(sentence-transformers triplet layout, indices and scores)")
+                        "(sentence-transformers triplet layout: indices and scores, and anchor_text, positive_text, "
+                        "negative_text where --texts or --dataset-dir give the texts)")
     p.add_argument("--suspect-threshold", type=number(0, 1), default=0.5,
                    help="negatives with p_false_negative above this are left out of --triplets (default 0.5)")
     p.add_argument("--num-negatives", type=integer(1), default=3, help="negatives per labelled pair in --triplets")
@@ -191,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             from fnlab.analysis.explore import with_content  # ids, texts and image paths beside the indices
 
             result.table = with_content(result.table, ds)
+            from fnlab.data.display import side_content
+
+            trip_texts = {"query_texts": side_content(ds, "b").get("text"),
+                          "candidate_texts": side_content(ds, "a").get("text")}
         else:
             missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
                                       ("--positives", args.positives)) if not v]
@@ -203,11 +208,15 @@ def run(args: argparse.Namespace) -> int:
                      **_text_names(args.texts)}
             kw["top_k"] = _check_top_k(args.top_k, len(q), len(c))
             result = _bounded(lambda: scanmod.scan(q, c, pos, names=names, **kw), kw["top_k"])
+            # texts that fit their rows travel into --triplets (the scan has warned about any that do not)
+            trip_texts = {key: t for key, t, n in (("query_texts", texts.get("queries"), len(q)),
+                                                   ("candidate_texts", texts.get("candidates"), len(c)))
+                          if t is not None and len(t) == n}
     for w in caught:
         if issubclass(w.category, scanmod.ScanWarning):
             print(f"fnlab scan: warning: {w.message}", file=sys.stderr)
 
-    _write_outputs(scanmod, result, args, out, fmt, summary_path)
+    _write_outputs(scanmod, result, args, out, fmt, summary_path, trip_texts)
     if not args.quiet:
         for line in _summary_lines(result.summary):
             print(line)
@@ -333,7 +342,8 @@ def _check_paths(args: argparse.Namespace, out: Path, summary_path: Path) -> Non
                         label=flag if flag in kinds else "the summary file", action="replace")
 
 
-def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: str, summary_path: Path) -> None:
+def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: str, summary_path: Path,
+                   texts: dict | None = None) -> None:
     """Table, triplets and summary written as one unit (:func:`fnlab.core.files.commit_files`): a failure or a
     kill leaves the previous outputs as they were, or (killed during the final renames) a set the next scan
     to the same --out, or ``fnlab.core.files.recover(out)``, completes; never a mix of two scans."""
@@ -342,7 +352,8 @@ def _write_outputs(scanmod, result, args: argparse.Namespace, out: Path, fmt: st
 
     writers = {out: files.table_writer(result.table, fmt)}
     if args.triplets:
-        trip = scanmod.triplets(result, threshold=args.suspect_threshold, num_negatives=args.num_negatives)
+        trip = scanmod.triplets(result, threshold=args.suspect_threshold, num_negatives=args.num_negatives,
+                                **(texts or {}))
         tpath = Path(args.triplets)
         writers[tpath] = files.table_writer(trip, _format_of(tpath, None))
         result.summary["triplets"] = {"path": str(tpath), "rows": int(len(trip)),

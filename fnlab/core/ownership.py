@@ -36,7 +36,7 @@ from typing import Any
 __all__ = [
     "OwnershipError", "Kind", "resolve", "check", "remove", "check_apart", "safe_name", "run_marker_problem",
     "RUN", "STAGED_RUN", "RAY_SCAN_OUTPUT", "SCAN_TABLE", "SCAN_SUMMARY", "SCAN_TRIPLETS", "DATASET",
-    "RUN_MARKER", "RUN_FILES", "TRIPLET_COLUMNS",
+    "RUN_MARKER", "RUN_FILES", "TRIPLET_COLUMNS", "TRIPLET_TEXT_COLUMNS",
 ]
 
 
@@ -56,6 +56,8 @@ RUN_MARKER = "run.json"
 RUN_FILES = frozenset({RUN_MARKER, "config.json", "metrics.jsonl", "review_decisions.jsonl",
                        "review_decisions.parquet"})
 TRIPLET_COLUMNS = ("anchor", "positive", "negative", "positive_score", "negative_score", "p_false_negative")
+#: the texts a triplets table carries after :data:`TRIPLET_COLUMNS` where the scan had them
+TRIPLET_TEXT_COLUMNS = ("anchor_text", "positive_text", "negative_text")
 
 
 def safe_name(name: Any) -> bool:
@@ -231,8 +233,11 @@ def _table_columns(path: Path) -> list[str] | None:
 
 def _recognise_triplets(path: Path) -> str | None:
     cols = [c for c in (_table_columns(path) or []) if not c.startswith("__index_level")]
-    if tuple(cols) != TRIPLET_COLUMNS:
-        return f"not a triplets table fnlab wrote (its columns are not {','.join(TRIPLET_COLUMNS)})"
+    texts = tuple(cols[len(TRIPLET_COLUMNS):])
+    if (tuple(cols[:len(TRIPLET_COLUMNS)]) != TRIPLET_COLUMNS
+            or texts not in ((), TRIPLET_TEXT_COLUMNS[:1], TRIPLET_TEXT_COLUMNS[1:], TRIPLET_TEXT_COLUMNS)):
+        return (f"not a triplets table fnlab wrote (its columns are not {','.join(TRIPLET_COLUMNS)}, then any of "
+                f"{','.join(TRIPLET_TEXT_COLUMNS)})")
     return None
 
 

@@ -7,6 +7,7 @@ Shared by both engines; imports neither.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,8 @@ def detection_vs_similarity(labels: np.ndarray, probs: np.ndarray, sims: np.ndar
 
 
 # ------------------------------------------------------------------------------------ exports
-def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int = 3) -> pd.DataFrame:
+def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int = 3,
+             query_texts: Sequence[str] | None = None, candidate_texts: Sequence[str] | None = None) -> pd.DataFrame:
     """Mined hard negatives with the suspects removed, in sentence-transformers' triplet layout.
 
     ``sentence_transformers.util.mine_hard_negatives(output_format="triplet")`` writes one row per
@@ -156,10 +158,16 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
         result: a :class:`ScanResult` (its ``table`` and ``positive_pairs``).
         threshold: suspects with ``p_false_negative > threshold`` are never used as negatives.
         num_negatives: negatives per (anchor, positive) pair.
+        query_texts, candidate_texts: one text a query / candidate row, where the data have them: the rows then
+            carry ``anchor_text`` / ``positive_text`` and ``negative_text`` beside the indices, the texts
+            sentence-transformers trains on.
 
     Returns:
-        DataFrame ``[anchor, positive, negative, positive_score, negative_score, p_false_negative]``,
-        sorted by anchor, positive, then the negative's rank.
+        DataFrame ``[anchor, positive, negative, positive_score, negative_score, p_false_negative]`` (plus the
+        text columns where texts are given), sorted by anchor, positive, then the negative's rank.
+
+    Raises:
+        ScanInputError: texts that do not give one text to every query / candidate row the rows name.
     """
     if num_negatives < 1:
         raise ScanInputError(f"num_negatives must be >= 1, got {num_negatives}")
@@ -178,6 +186,17 @@ def triplets(result: ScanResult, *, threshold: float = 0.5, num_negatives: int =
     short = int((neg.groupby("anchor").size().reindex(pairs["anchor"].unique(), fill_value=0) < num_negatives).sum())
     out = out[["anchor", "positive", "negative", "positive_score", "negative_score",
                "p_false_negative"]].reset_index(drop=True)
+    for texts, columns, side in ((query_texts, ("anchor",), "query"),
+                                 (candidate_texts, ("positive", "negative"), "candidate")):
+        if texts is None:
+            continue
+        texts = np.asarray(list(texts), dtype=object)
+        for col in columns:
+            idx = out[col].to_numpy()
+            if len(idx) and int(idx.max()) >= len(texts):
+                raise ScanInputError(f"{side} texts: {len(texts)} texts, but the triplets name {side} row "
+                                     f"{int(idx.max())}; expected one text a {side} row")
+            out[f"{col}_text"] = texts[idx] if len(idx) else np.empty(0, dtype=object)
     out.attrs["too_few_negatives"] = short
     return out
 
