@@ -35,6 +35,19 @@ def test_verdict_states_fne_against_plain_with_its_interval_and_semihard_where_i
     low = m.verdict(m.place(0.1))
     assert "fne keep vs plain at k = 10: -1.0 [95% CI -5.3, +3.3], not distinguishable (3 seeds)." in low
     assert any(s.startswith("Semi-hard (520.0) is at least as good as FNE's best (509.0)") for s in low)
+    # an FNE arm on top but within noise of its base: the verdict says the base does as well
+    data = summary()
+    data["semihard"]["shapes:low"] = 500.0
+    data["summary"]["primary"]["shapes:low"]["10"]["arms"]["fne keep"]["mean"] = 512.0
+    data["summary"]["primary"]["shapes:low"]["10"]["vs_plain"]["fne keep"].update(mean=2.0, lo=-2.3, hi=6.3)
+    said = RegimeMap.from_summary(data).verdict(RegimeMap.from_summary(data).place(0.1))
+    assert said[0].startswith("Best without ground truth: **fne keep** (k = 10)")
+    assert said[1] == ("But it is within noise of its own base, plain at k = 10 (+2.0 [95% CI -2.3, +6.3]): "
+                       "plain at k = 10 does as well here without a posterior.")
+    data["semihard"]["shapes:high"] = 400.0  # fne keep on top there too, +50.0 [32.8, 67.2] ahead of its base
+    said = RegimeMap.from_summary(data).verdict(RegimeMap.from_summary(data).place(0.6))
+    assert said[0].startswith("Best without ground truth: **fne keep**")
+    assert not any("within noise of its own base" in x for x in said)
 
 
 def test_merge_takes_each_figure_with_the_most_seeds_and_places_cells_from_any_summary(tmp_path):

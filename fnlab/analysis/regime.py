@@ -207,6 +207,11 @@ class RegimeMap:
             k = "" if top.k == "-" else f" (k = {top.k})"
             seeds = f" ({top.n} seeds)" if top.n else ""
             out.append(f"Best without ground truth: **{top.arm}**{k}, last-epoch relevant rSum {top.mean:.1f}{seeds}.")
+            v = top.vs_plain or {}
+            if top.arm.startswith("fne") and _num(v.get("lo")) is not None and v["lo"] <= 0:
+                base = "semi-hard" if top.k == SEMIHARD_K else f"plain at k = {top.k}"
+                out.append(f"But it is within noise of its own base, {base} ({v['mean']:+.1f} [95% CI {v['lo']:+.1f}, "
+                           f"{v['hi']:+.1f}]): {base} does as well here without a posterior.")
         named = ("fne adapt", "fne leave", "fne keep", "fne drop", "fne soft")
         others = sorted({r.arm for r in cell.results if r.arm.startswith("fne ") and r.arm not in named})
         for arm in (*named, *others):
