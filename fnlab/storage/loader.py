@@ -167,7 +167,10 @@ class LoadedRun:
 
     def _missing_dataset(self, spec: dict, err: Exception) -> str:
         """What to say when the run's dataset cannot be found: the run, the path it records, and the way out."""
-        root = spec["root"]
+        from fnlab import data
+
+        # the folder the run reads: its root, or the name of a saved dataset folder
+        root = spec["root"] or (spec["name"] if spec["name"] not in data.available() else None)
         said = f"run {self.name!r}: its dataset ({self.path / CONFIG}, field 'dataset') could not be loaded: {err}"
         if root and not os.path.isabs(root):
             said += (f". The run records the folder as {root!r}, relative to the folder it was trained from (runs "
