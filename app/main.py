@@ -1,6 +1,6 @@
 """fnlab app entry: ``fnlab app`` (127.0.0.1 unless ``--address``), or ``streamlit run app/main.py``.
 
-Nine thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab;
+Ten thin pages (app/views/; not pages/, which would switch on Streamlit's legacy auto-navigation) over fnlab;
 shared caching and sidebar in app/state.py. On first start with no trained run, a short demo run trains in the
 background (app/jobs.py) with a progress bar on every page. The URL carries the view (app/url.py): the page is its
 path, and run, split, direction, query, point and each page's main controls its parameters
