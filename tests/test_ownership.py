@@ -303,9 +303,9 @@ def test_a_summary_that_is_not_fnlabs_is_kept_and_own_outputs_are_replaced(scan_
         assert main([*SCAN, "--out", "s.parquet", "--triplets", "t.csv"]) == 0
 
 
-def _ray_output(folder: Path) -> None:
+def _ray_output(folder: Path, summary: str = "_summary.json") -> None:
     folder.mkdir()
-    (folder / "summary.json").write_text(json.dumps({"engine": "ray", "output": {"path": str(folder)}}))
+    (folder / summary).write_text(json.dumps({"engine": "ray", "output": {"path": str(folder)}}))
     pd.DataFrame({"query": [0]}).to_parquet(folder / f"part-{'0' * 20}.parquet")
 
 
@@ -342,6 +342,8 @@ def test_the_ray_output_check_accepts_its_own_and_empty_folders_and_refuses_inpu
     from fnlab.analysis.scan.ray import check_output
 
     _ray_output(scan_ws / "previous")
+    _ray_output(scan_ws / "older", summary="summary.json")  # as Ray scans wrote it before 2026-12-07
+    assert check_output(scan_ws / "older", {}) == scan_ws / "older"
     (scan_ws / "empty-out").mkdir()
     assert check_output(scan_ws / "previous", {"queries": str(scan_ws / "Q.npy")}) == scan_ws / "previous"
     assert check_output(scan_ws / "empty-out", {}) == scan_ws / "empty-out"

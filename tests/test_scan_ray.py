@@ -108,13 +108,14 @@ def test_cli_ray_on_parquet_shards_with_ids(ray_cluster, data, tmp_path, capsys)
                "--batch-size", "256", "--out", str(out), "--quiet"])
     assert rc == 0
     parts = sorted(out.glob("part-*.parquet"))
-    assert parts and (out / "summary.json").exists()
+    assert parts and (out / "_summary.json").exists()
     assert not list(tmp_path.glob(".suspects.staging-*"))  # staging renamed into place
     table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    assert len(pd.read_parquet(out)) == len(table)  # the folder reads as one table: the summary is skipped
     table["query"] -= 10_000
     table["candidate"] -= 50_000
     _same(local.table, table)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "_summary.json").read_text())
     assert summary["rows"] == NQ * K and summary["output"]["parts"] == len(parts)
     assert summary["ray"]["query_format"] == "parquet" and summary["ray"]["query_shards"] == 2
 

@@ -78,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local = this process (default); ray = a Ray Data job: --queries/--candidates may be "
                           "folders of .parquet (id + embedding columns) or .npy shards, --positives holds their "
-                          "ids, --out is a folder of Parquet parts + summary.json, committed at the end")
+                          "ids, --out is a folder of Parquet parts + _summary.json, committed at the end")
     ray.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                      help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on all cores)")
     ray.add_argument("--candidate-shards", type=integer(1), default=1,
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_ray(args: argparse.Namespace, kw: dict) -> int:
-    """``--engine ray``: shard folders in, a committed folder of Parquet parts + summary.json out."""
+    """``--engine ray``: shard folders in, a committed folder of Parquet parts + _summary.json out."""
     from fnlab.analysis import scan as scanmod
 
     bad = [flag for flag, given in (("--dataset-dir", args.dataset_dir), ("--triplets", args.triplets),
@@ -259,7 +259,7 @@ def _run_ray(args: argparse.Namespace, kw: dict) -> int:
     if not args.quiet:
         for line in _summary_lines(result.summary):
             print(line)
-        print(f"wrote {args.out}/ ({result.summary['output']['parts']} Parquet parts and summary.json)")
+        print(f"wrote {args.out}/ ({result.summary['output']['parts']} Parquet parts and _summary.json; pandas.read_parquet reads the folder)")
     return 0
 
 

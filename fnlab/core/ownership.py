@@ -9,7 +9,7 @@ commits of both scan engines, ``fnlab data make-sample``, the app's background t
 2. **Inside the place it was given.** The target must lie strictly inside the folder it belongs to
    (the run store, a run store's ``.staging``), never be that folder itself.
 3. **Recognised by a marker fnlab wrote.** Each kind of thing fnlab writes (:class:`Kind`) carries a
-   marker: a run its ``run.json``, a Ray scan output its ``summary.json``, a saved dataset its
+   marker: a run its ``run.json``, a Ray scan output its ``_summary.json``, a saved dataset its
    ``dataset.json``, a scan table the ``TABLE.summary.json`` beside it, a triplets table its columns.
    The marker is checked against its kind's schema, and a folder must hold nothing but the files of
    its kind: a folder with anything else in it (a subfolder, ``thesis.tex``) is not fnlab's to remove.
@@ -184,17 +184,22 @@ _PART = re.compile(r"part-[0-9a-f]{20}\.parquet")
 _PART_TMP = re.compile(r"\.part-[0-9a-f]{20}\.parquet\.[0-9a-f]{32}\.tmp")
 
 
+#: a Ray scan output's summary: ``_summary.json`` (Parquet readers skip it), ``summary.json`` before 2026-12-07
+RAY_SUMMARIES = ("_summary.json", "summary.json")
+
+
 def _recognise_ray_output(folder: Path) -> str | None:
-    summary = _json_object(folder / "summary.json")
+    name = next((n for n in RAY_SUMMARIES if (folder / n).is_file()), RAY_SUMMARIES[0])
+    summary = _json_object(folder / name)
     if summary is None:
-        return "not a Ray scan output (no readable summary.json)"
+        return "not a Ray scan output (no readable _summary.json)"
     if summary.get("engine") != "ray" or not isinstance(summary.get("output"), dict):
-        return "its summary.json is not one a Ray scan wrote (no engine 'ray' and output record)"
+        return f"its {name} is not one a Ray scan wrote (no engine 'ray' and output record)"
     return None
 
 
 def _ray_members(folder: Path) -> Callable[[str], bool]:
-    return lambda name: name == "summary.json" or bool(_PART.fullmatch(name) or _PART_TMP.fullmatch(name))
+    return lambda name: name in RAY_SUMMARIES or bool(_PART.fullmatch(name) or _PART_TMP.fullmatch(name))
 
 
 def _recognise_scan_table(path: Path) -> str | None:

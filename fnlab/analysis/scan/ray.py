@@ -25,7 +25,7 @@ does not fit one process:
 4. **Output.** The last stage turns each batch into rows with ``p_false_negative`` and writes
    one Parquet part, named by a hash of the batch's query ids (a retried batch rewrites the same
    part), into a staging folder. When every batch is done the driver checks that each query was
-   written exactly once, writes ``summary.json`` there and renames the folder into place: a job
+   written exactly once, writes ``_summary.json`` there and renames the folder into place: a job
    that fails leaves nothing under the final name.
 5. **Faults.** Actors are restarted and their tasks retried (``max_restarts``,
    ``max_task_retries``): a worker killed mid-job costs a retry, not the job.
@@ -77,7 +77,9 @@ from fnlab.retrieval.similarity import build_index, index_description, merge_top
 __all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 4096
-SUMMARY_NAME = "summary.json"
+#: the output folder's summary; the leading underscore makes Parquet readers (pandas, pyarrow, polars, Spark) skip it,
+#: so ``pandas.read_parquet(out)`` reads the parts as one table
+SUMMARY_NAME = "_summary.json"
 
 
 def _import_ray():
@@ -96,7 +98,8 @@ def _import_ray():
 def check_output(out: str | os.PathLike, inputs: Mapping[str, Any], *, label: str = "out") -> Path:
     """The output folder, refused before any work unless the commit may replace it (:mod:`fnlab.core.ownership`):
     it must not be an input, lie inside an input folder or hold an input, and where it exists it must be an
-    output folder a Ray scan wrote (``summary.json`` and ``part-*.parquet`` only) or empty.
+    output folder a Ray scan wrote (``_summary.json``, or ``summary.json`` before 2026-12-07, and ``part-*.parquet``
+    only) or empty.
 
     Raises:
         ScanInputError: naming ``out`` and why.
@@ -370,7 +373,7 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
             seed, names: as :func:`fnlab.analysis.scan.scan`.
         progress: Ray Data's progress bars.
         chunk_size: default of ``batch_size``. device: ``"auto"`` or ``"cpu"`` (faiss on CPU).
-        out: output folder (``part-*.parquet`` + ``summary.json``), committed at the end; ``None``
+        out: output folder (``part-*.parquet`` + ``_summary.json``), committed at the end; ``None``
             collects the table in memory (small inputs; tests).
         ray_address: cluster to join (else ``RAY_ADDRESS``, else a local Ray with ``num_cpus``,
             default all cores). connect_timeout: seconds allowed to reach it.
@@ -461,7 +464,8 @@ def ray_scan(queries: Any, candidates: Any, positives: Any, *, top_k: int = 50, 
             return ScanResult(table=table, summary=summary, posterior=fitted.post, positive_pairs=None,
                               warnings=notes)
         summary["output"] = {"path": str(out_path), "format": "parquet", "parts": len(keep),
-                             "layout": "part-*.parquet (one per batch; concatenate them) + summary.json"}
+                             "layout": "part-*.parquet (one per batch; pandas.read_parquet(folder) reads them as one table) "
+                                       "+ _summary.json"}
         write_json(summary, staging / SUMMARY_NAME)
         _commit(staging, out_path)
         staging = None
