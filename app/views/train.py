@@ -43,7 +43,8 @@ def _sidebar_run_folder() -> tuple[str, tuple[str, dict, str | None]] | None:
         spec = state.loaded(state.runs_root(), name).dataset_spec
     except (OSError, ValueError):
         return None
-    if spec["name"] in data.builtin() or not (spec["root"] or spec["name"] not in data.available()):
+    saved_folder = spec["root"] is None and spec["name"] not in data.available()
+    if spec["name"] in data.builtin() or not (spec["root"] or saved_folder):
         return None
     where = spec["root"] or spec["name"]
     label = f"the dataset of run {name} ({where})"

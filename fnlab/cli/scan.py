@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
               text_encoder=args.text_encoder)
 
     _check_paths(args, out, summary_path)  # before any work: no output may overwrite an input or another output
+    trip_texts: dict = {}  # the texts --triplets carries beside the indices, where the scan has them
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scanmod.ScanWarning)
         if args.dataset_dir:
@@ -192,10 +193,11 @@ def run(args: argparse.Namespace) -> int:
             from fnlab.analysis.explore import with_content  # ids, texts and image paths beside the indices
 
             result.table = with_content(result.table, ds)
-            from fnlab.data.display import side_content
+            if args.triplets:  # the folder's texts, only where --triplets will carry them
+                from fnlab.data.display import side_content
 
-            trip_texts = {"query_texts": side_content(ds, "b").get("text"),
-                          "candidate_texts": side_content(ds, "a").get("text")}
+                trip_texts = {"query_texts": side_content(ds, "b").get("text"),
+                              "candidate_texts": side_content(ds, "a").get("text")}
         else:
             missing = [f for f, v in (("--queries", args.queries), ("--candidates", args.candidates),
                                       ("--positives", args.positives)) if not v]

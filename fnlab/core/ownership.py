@@ -184,7 +184,8 @@ _PART = re.compile(r"part-[0-9a-f]{20}\.parquet")
 _PART_TMP = re.compile(r"\.part-[0-9a-f]{20}\.parquet\.[0-9a-f]{32}\.tmp")
 
 
-#: a Ray scan output's summary: ``_summary.json`` (Parquet readers skip it), ``summary.json`` before 2026-12-07
+#: a Ray scan output's summary: ``_summary.json`` (the leading underscore makes Parquet readers such as pandas, pyarrow
+#: and Spark skip it, so ``pandas.read_parquet(out)`` reads the parts as one table), ``summary.json`` before 2026-12-07
 RAY_SUMMARIES = ("_summary.json", "summary.json")
 
 

@@ -71,15 +71,15 @@ from fnlab.analysis.scan.inputs import (
     prepare_embeddings,
 )
 from fnlab.analysis.scan.table import ScanResult, suspects_table, window_thresholds, write_json
+from fnlab.core.ownership import RAY_SUMMARIES
 from fnlab.posterior import PairContext
 from fnlab.retrieval.similarity import build_index, index_description, merge_topk, recall_at_k, topk
 
 __all__ = ["ray_scan", "check_ray_address", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 4096
-#: the output folder's summary; the leading underscore makes Parquet readers (pandas, pyarrow, polars, Spark) skip it,
-#: so ``pandas.read_parquet(out)`` reads the parts as one table
-SUMMARY_NAME = "_summary.json"
+#: the output folder's summary (named once, in :mod:`fnlab.core.ownership`, which recognises the folder by it)
+SUMMARY_NAME = RAY_SUMMARIES[0]
 
 
 def _import_ray():
