@@ -40,13 +40,12 @@ def _sidebar_run_folder() -> tuple[str, tuple[str, dict, str | None]] | None:
     if not name:
         return None
     try:
-        spec = state.loaded(state.runs_root(), name).dataset_spec
+        run = state.loaded(state.runs_root(), name)
+        spec, where = run.dataset_spec, run.dataset_folder
     except (OSError, ValueError):
         return None
-    saved_folder = spec["root"] is None and spec["name"] not in data.available()
-    if spec["name"] in data.builtin() or not (spec["root"] or saved_folder):
+    if where is None:  # a built-in dataset
         return None
-    where = spec["root"] or spec["name"]
     label = f"the dataset of run {name} ({where})"
     if spec["root"]:
         return label, (spec["name"], dict(spec["options"]), spec["root"])

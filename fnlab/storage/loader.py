@@ -162,15 +162,21 @@ class LoadedRun:
                 try:
                     self._datasets[split] = data.load(spec["name"], split=split, root=spec["root"], **spec["options"])
                 except FileNotFoundError as err:
-                    raise FileNotFoundError(self._missing_dataset(spec, err)) from err
+                    raise FileNotFoundError(self._missing_dataset(err)) from err
             return self._datasets[split]
 
-    def _missing_dataset(self, spec: dict, err: Exception) -> str:
-        """What to say when the run's dataset cannot be found: the run, the path it records, and the way out."""
+    @property
+    def dataset_folder(self) -> str | None:
+        """The folder the run's dataset is read from: the ``root`` of a ``pairs`` or ``precomp`` dataset, or the path
+        of a saved dataset folder (its name); ``None`` for a built-in dataset."""
         from fnlab import data
 
-        # the folder the run reads: its root, or the name of a saved dataset folder
-        root = spec["root"] or (spec["name"] if spec["name"] not in data.available() else None)
+        spec = self.dataset_spec
+        return spec["root"] or (spec["name"] if spec["name"] not in data.available() else None)
+
+    def _missing_dataset(self, err: Exception) -> str:
+        """What to say when the run's dataset cannot be found: the run, the path it records, and the way out."""
+        root = self.dataset_folder
         said = f"run {self.name!r}: its dataset ({self.path / CONFIG}, field 'dataset') could not be loaded: {err}"
         if root and not os.path.isabs(root):
             said += (f". The run records the folder as {root!r}, relative to the folder it was trained from (runs "
