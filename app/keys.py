@@ -8,18 +8,20 @@ therefore carries every press, and a press that arrives during a rerun is handle
 
 The log belongs to the page (one per browser tab, named by a random mount id): a reload starts a new log.
 Presses are ignored while the listener is not mounted (another page is shown), while the user types in a
-field, with a modifier key held, or when the key repeats.
+field, with a modifier key held, or when the key repeats. The listener's script loads a moment after the page
+draws (longer on a busy machine), so the listener shows the keys' hint itself: the hint appears when the keys
+work, and a press is never silently lost on a page that shows it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
 _JS = r"""
 export default function (component) {
-  const { setStateValue, data } = component;
+  const { setStateValue, data, parentElement } = component;
   const g = window.__fnlabKeys || (window.__fnlabKeys = {
     mount: Math.random().toString(36).slice(2), log: "", send: null, keys: "" });
   g.send = setStateValue;
@@ -37,11 +39,27 @@ export default function (component) {
     };
     document.addEventListener("keydown", g.listener);
   }
+  const hint = parentElement && parentElement.querySelector(".fnlab-keys");
+  if (hint) {  // the keys work from now on: show them (text nodes only, nothing parsed as HTML)
+    hint.replaceChildren(document.createTextNode("Keys: "));
+    ((data && data.hint) || []).forEach(([letter, meaning], i) => {
+      if (i) hint.append(" · ");
+      const b = document.createElement("b");
+      b.textContent = String(letter);
+      hint.append(b, " " + String(meaning));
+    });
+    hint.classList.add("on");
+  }
   return () => { if (g.send === setStateValue) g.send = null; };
 }
 """
 
-_listener = st.components.v2.component("fnlab_key_log", js=_JS)
+# Hidden until the script above has mounted the listener; sized like a Streamlit caption.
+_HTML = '<div class="fnlab-keys" data-testid="fnlab-keys"></div>'
+_CSS = ".fnlab-keys { font-size: 0.875rem; opacity: 0.6; min-height: 1.4em; visibility: hidden; }" \
+       " .fnlab-keys.on { visibility: visible; }"
+
+_listener = st.components.v2.component("fnlab_key_log", html=_HTML, css=_CSS, js=_JS)
 
 
 def new_presses(value: object, handled: dict[str, int]) -> str:
@@ -58,10 +76,13 @@ def new_presses(value: object, handled: dict[str, int]) -> str:
     return log[done:]
 
 
-def presses(keys: str, *, key: str) -> str:
-    """Mount the key listener for the letters ``keys`` and return the presses not handled yet, oldest first
-    (lower case). Call it once per run of the part that acts on them (a fragment reruns on each press)."""
-    result = _listener(key=key, data={"keys": keys.lower()}, default={"presses": None},
+def presses(hint: Sequence[tuple[str, str]], *, key: str) -> str:
+    """Mount the key listener for the letters of ``hint`` (``(letter, what it does)``, shown as "Keys: **F**
+    false negative · ..." once the keys work) and return the presses not handled yet, oldest first (lower
+    case). Call it once per run of the part that acts on them (a fragment reruns on each press)."""
+    letters = "".join(letter.lower() for letter, _ in hint)
+    data = {"keys": letters, "hint": [[letter.upper(), meaning] for letter, meaning in hint]}
+    result = _listener(key=key, data=data, default={"presses": None},
                        on_presses_change=lambda: None)
     value = result.get("presses") if isinstance(result, Mapping) else getattr(result, "presses", None)
     return new_presses(value, st.session_state.setdefault(f"{key}__handled", {}))

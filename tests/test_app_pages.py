@@ -8,6 +8,7 @@ linked views (suspect -> Rankings / map, map point -> Rankings).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -203,8 +204,10 @@ def test_suspects_page_decisions_persist(env):
     heading = [h.value for h in at.subheader if h.value.startswith("Scanned pairs (")]
     assert heading and heading[0].endswith("most likely false negatives first"), [h.value for h in at.subheader]
     before = at.metric[3].value
-    assert any("Keys:" in c.value for c in at.caption)  # the shortcuts are shown on the page
-    assert at.get("bidi_component"), "the key listener (app/keys.py) is not on the page"
+    listener = at.get("bidi_component")
+    assert listener, "the key listener (app/keys.py) is not on the page"
+    data = json.loads(listener[0].proto.json)  # what it shows once the keys work (a browser runs its script)
+    assert data["keys"] == "ftun" and [k for k, _ in data["hint"]] == ["F", "T", "U", "N"], data
     at.button(key="sus_fn").click().run()
     _ok(at)
     assert int(at.metric[3].value) == int(before) + 1

@@ -206,11 +206,18 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
     def card() -> str:
         return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate ")).first.inner_text()
 
+    def keys_on() -> None:
+        """The page shows the keys' hint once its listener works (app/keys.py): a user presses after that."""
+        page.locator("[data-testid='fnlab-keys'].on").first.wait_for(timeout=WAIT_MS)
+        assert "F false negative" in page.locator("[data-testid='fnlab-keys']").first.inner_text()
+
     def until(ok, what: str, seconds: float = 30.0) -> None:
         """A press may take a while to show on a loaded machine; a lost press never shows."""
         end = time.perf_counter() + seconds
         while not ok():
-            assert time.perf_counter() < end, what
+            listener = page.evaluate("() => { const g = window.__fnlabKeys;"
+                                     " return g ? {mounted: !!g.send, log: g.log} : null; }")
+            assert time.perf_counter() < end, f"{what} (the page's key listener: {listener})"
             page.wait_for_timeout(100)
         _settle(page)
         assert ok(), what  # and nothing after it undid it
@@ -219,9 +226,10 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
         _goto(page, f"{server}/suspects")
         page.locator("[data-testid='stMetric']", has_text="Reviewed").first.wait_for(timeout=WAIT_MS)
         page.wait_for_selector(IDLE, timeout=WAIT_MS)
+        keys_on()
         before, first = reviewed(), card()
-        _timed(page, "review: F pressed as soon as the page is idle", lambda: page.keyboard.press("f"))
-        until(lambda: reviewed() == before + 1 and card() != first, "F pressed as soon as the page was idle was lost")
+        _timed(page, "review: F pressed as soon as the keys show", lambda: page.keyboard.press("f"))
+        until(lambda: reviewed() == before + 1 and card() != first, "F pressed as soon as the keys showed was lost")
         _timed(page, "review: U (undo)", lambda: page.keyboard.press("u"))
         until(lambda: reviewed() == before and card() == first, "U was lost")
         cards = [card()]
@@ -251,6 +259,7 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
         page.locator("[data-testid='stSidebarNav'] a", has_text="Suspects").first.click()
         page.locator("[data-testid='stMetric']", has_text="Reviewed").first.wait_for(timeout=WAIT_MS)
         _settle(page)
+        keys_on()
         assert reviewed() == before, "a key pressed on Rankings decided a card on Suspects"
         shown = card()
         page.keyboard.press("n")

@@ -18,7 +18,7 @@ st.caption("Unlabelled pairs the model ranks high and the run's posterior calls 
            "false negative or a true negative: every decision is saved at once (an interrupted session loses "
            "nothing), and U undoes the last one.")
 
-KEYS = "Keys: **F** false negative · **T** true negative · **U** undo · **N** next (skip for now)"
+KEYS = (("f", "false negative"), ("t", "true negative"), ("u", "undo"), ("n", "next (skip for now)"))
 
 
 SOURCES = ["the selected run", "uploaded embeddings"]
@@ -136,7 +136,8 @@ def _review_part(todo, store, info, key: str, scanned: frozenset) -> None:
     at once; the table below catches up on the next change of a filter (or a reload). Every key press is
     handled, in order, even when presses arrive faster than the page redraws (:mod:`app.keys`)."""
     state.go_pending()  # its links (a click reruns this fragment only): straight to the page they name
-    for press in keys.presses("ftnu", key="sus_keys"):
+    st.subheader("Review")
+    for press in keys.presses(KEYS, key="sus_keys"):  # the listener shows the keys once they work
         if press in "ft":
             _decide_head(store, key, review.FALSE_NEGATIVE if press == "f" else review.TRUE_NEGATIVE)
         elif press == "n":
@@ -145,7 +146,6 @@ def _review_part(todo, store, info, key: str, scanned: frozenset) -> None:
             _undo(store)
     decided = {(int(r.query), int(r.candidate)) for r in store.load().itertuples()
                if r.direction == key and r.decision != review.UNDECIDED}
-    st.subheader("Review")
     st.metric("Reviewed", f"{len(decided & scanned):,}", help="Pairs of this scan marked as a false or a true "
                                                                "negative (the decision log keeps every action).")
     state.guard(lambda: _review_one(todo, store, info, key, decided))
@@ -193,7 +193,7 @@ def _review_one(todo, store, info, key: str, decided: set) -> None:
                  on_click=_skip_head)
     right.button("Undo", key="sus_undo_btn", icon=":material/undo:", width="stretch",
                  on_click=_undo, args=(store,), disabled=not st.session_state.get("sus_actions"))
-    st.caption(f"{KEYS}. {len(left_over):,} undecided in this view.")
+    st.caption(f"{len(left_over):,} undecided in this view.")
     if info is not None:
         l1, l2 = st.columns(2)
         l1.button(f"Open this {qn} in Rankings", key="sus_to_ranking", icon=":material/format_list_numbered:",
