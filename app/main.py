@@ -24,7 +24,8 @@ from app.demo import ensure_demo_run, progress_panel  # noqa: E402
 st.set_page_config(page_title="fnlab: false-negative lab", page_icon=":material/search:", layout="wide")
 
 PAGES = [
-    st.Page("views/data.py", title="Data", icon=":material/dataset:", default=True),
+    # the Data page is the app's root; its own name is not "data", which the alias below answers to
+    st.Page("views/data.py", title="Data", icon=":material/dataset:", default=True, url_path="start"),
     st.Page("views/lesson.py", title="Lesson", icon=":material/school:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/rankings.py", title="Rankings", icon=":material/format_list_numbered:"),
@@ -36,9 +37,13 @@ PAGES = [
     st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
 ]
 
-nav = st.navigation(PAGES)
+# "/data" (the Data page's name in the menu) opens it too, instead of Streamlit's "Page not found"
+DATA_ALIAS = st.Page("views/data.py", title="Data", url_path="data", visibility="hidden")
+nav = st.navigation([*PAGES, DATA_ALIAS])
 state.read_url()  # before any page switch, which clears the URL's parameters
 state.go_pending()  # a linked view's button (its callback named the page): straight there
+if nav.url_path == DATA_ALIAS.url_path:
+    st.switch_page(PAGES[0])  # the root URL, with the view's parameters (read above) republished by the page
 if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
     st.session_state["_fn_page_read"] = True
     wanted = str(url.take("page") or "").strip().lower().replace(" ", "_")

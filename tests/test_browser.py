@@ -51,6 +51,12 @@ def test_every_page_renders_at_1280px(server, browser):
             _tables_fit(page, shot)
         # the developer toolbar is off (viewer mode): no Deploy button
         assert page.get_by_text("Deploy", exact=True).count() == 0
+        # /data, the Data page's name in the menu, opens it (it is the root page; this read "Page not found")
+        _goto(page, f"{server}/data")
+        _settle(page)
+        assert page.locator("h1").first.inner_text().startswith("fnlab"), page.locator("h1").first.inner_text()
+        assert page.get_by_text("Page not found").count() == 0
+        assert "/data" not in page.url, page.url
         if os.environ.get("FNLAB_BROWSER_TIMINGS"):  # bench/browser_speed.py: every page again, now cached
             for path, shot in PAGES:  # (a full page load each time); a timing only, so not in the suite
                 _timed(page, f"cached open of page {shot}", lambda path=path: page.goto(f"{server}/{path}"))
