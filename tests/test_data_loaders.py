@@ -127,6 +127,85 @@ def test_precomp_missing_split(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- pairs
+def _merged_reference(n_a, pairs_values, listed_values, fill):
+    """Slow reference: the candidates table's value, else the pairs table's, else ``fill``."""
+    out = []
+    for i in range(n_a):
+        got = listed_values.get(i)
+        out.append(got if got is not None else pairs_values.get(i, fill))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_candidates_table_describes_unlabelled_candidates_too(tmp_path, fmt):
+    """A corpus is larger than its labelled queries: every candidate gets its text, image and split."""
+    write_pairs(tmp_path, n_a=8, n_b=3, relevance=False)  # labels candidates 0, 1, 2 only
+    cands = pd.DataFrame({"a_text": [f"document {i}" for i in range(8)],
+                          "split": ["train", "train", "test", "val", "test", "train", "val", "test"]})
+    getattr(cands, "to_csv" if fmt == "csv" else "to_parquet")(tmp_path / f"candidates.{fmt}", index=False)
+    ds = data.load("pairs", root=tmp_path, split="all")
+    assert ds.a_meta["a_text"].tolist() == [f"document {i}" for i in range(8)]
+    assert ds.a_meta["image_path"][1] == str(tmp_path / "img/1.png")  # the pairs table's column still counts
+    assert ds.a_meta["image_path"][5] == ""  # an unlabelled candidate with no image: empty, not a made-up path
+    test = data.load("pairs", root=tmp_path, split="test")
+    assert test.a_ids.tolist() == [2, 4, 7]  # unlabelled candidates 4 and 7 are in test, not train
+
+
+def test_a_candidates_table_with_ids_lists_some_candidates(tmp_path):
+    write_pairs(tmp_path, n_a=8, n_b=3, relevance=False)
+    pd.DataFrame({"candidate": [6, 1], "image_path": ["img/6.png", "img/1.png"]}).to_csv(
+        tmp_path / "candidates.csv", index=False)
+    ds = data.load("pairs", root=tmp_path, split="all")
+    assert ds.a_meta["image_path"][6] == str(tmp_path / "img/6.png")
+    assert ds.a_meta["image_path"][0] == str(tmp_path / "img/0.png")  # from the pairs table
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        (pd.DataFrame({"a_text": ["x"] * 5}), r"candidates.csv: 5 rows but a.npy has 8; expected one row per a.npy"),
+        (pd.DataFrame({"a": [0, 9], "a_text": ["x", "y"]}), r"candidates.csv: column 'a' has index 9 outside"),
+        (pd.DataFrame({"a": [3, 3], "a_text": ["x", "y"]}), r"candidates.csv: column 'a' lists candidate 3 more"),
+        (pd.DataFrame({"a": [3], "note": ["x"]}), r"candidates.csv: no column 'a_text', 'image_path', 'split'"),
+        (pd.DataFrame({"a": [3, 4], "split": ["test", "holdout"]}), r"candidates.csv: column 'split' has value "
+                                                                    r"'holdout'; expected train, val or test"),
+        (pd.DataFrame({"a": [3, 4], "split": ["test", None]}), r"candidates.csv: column 'split' has value"),
+        (pd.DataFrame({"a": [0], "image_path": ["other/0.png"]}), r"candidates.csv: column 'image_path' gives "
+                                                                  r"candidate 0 'other/0.png', but .*pairs.csv gives"),
+    ],
+)
+def test_a_bad_candidates_table_is_named(tmp_path, table, match):
+    write_pairs(tmp_path, n_a=8, n_b=3, relevance=False)
+    table.to_csv(tmp_path / "candidates.csv", index=False)
+    before = listing(tmp_path)
+    with pytest.raises(DatasetError, match=match):
+        data.load("pairs", root=tmp_path, split="all")
+    assert listing(tmp_path) == before  # nothing written, nothing lost
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_a=st.integers(1, 9), data_=st.data())
+def test_candidate_texts_merge_the_two_tables(n_a, data_):
+    """Property: with any labelled candidates and any listed candidates (agreeing where both give a text),
+    every candidate's text is the candidates table's, else the pairs table's, else empty."""
+    labelled = data_.draw(st.lists(st.integers(0, n_a - 1), min_size=1, max_size=6))
+    listed = data_.draw(st.lists(st.integers(0, n_a - 1), unique=True, min_size=1, max_size=n_a))
+    with_text = data_.draw(st.lists(st.booleans(), min_size=len(listed), max_size=len(listed)))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        np.save(root / "a.npy", np.ones((n_a, 2), np.float32))
+        np.save(root / "b.npy", np.ones((len(labelled), 2), np.float32))
+        pd.DataFrame({"b": range(len(labelled)), "a": labelled,
+                      "a_text": [f"doc {c}" for c in labelled]}).to_csv(root / "pairs.csv", index=False)
+        texts = [f"doc {c}" if t else None for c, t in zip(listed, with_text, strict=True)]
+        pd.DataFrame({"a": listed, "a_text": texts}, dtype=object).to_csv(root / "candidates.csv", index=False)
+        got = data.load("pairs", root=root, split="all").a_meta["a_text"].tolist()
+    want = _merged_reference(n_a, {c: f"doc {c}" for c in labelled},
+                             {c: t for c, t in zip(listed, texts, strict=True)}, "")
+    event(f"listed {len(listed)} of {n_a}")
+    assert got == want
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_pairs_layout(tmp_path, fmt):
     a, b, df, rel = write_pairs(tmp_path, fmt=fmt, split=True)

@@ -9,6 +9,12 @@ Layout of ``ROOT/``::
         a_text, image_path  optional, the candidate's text / image file (relative to ROOT or absolute);
                  one value per candidate
         split    optional, train | val | test, the same for every pair of a candidate
+    candidates.csv | candidates.parquet   optional, what every candidate is, labelled or not (a corpus is
+                 often far larger than its labelled queries):
+        a        (or ``candidate``), optional: the row of a.npy each table row describes; without it, one
+                 table row per a.npy row, in order
+        a_text, image_path, split   as above, for the candidates the table lists; a candidate also given
+                 one in the pairs table must be given the same value
     a.npy        [n_a, d_a] float: candidate embeddings or features (every row is an A item)
     b.npy        [n_b_rows, d_b] float: query embeddings or features
     relevance.csv | relevance.parquet   optional ground truth, columns ``b`` and ``a`` (same meaning):
@@ -20,7 +26,7 @@ candidates in each query's top ``pooling_depth`` under a weak retriever over the
 
 Side-B items are the table's rows, in order (``b_ids`` keeps the ``b`` value); side-A items are
 all rows of ``a.npy``. Both sides are ``features`` (``a_inputs``/``b_inputs`` float32). Without a
-``split`` column, candidates are split at random (``val_fraction`` and ``test_fraction``, 0.1 each,
+``split`` column (in either table), candidates are split at random (``val_fraction`` and ``test_fraction``, 0.1 each,
 ``seed`` 0). Everything is checked on load; a problem raises :class:`DatasetError` naming the file,
 the column or field, and what was expected. ``.npy`` files are never unpickled.
 
@@ -82,6 +88,73 @@ def _per_candidate(df: pd.DataFrame, col: str, a: np.ndarray, n_a: int, where: s
     return out
 
 
+_CANDIDATE_COLUMNS = ("a_text", "image_path", "split")
+_FILL = {"a_text": "", "image_path": "", "split": "train"}
+
+
+def _check_splits(values, where: str) -> None:
+    """Every value given is train, val or test (a blank one too is an error: it would put a candidate in
+    train unseen)."""
+    bad = sorted({str(v) for v in values} - set(_SPLITS))
+    if bad:
+        raise DatasetError(f"{where}: column 'split' has value {bad[0]!r}; expected train, val or test")
+
+
+def _candidates_table(root: Path, n_a: int) -> tuple[pd.DataFrame, np.ndarray, str] | None:
+    """The optional candidates table: ``(table, a.npy row of each table row, where)``, or ``None``."""
+    path = _table_path(root, "candidates", required=False)
+    if path is None:
+        return None
+    table = read_table(path, "candidates")
+    where = str(path)
+    id_col = next((c for c in ("a", "candidate") if c in table.columns), None)
+    if id_col is None:
+        if len(table) != n_a:
+            raise DatasetError(f"{where}: {len(table)} rows but a.npy has {n_a}; expected one row per a.npy row, in "
+                               "order (or a column 'a' naming the a.npy row of each)")
+        rows = np.arange(n_a)
+    else:
+        rows = int_column(table, id_col, where, high=n_a)
+        uniq, counts = np.unique(rows, return_counts=True)
+        if (counts > 1).any():
+            raise DatasetError(f"{where}: column {id_col!r} lists candidate {uniq[counts > 1][0]} more than once; "
+                               "expected each a.npy row at most once")
+    if not any(c in table.columns for c in _CANDIDATE_COLUMNS):
+        raise DatasetError(f"{where}: no column {', '.join(map(repr, _CANDIDATE_COLUMNS))}; expected at least one "
+                           "of them (what each candidate is)")
+    return table, rows, where
+
+
+def _present(v) -> bool:
+    return not (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA)
+
+
+def _candidate_values(df: pd.DataFrame, col: str, a: np.ndarray, n_a: int, where: str,
+                      listed: tuple[pd.DataFrame, np.ndarray, str] | None) -> np.ndarray | None:
+    """One value of ``col`` per candidate, from the candidates table and the pairs table (which must agree
+    where both give one), or ``None`` when neither has the column."""
+    if col == "split" and col in df.columns:
+        _check_splits(df[col].astype(str), where)
+    from_pairs = _per_candidate(df, col, a, n_a, where, None) if col in df.columns else None
+    if listed is None or col not in listed[0].columns:
+        return None if from_pairs is None else np.where([_present(v) for v in from_pairs], from_pairs, _FILL[col])
+    table, rows, cwhere = listed
+    if col == "split":
+        _check_splits(table[col].astype(str), cwhere)
+    out = np.full(n_a, None, dtype=object)
+    out[rows] = [v if _present(v) else None for v in table[col].to_numpy(dtype=object)]
+    if from_pairs is not None:
+        both = np.flatnonzero([_present(x) and _present(y) for x, y in zip(out, from_pairs, strict=True)])
+        differ = [i for i in both if str(out[i]) != str(from_pairs[i])]
+        if differ:
+            i = differ[0]
+            raise DatasetError(f"{cwhere}: column {col!r} gives candidate {i} {out[i]!r}, but {where} gives it "
+                               f"{from_pairs[i]!r}; expected one value per candidate (give it in one table)")
+        fill_in = np.array([not _present(x) and _present(y) for x, y in zip(out, from_pairs, strict=True)])
+        out[fill_in] = from_pairs[fill_in]
+    return np.array([v if _present(v) else _FILL[col] for v in out], dtype=object)
+
+
 def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDataset:
     """Load a pairs folder (layout in the module docstring) and return one split.
 
@@ -114,21 +187,20 @@ def load_pairs(root: str | Path, split: str = "train", **options) -> MatchingDat
             "candidate per query (put further matches in relevance.csv)"
         )
 
+    listed = _candidates_table(root, n_a)
     a_meta = pd.DataFrame(index=range(n_a))
-    for col in ("a_text", "image_path"):
-        if col in df.columns:
-            vals = _per_candidate(df, col, a, n_a, where, "")
-            if col == "image_path":
-                vals = np.array([str(root / v) if v and not Path(str(v)).is_absolute() else str(v) for v in vals],
-                                dtype=object)
-            a_meta[col] = vals
+    for col in _CANDIDATE_COLUMNS:
+        vals = _candidate_values(df, col, a, n_a, where, listed)
+        if vals is None:
+            continue
+        if col == "image_path":
+            vals = np.array([str(root / v) if v and not Path(str(v)).is_absolute() else str(v) for v in vals],
+                            dtype=object)
+        a_meta[col] = vals
     if "a_text" in a_meta.columns:
         a_meta["label"] = a_meta["a_text"]
-    if "split" in df.columns:
-        bad = sorted(set(df["split"].astype(str)) - set(_SPLITS))
-        if bad:
-            raise DatasetError(f"{where}: column 'split' has value {bad[0]!r}; expected train, val or test")
-        split_of_a = _per_candidate(df, "split", a, n_a, where, "train")
+    if "split" in a_meta.columns:
+        split_of_a = a_meta.pop("split").to_numpy(dtype=object)
     else:
         rng = np.random.default_rng(int(o["seed"]))
         u = rng.random(n_a)
