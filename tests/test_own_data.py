@@ -182,3 +182,29 @@ def test_a_run_trained_with_a_relative_root_opens_from_any_working_folder(tmp_pa
     (tmp_path / "work" / "mine").rename(tmp_path / "work" / "moved")
     with pytest.raises(FileNotFoundError, match=r"run 'mine'.*field 'dataset'.*no such folder.*moved or deleted"):
         LoadedRun.open(tmp_path / "work" / "runs" / "mine").dataset("test")
+
+
+def test_a_corpus_larger_than_its_queries_exports_every_candidates_text(tmp_path, capsys):
+    """Candidates no query labels get their text and split from candidates.csv: the --dataset-dir scan's export
+    names them (they had an empty text, and with a split column in pairs.csv they all fell in train)."""
+    rng = np.random.default_rng(0)
+    n_docs, n_queries, dim = 60, 20, 8
+    docs = unit(rng.standard_normal((n_docs, dim)))
+    np.save(tmp_path / "a.npy", docs)
+    np.save(tmp_path / "b.npy", unit(docs[:n_queries] + 0.3 * rng.standard_normal((n_queries, dim))))
+    split = np.where(np.arange(n_docs) % 3 == 0, "test", "train")
+    pd.DataFrame({"b": range(n_queries), "a": range(n_queries), "text": [f"question {i}" for i in range(n_queries)],
+                  "split": split[:n_queries]}).to_csv(tmp_path / "pairs.csv", index=False)
+    pd.DataFrame({"a_text": [f"document {i}" for i in range(n_docs)], "split": split}).to_csv(
+        tmp_path / "candidates.csv", index=False)
+    test = data.load("pairs", root=tmp_path, split="test")
+    assert test.n_a == 20 and (test.a_ids >= n_queries).sum() == 13  # unlabelled documents are in test too
+    out = tmp_path / "out" / "suspects.csv"
+    out.parent.mkdir()
+    np.save(tmp_path / "out" / "ea.npy", test.a_inputs)
+    np.save(tmp_path / "out" / "eb.npy", test.b_inputs)
+    assert main(["scan", "--dataset-dir", str(tmp_path), "--split", "test", "--queries", str(tmp_path / "out" / "eb.npy"),
+                 "--candidates", str(tmp_path / "out" / "ea.npy"), "--top-k", "5", "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out)
+    unlabelled = table[table["candidate_id"] >= n_queries]
+    assert len(unlabelled) and (unlabelled["candidate_text"] == "document " + unlabelled["candidate_id"].astype(str)).all()
