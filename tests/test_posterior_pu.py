@@ -343,7 +343,7 @@ def test_monotone_mixture_curve_against_a_slow_reference():
     """pu's curve for queries without a positive: at each s the smallest raw posterior at s or above (dense
     sweep), ordered by similarity inside flat stretches, never above the raw posterior."""
     from fnlab.posterior.mixture import MixturePosterior
-    from fnlab.posterior.pu import _monotone
+    from fnlab.posterior.pu import TIE_SLOPE, _monotone
 
     rng = np.random.default_rng(0)
     # unequal variances (the negatives wider): the raw posterior turns down in the upper tail
@@ -356,7 +356,55 @@ def test_monotone_mixture_curve_against_a_slow_reference():
     dense_p = mix.prob_false_negative(dense).double()
     want = torch.stack([torch.minimum(raw[i], dense_p[dense >= s[i]].min()) for i in range(s.numel())])
     got = _monotone(mix, s)
-    np.testing.assert_allclose(got.numpy(), (want * (1 - 1e-4 * (1 - s))).numpy(), rtol=2e-3, atol=1e-12)
+    np.testing.assert_allclose(got.numpy(), (want * (1 - TIE_SLOPE * (1 - s))).numpy(), rtol=2e-3, atol=1e-12)
     assert (got <= raw + 1e-15).all()
     pos = got > 0
     assert (got[pos][1:] > got[pos][:-1]).all()  # strictly increasing: ranked as similarity ranks
+    # and still in the scan table's float32, for rows 1e-5 apart in similarity (a slope of 1e-4 tied them)
+    fine = torch.linspace(0.6, 0.61, 1001, dtype=torch.float64)
+    in_table = _monotone(mix, fine).float()
+    assert (in_table[1:] > in_table[:-1]).all()
+
+
+def planted_second_answers(seed=0, nq=300, nc=600, d=32, n_second=60):
+    """One-positive retrieval whose unlabelled matches are second answers: documents as close to their query as
+    the labelled one, but no copies of it (so no labelled pair shows a transitive signal and no near-copy group
+    exists: nothing but similarity tells a match)."""
+    rng = np.random.default_rng(seed)
+    q = unit(rng.standard_normal((nq, d)))
+    c = unit(rng.standard_normal((nc, d)))
+    c[:nq] = unit(q + 0.6 * rng.standard_normal((nq, d)) / np.sqrt(d) * 2)
+    truth = np.zeros((nq, nc), dtype=bool)
+    truth[np.arange(nq), np.arange(nq)] = True
+    for i in range(n_second):
+        c[nq + i] = unit((q[i] + 0.6 * rng.standard_normal(d) / np.sqrt(d) * 2)[None])[0]
+        truth[i, nq + i] = True
+    pos = sp.csr_matrix((np.ones(nq, bool), (np.arange(nq), np.arange(nq))), shape=(nq, nc))
+    return q, c, pos, truth
+
+
+def test_where_only_similarity_tells_a_match_p_ranks_by_it_and_says_uncalibrated():
+    """Before: no transitive signal and no near-copy group gave P ~ 0 for every pair with the status
+    'calibrated', which reads as 'no false negatives' where 20% of queries have one in their top rows."""
+    q, c, pos, truth = planted_second_answers()
+    ctx = P.PairContext(q, c, pos, window=10)
+    post = P.fit("pu", ctx, seed=0, window=10)
+    assert post.linear is None and not (post.copies is not None and post.copies.found)
+    assert post.similar_only and not post.share_trusted
+    assert not post.status.calibrated and "nothing but similarity" in post.status.reason
+    ctx.window = 10
+    qi, ci = np.nonzero(~pos.toarray())
+    sig = ctx.signals(qi, ci)
+    p = P.prob_false_negative(post, sig).double().numpy()
+    s = sig.similarity.double().numpy()
+    order = np.argsort(s, kind="stable")
+    assert (np.diff(p[order]) >= -1e-8).all()  # ordered as similarity orders (never against it, beyond rounding)
+    y = truth[qi, ci]
+    assert p[y].mean() > 10 * p[~y].mean()  # the second answers are not all at P ~ 0
+    back = P.from_params(post.params())
+    assert back.similar_only and not back.status.calibrated
+    np.testing.assert_allclose(P.prob_false_negative(back, ctx.signals(qi[:500], ci[:500])).numpy(), p[:500], rtol=1e-6)
+    assert not P.from_params({k: v for k, v in post.params().items() if k != "similar_only"}).similar_only
+    # where near-copies exist, the copy evidence is used and similarity alone is not
+    q2, c2, pos2, _ = planted_retrieval()
+    assert not P.fit("pu", P.PairContext(q2, c2, pos2), seed=0).similar_only

@@ -27,10 +27,14 @@ where the data show it without that bias, and says which:
 3. **Queries without a labelled positive.** Where the first two are silent for lack of a positive, a
    candidate is a match when it is as similar to the query as labelled matches are: a mixture on ``s``
    whose positive component is the labelled similarities' (:class:`fnlab.posterior.mixture.MixturePosterior`),
-   fitted on those queries' top candidates.
+   fitted on those queries' top candidates. Where the first two are silent for *every* query (no labelled pair
+   shows a transitive signal and the scanned rows hold no group of near-copies of the labelled positive), that
+   mixture is fitted on every query's rows and gives every pair its P (``similar_only``), and the status says
+   "uncalibrated: rank only": nothing in the data then says whether the unlabelled matches there are few or
+   many, and a P near 0 for every pair would read as "no false negatives" where the data are silent.
 
 ``P(false negative) = 1 - (1 - P_group)(1 - P_copy)`` (a pair is a match if either holds); for a query
-without a positive, ``P_designated``. :attr:`PUPosterior.prior_pos` is the model's share of matches over
+without a positive (every query with ``similar_only``), ``P_designated``. :attr:`PUPosterior.prior_pos` is the model's share of matches over
 the pool sample, :attr:`PUPosterior.prior_window` over the scanned rows. :attr:`PUPosterior.status` says
 "uncalibrated: rank only" (with the reason) where the data cannot support a probability: too few
 labelled pairs, a fit that did not converge, a prior at its bound, a window share that could not be
@@ -172,7 +176,7 @@ class PUPosterior:
 
     Attributes: ``linear`` (:class:`LinearEvidence` or ``None``), ``copies``
     (:class:`DuplicateGroup` or ``None``), ``designated`` (the mixture for queries without a positive, or
-    ``None``), ``prior_pos`` (share of false negatives among unlabelled pairs), ``prior_window`` (among each
+    ``None``), ``similar_only`` (the mixture gives every pair its P: the data show no other evidence), ``prior_pos`` (share of false negatives among unlabelled pairs), ``prior_window`` (among each
     query's top ``window`` unlabelled candidates), ``pos_mean`` (mean labelled-positive similarity, FNE's
     cut-down reads it), ``n_iter_``, ``converged_``, ``status``, ``notes``, ``share_trusted`` (False where the
     window's share of matches, the mean of P over the rows a scan shows, could not be estimated, rests on too few
@@ -200,8 +204,10 @@ class PUPosterior:
                  copy_signals: tuple[str, ...] = (), designated: MixturePosterior | None = None,
                  prior_pos: float = 0.0, prior_window: float = 0.0, window: int = 10, pos_mean: float = 0.0,
                  pos_std: float = 1.0, n_iter: int = 0, converged: bool = True, status: Status | None = None,
-                 notes: tuple[str, ...] = (), prior_shift: float = 0.0, share_trusted: bool = True) -> None:
+                 notes: tuple[str, ...] = (), prior_shift: float = 0.0, share_trusted: bool = True,
+                 similar_only: bool = False) -> None:
         self.linear, self.copies, self.designated = linear, copies, designated
+        self.similar_only = bool(similar_only) and designated is not None
         self.copy_signals = tuple(copy_signals)
         self.prior_pos, self.prior_window, self.window = float(prior_pos), float(prior_window), int(window)
         self.pos_mean, self.pos_std = float(pos_mean), float(pos_std)
@@ -225,7 +231,7 @@ class PUPosterior:
             needs |= set(self.linear.signals)
         if self.copies is not None and self.copies.found:
             needs |= set(self.copy_signals) | {"positive_duplicate"}
-        if self.designated is not None:
+        if self.designated is not None and not self.similar_only:
             needs |= {"positive_similarity"}
         return tuple(n for n in SIGNALS if n in needs)
 
@@ -252,15 +258,23 @@ class PUPosterior:
                            f"(at least {MIN_LABELLED})")
         linear, it, conv, share_trusted = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
         copies, copy_signals = _fit_copies(sample, notes, seed)
-        designated = _fit_designated(sample, notes) if linear is None else None
+        similar_only = linear is None and (copies is None or not copies.found)
+        designated = _fit_designated(sample, notes, every_query=similar_only) if linear is None else None
+        similar_only = similar_only and designated is not None
+        if similar_only:
+            reasons.append("nothing but similarity tells a match here: no labelled pair shows a transitive signal "
+                           "(several matches a query or a candidate) and the scanned rows hold no group of "
+                           "near-copies of the labelled positive, so P is a mixture on similarity (as similar as "
+                           "labelled matches are), which orders the rows as similarity does and cannot say how many "
+                           "are matches")
         if copies is not None:  # the EM iterations of every mixture the fit ran
             it, conv = it + copies.n_iter, conv and copies.converged
         if designated is not None:
             it, conv = it + designated.n_iter_, conv and designated.converged_
         post = cls(linear=linear, copies=copies, copy_signals=copy_signals, designated=designated,
                    window=int(window), pos_mean=float(sample.lab_sim.mean()), pos_std=float(sample.lab_sim.std()),
-                   n_iter=it, converged=conv, notes=tuple(notes),
-                   share_trusted=share_trusted and sample.lab_q.size >= MIN_LABELLED)
+                   n_iter=it, converged=conv, notes=tuple(notes), similar_only=similar_only,
+                   share_trusted=share_trusted and sample.lab_q.size >= MIN_LABELLED and not similar_only)
         p = np.nan_to_num(post.prob_false_negative(sample.sig).double().numpy(), nan=0.0)
         if fixed is not None:  # the user's prior: every pair's log-odds shifted so that the pool's share is it
             post.prior_shift = _solve_shift(_logit(p), fixed, weights=sample.weight)
@@ -268,9 +282,6 @@ class PUPosterior:
             p = np.nan_to_num(post.prob_false_negative(sample.sig).double().numpy(), nan=0.0)
         post.prior_pos = float(np.clip((sample.weight * p).sum() / sample.weight.sum(), PRIOR_FLOOR, 1 - PRIOR_FLOOR))
         post.prior_window = float(p[:sample.n_window].mean()) if sample.n_window else 0.0
-        if linear is None and copies is not None and not copies.found and designated is None:
-            notes.append("no evidence of unlabelled matches: no labelled pair shows a transitive signal and the "
-                         "scanned candidates hold no group of near-copies of the labelled positive")
         if post.prior_window > MAX_WINDOW_SHARE:
             reasons.append(f"the fit puts about {post.prior_window:.0%} of the rows a scan shows among the matches (a "
                            "query matching a whole class, or signals that cannot tell a class-mate from a match): P "
@@ -294,7 +305,7 @@ class PUPosterior:
             out["copy"] = torch.as_tensor(self.copies.prob(z.numpy()), dtype=torch.float64).reshape(shape)
         if self.designated is not None:
             pos = signals.positive_similarity
-            no_pos = (torch.ones(shape, dtype=torch.bool) if pos is None
+            no_pos = (torch.ones(shape, dtype=torch.bool) if pos is None or self.similar_only
                       else torch.broadcast_to(torch.isnan(pos.double().cpu()), shape))
             p = _monotone(self.designated, signals.similarity.double().cpu()).reshape(shape)
             out["designated"] = torch.where(no_pos, p, torch.full_like(p, float("nan")))
@@ -361,6 +372,7 @@ class PUPosterior:
                 "copies": None if self.copies is None else {**self.copies.params(),
                                                             "signals": list(self.copy_signals)},
                 "designated": None if self.designated is None else self.designated.params(),
+                "similar_only": self.similar_only,
                 "prior_shift": self.prior_shift, "share_trusted": self.share_trusted, "status": self.status.to_dict(),
                 "notes": list(self.notes)}
 
@@ -384,10 +396,16 @@ class PUPosterior:
                        pos_std=float(p.get("pos_std", 1.0)), n_iter=int(p.get("n_iter", 0)),
                        converged=bool(p.get("converged", True)), status=Status.from_dict(p.get("status")),
                        notes=tuple(p.get("notes", ())), prior_shift=float(p.get("prior_shift", 0.0)),
-                       share_trusted=bool(p.get("share_trusted", True)))
+                       share_trusted=bool(p.get("share_trusted", True)),
+                       similar_only=bool(p.get("similar_only", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"posterior params of estimator 'pu': missing or malformed field ({e}); a posterior.json "
                              "written by an older fnlab: refit it") from None
+
+
+#: the slope that orders a flat stretch of :func:`_monotone` by similarity: at most 4% of the value (at s = -1);
+#: it acts only where P is a mixture on similarity alone, which the status calls "uncalibrated: rank only"
+TIE_SLOPE = 0.02
 
 
 def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
@@ -396,15 +414,17 @@ def _monotone(mix: MixturePosterior, sims: torch.Tensor) -> torch.Tensor:
     posterior turns down again in the upper tail; this never raises a value, so it never invents a
     confident one). The posterior is evaluated at ``s`` itself (the higher similarities on a grid of 4001
     points over ``[-1, 1]``), so values are not rounded to the grid, and a flat stretch (a tail turned down) is
-    ordered by similarity by a factor ``1 - 1e-4 (1 - s)`` (at most 0.02% of the value): a posterior that ties
-    where similarity does not would rank the same rows worse than similarity (bench/calibration.py's
-    labels-2 and labels-20). Shapes: ``sims [*]`` -> ``[*]`` float64."""
+    ordered by similarity by a factor ``1 - TIE_SLOPE (1 - s)`` (:data:`TIE_SLOPE`): a posterior that ties where
+    similarity does not would rank the same rows worse than similarity (bench/calibration.py's labels-2 and
+    labels-20). The factor must survive the scan table's float32: neighbouring rows of a large scan differ in
+    ``s`` by ~1e-5, so a slope of 1e-4 left them tied (relative differences of 1e-9 against float32's 6e-8).
+    Shapes: ``sims [*]`` -> ``[*]`` float64."""
     grid = torch.linspace(-1.0, 1.0, 4001, dtype=torch.float64)
     above = torch.flip(torch.cummin(torch.flip(mix.prob_false_negative(grid).double(), [0]), dim=0).values, [0])
     s = sims.double().clamp(-1.0, 1.0)
     nxt = torch.ceil((s + 1.0) * 2000.0).long().clamp(0, 4000)
     env = torch.minimum(mix.prob_false_negative(s).double(), above[nxt])
-    return env * (1.0 - 1e-4 * (1.0 - s))
+    return env * (1.0 - TIE_SLOPE * (1.0 - s))
 
 
 def _draw(ctx: PairContext, *, window: int, n_random: int, max_queries: int, rng: np.random.Generator) -> _Sample:
@@ -646,12 +666,13 @@ def _fit_copies(sample: _Sample, notes: list[str], seed: int) -> tuple[Duplicate
     return group, names
 
 
-def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | None:
+def _fit_designated(sample: _Sample, notes: list[str], *, every_query: bool = False) -> MixturePosterior | None:
     """The evidence for queries without a labelled positive (module docstring, 3): a mixture on ``s`` over
-    their window rows, its positive component at the labelled similarities' moments."""
+    their window rows (``every_query``: over every query's), its positive component at the labelled
+    similarities' moments."""
     pos = sample.sig.positive_similarity
     n = sample.n_window
-    if pos is None or n == 0:
+    if pos is None or n == 0 or every_query:
         no_pos = np.ones(n, dtype=bool)
     else:
         no_pos = np.isnan(pos.numpy()[:n])
@@ -661,8 +682,9 @@ def _fit_designated(sample: _Sample, notes: list[str]) -> MixturePosterior | Non
     if sims.size > MAX_DESIGNATED_ROWS:  # a seeded subsample: a one-dimensional mixture needs no more
         sims = sims[np.random.default_rng(0).choice(sims.size, MAX_DESIGNATED_ROWS, replace=False)]
     mix = MixturePosterior.fit_em(sample.lab_sim, sims, neg_sims=sims, anchored_positive=True)
-    notes.append(f"{int(no_pos.sum())} scanned rows of queries without a labelled positive: a match is as similar as "
-                 f"labelled matches are (mixture on s, share {mix.prior_pos:.3g})")
+    whose = "of every query" if every_query else "of queries without a labelled positive"
+    notes.append(f"{int(no_pos.sum())} scanned rows {whose}: a match is as similar as labelled matches are "
+                 f"(mixture on s, share {mix.prior_pos:.3g})")
     return mix
 
 
