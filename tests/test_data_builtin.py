@@ -155,6 +155,27 @@ def test_display_helpers():
     assert display.caption(ds, 3) == ds.b_meta["text"][3]
 
 
+def test_a_transparent_picture_is_shown_over_white(tmp_path):
+    """A user's PNG with an alpha channel (an icon): transparent pixels white, opaque ones as drawn, half-covered
+    ones blended (slow reference: the compositing formula per pixel)."""
+    from dataclasses import replace
+
+    import pandas as pd
+    from PIL import Image
+
+    rgba = np.zeros((4, 4, 4), np.uint8)  # black under full transparency, as icon files often store it
+    rgba[0, 0] = (200, 10, 10, 255)
+    rgba[1, 1] = (0, 0, 255, 128)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "icon.png")
+    base = data.load("shapes", split="val", **SMALL)
+    ds = replace(base, a_kind="features", a_meta=pd.DataFrame({"image_path": [str(tmp_path / "icon.png")] * base.n_a}))
+    got = display.image_array(ds, 0).astype(int)
+    alpha = rgba[..., 3:4] / 255.0
+    want = np.rint(rgba[..., :3] * alpha + 255 * (1 - alpha)).astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert (got[3, 3] == 255).all() and tuple(got[0, 0]) == (200, 10, 10)
+
+
 # ------------------------------------------------------------------------------------ digits
 def test_digits_relevance_matches_reference():
     ds = data.load("digits", split="val", n_val=60, n_test=60)

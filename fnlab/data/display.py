@@ -46,10 +46,21 @@ def image_array(ds: MatchingDataset, i: int) -> np.ndarray | None:
 
             try:
                 with Image.open(path) as im:
-                    return np.asarray(im.convert("RGB"))
+                    return _over_white(im)
             except OSError:
                 return None
     return None
+
+
+def _over_white(im) -> np.ndarray:
+    """``[H, W, 3]`` uint8 of a PIL image, its transparent parts shown over white (a plain ``convert("RGB")``
+    keeps the colour under them, often black: icons came out as black squares)."""
+    from PIL import Image
+
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.asarray(im.convert("RGB"))
 
 
 def image_png(ds: MatchingDataset, i: int, size: int = 64) -> bytes | None:
