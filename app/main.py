@@ -38,11 +38,11 @@ PAGES = [
 ]
 
 # "/data" (the Data page's name in the menu) opens it too, instead of Streamlit's "Page not found"
-DATA_ALIAS = st.Page("views/data.py", title="Data", url_path="data", visibility="hidden")
-nav = st.navigation([*PAGES, DATA_ALIAS])
+DATA_PATH = "data"
+nav = st.navigation([*PAGES, st.Page("views/data.py", title="Data", url_path=DATA_PATH, visibility="hidden")])
 state.read_url()  # before any page switch, which clears the URL's parameters
 state.go_pending()  # a linked view's button (its callback named the page): straight there
-if nav.url_path == DATA_ALIAS.url_path:
+if getattr(nav, "url_path", None) == DATA_PATH:  # (no page, hence no url_path, where a process imports this bare)
     st.switch_page(PAGES[0])  # the root URL, with the view's parameters (read above) republished by the page
 if not st.session_state.get("_fn_page_read"):  # ?page=… opens that page (once per session)
     st.session_state["_fn_page_read"] = True
