@@ -539,6 +539,35 @@ def test_fne_density_rules_read_no_density_from_a_posterior_whose_share_failed_i
                        keep.sample(sims, pos, mask, generator=torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.parametrize("rule", ["soft", "keep", "drop", "adapt", "leave"])
+def test_fne_does_not_act_on_a_posterior_of_similarity_alone(rule):
+    """A ``pu`` posterior whose P is a function of similarity alone (``similar_only``: the data show no other evidence
+    of a match) removes no suspected false negative; acting on it would only make the draw easier. Every rule then
+    keeps the band's base weights (a slow reference: the SimANS kernel above the cut), in its weights and its draws;
+    the same posterior without the flag does act."""
+    sims, pos, mask = make(6, 40, seed=3)
+    post = GaussianPosterior(0.4, 0.15, 0.0, 0.2, prior_pos=0.3)
+    acting = S.build("fne", posterior=post, rule=rule).weights(sims, pos, mask)
+    post.similar_only = True
+    smp = S.build("fne", posterior=post, rule=rule)
+    want = torch.zeros_like(sims)
+    for i in range(sims.shape[0]):
+        for j in range(sims.shape[1]):
+            if not mask[i, j] and sims[i, j] > 0.4 - smp.margin:
+                want[i, j] = math.exp(-smp.tau * float(sims[i, j] - pos[i]) ** 2)
+    got = smp.weights(sims, pos, mask)
+    norm = lambda w: w / w.sum(dim=1, keepdim=True)  # noqa: E731
+    torch.testing.assert_close(norm(got), norm(want))
+    assert not torch.allclose(norm(acting), norm(want))
+    reps = 4000
+    draws = smp.sample(sims[:1].expand(reps, -1), pos[:1].expand(reps), mask[:1].expand(reps, -1),
+                       generator=torch.Generator().manual_seed(0))[:, 0]
+    assert (want[0, draws] > 0).all()  # never a positive nor a candidate below the cut
+    freq = torch.bincount(draws, minlength=40).double() / reps
+    target = norm(want)[0]
+    assert ((freq - target).abs() <= 5 * (target * (1 - target) / reps).sqrt().clamp_min(1e-3)).all()
+
+
 def test_fne_drop_rule_draws_in_the_distribution_of_its_weights():
     """'drop' draws by rejection (base weights above the cut, kept when P < drop_above): the frequencies are
     those of its weights."""

@@ -27,6 +27,14 @@ def reads_density(posterior: Any) -> bool:
     return bool(getattr(posterior, "share_trusted", True))
 
 
+def acts_on(posterior: Any) -> bool:
+    """Whether FNE lets the posterior's P change its draw: not where P is a function of similarity alone (the
+    ``pu`` posterior's ``similar_only``: the data showed no other evidence of a match). Lowering weights by such a
+    P would only make the draw easier, which the band or window already sets, and would remove no suspected false
+    negative; FNE then draws as its base sampler does (as it did when that P was 0)."""
+    return not bool(getattr(posterior, "similar_only", False))
+
+
 @register("fne")
 class FNESampler(Sampler):
     """FNE's negative sampling, in the paper's form or a calibrated form.
@@ -54,7 +62,8 @@ class FNESampler(Sampler):
       ``"keep"`` does elsewhere (inside a band that is mostly false negatives even a posterior trained on the ground
       truth leaves too many, ``bench/fne_pool.py`` on ``digits``; the easier candidates below it hold far fewer).
       Both density rules read density only from a posterior whose share of matches passed its own checks
-      (:func:`reads_density`); elsewhere every band counts as sparse, and they keep as ``"keep"`` does. The soft
+      (:func:`reads_density`); elsewhere every band counts as sparse, and they keep as ``"keep"`` does. No rule
+      acts on a P that is a function of similarity alone (:func:`acts_on`): the band keeps its base weights. The soft
       rule leaves
       much of the band's weight on false negatives wherever P is spread out (with ``tau = 0.5`` on cosine
       the base kernel is nearly flat, so the draw is about uniform over the band times ``1 - P``); a rank
@@ -441,9 +450,12 @@ class FNESampler(Sampler):
 
     def _prob_at(self, post: Any, sims: torch.Tensor, pos_sims: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, pool: Any) -> torch.Tensor:
-        """``[N]`` P at the pairs ``(rows, cols)``, with the pool's signals where the posterior reads them."""
+        """``[N]`` P at the pairs ``(rows, cols)``, with the pool's signals where the posterior reads them; 0 where
+        FNE does not act on the posterior (:func:`acts_on`), so every rule keeps the band's base weights."""
         from fnlab.posterior import PairSignals
 
+        if not acts_on(post):
+            return torch.zeros(rows.shape, device=sims.device, dtype=sims.dtype)
         wanted = pool_signals_of(post) if pool is not None else ()
         signals = (pool.pair_signals(sims, pos_sims, wanted, rows, cols) if wanted
                    else PairSignals(sims[rows, cols], positive_similarity=pos_sims[rows]))
