@@ -290,6 +290,23 @@ def test_which_sampler_page_places_an_uncalibrated_run_by_its_ground_truth(env, 
     assert placed and "by its ground truth" in placed[0] and "uncalibrated posterior estimates" in placed[0]
 
 
+@pytest.mark.parametrize("status", ["calibrated", "uncalibrated: rank only"])
+def test_suspects_counts_say_rank_only_where_p_is_not_a_probability(env, monkeypatch, status):
+    """Where the posterior cannot back a probability, the counts above 0.5 and 0.9 are the pairs ranked highest, not
+    likely false negatives (48 icons at P > 0.9 had a precision near 0.1): their labels say so."""
+    from app import state
+
+    real = state.scan_run
+    monkeypatch.setattr(state, "scan_run", lambda *a, **kw: (real(*a, **kw)[0], {**real(*a, **kw)[1], "status": status,
+                                                                                 "status_reason": "a reason"}))
+    at = _open("views/suspects.py")
+    _ok(at)
+    labels = [m.label for m in at.metric]
+    want = "" if status == "calibrated" else " (rank only)"
+    assert f"P(false negative) ≥ 0.5{want}" in labels and f"P(false negative) ≥ 0.9{want}" in labels, labels
+    assert bool(at.warning) == (status != "calibrated")
+
+
 def test_compare_page(env):
     at = _open("views/compare.py")
     _ok(at)

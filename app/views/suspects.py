@@ -211,10 +211,16 @@ def _page():
     table = review.merge(table, store.load(), direction=key)
     for problem in store.problems:  # a damaged line of the review log: skipped, the rest kept
         st.warning(state.public_message(ValueError(problem)))
+    status = summary.get("status", "calibrated")
     m = st.columns(3)
     m[0].metric("Pairs scanned", f"{len(table):,}")
-    m[1].metric("P(false negative) ≥ 0.5", f"{int((table['p_false_negative'] >= 0.5).sum()):,}")
-    m[2].metric("P(false negative) ≥ 0.9", f"{int((table['p_false_negative'] >= 0.9).sum()):,}")
+    # where P is not a probability, a count above 0.9 is not a count of likely false negatives: the labels say so
+    rank_only = "" if status == "calibrated" else " (rank only)"
+    for col, cut in ((m[1], 0.5), (m[2], 0.9)):
+        col.metric(f"P(false negative) ≥ {cut}{rank_only}", f"{int((table['p_false_negative'] >= cut).sum()):,}",
+                   help=None if not rank_only else "P orders these pairs but is not a probability on these data "
+                                                   "(the warning below says why): these are the pairs ranked "
+                                                   "highest, not the pairs likely to be false negatives.")
     prior = summary.get("posterior", {}).get("prior_pos") if isinstance(summary.get("posterior"), dict) else None
     qs_, cs_ = (info.content.nouns.b_plural, info.content.nouns.a_plural) if info is not None else ("queries",
                                                                                                    "candidates")
@@ -222,7 +228,6 @@ def _page():
                f"{int(summary.get('candidates') or 0):,} {cs_}, top {summary.get('top_k', '?')} each"
                + (f"; estimated share of matches among unlabelled pairs: {prior:.2g}" if prior is not None else "")
                + ".")
-    status = summary.get("status", "calibrated")
     if status != "calibrated":  # the posterior says it cannot back a probability: never show P as one
         st.warning(f"P(false negative) is **{status}** ({summary.get('status_reason', '')}): it orders the pairs, "
                    "but a value such as 0.99 is not a probability here.", icon=":material/warning:")
