@@ -4,7 +4,9 @@ A Streamlit button's ``shortcut`` is a trigger: a press sets it for one script r
 the server while it is busy (a rerun still starting on a loaded machine) merge into one run, and one press
 is lost. Here the browser keeps a log of the presses (one letter each, in order) and sends the whole log as
 the component's state; the server handles the part of the log it has not handled yet. A merged update
-therefore carries every press, and a press that arrives during a rerun is handled by the next one.
+therefore carries every press, and a press that arrives during a rerun is handled by the next one. Each run
+tells the browser how many presses of its log are handled; where an update was lost on the way (seen on a busy
+machine: the log held the presses, the page never reran), the browser sends the log again.
 
 The log belongs to the page (one per browser tab, named by a random mount id): a reload starts a new log.
 Presses are ignored while the listener is not mounted (another page is shown), while the user types in a
@@ -23,9 +25,25 @@ _JS = r"""
 export default function (component) {
   const { setStateValue, data, parentElement } = component;
   const g = window.__fnlabKeys || (window.__fnlabKeys = {
-    mount: Math.random().toString(36).slice(2), log: "", send: null, keys: "" });
+    mount: Math.random().toString(36).slice(2), log: "", send: null, keys: "", ack: 0, seq: 0, tries: 0,
+    timer: null });
   g.send = setStateValue;
   g.keys = String((data && data.keys) || "").toLowerCase();
+  g.ack = Number(((data && data.handled) || {})[g.mount] || 0);  // presses the server has handled of this log
+  if (g.ack >= g.log.length) g.tries = 0;
+  if (!g.push) {
+    // Send the whole log; if the server has not handled all of it a moment later (an update lost on the way,
+    // which a busy machine showed), send it again, a few times at most. The server hands out each press once.
+    g.push = () => {
+      if (!g.send) return;
+      g.seq += 1;
+      g.send("presses", { mount: g.mount, log: g.log, seq: g.seq });
+      clearTimeout(g.timer);
+      g.timer = setTimeout(() => {
+        if (g.send && g.ack < g.log.length && g.tries < 5) { g.tries += 1; g.push(); }
+      }, 1500);
+    };
+  }
   if (!g.listener) {
     g.listener = (e) => {
       if (!g.send || e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -35,7 +53,7 @@ export default function (component) {
       if (k.length !== 1 || !g.keys.includes(k)) return;
       e.preventDefault();
       g.log += k;
-      g.send("presses", { mount: g.mount, log: g.log });
+      g.push();
     };
     document.addEventListener("keydown", g.listener);
   }
@@ -81,8 +99,12 @@ def presses(hint: Sequence[tuple[str, str]], *, key: str) -> str:
     false negative · ..." once the keys work) and return the presses not handled yet, oldest first (lower
     case). Call it once per run of the part that acts on them (a fragment reruns on each press)."""
     letters = "".join(letter.lower() for letter, _ in hint)
-    data = {"keys": letters, "hint": [[letter.upper(), meaning] for letter, meaning in hint]}
-    result = _listener(key=key, data=data, default={"presses": None},
-                       on_presses_change=lambda: None)
-    value = result.get("presses") if isinstance(result, Mapping) else getattr(result, "presses", None)
-    return new_presses(value, st.session_state.setdefault(f"{key}__handled", {}))
+    # the presses are read before the listener mounts, so that it learns how many of its log are handled now
+    # (it sends the log again where an update was lost)
+    state = st.session_state.get(key)
+    value = state.get("presses") if isinstance(state, Mapping) else getattr(state, "presses", None)
+    handled = st.session_state.setdefault(f"{key}__handled", {})
+    new = new_presses(value, handled)
+    data = {"keys": letters, "hint": [[letter.upper(), meaning] for letter, meaning in hint], "handled": dict(handled)}
+    _listener(key=key, data=data, default={"presses": None}, on_presses_change=lambda: None)
+    return new
