@@ -99,12 +99,15 @@ def presses(hint: Sequence[tuple[str, str]], *, key: str) -> str:
     false negative · ..." once the keys work) and return the presses not handled yet, oldest first (lower
     case). Call it once per run of the part that acts on them (a fragment reruns on each press)."""
     letters = "".join(letter.lower() for letter, _ in hint)
-    # the presses are read before the listener mounts, so that it learns how many of its log are handled now
-    # (it sends the log again where an update was lost)
+    # The presses are read before the listener mounts, so that it learns how many of its log this run handles
+    # (it sends the log again where an update was lost). They count as handled only once the mount has returned:
+    # a rerun request interrupts a run at a Streamlit call, and a press marked handled before one would be lost.
     state = st.session_state.get(key)
     value = state.get("presses") if isinstance(state, Mapping) else getattr(state, "presses", None)
     handled = st.session_state.setdefault(f"{key}__handled", {})
-    new = new_presses(value, handled)
-    data = {"keys": letters, "hint": [[letter.upper(), meaning] for letter, meaning in hint], "handled": dict(handled)}
+    after = dict(handled)
+    new = new_presses(value, after)
+    data = {"keys": letters, "hint": [[letter.upper(), meaning] for letter, meaning in hint], "handled": after}
     _listener(key=key, data=data, default={"presses": None}, on_presses_change=lambda: None)
+    handled.update(after)
     return new
