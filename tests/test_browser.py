@@ -221,12 +221,15 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
         """A press may take a while to show on a loaded machine; a lost press never shows."""
         end = time.perf_counter() + seconds
         while not ok():
-            listener = page.evaluate("() => { const g = window.__fnlabKeys;"
-                                     " return g ? {mounted: !!g.send, log: g.log} : null; }")
+            listener = page.evaluate("() => { const g = window.__fnlabKeys; return g ? {mounted: !!g.send, "
+                                     "log: g.log, handled: g.ack, sends: g.seq, resends: g.tries} : null; }")
             assert time.perf_counter() < end, f"{what} (the page's key listener: {listener})"
             page.wait_for_timeout(100)
+        seen = card()
         _settle(page)
-        assert ok(), what  # and nothing after it undid it
+        assert ok(), (f"{what}: after the change to {seen[:60]!r} the card went back; the page's key listener: "
+                      + str(page.evaluate("() => { const g = window.__fnlabKeys; return g ? {log: g.log, handled: "
+                                          "g.ack, sends: g.seq, resends: g.tries} : null; }")))
 
     try:
         _goto(page, f"{server}/suspects")
