@@ -7,9 +7,10 @@ duplicates of a query's labelled document are its known false negatives: unlabel
 
 Both sides are embedded with MiniLM (all-MiniLM-L6-v2, offline; it reads at most 256 tokens, so two long
 descriptions that differ only after that are one embedding and count as a near-copy the ground truth does not
-know). The scan runs as a user would run ``fnlab scan``: on the embeddings alone, and with ``--texts`` (near-duplicate
-texts and the text view); each is scored on the scanned rows with the calibration suite's metrics, next to raw
-similarity.
+know). The scan runs as a user would run ``fnlab scan``: on the embeddings alone, with ``--texts`` (near-duplicate
+texts and the text view), and on the same data written as a ``pairs`` folder (``--dataset-dir``: the scan reads the
+folder's own texts, ``text`` and ``a_text``); each is scored on the scanned rows with the calibration suite's metrics,
+next to raw similarity.
 
     python bench/package_descriptions.py                       # reads `dpkg-query`
     python bench/package_descriptions.py --from status.txt     # a saved `dpkg-query -W -f='${Package}\\t${Description}\\n---END---\\n'`
@@ -23,6 +24,7 @@ import argparse
 import collections
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -69,6 +71,22 @@ def build(descriptions: list[tuple[str, str, str]]) -> dict:
             "duplicate_groups": sum(len(g) > 1 for g in groups.values())}
 
 
+def write_folder(root: Path, data: dict) -> Path:
+    """The data as a user's ``pairs`` folder: ``a.npy`` (documents), ``b.npy`` (synopses), ``pairs.csv`` (package i's
+    synopsis labelled with its document, both texts) and ``relevance.csv`` (the identical descriptions)."""
+    import pandas as pd
+
+    root.mkdir(parents=True)
+    np.save(root / "a.npy", data["candidates"])
+    np.save(root / "b.npy", data["queries"])
+    n = data["queries"].shape[0]
+    pd.DataFrame({"b": np.arange(n), "a": np.arange(n), "text": data["query_texts"],
+                  "a_text": data["candidate_texts"]}).to_csv(root / "pairs.csv", index=False)
+    truth = data["truth"].tocoo()
+    pd.DataFrame({"b": truth.row, "a": truth.col}).to_csv(root / "relevance.csv", index=False)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from", dest="source", default=None, help="a saved dpkg-query output (default: run dpkg-query)")
@@ -83,23 +101,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from calibration import scan_metrics
 
-    from fnlab.analysis.scan import scan
+    import fnlab.data
+    from fnlab.analysis.scan import scan, scan_dataset
     from fnlab.posterior import pair_member
 
     results = []
-    for label, kw in (("embeddings", {}),
-                      ("+ --texts", {"query_texts": data["query_texts"], "candidate_texts": data["candidate_texts"]})):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = scan(data["queries"], data["candidates"], data["positives"], top_k=args.top_k, seed=0, **kw)
-        m = scan_metrics(res, data["truth"], data["positives"])
-        y = res.table["p_false_negative"].to_numpy() > 0.5
-        truth = data["truth"].copy()
-        truth.sort_indices()
-        wrong = res.table[y & ~pair_member(truth, res.table["query"].to_numpy(), res.table["candidate"].to_numpy())]
-        m["wrong_above_0.5"] = [(int(q), int(c), data["query_texts"][q], data["query_texts"][c])
-                                for q, c in zip(wrong["query"], wrong["candidate"], strict=True)]
-        results.append((label, m))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_folder(Path(tmp) / "packages", data)
+        for label, kw in (("embeddings", {}),
+                          ("+ --texts", {"query_texts": data["query_texts"], "candidate_texts": data["candidate_texts"]}),
+                          ("pairs folder (--dataset-dir)", {"folder": folder})):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if "folder" in kw:  # what `fnlab scan --dataset-dir FOLDER` runs
+                    ds = fnlab.data.load("pairs", root=kw["folder"], split="all")
+                    res = scan_dataset(np.load(kw["folder"] / "a.npy"), np.load(kw["folder"] / "b.npy"), ds,
+                                       top_k=args.top_k, seed=0)
+                else:
+                    res = scan(data["queries"], data["candidates"], data["positives"], top_k=args.top_k, seed=0, **kw)
+            m = scan_metrics(res, data["truth"], data["positives"])
+            y = res.table["p_false_negative"].to_numpy() > 0.5
+            truth = data["truth"].copy()
+            truth.sort_indices()
+            wrong = res.table[y & ~pair_member(truth, res.table["query"].to_numpy(), res.table["candidate"].to_numpy())]
+            m["wrong_above_0.5"] = [(int(q), int(c), data["query_texts"][q], data["query_texts"][c])
+                                    for q, c in zip(wrong["query"], wrong["candidate"], strict=True)]
+            results.append((label, m))
 
     n = data["queries"].shape[0]
     fmt = lambda v, s=".3f": "-" if v is None else format(v, s)  # noqa: E731

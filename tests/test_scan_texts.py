@@ -114,3 +114,53 @@ def test_triplets_carry_the_texts_the_scan_had(shipped_texts, tmp_path):
     written = pd.read_csv(tmp_path / "t.csv")
     assert list(written.columns[-2:]) == ["positive_text", "negative_text"] and "anchor_text" not in written
     assert (written["negative_text"] == [cand_texts[i] for i in written["negative"]]).all()
+
+
+def _text_folder(root, texts, seed=0, n=150, k=12):
+    """A text-text ``pairs`` folder whose embeddings cannot tell a copy from a cluster-mate: each of ``k``
+    documents has a copy (the same text after normalisation) and a decoy (another text), both equally near it in
+    the embeddings. The copies are the false negatives (``relevance.csv``)."""
+    rng = np.random.default_rng(seed)
+    d = 32
+    docs = rng.standard_normal((n, d)).astype(np.float32)
+    near = [docs[:k] + 0.3 * rng.standard_normal((k, d)).astype(np.float32) for _ in range(2)]
+    a = np.concatenate([docs, *near])
+    b = docs + 0.3 * rng.standard_normal((n, d)).astype(np.float32)
+    root.mkdir()
+    np.save(root / "a.npy", a)
+    np.save(root / "b.npy", b)
+    pd.DataFrame({"b": np.arange(n), "a": np.arange(n), "text": texts[200:200 + n]}).to_csv(root / "pairs.csv",
+                                                                                          index=False)
+    a_text = list(texts[:n]) + [t.upper() + " " for t in texts[:k]] + list(texts[360:360 + k])
+    pd.DataFrame({"a_text": a_text}).to_csv(root / "candidates.csv", index=False)
+    rel = [(j, j) for j in range(n)] + [(i, n + i) for i in range(k)]
+    pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
+    return [(i, n + i) for i in range(k)], [(i, n + k + i) for i in range(k)]
+
+
+def test_a_folder_scan_reads_the_folders_own_texts(shipped_texts, tmp_path):
+    """`fnlab scan --dataset-dir` gives the posterior the folder's texts on both sides (content and view), as
+    --texts would: a copy of the labelled document is found by its text where the embeddings cannot tell it
+    from a cluster-mate."""
+    from fnlab import data as fdata
+    from fnlab.analysis.scan import scan_dataset
+
+    copies, decoys = _text_folder(tmp_path / "mine", shipped_texts)
+    out = tmp_path / "s.parquet"
+    assert main(["scan", "--dataset-dir", str(tmp_path / "mine"), "--top-k", "5", "--quiet", "--out", str(out)]) == 0
+    t = pd.read_parquet(out).set_index(["query", "candidate"])
+    for pair in copies:
+        assert t.loc[pair, "p_false_negative"] > 0.9 and t.loc[pair, "why"] == "same content as the labelled positive"
+    shown = [p for p in decoys if p in t.index]
+    assert shown and max(t.loc[p, "p_false_negative"] for p in shown) < 0.5
+    # the same scan through the API, with and without the texts: the embeddings alone do not separate them
+    ds = fdata.load("pairs", root=tmp_path / "mine", split="all")
+    a, b = np.load(tmp_path / "mine" / "a.npy"), np.load(tmp_path / "mine" / "b.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_texts = scan_dataset(a, b, ds, top_k=5, seed=0)
+        without = scan_dataset(a, b, ds, top_k=5, seed=0, text_view=False)
+    assert set(with_texts.summary["text_view"]) == {"query", "candidate"}
+    assert without.summary["text_view"] == []
+    aps = {name: res.summary["detection_in_top_k"]["posterior"]["ap"] for name, res in (("with", with_texts), ("without", without))}
+    assert aps["with"] > 0.95 > aps["without"] + 0.2, aps

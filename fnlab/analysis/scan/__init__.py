@@ -32,7 +32,6 @@ engine is imported only when asked for).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -75,6 +74,7 @@ __all__ = [
     "ScanWarning",
     "scan",
     "scan_dataset",
+    "dataset_texts",
     "load_embeddings",
     "load_positives",
     "write_table",
@@ -185,8 +185,8 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
 
     Args:
         emb_a: ``[n_a, d]``; emb_b: ``[n_b, d]``; ``**kw``: options of :func:`scan`.
-        text_view: where the captions have text, give the posterior their second view
-            (:func:`fnlab.data.minilm.dataset_text_view`); with a given posterior, only if it reads one.
+        text_view: where the dataset's items have text, give the posterior what the texts say
+            (:func:`dataset_texts`); with a given posterior, only if it reads a second view.
 
     Raises:
         ScanInputError: embedding rows do not match the dataset's item counts.
@@ -198,14 +198,8 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
     positives = pd.DataFrame({"query": np.arange(dataset.n_b, dtype=np.int64), "candidate": dataset.b_to_a})
     kw.setdefault("names", {"queries": "emb_b", "candidates": "emb_a", "positives": f"dataset {dataset.name!r}"})
     given = kw.get("posterior")
-    if text_view and kw.get("query_view") is None and (given is None or any(n.startswith("view_")
-                                                                           for n in given.signals)):
-        from fnlab.data.minilm import EncoderError, dataset_text_view
-
-        try:  # the captions' second view (the shipped MiniLM embeddings of the *-precomp sets, never re-encoded)
-            kw["query_view"] = dataset_text_view(dataset)
-        except (EncoderError, ModuleNotFoundError, FileNotFoundError) as err:
-            warnings.warn(f"{err}; the scan runs without the caption text view", ScanWarning, stacklevel=2)
+    if text_view and (given is None or any(n.startswith("view_") for n in given.signals)):
+        kw.update(dataset_texts(dataset, kw))
     res = scan(emb_b, emb_a, positives, **kw)
     if dataset.relevance is not None:
         rel = sp.csr_matrix(dataset.relevance, dtype=bool)
@@ -221,3 +215,32 @@ def scan_dataset(emb_a: np.ndarray | torch.Tensor, emb_b: np.ndarray | torch.Ten
         res.summary["detection_in_top_k"] = detection_vs_similarity(
             fn_in, t["p_false_negative"].to_numpy(), t["similarity"].to_numpy())
     return res
+
+
+def dataset_texts(dataset, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`scan` arguments a dataset's own texts give, for each side the caller gave none of (neither
+    ``*_texts`` nor ``*_view`` in ``kw``).
+
+    Captions and queries (side B) and candidate texts (side A: a ``pairs`` folder's ``a_text``) become
+    ``query_texts`` / ``candidate_texts``: near-duplicate content by normalised text, and a second view from
+    ``kw["text_encoder"]`` (a text-text folder thus gets every view signal, both sides in one space). The
+    ``*-precomp`` sets' side-B features *are* MiniLM caption embeddings: with the default encoder they are the
+    query view as they are (:func:`fnlab.data.minilm.dataset_text_view`; nothing is encoded). An encoder that
+    cannot be loaded costs the view, with a :class:`ScanWarning`, never the scan.
+    """
+    from fnlab.data.display import side_content
+    from fnlab.data.minilm import DEFAULT_ENCODER, MINILM_CAPTION_DATASETS, dataset_text_view
+
+    out: dict[str, Any] = {}
+    encoder = kw.get("text_encoder", DEFAULT_ENCODER)
+    if kw.get("query_texts") is None and kw.get("query_view") is None:
+        if encoder == DEFAULT_ENCODER and getattr(dataset, "name", "") in MINILM_CAPTION_DATASETS:
+            view = dataset_text_view(dataset, encode=False)  # the features themselves where they are MiniLM's
+            if view is not None:
+                out["query_view"] = view
+        if "query_view" not in out and (texts := side_content(dataset, "b").get("text")) is not None:
+            out["query_texts"] = texts
+    if kw.get("candidate_texts") is None and kw.get("candidate_view") is None:
+        if (texts := side_content(dataset, "a").get("text")) is not None:
+            out["candidate_texts"] = texts
+    return out
