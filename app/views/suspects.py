@@ -13,6 +13,7 @@ from app import keys, state, url
 from fnlab.analysis import review
 
 st.title("Suspects")
+keys.load_early(key="sus_keys_early")  # before the scan: the review keys then work once the card shows
 state.sidebar()
 st.caption("Unlabelled pairs the model ranks high and the run's posterior calls likely matches. Mark each as a "
            "false negative or a true negative: every decision is saved at once (an interrupted session loses "
