@@ -204,7 +204,9 @@ def test_suspects_page_decisions_persist(env):
     heading = [h.value for h in at.subheader if h.value.startswith("Scanned pairs (")]
     assert heading and heading[0].endswith("most likely false negatives first"), [h.value for h in at.subheader]
     before = at.metric[3].value
-    listener = at.get("bidi_component")
+    components = at.get("bidi_component")
+    assert components[0].proto.component_name.endswith("fnlab_keys_early"), "the keys' early loader is not first"
+    listener = [c for c in components if c.proto.component_name.endswith("fnlab_key_log")]
     assert listener, "the key listener (app/keys.py) is not on the page"
     data = json.loads(listener[0].proto.json)  # what it shows once the keys work (a browser runs its script)
     assert data["keys"] == "ftun" and [k for k, _ in data["hint"]] == ["F", "T", "U", "N"], data
