@@ -122,5 +122,6 @@ def load_early(*, key: str) -> None:
     its components the first time a page shows one, and a component drawn while that code loads waits to mount until
     the run's updates stop (measured in Chromium: the listener mounted 0.5-1.1 s after the review card was drawn,
     just before the run ended). Shown first, this hidden component makes the code load at the start of the run, so
-    the listener, drawn just before the card, mounts with it: the keys work as soon as the card is drawn."""
+    the listener, drawn just before the card, mounts with it (measured: 0.01-0.02 s after the card). Where that
+    code still loads when the listener is drawn (a heavily loaded machine), the listener waits as before."""
     _early(key=key)
