@@ -200,6 +200,19 @@ def _selectbox_texts(page) -> list[str]:
         el => el.innerText + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' '))""")
 
 
+def _selectbox_shows(page, text: str, timeout: float | None = None) -> list[str]:
+    """Wait until a select box shows ``text`` and return every select box's text (the last seen if it never does).
+
+    Polls: under load a page can draw its chart a frame before its select boxes, or be between two reruns."""
+    script = """(text) => [...document.querySelectorAll("[data-testid='stSelectbox']")].some(
+        el => (el.innerText + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' ')).includes(text))"""
+    try:
+        page.wait_for_function(script, arg=text, timeout=60_000 if timeout is None else timeout)
+    except Exception:  # the caller's assertion reports what the page shows
+        pass
+    return _selectbox_texts(page)
+
+
 def _click_point(page, below: int = 10**9) -> int:
     """Click, at its exact position, the most isolated embedding-map point with an id below ``below`` (a click
     picks the nearest point, so a point in a crowd may hand the click to a neighbour); returns its id."""

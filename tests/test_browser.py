@@ -24,7 +24,7 @@ from _browser import (
     _no_errors,
     _not_cut_off,
     _open_page,
-    _selectbox_texts,
+    _selectbox_shows,
     _settle,
     _shot,
     _tables_fit,
@@ -132,7 +132,8 @@ def test_linked_views(server, browser):
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
         _shot(page, "linked_suspect_to_rankings")
-        assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
+        texts = _selectbox_shows(page, f"#{query}:")
+        assert any(f"#{query}:" in t for t in texts), (query, texts)
         assert f"query={query}" in page.url
         # Rankings -> the map with that caption selected (40 images come first).
         link = page.get_by_role("button", name=re.compile("Show on the map"))
@@ -159,7 +160,8 @@ def test_linked_views(server, browser):
         page.wait_for_selector("h1:has-text('Rankings')", timeout=WAIT_MS)
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
-        assert any(f"#{clicked[0]}:" in t for t in _selectbox_texts(page)), _selectbox_texts(page)
+        texts = _selectbox_shows(page, f"#{clicked[0]}:")
+        assert any(f"#{clicked[0]}:" in t for t in texts), texts
         _no_errors(page, "linked views")
         _shot(page, "linked_map_to_rankings")
     finally:
@@ -174,7 +176,8 @@ def test_reload_reopens_the_view(server, browser):
     try:
         _goto(page, f"{server}/rankings?split=val&direction=i2t&query=6&k=20&threshold=0.3")
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
-        assert any("#6:" in t for t in _selectbox_texts(page)), _selectbox_texts(page)
+        texts = _selectbox_shows(page, "#6:")
+        assert any("#6:" in t for t in texts), texts
         page.reload()
         page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         _settle(page)
@@ -183,7 +186,8 @@ def test_reload_reopens_the_view(server, browser):
         checked = page.locator("[data-testid='stSidebar'] input[type='radio']:checked")
         values = [checked.nth(i).evaluate("e => e.closest('label').innerText") for i in range(checked.count())]
         assert "val" in values and any("image → text" in v for v in values), values
-        assert any("#6:" in t for t in _selectbox_texts(page))
+        texts = _selectbox_shows(page, "#6:")
+        assert any("#6:" in t for t in texts), texts
         assert page.get_by_text("Candidates shown (top K)").count() == 1
         _shot(page, "url_reload_rankings")
         # a link to another page's view, shared: the map with a point selected

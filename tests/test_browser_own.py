@@ -27,7 +27,7 @@ from _browser import (
     _no_errors,
     _not_cut_off,
     _open_page,
-    _selectbox_texts,
+    _selectbox_shows,
     _serve,
     _settle,
     _shot,
@@ -71,7 +71,8 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
         picker.wait_for(timeout=WAIT_MS)
         ready = time.perf_counter() - t0
         _settle(page)
-        assert "run=demo" in page.url and any("demo" in t for t in _selectbox_texts(page))
+        texts = _selectbox_shows(page, "demo")
+        assert "run=demo" in page.url and any("demo" in t for t in texts), texts
         TIMINGS.append(f"{'first start: demo trained, first page ready':<55} {ready:6.2f} s")
         story.append(f"first start to a ready first page: {ready:.1f} s (load average {os.getloadavg()[0]:.2f})")
         _no_errors(page, "first start")
@@ -94,7 +95,8 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
 
         # Rankings opens on it: the labelled image in the top 3, a false negative above it.
         _open_page(page, "Rankings")
-        assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
+        texts = _selectbox_shows(page, f"#{query}:")
+        assert any(f"#{query}:" in t for t in texts), (query, texts)
         bars = {t["name"]: t["x"] for t in _traces(page, 0)}
         pos_rank, fn_ranks = min(bars["labelled positive"]), sorted(bars.get("false negative", []))
         assert pos_rank == rank <= 3 and fn_ranks and fn_ranks[0] < pos_rank, (pos_rank, fn_ranks)
@@ -106,7 +108,8 @@ def test_first_start_trains_the_demo_run_and_it_tells_the_story(tmp_path, browse
 
         # The Sampler playground opens on it too.
         _open_page(page, "Sampler playground")
-        assert any(f"#{query}:" in t for t in _selectbox_texts(page)), (query, _selectbox_texts(page))
+        texts = _selectbox_shows(page, f"#{query}:")
+        assert any(f"#{query}:" in t for t in texts), (query, texts)
         traces = _traces(page, 0)
         axes = sorted({t["axis"] for t in traces}, key=lambda a: int(a[1:] or 1))
         # the subplots' titles, top to bottom: the page's samplers in the order of their rows
