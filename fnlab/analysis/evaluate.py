@@ -316,7 +316,8 @@ def fn_detection(candidates: Candidates, posterior: Any, context: Any = None) ->
 
 def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, posterior: Any = None,
                         sampled_fn_rate: float | None = None, ks: Sequence[int] = KS, fn_top_k: int = 10,
-                        backend: str = "faiss", text_view: np.ndarray | None = None) -> dict[str, Any]:
+                        backend: str = "faiss", text_view: np.ndarray | None = None,
+                        a_view: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics of one split, as the JSON object of ``fnlab eval --json``.
 
     Args:
@@ -327,7 +328,8 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
         sampled_fn_rate: share of sampled training negatives that were truly relevant (passed through).
         fn_top_k: candidates per caption for FN detection.
         text_view: ``[n_b, d']`` a second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`),
-            for a posterior fitted with one.
+            for a posterior fitted with one; ``a_view``: ``[n_a, d']`` one of side A's texts in the same space
+            (:func:`fnlab.data.minilm.dataset_side_view`).
 
     Returns:
         ``{"recall": {"i2t": {"1","5","10"}, "t2i": {...}, "rsum"}, "relevant_recall": same or None,
@@ -354,7 +356,7 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
             from fnlab.posterior import PairContext
 
             ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i", window=posterior.window or fn_top_k,
-                                           query_view=text_view)
+                                           query_view=text_view, a_view=a_view)
             out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior, ctx)
             out["fn_detection"]["prior_estimated"] = float(posterior.prior_pos)
             out["fn_detection"]["status"] = posterior.status.label

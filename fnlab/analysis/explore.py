@@ -110,7 +110,8 @@ class Sides:
     positives: sp.csr_matrix
     relevant: sp.csr_matrix | None
     direction: str
-    dataset: MatchingDataset | None = None  # for the captions' text view, where a posterior reads one
+    dataset: MatchingDataset | None = None  # for the texts' second view, where a posterior reads one
+    view_encoder: str = "minilm"  # the encoder of that view (the run's ``view_encoder``; "minilm": the bundled one)
 
     @cached_property
     def pair_context(self):
@@ -121,13 +122,15 @@ class Sides:
 
     @cached_property
     def view_context(self):
-        """:attr:`pair_context` with the captions' text view (:func:`fnlab.data.minilm.dataset_text_view`)."""
-        from fnlab.data.minilm import dataset_text_view
+        """:attr:`pair_context` with the texts' second view (:func:`fnlab.data.minilm.dataset_views`, encoded:
+        the captions', and side A's where it has texts in the same space)."""
+        from fnlab.data.minilm import dataset_views
         from fnlab.posterior import PairContext
 
-        view = dataset_text_view(self.dataset) if self.dataset is not None else None
-        key = "query_view" if self.direction == "t2i" else "candidate_view"
-        return PairContext(self.queries, self.candidates, self.positives, **({key: view} if view is not None else {}))
+        a_view, b_view = dataset_views(self.dataset, self.view_encoder) if self.dataset is not None else (None, None)
+        q_view, c_view = (b_view, a_view) if self.direction == "t2i" else (a_view, b_view)
+        views = {k: v for k, v in (("query_view", q_view), ("candidate_view", c_view)) if v is not None}
+        return PairContext(self.queries, self.candidates, self.positives, **views)
 
     def context_for(self, posterior):
         """The context whose signals ``posterior`` reads (with the text view if it reads one), in its window."""
@@ -163,8 +166,10 @@ class Sides:
         return sp.csr_matrix(fn, dtype=bool)
 
 
-def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: str) -> Sides:
-    """Arrange a split's embeddings as queries and candidates.
+def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: str, *,
+          view_encoder: str | None = None) -> Sides:
+    """Arrange a split's embeddings as queries and candidates (``view_encoder``: the encoder of the texts' second
+    view, where a posterior reads one; ``None``: the bundled MiniLM).
 
     Raises:
         ValueError: unknown direction or embeddings that do not match the split's sizes.
@@ -177,9 +182,10 @@ def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: 
     lab = ds.labelled_matrix().tocsr()
     rel = ds.relevance
     a, b = normalize(np.asarray(emb_a, dtype=np.float32)), normalize(np.asarray(emb_b, dtype=np.float32))
+    enc = view_encoder or "minilm"
     if direction == "t2i":
-        return Sides(b, a, lab, rel, direction, ds)
-    return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction, ds)
+        return Sides(b, a, lab, rel, direction, ds, enc)
+    return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction, ds, enc)
 
 
 def _row(m: sp.csr_matrix | None, q: int, n: int) -> np.ndarray:

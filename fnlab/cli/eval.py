@@ -55,13 +55,16 @@ def evaluate_run(run_dir: str, split: str = "test", fn_top_k: int | None = None)
     top_k = fn_top_k if fn_top_k is not None else int(r.config.get("fn_top_k", 10))
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"--fn-top-k {top_k!r}: expected an integer >= 1")
-    view = None
+    a_view = view = None
     if posterior is not None and any(n.startswith("view_") for n in posterior.signals):
-        from fnlab.data.minilm import dataset_text_view  # the posterior reads the captions' text view
+        from fnlab.data.minilm import (  # the posterior reads the texts' second view
+            DEFAULT_ENCODER,
+            dataset_views,
+        )
 
-        view = dataset_text_view(ds)
-    out = evaluate_embeddings(np.array(emb_a), np.array(emb_b), ds,
-                              posterior=posterior, sampled_fn_rate=rate, fn_top_k=top_k, text_view=view)
+        a_view, view = dataset_views(ds, r.config.get("view_encoder") or DEFAULT_ENCODER)
+    out = evaluate_embeddings(np.array(emb_a), np.array(emb_b), ds, posterior=posterior, sampled_fn_rate=rate,
+                              fn_top_k=top_k, text_view=view, a_view=a_view)
     return out
 
 

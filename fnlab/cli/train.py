@@ -96,6 +96,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--posterior", default="pu",
                    help=f"false-negative posterior estimator (posterior.json, FNE's calibrated mode): "
                    f"{_names('fnlab.posterior')}")
+    p.add_argument("--view-encoder", default=None, metavar="NAME",
+                   help="encode the data's texts (captions; a pairs folder's text and a_text) with this sentence "
+                   "encoder once, as the posterior's second view in every refit, FNE's pool and posterior.json: "
+                   "'minilm' (bundled, offline) or a local sentence-transformers folder. Default: the view only "
+                   "where it needs no encoder (the *-precomp sets)")
     p.add_argument("--threads", type=integer(1), default=None, help="CPU threads for torch")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to create, e.g. runs/my-run (must not "
                    "exist unless --overwrite)")
@@ -136,7 +141,7 @@ def config_from_args(args: argparse.Namespace):
         sampler=args.sampler, sampler_params=sampler_params, loss=loss, loss_params=loss_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dim=args.dim, text_encoder=args.text_encoder,
         queue_size=args.queue_size, momentum=args.momentum, warmup_epochs=args.warmup_epochs,
-        select_by=args.select_by,
+        select_by=args.select_by, view_encoder=args.view_encoder,
         posterior=args.posterior, seed=args.seed, device=args.device, num_threads=args.threads,
     )
 

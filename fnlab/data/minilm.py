@@ -180,8 +180,8 @@ def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER, encode: b
     ``shapes-precomp`` and ``digits-precomp`` store MiniLM caption embeddings as their side-B features:
     those are returned as they are (nothing is encoded). Other datasets' captions go through
     :func:`text_view` (the shipped caption table first). ``encode=False``: only what needs no encoder
-    (those features, or captions all found in the shipped table), else ``None`` (training uses this: a
-    run never waits for MiniLM).
+    (those features, or captions all found in the shipped table), else ``None`` (training without a
+    ``view_encoder`` uses this: such a run never waits for MiniLM).
 
     Raises:
         EncoderError: the encoder cannot be loaded.
@@ -192,6 +192,63 @@ def dataset_text_view(dataset: Any, *, encoder: str = DEFAULT_ENCODER, encode: b
     texts = dataset.captions()
     if texts is None:
         return None
+    return _view_of(texts, encoder, encode)
+
+
+def dataset_side_view(dataset: Any, side: str, *, encoder: str = DEFAULT_ENCODER,
+                      encode: bool = True) -> np.ndarray | None:
+    """The second view of one side of a dataset split: ``[n_side, d']`` float32, or ``None`` where that side has
+    no texts (images, embeddings alone) or, with ``encode=False``, where its view would need the encoder.
+
+    Side B is :func:`dataset_text_view`. Side A is the candidates' own texts (a ``pairs`` folder's ``a_text``),
+    in the same encoder's space as side B, so that a text-text folder gets every view signal (the query's text
+    against the candidate's, the candidate's against the labelled positive's). A candidate without a text gets a
+    zero row: no similarity to anything, never the empty string's embedding shared by all of them.
+
+    Raises:
+        EncoderError: the encoder cannot be loaded.
+    """
+    if side == "b":
+        return dataset_text_view(dataset, encoder=encoder, encode=encode)
+    if side != "a":
+        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    from fnlab.data.display import side_content
+
+    texts = side_content(dataset, "a").get("text")
+    if texts is None:
+        return None
+    texts = [str(t) for t in texts]
+    present = np.asarray([bool(t.strip()) for t in texts], dtype=bool)
+    if not present.any():
+        return None
+    view = _view_of([t for t, keep in zip(texts, present, strict=True) if keep], encoder, encode)
+    if view is None or present.all():
+        return view
+    out = np.zeros((len(texts), view.shape[1]), dtype=np.float32)
+    out[present] = view
+    return out
+
+
+def dataset_views(dataset: Any, view_encoder: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(a_view, b_view)``: the second view of a split's two sides (:func:`dataset_side_view`), ``[n_a, d']`` and
+    ``[n_b, d']`` float32 or ``None``; encoded by ``view_encoder`` where it is given, else only where no encoder
+    is needed (training's ``view_encoder``, :class:`fnlab.training.train.TrainConfig`). Side A's view is kept only
+    in the captions' space (the same width; without captions it is the query side's view of an A -> B search).
+
+    Raises:
+        EncoderError: ``view_encoder`` cannot be loaded or run.
+    """
+    kw = {"encoder": view_encoder or DEFAULT_ENCODER, "encode": view_encoder is not None}
+    b_view = dataset_side_view(dataset, "b", **kw)
+    a_view = dataset_side_view(dataset, "a", **kw)
+    if a_view is not None and b_view is not None and a_view.shape[1] != b_view.shape[1]:
+        a_view = None
+    return a_view, b_view
+
+
+def _view_of(texts: Sequence[str], encoder: str, encode: bool) -> np.ndarray | None:
+    """:func:`text_view` of ``texts``; with ``encode=False`` only where the shipped table holds every text
+    (else ``None``)."""
     if not encode:
         table = _shipped_table()
         if encoder != DEFAULT_ENCODER or table is None:

@@ -360,15 +360,22 @@ class PairContext:
 
         ``"t2i"``: captions (B) query images (A); ``"i2t"``: images query captions. A second view of the
         captions (``query_view``, e.g. :func:`fnlab.data.minilm.dataset_text_view`) is given for the
-        captions' side: the queries in ``"t2i"``, the candidates in ``"i2t"``.
+        captions' side: the queries in ``"t2i"``, the candidates in ``"i2t"``; ``a_view``, one of side A's texts
+        in the same space (a text-text folder's documents, :func:`fnlab.data.minilm.dataset_side_view`), for the
+        other side.
         """
         lab = dataset.labelled_matrix()
+        a_view = kw.pop("a_view", None)
         if direction == "t2i":
+            if a_view is not None:
+                kw["candidate_view"] = a_view
             return cls(emb_b, emb_a, lab, **kw)
         if direction == "i2t":
             view = kw.pop("query_view", None)
             if view is not None:
                 kw["candidate_view"] = view
+            if a_view is not None:
+                kw["query_view"] = a_view
             return cls(emb_a, emb_b, lab.T, **kw)
         raise ValueError(f"unknown direction {direction!r}: expected 't2i' or 'i2t'")
 

@@ -263,16 +263,17 @@ class LoadedRun:
                 if self.run.has("posterior.json"):
                     self._posterior = (from_params(self.run.load_json("posterior")), "posterior.json")
                 else:
-                    from fnlab.data.minilm import dataset_text_view
+                    from fnlab.data.minilm import dataset_views
                     from fnlab.training.train import fit_run_posterior
 
                     split = POSTERIOR_SPLIT if POSTERIOR_SPLIT in self.splits else self.splits[0]
                     a, b = self.embeddings(split)
                     ds = self.dataset(split)
-                    # the captions' second view, as training read it when it wrote posterior.json
+                    # the texts' second view, as training read it when it wrote posterior.json
+                    a_view, b_view = dataset_views(ds, self.config.get("view_encoder"))
                     post = fit_run_posterior(a, b, ds, estimator=self.estimator,
-                                             seed=int(self.config.get("seed") or 0),
-                                             text_view=dataset_text_view(ds, encode=False))
+                                             seed=int(self.config.get("seed") or 0), text_view=b_view,
+                                             a_view=a_view)
                     self._posterior = (post, f"fitted here: {self.estimator} on {split}")
             return self._posterior
 

@@ -93,7 +93,8 @@ class RunPages:
         key = (split, direction)
         if key not in self._sides:  # built outside the lock (a race builds it twice, the same): no page waits
             a, b = self.run.embeddings(split)
-            built = explore.sides(self.run.dataset(split), a, b, direction)
+            built = explore.sides(self.run.dataset(split), a, b, direction,
+                                  view_encoder=self.run.config.get("view_encoder"))
             with self._lock:
                 self._sides.setdefault(key, built)
         return self._sides[key]
@@ -200,7 +201,9 @@ class RunPages:
             from fnlab.analysis import scan
 
             a, b = self.run.embeddings(split)
-            res = scan.scan_dataset(a, b, self.run.dataset(split), top_k=int(top_k), posterior=self.run.posterior())
+            encoder = self.run.config.get("view_encoder")  # the texts' view in the encoder the run's posterior read
+            res = scan.scan_dataset(a, b, self.run.dataset(split), top_k=int(top_k), posterior=self.run.posterior(),
+                                    **({"text_encoder": encoder} if encoder else {}))
             return {"table": res.table, "summary": dict(res.summary)}
 
         got = self._item(("scan", split, str(int(top_k))), compute, kind="table")

@@ -133,6 +133,7 @@ class SampledObjective:
             mask (and of the mining samplers' labels), not a negative; ``None``: the item ids alone.
         caption_view: ``[n_b, d']`` a second view of the captions (their text, e.g. MiniLM) or ``None``: the
             sample context then carries it (FNE's pool evidence offers its view signals).
+        a_view: ``[n_a, d']`` the same view of side A's texts (a text-text folder's documents) or ``None``.
     """
 
     def __init__(self, sampler: Any, pick_loss: Any, warmup_loss: Any, model: torch.nn.Module,
@@ -140,7 +141,8 @@ class SampledObjective:
                  relevance: sp.csr_matrix | None, generator: torch.Generator,
                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
                  encoder: Callable[[str, str, Any], Any] | None = None, dataset: Any = None,
-                 identity: sp.csr_matrix | None = None, caption_view: torch.Tensor | None = None) -> None:
+                 identity: sp.csr_matrix | None = None, caption_view: torch.Tensor | None = None,
+                 a_view: torch.Tensor | None = None) -> None:
         self.sampler, self.pick_loss, self.warmup_loss = sampler, pick_loss, warmup_loss
         self.b_to_a, self.momentum, self.gen = b_to_a, momentum, generator
         self.model, self.inputs, self._encoder = model, inputs, encoder
@@ -174,6 +176,7 @@ class SampledObjective:
         first_b[images] = order[first]
         self.a_to_b = torch.from_numpy(first_b).to(self.device)
         self.caption_view = None if caption_view is None else caption_view.to(self.device)
+        self.a_view = None if a_view is None else a_view.to(self.device)
         self._content: dict[str, torch.Tensor] = {}  # side -> [n] content keys of the training items (built once)
         self._reset_counts()
 
@@ -320,19 +323,22 @@ class SampledObjective:
         return torch.where(ids >= 0, self._content[side][ids.clamp_min(0)], own)
 
     def _views(self, p: _Pool) -> dict[str, torch.Tensor]:
-        """The captions' second view for the sample context: the candidates' rows in ``i2t``, the anchors' and
-        partners' in ``t2i``; a synthetic slot (id ``-1``) gets a zero row (no similarity to anything)."""
-        cv = self.caption_view
-        if cv is None:
-            return {}
-
-        def rows(ids: torch.Tensor) -> torch.Tensor:
-            out = cv[ids.clamp(min=0)]
+        """The second view for the sample context: the captions' (side B) rows of the candidates in ``i2t`` and of
+        the anchors and partners in ``t2i``; side A's, where it has a view (``a_view``), of the other places. A
+        synthetic slot (id ``-1``) gets a zero row (no similarity to anything)."""
+        def rows(view: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            out = view[ids.clamp(min=0)]
             return torch.where((ids >= 0)[:, None], out, torch.zeros_like(out))
 
-        if p.direction == "i2t":
-            return {"candidate_view": rows(p.cand_ids)}
-        return {"anchor_view": rows(p.anchor_ids), "partner_view": rows(p.partner_ids)}
+        b_places, a_places = ((("candidate_view", p.cand_ids),),
+                              (("anchor_view", p.anchor_ids), ("partner_view", p.partner_ids)))
+        if p.direction != "i2t":
+            b_places, a_places = a_places, b_places
+        out = {}
+        for view, places in ((self.caption_view, b_places), (self.a_view, a_places)):
+            if view is not None:
+                out.update({name: rows(view, ids) for name, ids in places})
+        return out
 
     @staticmethod
     def _context(p: _Pool, pos_mask: torch.Tensor | None = None, **evidence: Any) -> SampleContext:

@@ -127,6 +127,11 @@ class TrainConfig:
         num_threads: CPU threads for torch during training (``None``: torch's default; see the
             README's benchmarks for what one thread gives on small machines).
         eval_splits: splits whose embeddings are saved (the last one goes into ``eval.json``).
+        view_encoder: the sentence encoder of the posterior's second view of the data's texts (captions, a
+            ``pairs`` folder's ``text`` and ``a_text``): ``"minilm"`` (bundled) or a local sentence-transformers
+            folder; every split's texts are encoded once, for the per-epoch refits, FNE's pool and the run's
+            posterior. ``None`` (default): the view only where it needs no encoder (the ``*-precomp`` caption
+            features, captions of the shipped MiniLM table), so that such a run never waits for an encoder.
     """
 
     dataset: str = "shapes"
@@ -156,6 +161,7 @@ class TrainConfig:
     num_threads: int | None = None
     eval_splits: tuple[str, ...] = ("val", "test")
     select_by: str = "labelled"
+    view_encoder: str | None = None
 
     def __post_init__(self) -> None:
         if self.loss is None and isinstance(self.sampler, str):
@@ -185,6 +191,8 @@ class TrainConfig:
              "must be auto, cpu, cuda or cuda:N")
         need(self.fn_top_k >= 1, "fn_top_k", "must be >= 1")
         need(self.select_by in SELECT_BY, "select_by", f"must be one of {', '.join(SELECT_BY)}")
+        need(self.view_encoder is None or (isinstance(self.view_encoder, str) and self.view_encoder.strip() != ""),
+             "view_encoder", "must be None, 'minilm' or a local sentence-transformers folder")
         from fnlab import posterior, samplers
 
         need(self.posterior in posterior.ESTIMATORS.available(), "posterior",
@@ -299,13 +307,15 @@ def _build_sampler(config: TrainConfig):
 
 def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, estimator: str = "pu",
                       prior: float | str = "auto", seed: int = 0, quick: bool = False, direction: str = "t2i",
-                      query_keys: np.ndarray | None = None, text_view: np.ndarray | None = None) -> Any:
+                      query_keys: np.ndarray | None = None, text_view: np.ndarray | None = None,
+                      a_view: np.ndarray | None = None) -> Any:
     """Fit the run's posterior on one split's embeddings (labels only, never ground truth):
     :func:`fnlab.posterior.fit`, captions querying images (``direction="t2i"``, the run's
     ``posterior.json``) or images querying captions. Shapes: ``emb_a [n_a, d]``, ``emb_b [n_b, d]``.
     ``quick``: a smaller unlabelled sample (the per-epoch refits of FNE). ``query_keys``: the queries
     as the pool's encoder holds them (:class:`fnlab.posterior.PairContext`). ``text_view``: ``[n_b, d']`` a
-    second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`) the posterior also reads."""
+    second view of the captions (:func:`fnlab.data.minilm.dataset_text_view`) the posterior also reads;
+    ``a_view``: ``[n_a, d']`` one of side A's texts in the same space (:func:`fnlab.data.minilm.dataset_views`)."""
     from fnlab import posterior
 
     posterior.check_estimator(estimator)
@@ -318,16 +328,8 @@ def fit_run_posterior(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, est
                 "candidate_content": dataset.content_keys(candidate_side)}
                if hasattr(dataset, "content_keys") else {})
     ctx = posterior.PairContext.from_dataset(emb_a, emb_b, dataset, direction=direction, query_keys=query_keys,
-                                             query_view=text_view, **content)
+                                             query_view=text_view, a_view=a_view, **content)
     return posterior.fit(estimator, ctx, prior=prior, seed=seed, **params)
-
-
-def _caption_view(ds: Any) -> torch.Tensor | None:
-    """The captions' second view where it needs no encoder (:func:`fnlab.data.minilm.dataset_text_view`)."""
-    from fnlab.data.minilm import dataset_text_view
-
-    view = dataset_text_view(ds, encode=False)
-    return None if view is None else torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Callback] = (), store: Any = None,
@@ -406,6 +408,16 @@ class _Setup:
     a_all: torch.Tensor
     b_all: torch.Tensor
     steps: int
+    #: split -> ``(a_view, b_view)`` (:func:`fnlab.data.minilm.dataset_views`), each computed once
+    views: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = field(default_factory=dict)
+
+    def views_of(self, split: str, view_encoder: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        from fnlab.data.minilm import dataset_views
+
+        if split not in self.views:
+            ds = {"train": self.train_ds, "val": self.val_ds, **self.eval_sets}[split]
+            self.views[split] = dataset_views(ds, view_encoder)
+        return self.views[split]
 
 
 def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _Setup:
@@ -430,6 +442,9 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         inputs = (a_all if side == "a" else b_all) if split == "train" else getattr(splits[split], f"{side}_inputs")
         return encode_side(enc, inputs, side, device=device)
 
+    from fnlab.data.minilm import dataset_views
+
+    train_views = dataset_views(train_ds, config.view_encoder)  # the pool's second view of the training items
     pick_loss = build_pick_loss(config.loss, config.loss_params)
     if hasattr(pick_loss, "check_shape"):  # a width or batch the loss cannot use fails here, before any epoch
         pick_loss.check_shape(int(model.spec.get("dim", config.dim)), config.batch_size)
@@ -439,19 +454,23 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         model, b_to_a, queue_size=config.queue_size, dim=int(model.spec.get("dim", config.dim)), momentum=config.momentum,
         num_negatives=config.num_negatives, relevance=train_ds.relevance, generator=gen, inputs=(a_all, b_all),
         encoder=encoder, dataset=train_ds, identity=text_identity_labels(train_ds),
-        caption_view=_caption_view(train_ds))
+        caption_view=_tensor(train_views[1]), a_view=_tensor(train_views[0]))
     # the sampler's own trainable parameters (none for most) are optimised with the model's
     opt = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=config.lr,
                            weight_decay=config.weight_decay)
     steps = max(1, train_ds.n_b // config.batch_size)  # drop the last partial batch
-    return _Setup(train_ds, val_ds, eval_sets, model, objective, opt, b_to_a, a_all, b_all, steps)
+    return _Setup(train_ds, val_ds, eval_sets, model, objective, opt, b_to_a, a_all, b_all, steps,
+                  views={"train": train_views})
+
+
+def _tensor(view: np.ndarray | None) -> torch.Tensor | None:
+    return None if view is None else torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))
 
 
 def _posterior_fit(config: TrainConfig, run: _Setup, device: torch.device, epoch: int):
     """The epoch's ``fit_posterior(prior, direction, key_model)`` callable (``EpochContext.fit_posterior``)."""
     model, val_ds = run.model, run.val_ds
-    val_view = _caption_view(val_ds)  # the refits read the captions' text view, where it needs no encoder
-    val_view = None if val_view is None else val_view.numpy()
+    a_view, val_view = run.views_of("val", config.view_encoder)  # the refits read the texts' second view
 
     def fit_posterior(prior: float | str = "auto", direction: str = "t2i", key_model: Any = None) -> Any:
         # queries from the online encoder, candidates from the encoder that fills the pool (the momentum
@@ -466,7 +485,7 @@ def _posterior_fit(config: TrainConfig, run: _Setup, device: torch.device, epoch
         ea_, eb_ = (c, q) if direction == "t2i" else (q, c)
         return fit_run_posterior(ea_, eb_, val_ds, estimator=config.posterior, prior=prior,
                                  seed=config.seed + epoch, quick=True, direction=direction, query_keys=qk,
-                                 text_view=val_view)
+                                 text_view=val_view, a_view=a_view)
 
     return fit_posterior
 
@@ -582,19 +601,20 @@ def _evaluate_run(config: TrainConfig, run: _Setup, device: torch.device, histor
     posterior = None
     ea_v, eb_v = embeddings.get("val") or (encode_side(model, val_ds.a_inputs, "a", device=device),
                                            encode_side(model, val_ds.b_inputs, "b", device=device))
-    val_view = _caption_view(val_ds)
+    val_a_view, val_view = run.views_of("val", config.view_encoder)
     if val_ds.n_a > 1:
         posterior = fit_run_posterior(ea_v, eb_v, val_ds, estimator=config.posterior, seed=config.seed,
-                                      text_view=None if val_view is None else val_view.numpy())
+                                      text_view=val_view, a_view=val_a_view)
     last_rate = history[-1]["sampled_fn_rate"]
     last_rate = None if (last_rate is None or math.isnan(last_rate)) else last_rate
     eval_split = config.eval_splits[-1] if config.eval_splits else "val"
     eval_ds = eval_sets.get(eval_split, val_ds)
     ea_e, eb_e = embeddings.get(eval_split, (ea_v, eb_v))
-    view = (_caption_view(eval_ds) if posterior is not None
-            and any(n.startswith("view_") for n in posterior.signals) else None)
+    a_view, view = ((run.views_of(eval_split if eval_split in eval_sets else "val", config.view_encoder))
+                    if posterior is not None and any(n.startswith("view_") for n in posterior.signals)
+                    else (None, None))
     result = evaluate_embeddings(ea_e, eb_e, eval_ds, posterior=posterior, sampled_fn_rate=last_rate,
-                                 fn_top_k=config.fn_top_k, text_view=None if view is None else view.numpy())
+                                 fn_top_k=config.fn_top_k, text_view=view, a_view=a_view)
     result["split"] = eval_split
     result["selected_on"] = ("val_relevant_rsum" if val_ds.relevance is not None and config.select_by != "labelled"
                              else "val_rsum")
