@@ -14,8 +14,8 @@ encoder that training did not shape can. Two folders, both with ground truth (``
 
 Each folder is trained as ``fnlab train --dataset pairs --root FOLDER --sampler fne --epochs 3`` with and without
 ``--view-encoder minilm`` (same seeds), and the run's own posterior (``eval.json``, the test split) is scored
-against the ground truth: AUROC and AP over every unlabelled pair and over each query's top 10, ECE, the estimated
-prior against the true one, precision at P > 0.9, test relevant rSum, and the run's seconds.
+against the ground truth: AUROC and AP over every unlabelled pair and over each query's top 10, ECE, the prior the
+posterior estimated on the validation split against that split's true one, test relevant rSum, and the run's seconds.
 
     python bench/train_view.py                       # both folders, seeds 0 1 2
     python bench/train_view.py --folders planted --seeds 0
@@ -102,13 +102,18 @@ FOLDERS = {"planted": planted_folder, "docstrings": docstring_folder}
 
 
 def _truth(folder: Path) -> dict:
-    """The test split's true prior (false-negative pairs / unlabelled pairs, captions querying documents)."""
+    """The test split's queries and false-negative pairs, and the true prior of the validation split, where the run's
+    posterior is fitted (false-negative pairs / unlabelled pairs, queries against documents)."""
     from fnlab import data as fdata
 
-    ds = fdata.load("pairs", root=folder, split="test")
-    lab, rel = ds.labelled_matrix().astype(bool), ds.relevance.astype(bool)
-    n_fn = int((rel.astype(np.int8) - lab.astype(np.int8)).maximum(0).nnz)
-    return {"test_queries": ds.n_b, "test_fn_pairs": n_fn, "true_prior": n_fn / (ds.n_a * ds.n_b - lab.nnz)}
+    out = {}
+    for split in ("test", "val"):
+        ds = fdata.load("pairs", root=folder, split=split)
+        lab, rel = ds.labelled_matrix().astype(bool), ds.relevance.astype(bool)
+        n_fn = int((rel.astype(np.int8) - lab.astype(np.int8)).maximum(0).nnz)
+        out.update({f"{split}_queries": ds.n_b, f"{split}_fn_pairs": n_fn,
+                    f"{split}_prior": n_fn / (ds.n_a * ds.n_b - lab.nnz)})
+    return {"test_queries": out["test_queries"], "test_fn_pairs": out["test_fn_pairs"], "true_prior": out["val_prior"]}
 
 
 def _run(folder: Path, out: Path, seed: int, view: bool, epochs: int) -> dict:
@@ -137,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.folders:
             folder = FOLDERS[name](Path(tmp) / name)
             truth = _truth(folder)
-            print(f"{name}: {truth['test_queries']} test queries, {truth['test_fn_pairs']} false-negative pairs, "
-                  f"true prior {truth['true_prior']:.2e}", flush=True)
+            print(f"{name}: {truth['test_queries']} test queries, {truth['test_fn_pairs']} false-negative pairs; "
+                  f"true prior of the validation split (where the posterior is fitted) {truth['true_prior']:.2e}",
+                  flush=True)
             for seed in args.seeds:
                 for view in (False, True):
                     r = _run(folder, Path(tmp) / "runs" / f"{name}-{seed}-{int(view)}", seed, view, args.epochs)
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"`python bench/train_view.py --folders {' '.join(args.folders)} --seeds {' '.join(map(str, args.seeds))} "
           f"--epochs {args.epochs}` (mean and sd over seeds; the run's posterior on the test split)\n")
-    print("| folder | view | AUROC | AP | top-10 AUROC | top-10 AP | ECE | prior (true) | relevant rSum | seconds |")
+    print("| folder | view | AUROC | AP | top-10 AUROC | top-10 AP | ECE | prior (true, val) | relevant rSum | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (folder, view), r in summary.iterrows():
         def f(c, fmt=".3f", r=r):
