@@ -10,7 +10,8 @@ encoder that training did not shape can. Two folders, both with ground truth (``
   The near-copies and their queries are the false negatives.
 - ``docstrings``: standard-library docstrings (query = first sentence, document = the rest); 20% of the documents
   have a near-copy (lower-cased, punctuation dropped) with a query of its own (the original's, lower-cased); the
-  folder's embeddings are MiniLM reduced to 16-d by PCA (a weaker model than the view).
+  folder's embeddings are MiniLM reduced to 16-d by PCA (a weaker model than the view). Documents the library
+  repeats word for word answer each other's queries too.
 
 Each folder is trained as ``fnlab train --dataset pairs --root FOLDER --sampler fne --epochs 3`` with and without
 ``--view-encoder minilm`` (same seeds), and the run's own posterior (``eval.json``, the test split) is scored
@@ -60,7 +61,7 @@ def planted_folder(root: Path, n: int = 240, k: int = 60, *, d: int = 32, seed: 
         f"which one shows {t}?" for t in decoy_t]
     split = rng.choice(["train", "val", "test"], size=n, p=[0.5, 0.25, 0.25])
     split = np.concatenate([split, split[:k], split[:k]])
-    _write(root, a, b, q_text, a_text, split, [(i, n + i) for i in range(k)])
+    _write(root, a, b, q_text, a_text, split, content=doc_t + doc_t[:k] + decoy_t)
     return root
 
 
@@ -83,18 +84,24 @@ def docstring_folder(root: Path, n: int = 1500, *, share: float = 0.2, dim: int 
     a, b = (a - mean) @ vt[:dim].T, (b - mean) @ vt[:dim].T
     split = rng.choice(["train", "val", "test"], size=len(docs), p=[0.6, 0.2, 0.2])
     split = np.concatenate([split, split[copied]])
-    _write(root, a, b, q_text, a_text, split, [(int(i), len(docs) + j) for j, i in enumerate(copied)])
+    _write(root, a, b, q_text, a_text, split, content=docs + [docs[i] for i in copied])
     return root
 
 
-def _write(root: Path, a, b, q_text, a_text, split, copies: list[tuple[int, int]]) -> None:
+def _write(root: Path, a, b, q_text, a_text, split, *, content: list[str]) -> None:
+    """The folder; document ``j`` answers query ``j`` (labelled) and every query whose document has the same
+    ``content`` (the text it was copied from): planted near-copies, and documents the corpus itself repeats word for
+    word (the ground truth, ``relevance.csv``)."""
     m = len(a_text)
     root.mkdir(parents=True)
     np.save(root / "a.npy", np.asarray(a, dtype=np.float32))
     np.save(root / "b.npy", np.asarray(b, dtype=np.float32))
     pd.DataFrame({"b": np.arange(m), "a": np.arange(m), "text": q_text, "a_text": a_text, "split": split}).to_csv(
         root / "pairs.csv", index=False)
-    rel = [(j, j) for j in range(m)] + copies + [(c, o) for o, c in copies]
+    groups: dict[str, list[int]] = {}
+    for j, t in enumerate(content):
+        groups.setdefault(t, []).append(j)
+    rel = [(q, j) for q in range(m) for j in groups[content[q]]]
     pd.DataFrame(rel, columns=["b", "a"]).to_csv(root / "relevance.csv", index=False)
 
 

@@ -521,3 +521,6 @@ def test_train_on_own_folder_checks_the_folder(env, tmp_path):
     at.text_input(key="tr_folder").set_value(str(tmp_path / "missing")).run()
     assert not at.exception and "does not exist" in at.error[0].value
     assert not (tmp_path / "missing").exists()  # nothing created by looking
+    (tmp_path / "mine").mkdir()
+    at.text_input(key="tr_folder").set_value(str(tmp_path / "mine")).run()
+    assert not at.exception and at.checkbox(key="tr_view").value is False  # the texts' view: offered, off
