@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def model_dir():
     return path
 
 
+@contextmanager
+def _quiet_loading():
+    """Without transformers' progress bar over the weights it loads (a command's own output stays its own)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 @lru_cache(maxsize=1)
 def load_model():
     """The sentence-transformers model on CPU, loaded once per process from :func:`model_dir`."""
@@ -68,7 +83,8 @@ def load_model():
     path = model_dir()
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    with _quiet_loading():
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
 def embed_texts(texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -117,7 +133,8 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(str(name), device="cpu", local_files_only=True)
+        with _quiet_loading():
+            return SentenceTransformer(str(name), device="cpu", local_files_only=True)
     except (ImportError, OSError, ValueError, RuntimeError) as err:
         raise EncoderError(f"text encoder {name!r}: cannot load it ({type(err).__name__}: {err})") from None
 
@@ -149,24 +166,41 @@ def text_view(texts: Sequence[str], *, encoder: str = DEFAULT_ENCODER, table: st
                 out[found] = feats[pos[found]]
     missing = np.flatnonzero(~found)
     if len(missing):
-        model = load_encoder(encoder)
-        import torch
-
-        try:
-            with torch.inference_mode():
-                emb = model.encode([str(t) for t in uniq[missing]], batch_size=int(batch_size),
-                                   normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=bool(progress))
-        except (RuntimeError, ValueError) as err:
-            raise EncoderError(f"text encoder {encoder!r}: failed to encode ({err})") from None
-        emb = np.asarray(emb, dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[0] != len(missing):
-            raise EncoderError(f"text encoder {encoder!r}: expected [{len(missing)}, d] embeddings, got {emb.shape}")
+        emb = _encode_cached([str(t) for t in uniq[missing]], encoder, batch_size, progress)
         if out is None or out.shape[1] != emb.shape[1]:
             out = np.zeros((len(uniq), emb.shape[1]), dtype=np.float32)
         out[missing] = emb
     if out is None:
         out = np.zeros((0, DIM), dtype=np.float32)
     return out[np.asarray(inverse, dtype=np.int64).ravel()] if texts else out
+
+
+def _encode_cached(texts: list[str], encoder: str, batch_size: int, progress: bool) -> np.ndarray:
+    """``[len(texts), d]`` embeddings of distinct ``texts``, read from :mod:`fnlab.data.view_cache` where a command
+    encoded the same texts with the same encoder before, else encoded (and stored there)."""
+    from fnlab.data import view_cache
+
+    bundled = encoder in (DEFAULT_ENCODER, MODEL_NAME, f"sentence-transformers/{MODEL_NAME}")
+    if not bundled and not Path(encoder).is_dir():
+        load_encoder(encoder)  # raises the one-line EncoderError naming it
+    fingerprint = view_cache.encoder_fingerprint(encoder, bundled)
+    cached = view_cache.load(fingerprint, texts)
+    if cached is not None:
+        return cached
+    model = load_encoder(encoder)
+    import torch
+
+    try:
+        with torch.inference_mode():
+            emb = model.encode(texts, batch_size=int(batch_size), normalize_embeddings=True, convert_to_numpy=True,
+                               show_progress_bar=bool(progress))
+    except (RuntimeError, ValueError) as err:
+        raise EncoderError(f"text encoder {encoder!r}: failed to encode ({err})") from None
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(texts):
+        raise EncoderError(f"text encoder {encoder!r}: expected [{len(texts)}, d] embeddings, got {emb.shape}")
+    view_cache.save(fingerprint, texts, emb)
+    return emb
 
 
 def _shipped_table() -> Path | None:
