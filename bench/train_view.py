@@ -15,8 +15,10 @@ encoder that training did not shape can. Two folders, both with ground truth (``
 
 Each folder is trained as ``fnlab train --dataset pairs --root FOLDER --sampler fne --epochs 3`` with and without
 ``--view-encoder minilm`` (same seeds), and the run's own posterior (``eval.json``, the test split) is scored
-against the ground truth: AUROC and AP over every unlabelled pair and over each query's top 10, ECE, the prior the
-posterior estimated on the validation split against that split's true one, test relevant rSum, and the run's seconds.
+against the ground truth, beside raw similarity: AUROC and AP over every unlabelled pair and over each query's top 10, ECE, the prior the
+posterior estimated on the validation split against that split's true one, test relevant rSum, and the run's seconds
+(texts are encoded once per machine, ``fnlab.data.view_cache``: the first run with the view pays the encoding, later
+runs on the same folder read it).
 
     python bench/train_view.py                       # both folders, seeds 0 1 2
     python bench/train_view.py --folders planted --seeds 0
@@ -134,7 +136,8 @@ def _run(folder: Path, out: Path, seed: int, view: bool, epochs: int) -> dict:
     ev = json.loads((out / "eval.json").read_text())
     fd, top = ev["fn_detection"], ev.get("fn_detection_topk") or {}
     return {"auroc": fd["auroc"], "ap": fd["ap"], "ece": fd["ece"], "top_auroc": top.get("auroc"),
-            "top_ap": top.get("ap"), "prior": fd["prior_estimated"],
+            "top_ap": top.get("ap"), "sim_auroc": fd["similarity_auroc"], "sim_ap": fd["similarity_ap"],
+            "sim_top_auroc": top.get("similarity_auroc"), "sim_top_ap": top.get("similarity_ap"), "prior": fd["prior_estimated"],
             "status": fd["status"], "relevant_rsum": (ev.get("relevant_recall") or {}).get("rsum"), "seconds": sec}
 
 
@@ -160,17 +163,23 @@ def main(argv: list[str] | None = None) -> int:
                           f"top-10 AP {r['top_ap']:.3f} prior {r['prior']:.2e} ECE {r['ece']:.3f} "
                           f"rel rSum {r['relevant_rsum']:.1f} {r['seconds']:.1f} s", flush=True)
     df = pd.DataFrame(rows)
-    cols = ["auroc", "ap", "top_auroc", "top_ap", "ece", "prior", "true_prior", "relevant_rsum", "seconds"]
+    cols = ["auroc", "ap", "top_auroc", "top_ap", "sim_auroc", "sim_ap", "sim_top_auroc", "sim_top_ap", "ece", "prior",
+            "true_prior", "relevant_rsum", "seconds"]
     summary = df.groupby(["folder", "view"])[cols].agg(["mean", "std"])
     print()
     print(f"`python bench/train_view.py --folders {' '.join(args.folders)} --seeds {' '.join(map(str, args.seeds))} "
           f"--epochs {args.epochs}` (mean and sd over seeds; the run's posterior on the test split)\n")
-    print("| folder | view | AUROC | AP | top-10 AUROC | top-10 AP | ECE | prior (true, val) | relevant rSum | seconds |")
+    print("| folder | view | AUROC (similarity) | AP (similarity) | top-10 AUROC (similarity) | top-10 AP (similarity) "
+          "| ECE | prior (true, val) | relevant rSum | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (folder, view), r in summary.iterrows():
         def f(c, fmt=".3f", r=r):
             return f"{r[(c, 'mean')]:{fmt}} ± {r[(c, 'std')]:{fmt}}" if len(args.seeds) > 1 else f"{r[(c, 'mean')]:{fmt}}"
-        print(f"| {folder} | {view} | {f('auroc')} | {f('ap')} | {f('top_auroc')} | {f('top_ap')} | {f('ece')} | "
+        def sim(c, r=r):
+            return f" ({r[(c, 'mean')]:.3f})"
+
+        print(f"| {folder} | {view} | {f('auroc')}{sim('sim_auroc')} | {f('ap')}{sim('sim_ap')} | "
+              f"{f('top_auroc')}{sim('sim_top_auroc')} | {f('top_ap')}{sim('sim_top_ap')} | {f('ece')} | "
               f"{r[('prior', 'mean')]:.2e} ({r[('true_prior', 'mean')]:.2e}) | {f('relevant_rsum', '.1f')} | "
               f"{f('seconds', '.1f')} |")
     return 0
