@@ -355,8 +355,10 @@ def evaluate_embeddings(emb_a: np.ndarray, emb_b: np.ndarray, dataset: Any, *, p
         if posterior is not None and dataset.n_a > 1:
             from fnlab.posterior import PairContext
 
+            content = ({"query_content": dataset.content_keys("b"), "candidate_content": dataset.content_keys("a")}
+                       if hasattr(dataset, "content_keys") else {})  # as the run's fit read them
             ctx = PairContext.from_dataset(ea, eb, dataset, direction="t2i", window=posterior.window or fn_top_k,
-                                           query_view=text_view, a_view=a_view)
+                                           query_view=text_view, a_view=a_view, **content)
             out["fn_detection"] = fn_detection(pool_candidates(ea, eb, dataset), posterior, ctx)
             out["fn_detection"]["prior_estimated"] = float(posterior.prior_pos)
             out["fn_detection"]["status"] = posterior.status.label

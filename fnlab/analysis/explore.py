@@ -114,11 +114,21 @@ class Sides:
     view_encoder: str = "minilm"  # the encoder of that view (the run's ``view_encoder``; "minilm": the bundled one)
 
     @cached_property
+    def content(self) -> dict:
+        """``query_content`` and ``candidate_content`` (:meth:`fnlab.data.base.MatchingDataset.content_keys`) of
+        these sides, as a run's posterior read them in its fit; empty without the dataset."""
+        if self.dataset is None or not hasattr(self.dataset, "content_keys"):
+            return {}
+        q_side, c_side = ("b", "a") if self.direction == "t2i" else ("a", "b")
+        return {"query_content": self.dataset.content_keys(q_side),
+                "candidate_content": self.dataset.content_keys(c_side)}
+
+    @cached_property
     def pair_context(self):
         """The :class:`fnlab.posterior.PairContext` of these sides (built once), for a posterior's pair signals."""
         from fnlab.posterior import PairContext
 
-        return PairContext(self.queries, self.candidates, self.positives)
+        return PairContext(self.queries, self.candidates, self.positives, **self.content)
 
     @cached_property
     def view_context(self):
@@ -130,7 +140,7 @@ class Sides:
         a_view, b_view = dataset_views(self.dataset, self.view_encoder) if self.dataset is not None else (None, None)
         q_view, c_view = (b_view, a_view) if self.direction == "t2i" else (a_view, b_view)
         views = {k: v for k, v in (("query_view", q_view), ("candidate_view", c_view)) if v is not None}
-        return PairContext(self.queries, self.candidates, self.positives, **views)
+        return PairContext(self.queries, self.candidates, self.positives, **views, **self.content)
 
     def context_for(self, posterior):
         """The context whose signals ``posterior`` reads (with the text view if it reads one), in its window."""

@@ -289,18 +289,30 @@ class MatchingDataset:
         )
 
     def content_keys(self, side: str) -> np.ndarray:
-        """``[n]`` int64 content keys of side ``"a"`` or ``"b"``: equal exactly where two items' encoder inputs are
-        identical (the same pixels, token ids or feature row), so that training can tell an exact copy from a
-        near neighbour whatever its features look like in a momentum queue. A side without inputs: every item
-        its own key."""
+        """``[n]`` int64 content keys of side ``"a"`` or ``"b"``: equal where two items' encoder inputs are identical
+        (the same pixels, token ids or feature row), so that training can tell an exact copy from a near neighbour
+        whatever its features look like in a momentum queue, and, where the side has texts (``text`` beside side B,
+        ``a_text`` beside side A), where their normalised texts are (case, spacing and sentence marks aside:
+        :func:`fnlab.posterior.signals.normalise_text`, the near-duplicate content a scan reads). A side without
+        inputs or texts: every item its own key."""
         if side not in ("a", "b"):
             raise ValueError(f"side must be 'a' or 'b', got {side!r}")
-        x, n = (self.a_inputs, self.n_a) if side == "a" else (self.b_inputs, self.n_b)
-        if x is None:
-            return np.arange(n, dtype=np.int64)
-        from fnlab.core.content import row_keys
+        from fnlab.core.content import merge_keys, row_keys
 
-        return row_keys(np.ascontiguousarray(x).reshape(n, -1))
+        x, n = (self.a_inputs, self.n_a) if side == "a" else (self.b_inputs, self.n_b)
+        keys = np.arange(n, dtype=np.int64) if x is None else row_keys(np.ascontiguousarray(x).reshape(n, -1))
+        column, meta = ("a_text", self.a_meta) if side == "a" else ("text", self.b_meta)
+        if column not in meta.columns or len(meta) != n:
+            return keys
+        from fnlab.posterior.signals import text_keys
+
+        texts = meta[column].fillna("").astype(str).to_numpy(dtype=object)
+        blank = np.asarray([not t.strip() for t in texts], dtype=bool)
+        if blank.all():
+            return keys
+        by_text = text_keys(texts)
+        by_text = np.where(blank, by_text.max() + 1 + np.arange(n), by_text)  # an empty text matches nothing
+        return merge_keys(keys, by_text)
 
     def captions(self) -> list[str] | None:
         """Caption text of every B item, where known."""
