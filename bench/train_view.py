@@ -4,11 +4,11 @@ A user's ``pairs`` folder has texts on both sides (``text``, ``a_text``) and emb
 Where that model cannot tell a near-copy of a document from a different document equally near it, a sentence
 encoder that training did not shape can. Two folders, both with ground truth (``relevance.csv``):
 
-- ``planted``: shape captions; every document has its query; a quarter of the documents have a near-copy (``a
-  picture of`` and the text: another text even after normalisation, so neither the exact-duplicate labels nor the
-  content keys know it; MiniLM cosine 0.91-0.94 to its original) and a decoy (another caption), both equally near the
-  document in the folder's 32-d embeddings, each with a query of its own. The near-copies and their queries are the
-  false negatives.
+- ``planted``: shape captions; every document has its query; a quarter of the documents have a near-copy (its text
+  with accented vowels, "résumé" for "resume": another text even after normalisation, so neither the exact-duplicate
+  labels nor the content keys know it; one text to MiniLM, whose tokenizer strips accents) and a decoy (another
+  caption), both equally near the document in the folder's 32-d embeddings, each with a query of its own. The
+  near-copies and their queries are the false negatives.
 - ``docstrings``: standard-library docstrings (query = first sentence, document = the rest); 20% of the documents
   have a near-copy (lower-cased, punctuation dropped) with a query of its own (the original's, lower-cased); the
   folder's embeddings are MiniLM reduced to 16-d by PCA (a weaker model than the view). Documents the library
@@ -44,9 +44,13 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 
+#: a near-copy of a text that the content keys do not join (accents are kept by the normalisation) and MiniLM does
+ACCENTED = str.maketrans("aeiou", "áéíóú")
+
+
 def planted_folder(root: Path, n: int = 240, k: int = 60, *, d: int = 32, seed: int = 0, noise: float = 0.3) -> Path:
-    """``n`` documents (shipped shape captions), each with its query; ``k`` of them have a near-copy (``a picture of``
-    and the text) and a decoy (another caption), equally near the document in the embeddings, each with a query of its own; a
+    """``n`` documents (shipped shape captions), each with its query; ``k`` of them have a near-copy (accented vowels)
+    and a decoy (another caption), equally near the document in the embeddings, each with a query of its own; a
     copy and a decoy sit in their document's split. Ground truth: document <-> near-copy, both ways."""
     from fnlab.data.pretrained import CAPTION_TABLE, shipped_root
 
@@ -59,7 +63,7 @@ def planted_folder(root: Path, n: int = 240, k: int = 60, *, d: int = 32, seed: 
     docs = rng.standard_normal((n, d)).astype(np.float32)
     a = np.concatenate([docs, *[docs[:k] + noise * rng.standard_normal((k, d)).astype(np.float32) for _ in range(2)]])
     b = a + noise * rng.standard_normal(a.shape).astype(np.float32)
-    a_text = doc_t + [f"a picture of {t}" for t in doc_t[:k]] + decoy_t
+    a_text = doc_t + [t.translate(ACCENTED) for t in doc_t[:k]] + decoy_t
     q_text = [f"which one shows {t}?" for t in doc_t] + [f"which picture shows {t}?" for t in doc_t[:k]] + [
         f"which one shows {t}?" for t in decoy_t]
     split = rng.choice(["train", "val", "test"], size=n, p=[0.5, 0.25, 0.25])

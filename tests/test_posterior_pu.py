@@ -409,28 +409,3 @@ def test_where_only_similarity_tells_a_match_p_ranks_by_it_and_says_uncalibrated
     q2, c2, pos2, _ = planted_retrieval()
     assert not P.fit("pu", P.PairContext(q2, c2, pos2), seed=0).similar_only
 
-
-def test_a_near_copy_must_be_near_in_every_view():
-    """Copies and decoys equally near the labelled positive in the embeddings; only copies are near it in the second
-    view. The near-copy statistic is the smallest of the two similarities, so the view vetoes the decoys (the largest
-    would take them for copies as the embeddings do)."""
-    rng = np.random.default_rng(0)
-    n, k, d = 400, 100, 16
-    docs = unit(rng.standard_normal((n, d)))
-    near = [unit(docs[:k] + 0.15 * rng.standard_normal((k, d))) for _ in range(2)]  # copies, decoys
-    c = np.concatenate([docs, *near]).astype(np.float32)
-    q = unit(docs + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
-    pos = sp.csr_matrix((np.ones(n, bool), (np.arange(n), np.arange(n))), shape=(n, n + 2 * k))
-    view_docs = unit(rng.standard_normal((n, 32)))
-    view = np.concatenate([view_docs, unit(view_docs[:k] + 0.05 * rng.standard_normal((k, 32))),
-                           unit(rng.standard_normal((k, 32)))]).astype(np.float32)
-    copies, decoys = np.arange(n, n + k), np.arange(n + k, n + 2 * k)
-    for with_view in (False, True):
-        ctx = P.PairContext(q, c, pos, **({"candidate_view": view} if with_view else {}))
-        post = P.fit("pu", ctx, seed=0)
-        p_copy = P.prob_false_negative(post, ctx.signals(np.arange(k), copies)).numpy()
-        p_decoy = P.prob_false_negative(post, ctx.signals(np.arange(k), decoys)).numpy()
-        if with_view:
-            assert p_copy.min() > 0.9 and p_decoy.max() < 0.1, (p_copy.min(), p_decoy.max())
-        else:  # the embeddings alone cannot tell them apart
-            assert abs(float(np.median(p_copy)) - float(np.median(p_decoy))) < 0.3

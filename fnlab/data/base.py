@@ -293,7 +293,7 @@ class MatchingDataset:
         (the same pixels, token ids or feature row), so that training can tell an exact copy from a near neighbour
         whatever its features look like in a momentum queue, and, where the side has texts (``text`` beside side B,
         ``a_text`` beside side A), where their normalised texts are (case, spacing and sentence marks aside:
-        :func:`fnlab.posterior.signals.normalise_text`, the near-duplicate content a scan reads). A side without
+        :func:`fnlab.core.content.normalise_text`, the near-duplicate content a scan reads). A side without
         inputs or texts: every item its own key."""
         if side not in ("a", "b"):
             raise ValueError(f"side must be 'a' or 'b', got {side!r}")
@@ -304,7 +304,7 @@ class MatchingDataset:
         column, meta = ("a_text", self.a_meta) if side == "a" else ("text", self.b_meta)
         if column not in meta.columns or len(meta) != n:
             return keys
-        from fnlab.posterior.signals import text_keys
+        from fnlab.core.content import text_keys
 
         texts = meta[column].fillna("").astype(str).to_numpy(dtype=object)
         blank = np.asarray([not t.strip() for t in texts], dtype=bool)

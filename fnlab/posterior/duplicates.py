@@ -10,10 +10,8 @@ re-uploaded image, a caption repeated): among the candidates a scan shows a quer
 the labelled positive form a group of their own, set apart from the continuum of merely related
 candidates (cluster-mates, paraphrases, other recipes for tomato soup). This module finds that group.
 
-**The statistic** is the similarity of the candidate to the labelled positive (``positive_neighbour``; where a
-second view gives it too, the smaller of the two: a copy is near its original in every view, so a view that training
-did not shape vetoes a neighbour the embeddings alone would call one; 1 for an identical content key), on Fisher's
-scale
+**The statistic** is the similarity of the candidate to the labelled positive (``positive_neighbour``;
+also in a second view, and 1 for an identical content key), on Fisher's scale
 ``z = atanh(min(pn, 1 - 1e-6))``, which spreads the values near 1 where copies sit.
 
 **The model** is a one-dimensional Gaussian mixture over the scanned rows' ``z`` with 1 to

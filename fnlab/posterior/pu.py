@@ -105,8 +105,7 @@ MAX_DESIGNATED_ROWS = 50_000
 #: labelled pairs the mixture for queries without a positive needs (their similarities are its positive component)
 MIN_DESIGNATED = 10
 
-#: the signals whose near-copy evidence the duplicate group reads (the smallest of those present: a copy is near the
-#: labelled positive in every view, and a view that training did not shape vetoes what the embeddings alone call one)
+#: the signals whose near-copy evidence the duplicate group reads (the largest of those present)
 COPY_SIGNALS = ("positive_neighbour", "view_positive_neighbour")
 
 #: every signal the fit may read (mutual rank is left out: training inflates it for labelled pairs)
@@ -313,8 +312,7 @@ class PUPosterior:
         return out
 
     def _copy_z(self, signals: PairSignals) -> torch.Tensor | None:
-        """``[*]`` the duplicate statistic ``atanh`` of the smallest near-copy signal present (identical content: the
-        cap)."""
+        """``[*]`` the duplicate statistic ``atanh`` of the largest near-copy signal (identical content: the cap)."""
         if self.copies is None or not self.copies.found:
             return None
         shape = tuple(signals.similarity.shape)
@@ -322,7 +320,7 @@ class PUPosterior:
                 if getattr(signals, n) is not None]
         if not vals:
             return None
-        best = torch.stack(vals).nan_to_num(nan=2.0).amin(0)
+        best = torch.stack(vals).nan_to_num(nan=-2.0).amax(0)
         best = torch.where(torch.stack([torch.isnan(v) for v in vals]).all(0), torch.full_like(best, float("nan")), best)
         if signals.positive_duplicate is not None:
             dup = torch.broadcast_to(signals.positive_duplicate.double().cpu(), shape) > 0.5
@@ -658,7 +656,7 @@ def _fit_copies(sample: _Sample, notes: list[str], seed: int) -> tuple[Duplicate
         return None, ()
     n = sample.n_window
     vals = np.stack([getattr(sample.sig, name).numpy()[:n] for name in names])
-    best = np.where(np.isnan(vals).all(axis=0), np.nan, np.nan_to_num(vals, nan=2.0).min(axis=0))
+    best = np.where(np.isnan(vals).all(axis=0), np.nan, np.nan_to_num(vals, nan=-2.0).max(axis=0))
     if sample.sig.positive_duplicate is not None:
         best = np.where(sample.sig.positive_duplicate.numpy()[:n] > 0.5, 1.0, best)
     group = DuplicateGroup.fit(z_scale(best), seed=seed)
