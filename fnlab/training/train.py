@@ -442,9 +442,12 @@ def _setup(config: TrainConfig, device: torch.device, gen: torch.Generator) -> _
         inputs = (a_all if side == "a" else b_all) if split == "train" else getattr(splits[split], f"{side}_inputs")
         return encode_side(enc, inputs, side, device=device)
 
-    from fnlab.data.minilm import dataset_views
+    from fnlab.data.minilm import EncoderError, dataset_views
 
-    train_views = dataset_views(train_ds, config.view_encoder)  # the pool's second view of the training items
+    try:
+        train_views = dataset_views(train_ds, config.view_encoder)  # the pool's second view of the training items
+    except EncoderError as err:  # before any epoch, naming the setting
+        raise EncoderError(f"view_encoder (--view-encoder): {err}") from None
     pick_loss = build_pick_loss(config.loss, config.loss_params)
     if hasattr(pick_loss, "check_shape"):  # a width or batch the loss cannot use fails here, before any epoch
         pick_loss.check_shape(int(model.spec.get("dim", config.dim)), config.batch_size)
