@@ -3,23 +3,14 @@ the issue's targets are met, they hold; where the data cannot support a probabil
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "calibration.py"
+from _bench_module import load_bench
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("calibration_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("calibration")
 
 
 @pytest.mark.parametrize("family", ["clustered", "paraphrase", "copies-0.25", "one-positive"])

@@ -3,19 +3,12 @@ what a threshold on P leaves) against slow per-anchor loops."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "fne_pool.py"
+from _bench_module import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("fne_pool_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("fne_pool")
 
 
 def _record(seed: int, n_rows: int = 6) -> dict:

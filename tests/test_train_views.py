@@ -8,28 +8,22 @@ decoy another caption. The copies, and the copies' own queries, are the false ne
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _bench_module import load_bench
 
 from fnlab import data as fdata
 from fnlab.cli import main
 from fnlab.data.minilm import dataset_side_view, dataset_views
 from fnlab.training.train import TrainConfig, train
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_view.py"
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("train_view_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("train_view")
 
 
 def _folder(root, **kw):
