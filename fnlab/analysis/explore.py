@@ -18,6 +18,7 @@ import torch
 
 from fnlab.core.status import FALSE_NEGATIVE, POSITIVE, TRUE_NEGATIVE, UNKNOWN
 from fnlab.data.base import MatchingDataset
+from fnlab.data.minilm import DEFAULT_ENCODER
 from fnlab.retrieval.similarity import normalize
 
 DIRECTIONS = {"t2i": "text → image", "i2t": "image → text"}
@@ -111,7 +112,7 @@ class Sides:
     relevant: sp.csr_matrix | None
     direction: str
     dataset: MatchingDataset | None = None  # for the texts' second view, where a posterior reads one
-    view_encoder: str = "minilm"  # the encoder of that view (the run's ``view_encoder``; "minilm": the bundled one)
+    view_encoder: str = DEFAULT_ENCODER  # the encoder of that view (the run's ``view_encoder``; default: the bundled one)
 
     @cached_property
     def content(self) -> dict:
@@ -192,7 +193,7 @@ def sides(ds: MatchingDataset, emb_a: np.ndarray, emb_b: np.ndarray, direction: 
     lab = ds.labelled_matrix().tocsr()
     rel = ds.relevance
     a, b = normalize(np.asarray(emb_a, dtype=np.float32)), normalize(np.asarray(emb_b, dtype=np.float32))
-    enc = view_encoder or "minilm"
+    enc = view_encoder or DEFAULT_ENCODER
     if direction == "t2i":
         return Sides(b, a, lab, rel, direction, ds, enc)
     return Sides(a, b, lab.T.tocsr(), None if rel is None else rel.T.tocsr(), direction, ds, enc)
