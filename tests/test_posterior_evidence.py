@@ -150,6 +150,25 @@ def test_view_and_content_signals_match_brute_force(nq, nc, seed, leave):
         np.testing.assert_allclose(got.numpy(name), ref, rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=name)
 
 
+@settings(max_examples=30, deadline=None)
+@given(n_left=st.integers(1, 12), n_right=st.integers(1, 40), total=st.integers(0, 60), seed=st.integers(0, 10**6),
+       step=st.integers(1, 7), block_entries=st.integers(1, 100))
+def test_set_products_match_brute_force_on_both_paths(n_left, n_right, total, seed, step, block_entries):
+    """Few distinct left rows against few right rows take the blocked matrix product, many against many the
+    chunked gather; both give each entry's dot product."""
+    from fnlab.posterior.signals import _set_products
+
+    rng = np.random.default_rng(seed)
+    left = rng.standard_normal((n_left, 5)).astype(np.float32)
+    right = rng.standard_normal((n_right, 5)).astype(np.float32)
+    li, members = rng.integers(0, n_left, total), rng.integers(0, n_right, total)
+    got = _set_products(left, li, right, members, step=step, block_entries=block_entries)
+    ref = np.array([float(np.dot(left[a].astype(np.float64), right[b].astype(np.float64)))
+                    for a, b in zip(li, members, strict=True)])
+    assert got.shape == (total,) and got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_text_keys_see_through_case_spacing_and_punctuation():
     from fnlab.posterior.signals import row_keys, text_keys
 

@@ -533,11 +533,11 @@ class PairContext:
         # position of each expanded entry inside its row slice
         offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         members = sets.indices[np.repeat(sets.indptr[rows], counts) + offsets].astype(np.int64)
-        vals = np.empty(total, dtype=np.float64)
         li = left_idx[pair_of]
-        for i in range(0, total, step):
-            a, b = left[li[i:i + step]], right[members[i:i + step]]
-            vals[i:i + step] = (a == b) if equal else np.einsum("ij,ij->i", a, b)
+        if equal:
+            vals = (left[li] == right[members]).astype(np.float64)
+        else:
+            vals = _set_products(left, li, right, members, step=step)
         bad = np.zeros(total, dtype=bool)
         if exclude is not None:
             bad |= members == np.asarray(exclude, dtype=np.int64)[pair_of]
@@ -550,3 +550,38 @@ class PairContext:
         best[~np.isfinite(best)] = np.nan
         out[has] = best
         return out
+
+
+#: dense products of a block of distinct left rows with every right row take at most this many entries
+_BLOCK_ENTRIES = 1 << 22
+
+
+def _set_products(left: np.ndarray, li: np.ndarray, right: np.ndarray, members: np.ndarray, *,
+                  step: int = 1 << 20, block_entries: int = _BLOCK_ENTRIES) -> np.ndarray:
+    """``left[li[k]] . right[members[k]]`` for every expanded entry ``k``, ``[total]`` float64.
+
+    Many entries share few distinct left rows (a sample's pairs have a few thousand queries; each expands to
+    its labelled set): then one matrix product of those rows with every right row, read at the entries, costs
+    far less than gathering two ``[total, d]`` arrays; each product holds at most ``block_entries`` values.
+    Otherwise the entries' rows are gathered in chunks of ``step``.
+
+    Shapes: ``left [L, d]``, ``right [R, d]``, ``li``, ``members`` ``[total]`` int -> ``[total]``.
+    """
+    total = li.size
+    uniq, inv = np.unique(li, return_inverse=True)
+    if uniq.size * right.shape[0] > 8 * total:
+        vals = np.empty(total, dtype=np.float64)
+        for i in range(0, total, step):
+            vals[i:i + step] = np.einsum("ij,ij->i", left[li[i:i + step]], right[members[i:i + step]])
+        return vals
+    vals = np.empty(total, dtype=np.float64)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.searchsorted(inv[order], np.arange(0, uniq.size + 1))
+    block = max(1, block_entries // max(1, right.shape[0]))
+    right_t = np.ascontiguousarray(right.T)
+    for b0 in range(0, uniq.size, block):
+        b1 = min(uniq.size, b0 + block)
+        products = left[uniq[b0:b1]] @ right_t  # [b1 - b0, n_right]
+        at = order[bounds[b0]:bounds[b1]]
+        vals[at] = products[inv[at] - b0, members[at]]
+    return vals
