@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import solve_triangular
 
 __all__ = ["PRIOR_CAP", "PRIOR_FLOOR", "best_bin_prior", "fit_em", "log_density_ratio", "log_normal"]
 
@@ -73,7 +74,7 @@ def log_normal(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.
 
 def np_log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (x - mean).T)
+    z = solve_triangular(chol, (x - mean).T, lower=True, check_finite=False)
     return -0.5 * (z * z).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * x.shape[1] * math.log(2 * math.pi)
 
 

@@ -110,12 +110,14 @@ class LinearEvidence:
         flat = x.reshape(-1, len(self.features))
         obs = ~torch.isnan(flat)
         terms = torch.full_like(flat, float("nan"))
-        patterns, inverse = torch.unique(obs, dim=0, return_inverse=True)
-        for p in range(patterns.shape[0]):
-            present = tuple(int(j) for j in torch.nonzero(patterns[p]).ravel())
+        # each row's pattern of present features as one integer (bit j: feature j): a 1-D unique, far cheaper
+        # than unique rows of the [N, m] mask
+        codes = (obs.long() << torch.arange(obs.shape[1], device=obs.device)).sum(1)
+        for code in torch.unique(codes).tolist():
+            present = tuple(j for j in range(obs.shape[1]) if code >> j & 1)
             if not present:
                 continue
-            rows = inverse == p
+            rows = codes == code
             w, mid = self._weights(present)
             xo = flat[rows][:, list(present)]
             terms[rows.nonzero().ravel()[:, None], torch.as_tensor(present)[None, :]] = (
