@@ -561,13 +561,16 @@ def _set_products(left: np.ndarray, li: np.ndarray, right: np.ndarray, members: 
     """``left[li[k]] . right[members[k]]`` for every expanded entry ``k``, ``[total]`` float64.
 
     Many entries share few distinct left rows (a sample's pairs have a few thousand queries; each expands to
-    its labelled set): then one matrix product of those rows with every right row, read at the entries, costs
-    far less than gathering two ``[total, d]`` arrays; each product holds at most ``block_entries`` values.
+    its labelled set): then one matrix product of those rows (or of every left row, where that product is
+    small) with every right row, read at the entries, costs far less than gathering two ``[total, d]``
+    arrays; each product holds at most ``block_entries`` values.
     Otherwise the entries' rows are gathered in chunks of ``step``.
 
     Shapes: ``left [L, d]``, ``right [R, d]``, ``li``, ``members`` ``[total]`` int -> ``[total]``.
     """
     total = li.size
+    if left.shape[0] * right.shape[0] <= block_entries:  # every product at once: no need to find the rows used
+        return (left @ right.T)[li, members].astype(np.float64)
     uniq, inv = np.unique(li, return_inverse=True)
     if uniq.size * right.shape[0] > 8 * total:
         vals = np.empty(total, dtype=np.float64)
