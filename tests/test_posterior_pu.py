@@ -72,6 +72,28 @@ def test_draw_unlabelled_never_returns_a_labelled_pair_and_is_seeded():
     np.testing.assert_array_equal(a[0], b[0])
 
 
+@settings(max_examples=25, deadline=None)
+@given(nq=st.integers(2, 12), nc=st.integers(3, 15), density=st.floats(0.0, 0.5), top_k=st.integers(1, 4),
+       seed=st.integers(0, 10**6))
+def test_a_small_pool_enters_the_fit_whole(nq, nc, density, top_k, seed):
+    """Where the pool holds at most n_random pairs, the uniform stratum is every unlabelled pair outside each
+    query's top-k, once, weight 1: with the top-k stratum, every unlabelled pair exactly once, weights summing
+    to their number."""
+    from fnlab.posterior.pu import stratified_unlabelled_sample
+
+    rng = np.random.default_rng(seed)
+    q, c = unit(rng.standard_normal((nq, 4))), unit(rng.standard_normal((nc, 4)))
+    dense = rng.random((nq, nc)) < density
+    dense[0, 0] = dense[0, 1] = False  # at least one unlabelled pair
+    ctx = P.PairContext(q, c, sp.csr_matrix(dense))
+    uq, uc, w = stratified_unlabelled_sample(ctx, top_k=top_k, n_random=nq * nc, max_queries=nq, rng=rng)
+    pairs = sorted(zip(uq.tolist(), uc.tolist(), strict=True))
+    unlabelled = sorted(zip(*np.nonzero(~dense), strict=True))
+    assert pairs == [(int(a), int(b)) for a, b in unlabelled]  # each once (ties in similarity aside: none here)
+    assert w.sum() == pytest.approx(ctx.n_unlabelled)
+    np.testing.assert_allclose(w, 1.0)
+
+
 def test_log_odds_marginalises_missing_features_exactly():
     rng = np.random.default_rng(0)
     names = ("similarity", "margin", "positive_neighbour")

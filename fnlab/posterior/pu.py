@@ -125,14 +125,20 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
 
     Stratum T: the top-``top_k`` unlabelled candidates of up to ``max_queries`` queries (all
     queries when there are fewer), each weighted ``|T| / sampled``. Stratum R: ``n_random`` pairs
-    drawn uniformly among unlabelled pairs (:meth:`PairContext.draw_unlabelled`), those that fall
-    inside their query's top-``top_k`` dropped, weighted ``(pool - |T|) / kept``. Weights sum to the
-    number of unlabelled pairs. Stratum T comes first; ``with_window`` also returns its size and every
+    drawn uniformly among unlabelled pairs (:meth:`PairContext.draw_unlabelled`), or every unlabelled pair
+    where the pool holds at most ``n_random`` pairs (the population itself, not a sample of it with repeats),
+    those that fall inside their query's top-``top_k`` dropped, weighted ``(pool - |T|) / kept``. Weights sum
+    to the number of unlabelled pairs. Stratum T comes first; ``with_window`` also returns its size and every
     pair's similarity (the search's scores, no second computation).
     """
     nq = ctx.n_queries
     chosen = np.arange(nq) if nq <= max_queries else np.sort(rng.choice(nq, size=max_queries, replace=False))
-    rq, rc = ctx.draw_unlabelled(n_random, rng)
+    if nq * ctx.n_candidates <= n_random:
+        rq, rc = np.divmod(np.arange(nq * ctx.n_candidates, dtype=np.int64), ctx.n_candidates)
+        keep = ~ctx.is_labelled(rq, rc)
+        rq, rc = rq[keep], rc[keep]
+    else:
+        rq, rc = ctx.draw_unlabelled(n_random, rng)
     # one search, over the queries the sample touches only (not every query of a large scan)
     rows = np.union1d(chosen, rq)
     scores, idx = ctx.topk_unlabelled(top_k, rows=rows)
@@ -145,7 +151,8 @@ def stratified_unlabelled_sample(ctx: PairContext, *, top_k: int, n_random: int,
     ri = np.searchsorted(rows, rq)
     kth = np.where(idx[ri, -1] >= 0, scores[ri, -1], -np.inf)  # a pair at or above it sits in stratum T
     r_sim = ctx.similarity(rq, rc)
-    in_t = r_sim >= kth
+    # ... and so does one of its query's top-k (whose search score and r_sim may differ in the last bit)
+    in_t = (r_sim >= kth) | (idx[ri] == rc[:, None]).any(axis=1)
     rq, rc, r_sim = rq[~in_t], rc[~in_t], r_sim[~in_t]
     rest = ctx.n_unlabelled - size_t
     w_t = np.full(tq.size, size_t / max(tq.size, 1), dtype=np.float64)
