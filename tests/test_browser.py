@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from functools import partial
 
 import pytest
 from _browser import (
@@ -205,6 +206,13 @@ def test_reload_reopens_the_view(server, browser):
     assert not errors, errors
 
 
+def _review_card(page) -> str:
+    """The Suspects card's query and candidate: two suspects may share a candidate (an image two captions fit)."""
+    md = page.locator("[data-testid='stMarkdownContainer']")
+    return (md.filter(has_text=re.compile(r"^\w+ \d+:")).first.inner_text() + " / "
+            + md.filter(has_text=re.compile(r"^Candidate ")).first.inner_text())
+
+
 def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
     errors: list[str] = []
     page = _new_page(browser, errors)
@@ -213,8 +221,7 @@ def test_review_keys_answer_at_once_and_n_always_advances(server, browser):
         return int(re.sub(r"\D", "", page.locator("[data-testid='stMetric']", has_text="Reviewed").first
                           .inner_text().split("\n")[-1]))
 
-    def card() -> str:
-        return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate ")).first.inner_text()
+    card = partial(_review_card, page)
 
     def keys_on() -> None:
         """The page shows the keys' hint once its listener works (app/keys.py): a user presses after that."""
@@ -303,8 +310,7 @@ def test_two_quick_n_presses_after_quick_undos_leave_the_card_moved(server, brow
     errors: list[str] = []
     page = _new_page(browser, errors)
 
-    def card() -> str:
-        return page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^Candidate ")).first.inner_text()
+    card = partial(_review_card, page)
 
     def handled() -> bool:
         return page.evaluate("() => { const g = window.__fnlabKeys; return g.ack === g.log.length; }")
