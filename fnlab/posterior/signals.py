@@ -572,12 +572,11 @@ def _set_products(left: np.ndarray, li: np.ndarray, right: np.ndarray, members: 
     if left.shape[0] * right.shape[0] <= block_entries:  # every product at once: no need to find the rows used
         return (left @ right.T)[li, members].astype(np.float64)
     uniq, inv = np.unique(li, return_inverse=True)
+    vals = np.empty(total, dtype=np.float64)
     if uniq.size * right.shape[0] > 8 * total:
-        vals = np.empty(total, dtype=np.float64)
         for i in range(0, total, step):
             vals[i:i + step] = np.einsum("ij,ij->i", left[li[i:i + step]], right[members[i:i + step]])
         return vals
-    vals = np.empty(total, dtype=np.float64)
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(0, uniq.size + 1))
     block = max(1, block_entries // max(1, right.shape[0]))
