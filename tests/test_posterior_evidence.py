@@ -113,6 +113,37 @@ def test_window_shift_applies_inside_the_window_only_and_checks_the_window():
         lin.log_odds(sig)
 
 
+def test_window_drop_marginalises_the_margin_inside_the_window_only():
+    """Inside the window (``s >= query_threshold``) a dropped feature is marginalised out exactly as a missing one;
+    outside it counts; the field survives a round trip through params."""
+    from scipy.stats import multivariate_normal
+
+    names = ("margin", "query_neighbour")
+    means = np.array([[-0.3, 0.2], [0.0, 0.7]])
+    cov = np.array([[0.04, 0.01], [0.01, 0.09]])
+    lin = LinearEvidence(names, means, cov, 0.1, window_shift=0.5, window=5, window_drop=("margin",))
+    rng = np.random.default_rng(4)
+    n = 40
+    s = torch.from_numpy(rng.uniform(0.2, 0.9, n))
+    sig = P.PairSignals.of(s, torch.from_numpy(rng.uniform(0.2, 0.9, n)),
+                           query_neighbour=torch.from_numpy(rng.uniform(0, 1, n)),
+                           query_threshold=torch.full((n,), 0.55, dtype=torch.float64))
+    sig.window = 5
+    x = features_of(sig, names).numpy()
+    got = lin.log_odds(sig).numpy()
+    for i in range(n):
+        inside = float(s[i]) >= 0.55
+        o = np.array([not inside, True])
+        ref = (math.log(0.1 / 0.9) + (0.5 if inside else 0.0)
+               + multivariate_normal(means[1][o], cov[np.ix_(o, o)]).logpdf(x[i][o])
+               - multivariate_normal(means[0][o], cov[np.ix_(o, o)]).logpdf(x[i][o]))
+        assert got[i] == pytest.approx(ref, abs=1e-8)
+    back = LinearEvidence.from_params(lin.params())
+    assert back.window_drop == ("margin",)
+    np.testing.assert_allclose(back.log_odds(sig).numpy(), got)
+    assert "query_threshold" in LinearEvidence(names, means, cov, 0.1, window_drop=("margin",)).signals
+
+
 # ------------------------------------------------------------------ signals: second view, content
 def slow_view_signals(qv, cv, pos, qk, ck, qi, ci, leave):
     dense = pos.toarray()

@@ -76,7 +76,8 @@ def features_of(signals: PairSignals, names: tuple[str, ...]) -> torch.Tensor:
 @dataclass
 class LinearEvidence:
     """The fitted tied-covariance mixture (module docstring): ``means [2, m]`` (row 0 negative, row 1
-    positive), ``cov [m, m]``, the pool prior ``prior`` and the window's ``window_shift`` (log-odds)."""
+    positive), ``cov [m, m]``, the pool prior ``prior`` and the window's ``window_shift`` (log-odds).
+    ``window_drop``: features marginalised out for pairs inside the window (``s >= query_threshold``)."""
 
     features: tuple[str, ...]
     means: np.ndarray
@@ -84,12 +85,14 @@ class LinearEvidence:
     prior: float
     window_shift: float = 0.0
     window: int = 10
+    window_drop: tuple[str, ...] = ()
     _solved: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def signals(self) -> tuple[str, ...]:
         needs = {sig for f in self.features for sig in FEATURES[f]}
-        return tuple(sorted(needs | ({"query_threshold"} if self.window_shift else set())))
+        windowed = self.window_shift or self.window_drop
+        return tuple(sorted(needs | ({"query_threshold"} if windowed else set())))
 
     def _weights(self, present: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``(w, mid)`` of the log-odds over the features ``present``: ``w = S^-1 (mu+ - mu-)`` and the midpoint
@@ -107,6 +110,18 @@ class LinearEvidence:
         :meth:`log_odds` for pairs whose missing features are marginalised by dropping them."""
         x = features_of(signals, self.features)  # [*, m]
         shape = x.shape[:-1]
+        inside = None
+        if (self.window_shift or self.window_drop) and signals.query_threshold is not None:
+            if signals.window is not None and signals.window != self.window:
+                raise ValueError(f"these signals place pairs in a window of {signals.window} candidates a query, the "
+                                 f"posterior was fitted for {self.window}: build the PairContext with "
+                                 f"window={self.window}")
+            inside = torch.broadcast_to(signals.similarity.double() >= signals.query_threshold.double().to(x.device),
+                                        shape)
+        if inside is not None and self.window_drop:
+            x = x.clone()
+            for name in self.window_drop:
+                x[..., self.features.index(name)][inside] = float("nan")
         flat = x.reshape(-1, len(self.features))
         obs = ~torch.isnan(flat)
         terms = torch.full_like(flat, float("nan"))
@@ -124,13 +139,8 @@ class LinearEvidence:
                 (xo - torch.as_tensor(mid, device=xo.device)) * torch.as_tensor(w, device=xo.device))
         base = torch.full(shape, math.log(self.prior) - math.log1p(-self.prior), dtype=torch.float64,
                           device=x.device)
-        if self.window_shift and signals.query_threshold is not None:
-            if signals.window is not None and signals.window != self.window:
-                raise ValueError(f"these signals place pairs in a window of {signals.window} candidates a query, the "
-                                 f"posterior was fitted for {self.window}: build the PairContext with "
-                                 f"window={self.window}")
-            inside = signals.similarity.double() >= signals.query_threshold.double().to(x.device)
-            base = base + self.window_shift * torch.broadcast_to(inside, shape).double()
+        if self.window_shift and inside is not None:
+            base = base + self.window_shift * inside.double()
         return {n: terms[:, j].reshape(shape) for j, n in enumerate(self.features)}, base
 
     def log_odds(self, signals: PairSignals) -> torch.Tensor:
@@ -144,14 +154,15 @@ class LinearEvidence:
 
     def params(self) -> dict[str, Any]:
         return {"features": list(self.features), "means": self.means.tolist(), "cov": self.cov.tolist(),
-                "prior": self.prior, "window_shift": self.window_shift, "window": self.window}
+                "prior": self.prior, "window_shift": self.window_shift, "window": self.window,
+                "window_drop": list(self.window_drop)}
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> LinearEvidence:
         m = len(p["features"])
         return cls(tuple(p["features"]), np.asarray(p["means"], np.float64).reshape(2, m),
                    np.asarray(p["cov"], np.float64).reshape(m, m), float(p["prior"]), float(p.get("window_shift", 0.0)),
-                   int(p.get("window", 10)))
+                   int(p.get("window", 10)), tuple(p.get("window_drop", ())))
 
 
 def log_density_ratio_torch(x: torch.Tensor, means: np.ndarray, cov: np.ndarray) -> torch.Tensor:

@@ -16,7 +16,8 @@ where the data show it without that bias, and says which:
    rows a scan shows (each query's top ``window`` unlabelled candidates) hold a larger share of matches
    than the pool, so that share is estimated on its own from the transitive signals alone, by Elkan &
    Noto's label frequency (:mod:`fnlab.posterior.labelfreq`), and the log-odds of pairs in the window is
-   shifted so that their mean posterior is that share.
+   shifted so that their mean posterior is that share. There the margin is left out where it ranks those
+   rows against the transitive signals (:data:`MIN_LEAD_AGREEMENT`).
 2. **Near-copies of the labelled positive, learned from the data's own duplicates**
    (:class:`fnlab.posterior.duplicates.DuplicateGroup`). Where no labelled pair shows a transitive signal
    (one labelled candidate a query and one labelled query a candidate), nothing says how close an
@@ -98,6 +99,15 @@ MAX_LABELLED_LEAD = 0.7
 #: (the raw similarity was tried too: it ranked dense class-level matches better and captions worse,
 #: bench/calibration.py)
 LEAD = ("margin",)
+
+#: the margin enters the P of the rows a scan shows (each query's top ``window``) only where it ranks them the way
+#: the transitive signals do (mean Spearman correlation above this); outside them it always does. A labelled pair's margin is imputed where its query has one positive
+#: (:func:`_fit_linear`), so nothing labelled anchors its direction: where a query matches a whole class, the
+#: designated positive sits far above its class-mates for a precise query and the margin ranks matches *below*
+#: non-matches (bench/calibration.py's class-level families: AUROC 0.37-0.41 against the truth, Spearman -0.19 to
+#: -0.21 with ``query_neighbour``; `digits` from scratch: -0.16), while over the pool it still tells a query's class
+#: from the rest (`digits`' pool AUROC 0.964 with it, 0.940 without)
+MIN_LEAD_AGREEMENT = 0.0
 
 #: most rows the mixture for queries without a positive is fitted on
 MAX_DESIGNATED_ROWS = 50_000
@@ -513,9 +523,40 @@ def _fit_linear(sample: _Sample, fixed: float | None, rng: np.random.Generator, 
         reasons.append(f"the EM stopped unconverged after {it} iterations")
     if pi <= PRIOR_FLOOR * 10 or pi >= PRIOR_CAP * 0.9:
         reasons.append(f"the group evidence's prior ran to its bound ({pi:.2g})")
-    linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10))
+    linear = LinearEvidence(names, means, covs[0], pi, window=int(sample.sig.window or 10),
+                            window_drop=_disagreeing_leads(sample, names, unl, shown, notes))
     linear.window_shift, trusted = _window_shift(sample, linear, unbiased, notes, reasons)
     return linear, it, conv, trusted
+
+
+def _disagreeing_leads(sample: _Sample, names: tuple[str, ...], unl: np.ndarray, shown: tuple[str, ...],
+                       notes: list[str]) -> tuple[str, ...]:
+    """The margins of ``names`` (``margin``, ``view_margin``) that rank the window rows against the transitive
+    signals ``shown`` (mean Spearman correlation at most :data:`MIN_LEAD_AGREEMENT`): the posterior leaves them out
+    there (:attr:`LinearEvidence.window_drop`). ``unl`` ``[U, m]``: the sample's features of ``names``, window
+    rows first."""
+    from scipy.stats import spearmanr
+
+    n = sample.n_window
+    trans = [names.index(t) for t in shown if t in names]
+    if n < 20 or not trans:
+        return ()
+    out = []
+    for lead in ("margin", "view_margin"):
+        if lead not in names:
+            continue
+        j = names.index(lead)
+        rhos = []
+        for t in trans:
+            x, y = unl[:n, j], unl[:n, t]
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.sum() >= 20 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
+                rhos.append(float(spearmanr(x[ok], y[ok])[0]))
+        if rhos and np.mean(rhos) <= MIN_LEAD_AGREEMENT:
+            out.append(lead)
+            notes.append(f"{lead} left out of the scanned rows' P: it ranks them against {', '.join(shown)} (Spearman "
+                         f"{np.mean(rhos):+.2f})")
+    return tuple(out)
 
 
 def _weighted_auroc(lab: np.ndarray, unl: np.ndarray, weight: np.ndarray) -> float:
