@@ -147,6 +147,8 @@ def test_pu_finds_duplicates_of_the_positive_with_a_calibrated_prior():
     y = truth[qi, ci]
     assert p[y].min() > 0.9 and np.quantile(p[~y], 0.999) < 0.1
     assert ece(p, y) < 0.01
+    # what P covers is said: only copies can be seen as matches here (an edited copy keeps P near 0)
+    assert any("a low P says 'not a copy', not 'not a match'" in n for n in post.notes), post.notes
     # seeded: the same fit twice
     again = P.fit("pu", ctx, seed=0)
     assert again.params() == post.params()

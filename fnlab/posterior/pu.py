@@ -276,6 +276,11 @@ class PUPosterior:
         linear, it, conv, share_trusted = _fit_linear(sample, fixed, rng, notes, reasons, max_iter=max_iter, tol=tol)
         copies, copy_signals = _fit_copies(sample, notes, seed)
         similar_only = linear is None and (copies is None or not copies.found)
+        if linear is None and copies is not None and copies.found:
+            notes.append("no labelled pair shows a transitive signal, so near-copies of the labelled positive are the "
+                         "only unlabelled matches P can see: a match that is not a near-copy (an edited or reworded "
+                         "document, another item of the same kind) keeps P near 0; a low P says 'not a copy', not "
+                         "'not a match'")
         designated = _fit_designated(sample, notes, every_query=similar_only) if linear is None else None
         similar_only = similar_only and designated is not None
         if similar_only:
