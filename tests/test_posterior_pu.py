@@ -433,3 +433,44 @@ def test_where_only_similarity_tells_a_match_p_ranks_by_it_and_says_uncalibrated
     q2, c2, pos2, _ = planted_retrieval()
     assert not P.fit("pu", P.PairContext(q2, c2, pos2), seed=0).similar_only
 
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), shift=st.floats(-3.0, 3.0), scale=st.floats(0.2, 3.0), seed=st.integers(0, 10**6))
+def test_optimum_at_floor_is_the_sign_of_the_slope_at_prior_zero(n, shift, scale, seed):
+    """The mixture log-likelihood ``sum_i w_i log(1 - pi + pi exp(llr_i))`` has its maximum over ``pi`` at 0 exactly
+    when its slope at 0 is not positive: checked against the slope summed plainly and against the likelihood on a grid."""
+    from fnlab.posterior.gmm import _optimum_at_floor
+
+    rng = np.random.default_rng(seed)
+    llr = shift + scale * rng.standard_normal(n)
+    w = rng.uniform(0.1, 2.0, n)
+    slope = float((w * (np.exp(llr) - 1.0)).sum())
+    assert _optimum_at_floor(llr, w) == (slope <= 0) or abs(slope) < 1e-9 * w.sum()
+    grid = np.linspace(0.0, 0.999, 400)
+    ll = (w[None, :] * np.log1p(grid[:, None] * np.expm1(llr)[None, :])).sum(1)
+    if _optimum_at_floor(llr, w) and slope < -1e-6:
+        assert ll.argmax() == 0
+    if slope > 1e-6:
+        assert ll[1:].max() > ll[0]
+    assert not _optimum_at_floor(np.r_[llr, np.inf], np.r_[w, 1.0])  # a non-finite ratio: no shortcut
+
+
+def test_em_whose_prior_runs_to_its_floor_takes_the_shortcut_to_the_same_fixed_point(monkeypatch):
+    """Labelled rows with a mode no unlabelled row shares: the free prior decays to its floor. The shortcut (the
+    slope test once the labelled rows decide the positive component) ends at the fixed point the full iterations
+    reach, in fewer iterations."""
+    from fnlab.posterior import gmm
+
+    rng = np.random.default_rng(3)
+    lab = np.c_[rng.normal(0.6, 0.1, 400), rng.normal(0.5, 0.1, 400)]
+    unl = np.c_[rng.normal(0.3, 0.2, 20_000), rng.normal(0.2, 0.2, 20_000)]
+    unl[rng.random(20_000) < 0.1, 1] = np.nan  # missing entries, as transitive signals have
+    w = rng.uniform(0.5, 1.5, unl.shape[0])
+    fast = gmm.fit_em(lab, unl, w, prior=None, max_iter=2000, tol=1e-9)
+    monkeypatch.setattr(gmm, "BOUNDARY_SHARE", 0.0)  # never take the shortcut
+    slow = gmm.fit_em(lab, unl, w, prior=None, max_iter=2000, tol=1e-9)
+    assert fast[0] == slow[0] == gmm.PRIOR_FLOOR and fast[4] and slow[4]
+    np.testing.assert_allclose(fast[1], slow[1], atol=1e-8)
+    np.testing.assert_allclose(fast[2], slow[2], atol=1e-8)
+    assert fast[3] < 0.5 * slow[3], (fast[3], slow[3])
