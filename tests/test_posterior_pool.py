@@ -164,10 +164,11 @@ def test_pairwise_and_matrix_paths_agree(monkeypatch):
         torch.testing.assert_close(few[name], many[name], equal_nan=True)
 
 
-@pytest.mark.parametrize("with_pool", [False, True])
-def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(with_pool):
+@pytest.mark.parametrize("with_pool,tries", [(False, 4), (True, 4), (True, 1)])
+def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(with_pool, tries):
     """Calibrated FNE's one-negative draw (a base-weight draw kept with probability 1 - P) follows
-    ``weights() / sum``: the same anchor repeated 30,000 times, frequencies within 5 standard errors."""
+    ``weights() / sum``: the same anchor repeated 30,000 times, frequencies within 5 standard errors; whether the
+    tries are made one at a time or ``tries_per_round`` at a time (the first kept one taken)."""
     ev = random_pool(1, 12, 4, seed=7)
     reps = 30_000
     ev = PoolEvidence(ev.anchors.expand(reps, -1), ev.candidates, ev.partners, ev.candidate_ids, ev.partner_ids,
@@ -177,6 +178,7 @@ def test_calibrated_fne_draws_by_rejection_in_the_distribution_of_its_weights(wi
     post = PUPosterior(linear=LinearEvidence(("margin", "query_neighbour"), np.array([[-0.8, -0.5], [0.0, 0.6]]),
                                              np.array([[0.1, 0.0], [0.0, 0.1]]), 0.4), pos_mean=0.5)
     smp = S.build("fne", posterior=post, margin=1.2)
+    smp.tries_per_round = tries
     ctx = {"ctx": as_ctx(ev)} if with_pool else {}
     want = smp.weights(sims[:1], pos_sims[:1], ev.positive_mask[:1].contiguous(),
                        **({"ctx": as_ctx(ev.rows(torch.arange(reps) == 0))} if with_pool else {}))[0]

@@ -824,6 +824,24 @@ def test_single_draw_matches_weight_proportions(dtype):
     g = torch.Generator().manual_seed(3)
     n = 20000
     draws = torch.cat([_draw_one(w, g) for _ in range(n)], dim=1)
+    _check_draw_frequencies(w, draws, n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_many_draws_a_row_match_weight_proportions(dtype):
+    """``draw_many(w, t)``: t independent draws per row in one call (FNE's rejection tries), the distribution of
+    torch.multinomial(w, t, replacement=True); zero weights never drawn."""
+    from fnlab.samplers.base import draw_many
+
+    w = torch.tensor([[0.0, 1.0, 0.0, 3.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 2.0],
+                      [0.0, 0.0, 0.0, 0.0, 1e-3, 0.0]], dtype=dtype)
+    n = 20000
+    draws = draw_many(w, n, torch.Generator().manual_seed(4))
+    assert draws.shape == (3, n)
+    _check_draw_frequencies(w, draws, n)
+
+
+def _check_draw_frequencies(w: torch.Tensor, draws: torch.Tensor, n: int) -> None:
     for row in range(w.shape[0]):
         freq = torch.bincount(draws[row], minlength=w.shape[1]).double() / n
         expected = (w[row] / w[row].sum()).double()

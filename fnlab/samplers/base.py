@@ -307,19 +307,26 @@ class Sampler:
 
 
 def _draw_one(w: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One multinomial draw per row of ``w [B, M]`` (rows with positive mass) -> ``[B, 1]``.
+    """One multinomial draw per row of ``w [B, M]`` (rows with positive mass) -> ``[B, 1]``: :func:`draw_many`
+    with ``t = 1``. Inverse-CDF sampling replaced ``torch.multinomial``, whose per-row set-up dominated a
+    128 x 8352 FNE step on CPU (bench/sampler_speed.py)."""
+    return draw_many(w, 1, generator)
 
-    Inverse-CDF sampling: ``u ~ U[0, total)`` per row, then the first index whose cumulative
-    weight exceeds ``u``. The same distribution as ``torch.multinomial(w, 1)``, but one cumsum
-    and a binary search instead of multinomial's per-row set-up, which dominated a
-    128 x 8352 FNE step on CPU (bench/sampler_speed.py). A zero weight is never drawn: its
-    cumulative value equals its predecessor's, so it is never the first to exceed ``u``; rows
-    where rounding in a parallel cumsum could break that are redrawn with ``torch.multinomial``.
+
+def draw_many(w: torch.Tensor, t: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``t`` independent multinomial draws (with replacement) per row of ``w [B, M]`` (rows with positive mass)
+    -> ``[B, t]``.
+
+    Inverse-CDF sampling: ``u ~ U[0, total)`` per draw, then the first index whose cumulative weight exceeds
+    ``u``: one cumsum per row for all ``t`` draws, the distribution of ``torch.multinomial(w, t, replacement=True)``.
+    A zero weight is never drawn: its cumulative value equals its predecessor's, so it is never the first to
+    exceed ``u``; draws where rounding in a parallel cumsum could break that are redrawn with ``torch.multinomial``.
     """
     cdf = w.cumsum(dim=1, dtype=torch.float64 if w.dtype == torch.float64 else torch.float32)
-    u = torch.rand((w.shape[0], 1), generator=generator, device=w.device, dtype=cdf.dtype) * cdf[:, -1:]
+    u = torch.rand((w.shape[0], int(t)), generator=generator, device=w.device, dtype=cdf.dtype) * cdf[:, -1:]
     idx = torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[1] - 1)
-    bad = w.gather(1, idx)[:, 0] <= 0
+    bad = w.gather(1, idx) <= 0
     if bool(bad.any()):
-        idx[bad] = torch.multinomial(w[bad], 1, generator=generator)
+        br, bj = bad.nonzero(as_tuple=True)
+        idx[br, bj] = torch.multinomial(w[br], 1, generator=generator)[:, 0]
     return idx

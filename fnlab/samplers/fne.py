@@ -10,7 +10,7 @@ import torch
 
 from fnlab.retrieval.hooks import EpochContext, SampleContext
 
-from .base import Sampler, check_inputs, topk_mask
+from .base import Sampler, check_inputs, draw_many, topk_mask
 from .registry import register
 from .semihard import below_semihard_mask, semihard_mask
 
@@ -132,8 +132,10 @@ class FNESampler(Sampler):
     """
 
     needs_warmup = True  # the paper's first epoch is plain VSE++ before FNE samples
-    #: calibrated draws: rejection rounds before an anchor is drawn from its exact weights
+    #: calibrated draws: rejection tries before an anchor is drawn from its exact weights, made
+    #: ``tries_per_round`` at a time (P at all of a round's draws in one call)
     max_tries = 8
+    tries_per_round = 4
     #: rule 'keep': bands up to this size are drawn from their exact weights; larger ones by rejection below the
     #: P quantile of a ``quantile_sample`` of the band (P at every pair of a whole pool would cost a step)
     exact_band = 512
@@ -363,9 +365,10 @@ class FNESampler(Sampler):
         Calibrated mode with a posterior draws one negative per anchor by rejection, in the same
         distribution as the weights ``exp(-tau (s - s+)^2) (1 - P)`` above the cut: a candidate is drawn
         from the base weights above the cut and kept with probability ``1 - P``, which needs ``P`` (and
-        the pool's signals) at the drawn pairs only, about ``B / E[1 - P]`` of them, instead of at every
-        pair above the cut. Anchors that keep nothing in ``max_tries`` rounds, or have nothing above the
-        cut, are drawn from their exact weights (:meth:`weights`; an emptied row falls back to the base weights).
+        the pool's signals) at the drawn pairs only instead of at every pair above the cut. The tries are
+        made :attr:`tries_per_round` at a time: independent draws with their P in one call, the first kept one
+        taken (the law of trying one after another). Anchors that keep nothing in ``max_tries`` tries, or have
+        nothing above the cut, are drawn from their exact weights (:meth:`weights`; an emptied row falls back to the base weights).
         ``rule="drop"`` draws the same way and keeps a candidate when ``P < drop_above``. ``rule="keep"`` draws a
         band of at most :attr:`exact_band` candidates from its exact weights; a larger band (a wide window, the
         whole pool) keeps a draw when its P is at most the ``keep_fraction`` quantile of P over a uniform sample of
@@ -396,21 +399,28 @@ class FNESampler(Sampler):
                     fb = self._fallback_weights(sims[rows], pos_sims[rows], positive_mask[rows], ctx.rows(left))
                     out[rows] = self._draw(fb.masked_fill(positive_mask[rows], 0.0), sims[rows], 1, generator)[:, 0]
                     todo &= ~left
-            for _ in range(self.max_tries):
+            tried = 0
+            while tried < self.max_tries:
                 rows = todo.nonzero(as_tuple=True)[0]
                 if not rows.numel():
                     break
-                cols = self._draw(base[rows], sims[rows], 1, generator)[:, 0]
-                p = self._prob_at(post, sims, pos_sims, rows, cols, pool)
+                t = min(int(self.tries_per_round), self.max_tries - tried)
+                w = base[rows]
+                cols = draw_many(w.float() if w.dtype == torch.float64 else w, t, generator)  # [R, t]
+                p = self._prob_at(post, sims, pos_sims, rows[:, None].expand(-1, t).reshape(-1), cols.reshape(-1),
+                                  pool).reshape(cols.shape)
                 if self.rule == "drop":
                     kept = p < self.drop_above
                 elif ranked:
-                    kept = p <= threshold[rows]
+                    kept = p <= threshold[rows][:, None]
                 else:
-                    u = torch.rand(rows.shape, generator=generator, device=sims.device, dtype=p.dtype)
+                    u = torch.rand(cols.shape, generator=generator, device=sims.device, dtype=p.dtype)
                     kept = u >= p  # probability 1 - P
-                out[rows[kept]] = cols[kept]
-                todo[rows[kept]] = False
+                hit = kept.any(dim=1)
+                first = kept.to(torch.uint8).argmax(dim=1)  # the first kept try of each row
+                out[rows[hit]] = cols[hit, first[hit]]
+                todo[rows[hit]] = False
+                tried += t
             rest = todo | (base.sum(dim=1) <= 0)
             if ranked:
                 rest |= (base > 0).sum(dim=1) <= self.exact_band
