@@ -463,9 +463,9 @@ def test_em_whose_prior_runs_to_its_floor_takes_the_shortcut_to_the_same_fixed_p
     from fnlab.posterior import gmm
 
     rng = np.random.default_rng(3)
-    lab = np.c_[rng.normal(0.6, 0.1, 400), rng.normal(0.5, 0.1, 400)]
-    unl = np.c_[rng.normal(0.3, 0.2, 20_000), rng.normal(0.2, 0.2, 20_000)]
-    unl[rng.random(20_000) < 0.1, 1] = np.nan  # missing entries, as transitive signals have
+    lab = np.c_[rng.normal(0.6, 0.1, 100), rng.normal(0.5, 0.1, 100)]
+    unl = np.c_[rng.normal(0.3, 0.2, 10_000), rng.normal(0.2, 0.2, 10_000)]
+    unl[rng.random(10_000) < 0.1, 1] = np.nan  # missing entries, as transitive signals have
     w = rng.uniform(0.5, 1.5, unl.shape[0])
     fast = gmm.fit_em(lab, unl, w, prior=None, max_iter=2000, tol=1e-9)
     monkeypatch.setattr(gmm, "BOUNDARY_SHARE", 0.0)  # never take the shortcut
