@@ -5,7 +5,6 @@ Best Bin Estimation of a mixture proportion.
   in the features; labelled rows belong to the positive component; missing entries are handled as in
   Ghahramani & Jordan, "Supervised learning from incomplete data via an EM approach" (NIPS 1994): the
   E-step imputes each component's conditional mean and adds its conditional covariance.
-* :func:`log_density_ratio`: ``log N+(x) - log N-(x)`` with missing entries marginalised out exactly.
   Where the positive component finds no mode of its own among the unlabelled rows, the free prior decays
   geometrically to its floor, a decade every 17-30 iterations. Once the unlabelled rows carry under
   :data:`BOUNDARY_SHARE` of the positive component's weight, its parameters are the labelled rows' and the
@@ -13,6 +12,7 @@ Best Bin Estimation of a mixture proportion.
   is the floor exactly when its slope there is not positive, ``sum_i w_i (f+(x_i) / f-(x_i) - 1) <= 0`` over the
   unlabelled rows. The EM then sets the prior to the floor and converges the components with it fixed: the fixed
   point the free iterations would reach, in a third to a half of the iterations.
+* :func:`log_density_ratio`: ``log N+(x) - log N-(x)`` with missing entries marginalised out exactly.
 * :func:`best_bin_prior`: Garg, Wu, Smola, Balakrishnan & Lipton, "Mixture proportion estimation and PU
   learning: a modern approach" (NeurIPS 2021).
 """

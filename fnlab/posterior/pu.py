@@ -101,8 +101,9 @@ MAX_LABELLED_LEAD = 0.7
 LEAD = ("margin",)
 
 #: the margin enters the P of the rows a scan shows (each query's top ``window``) only where it ranks them the way
-#: the transitive signals do (mean Spearman correlation above this); outside them it always does. A labelled pair's margin is imputed where its query has one positive
-#: (:func:`_fit_linear`), so nothing labelled anchors its direction: where a query matches a whole class, the
+#: the transitive signals do (mean Spearman correlation above this); outside them it always does. A labelled pair's
+#: margin is imputed where its query has one positive (:func:`_fit_linear`), so nothing labelled anchors its
+#: direction: where a query matches a whole class, the
 #: designated positive sits far above its class-mates for a precise query and the margin ranks matches *below*
 #: non-matches (bench/calibration.py's class-level families: AUROC 0.37-0.41 against the truth, Spearman -0.19 to
 #: -0.21 with ``query_neighbour``; `digits` from scratch: -0.16), while over the pool it still tells a query's class
